@@ -1,0 +1,125 @@
+//! The seam between the runtime and foreign functions. The runtime knows
+//! nothing of Python, Lua or C: it resolves required names and sends calls
+//! through a [`Host`], which the embedder (CLI plugins, the Python package, a
+//! C program) provides.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::value::Value;
+
+/// How a foreign function is called: `f(x)` or `=f=(x)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallMode {
+    /// In a worker thread of the host process.
+    Thread,
+    /// In a separate worker process, so CPU-bound calls use every core.
+    Process,
+}
+
+/// A required name as written: `require os.path.join from python;` gives
+/// path `["os", "path", "join"]` and `from` = `Some("python")`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ForeignName {
+    pub path: Vec<String>,
+    pub from: Option<String>,
+}
+
+impl ForeignName {
+    pub fn new(dotted: &str) -> Self {
+        ForeignName { path: dotted.split('.').map(str::to_owned).collect(), from: None }
+    }
+
+    pub fn dotted(&self) -> String {
+        self.path.join(".")
+    }
+}
+
+impl fmt::Display for ForeignName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.dotted())?;
+        if let Some(from) = &self.from {
+            write!(f, " from {from}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForeignErrorKind {
+    /// The host has no such function (any more).
+    NotFound,
+    /// An argument could not be converted for the foreign side.
+    BadArguments,
+    /// The foreign code raised an exception or error.
+    Raised,
+    /// The worker running the call died.
+    WorkerCrashed,
+    /// A bug or resource failure in the host or plugin.
+    Internal,
+}
+
+impl ForeignErrorKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ForeignErrorKind::NotFound => "not found",
+            ForeignErrorKind::BadArguments => "bad arguments",
+            ForeignErrorKind::Raised => "raised",
+            ForeignErrorKind::WorkerCrashed => "worker crashed",
+            ForeignErrorKind::Internal => "internal error",
+        }
+    }
+}
+
+/// A failed foreign call, as the host reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForeignError {
+    pub kind: ForeignErrorKind,
+    /// For `Raised`, conventionally `Type: message` (e.g. `ValueError: bad input`).
+    pub message: String,
+    pub traceback: Option<String>,
+}
+
+impl ForeignError {
+    pub fn new(kind: ForeignErrorKind, message: impl Into<String>) -> Self {
+        ForeignError { kind, message: message.into(), traceback: None }
+    }
+
+    pub fn with_traceback(mut self, traceback: impl Into<String>) -> Self {
+        self.traceback = Some(traceback.into());
+        self
+    }
+}
+
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<Value, ForeignError>> + Send + 'static>>;
+
+/// What a workflow needs from its environment of foreign functions.
+///
+/// One `Host` serves one workflow (it may hold that workflow's private
+/// foreign state); `call` may be invoked again before earlier calls finish,
+/// which is how calls in `para` overlap. Dropping a returned future means the
+/// result is no longer wanted (the workflow was cancelled).
+pub trait Host: Send + Sync {
+    /// Called by the resolver before anything runs. `Err` explains why the
+    /// name cannot be provided; it becomes a resolve error at the `require`.
+    fn resolve(&self, name: &ForeignName) -> Result<(), String>;
+
+    /// Calls a name that `resolve` accepted.
+    fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture;
+}
+
+/// A host that provides nothing: workflows without `require` need no other.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHost;
+
+impl Host for NoHost {
+    fn resolve(&self, _name: &ForeignName) -> Result<(), String> {
+        Err("no language plugin is loaded".into())
+    }
+
+    fn call(&self, name: &ForeignName, _args: Vec<Value>, _mode: CallMode) -> CallFuture {
+        let err = ForeignError::new(ForeignErrorKind::NotFound, format!("`{name}` is not provided"));
+        Box::pin(async move { Err(err) })
+    }
+}

@@ -1,0 +1,220 @@
+//! The interpreter. Statements and expressions without tasks run on a plain
+//! synchronous tree walk (`exec`/`eval`), so loops of pure computation never
+//! touch a future. Only nodes that contain a task or a `para` block take the
+//! async path in `tasks.rs`, which hands task-free children back here.
+
+mod tasks;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::diagnostic::{Diagnostic, Span, Stage};
+use crate::foreign::Host;
+use crate::ir::{Expr, ExprKind, Program, Slot, Stmt, StmtKind};
+use crate::ops;
+use crate::syntax::ast::BinaryOp;
+use crate::value::Value;
+
+/// Where `print` goes. The CLI writes to stdout; embedders route it
+/// elsewhere (the Python package to `sys.stdout`).
+pub trait Output: Send + Sync {
+    /// One printed value, without the trailing newline.
+    fn print(&self, text: &str);
+}
+
+/// Writes each printed line to the process's standard output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stdout;
+
+impl Output for Stdout {
+    fn print(&self, text: &str) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (`oxiida run wf.ox | head`) must not abort the workflow.
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.write_all(b"\n"));
+    }
+}
+
+/// How much a workflow may run at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Tasks (shell processes, foreign calls) running at the same time,
+    /// across the whole workflow.
+    pub max_tasks: usize,
+    /// Iterations of one `para for` in flight at the same time.
+    pub max_fanout: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        Limits { max_tasks: (cores * 8).max(32), max_fanout: 256 }
+    }
+}
+
+/// The workflow's variables when it ended, in order of first assignment.
+pub type Variables = Vec<(Arc<str>, Value)>;
+
+pub(crate) type Frame = Vec<Option<Value>>;
+pub(crate) type Fallible<T> = Result<T, Box<Diagnostic>>;
+
+/// What a statement tells the loop around it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Next,
+    Break,
+    Continue,
+}
+
+/// Runs a resolved program to its end.
+pub async fn execute(program: &Program, host: &dyn Host, out: &dyn Output, limits: Limits) -> Result<Variables, Diagnostic> {
+    let interp = Interpreter { program, host, out, limits, tasks: Semaphore::new(limits.max_tasks.max(1)) };
+    let mut frame: Frame = vec![None; program.slot_names.len()];
+    interp.block(&program.body, &mut frame).await.map_err(|e| *e)?;
+    Ok(program
+        .outputs
+        .iter()
+        .filter_map(|&slot| Some((program.slot_names[slot as usize].clone(), frame[slot as usize].clone()?)))
+        .collect())
+}
+
+pub(crate) struct Interpreter<'a> {
+    program: &'a Program,
+    host: &'a dyn Host,
+    out: &'a dyn Output,
+    limits: Limits,
+    /// Bounds running tasks (`Limits::max_tasks`).
+    tasks: Semaphore,
+}
+
+pub(crate) fn error(span: Span, message: impl Into<String>) -> Box<Diagnostic> {
+    Box::new(Diagnostic::new(Stage::Runtime, span, message))
+}
+
+impl Interpreter<'_> {
+    fn load(&self, slot: Slot, span: Span, frame: &Frame) -> Fallible<Value> {
+        match &frame[slot as usize] {
+            Some(v) => Ok(v.clone()),
+            None => {
+                let name = &self.program.slot_names[slot as usize];
+                Err(Box::new(
+                    Diagnostic::new(Stage::Runtime, span, format!("`{name}` has no value here"))
+                        .with_label(format!("the statement that assigns `{name}` has not run (a branch not taken, or a loop that ran zero times)")),
+                ))
+            }
+        }
+    }
+
+    fn print(&self, v: &Value) {
+        match v {
+            Value::Str(s) => self.out.print(s),
+            other => self.out.print(&other.to_string()),
+        }
+    }
+
+    /// Conditions and `and`/`or`/`!` operands must be Bool: no truthiness.
+    fn truth(v: Value, span: Span, what: &str) -> Fallible<bool> {
+        match v {
+            Value::Bool(b) => Ok(b),
+            other => Err(Box::new(
+                Diagnostic::new(Stage::Runtime, span, format!("{what} must be a Bool, found {}", other.type_name()))
+                    .with_hint("oxiida has no truthiness: compare explicitly, e.g. `x != 0` or `len(xs) > 0`"),
+            )),
+        }
+    }
+
+    fn exec(&self, s: &Stmt, f: &mut Frame) -> Fallible<Flow> {
+        match &s.kind {
+            StmtKind::Expr(e) => {
+                self.eval(e, f)?;
+            }
+            StmtKind::Print(e) => {
+                let v = self.eval(e, f)?;
+                self.print(&v);
+            }
+            StmtKind::Break => return Ok(Flow::Break),
+            StmtKind::Continue => return Ok(Flow::Continue),
+            StmtKind::Block(body) => {
+                for s in body {
+                    let flow = self.exec(s, f)?;
+                    if flow != Flow::Next {
+                        return Ok(flow);
+                    }
+                }
+            }
+            StmtKind::If { cond, then, els } => {
+                if Self::truth(self.eval(cond, f)?, cond.span, "the condition of `if`")? {
+                    return self.exec(then, f);
+                } else if let Some(els) = els {
+                    return self.exec(els, f);
+                }
+            }
+            StmtKind::While { cond, body } => {
+                while Self::truth(self.eval(cond, f)?, cond.span, "the condition of `while`")? {
+                    if self.exec(body, f)? == Flow::Break {
+                        break;
+                    }
+                }
+            }
+            StmtKind::For { var, iter, body } => {
+                let items = ops::iterate(&self.eval(iter, f)?).map_err(|m| error(iter.span, m))?;
+                for item in items {
+                    f[*var as usize] = Some(item);
+                    if self.exec(body, f)? == Flow::Break {
+                        break;
+                    }
+                }
+            }
+            StmtKind::Nop => {}
+            StmtKind::Para(_) | StmtKind::ParaFor { .. } => unreachable!("the resolver marks `para` as async"),
+        }
+        Ok(Flow::Next)
+    }
+
+    fn eval(&self, e: &Expr, f: &mut Frame) -> Fallible<Value> {
+        match &e.kind {
+            ExprKind::Const(v) => Ok(v.clone()),
+            ExprKind::Var(slot) => self.load(*slot, e.span, f),
+            ExprKind::Assign(slot, value) => {
+                let v = self.eval(value, f)?;
+                f[*slot as usize] = Some(v.clone());
+                Ok(v)
+            }
+            ExprKind::Unary { op, expr } => {
+                let v = self.eval(expr, f)?;
+                ops::unary(*op, &v).map_err(|m| error(e.span, m))
+            }
+            ExprKind::Binary { op: op @ (BinaryOp::And | BinaryOp::Or), lhs, rhs, .. } => {
+                let a = Self::truth(self.eval(lhs, f)?, lhs.span, &format!("the left operand of `{}`", op.symbol()))?;
+                if a == (*op == BinaryOp::Or) {
+                    return Ok(Value::Bool(a));
+                }
+                let b = Self::truth(self.eval(rhs, f)?, rhs.span, &format!("the right operand of `{}`", op.symbol()))?;
+                Ok(Value::Bool(b))
+            }
+            ExprKind::Binary { op, op_span, lhs, rhs } => {
+                let a = self.eval(lhs, f)?;
+                let b = self.eval(rhs, f)?;
+                ops::binary(*op, &a, &b).map_err(|m| error(*op_span, m))
+            }
+            ExprKind::Builtin { function, args } => {
+                let args = args.iter().map(|a| self.eval(a, f)).collect::<Fallible<Vec<_>>>()?;
+                function.call(&args).map_err(|m| error(e.span, m))
+            }
+            ExprKind::Field { expr, name } => {
+                let v = self.eval(expr, f)?;
+                ops::field(&v, name).map_err(|m| error(e.span, m))
+            }
+            ExprKind::Index { expr, index } => {
+                let v = self.eval(expr, f)?;
+                let i = self.eval(index, f)?;
+                ops::index(&v, &i).map_err(|m| error(index.span, m))
+            }
+            ExprKind::Array(items) => Ok(Value::array(items.iter().map(|a| self.eval(a, f)).collect::<Fallible<_>>()?)),
+            ExprKind::Foreign { .. } | ExprKind::Shell { .. } | ExprKind::ShellPipe(_) => {
+                unreachable!("the resolver marks tasks as async")
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The resolved program: what the interpreter runs. Names are slots,
+//! functions are builtins or indices into the required table, and every node
+//! knows whether it can await (so pure computation never does).
+
+use std::sync::Arc;
+
+use crate::builtins::Builtin;
+use crate::diagnostic::Span;
+use crate::foreign::{CallMode, ForeignName};
+use crate::syntax::ast::{BinaryOp, UnaryOp};
+use crate::value::Value;
+
+pub type Slot = u32;
+
+#[derive(Debug)]
+pub struct Program {
+    pub body: Vec<Stmt>,
+    /// Variable names by slot.
+    pub slot_names: Vec<Arc<str>>,
+    /// Required functions, indexed by `ExprKind::Foreign::function`.
+    pub foreign: Vec<Foreign>,
+    /// Variables readable at the end of the program, in order of first
+    /// assignment: what an embedder gets back.
+    pub outputs: Vec<Slot>,
+}
+
+#[derive(Debug)]
+pub struct Foreign {
+    /// The name the workflow calls it by (alias or last path part).
+    pub binding: String,
+    pub name: ForeignName,
+}
+
+#[derive(Debug)]
+pub struct Stmt {
+    pub kind: StmtKind,
+    pub span: Span,
+    /// No task and no `para` inside: runs on the synchronous path.
+    pub sync: bool,
+}
+
+#[derive(Debug)]
+pub struct Branch {
+    pub stmt: Stmt,
+    /// Slots this branch alone creates; copied out when the block joins.
+    pub exports: Vec<Slot>,
+}
+
+#[derive(Debug)]
+pub enum StmtKind {
+    Expr(Expr),
+    Print(Expr),
+    Break,
+    Continue,
+    Block(Vec<Stmt>),
+    Para(Vec<Branch>),
+    If { cond: Expr, then: Box<Stmt>, els: Option<Box<Stmt>> },
+    While { cond: Expr, body: Box<Stmt> },
+    For { var: Slot, iter: Expr, body: Box<Stmt> },
+    ParaFor { var: Slot, iter: Expr, body: Box<Stmt> },
+    /// `require` does its work at resolve time.
+    Nop,
+}
+
+#[derive(Debug)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+    /// Contains a shell task or foreign call, so must be awaited.
+    pub task: bool,
+}
+
+#[derive(Debug)]
+pub enum ExprKind {
+    Const(Value),
+    Var(Slot),
+    Assign(Slot, Box<Expr>),
+    Unary { op: UnaryOp, expr: Box<Expr> },
+    Binary { op: BinaryOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
+    Builtin { function: Builtin, args: Vec<Expr> },
+    Foreign { function: usize, args: Vec<Expr>, mode: CallMode },
+    Field { expr: Box<Expr>, name: Arc<str> },
+    Index { expr: Box<Expr>, index: Box<Expr> },
+    Array(Vec<Expr>),
+    Shell { cmd: Box<Expr>, args: Vec<Expr>, stdin: Option<Box<Expr>> },
+    ShellPipe(Vec<Vec<String>>),
+}

@@ -1,0 +1,58 @@
+//! oxiida: a small workflow language whose runtime calls functions written in
+//! other languages.
+//!
+//! The stages, each in its own module: [`syntax`] (lexer and parser) →
+//! `resolve` (checks, slots) → [`interp`] (runs on tokio). Foreign functions
+//! are reached only through the [`foreign::Host`] seam.
+//!
+//! ```
+//! let src = oxiida::Source::new("demo.ox", "x = 2 ^ 10; print x;");
+//! let program = oxiida::compile(&src, &oxiida::foreign::NoHost).unwrap();
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+//! let vars = rt
+//!     .block_on(oxiida::execute(&program, &oxiida::foreign::NoHost, &oxiida::interp::Stdout, Default::default()))
+//!     .unwrap();
+//! assert_eq!(vars[0].1, oxiida::value::Value::Int(1024));
+//! ```
+
+mod builtins;
+pub mod diagnostic;
+pub mod foreign;
+pub mod interp;
+pub mod ir;
+mod ops;
+mod resolve;
+mod shell;
+pub mod syntax;
+pub mod value;
+
+pub use diagnostic::{Diagnostic, Stage};
+pub use interp::{execute, Limits, Output, Variables};
+
+/// A workflow's text and the name its diagnostics show.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
+        Source { name: name.into(), text: text.into() }
+    }
+
+    /// Renders diagnostics about this source (see [`diagnostic::render`]).
+    pub fn render(&self, diagnostics: &[Diagnostic], color: bool) -> String {
+        diagnostic::render(diagnostics, &self.name, &self.text, color)
+    }
+}
+
+/// Parses and resolves a workflow: every error found before running, or a
+/// program ready for [`execute`]. Required names are checked against `host`.
+pub fn compile(source: &Source, host: &dyn foreign::Host) -> Result<ir::Program, Vec<Diagnostic>> {
+    let (ast, errors) = syntax::parse(&source.text);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    resolve::resolve(&ast, &source.text, host)
+}

@@ -1,0 +1,154 @@
+//! The `oxiida` command-line tool.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use oxiida::foreign::NoHost;
+use oxiida::interp::Stdout;
+use oxiida::{Diagnostic, Limits, Source, Stage};
+
+/// Exit statuses, as the language reference fixes them.
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_NOT_RUN: u8 = 65;
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Deeply nested workflows recurse in the parser and resolver; a roomy stack
+/// (reserved, not committed) keeps pathological input an error, not a crash.
+const STACK_BYTES: usize = 256 << 20;
+
+#[derive(Parser)]
+#[command(
+    name = "oxiida",
+    version,
+    about = "Run oxiida workflows: shell tasks and foreign functions, in sequence or in parallel",
+    after_help = "Examples:\n  oxiida run examples/hello.ox\n  oxiida check workflow.ox\n  oxiida run --max-tasks 4 workflow.ox\n\nExit status: 0 success, 1 runtime error, 2 usage error, 65 errors found before running."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a workflow, then run it
+    Run {
+        /// The workflow file (.ox)
+        file: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Check a workflow for syntax and name errors without running anything
+    Check {
+        /// The workflow file (.ox)
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct LimitArgs {
+    /// Most tasks (shell commands, foreign calls) running at once [default: 8 per core, at least 32]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_tasks: Option<u32>,
+    /// Most iterations of one `para for` in flight at once [default: 256]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_fanout: Option<u32>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        if let Some(n) = self.max_tasks {
+            limits.max_tasks = n as usize;
+        }
+        if let Some(n) = self.max_fanout {
+            limits.max_fanout = n as usize;
+        }
+        limits
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let worker = std::thread::Builder::new().name("oxiida".into()).stack_size(STACK_BYTES).spawn(move || dispatch(cli));
+    match worker.map(|w| w.join()) {
+        Ok(Ok(code)) => ExitCode::from(code),
+        // The panic message has already been printed.
+        _ => ExitCode::from(70),
+    }
+}
+
+fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run { file, limits } => run(&file, limits.limits()),
+        Command::Check { file } => check(&file),
+    }
+}
+
+fn load(path: &Path) -> Result<Source, u8> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Source::new(path.display().to_string(), text)),
+        Err(e) => {
+            eprintln!("oxiida: cannot read {}: {e}", path.display());
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
+fn report(source: &Source, diagnostics: &[Diagnostic]) -> u8 {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    eprint!("{}", source.render(diagnostics, color));
+    if diagnostics.iter().all(|d| d.stage == Stage::Runtime) {
+        return EXIT_RUNTIME;
+    }
+    let n = diagnostics.len();
+    eprintln!("oxiida: {n} error{} found in {}; nothing was run", if n == 1 { "" } else { "s" }, source.name);
+    EXIT_NOT_RUN
+}
+
+fn check(path: &Path) -> u8 {
+    let source = match load(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match oxiida::compile(&source, &NoHost) {
+        Ok(_) => {
+            println!("{}: ok", source.name);
+            0
+        }
+        Err(diagnostics) => report(&source, &diagnostics),
+    }
+}
+
+fn run(path: &Path, limits: Limits) -> u8 {
+    let source = match load(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let program = match oxiida::compile(&source, &NoHost) {
+        Ok(p) => p,
+        Err(diagnostics) => return report(&source, &diagnostics),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oxiida: cannot start the runtime: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    runtime.block_on(async {
+        tokio::select! {
+            done = oxiida::execute(&program, &NoHost, &Stdout, limits) => match done {
+                Ok(_) => 0,
+                Err(d) => report(&source, &[d]),
+            },
+            // Leaving `select!` drops the workflow, which kills its processes.
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("oxiida: interrupted; the workflow was cancelled");
+                EXIT_INTERRUPTED
+            }
+        }
+    })
+}

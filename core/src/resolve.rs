@@ -1,0 +1,524 @@
+//! The resolver: checks a parsed program before anything runs and lowers it
+//! to `ir`. It enforces the scoping and `para` rules of the spec, binds every
+//! variable to a slot (the interpreter never hashes a name) and asks the host
+//! for every required name. All problems are collected, not just the first.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::builtins::Builtin;
+use crate::diagnostic::{Diagnostic, Span, Stage};
+use crate::foreign::{CallMode, ForeignName, Host};
+use crate::ir::{self, Slot};
+use crate::syntax::ast::{self, BlockKind, ExprKind, StmtKind};
+use crate::value::Value;
+
+/// Deeper nesting than this is refused rather than risking the stack.
+const MAX_DEPTH: usize = 200;
+
+pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host) -> Result<ir::Program, Vec<Diagnostic>> {
+    let mut r = Resolver {
+        host,
+        source,
+        errors: Vec::new(),
+        slot_names: Vec::new(),
+        slots: HashMap::new(),
+        foreign: Vec::new(),
+        required: HashMap::new(),
+        scope: Scope::default(),
+        loop_ctx: LoopCtx::None,
+        depth: 0,
+        too_deep: false,
+    };
+    let body = r.stmts(&program.stmts);
+    if !r.errors.is_empty() {
+        return Err(r.errors);
+    }
+    let mut outputs: Vec<Slot> = r.scope.defined.iter().map(|n| r.slots[n]).collect();
+    outputs.sort_unstable();
+    Ok(ir::Program { body, slot_names: r.slot_names, foreign: r.foreign, outputs })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LoopCtx {
+    None,
+    Loop,
+    ParaFor,
+}
+
+/// What the statements at one point of the program may read and write.
+#[derive(Clone, Default)]
+struct Scope {
+    /// Assigned by an earlier statement (in program order).
+    defined: HashSet<String>,
+    /// Variables of an enclosing scope that this `para` branch may not rebind.
+    frozen: HashSet<String>,
+    /// Names that exist but cannot be read here, with the reason.
+    gone: HashMap<String, String>,
+}
+
+struct Resolver<'a> {
+    host: &'a dyn Host,
+    source: &'a str,
+    errors: Vec<Diagnostic>,
+    slot_names: Vec<Arc<str>>,
+    slots: HashMap<String, Slot>,
+    foreign: Vec<ir::Foreign>,
+    /// Binding name -> (index into `foreign`, where it was required).
+    required: HashMap<String, (usize, Span)>,
+    scope: Scope,
+    loop_ctx: LoopCtx,
+    depth: usize,
+    too_deep: bool,
+}
+
+impl Resolver<'_> {
+    fn error(&mut self, span: Span, message: impl Into<String>) -> &mut Diagnostic {
+        self.errors.push(Diagnostic::new(Stage::Resolve, span, message));
+        self.errors.last_mut().expect("just pushed")
+    }
+
+    fn line_of(&self, span: Span) -> usize {
+        self.source.get(..span.start).map_or(0, |s| s.matches('\n').count()) + 1
+    }
+
+    fn slot(&mut self, name: &str) -> Slot {
+        if let Some(&slot) = self.slots.get(name) {
+            return slot;
+        }
+        let slot = self.slot_names.len() as Slot;
+        self.slot_names.push(Arc::from(name));
+        self.slots.insert(name.to_owned(), slot);
+        slot
+    }
+
+    /// Enters one level of nesting; false (and one error) when too deep.
+    fn descend(&mut self, span: Span) -> bool {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            if !self.too_deep {
+                self.too_deep = true;
+                self.error(span, format!("the program is nested more than {MAX_DEPTH} levels deep"))
+                    .set_hint("split the expression or block into several statements");
+            }
+            return false;
+        }
+        true
+    }
+
+    fn stmts(&mut self, stmts: &[ast::Stmt]) -> Vec<ir::Stmt> {
+        stmts.iter().map(|s| self.stmt(s)).collect()
+    }
+
+    fn stmt(&mut self, s: &ast::Stmt) -> ir::Stmt {
+        let span = s.span;
+        if !self.descend(span) {
+            self.depth -= 1;
+            return ir::Stmt { kind: ir::StmtKind::Nop, span, sync: true };
+        }
+        let kind = match &s.kind {
+            StmtKind::Expr(e) => ir::StmtKind::Expr(self.expr(e)),
+            StmtKind::Print(e) => ir::StmtKind::Print(self.expr(e)),
+            StmtKind::Require(req) => {
+                self.require(req);
+                ir::StmtKind::Nop
+            }
+            StmtKind::Break | StmtKind::Continue => self.jump(s),
+            StmtKind::Block { kind: BlockKind::Para, body } => self.para(body),
+            StmtKind::Block { body, .. } => ir::StmtKind::Block(self.stmts(body)),
+            StmtKind::If { cond, then, els } => ir::StmtKind::If {
+                cond: self.expr(cond),
+                then: Box::new(self.stmt(then)),
+                els: els.as_ref().map(|e| Box::new(self.stmt(e))),
+            },
+            StmtKind::While { cond, body } => {
+                let cond = self.expr(cond);
+                let body = self.loop_body(body, LoopCtx::Loop);
+                ir::StmtKind::While { cond, body }
+            }
+            StmtKind::For { para: false, var, iter, body } => {
+                let iter = self.expr(iter);
+                let var = self.write(var);
+                let body = self.loop_body(body, LoopCtx::Loop);
+                ir::StmtKind::For { var, iter, body }
+            }
+            StmtKind::For { para: true, var, iter, body } => self.para_for(var, iter, body),
+            StmtKind::Error => ir::StmtKind::Nop,
+        };
+        self.depth -= 1;
+        let sync = match &kind {
+            ir::StmtKind::Expr(e) | ir::StmtKind::Print(e) => !e.task,
+            ir::StmtKind::Block(b) => b.iter().all(|s| s.sync),
+            ir::StmtKind::Para(_) | ir::StmtKind::ParaFor { .. } => false,
+            ir::StmtKind::If { cond, then, els } => !cond.task && then.sync && els.as_ref().is_none_or(|e| e.sync),
+            ir::StmtKind::While { cond, body } => !cond.task && body.sync,
+            ir::StmtKind::For { iter, body, .. } => !iter.task && body.sync,
+            ir::StmtKind::Break | ir::StmtKind::Continue | ir::StmtKind::Nop => true,
+        };
+        ir::Stmt { kind, span, sync }
+    }
+
+    fn loop_body(&mut self, body: &ast::Stmt, ctx: LoopCtx) -> Box<ir::Stmt> {
+        let saved = std::mem::replace(&mut self.loop_ctx, ctx);
+        let body = self.stmt(body);
+        self.loop_ctx = saved;
+        Box::new(body)
+    }
+
+    fn jump(&mut self, s: &ast::Stmt) -> ir::StmtKind {
+        let (word, kind) = match s.kind {
+            StmtKind::Break => ("break", ir::StmtKind::Break),
+            _ => ("continue", ir::StmtKind::Continue),
+        };
+        match self.loop_ctx {
+            LoopCtx::Loop => {}
+            LoopCtx::ParaFor if word == "continue" => {}
+            LoopCtx::ParaFor => {
+                self.error(s.span, "`break` cannot stop a `para for`")
+                    .set_hint("its iterations run concurrently; use `continue` to end one iteration early");
+            }
+            LoopCtx::None => {
+                self.error(s.span, format!("`{word}` outside of a loop"))
+                    .set_hint("`break` and `continue` work inside `while` and `for` (a `para` branch cannot leave a loop around it)");
+            }
+        }
+        kind
+    }
+
+    /// Each statement of the block is a branch that starts from the same
+    /// scope and may not rebind it. A name exactly one branch creates lives
+    /// on after the block; one several branches create does not.
+    fn para(&mut self, body: &[ast::Stmt]) -> ir::StmtKind {
+        let outer = self.scope.clone();
+        let saved_loop = std::mem::replace(&mut self.loop_ctx, LoopCtx::None);
+        let mut branches = Vec::new();
+        let mut creators: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, s) in body.iter().enumerate() {
+            self.scope = outer.clone();
+            self.scope.frozen.extend(outer.defined.iter().cloned());
+            let stmt = self.stmt(s);
+            for name in self.scope.defined.difference(&outer.defined) {
+                creators.entry(name.clone()).or_default().push(i);
+            }
+            branches.push(ir::Branch { stmt, exports: Vec::new() });
+        }
+        self.loop_ctx = saved_loop;
+        self.scope = outer;
+        let mut names: Vec<_> = creators.into_iter().collect();
+        names.sort();
+        for (name, who) in names {
+            if let [only] = who[..] {
+                let slot = self.slot(&name);
+                branches[only].exports.push(slot);
+                self.scope.gone.remove(&name);
+                self.scope.defined.insert(name);
+            } else {
+                let lines: Vec<String> = who.iter().map(|&i| self.line_of(body[i].span).to_string()).collect();
+                let why = format!("{} branches of a `para` block create it (lines {}), so it stays local to each branch", who.len(), lines.join(", "));
+                self.scope.gone.insert(name, why);
+            }
+        }
+        ir::StmtKind::Para(branches)
+    }
+
+    fn para_for(&mut self, var: &ast::Ident, iter: &ast::Expr, body: &ast::Stmt) -> ir::StmtKind {
+        let iter = self.expr(iter);
+        let outer = self.scope.clone();
+        let var_slot = if outer.defined.contains(&var.name) {
+            self.error(var.span, format!("`para for` cannot rebind `{}`, a variable of the enclosing scope", var.name))
+                .set_hint("each iteration has its own loop variable; choose a name not used before the loop");
+            self.slot(&var.name)
+        } else {
+            self.write(var)
+        };
+        self.scope.frozen.extend(outer.defined.iter().cloned());
+        let body = self.loop_body(body, LoopCtx::ParaFor);
+        let created: Vec<String> = self.scope.defined.difference(&outer.defined).cloned().collect();
+        self.scope = outer;
+        let why = format!("it exists only inside each iteration of the `para for` at line {}", self.line_of(var.span));
+        for name in created {
+            self.scope.gone.insert(name, why.clone());
+        }
+        ir::StmtKind::ParaFor { var: var_slot, iter, body }
+    }
+
+    fn require(&mut self, req: &ast::Require) {
+        let from = req.from.as_ref().map(|f| f.name.clone());
+        for item in &req.items {
+            let binding = item.alias.as_ref().unwrap_or_else(|| item.path.last().expect("a require path is never empty"));
+            let name = ForeignName { path: item.path.iter().map(|p| p.name.clone()).collect(), from: from.clone() };
+            if Builtin::lookup(&binding.name).is_some() {
+                self.error(binding.span, format!("`{}` is a builtin, so a required function cannot use that name", binding.name))
+                    .set_hint(format!("bind it under another name: `require {} as my_{};`", name.dotted(), binding.name));
+                continue;
+            }
+            if let Some(&(_, first)) = self.required.get(&binding.name) {
+                let line = self.line_of(first);
+                self.error(binding.span, format!("`{}` is already required (line {line})", binding.name))
+                    .set_hint("use `as` to give one of them another name");
+                continue;
+            }
+            if self.scope.defined.contains(&binding.name) || self.slots.contains_key(&binding.name) {
+                self.error(binding.span, format!("`{}` is already a variable of the workflow", binding.name))
+                    .set_hint("use `as` to bind the function under another name");
+            }
+            if let Err(why) = self.host.resolve(&name) {
+                self.error(item.span, format!("no host provides `{name}`")).set_label(why);
+            }
+            self.required.insert(binding.name.clone(), (self.foreign.len(), item.span));
+            self.foreign.push(ir::Foreign { binding: binding.name.clone(), name });
+        }
+    }
+
+    /// Reading a variable.
+    fn read(&mut self, id: &ast::Ident) -> ir::ExprKind {
+        let name = &id.name;
+        if self.scope.defined.contains(name) {
+            return ir::ExprKind::Var(self.slots[name]);
+        }
+        if self.required.contains_key(name) {
+            self.error(id.span, format!("`{name}` is a required function, not a value")).set_hint(format!("call it: `{name}(...)`"));
+        } else if let Some(why) = self.scope.gone.get(name).cloned() {
+            self.error(id.span, format!("`{name}` cannot be read here")).set_label(why);
+        } else {
+            let hint = self.similar(name).map(|s| format!("did you mean `{s}`?"));
+            let d = self.error(id.span, format!("`{name}` is not defined"));
+            d.set_label(format!("no earlier statement assigns `{name}`"));
+            d.hint = hint;
+        }
+        ir::ExprKind::Const(Value::Nil)
+    }
+
+    /// Binding a variable (assignment or loop variable).
+    fn write(&mut self, id: &ast::Ident) -> Slot {
+        let name = &id.name;
+        if self.required.contains_key(name) {
+            self.error(id.span, format!("cannot assign to `{name}`: it names a required function"))
+                .set_hint("choose another variable name, or require the function `as` another name");
+            return self.slot(name);
+        }
+        if self.scope.frozen.contains(name) {
+            self.error(id.span, format!("a `para` branch cannot rebind `{name}`, a variable of the enclosing scope"))
+                .set_hint("branches run concurrently; assign a new name instead (it stays visible after the block when only one branch creates it)");
+        }
+        self.scope.gone.remove(name);
+        self.scope.defined.insert(name.clone());
+        self.slot(name)
+    }
+
+    fn similar(&self, name: &str) -> Option<String> {
+        let mut best: Option<(usize, &String)> = None;
+        for cand in &self.scope.defined {
+            let d = edit_distance(name, cand);
+            if d <= 2 && d < name.len() && best.is_none_or(|(bd, b)| (d, cand) < (bd, b)) {
+                best = Some((d, cand));
+            }
+        }
+        best.map(|(_, s)| s.clone())
+    }
+
+    fn exprs(&mut self, es: &[ast::Expr]) -> Vec<ir::Expr> {
+        es.iter().map(|e| self.expr(e)).collect()
+    }
+
+    fn boxed(&mut self, e: &ast::Expr) -> Box<ir::Expr> {
+        Box::new(self.expr(e))
+    }
+
+    fn expr(&mut self, e: &ast::Expr) -> ir::Expr {
+        let span = e.span;
+        if !self.descend(span) {
+            self.depth -= 1;
+            return ir::Expr { kind: ir::ExprKind::Const(Value::Nil), span, task: false };
+        }
+        let kind = match &e.kind {
+            ExprKind::Nil | ExprKind::Error => ir::ExprKind::Const(Value::Nil),
+            ExprKind::Bool(b) => ir::ExprKind::Const(Value::Bool(*b)),
+            ExprKind::Int(i) => ir::ExprKind::Const(Value::Int(*i)),
+            ExprKind::Float(f) => ir::ExprKind::Const(Value::Float(*f)),
+            ExprKind::Str(s) => ir::ExprKind::Const(Value::from(s.as_str())),
+            ExprKind::Var(id) => self.read(id),
+            ExprKind::Assign { target, value } => {
+                let value = self.boxed(value);
+                ir::ExprKind::Assign(self.write(target), value)
+            }
+            ExprKind::Unary { op, expr, .. } => ir::ExprKind::Unary { op: *op, expr: self.boxed(expr) },
+            ExprKind::Binary { op, op_span, lhs, rhs } => {
+                ir::ExprKind::Binary { op: *op, op_span: *op_span, lhs: self.boxed(lhs), rhs: self.boxed(rhs) }
+            }
+            ExprKind::Call { callee, args, process } => self.call(callee, args, *process),
+            ExprKind::Field { expr, name } => ir::ExprKind::Field { expr: self.boxed(expr), name: Arc::from(name.name.as_str()) },
+            ExprKind::Index { expr, index } => ir::ExprKind::Index { expr: self.boxed(expr), index: self.boxed(index) },
+            ExprKind::Array(items) => ir::ExprKind::Array(self.exprs(items)),
+            ExprKind::Shell { cmd, args, stdin } => ir::ExprKind::Shell {
+                cmd: self.boxed(cmd),
+                args: self.exprs(args),
+                stdin: stdin.as_ref().map(|s| self.boxed(s)),
+            },
+            ExprKind::ShellPipe(units) => ir::ExprKind::ShellPipe(units.iter().map(|u| u.words.clone()).collect()),
+        };
+        self.depth -= 1;
+        let task = match &kind {
+            ir::ExprKind::Shell { .. } | ir::ExprKind::ShellPipe(_) | ir::ExprKind::Foreign { .. } => true,
+            ir::ExprKind::Const(_) | ir::ExprKind::Var(_) => false,
+            ir::ExprKind::Assign(_, e) | ir::ExprKind::Unary { expr: e, .. } | ir::ExprKind::Field { expr: e, .. } => e.task,
+            ir::ExprKind::Binary { lhs, rhs, .. } => lhs.task || rhs.task,
+            ir::ExprKind::Index { expr, index } => expr.task || index.task,
+            ir::ExprKind::Builtin { args, .. } | ir::ExprKind::Array(args) => args.iter().any(|a| a.task),
+        };
+        ir::Expr { kind, span, task }
+    }
+
+    fn call(&mut self, callee: &ast::Expr, args: &[ast::Expr], process: bool) -> ir::ExprKind {
+        let args = self.exprs(args);
+        let ExprKind::Var(id) = &callee.kind else {
+            self.error(callee.span, "only a named function can be called").set_hint("call a builtin or a required function by its name: `f(x)`");
+            return ir::ExprKind::Const(Value::Nil);
+        };
+        let name = &id.name;
+        if let Some(function) = Builtin::lookup(name) {
+            if process {
+                self.error(callee.span, format!("`{name}` is a builtin: it runs inside oxiida, not in a worker process"))
+                    .set_hint(format!("write `{name}(...)`"));
+            } else if !function.arity().contains(&args.len()) {
+                let (lo, hi) = (function.arity().start().to_owned(), function.arity().end().to_owned());
+                let want = if lo == hi { format!("{lo}") } else { format!("{lo} or {hi}") };
+                self.error(callee.span, format!("{name}() takes {want} argument{}, not {}", if hi == 1 { "" } else { "s" }, args.len()));
+            }
+            return ir::ExprKind::Builtin { function, args };
+        }
+        if let Some(&(function, _)) = self.required.get(name) {
+            let mode = if process { CallMode::Process } else { CallMode::Thread };
+            return ir::ExprKind::Foreign { function, args, mode };
+        }
+        if self.scope.defined.contains(name) {
+            self.error(id.span, format!("`{name}` is a variable, not a function"))
+                .set_hint("only builtins and required foreign functions can be called");
+        } else {
+            self.error(id.span, format!("`{name}` is neither a builtin nor a required function"))
+                .set_hint(format!("to call a foreign function, declare it first: `require {name};`"));
+        }
+        ir::ExprKind::Const(Value::Nil)
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::foreign::NoHost;
+
+    fn resolve_src(src: &str) -> Result<ir::Program, Vec<Diagnostic>> {
+        let (ast, errors) = crate::syntax::parse(src);
+        assert!(errors.is_empty(), "syntax errors: {errors:?}");
+        resolve(&ast, src, &NoHost)
+    }
+
+    fn messages(src: &str) -> Vec<String> {
+        resolve_src(src).expect_err("should not resolve").into_iter().map(|d| d.message).collect()
+    }
+
+    #[test]
+    fn a_name_has_one_slot_and_outputs_follow_first_assignment() {
+        let p = resolve_src("b = 1; a = 2; b = b + a;").unwrap();
+        assert_eq!(p.slot_names.len(), 2);
+        let names: Vec<&str> = p.outputs.iter().map(|&s| &*p.slot_names[s as usize]).collect();
+        assert_eq!(names, ["b", "a"]);
+    }
+
+    #[test]
+    fn reads_must_follow_an_assignment_in_program_order() {
+        assert_eq!(messages("print x; x = 1;"), ["`x` is not defined"]);
+        assert!(resolve_src("if (true) { x = 1; } print x;").is_ok());
+        assert!(resolve_src("x = 0; while (x < 3) { x = x + 1; }").is_ok());
+        let errors = resolve_src("count = 1; print cuont;").unwrap_err();
+        assert_eq!(errors[0].hint.as_deref(), Some("did you mean `count`?"));
+    }
+
+    #[test]
+    fn every_error_is_reported_together() {
+        let m = messages("print a; break; b = c; continue;");
+        assert_eq!(m.len(), 4, "{m:?}");
+    }
+
+    #[test]
+    fn para_branches_cannot_rebind_outer_variables() {
+        let m = messages("x = 1; para { x = 2; print x; }");
+        assert_eq!(m, ["a `para` branch cannot rebind `x`, a variable of the enclosing scope"]);
+        let m = messages("x = 1; para { seq { for x in [1] { print x; } } }");
+        assert_eq!(m.len(), 1, "a loop variable is a rebinding too: {m:?}");
+    }
+
+    #[test]
+    fn a_variable_one_branch_creates_is_exported() {
+        let p = resolve_src("para { a = 1; seq { b = 2; c = b; } } print a + b + c;").unwrap();
+        let ir::StmtKind::Para(branches) = &p.body[0].kind else { panic!("not a para block") };
+        let exported: Vec<Vec<&str>> =
+            branches.iter().map(|b| b.exports.iter().map(|&s| &*p.slot_names[s as usize]).collect()).collect();
+        assert_eq!(exported, [vec!["a"], vec!["b", "c"]]);
+    }
+
+    #[test]
+    fn a_variable_several_branches_create_stays_local() {
+        let errors = resolve_src("para {\n seq { out = 1; }\n seq { out = 2; }\n}\nprint out;").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].label.as_deref().unwrap().contains("lines 2, 3"), "{errors:?}");
+        assert!(resolve_src("para { seq { out = 1; } seq { out = 2; } } out = 3; print out;").is_ok());
+    }
+
+    #[test]
+    fn para_for_locals_stay_in_the_iteration() {
+        let m = messages("para for i in [1, 2] { y = i; }\nprint y;\nprint i;");
+        assert_eq!(m, ["`y` cannot be read here", "`i` cannot be read here"]);
+        assert_eq!(messages("i = 0; para for i in [1] { }"), ["`para for` cannot rebind `i`, a variable of the enclosing scope"]);
+        assert_eq!(messages("para for i in [1] { break; }"), ["`break` cannot stop a `para for`"]);
+        assert!(resolve_src("para for i in [1] { if (i == 1) { continue; } }").is_ok());
+    }
+
+    #[test]
+    fn loops_do_not_reach_through_para_branches() {
+        assert_eq!(messages("while (true) { para { break; } }"), ["`break` outside of a loop"]);
+        assert!(resolve_src("para { while (true) { break; } }").is_ok());
+    }
+
+    #[test]
+    fn calls_are_to_builtins_or_required_names_only() {
+        assert_eq!(messages("x = 1; x(2);"), ["`x` is a variable, not a function"]);
+        assert_eq!(messages("foo(1);"), ["`foo` is neither a builtin nor a required function"]);
+        assert_eq!(messages("len(1, 2);"), ["len() takes 1 argument, not 2"]);
+        assert_eq!(messages("range();"), ["range() takes 1 or 2 arguments, not 0"]);
+        assert!(messages("=len=([1]);")[0].contains("builtin"));
+        assert_eq!(messages("require f;").len(), 1, "NoHost provides nothing");
+    }
+
+    #[test]
+    fn only_tasks_and_para_are_async() {
+        let p = resolve_src("i = 0; while (i < 10) { i = i + 1; } r = shell {\"true\"}; para { a = 1; }").unwrap();
+        let sync: Vec<bool> = p.body.iter().map(|s| s.sync).collect();
+        assert_eq!(sync, [true, true, false, false]);
+        let ir::StmtKind::Expr(e) = &p.body[2].kind else { panic!() };
+        assert!(e.task);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let src = format!("x = {}1{};", "[".repeat(500), "]".repeat(500));
+        let m = messages(&src);
+        assert_eq!(m.len(), 1);
+        assert!(m[0].contains("nested more than"));
+    }
+}

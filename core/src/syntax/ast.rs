@@ -1,0 +1,162 @@
+//! The syntax tree the parser produces: what the user wrote, with spans.
+//! The resolver lowers it to `crate::ir`, which is what runs.
+
+use crate::diagnostic::Span;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub stmts: Vec<Stmt>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stmt {
+    pub kind: StmtKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// `{ ... }`
+    Plain,
+    /// `seq { ... }`
+    Seq,
+    /// `para { ... }`
+    Para,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StmtKind {
+    /// `expr;`
+    Expr(Expr),
+    /// `print expr;`
+    Print(Expr),
+    /// `require a.b as c, d from lua;`
+    Require(Require),
+    Break,
+    Continue,
+    Block { kind: BlockKind, body: Vec<Stmt> },
+    If { cond: Expr, then: Box<Stmt>, els: Option<Box<Stmt>> },
+    While { cond: Expr, body: Box<Stmt> },
+    /// `for x in xs stmt` and `para for x in xs stmt`
+    For { para: bool, var: Ident, iter: Expr, body: Box<Stmt> },
+    /// Stands where the parser recovered from a syntax error (already reported).
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Require {
+    pub items: Vec<RequireItem>,
+    /// The plugin named by `from NAME`.
+    pub from: Option<Ident>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequireItem {
+    /// `os.path.join` is three parts; never empty.
+    pub path: Vec<Ident>,
+    pub alias: Option<Ident>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnaryOp {
+    Neg,
+    Plus,
+    Not,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+impl BinaryOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Pow => "^",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+        }
+    }
+}
+
+impl UnaryOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "-",
+            UnaryOp::Plus => "+",
+            UnaryOp::Not => "!",
+        }
+    }
+}
+
+/// One stage of a `shellpipe`: `"sort" "-n"`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShellUnit {
+    /// Program then arguments, as written (escapes already processed).
+    pub words: Vec<String>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Var(Ident),
+    /// `name = value` (right-associative; the value of the expression is `value`).
+    Assign { target: Ident, value: Box<Expr> },
+    Unary { op: UnaryOp, op_span: Span, expr: Box<Expr> },
+    /// Includes `and` / `or`; `op_span` covers just the operator.
+    Binary { op: BinaryOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
+    /// `f(a, b)` (process = false) or `=f=(a, b)` (process = true).
+    Call { callee: Box<Expr>, args: Vec<Expr>, process: bool },
+    /// `expr.name`
+    Field { expr: Box<Expr>, name: Ident },
+    /// `expr[index]`
+    Index { expr: Box<Expr>, index: Box<Expr> },
+    /// `[a, b, c]`
+    Array(Vec<Expr>),
+    /// `shell {cmd}`, `shell {cmd, [args]}`, `shell {cmd, [args], stdin}`
+    Shell { cmd: Box<Expr>, args: Vec<Expr>, stdin: Option<Box<Expr>> },
+    /// `shellpipe { "a" "b" | "c" }`
+    ShellPipe(Vec<ShellUnit>),
+    /// Stands where the parser recovered from a syntax error (already reported).
+    Error,
+}

@@ -1,0 +1,540 @@
+//! Lexer: source text -> tokens with byte spans.
+//!
+//! Lexing never fails. Anything malformed becomes a `Token::Error` covering the
+//! bad text, so it is reported exactly once (see `lex`) and the parser can
+//! treat it as an already-reported expression and carry on; later mistakes in
+//! the file are still found.
+
+use chumsky::prelude::*;
+
+use crate::diagnostic::{Diagnostic, Span, Stage};
+
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Token {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Ident(String),
+    // Keywords.
+    If,
+    Else,
+    While,
+    For,
+    In,
+    Seq,
+    Para,
+    Print,
+    Require,
+    From,
+    As,
+    And,
+    Or,
+    True,
+    False,
+    Nil,
+    Shell,
+    ShellPipe,
+    Break,
+    Continue,
+    // Punctuation.
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    LBrace,
+    RBrace,
+    Comma,
+    Semi,
+    Dot,
+    Assign,
+    EqEq,
+    NotEq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Plus,
+    Minus,
+    Star,
+    Slash,
+    Caret,
+    Bang,
+    Pipe,
+    /// Malformed input, reported by `lex`.
+    Error(LexError),
+}
+
+/// Why a piece of the source is not a valid token.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum LexError {
+    UnexpectedChar(char),
+    /// `&&` or `||`: the operator as written.
+    CStyleOperator(&'static str),
+    Unterminated,
+    /// A string with unknown escapes; the spans are the escapes.
+    BadEscapes(Vec<Span>),
+    IntOverflow,
+}
+
+pub(super) type Spanned = (Token, SimpleSpan);
+
+impl Token {
+    fn keyword(word: &str) -> Option<Token> {
+        Some(match word {
+            "if" => Token::If,
+            "else" => Token::Else,
+            "while" => Token::While,
+            "for" => Token::For,
+            "in" => Token::In,
+            "seq" => Token::Seq,
+            "para" => Token::Para,
+            "print" => Token::Print,
+            "require" => Token::Require,
+            "from" => Token::From,
+            "as" => Token::As,
+            "and" => Token::And,
+            "or" => Token::Or,
+            "true" => Token::True,
+            "false" => Token::False,
+            "nil" => Token::Nil,
+            "shell" => Token::Shell,
+            "shellpipe" => Token::ShellPipe,
+            "break" => Token::Break,
+            "continue" => Token::Continue,
+            _ => return None,
+        })
+    }
+
+    pub(super) fn is_keyword(&self) -> bool {
+        self.fixed_text()
+            .is_some_and(|text| text.starts_with(|c: char| c.is_ascii_alphabetic()))
+    }
+
+    /// The source text of tokens that are always spelled the same way.
+    pub(super) fn fixed_text(&self) -> Option<&'static str> {
+        Some(match self {
+            Token::If => "if",
+            Token::Else => "else",
+            Token::While => "while",
+            Token::For => "for",
+            Token::In => "in",
+            Token::Seq => "seq",
+            Token::Para => "para",
+            Token::Print => "print",
+            Token::Require => "require",
+            Token::From => "from",
+            Token::As => "as",
+            Token::And => "and",
+            Token::Or => "or",
+            Token::True => "true",
+            Token::False => "false",
+            Token::Nil => "nil",
+            Token::Shell => "shell",
+            Token::ShellPipe => "shellpipe",
+            Token::Break => "break",
+            Token::Continue => "continue",
+            Token::LParen => "(",
+            Token::RParen => ")",
+            Token::LBracket => "[",
+            Token::RBracket => "]",
+            Token::LBrace => "{",
+            Token::RBrace => "}",
+            Token::Comma => ",",
+            Token::Semi => ";",
+            Token::Dot => ".",
+            Token::Assign => "=",
+            Token::EqEq => "==",
+            Token::NotEq => "!=",
+            Token::Lt => "<",
+            Token::Le => "<=",
+            Token::Gt => ">",
+            Token::Ge => ">=",
+            Token::Plus => "+",
+            Token::Minus => "-",
+            Token::Star => "*",
+            Token::Slash => "/",
+            Token::Caret => "^",
+            Token::Bang => "!",
+            Token::Pipe => "|",
+            _ => return None,
+        })
+    }
+
+    /// How the token is named in "expected ..." messages.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Token::Int(_) | Token::Float(_) => "number".into(),
+            Token::Str(_) => "string".into(),
+            Token::Ident(_) => "identifier".into(),
+            Token::Error(_) => "invalid token".into(),
+            fixed => format!("`{}`", fixed.fixed_text().unwrap_or("?")),
+        }
+    }
+}
+
+/// Lex `src`; lexer errors are returned as diagnostics and left in the token
+/// stream as `Token::Error`.
+pub(super) fn lex(src: &str) -> (Vec<Spanned>, Vec<Diagnostic>) {
+    let (tokens, errs) = lexer().parse(src).into_output_errors();
+    let tokens = tokens.unwrap_or_default();
+    let mut diags: Vec<Diagnostic> = tokens
+        .iter()
+        .flat_map(|(tok, span)| match tok {
+            Token::Error(err) => error_diagnostics(err, to_span(*span), src),
+            _ => Vec::new(),
+        })
+        .collect();
+    // The lexer accepts any input, but never lose an error if that changes.
+    diags.extend(errs.into_iter().map(|e| {
+        Diagnostic::new(Stage::Syntax, to_span(*e.span()), format!("cannot read this: {e}"))
+    }));
+    (tokens, diags)
+}
+
+/// Spans of the tokens the lexer already reported.
+pub(super) fn error_spans(tokens: &[Spanned]) -> Vec<Span> {
+    tokens
+        .iter()
+        .filter(|(tok, _)| matches!(tok, Token::Error(_)))
+        .map(|(_, span)| to_span(*span))
+        .collect()
+}
+
+pub(super) fn to_span(span: SimpleSpan) -> Span {
+    Span::new(span.start, span.end)
+}
+
+type LexExtra<'s> = extra::Err<Rich<'s, char>>;
+
+fn lexer<'s>() -> impl Parser<'s, &'s str, Vec<Spanned>, LexExtra<'s>> {
+    let token = choice((number(), string(), word(), punct(), stray_char()));
+    trivia().ignore_then(
+        token
+            .map_with(|tok, e| (tok, e.span()))
+            .then_ignore(trivia())
+            .repeated()
+            .collect(),
+    )
+}
+
+/// Whitespace and `//` comments.
+fn trivia<'s>() -> impl Parser<'s, &'s str, (), LexExtra<'s>> + Clone {
+    let comment = just("//").then(none_of('\n').repeated()).ignored();
+    let space = any().filter(|c: &char| c.is_whitespace()).ignored();
+    choice((comment, space)).repeated()
+}
+
+/// `42` is an Int; a fraction (`0.5`) or exponent (`1e3`) makes a Float.
+fn number<'s>() -> impl Parser<'s, &'s str, Token, LexExtra<'s>> + Clone {
+    let digits = text::digits(10);
+    let frac = just('.').then(digits);
+    let exp = one_of("eE").then(one_of("+-").or_not()).then(digits);
+    digits
+        .then(frac.or_not())
+        .then(exp.or_not())
+        .to_slice()
+        .map(number_token)
+}
+
+fn number_token(text: &str) -> Token {
+    if text.contains(['.', 'e', 'E']) {
+        // Digits with an optional fraction and exponent always parse.
+        Token::Float(text.parse().unwrap_or(f64::NAN))
+    } else {
+        // Only digits, so the one possible failure is overflow.
+        text.parse().map_or(Token::Error(LexError::IntOverflow), Token::Int)
+    }
+}
+
+fn string<'s>() -> impl Parser<'s, &'s str, Token, LexExtra<'s>> + Clone {
+    let escape = just('\\')
+        .ignore_then(none_of('\n'))
+        .map_with(|c, e| unescape(c).ok_or_else(|| to_span(e.span())));
+    let plain = none_of("\"\\\n").map(Ok);
+    let closed = choice((escape, plain))
+        .repeated()
+        .collect::<Vec<_>>()
+        .delimited_by(just('"'), just('"'))
+        .map(string_token);
+    let unterminated = just('"')
+        .then(none_of("\r\n").repeated())
+        .to(Token::Error(LexError::Unterminated));
+    closed.or(unterminated)
+}
+
+fn unescape(c: char) -> Option<char> {
+    Some(match c {
+        'n' => '\n',
+        't' => '\t',
+        'r' => '\r',
+        '\\' => '\\',
+        '"' => '"',
+        '0' => '\0',
+        _ => return None,
+    })
+}
+
+fn string_token(pieces: Vec<Result<char, Span>>) -> Token {
+    let bad: Vec<Span> = pieces.iter().filter_map(|p| p.err()).collect();
+    if bad.is_empty() {
+        Token::Str(pieces.into_iter().flatten().collect())
+    } else {
+        Token::Error(LexError::BadEscapes(bad))
+    }
+}
+
+fn word<'s>() -> impl Parser<'s, &'s str, Token, LexExtra<'s>> + Clone {
+    text::ascii::ident()
+        .map(|w: &str| Token::keyword(w).unwrap_or_else(|| Token::Ident(w.to_string())))
+}
+
+fn punct<'s>() -> impl Parser<'s, &'s str, Token, LexExtra<'s>> + Clone {
+    let two = choice((
+        just("==").to(Token::EqEq),
+        just("!=").to(Token::NotEq),
+        just("<=").to(Token::Le),
+        just(">=").to(Token::Ge),
+        just("&&").to(Token::Error(LexError::CStyleOperator("&&"))),
+        just("||").to(Token::Error(LexError::CStyleOperator("||"))),
+    ));
+    two.or(one_of("()[]{},;.=<>+-*/^!|").map(single_punct))
+}
+
+fn single_punct(c: char) -> Token {
+    match c {
+        '(' => Token::LParen,
+        ')' => Token::RParen,
+        '[' => Token::LBracket,
+        ']' => Token::RBracket,
+        '{' => Token::LBrace,
+        '}' => Token::RBrace,
+        ',' => Token::Comma,
+        ';' => Token::Semi,
+        '.' => Token::Dot,
+        '=' => Token::Assign,
+        '<' => Token::Lt,
+        '>' => Token::Gt,
+        '+' => Token::Plus,
+        '-' => Token::Minus,
+        '*' => Token::Star,
+        '/' => Token::Slash,
+        '^' => Token::Caret,
+        '!' => Token::Bang,
+        '|' => Token::Pipe,
+        other => Token::Error(LexError::UnexpectedChar(other)),
+    }
+}
+
+fn stray_char<'s>() -> impl Parser<'s, &'s str, Token, LexExtra<'s>> + Clone {
+    any().map(|c| Token::Error(LexError::UnexpectedChar(c)))
+}
+
+fn error_diagnostics(err: &LexError, span: Span, src: &str) -> Vec<Diagnostic> {
+    let diag = |span, msg: String| Diagnostic::new(Stage::Syntax, span, msg);
+    match err {
+        LexError::UnexpectedChar(c) => {
+            let d = diag(span, format!("unexpected character `{}`", show_char(*c)));
+            vec![match char_hint(*c) {
+                Some(hint) => d.with_hint(hint),
+                None => d,
+            }]
+        }
+        LexError::CStyleOperator(op) => {
+            let word = if *op == "&&" { "and" } else { "or" };
+            vec![diag(span, format!("unexpected `{op}`")).with_hint(format!("use `{word}`"))]
+        }
+        LexError::Unterminated => vec![diag(span, "unterminated string".into())
+            .with_label("this string is not closed before the end of the line")
+            .with_hint("add the closing `\"`; write a newline inside a string as `\\n`")],
+        LexError::BadEscapes(spans) => spans
+            .iter()
+            .map(|s| {
+                let text = src.get(s.start..s.end).unwrap_or("\\");
+                diag(*s, format!("unknown escape `{text}` in string"))
+                    .with_hint("valid escapes are \\n \\t \\r \\\\ \\\" \\0")
+            })
+            .collect(),
+        LexError::IntOverflow => vec![diag(span, "integer literal does not fit in 64 bits".into())
+            .with_hint("write it as a float, e.g. 1e19")],
+    }
+}
+
+fn show_char(c: char) -> String {
+    if c.is_control() {
+        c.escape_debug().to_string()
+    } else {
+        c.to_string()
+    }
+}
+
+fn char_hint(c: char) -> Option<&'static str> {
+    Some(match c {
+        '&' => "use `and`",
+        '\'' => "strings use double quotes: \"...\"",
+        '#' => "comments start with `//`",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(src: &str) -> Vec<Token> {
+        let (tokens, diags) = lex(src);
+        assert!(diags.is_empty(), "unexpected errors for {src:?}: {diags:?}");
+        tokens.into_iter().map(|(t, _)| t).collect()
+    }
+
+    fn errors(src: &str) -> Vec<Diagnostic> {
+        lex(src).1
+    }
+
+    #[test]
+    fn integers_and_floats() {
+        assert_eq!(toks("42"), vec![Token::Int(42)]);
+        assert_eq!(toks("4.0 0.5"), vec![Token::Float(4.0), Token::Float(0.5)]);
+        assert_eq!(
+            toks("1e3 2.5e-3 1E+3"),
+            vec![Token::Float(1e3), Token::Float(2.5e-3), Token::Float(1e3)]
+        );
+        assert_eq!(toks("9223372036854775807"), vec![Token::Int(i64::MAX)]);
+    }
+
+    #[test]
+    fn dot_needs_digits_on_both_sides() {
+        assert_eq!(toks("1."), vec![Token::Int(1), Token::Dot]);
+        assert_eq!(toks(".5"), vec![Token::Dot, Token::Int(5)]);
+        assert_eq!(toks("1e"), vec![Token::Int(1), Token::Ident("e".into())]);
+    }
+
+    #[test]
+    fn no_negative_literals() {
+        assert_eq!(toks("-3"), vec![Token::Minus, Token::Int(3)]);
+    }
+
+    #[test]
+    fn integer_overflow() {
+        let errs = errors("x = 99999999999999999999;");
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].message, "integer literal does not fit in 64 bits");
+        assert_eq!(errs[0].span, Span::new(4, 24));
+        assert_eq!(errs[0].hint.as_deref(), Some("write it as a float, e.g. 1e19"));
+    }
+
+    #[test]
+    fn strings_and_escapes() {
+        assert_eq!(toks(r#""hi there""#), vec![Token::Str("hi there".into())]);
+        assert_eq!(
+            toks(r#""a\nb\tc\rd\\e\"f\0""#),
+            vec![Token::Str("a\nb\tc\rd\\e\"f\0".into())]
+        );
+        assert_eq!(toks(r#""""#), vec![Token::Str(String::new())]);
+        assert_eq!(toks("\"é//ü\""), vec![Token::Str("é//ü".into())]);
+    }
+
+    #[test]
+    fn unknown_escape_points_at_escape() {
+        let errs = errors(r#"print "ab\qc\z";"#);
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[0].span, Span::new(9, 11));
+        assert_eq!(errs[0].message, "unknown escape `\\q` in string");
+        assert!(errs[0].hint.as_deref().unwrap().contains("\\n"));
+        assert_eq!(errs[1].span, Span::new(12, 14));
+    }
+
+    #[test]
+    fn unterminated_string_then_next_line() {
+        let src = "print \"abc;\nprint \"x\\q\";";
+        let errs = errors(src);
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[0].message, "unterminated string");
+        assert_eq!(errs[0].span, Span::new(6, 11));
+        assert!(errs[1].message.contains("unknown escape"));
+        let (tokens, _) = lex(src);
+        assert_eq!(tokens[2].0, Token::Print, "lexing resumes on the next line");
+    }
+
+    #[test]
+    fn unterminated_at_eof_and_backslash_newline() {
+        assert_eq!(errors("\"abc").len(), 1);
+        assert_eq!(errors("\"abc\\").len(), 1);
+        assert_eq!(errors("\"abc\\\n\"").len(), 2);
+    }
+
+    #[test]
+    fn keywords_and_identifiers() {
+        assert_eq!(
+            toks("if iff _x x1 para shellpipe shell nil"),
+            vec![
+                Token::If,
+                Token::Ident("iff".into()),
+                Token::Ident("_x".into()),
+                Token::Ident("x1".into()),
+                Token::Para,
+                Token::ShellPipe,
+                Token::Shell,
+                Token::Nil,
+            ]
+        );
+    }
+
+    #[test]
+    fn comments_and_whitespace() {
+        assert_eq!(toks("  // nothing\n"), vec![]);
+        assert_eq!(toks("a // b c\n/ d"), vec![
+            Token::Ident("a".into()),
+            Token::Slash,
+            Token::Ident("d".into())
+        ]);
+        assert_eq!(toks(""), vec![]);
+    }
+
+    #[test]
+    fn punctuation() {
+        assert_eq!(
+            toks("== != <= >= < > = ! | ^ **"),
+            vec![
+                Token::EqEq,
+                Token::NotEq,
+                Token::Le,
+                Token::Ge,
+                Token::Lt,
+                Token::Gt,
+                Token::Assign,
+                Token::Bang,
+                Token::Pipe,
+                Token::Caret,
+                Token::Star,
+                Token::Star,
+            ]
+        );
+    }
+
+    #[test]
+    fn spans_are_byte_offsets() {
+        let (tokens, _) = lex("é = \"ü\";");
+        let spans: Vec<_> = tokens.iter().map(|(_, s)| (s.start, s.end)).collect();
+        assert_eq!(spans, vec![(0, 2), (3, 4), (5, 9), (9, 10)]);
+    }
+
+    #[test]
+    fn unexpected_characters_with_hints() {
+        let errs = errors("a @ b && c || d; 'x' #");
+        let msgs: Vec<_> = errs.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "unexpected character `@`",
+                "unexpected `&&`",
+                "unexpected `||`",
+                "unexpected character `'`",
+                "unexpected character `'`",
+                "unexpected character `#`",
+            ]
+        );
+        assert_eq!(errs[1].hint.as_deref(), Some("use `and`"));
+        assert_eq!(errs[2].hint.as_deref(), Some("use `or`"));
+        assert_eq!(errs[0].span, Span::new(2, 3));
+    }
+}

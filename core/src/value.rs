@@ -1,0 +1,249 @@
+//! Workflow values and how they print.
+
+use std::fmt::{self, Write};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+/// String keys in insertion order.
+pub type Map = IndexMap<Arc<str>, Value>;
+
+/// A workflow value. Immutable: compound values are shared behind `Arc`, so
+/// copying a value into a `para` branch or a foreign call is cheap.
+#[derive(Clone, Debug, Default)]
+pub enum Value {
+    #[default]
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Arc<str>),
+    Array(Arc<Vec<Value>>),
+    Map(Arc<Map>),
+}
+
+impl Value {
+    /// The kind's name as users see it in error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Nil => "nil",
+            Value::Bool(_) => "Bool",
+            Value::Int(_) => "Int",
+            Value::Float(_) => "Float",
+            Value::Str(_) => "String",
+            Value::Array(_) => "Array",
+            Value::Map(_) => "Map",
+        }
+    }
+
+    pub fn str(s: &str) -> Value {
+        Value::Str(Arc::from(s))
+    }
+
+    pub fn array(items: Vec<Value>) -> Value {
+        Value::Array(Arc::new(items))
+    }
+
+    pub fn map(entries: Map) -> Value {
+        Value::Map(Arc::new(entries))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::str(s)
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(Arc::from(s))
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(f: f64) -> Self {
+        Value::Float(f)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+/// Structural equality; Int and Float compare by value (`1 == 1.0`).
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Nil, Value::Nil) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a == b,
+            (Value::Int(a), Value::Float(b)) | (Value::Float(b), Value::Int(a)) => int_eq_float(*a, *b),
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Array(a), Value::Array(b)) => a == b,
+            (Value::Map(a), Value::Map(b)) => a.len() == b.len() && a.iter().all(|(k, v)| b.get(k) == Some(v)),
+            _ => false,
+        }
+    }
+}
+
+/// Exact comparison: `i as f64` alone would call 2^53 + 1 equal to 2^53.
+pub fn int_eq_float(i: i64, f: f64) -> bool {
+    f.fract() == 0.0 && f >= -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18 && f as i64 == i
+}
+
+/// `print` form: strings raw, everything else as `repr`.
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(s),
+            other => write_repr(f, other),
+        }
+    }
+}
+
+/// The form values take inside arrays and maps: strings quoted.
+pub fn write_repr(out: &mut impl Write, v: &Value) -> fmt::Result {
+    match v {
+        Value::Nil => out.write_str("nil"),
+        Value::Bool(b) => out.write_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => write!(out, "{i}"),
+        Value::Float(x) => out.write_str(&format_float(*x)),
+        Value::Str(s) => write_quoted(out, s),
+        Value::Array(items) => {
+            out.write_char('[')?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.write_str(", ")?;
+                }
+                write_repr(out, item)?;
+            }
+            out.write_char(']')
+        }
+        Value::Map(m) => {
+            out.write_char('{')?;
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.write_str(", ")?;
+                }
+                write_quoted(out, k)?;
+                out.write_str(": ")?;
+                write_repr(out, item)?;
+            }
+            out.write_char('}')
+        }
+    }
+}
+
+fn write_quoted(out: &mut impl Write, s: &str) -> fmt::Result {
+    out.write_char('"')?;
+    for c in s.chars() {
+        match c {
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\n' => out.write_str("\\n")?,
+            '\t' => out.write_str("\\t")?,
+            '\r' => out.write_str("\\r")?,
+            '\0' => out.write_str("\\0")?,
+            c => out.write_char(c)?,
+        }
+    }
+    out.write_char('"')
+}
+
+/// Python's `repr(float)`: the shortest digits that read back the same, in
+/// positional form for exponents -4..16 and scientific form otherwise.
+pub fn format_float(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits, e.g. "-1.2345e-7".
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always has an exponent");
+    let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
+    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    // Python switches to scientific when the decimal point would sit at or
+    // before the 4th leading zero, or beyond 16 digits.
+    let point = exp + 1;
+    let body = if !(-4 < point && point <= 16) {
+        let (head, tail) = digits.split_at(1);
+        let frac = if tail.is_empty() { String::new() } else { format!(".{tail}") };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{head}{frac}e{esign}{:02}", exp.abs())
+    } else if point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}.0", "0".repeat(point as usize - digits.len()))
+    } else {
+        let (int, frac) = digits.split_at(point as usize);
+        format!("{int}.{frac}")
+    };
+    format!("{sign}{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_like_python_repr() {
+        let cases = [
+            (12.0, "12.0"),
+            (-12.5, "-12.5"),
+            (0.1, "0.1"),
+            (1e20, "1e+20"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (123456.789, "123456.789"),
+            (-0.0, "-0.0"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "nan"),
+            (2.5e300, "2.5e+300"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(format_float(x), want, "formatting {x:?}");
+        }
+    }
+
+    #[test]
+    fn compound_values_quote_strings_inside() {
+        let v = Value::array(vec![Value::Int(1), Value::str("a\"b"), Value::Float(2.5), Value::Bool(true), Value::Nil]);
+        assert_eq!(v.to_string(), r#"[1, "a\"b", 2.5, true, nil]"#);
+        let mut m = Map::new();
+        m.insert("status".into(), Value::Int(0));
+        m.insert("stdout".into(), Value::str("hi\n"));
+        assert_eq!(Value::map(m).to_string(), r#"{"status": 0, "stdout": "hi\n"}"#);
+        assert_eq!(Value::str("raw \"s\"").to_string(), "raw \"s\"");
+    }
+
+    #[test]
+    fn equality_is_structural_and_numeric() {
+        assert_eq!(Value::Int(1), Value::Float(1.0));
+        assert_ne!(Value::Int(1), Value::str("1"));
+        assert_ne!(Value::Int(9_007_199_254_740_993), Value::Float(9_007_199_254_740_992.0));
+        assert_eq!(Value::array(vec![Value::Int(1)]), Value::array(vec![Value::Float(1.0)]));
+        assert_ne!(Value::Nil, Value::Bool(false));
+    }
+}

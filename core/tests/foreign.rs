@@ -1,0 +1,293 @@
+//! The foreign-call seam, proven with a host written in Rust: `require`,
+//! calls in `seq` and `para`, `=f=`, dotted names, aliases, `from`, failing
+//! calls, cancellation, bounded fan-out and two workflows in one process.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
+use oxiida::value::Value;
+use oxiida::{Diagnostic, Limits, Output, Source, Stage};
+
+#[derive(Default)]
+struct State {
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// `gate` calls return only once two of them wait at the same time.
+    gate: tokio::sync::Notify,
+    gate_waiting: AtomicUsize,
+    dropped_unfinished: AtomicUsize,
+    calls: Mutex<Vec<(String, CallMode)>>,
+}
+
+/// Counts a call as in flight until dropped, noting drops before the end.
+struct InFlight {
+    state: Arc<State>,
+    finished: bool,
+}
+
+impl InFlight {
+    fn new(state: &Arc<State>) -> Self {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight { state: state.clone(), finished: false }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !self.finished {
+            self.state.dropped_unfinished.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct TestHost {
+    state: Arc<State>,
+}
+
+const FUNCTIONS: &[&str] = &["add", "math.sqrt", "mode", "fail", "gate", "slow", "hang", "echo"];
+
+impl Host for TestHost {
+    fn resolve(&self, name: &ForeignName) -> Result<(), String> {
+        if let Some(from) = &name.from {
+            if from != "test" {
+                return Err(format!("no plugin named `{from}` is loaded"));
+            }
+        }
+        if FUNCTIONS.contains(&name.dotted().as_str()) {
+            Ok(())
+        } else {
+            Err("the test host has no such function".into())
+        }
+    }
+
+    fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
+        let state = self.state.clone();
+        let name = name.dotted();
+        state.calls.lock().unwrap().push((name.clone(), mode));
+        Box::pin(async move {
+            let mut flight = InFlight::new(&state);
+            let result = match name.as_str() {
+                "add" => match (&args[0], &args[1]) {
+                    (Value::Int(a), Value::Int(b)) => Ok(Value::Int(a + b)),
+                    _ => Err(ForeignError::new(ForeignErrorKind::BadArguments, "add takes two Ints")),
+                },
+                "math.sqrt" => match args[0] {
+                    Value::Float(x) => Ok(Value::Float(x.sqrt())),
+                    _ => Err(ForeignError::new(ForeignErrorKind::BadArguments, "sqrt takes a Float")),
+                },
+                "mode" => Ok(Value::str(if mode == CallMode::Process { "process" } else { "thread" })),
+                "echo" => Ok(args.into_iter().next().unwrap_or_default()),
+                "fail" => Err(ForeignError::new(ForeignErrorKind::Raised, "ValueError: bad input")
+                    .with_traceback("Traceback (most recent call last):\n  File \"script.py\", line 3, in fail")),
+                "gate" => {
+                    // Proof of overlap that does not depend on timing.
+                    if state.gate_waiting.fetch_add(1, Ordering::SeqCst) + 1 >= 2 {
+                        state.gate.notify_waiters();
+                    } else if tokio::time::timeout(Duration::from_secs(20), state.gate.notified()).await.is_err() {
+                        return Err(ForeignError::new(ForeignErrorKind::Internal, "gate: the other call never came"));
+                    }
+                    Ok(args.into_iter().next().unwrap_or_default())
+                }
+                "slow" => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok(Value::Nil)
+                }
+                "hang" => std::future::pending().await,
+                _ => Err(ForeignError::new(ForeignErrorKind::NotFound, "unknown")),
+            };
+            flight.finished = true;
+            result
+        })
+    }
+}
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<String>>);
+
+impl Output for Collect {
+    fn print(&self, text: &str) {
+        self.0.lock().unwrap().push(text.to_owned());
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+type Outcome = (Vec<String>, Result<oxiida::Variables, Diagnostic>);
+
+async fn run_with(host: &TestHost, src: &str, limits: Limits) -> Outcome {
+    let program = oxiida::compile(&Source::new("test.ox", src), host).unwrap_or_else(|e| panic!("compile errors: {e:?}"));
+    let out = Collect::default();
+    let result = tokio::time::timeout(Duration::from_secs(30), oxiida::execute(&program, host, &out, limits))
+        .await
+        .expect("the workflow finished");
+    let lines = out.0.lock().unwrap().clone();
+    (lines, result)
+}
+
+fn run(host: &TestHost, src: &str) -> Outcome {
+    runtime().block_on(run_with(host, src, Limits::default()))
+}
+
+fn compile_errors(src: &str) -> Vec<Diagnostic> {
+    oxiida::compile(&Source::new("test.ox", src), &TestHost::default()).expect_err("should not compile")
+}
+
+#[test]
+fn required_functions_are_called_in_sequence() {
+    let host = TestHost::default();
+    let (out, result) = run(&host, "require add;\nx = add(1, 2);\nprint add(x, 10);");
+    assert_eq!(out, ["13"]);
+    assert_eq!(result.unwrap(), [(Arc::from("x"), Value::Int(3))]);
+    assert_eq!(host.state.calls.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn calls_in_para_overlap() {
+    let host = TestHost::default();
+    let (out, result) = run(&host, "require gate;\npara {\n  a = gate(1);\n  b = gate(2);\n}\nprint a + b;");
+    result.unwrap();
+    assert_eq!(out, ["3"]);
+    assert_eq!(host.state.max_in_flight.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn process_calls_use_process_mode() {
+    let host = TestHost::default();
+    let (out, result) = run(&host, "require mode;\nprint =mode=();\nprint mode();\nx = =mode=();\nprint x;");
+    result.unwrap();
+    assert_eq!(out, ["process", "thread", "process"]);
+}
+
+#[test]
+fn dotted_names_aliases_and_from() {
+    let host = TestHost::default();
+    let src = "require math.sqrt;\nrequire math.sqrt as root, add from test;\nprint sqrt(16.0);\nprint root(9.0);\nprint add(1, 1);";
+    let (out, result) = run(&host, src);
+    result.unwrap();
+    assert_eq!(out, ["4.0", "3.0", "2"]);
+    assert_eq!(host.state.calls.lock().unwrap()[0], ("math.sqrt".to_string(), CallMode::Thread));
+}
+
+#[test]
+fn requires_that_no_host_provides_are_reported_together() {
+    let errors = compile_errors("require nothere;\nrequire add from lua;\nprint 1;");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| e.stage == Stage::Resolve));
+    assert!(errors[0].message.contains("nothere"));
+    assert!(errors[1].message.contains("lua") && errors[1].label.as_deref().unwrap().contains("lua"));
+}
+
+#[test]
+fn misuse_of_required_names_is_found_before_running() {
+    let errors = compile_errors("require add;\nadd = 1;\nprint add;\nprint nope(1);\nrequire echo;\nrequire echo;\nrequire len;");
+    let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(errors.len(), 5, "{messages:?}");
+    assert!(messages[0].contains("cannot assign to `add`"));
+    assert!(messages[1].contains("`add` is a required function"));
+    assert!(messages[2].contains("`nope`"));
+    assert!(messages[3].contains("already required"));
+    assert!(messages[4].contains("builtin"));
+}
+
+#[test]
+fn a_failing_call_is_reported_at_its_span_with_the_traceback() {
+    let host = TestHost::default();
+    let src = "require fail;\nx = 1;\ny = fail(x);\nprint \"not reached\";";
+    let (out, result) = run(&host, src);
+    let err = result.unwrap_err();
+    assert!(out.is_empty());
+    assert_eq!(err.stage, Stage::Runtime);
+    assert_eq!(&src[err.span.start..err.span.end], "fail(x)");
+    assert!(err.message.contains("ValueError: bad input"), "{}", err.message);
+    assert!(err.notes.iter().any(|n| n.contains("script.py")), "{:?}", err.notes);
+    let shown = Source::new("test.ox", src).render(&[err], false);
+    assert!(shown.contains("test.ox:3:5"), "{shown}");
+}
+
+#[test]
+fn a_failing_branch_cancels_its_siblings() {
+    let host = TestHost::default();
+    let (out, result) = run(&host, "require fail, hang;\npara {\n  a = hang();\n  b = fail(1);\n}\nprint \"not reached\";");
+    assert!(result.unwrap_err().message.contains("ValueError"));
+    assert!(out.is_empty());
+    assert_eq!(host.state.in_flight.load(Ordering::SeqCst), 0, "nothing keeps running");
+    assert_eq!(host.state.dropped_unfinished.load(Ordering::SeqCst), 1, "the hanging call was cancelled");
+}
+
+#[test]
+fn cancelled_shell_tasks_are_killed_with_their_children() {
+    let dir = std::env::temp_dir().join(format!("oxiida-cancel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("pid");
+    let pidfile = pidfile.display();
+    let sleeper = format!("sleep 60 & echo $! > {pidfile}; wait");
+    let waiter = format!("while [ ! -s {pidfile} ]; do sleep 0.01; done");
+    let src = format!(
+        "require fail;\npara {{\n  r = shell {{\"sh\", [\"-c\", {sleeper:?}]}};\n  seq {{ w = shell {{\"sh\", [\"-c\", {waiter:?}]}}; y = fail(1); }}\n}}"
+    );
+    let (_, result) = run(&TestHost::default(), &src);
+    assert!(result.unwrap_err().message.contains("ValueError"));
+    let pid: i32 = std::fs::read_to_string(dir.join("pid")).unwrap().trim().parse().unwrap();
+    // The grandchild `sleep` dies with its process group: it is gone, or a
+    // zombie waiting for whoever adopted it, never still sleeping.
+    let sleeping = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.split(") ").nth(1).is_some_and(|s| !s.starts_with('Z'))
+    };
+    for _ in 0..200 {
+        if !sleeping() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(!sleeping(), "the cancelled task's `sleep` is still running");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn para_for_fan_out_is_bounded() {
+    let host = TestHost::default();
+    let limits = Limits { max_tasks: 100, max_fanout: 3 };
+    let (_, result) = runtime().block_on(run_with(&host, "require slow;\npara for i in range(12) { slow(); }", limits));
+    result.unwrap();
+    assert_eq!(host.state.calls.lock().unwrap().len(), 12);
+    let max = host.state.max_in_flight.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&max), "at most 3 in flight, and some overlap: {max}");
+}
+
+#[test]
+fn the_task_limit_bounds_calls_across_branches() {
+    let host = TestHost::default();
+    let limits = Limits { max_tasks: 2, max_fanout: 100 };
+    let (_, result) = runtime().block_on(run_with(&host, "require slow;\npara for i in range(10) { para { slow(); slow(); } }", limits));
+    result.unwrap();
+    assert_eq!(host.state.calls.lock().unwrap().len(), 20);
+    assert_eq!(host.state.max_in_flight.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn two_workflows_run_at_once_with_their_own_hosts() {
+    let (h1, h2) = (TestHost::default(), TestHost::default());
+    let (r1, r2) = runtime().block_on(async {
+        tokio::join!(
+            run_with(&h1, "require add;\nx = add(1, 2);\nprint x;", Limits::default()),
+            run_with(&h2, "require add;\nx = add(10, 20);\nprint x;", Limits::default())
+        )
+    });
+    assert_eq!((r1.0, r2.0), (vec!["3".to_string()], vec!["30".to_string()]));
+    assert_eq!(h1.state.calls.lock().unwrap().len(), 1);
+    assert_eq!(h2.state.calls.lock().unwrap().len(), 1);
+    // They interleave: each workflow's single `gate` call passes only while
+    // the other workflow's call waits too.
+    let shared = TestHost::default();
+    let src = "require gate;\nx = gate(7);\nprint x;";
+    let (a, b) = runtime().block_on(async { tokio::join!(run_with(&shared, src, Limits::default()), run_with(&shared, src, Limits::default())) });
+    assert_eq!((a.0, b.0), (vec!["7".to_string()], vec!["7".to_string()]));
+}

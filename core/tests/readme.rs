@@ -1,0 +1,88 @@
+//! The README's examples are tests. Every ```oxiida block runs through the
+//! CLI and must print exactly the ```text block that follows it; every
+//! ```oxiida-error block must fail, and each line of its ```text block must
+//! appear in what it wrote to stderr.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+struct Example {
+    line: usize,
+    code: String,
+    expect_error: bool,
+    expected: String,
+}
+
+/// Fenced blocks as (info string, body, first line number).
+fn fences(text: &str) -> Vec<(String, String, usize)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(String, String, usize)> = None;
+    for (i, line) in text.lines().enumerate() {
+        match (&mut open, line.strip_prefix("```")) {
+            (None, Some(info)) => open = Some((info.trim().to_owned(), String::new(), i + 1)),
+            (Some(_), Some("")) => blocks.push(open.take().expect("a block is open")),
+            (Some((_, body, _)), _) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+fn examples(readme: &str) -> Vec<Example> {
+    let blocks = fences(readme);
+    let mut out = Vec::new();
+    for (i, (info, code, line)) in blocks.iter().enumerate() {
+        let expect_error = match info.as_str() {
+            "oxiida" => false,
+            "oxiida-error" => true,
+            _ => continue,
+        };
+        let expected = match blocks.get(i + 1) {
+            Some((next, body, _)) if next == "text" => body.clone(),
+            _ => panic!("README.md:{line}: an oxiida example must be followed by a ```text block with its output"),
+        };
+        out.push(Example { line: *line, code: code.clone(), expect_error, expected });
+    }
+    out
+}
+
+#[test]
+fn readme_examples_print_what_the_readme_says() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md exists");
+    let examples = examples(&readme);
+    assert!(examples.len() >= 10, "the tour should have examples, found {}", examples.len());
+    let dir = std::env::temp_dir().join(format!("oxiida-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut failures = Vec::new();
+    for ex in &examples {
+        let file = dir.join(format!("readme_{}.ox", ex.line));
+        std::fs::write(&file, &ex.code).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
+            .arg("run")
+            .arg(&file)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("oxiida runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if ex.expect_error {
+            if out.status.success() {
+                failures.push(format!("README.md:{}: expected an error, but it succeeded", ex.line));
+            }
+            for want in ex.expected.lines().filter(|l| !l.trim().is_empty()) {
+                if !stderr.contains(want.trim()) {
+                    failures.push(format!("README.md:{}: stderr lacks {want:?}:\n{stderr}", ex.line));
+                }
+            }
+        } else if !out.status.success() || stdout != ex.expected {
+            failures.push(format!("README.md:{}: status {}, stdout:\n{stdout}\nwanted:\n{}\nstderr:\n{stderr}", ex.line, out.status, ex.expected));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{} README example(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
