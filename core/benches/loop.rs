@@ -44,8 +44,11 @@ fn main() {
         c.arg("run").arg(file).stdout(std::process::Stdio::null());
         c
     };
+    // `python3` may be a version manager's shell shim; time the interpreter itself.
+    let found = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().expect("python3 runs");
+    let interpreter = String::from_utf8(found.stdout).expect("a UTF-8 path").trim().to_owned();
     let python = |code: &str| {
-        let mut c = Command::new("python3");
+        let mut c = Command::new(&interpreter);
         c.arg("-c").arg(code);
         c
     };

@@ -124,8 +124,33 @@ impl Interpreter<'_> {
         }
     }
 
+    /// A condition. Comparing two Ints held in variables or constants, the
+    /// usual loop test, is answered without building a value.
+    fn test(&self, e: &Expr, f: &mut Frame, what: &str) -> Fallible<bool> {
+        if let ExprKind::Binary { op, lhs, rhs, .. } = &e.kind {
+            if let (Some(Value::Int(a)), Some(Value::Int(b))) = (peek(lhs, f), peek(rhs, f)) {
+                match op {
+                    BinaryOp::Lt => return Ok(a < b),
+                    BinaryOp::Le => return Ok(a <= b),
+                    BinaryOp::Gt => return Ok(a > b),
+                    BinaryOp::Ge => return Ok(a >= b),
+                    BinaryOp::Eq => return Ok(a == b),
+                    BinaryOp::Ne => return Ok(a != b),
+                    _ => {}
+                }
+            }
+        }
+        Self::truth(self.eval(e, f)?, e.span, what)
+    }
+
     fn exec(&self, s: &Stmt, f: &mut Frame) -> Fallible<Flow> {
         match &s.kind {
+            // An assignment statement stores its value without the copy an
+            // assignment expression returns.
+            StmtKind::Expr(Expr { kind: ExprKind::Assign(slot, value), .. }) => {
+                let v = self.eval(value, f)?;
+                f[*slot as usize] = Some(v);
+            }
             StmtKind::Expr(e) => {
                 self.eval(e, f)?;
             }
@@ -144,14 +169,14 @@ impl Interpreter<'_> {
                 }
             }
             StmtKind::If { cond, then, els } => {
-                if Self::truth(self.eval(cond, f)?, cond.span, "the condition of `if`")? {
+                if self.test(cond, f, "the condition of `if`")? {
                     return self.exec(then, f);
                 } else if let Some(els) = els {
                     return self.exec(els, f);
                 }
             }
             StmtKind::While { cond, body } => {
-                while Self::truth(self.eval(cond, f)?, cond.span, "the condition of `while`")? {
+                while self.test(cond, f, "the condition of `while`")? {
                     if self.exec(body, f)? == Flow::Break {
                         break;
                     }
@@ -194,6 +219,9 @@ impl Interpreter<'_> {
                 Ok(Value::Bool(b))
             }
             ExprKind::Binary { op, op_span, lhs, rhs } => {
+                if let (Some(a), Some(b)) = (peek(lhs, f), peek(rhs, f)) {
+                    return ops::binary(*op, a, b).map_err(|m| error(*op_span, m));
+                }
                 let a = self.eval(lhs, f)?;
                 let b = self.eval(rhs, f)?;
                 ops::binary(*op, &a, &b).map_err(|m| error(*op_span, m))
@@ -216,5 +244,16 @@ impl Interpreter<'_> {
                 unreachable!("the resolver marks tasks as async")
             }
         }
+    }
+}
+
+/// A constant or a set variable, by reference: operands of the hot
+/// arithmetic path need no clone.
+#[inline(always)]
+fn peek<'v>(e: &'v Expr, f: &'v Frame) -> Option<&'v Value> {
+    match &e.kind {
+        ExprKind::Const(v) => Some(v),
+        ExprKind::Var(slot) => f[*slot as usize].as_ref(),
+        _ => None,
     }
 }
