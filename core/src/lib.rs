@@ -50,9 +50,14 @@ impl Source {
 /// Parses and resolves a workflow: every error found before running, or a
 /// program ready for [`execute`]. Required names are checked against `host`.
 pub fn compile(source: &Source, host: &dyn foreign::Host) -> Result<ir::Program, Vec<Diagnostic>> {
-    let (ast, errors) = syntax::parse(&source.text);
-    if !errors.is_empty() {
-        return Err(errors);
+    let (ast, mut errors) = syntax::parse(&source.text);
+    match resolve::resolve(&ast, &source.text, host, !errors.is_empty()) {
+        Ok(program) if errors.is_empty() => Ok(program),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            errors.sort_by_key(|d| d.span.start);
+            Err(errors)
+        }
     }
-    resolve::resolve(&ast, &source.text, host)
 }

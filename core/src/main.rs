@@ -13,6 +13,7 @@ use oxiida::{Diagnostic, Limits, Source, Stage};
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_NOT_RUN: u8 = 65;
+/// Like a shell's 128 + SIGINT, whichever signal stopped the workflow.
 const EXIT_INTERRUPTED: u8 = 130;
 
 /// Deeply nested workflows recurse in the parser and resolver; a roomy stack
@@ -145,10 +146,25 @@ fn run(path: &Path, limits: Limits) -> u8 {
                 Err(d) => report(&source, &[d]),
             },
             // Leaving `select!` drops the workflow, which kills its processes.
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("oxiida: interrupted; the workflow was cancelled");
+            signal = stop_signal() => {
+                eprintln!("oxiida: {signal}; the workflow was cancelled");
                 EXIT_INTERRUPTED
             }
         }
     })
+}
+
+/// Ctrl-C, `kill` and a closed terminal all cancel the workflow, so its task
+/// processes (in their own process groups) do not outlive it.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "interrupted";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term.recv() => "terminated",
+        _ = hup.recv() => "hung up",
+    }
 }

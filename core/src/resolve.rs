@@ -16,8 +16,11 @@ use crate::value::Value;
 /// Deeper nesting than this is refused rather than risking the stack.
 const MAX_DEPTH: usize = 200;
 
-pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host) -> Result<ir::Program, Vec<Diagnostic>> {
+/// `after_syntax_errors`: the tree has holes where the parser recovered, so
+/// names those holes might have defined or required are not reported.
+pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host, after_syntax_errors: bool) -> Result<ir::Program, Vec<Diagnostic>> {
     let mut r = Resolver {
+        lenient: after_syntax_errors,
         host,
         source,
         errors: Vec::new(),
@@ -58,6 +61,8 @@ struct Scope {
 }
 
 struct Resolver<'a> {
+    /// Stay quiet about unknown names (see `resolve`).
+    lenient: bool,
     host: &'a dyn Host,
     source: &'a str,
     errors: Vec<Diagnostic>,
@@ -280,7 +285,7 @@ impl Resolver<'_> {
             self.error(id.span, format!("`{name}` is a required function, not a value")).set_hint(format!("call it: `{name}(...)`"));
         } else if let Some(why) = self.scope.gone.get(name).cloned() {
             self.error(id.span, format!("`{name}` cannot be read here")).set_label(why);
-        } else {
+        } else if !self.lenient {
             let hint = self.similar(name).map(|s| format!("did you mean `{s}`?"));
             let d = self.error(id.span, format!("`{name}` is not defined"));
             d.set_label(format!("no earlier statement assigns `{name}`"));
@@ -394,7 +399,7 @@ impl Resolver<'_> {
         if self.scope.defined.contains(name) {
             self.error(id.span, format!("`{name}` is a variable, not a function"))
                 .set_hint("only builtins and required foreign functions can be called");
-        } else {
+        } else if !self.lenient {
             self.error(id.span, format!("`{name}` is neither a builtin nor a required function"))
                 .set_hint(format!("to call a foreign function, declare it first: `require {name};`"));
         }
@@ -425,7 +430,7 @@ mod tests {
     fn resolve_src(src: &str) -> Result<ir::Program, Vec<Diagnostic>> {
         let (ast, errors) = crate::syntax::parse(src);
         assert!(errors.is_empty(), "syntax errors: {errors:?}");
-        resolve(&ast, src, &NoHost)
+        resolve(&ast, src, &NoHost, false)
     }
 
     fn messages(src: &str) -> Vec<String> {

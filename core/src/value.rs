@@ -98,7 +98,7 @@ impl PartialEq for Value {
 
 /// Exact comparison: `i as f64` alone would call 2^53 + 1 equal to 2^53.
 pub fn int_eq_float(i: i64, f: f64) -> bool {
-    f.fract() == 0.0 && f >= -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18 && f as i64 == i
+    f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) && f as i64 == i
 }
 
 /// `print` form: strings raw, everything else as `repr`.
