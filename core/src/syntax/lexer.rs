@@ -186,7 +186,11 @@ pub(super) fn lex(src: &str) -> (Vec<Spanned>, Vec<Diagnostic>) {
         .collect();
     // The lexer accepts any input, but never lose an error if that changes.
     diags.extend(errs.into_iter().map(|e| {
-        Diagnostic::new(Stage::Syntax, to_span(*e.span()), format!("cannot read this: {e}"))
+        Diagnostic::new(
+            Stage::Syntax,
+            to_span(*e.span()),
+            format!("cannot read this: {e}"),
+        )
     }));
     (tokens, diags)
 }
@@ -242,7 +246,8 @@ fn number_token(text: &str) -> Token {
         Token::Float(text.parse().unwrap_or(f64::NAN))
     } else {
         // Only digits, so the one possible failure is overflow.
-        text.parse().map_or(Token::Error(LexError::IntOverflow), Token::Int)
+        text.parse()
+            .map_or(Token::Error(LexError::IntOverflow), Token::Int)
     }
 }
 
@@ -419,7 +424,10 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].message, "integer literal does not fit in 64 bits");
         assert_eq!(errs[0].span, Span::new(4, 24));
-        assert_eq!(errs[0].hint.as_deref(), Some("write it as a float, e.g. 1e19"));
+        assert_eq!(
+            errs[0].hint.as_deref(),
+            Some("write it as a float, e.g. 1e19")
+        );
     }
 
     #[test]
@@ -482,11 +490,14 @@ mod tests {
     #[test]
     fn comments_and_whitespace() {
         assert_eq!(toks("  // nothing\n"), vec![]);
-        assert_eq!(toks("a // b c\n/ d"), vec![
-            Token::Ident("a".into()),
-            Token::Slash,
-            Token::Ident("d".into())
-        ]);
+        assert_eq!(
+            toks("a // b c\n/ d"),
+            vec![
+                Token::Ident("a".into()),
+                Token::Slash,
+                Token::Ident("d".into())
+            ]
+        );
         assert_eq!(toks(""), vec![]);
     }
 

@@ -31,7 +31,10 @@ pub(super) fn parse_tokens(tokens: &[Spanned], src: &str) -> (Program, Vec<Diagn
     let eoi = SimpleSpan::from(src.len()..src.len());
     let input = tokens.map(eoi, |(tok, span)| (tok, span));
     let (program, errors) = program().parse(input).into_output_errors();
-    let diags = errors.into_iter().filter_map(|e| to_diagnostic(e, tokens, src)).collect();
+    let diags = errors
+        .into_iter()
+        .filter_map(|e| to_diagnostic(e, tokens, src))
+        .collect();
     (program.unwrap_or(Program { stmts: Vec::new() }), diags)
 }
 
@@ -54,7 +57,10 @@ fn program<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Program, Extra<'t>> {
             span,
             syntax_error(span, "unexpected `}`").with_hint("this `}` has no matching `{`"),
         ));
-        Stmt { kind: StmtKind::Error, span }
+        Stmt {
+            kind: StmtKind::Error,
+            span,
+        }
     });
     choice((stmt(), stray_close))
         .repeated()
@@ -74,7 +80,10 @@ fn stmt<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Stmt, Extra<'t>> + Clone 
             simple_stmt(expr),
         ))
         .labelled("statement")
-        .map_with(|kind, e| Stmt { kind, span: to_span(e.span()) })
+        .map_with(|kind, e| Stmt {
+            kind,
+            span: to_span(e.span()),
+        })
         .recover_with(via_parser(skip_stmt()))
     })
 }
@@ -84,7 +93,9 @@ fn simple_stmt<'t, I: TokenInput<'t>>(
     expr: ExprParser<'t, I>,
 ) -> impl Parser<'t, I, StmtKind, Extra<'t>> + Clone {
     choice((
-        just(Token::Print).ignore_then(expr.clone()).map(StmtKind::Print),
+        just(Token::Print)
+            .ignore_then(expr.clone())
+            .map(StmtKind::Print),
         require().map(StmtKind::Require),
         just(Token::Break).to(StmtKind::Break),
         just(Token::Continue).to(StmtKind::Continue),
@@ -99,7 +110,11 @@ fn require<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Require, Extra<'t>> + 
         .at_least(1)
         .collect::<Vec<_>>()
         .then(just(Token::As).ignore_then(ident()).or_not())
-        .map_with(|(path, alias), e| RequireItem { path, alias, span: to_span(e.span()) });
+        .map_with(|(path, alias), e| RequireItem {
+            path,
+            alias,
+            span: to_span(e.span()),
+        });
     just(Token::Require)
         .ignore_then(item.separated_by(just(Token::Comma)).at_least(1).collect())
         .then(just(Token::From).ignore_then(ident()).or_not())
@@ -151,7 +166,10 @@ fn while_stmt<'t, I: TokenInput<'t>>(
     just(Token::While)
         .ignore_then(condition(expr))
         .then(stmt)
-        .map(|(cond, body)| StmtKind::While { cond, body: Box::new(body) })
+        .map(|(cond, body)| StmtKind::While {
+            cond,
+            body: Box::new(body),
+        })
 }
 
 fn for_stmt<'t, I: TokenInput<'t>>(
@@ -200,9 +218,15 @@ fn skip_stmt<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Stmt, Extra<'t>> + C
         }
         let span = inp.span_since(&start);
         if consumed {
-            Ok(Stmt { kind: StmtKind::Error, span: to_span(span) })
+            Ok(Stmt {
+                kind: StmtKind::Error,
+                span: to_span(span),
+            })
         } else {
-            Err(custom_error(to_span(span), syntax_error(to_span(span), "nothing to skip")))
+            Err(custom_error(
+                to_span(span),
+                syntax_error(to_span(span), "nothing to skip"),
+            ))
         }
     })
 }
@@ -238,10 +262,17 @@ fn skip_piece<'t, I: TokenInput<'t>>(
 }
 
 /// Skip to the `close` matching an opener just consumed; false if unbalanced.
-fn skip_group<'t, I: TokenInput<'t>>(inp: &mut InputRef<'t, '_, I, Extra<'t>>, close: Token) -> bool {
+/// Only braces hold statements, so a `;` directly inside `( )` or `[ ]` means
+/// the group was never closed; stopping there keeps recovery local (and
+/// linear) instead of scanning the rest of the file for each broken group.
+fn skip_group<'t, I: TokenInput<'t>>(
+    inp: &mut InputRef<'t, '_, I, Extra<'t>>,
+    close: Token,
+) -> bool {
     let mut expected = vec![close];
     while let Some(tok) = inp.next() {
         match tok {
+            Token::Semi if expected.last() != Some(&Token::RBrace) => return false,
             Token::LParen | Token::LBracket | Token::LBrace => expected.push(closer_of(&tok)),
             Token::RParen | Token::RBracket | Token::RBrace => {
                 if expected.pop().as_ref() != Some(&tok) {
@@ -278,18 +309,23 @@ fn nested<'t, I: TokenInput<'t>>(
     open: Token,
     close: Token,
 ) -> impl Parser<'t, I, Expr, Extra<'t>> + Clone {
-    nested_delimiters(open, close, other_delimiters(), |span| Expr {
-        kind: ExprKind::Error,
-        span: to_span(span),
+    custom(move |inp: &mut InputRef<'t, '_, I, Extra<'t>>| {
+        let start = inp.cursor();
+        let balanced = inp.next().as_ref() == Some(&open) && skip_group(inp, close.clone());
+        let span = to_span(inp.span_since(&start));
+        if balanced {
+            Ok(Expr {
+                kind: ExprKind::Error,
+                span,
+            })
+        } else {
+            // The caller reports its own error; this one is discarded.
+            Err(custom_error(
+                span,
+                syntax_error(span, "unbalanced brackets"),
+            ))
+        }
     })
-}
-
-fn other_delimiters() -> [(Token, Token); 3] {
-    [
-        (Token::LParen, Token::RParen),
-        (Token::LBracket, Token::RBracket),
-        (Token::LBrace, Token::RBrace),
-    ]
 }
 
 // --------------------------------------------------------------- expressions
@@ -304,8 +340,14 @@ fn expr<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + Clone 
     recursive(|expr| {
         let expr = expr.boxed();
         let unary = unary(expr.clone());
-        let factor = binary(unary, select! { Token::Star => BinaryOp::Mul, Token::Slash => BinaryOp::Div });
-        let term = binary(factor, select! { Token::Plus => BinaryOp::Add, Token::Minus => BinaryOp::Sub });
+        let factor = binary(
+            unary,
+            select! { Token::Star => BinaryOp::Mul, Token::Slash => BinaryOp::Div },
+        );
+        let term = binary(
+            factor,
+            select! { Token::Plus => BinaryOp::Add, Token::Minus => BinaryOp::Sub },
+        );
         let compare = binary(
             term,
             select! {
@@ -315,8 +357,10 @@ fn expr<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + Clone 
                 Token::Ge => BinaryOp::Ge,
             },
         );
-        let equality =
-            binary(compare, select! { Token::EqEq => BinaryOp::Eq, Token::NotEq => BinaryOp::Ne });
+        let equality = binary(
+            compare,
+            select! { Token::EqEq => BinaryOp::Eq, Token::NotEq => BinaryOp::Ne },
+        );
         let and = binary(equality, just(Token::And).to(BinaryOp::And));
         let or = binary(and, just(Token::Or).to(BinaryOp::Or));
         or.then(just(Token::Assign).ignore_then(expr).or_not())
@@ -336,16 +380,25 @@ fn assignment<'t>(
     let span = target.span.to(value.span);
     match target.kind {
         ExprKind::Var(name) if name.span == target.span => Expr {
-            kind: ExprKind::Assign { target: name, value: Box::new(value) },
+            kind: ExprKind::Assign {
+                target: name,
+                value: Box::new(value),
+            },
             span,
         },
-        ExprKind::Error => Expr { kind: ExprKind::Error, span },
+        ExprKind::Error => Expr {
+            kind: ExprKind::Error,
+            span,
+        },
         _ => {
             let diag = syntax_error(target.span, "can only assign to a name")
                 .with_label("this is not a plain name")
                 .with_hint("fields and elements cannot be assigned; assign to a variable instead");
             emitter.emit(custom_error(target.span, diag));
-            Expr { kind: ExprKind::Error, span }
+            Expr {
+                kind: ExprKind::Error,
+                span,
+            }
         }
     }
 }
@@ -360,9 +413,16 @@ where
     let op = op.map_with(|op, e| (op, to_span(e.span())));
     operand
         .clone()
-        .foldl(op.then(operand).repeated(), |lhs, ((op, op_span), rhs)| Expr {
-            span: lhs.span.to(rhs.span),
-            kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) },
+        .foldl(op.then(operand).repeated(), |lhs, ((op, op_span), rhs)| {
+            Expr {
+                span: lhs.span.to(rhs.span),
+                kind: ExprKind::Binary {
+                    op,
+                    op_span,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                },
+            }
         })
         .boxed()
 }
@@ -376,14 +436,19 @@ fn unary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> {
             Token::Bang => UnaryOp::Not,
         }
         .map_with(|op, e| (op, to_span(e.span())));
-        let prefixed = op.then(unary.clone()).map(|((op, op_span), expr): (_, Expr)| Expr {
-            span: op_span.to(expr.span),
-            kind: ExprKind::Unary { op, op_span, expr: Box::new(expr) },
-        });
+        let prefixed = op
+            .then(unary.clone())
+            .map(|((op, op_span), expr): (_, Expr)| Expr {
+                span: op_span.to(expr.span),
+                kind: ExprKind::Unary {
+                    op,
+                    op_span,
+                    expr: Box::new(expr),
+                },
+            });
         let caret = just(Token::Caret).map_with(|_, e| to_span(e.span()));
-        let power = postfix(expr)
-            .then(caret.then(unary).or_not())
-            .map(|(lhs, rhs): (Expr, Option<(Span, Expr)>)| match rhs {
+        let power = postfix(expr).then(caret.then(unary).or_not()).map(
+            |(lhs, rhs): (Expr, Option<(Span, Expr)>)| match rhs {
                 None => lhs,
                 Some((op_span, rhs)) => Expr {
                     span: lhs.span.to(rhs.span),
@@ -394,7 +459,8 @@ fn unary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> {
                         rhs: Box::new(rhs),
                     },
                 },
-            });
+            },
+        );
         prefixed.or(power).labelled("expression")
     })
     .boxed()
@@ -417,7 +483,9 @@ fn postfix<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
             .recover_with(via_parser(nested(Token::LBracket, Token::RBracket)))
             .map_with(|index, e| Suffix::Index(index, to_span(e.span())));
         let suffix = choice((
-            call_args.clone().map(|(args, span)| Suffix::Call(args, span)),
+            call_args
+                .clone()
+                .map(|(args, span)| Suffix::Call(args, span)),
             just(Token::Dot).ignore_then(ident()).map(Suffix::Field),
             index,
         ));
@@ -429,7 +497,11 @@ fn postfix<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
             .then(call_args)
             .map(|((eq, callee), (args, end)): ((Span, Expr), _)| Expr {
                 span: eq.to(end),
-                kind: ExprKind::Call { callee: Box::new(callee), args, process: true },
+                kind: ExprKind::Call {
+                    callee: Box::new(callee),
+                    args,
+                    process: true,
+                },
             });
         process.or(chain)
     })
@@ -441,15 +513,25 @@ fn apply_suffix(expr: Expr, suffix: Suffix) -> Expr {
     match suffix {
         Suffix::Call(args, end) => Expr {
             span: start.to(end),
-            kind: ExprKind::Call { callee: Box::new(expr), args, process: false },
+            kind: ExprKind::Call {
+                callee: Box::new(expr),
+                args,
+                process: false,
+            },
         },
         Suffix::Field(name) => Expr {
             span: start.to(name.span),
-            kind: ExprKind::Field { expr: Box::new(expr), name },
+            kind: ExprKind::Field {
+                expr: Box::new(expr),
+                name,
+            },
         },
         Suffix::Index(index, end) => Expr {
             span: start.to(end),
-            kind: ExprKind::Index { expr: Box::new(expr), index: Box::new(index) },
+            kind: ExprKind::Index {
+                expr: Box::new(expr),
+                index: Box::new(index),
+            },
         },
     }
 }
@@ -458,7 +540,9 @@ fn apply_suffix(expr: Expr, suffix: Suffix) -> Expr {
 fn args<'t, I: TokenInput<'t>>(
     expr: ExprParser<'t, I>,
 ) -> impl Parser<'t, I, Vec<Expr>, Extra<'t>> + Clone {
-    expr.separated_by(just(Token::Comma)).allow_trailing().collect()
+    expr.separated_by(just(Token::Comma))
+        .allow_trailing()
+        .collect()
 }
 
 /// `"(" args? ")"` with the span of the parentheses.
@@ -485,16 +569,25 @@ fn primary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
         // Already reported by the lexer.
         Token::Error(_) => ExprKind::Error,
     }
-    .map_with(|kind, e| Expr { kind, span: to_span(e.span()) });
+    .map_with(|kind, e| Expr {
+        kind,
+        span: to_span(e.span()),
+    });
     // The span of a parenthesised expression includes the parentheses.
     let paren = expr
         .clone()
         .delimited_by(just(Token::LParen), just(Token::RParen))
-        .map_with(|inner: Expr, e| Expr { span: to_span(e.span()), ..inner })
+        .map_with(|inner: Expr, e| Expr {
+            span: to_span(e.span()),
+            ..inner
+        })
         .recover_with(via_parser(nested(Token::LParen, Token::RParen)));
     let array = args(expr.clone())
         .delimited_by(just(Token::LBracket), just(Token::RBracket))
-        .map_with(|items, e| Expr { kind: ExprKind::Array(items), span: to_span(e.span()) })
+        .map_with(|items, e| Expr {
+            kind: ExprKind::Array(items),
+            span: to_span(e.span()),
+        })
         .recover_with(via_parser(nested(Token::LBracket, Token::RBracket)));
     choice((literal, paren, array, shell(expr), shellpipe()))
         .labelled("expression")
@@ -508,20 +601,29 @@ fn shell<'t, I: TokenInput<'t>>(
     let list = args(expr.clone()).delimited_by(just(Token::LBracket), just(Token::RBracket));
     let stdin = just(Token::Comma).ignore_then(expr.clone());
     let rest = just(Token::Comma).ignore_then(list).then(stdin.or_not());
-    let body = expr.then(rest.or_not()).delimited_by(just(Token::LBrace), just(Token::RBrace));
+    let body = expr
+        .then(rest.or_not())
+        .delimited_by(just(Token::LBrace), just(Token::RBrace));
     just(Token::Shell)
         .ignore_then(body)
         .map_with(|(cmd, rest), e| {
             let (args, stdin) = rest.unwrap_or_default();
             Expr {
-                kind: ExprKind::Shell { cmd: Box::new(cmd), args, stdin: stdin.map(Box::new) },
+                kind: ExprKind::Shell {
+                    cmd: Box::new(cmd),
+                    args,
+                    stdin: stdin.map(Box::new),
+                },
                 span: to_span(e.span()),
             }
         })
         .recover_with(via_parser(
-            just(Token::Shell).ignore_then(nested(Token::LBrace, Token::RBrace)).map_with(
-                |_, e| Expr { kind: ExprKind::Error, span: to_span(e.span()) },
-            ),
+            just(Token::Shell)
+                .ignore_then(nested(Token::LBrace, Token::RBrace))
+                .map_with(|_, e| Expr {
+                    kind: ExprKind::Error,
+                    span: to_span(e.span()),
+                }),
         ))
 }
 
@@ -532,7 +634,10 @@ fn shellpipe<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + C
         .repeated()
         .at_least(1)
         .collect()
-        .map_with(|words, e| ShellUnit { words, span: to_span(e.span()) });
+        .map_with(|words, e| ShellUnit {
+            words,
+            span: to_span(e.span()),
+        });
     let units = unit
         .separated_by(just(Token::Pipe))
         .at_least(1)
@@ -540,11 +645,17 @@ fn shellpipe<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + C
         .delimited_by(just(Token::LBrace), just(Token::RBrace));
     just(Token::ShellPipe)
         .ignore_then(units)
-        .map_with(|units, e| Expr { kind: ExprKind::ShellPipe(units), span: to_span(e.span()) })
+        .map_with(|units, e| Expr {
+            kind: ExprKind::ShellPipe(units),
+            span: to_span(e.span()),
+        })
         .recover_with(via_parser(
-            just(Token::ShellPipe).ignore_then(nested(Token::LBrace, Token::RBrace)).map_with(
-                |_, e| Expr { kind: ExprKind::Error, span: to_span(e.span()) },
-            ),
+            just(Token::ShellPipe)
+                .ignore_then(nested(Token::LBrace, Token::RBrace))
+                .map_with(|_, e| Expr {
+                    kind: ExprKind::Error,
+                    span: to_span(e.span()),
+                }),
         ))
 }
 
@@ -555,10 +666,18 @@ fn to_diagnostic(err: Error<'_>, tokens: &[Spanned], src: &str) -> Option<Diagno
     let span = to_span(*err.span());
     match err.reason() {
         RichReason::Custom(diag) => Some(diag.clone()),
-        RichReason::ExpectedFound { found, .. } if matches!(found.as_deref(), Some(Token::Error(_))) => None,
-        RichReason::ExpectedFound { expected, found } => {
-            Some(expected_found(expected, found.as_deref(), span, tokens, src))
+        RichReason::ExpectedFound { found, .. }
+            if matches!(found.as_deref(), Some(Token::Error(_))) =>
+        {
+            None
         }
+        RichReason::ExpectedFound { expected, found } => Some(expected_found(
+            expected,
+            found.as_deref(),
+            span,
+            tokens,
+            src,
+        )),
     }
 }
 
@@ -608,7 +727,9 @@ fn found_hint(found: &Token, prev: Option<&Token>, expected: &[String]) -> Optio
         Some("`else` must directly follow the body of an `if`".into())
     } else if found.is_keyword() && wants_name {
         let word = found.fixed_text().unwrap_or_default();
-        Some(format!("`{word}` is a keyword and cannot be used as a name"))
+        Some(format!(
+            "`{word}` is a keyword and cannot be used as a name"
+        ))
     } else {
         None
     }
@@ -617,9 +738,12 @@ fn found_hint(found: &Token, prev: Option<&Token>, expected: &[String]) -> Optio
 fn missing_semicolon(found_text: String, span: Span, tokens: &[Spanned]) -> Diagnostic {
     // Point just after the previous token, where the `;` belongs.
     let at = previous_token(tokens, span).map_or(span, |(_, prev)| Span::new(prev.end, prev.end));
-    syntax_error(at, format!("expected `;` after statement, found {found_text}"))
-        .with_label("expected `;` here")
-        .with_hint("add `;` at the end of the previous statement")
+    syntax_error(
+        at,
+        format!("expected `;` after statement, found {found_text}"),
+    )
+    .with_label("expected `;` here")
+    .with_hint("add `;` at the end of the previous statement")
 }
 
 /// The last token that ends before `span`.
@@ -643,7 +767,9 @@ fn innermost_unclosed(tokens: &[Spanned]) -> Option<(Token, Span)> {
     let mut open: Vec<(Token, Span)> = Vec::new();
     for (tok, span) in tokens {
         match tok {
-            Token::LParen | Token::LBracket | Token::LBrace => open.push((tok.clone(), to_span(*span))),
+            Token::LParen | Token::LBracket | Token::LBrace => {
+                open.push((tok.clone(), to_span(*span)))
+            }
             Token::RParen | Token::RBracket | Token::RBrace => {
                 // Close the nearest matching opener; ignore a stray closer.
                 if let Some(i) = open.iter().rposition(|(o, _)| closer_of(o) == *tok) {
@@ -698,7 +824,13 @@ fn expected_list(expected: &[RichPattern<'_, Token>]) -> Vec<String> {
 fn continues_expression(tok: &Token) -> bool {
     matches!(
         tok,
-        Token::Dot | Token::LParen | Token::LBracket | Token::Assign | Token::Caret | Token::And | Token::Or
+        Token::Dot
+            | Token::LParen
+            | Token::LBracket
+            | Token::Assign
+            | Token::Caret
+            | Token::And
+            | Token::Or
     )
 }
 
@@ -733,7 +865,10 @@ mod tests {
     /// The single expression statement of `src`, as an s-expression.
     fn expr(src: &str) -> String {
         match &ok(src)[..] {
-            [Stmt { kind: StmtKind::Expr(e), .. }] => sexpr(e),
+            [Stmt {
+                kind: StmtKind::Expr(e),
+                ..
+            }] => sexpr(e),
             other => panic!("not one expression statement: {other:?}"),
         }
     }
@@ -752,7 +887,11 @@ mod tests {
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 format!("({} {} {})", op.symbol(), sexpr(lhs), sexpr(rhs))
             }
-            ExprKind::Call { callee, args, process } => {
+            ExprKind::Call {
+                callee,
+                args,
+                process,
+            } => {
                 let kind = if *process { "process" } else { "call" };
                 format!("({kind} {} [{}])", sexpr(callee), list(args))
             }
@@ -789,9 +928,13 @@ mod tests {
     #[test]
     fn binary_spans() {
         let stmts = ok("10 - 2 - 3;");
-        let StmtKind::Expr(e) = &stmts[0].kind else { panic!() };
+        let StmtKind::Expr(e) = &stmts[0].kind else {
+            panic!()
+        };
         assert_eq!(e.span, Span::new(0, 10));
-        let ExprKind::Binary { op_span, lhs, .. } = &e.kind else { panic!() };
+        let ExprKind::Binary { op_span, lhs, .. } = &e.kind else {
+            panic!()
+        };
         assert_eq!(*op_span, Span::new(7, 8));
         assert_eq!(lhs.span, Span::new(0, 6));
         assert_eq!(stmts[0].span, Span::new(0, 11));
@@ -799,7 +942,10 @@ mod tests {
 
     #[test]
     fn literals() {
-        assert_eq!(expr("[1, 2.5, \"s\\n\", true, false, nil];"), "[1 2.5 \"s\\n\" true false nil]");
+        assert_eq!(
+            expr("[1, 2.5, \"s\\n\", true, false, nil];"),
+            "[1 2.5 \"s\\n\" true false nil]"
+        );
         assert_eq!(expr("[];"), "[]");
         assert_eq!(expr("[1, 2,];"), "[1 2]");
     }
@@ -812,7 +958,10 @@ mod tests {
 
     #[test]
     fn calls_fields_and_indexes_chain() {
-        assert_eq!(expr("f(a, b)(c).d[0];"), "([] (. (call (call f [a b]) [c]) d) 0)");
+        assert_eq!(
+            expr("f(a, b)(c).d[0];"),
+            "([] (. (call (call f [a b]) [c]) d) 0)"
+        );
         assert_eq!(expr("f();"), "(call f [])");
         assert_eq!(expr("f(1, 2,);"), "(call f [1 2])");
         assert_eq!(expr("=f=(x);"), "(process f [x])");
@@ -823,15 +972,21 @@ mod tests {
     #[test]
     fn call_spans() {
         let stmts = ok("x = =f=(s);");
-        let StmtKind::Expr(e) = &stmts[0].kind else { panic!() };
-        let ExprKind::Assign { value, .. } = &e.kind else { panic!() };
+        let StmtKind::Expr(e) = &stmts[0].kind else {
+            panic!()
+        };
+        let ExprKind::Assign { value, .. } = &e.kind else {
+            panic!()
+        };
         assert_eq!(value.span, Span::new(4, 10));
     }
 
     #[test]
     fn require_statements() {
         let stmts = ok("require os.path.join as join, time from py;\nrequire x;");
-        let StmtKind::Require(req) = &stmts[0].kind else { panic!() };
+        let StmtKind::Require(req) = &stmts[0].kind else {
+            panic!()
+        };
         let path: Vec<_> = req.items[0].path.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(path, ["os", "path", "join"]);
         assert_eq!(req.items[0].alias.as_ref().unwrap().name, "join");
@@ -839,7 +994,9 @@ mod tests {
         assert_eq!(req.items[1].path[0].name, "time");
         assert!(req.items[1].alias.is_none());
         assert_eq!(req.from.as_ref().unwrap().name, "py");
-        let StmtKind::Require(req) = &stmts[1].kind else { panic!() };
+        let StmtKind::Require(req) = &stmts[1].kind else {
+            panic!()
+        };
         assert!(req.from.is_none());
     }
 
@@ -864,7 +1021,12 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            [(BlockKind::Plain, 1), (BlockKind::Seq, 2), (BlockKind::Para, 1), (BlockKind::Plain, 0)]
+            [
+                (BlockKind::Plain, 1),
+                (BlockKind::Seq, 2),
+                (BlockKind::Para, 1),
+                (BlockKind::Plain, 0)
+            ]
         );
         assert_eq!(stmts[1].span, Span::new(7, 20));
     }
@@ -872,9 +1034,23 @@ mod tests {
     #[test]
     fn if_else_chains() {
         let stmts = ok("if (a) x; else if (b) { y; } else z;");
-        let StmtKind::If { cond, els: Some(els), .. } = &stmts[0].kind else { panic!() };
+        let StmtKind::If {
+            cond,
+            els: Some(els),
+            ..
+        } = &stmts[0].kind
+        else {
+            panic!()
+        };
         assert_eq!(sexpr(cond), "a");
-        let StmtKind::If { then, els: Some(last), .. } = &els.kind else { panic!() };
+        let StmtKind::If {
+            then,
+            els: Some(last),
+            ..
+        } = &els.kind
+        else {
+            panic!()
+        };
         assert!(matches!(then.kind, StmtKind::Block { .. }));
         assert!(matches!(last.kind, StmtKind::Expr(_)));
         let stmts = ok("if (a) { }");
@@ -884,7 +1060,9 @@ mod tests {
     #[test]
     fn while_loops() {
         let stmts = ok("while (i < 3) { i = i + 1; }");
-        let StmtKind::While { cond, body } = &stmts[0].kind else { panic!() };
+        let StmtKind::While { cond, body } = &stmts[0].kind else {
+            panic!()
+        };
         assert_eq!(sexpr(cond), "(< i 3)");
         assert!(matches!(body.kind, StmtKind::Block { .. }));
     }
@@ -892,28 +1070,54 @@ mod tests {
     #[test]
     fn for_loops() {
         let stmts = ok("for x in xs print x; para for y in [1, 2] { f(y); }");
-        let StmtKind::For { para, var, iter, .. } = &stmts[0].kind else { panic!() };
+        let StmtKind::For {
+            para, var, iter, ..
+        } = &stmts[0].kind
+        else {
+            panic!()
+        };
         assert!(!para);
         assert_eq!(var.name, "x");
         assert_eq!(sexpr(iter), "xs");
-        let StmtKind::For { para, iter, body, .. } = &stmts[1].kind else { panic!() };
+        let StmtKind::For {
+            para, iter, body, ..
+        } = &stmts[1].kind
+        else {
+            panic!()
+        };
         assert!(*para);
         assert_eq!(sexpr(iter), "[1 2]");
-        assert!(matches!(body.kind, StmtKind::Block { kind: BlockKind::Plain, .. }));
+        assert!(matches!(
+            body.kind,
+            StmtKind::Block {
+                kind: BlockKind::Plain,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn shell_forms() {
         assert_eq!(expr("shell {\"ls\"};"), "(shell \"ls\" [] -)");
-        assert_eq!(expr("shell {\"ls\", [\"-l\", d,]};"), "(shell \"ls\" [\"-l\" d] -)");
+        assert_eq!(
+            expr("shell {\"ls\", [\"-l\", d,]};"),
+            "(shell \"ls\" [\"-l\" d] -)"
+        );
         assert_eq!(expr("shell {cmd, [], input};"), "(shell cmd [] input)");
     }
 
     #[test]
     fn shellpipe_units() {
-        assert_eq!(expr("shellpipe {\"sort\" \"-n\" | \"head\"};"), "(pipe sort -n | head)");
+        assert_eq!(
+            expr("shellpipe {\"sort\" \"-n\" | \"head\"};"),
+            "(pipe sort -n | head)"
+        );
         let stmts = ok("shellpipe {\"a\\tb\" \"c\" | \"d\"};");
-        let StmtKind::Expr(Expr { kind: ExprKind::ShellPipe(units), .. }) = &stmts[0].kind else {
+        let StmtKind::Expr(Expr {
+            kind: ExprKind::ShellPipe(units),
+            ..
+        }) = &stmts[0].kind
+        else {
             panic!()
         };
         assert_eq!(units[0].words, ["a\tb", "c"]);
@@ -943,16 +1147,26 @@ mod tests {
     fn missing_semicolon() {
         let errs = errors("x = 1\nprint x;");
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].message, "expected `;` after statement, found `print`");
+        assert_eq!(
+            errs[0].message,
+            "expected `;` after statement, found `print`"
+        );
         assert_eq!(errs[0].span, Span::new(5, 5));
-        assert_eq!(errs[0].hint.as_deref(), Some("add `;` at the end of the previous statement"));
+        assert_eq!(
+            errs[0].hint.as_deref(),
+            Some("add `;` at the end of the previous statement")
+        );
     }
 
     #[test]
     fn recovery_keeps_later_statements() {
         let (program, errs) = parse("x = 1\nprint x;\ny = 2;");
         assert_eq!(errs.len(), 1);
-        let kinds: Vec<_> = program.stmts.iter().map(|s| std::mem::discriminant(&s.kind)).collect();
+        let kinds: Vec<_> = program
+            .stmts
+            .iter()
+            .map(|s| std::mem::discriminant(&s.kind))
+            .collect();
         assert_eq!(kinds.len(), 3);
         assert_eq!(program.stmts[0].kind, StmtKind::Error);
         assert!(matches!(program.stmts[1].kind, StmtKind::Print(_)));
@@ -972,8 +1186,12 @@ mod tests {
         let (program, errs) = parse("while (a) { x = ; y; }\nz;");
         assert_eq!(errs.len(), 1);
         assert_eq!(program.stmts.len(), 2);
-        let StmtKind::While { body, .. } = &program.stmts[0].kind else { panic!() };
-        let StmtKind::Block { body, .. } = &body.kind else { panic!() };
+        let StmtKind::While { body, .. } = &program.stmts[0].kind else {
+            panic!()
+        };
+        let StmtKind::Block { body, .. } = &body.kind else {
+            panic!()
+        };
         assert_eq!(body[0].kind, StmtKind::Error);
         assert!(matches!(body[1].kind, StmtKind::Expr(_)));
     }
@@ -1039,7 +1257,10 @@ mod tests {
         assert_eq!(msg(";"), "expected statement, found `;`");
         assert_eq!(msg("para x;"), "expected `for` or `{`, found `x`");
         let errs = errors("for in xs {}");
-        assert_eq!(errs[0].hint.as_deref(), Some("`in` is a keyword and cannot be used as a name"));
+        assert_eq!(
+            errs[0].hint.as_deref(),
+            Some("`in` is a keyword and cannot be used as a name")
+        );
     }
 
     #[test]
@@ -1051,6 +1272,15 @@ mod tests {
         assert!(!errors(&src).is_empty());
     }
 
+    #[test]
+    fn unclosed_groups_are_not_exponential() {
+        // Each of these took exponential time before recovery was fixed.
+        for open in ["(", "[", "f(", "{(", "if ("] {
+            let src = format!("x = {};", open.repeat(300));
+            assert!(!errors(&src).is_empty());
+        }
+    }
+
     mod fuzz {
         use super::parse;
         use proptest::prelude::*;
@@ -1058,11 +1288,63 @@ mod tests {
         fn piece() -> impl Strategy<Value = String> {
             prop_oneof![
                 prop::sample::select(vec![
-                    "if", "else", "while", "for", "in", "seq", "para", "print", "require", "from",
-                    "as", "and", "or", "true", "false", "nil", "shell", "shellpipe", "break",
-                    "continue", "(", ")", "[", "]", "{", "}", ",", ";", ".", "=", "==", "!=", "<",
-                    "<=", ">", ">=", "+", "-", "*", "/", "^", "!", "|", "x", "f", "1", "2.5",
-                    "1e3", "\"s\"", "\"", "\\", "//", "\n", " ", "&&", "@", "é",
+                    "if",
+                    "else",
+                    "while",
+                    "for",
+                    "in",
+                    "seq",
+                    "para",
+                    "print",
+                    "require",
+                    "from",
+                    "as",
+                    "and",
+                    "or",
+                    "true",
+                    "false",
+                    "nil",
+                    "shell",
+                    "shellpipe",
+                    "break",
+                    "continue",
+                    "(",
+                    ")",
+                    "[",
+                    "]",
+                    "{",
+                    "}",
+                    ",",
+                    ";",
+                    ".",
+                    "=",
+                    "==",
+                    "!=",
+                    "<",
+                    "<=",
+                    ">",
+                    ">=",
+                    "+",
+                    "-",
+                    "*",
+                    "/",
+                    "^",
+                    "!",
+                    "|",
+                    "x",
+                    "f",
+                    "1",
+                    "2.5",
+                    "1e3",
+                    "\"s\"",
+                    "\"",
+                    "\\",
+                    "//",
+                    "\n",
+                    " ",
+                    "&&",
+                    "@",
+                    "é",
                 ])
                 .prop_map(String::from),
                 any::<char>().prop_map(String::from),
