@@ -63,7 +63,15 @@ fn main() {
     println!("counting loop, {N} iterations (best of {RUNS}):");
     println!("  oxiida  {:>9.3} s total  {ox_ns:>6.1} ns/iteration", ox_loop.as_secs_f64());
     println!("  CPython {:>9.3} s total  {py_ns:>6.1} ns/iteration", py_loop.as_secs_f64());
-    println!("  ratio oxiida/CPython: {:.2}x per iteration, {:.2}x total (target <= 1.0x)", ox_ns / py_ns, ox_loop.as_secs_f64() / py_loop.as_secs_f64());
-    println!("start-up, median of {STARTUP_RUNS}: `oxiida run hello.ox` {:.2} ms (target <= 5 ms); `python3 -c pass` {:.2} ms", ox_start.as_secs_f64() * 1e3, py_start.as_secs_f64() * 1e3);
+    println!(
+        "  ratio oxiida/CPython: {:.2}x per iteration, {:.2}x total (target <= 1.0x)",
+        ox_ns / py_ns,
+        ox_loop.as_secs_f64() / py_loop.as_secs_f64()
+    );
+    println!(
+        "start-up, median of {STARTUP_RUNS}: `oxiida run hello.ox` {:.2} ms (target <= 5 ms); `python3 -c pass` {:.2} ms",
+        ox_start.as_secs_f64() * 1e3,
+        py_start.as_secs_f64() * 1e3
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -83,13 +83,17 @@ impl Builtin {
                         Err(format!("int() cannot convert {} to a 64-bit Int", format_float(*x)))
                     }
                 }
-                Value::Str(s) => s.trim().parse::<i64>().map(Value::Int).map_err(|_| format!("int() cannot parse {:?} as an Int", s.as_ref())),
+                Value::Str(s) => {
+                    s.trim().parse::<i64>().map(Value::Int).map_err(|_| format!("int() cannot parse {:?} as an Int", s.as_ref()))
+                }
                 _ => Err(wrong()),
             },
             Builtin::Float => match arg {
                 Value::Float(_) => Ok(arg.clone()),
                 Value::Int(i) => Ok(Value::Float(*i as f64)),
-                Value::Str(s) => parse_float(s.trim()).map(Value::Float).ok_or_else(|| format!("float() cannot parse {:?} as a Float", s.as_ref())),
+                Value::Str(s) => {
+                    parse_float(s.trim()).map(Value::Float).ok_or_else(|| format!("float() cannot parse {:?} as a Float", s.as_ref()))
+                }
                 _ => Err(wrong()),
             },
             Builtin::Keys => match arg {

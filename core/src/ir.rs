@@ -54,10 +54,25 @@ pub enum StmtKind {
     Continue,
     Block(Vec<Stmt>),
     Para(Vec<Branch>),
-    If { cond: Expr, then: Box<Stmt>, els: Option<Box<Stmt>> },
-    While { cond: Expr, body: Box<Stmt> },
-    For { var: Slot, iter: Expr, body: Box<Stmt> },
-    ParaFor { var: Slot, iter: Expr, body: Box<Stmt> },
+    If {
+        cond: Expr,
+        then: Box<Stmt>,
+        els: Option<Box<Stmt>>,
+    },
+    While {
+        cond: Expr,
+        body: Box<Stmt>,
+    },
+    For {
+        var: Slot,
+        iter: Expr,
+        body: Box<Stmt>,
+    },
+    ParaFor {
+        var: Slot,
+        iter: Expr,
+        body: Box<Stmt>,
+    },
     /// `require` does its work at resolve time.
     Nop,
 }

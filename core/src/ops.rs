@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 use crate::syntax::ast::{BinaryOp, UnaryOp};
-use crate::value::{Value};
+use crate::value::Value;
 
 pub type OpResult = Result<Value, String>;
 
@@ -54,17 +54,16 @@ pub fn binary(op: BinaryOp, a: &Value, b: &Value) -> OpResult {
             Ok(Float(x / y))
         }
         Pow => match (a, b) {
-            (Int(x), Int(y)) if *y >= 0 => u32::try_from(*y)
-                .ok()
-                .and_then(|y| x.checked_pow(y))
-                .map(Int)
-                .ok_or_else(|| overflow("^", *x, *y)),
+            (Int(x), Int(y)) if *y >= 0 => {
+                u32::try_from(*y).ok().and_then(|y| x.checked_pow(y)).map(Int).ok_or_else(|| overflow("^", *x, *y))
+            }
             _ => float_op(op, a, b, f64::powf),
         },
         Eq => Ok(Value::Bool(a == b)),
         Ne => Ok(Value::Bool(a != b)),
         Lt | Le | Gt | Ge => {
-            let ord = compare(a, b).ok_or_else(|| format!("cannot order {} and {} with `{}`", a.type_name(), b.type_name(), op.symbol()))?;
+            let ord =
+                compare(a, b).ok_or_else(|| format!("cannot order {} and {} with `{}`", a.type_name(), b.type_name(), op.symbol()))?;
             let yes = match op {
                 Lt => ord == Ordering::Less,
                 Le => ord != Ordering::Greater,
@@ -121,7 +120,9 @@ fn cmp_int_float(i: i64, f: f64) -> Option<Ordering> {
 
 pub fn unary(op: UnaryOp, v: &Value) -> OpResult {
     match (op, v) {
-        (UnaryOp::Neg, Value::Int(i)) => i.checked_neg().map(Value::Int).ok_or_else(|| format!("integer overflow: -({i}) does not fit in 64 bits")),
+        (UnaryOp::Neg, Value::Int(i)) => {
+            i.checked_neg().map(Value::Int).ok_or_else(|| format!("integer overflow: -({i}) does not fit in 64 bits"))
+        }
         (UnaryOp::Neg, Value::Float(x)) => Ok(Value::Float(-x)),
         (UnaryOp::Plus, Value::Int(_) | Value::Float(_)) => Ok(v.clone()),
         (UnaryOp::Not, Value::Bool(b)) => Ok(Value::Bool(!b)),
@@ -135,7 +136,8 @@ pub fn unary(op: UnaryOp, v: &Value) -> OpResult {
 pub fn index(v: &Value, index: &Value) -> OpResult {
     match (v, index) {
         (Value::Array(items), Value::Int(i)) => {
-            let at = position(*i, items.len()).ok_or_else(|| format!("index {i} is out of range for an Array of length {}", items.len()))?;
+            let at =
+                position(*i, items.len()).ok_or_else(|| format!("index {i} is out of range for an Array of length {}", items.len()))?;
             Ok(items[at].clone())
         }
         (Value::Str(s), Value::Int(i)) => {

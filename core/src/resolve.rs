@@ -219,7 +219,11 @@ impl Resolver<'_> {
                 self.scope.defined.insert(name);
             } else {
                 let lines: Vec<String> = who.iter().map(|&i| self.line_of(body[i].span).to_string()).collect();
-                let why = format!("{} branches of a `para` block create it (lines {}), so it stays local to each branch", who.len(), lines.join(", "));
+                let why = format!(
+                    "{} branches of a `para` block create it (lines {}), so it stays local to each branch",
+                    who.len(),
+                    lines.join(", ")
+                );
                 self.scope.gone.insert(name, why);
             }
         }
@@ -303,8 +307,9 @@ impl Resolver<'_> {
             return self.slot(name);
         }
         if self.scope.frozen.contains(name) {
-            self.error(id.span, format!("a `para` branch cannot rebind `{name}`, a variable of the enclosing scope"))
-                .set_hint("branches run concurrently; assign a new name instead (it stays visible after the block when only one branch creates it)");
+            self.error(id.span, format!("a `para` branch cannot rebind `{name}`, a variable of the enclosing scope")).set_hint(
+                "branches run concurrently; assign a new name instead (it stays visible after the block when only one branch creates it)",
+            );
         }
         self.scope.gone.remove(name);
         self.scope.defined.insert(name.clone());
@@ -355,11 +360,9 @@ impl Resolver<'_> {
             ExprKind::Field { expr, name } => ir::ExprKind::Field { expr: self.boxed(expr), name: Arc::from(name.name.as_str()) },
             ExprKind::Index { expr, index } => ir::ExprKind::Index { expr: self.boxed(expr), index: self.boxed(index) },
             ExprKind::Array(items) => ir::ExprKind::Array(self.exprs(items)),
-            ExprKind::Shell { cmd, args, stdin } => ir::ExprKind::Shell {
-                cmd: self.boxed(cmd),
-                args: self.exprs(args),
-                stdin: stdin.as_ref().map(|s| self.boxed(s)),
-            },
+            ExprKind::Shell { cmd, args, stdin } => {
+                ir::ExprKind::Shell { cmd: self.boxed(cmd), args: self.exprs(args), stdin: stdin.as_ref().map(|s| self.boxed(s)) }
+            }
             ExprKind::ShellPipe(units) => ir::ExprKind::ShellPipe(units.iter().map(|u| u.words.clone()).collect()),
         };
         self.depth -= 1;
@@ -377,7 +380,8 @@ impl Resolver<'_> {
     fn call(&mut self, callee: &ast::Expr, args: &[ast::Expr], process: bool) -> ir::ExprKind {
         let args = self.exprs(args);
         let ExprKind::Var(id) = &callee.kind else {
-            self.error(callee.span, "only a named function can be called").set_hint("call a builtin or a required function by its name: `f(x)`");
+            self.error(callee.span, "only a named function can be called")
+                .set_hint("call a builtin or a required function by its name: `f(x)`");
             return ir::ExprKind::Const(Value::Nil);
         };
         let name = &id.name;
@@ -472,8 +476,7 @@ mod tests {
     fn a_variable_one_branch_creates_is_exported() {
         let p = resolve_src("para { a = 1; seq { b = 2; c = b; } } print a + b + c;").unwrap();
         let ir::StmtKind::Para(branches) = &p.body[0].kind else { panic!("not a para block") };
-        let exported: Vec<Vec<&str>> =
-            branches.iter().map(|b| b.exports.iter().map(|&s| &*p.slot_names[s as usize]).collect()).collect();
+        let exported: Vec<Vec<&str>> = branches.iter().map(|b| b.exports.iter().map(|&s| &*p.slot_names[s as usize]).collect()).collect();
         assert_eq!(exported, [vec!["a"], vec!["b", "c"]]);
     }
 

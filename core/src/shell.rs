@@ -36,12 +36,7 @@ impl Drop for GroupGuard {
 fn spawn(words: &[String], group: Option<i32>, stdin: Stdio, stderr_note: &str) -> Result<Child, String> {
     let (program, args) = words.split_first().ok_or("a shell task needs a program to run")?;
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(group.unwrap_or(0));
+    cmd.args(args).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(group.unwrap_or(0));
     cmd.spawn().map_err(|e| format!("cannot start `{program}`{stderr_note}: {e}"))
 }
 

@@ -57,7 +57,8 @@ fn syntax_and_resolve_errors_are_reported_together_and_nothing_runs() {
 #[test]
 fn print_goes_to_stdout_and_errors_to_stderr() {
     let dir = workdir("streams");
-    std::fs::write(dir.join("wf.ox"), "print \"one\";\nr = shell {\"sh\", [\"-c\", \"echo noise >&2\"]};\nprint [1, 2];\nprint 1 / 0;\n").unwrap();
+    std::fs::write(dir.join("wf.ox"), "print \"one\";\nr = shell {\"sh\", [\"-c\", \"echo noise >&2\"]};\nprint [1, 2];\nprint 1 / 0;\n")
+        .unwrap();
     let out = oxiida(&dir, &["run", "wf.ox"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stdout), "one\n[1, 2]\n");

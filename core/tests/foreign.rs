@@ -124,9 +124,8 @@ type Outcome = (Vec<String>, Result<oxiida::Variables, Diagnostic>);
 async fn run_with(host: &TestHost, src: &str, limits: Limits) -> Outcome {
     let program = oxiida::compile(&Source::new("test.ox", src), host).unwrap_or_else(|e| panic!("compile errors: {e:?}"));
     let out = Collect::default();
-    let result = tokio::time::timeout(Duration::from_secs(30), oxiida::execute(&program, host, &out, limits))
-        .await
-        .expect("the workflow finished");
+    let result =
+        tokio::time::timeout(Duration::from_secs(30), oxiida::execute(&program, host, &out, limits)).await.expect("the workflow finished");
     let lines = out.0.lock().unwrap().clone();
     (lines, result)
 }
@@ -288,6 +287,7 @@ fn two_workflows_run_at_once_with_their_own_hosts() {
     // the other workflow's call waits too.
     let shared = TestHost::default();
     let src = "require gate;\nx = gate(7);\nprint x;";
-    let (a, b) = runtime().block_on(async { tokio::join!(run_with(&shared, src, Limits::default()), run_with(&shared, src, Limits::default())) });
+    let (a, b) =
+        runtime().block_on(async { tokio::join!(run_with(&shared, src, Limits::default()), run_with(&shared, src, Limits::default())) });
     assert_eq!((a.0, b.0), (vec!["7".to_string()], vec!["7".to_string()]));
 }

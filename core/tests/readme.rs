@@ -80,7 +80,10 @@ fn readme_examples_print_what_the_readme_says() {
                 }
             }
         } else if !out.status.success() || stdout != ex.expected {
-            failures.push(format!("README.md:{}: status {}, stdout:\n{stdout}\nwanted:\n{}\nstderr:\n{stderr}", ex.line, out.status, ex.expected));
+            failures.push(format!(
+                "README.md:{}: status {}, stdout:\n{stdout}\nwanted:\n{}\nstderr:\n{stderr}",
+                ex.line, out.status, ex.expected
+            ));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -98,10 +98,9 @@ impl Interpreter<'_> {
             Some(v) => Ok(v.clone()),
             None => {
                 let name = &self.program.slot_names[slot as usize];
-                Err(Box::new(
-                    Diagnostic::new(Stage::Runtime, span, format!("`{name}` has no value here"))
-                        .with_label(format!("the statement that assigns `{name}` has not run (a branch not taken, or a loop that ran zero times)")),
-                ))
+                Err(Box::new(Diagnostic::new(Stage::Runtime, span, format!("`{name}` has no value here")).with_label(format!(
+                    "the statement that assigns `{name}` has not run (a branch not taken, or a loop that ran zero times)"
+                ))))
             }
         }
     }

@@ -232,7 +232,11 @@ impl Interpreter<'_> {
             ForeignErrorKind::BadArguments => format!("bad arguments for `{name}`: {}", err.message),
             ForeignErrorKind::Internal => format!("internal error calling `{name}`: {}", err.message),
         };
-        let mut d = Diagnostic::new(Stage::Runtime, span, message).with_label(format!("this call to `{}` failed ({})", foreign.name.dotted(), err.kind.describe()));
+        let mut d = Diagnostic::new(Stage::Runtime, span, message).with_label(format!(
+            "this call to `{}` failed ({})",
+            foreign.name.dotted(),
+            err.kind.describe()
+        ));
         if let Some(tb) = err.traceback {
             d = d.with_note(format!("foreign traceback:\n{}", tb.trim_end()));
         }

@@ -40,11 +40,26 @@ pub enum StmtKind {
     Require(Require),
     Break,
     Continue,
-    Block { kind: BlockKind, body: Vec<Stmt> },
-    If { cond: Expr, then: Box<Stmt>, els: Option<Box<Stmt>> },
-    While { cond: Expr, body: Box<Stmt> },
+    Block {
+        kind: BlockKind,
+        body: Vec<Stmt>,
+    },
+    If {
+        cond: Expr,
+        then: Box<Stmt>,
+        els: Option<Box<Stmt>>,
+    },
+    While {
+        cond: Expr,
+        body: Box<Stmt>,
+    },
     /// `for x in xs stmt` and `para for x in xs stmt`
-    For { para: bool, var: Ident, iter: Expr, body: Box<Stmt> },
+    For {
+        para: bool,
+        var: Ident,
+        iter: Expr,
+        body: Box<Stmt>,
+    },
     /// Stands where the parser recovered from a syntax error (already reported).
     Error,
 }
@@ -141,20 +156,46 @@ pub enum ExprKind {
     Str(String),
     Var(Ident),
     /// `name = value` (right-associative; the value of the expression is `value`).
-    Assign { target: Ident, value: Box<Expr> },
-    Unary { op: UnaryOp, op_span: Span, expr: Box<Expr> },
+    Assign {
+        target: Ident,
+        value: Box<Expr>,
+    },
+    Unary {
+        op: UnaryOp,
+        op_span: Span,
+        expr: Box<Expr>,
+    },
     /// Includes `and` / `or`; `op_span` covers just the operator.
-    Binary { op: BinaryOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
+    Binary {
+        op: BinaryOp,
+        op_span: Span,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `f(a, b)` (process = false) or `=f=(a, b)` (process = true).
-    Call { callee: Box<Expr>, args: Vec<Expr>, process: bool },
+    Call {
+        callee: Box<Expr>,
+        args: Vec<Expr>,
+        process: bool,
+    },
     /// `expr.name`
-    Field { expr: Box<Expr>, name: Ident },
+    Field {
+        expr: Box<Expr>,
+        name: Ident,
+    },
     /// `expr[index]`
-    Index { expr: Box<Expr>, index: Box<Expr> },
+    Index {
+        expr: Box<Expr>,
+        index: Box<Expr>,
+    },
     /// `[a, b, c]`
     Array(Vec<Expr>),
     /// `shell {cmd}`, `shell {cmd, [args]}`, `shell {cmd, [args], stdin}`
-    Shell { cmd: Box<Expr>, args: Vec<Expr>, stdin: Option<Box<Expr>> },
+    Shell {
+        cmd: Box<Expr>,
+        args: Vec<Expr>,
+        stdin: Option<Box<Expr>>,
+    },
     /// `shellpipe { "a" "b" | "c" }`
     ShellPipe(Vec<ShellUnit>),
     /// Stands where the parser recovered from a syntax error (already reported).

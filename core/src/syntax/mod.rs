@@ -19,18 +19,12 @@ pub fn parse(src: &str) -> (ast::Program, Vec<Diagnostic>) {
     let (program, parse_diags) = parser::parse_tokens(&tokens, src);
     // A parser error right inside (or just after) a bad token is a consequence
     // of the lexer error, which was already reported.
-    diags.extend(
-        parse_diags
-            .into_iter()
-            .filter(|d| !inside_any(d.span, &bad_regions)),
-    );
+    diags.extend(parse_diags.into_iter().filter(|d| !inside_any(d.span, &bad_regions)));
     diags.sort_by_key(|d| (d.span.start, d.span.end));
     diags.dedup_by(|a, b| a.span == b.span && a.message == b.message);
     (program, diags)
 }
 
 fn inside_any(span: Span, regions: &[Span]) -> bool {
-    regions
-        .iter()
-        .any(|r| r.start <= span.start && span.start <= r.end)
+    regions.iter().any(|r| r.start <= span.start && span.start <= r.end)
 }

@@ -31,10 +31,7 @@ pub(super) fn parse_tokens(tokens: &[Spanned], src: &str) -> (Program, Vec<Diagn
     let eoi = SimpleSpan::from(src.len()..src.len());
     let input = tokens.map(eoi, |(tok, span)| (tok, span));
     let (program, errors) = program().parse(input).into_output_errors();
-    let diags = errors
-        .into_iter()
-        .filter_map(|e| to_diagnostic(e, tokens, src))
-        .collect();
+    let diags = errors.into_iter().filter_map(|e| to_diagnostic(e, tokens, src)).collect();
     (program.unwrap_or(Program { stmts: Vec::new() }), diags)
 }
 
@@ -53,19 +50,10 @@ fn program<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Program, Extra<'t>> {
     // if need be by its error recovery.
     let stray_close = just(Token::RBrace).validate(|_, e, emitter| {
         let span = to_span(e.span());
-        emitter.emit(custom_error(
-            span,
-            syntax_error(span, "unexpected `}`").with_hint("this `}` has no matching `{`"),
-        ));
-        Stmt {
-            kind: StmtKind::Error,
-            span,
-        }
+        emitter.emit(custom_error(span, syntax_error(span, "unexpected `}`").with_hint("this `}` has no matching `{`")));
+        Stmt { kind: StmtKind::Error, span }
     });
-    choice((stmt(), stray_close))
-        .repeated()
-        .collect()
-        .map(|stmts| Program { stmts })
+    choice((stmt(), stray_close)).repeated().collect().map(|stmts| Program { stmts })
 }
 
 fn stmt<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Stmt, Extra<'t>> + Clone {
@@ -80,22 +68,15 @@ fn stmt<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Stmt, Extra<'t>> + Clone 
             simple_stmt(expr),
         ))
         .labelled("statement")
-        .map_with(|kind, e| Stmt {
-            kind,
-            span: to_span(e.span()),
-        })
+        .map_with(|kind, e| Stmt { kind, span: to_span(e.span()) })
         .recover_with(via_parser(skip_stmt()))
     })
 }
 
 /// `simple ";"`
-fn simple_stmt<'t, I: TokenInput<'t>>(
-    expr: ExprParser<'t, I>,
-) -> impl Parser<'t, I, StmtKind, Extra<'t>> + Clone {
+fn simple_stmt<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> impl Parser<'t, I, StmtKind, Extra<'t>> + Clone {
     choice((
-        just(Token::Print)
-            .ignore_then(expr.clone())
-            .map(StmtKind::Print),
+        just(Token::Print).ignore_then(expr.clone()).map(StmtKind::Print),
         require().map(StmtKind::Require),
         just(Token::Break).to(StmtKind::Break),
         just(Token::Continue).to(StmtKind::Continue),
@@ -110,11 +91,7 @@ fn require<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Require, Extra<'t>> + 
         .at_least(1)
         .collect::<Vec<_>>()
         .then(just(Token::As).ignore_then(ident()).or_not())
-        .map_with(|(path, alias), e| RequireItem {
-            path,
-            alias,
-            span: to_span(e.span()),
-        });
+        .map_with(|(path, alias), e| RequireItem { path, alias, span: to_span(e.span()) });
     just(Token::Require)
         .ignore_then(item.separated_by(just(Token::Comma)).at_least(1).collect())
         .then(just(Token::From).ignore_then(ident()).or_not())
@@ -122,15 +99,10 @@ fn require<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Require, Extra<'t>> + 
 }
 
 /// `("seq" | "para")? "{" stmt* "}"`; a missing `}` is reported at the `{`.
-fn block<'t, I: TokenInput<'t>>(
-    stmt: Boxed<'t, 't, I, Stmt, Extra<'t>>,
-) -> impl Parser<'t, I, StmtKind, Extra<'t>> + Clone {
-    let kind = choice((
-        just(Token::Seq).to(BlockKind::Seq),
-        just(Token::Para).to(BlockKind::Para),
-    ))
-    .or_not()
-    .map(|kind| kind.unwrap_or(BlockKind::Plain));
+fn block<'t, I: TokenInput<'t>>(stmt: Boxed<'t, 't, I, Stmt, Extra<'t>>) -> impl Parser<'t, I, StmtKind, Extra<'t>> + Clone {
+    let kind = choice((just(Token::Seq).to(BlockKind::Seq), just(Token::Para).to(BlockKind::Para)))
+        .or_not()
+        .map(|kind| kind.unwrap_or(BlockKind::Plain));
     let open = just(Token::LBrace).map_with(|_, e| to_span(e.span()));
     kind.then(open)
         .then(stmt.repeated().collect())
@@ -152,24 +124,14 @@ fn if_stmt<'t, I: TokenInput<'t>>(
         .ignore_then(condition(expr))
         .then(stmt.clone())
         .then(just(Token::Else).ignore_then(stmt).or_not())
-        .map(|((cond, then), els)| StmtKind::If {
-            cond,
-            then: Box::new(then),
-            els: els.map(Box::new),
-        })
+        .map(|((cond, then), els)| StmtKind::If { cond, then: Box::new(then), els: els.map(Box::new) })
 }
 
 fn while_stmt<'t, I: TokenInput<'t>>(
     expr: ExprParser<'t, I>,
     stmt: Boxed<'t, 't, I, Stmt, Extra<'t>>,
 ) -> impl Parser<'t, I, StmtKind, Extra<'t>> + Clone {
-    just(Token::While)
-        .ignore_then(condition(expr))
-        .then(stmt)
-        .map(|(cond, body)| StmtKind::While {
-            cond,
-            body: Box::new(body),
-        })
+    just(Token::While).ignore_then(condition(expr)).then(stmt).map(|(cond, body)| StmtKind::While { cond, body: Box::new(body) })
 }
 
 fn for_stmt<'t, I: TokenInput<'t>>(
@@ -183,20 +145,12 @@ fn for_stmt<'t, I: TokenInput<'t>>(
         .then_ignore(just(Token::In))
         .then(expr)
         .then(stmt)
-        .map(|(((para, var), iter), body)| StmtKind::For {
-            para: para.is_some(),
-            var,
-            iter,
-            body: Box::new(body),
-        })
+        .map(|(((para, var), iter), body)| StmtKind::For { para: para.is_some(), var, iter, body: Box::new(body) })
 }
 
 /// `"(" expr ")"` of `if` and `while`; recovers to the matching `)`.
-fn condition<'t, I: TokenInput<'t>>(
-    expr: ExprParser<'t, I>,
-) -> impl Parser<'t, I, Expr, Extra<'t>> + Clone {
-    expr.delimited_by(just(Token::LParen), just(Token::RParen))
-        .recover_with(via_parser(nested(Token::LParen, Token::RParen)))
+fn condition<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> impl Parser<'t, I, Expr, Extra<'t>> + Clone {
+    expr.delimited_by(just(Token::LParen), just(Token::RParen)).recover_with(via_parser(nested(Token::LParen, Token::RParen)))
 }
 
 /// Recovery for a broken statement: skip to its `;`, or past a balanced
@@ -218,25 +172,16 @@ fn skip_stmt<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Stmt, Extra<'t>> + C
         }
         let span = inp.span_since(&start);
         if consumed {
-            Ok(Stmt {
-                kind: StmtKind::Error,
-                span: to_span(span),
-            })
+            Ok(Stmt { kind: StmtKind::Error, span: to_span(span) })
         } else {
-            Err(custom_error(
-                to_span(span),
-                syntax_error(to_span(span), "nothing to skip"),
-            ))
+            Err(custom_error(to_span(span), syntax_error(to_span(span), "nothing to skip")))
         }
     })
 }
 
 /// Skip one token or balanced group. `None`: stopped without consuming;
 /// `Some(true)`: consumed the end of the statement.
-fn skip_piece<'t, I: TokenInput<'t>>(
-    inp: &mut InputRef<'t, '_, I, Extra<'t>>,
-    started: bool,
-) -> Option<bool> {
+fn skip_piece<'t, I: TokenInput<'t>>(inp: &mut InputRef<'t, '_, I, Extra<'t>>, started: bool) -> Option<bool> {
     let before = inp.save();
     let tok = inp.next()?;
     match tok {
@@ -265,10 +210,7 @@ fn skip_piece<'t, I: TokenInput<'t>>(
 /// Only braces hold statements, so a `;` directly inside `( )` or `[ ]` means
 /// the group was never closed; stopping there keeps recovery local (and
 /// linear) instead of scanning the rest of the file for each broken group.
-fn skip_group<'t, I: TokenInput<'t>>(
-    inp: &mut InputRef<'t, '_, I, Extra<'t>>,
-    close: Token,
-) -> bool {
+fn skip_group<'t, I: TokenInput<'t>>(inp: &mut InputRef<'t, '_, I, Extra<'t>>, close: Token) -> bool {
     let mut expected = vec![close];
     while let Some(tok) = inp.next() {
         match tok {
@@ -292,38 +234,21 @@ fn skip_group<'t, I: TokenInput<'t>>(
 fn is_stmt_keyword(tok: &Token) -> bool {
     matches!(
         tok,
-        Token::Print
-            | Token::Require
-            | Token::If
-            | Token::While
-            | Token::For
-            | Token::Seq
-            | Token::Para
-            | Token::Break
-            | Token::Continue
+        Token::Print | Token::Require | Token::If | Token::While | Token::For | Token::Seq | Token::Para | Token::Break | Token::Continue
     )
 }
 
 /// Recovery for a bracketed expression: skip to the matching closer.
-fn nested<'t, I: TokenInput<'t>>(
-    open: Token,
-    close: Token,
-) -> impl Parser<'t, I, Expr, Extra<'t>> + Clone {
+fn nested<'t, I: TokenInput<'t>>(open: Token, close: Token) -> impl Parser<'t, I, Expr, Extra<'t>> + Clone {
     custom(move |inp: &mut InputRef<'t, '_, I, Extra<'t>>| {
         let start = inp.cursor();
         let balanced = inp.next().as_ref() == Some(&open) && skip_group(inp, close.clone());
         let span = to_span(inp.span_since(&start));
         if balanced {
-            Ok(Expr {
-                kind: ExprKind::Error,
-                span,
-            })
+            Ok(Expr { kind: ExprKind::Error, span })
         } else {
             // The caller reports its own error; this one is discarded.
-            Err(custom_error(
-                span,
-                syntax_error(span, "unbalanced brackets"),
-            ))
+            Err(custom_error(span, syntax_error(span, "unbalanced brackets")))
         }
     })
 }
@@ -331,8 +256,7 @@ fn nested<'t, I: TokenInput<'t>>(
 // --------------------------------------------------------------- expressions
 
 fn ident<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Ident, Extra<'t>> + Clone {
-    select! { Token::Ident(name) = e => Ident { name, span: to_span(e.span()) } }
-        .labelled("identifier")
+    select! { Token::Ident(name) = e => Ident { name, span: to_span(e.span()) } }.labelled("identifier")
 }
 
 /// `expr := IDENT "=" expr | or`
@@ -340,14 +264,8 @@ fn expr<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + Clone 
     recursive(|expr| {
         let expr = expr.boxed();
         let unary = unary(expr.clone());
-        let factor = binary(
-            unary,
-            select! { Token::Star => BinaryOp::Mul, Token::Slash => BinaryOp::Div },
-        );
-        let term = binary(
-            factor,
-            select! { Token::Plus => BinaryOp::Add, Token::Minus => BinaryOp::Sub },
-        );
+        let factor = binary(unary, select! { Token::Star => BinaryOp::Mul, Token::Slash => BinaryOp::Div });
+        let term = binary(factor, select! { Token::Plus => BinaryOp::Add, Token::Minus => BinaryOp::Sub });
         let compare = binary(
             term,
             select! {
@@ -357,10 +275,7 @@ fn expr<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + Clone 
                 Token::Ge => BinaryOp::Ge,
             },
         );
-        let equality = binary(
-            compare,
-            select! { Token::EqEq => BinaryOp::Eq, Token::NotEq => BinaryOp::Ne },
-        );
+        let equality = binary(compare, select! { Token::EqEq => BinaryOp::Eq, Token::NotEq => BinaryOp::Ne });
         let and = binary(equality, just(Token::And).to(BinaryOp::And));
         let or = binary(and, just(Token::Or).to(BinaryOp::Or));
         or.then(just(Token::Assign).ignore_then(expr).or_not())
@@ -372,33 +287,17 @@ fn expr<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + Clone 
     })
 }
 
-fn assignment<'t>(
-    target: Expr,
-    value: Expr,
-    emitter: &mut chumsky::input::Emitter<Error<'t>>,
-) -> Expr {
+fn assignment<'t>(target: Expr, value: Expr, emitter: &mut chumsky::input::Emitter<Error<'t>>) -> Expr {
     let span = target.span.to(value.span);
     match target.kind {
-        ExprKind::Var(name) if name.span == target.span => Expr {
-            kind: ExprKind::Assign {
-                target: name,
-                value: Box::new(value),
-            },
-            span,
-        },
-        ExprKind::Error => Expr {
-            kind: ExprKind::Error,
-            span,
-        },
+        ExprKind::Var(name) if name.span == target.span => Expr { kind: ExprKind::Assign { target: name, value: Box::new(value) }, span },
+        ExprKind::Error => Expr { kind: ExprKind::Error, span },
         _ => {
             let diag = syntax_error(target.span, "can only assign to a name")
                 .with_label("this is not a plain name")
                 .with_hint("fields and elements cannot be assigned; assign to a variable instead");
             emitter.emit(custom_error(target.span, diag));
-            Expr {
-                kind: ExprKind::Error,
-                span,
-            }
+            Expr { kind: ExprKind::Error, span }
         }
     }
 }
@@ -413,16 +312,9 @@ where
     let op = op.map_with(|op, e| (op, to_span(e.span())));
     operand
         .clone()
-        .foldl(op.then(operand).repeated(), |lhs, ((op, op_span), rhs)| {
-            Expr {
-                span: lhs.span.to(rhs.span),
-                kind: ExprKind::Binary {
-                    op,
-                    op_span,
-                    lhs: Box::new(lhs),
-                    rhs: Box::new(rhs),
-                },
-            }
+        .foldl(op.then(operand).repeated(), |lhs, ((op, op_span), rhs)| Expr {
+            span: lhs.span.to(rhs.span),
+            kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) },
         })
         .boxed()
 }
@@ -436,31 +328,18 @@ fn unary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> {
             Token::Bang => UnaryOp::Not,
         }
         .map_with(|op, e| (op, to_span(e.span())));
-        let prefixed = op
-            .then(unary.clone())
-            .map(|((op, op_span), expr): (_, Expr)| Expr {
-                span: op_span.to(expr.span),
-                kind: ExprKind::Unary {
-                    op,
-                    op_span,
-                    expr: Box::new(expr),
-                },
-            });
+        let prefixed = op.then(unary.clone()).map(|((op, op_span), expr): (_, Expr)| Expr {
+            span: op_span.to(expr.span),
+            kind: ExprKind::Unary { op, op_span, expr: Box::new(expr) },
+        });
         let caret = just(Token::Caret).map_with(|_, e| to_span(e.span()));
-        let power = postfix(expr).then(caret.then(unary).or_not()).map(
-            |(lhs, rhs): (Expr, Option<(Span, Expr)>)| match rhs {
-                None => lhs,
-                Some((op_span, rhs)) => Expr {
-                    span: lhs.span.to(rhs.span),
-                    kind: ExprKind::Binary {
-                        op: BinaryOp::Pow,
-                        op_span,
-                        lhs: Box::new(lhs),
-                        rhs: Box::new(rhs),
-                    },
-                },
+        let power = postfix(expr).then(caret.then(unary).or_not()).map(|(lhs, rhs): (Expr, Option<(Span, Expr)>)| match rhs {
+            None => lhs,
+            Some((op_span, rhs)) => Expr {
+                span: lhs.span.to(rhs.span),
+                kind: ExprKind::Binary { op: BinaryOp::Pow, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) },
             },
-        );
+        });
         prefixed.or(power).labelled("expression")
     })
     .boxed()
@@ -483,25 +362,16 @@ fn postfix<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
             .recover_with(via_parser(nested(Token::LBracket, Token::RBracket)))
             .map_with(|index, e| Suffix::Index(index, to_span(e.span())));
         let suffix = choice((
-            call_args
-                .clone()
-                .map(|(args, span)| Suffix::Call(args, span)),
+            call_args.clone().map(|(args, span)| Suffix::Call(args, span)),
             just(Token::Dot).ignore_then(ident()).map(Suffix::Field),
             index,
         ));
         let chain = primary(expr).foldl(suffix.repeated(), apply_suffix);
         let eq = just(Token::Assign).map_with(|_, e| to_span(e.span()));
-        let process = eq
-            .then(postfix)
-            .then_ignore(just(Token::Assign))
-            .then(call_args)
-            .map(|((eq, callee), (args, end)): ((Span, Expr), _)| Expr {
+        let process =
+            eq.then(postfix).then_ignore(just(Token::Assign)).then(call_args).map(|((eq, callee), (args, end)): ((Span, Expr), _)| Expr {
                 span: eq.to(end),
-                kind: ExprKind::Call {
-                    callee: Box::new(callee),
-                    args,
-                    process: true,
-                },
+                kind: ExprKind::Call { callee: Box::new(callee), args, process: true },
             });
         process.or(chain)
     })
@@ -511,49 +381,22 @@ fn postfix<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
 fn apply_suffix(expr: Expr, suffix: Suffix) -> Expr {
     let start = expr.span;
     match suffix {
-        Suffix::Call(args, end) => Expr {
-            span: start.to(end),
-            kind: ExprKind::Call {
-                callee: Box::new(expr),
-                args,
-                process: false,
-            },
-        },
-        Suffix::Field(name) => Expr {
-            span: start.to(name.span),
-            kind: ExprKind::Field {
-                expr: Box::new(expr),
-                name,
-            },
-        },
-        Suffix::Index(index, end) => Expr {
-            span: start.to(end),
-            kind: ExprKind::Index {
-                expr: Box::new(expr),
-                index: Box::new(index),
-            },
-        },
+        Suffix::Call(args, end) => Expr { span: start.to(end), kind: ExprKind::Call { callee: Box::new(expr), args, process: false } },
+        Suffix::Field(name) => Expr { span: start.to(name.span), kind: ExprKind::Field { expr: Box::new(expr), name } },
+        Suffix::Index(index, end) => Expr { span: start.to(end), kind: ExprKind::Index { expr: Box::new(expr), index: Box::new(index) } },
     }
 }
 
 /// `expr ("," expr)* ","?`, possibly empty.
-fn args<'t, I: TokenInput<'t>>(
-    expr: ExprParser<'t, I>,
-) -> impl Parser<'t, I, Vec<Expr>, Extra<'t>> + Clone {
-    expr.separated_by(just(Token::Comma))
-        .allow_trailing()
-        .collect()
+fn args<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> impl Parser<'t, I, Vec<Expr>, Extra<'t>> + Clone {
+    expr.separated_by(just(Token::Comma)).allow_trailing().collect()
 }
 
 /// `"(" args? ")"` with the span of the parentheses.
-fn call_args<'t, I: TokenInput<'t>>(
-    expr: ExprParser<'t, I>,
-) -> impl Parser<'t, I, (Vec<Expr>, Span), Extra<'t>> + Clone {
+fn call_args<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> impl Parser<'t, I, (Vec<Expr>, Span), Extra<'t>> + Clone {
     args(expr)
         .delimited_by(just(Token::LParen), just(Token::RParen))
-        .recover_with(via_parser(
-            nested(Token::LParen, Token::RParen).map(|err: Expr| vec![err]),
-        ))
+        .recover_with(via_parser(nested(Token::LParen, Token::RParen).map(|err: Expr| vec![err])))
         .map_with(|args, e| (args, to_span(e.span())))
 }
 
@@ -569,93 +412,51 @@ fn primary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
         // Already reported by the lexer.
         Token::Error(_) => ExprKind::Error,
     }
-    .map_with(|kind, e| Expr {
-        kind,
-        span: to_span(e.span()),
-    });
+    .map_with(|kind, e| Expr { kind, span: to_span(e.span()) });
     // The span of a parenthesised expression includes the parentheses.
     let paren = expr
         .clone()
         .delimited_by(just(Token::LParen), just(Token::RParen))
-        .map_with(|inner: Expr, e| Expr {
-            span: to_span(e.span()),
-            ..inner
-        })
+        .map_with(|inner: Expr, e| Expr { span: to_span(e.span()), ..inner })
         .recover_with(via_parser(nested(Token::LParen, Token::RParen)));
     let array = args(expr.clone())
         .delimited_by(just(Token::LBracket), just(Token::RBracket))
-        .map_with(|items, e| Expr {
-            kind: ExprKind::Array(items),
-            span: to_span(e.span()),
-        })
+        .map_with(|items, e| Expr { kind: ExprKind::Array(items), span: to_span(e.span()) })
         .recover_with(via_parser(nested(Token::LBracket, Token::RBracket)));
-    choice((literal, paren, array, shell(expr), shellpipe()))
-        .labelled("expression")
-        .boxed()
+    choice((literal, paren, array, shell(expr), shellpipe())).labelled("expression").boxed()
 }
 
 /// `"shell" "{" expr ("," "[" args? "]" ("," expr)?)? "}"`
-fn shell<'t, I: TokenInput<'t>>(
-    expr: ExprParser<'t, I>,
-) -> impl Parser<'t, I, Expr, Extra<'t>> + Clone {
+fn shell<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> impl Parser<'t, I, Expr, Extra<'t>> + Clone {
     let list = args(expr.clone()).delimited_by(just(Token::LBracket), just(Token::RBracket));
     let stdin = just(Token::Comma).ignore_then(expr.clone());
     let rest = just(Token::Comma).ignore_then(list).then(stdin.or_not());
-    let body = expr
-        .then(rest.or_not())
-        .delimited_by(just(Token::LBrace), just(Token::RBrace));
+    let body = expr.then(rest.or_not()).delimited_by(just(Token::LBrace), just(Token::RBrace));
     just(Token::Shell)
         .ignore_then(body)
         .map_with(|(cmd, rest), e| {
             let (args, stdin) = rest.unwrap_or_default();
-            Expr {
-                kind: ExprKind::Shell {
-                    cmd: Box::new(cmd),
-                    args,
-                    stdin: stdin.map(Box::new),
-                },
-                span: to_span(e.span()),
-            }
+            Expr { kind: ExprKind::Shell { cmd: Box::new(cmd), args, stdin: stdin.map(Box::new) }, span: to_span(e.span()) }
         })
         .recover_with(via_parser(
             just(Token::Shell)
                 .ignore_then(nested(Token::LBrace, Token::RBrace))
-                .map_with(|_, e| Expr {
-                    kind: ExprKind::Error,
-                    span: to_span(e.span()),
-                }),
+                .map_with(|_, e| Expr { kind: ExprKind::Error, span: to_span(e.span()) }),
         ))
 }
 
 /// `"shellpipe" "{" unit ("|" unit)* "}"` where `unit := STRING STRING*`
 fn shellpipe<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + Clone {
     let word = select! { Token::Str(s) => s }.labelled("string");
-    let unit = word
-        .repeated()
-        .at_least(1)
-        .collect()
-        .map_with(|words, e| ShellUnit {
-            words,
-            span: to_span(e.span()),
-        });
-    let units = unit
-        .separated_by(just(Token::Pipe))
-        .at_least(1)
-        .collect()
-        .delimited_by(just(Token::LBrace), just(Token::RBrace));
+    let unit = word.repeated().at_least(1).collect().map_with(|words, e| ShellUnit { words, span: to_span(e.span()) });
+    let units = unit.separated_by(just(Token::Pipe)).at_least(1).collect().delimited_by(just(Token::LBrace), just(Token::RBrace));
     just(Token::ShellPipe)
         .ignore_then(units)
-        .map_with(|units, e| Expr {
-            kind: ExprKind::ShellPipe(units),
-            span: to_span(e.span()),
-        })
+        .map_with(|units, e| Expr { kind: ExprKind::ShellPipe(units), span: to_span(e.span()) })
         .recover_with(via_parser(
             just(Token::ShellPipe)
                 .ignore_then(nested(Token::LBrace, Token::RBrace))
-                .map_with(|_, e| Expr {
-                    kind: ExprKind::Error,
-                    span: to_span(e.span()),
-                }),
+                .map_with(|_, e| Expr { kind: ExprKind::Error, span: to_span(e.span()) }),
         ))
 }
 
@@ -666,28 +467,12 @@ fn to_diagnostic(err: Error<'_>, tokens: &[Spanned], src: &str) -> Option<Diagno
     let span = to_span(*err.span());
     match err.reason() {
         RichReason::Custom(diag) => Some(diag.clone()),
-        RichReason::ExpectedFound { found, .. }
-            if matches!(found.as_deref(), Some(Token::Error(_))) =>
-        {
-            None
-        }
-        RichReason::ExpectedFound { expected, found } => Some(expected_found(
-            expected,
-            found.as_deref(),
-            span,
-            tokens,
-            src,
-        )),
+        RichReason::ExpectedFound { found, .. } if matches!(found.as_deref(), Some(Token::Error(_))) => None,
+        RichReason::ExpectedFound { expected, found } => Some(expected_found(expected, found.as_deref(), span, tokens, src)),
     }
 }
 
-fn expected_found(
-    expected: &[RichPattern<'_, Token>],
-    found: Option<&Token>,
-    span: Span,
-    tokens: &[Spanned],
-    src: &str,
-) -> Diagnostic {
+fn expected_found(expected: &[RichPattern<'_, Token>], found: Option<&Token>, span: Span, tokens: &[Spanned], src: &str) -> Diagnostic {
     if found.is_none() {
         if let Some((open, open_span)) = innermost_unclosed(tokens) {
             return unclosed(open, open_span);
@@ -727,9 +512,7 @@ fn found_hint(found: &Token, prev: Option<&Token>, expected: &[String]) -> Optio
         Some("`else` must directly follow the body of an `if`".into())
     } else if found.is_keyword() && wants_name {
         let word = found.fixed_text().unwrap_or_default();
-        Some(format!(
-            "`{word}` is a keyword and cannot be used as a name"
-        ))
+        Some(format!("`{word}` is a keyword and cannot be used as a name"))
     } else {
         None
     }
@@ -738,21 +521,14 @@ fn found_hint(found: &Token, prev: Option<&Token>, expected: &[String]) -> Optio
 fn missing_semicolon(found_text: String, span: Span, tokens: &[Spanned]) -> Diagnostic {
     // Point just after the previous token, where the `;` belongs.
     let at = previous_token(tokens, span).map_or(span, |(_, prev)| Span::new(prev.end, prev.end));
-    syntax_error(
-        at,
-        format!("expected `;` after statement, found {found_text}"),
-    )
-    .with_label("expected `;` here")
-    .with_hint("add `;` at the end of the previous statement")
+    syntax_error(at, format!("expected `;` after statement, found {found_text}"))
+        .with_label("expected `;` here")
+        .with_hint("add `;` at the end of the previous statement")
 }
 
 /// The last token that ends before `span`.
 fn previous_token(tokens: &[Spanned], span: Span) -> Option<(&Token, Span)> {
-    tokens
-        .iter()
-        .rev()
-        .map(|(tok, s)| (tok, to_span(*s)))
-        .find(|(_, s)| s.end <= span.start)
+    tokens.iter().rev().map(|(tok, s)| (tok, to_span(*s))).find(|(_, s)| s.end <= span.start)
 }
 
 fn unclosed(open: Token, span: Span) -> Diagnostic {
@@ -767,9 +543,7 @@ fn innermost_unclosed(tokens: &[Spanned]) -> Option<(Token, Span)> {
     let mut open: Vec<(Token, Span)> = Vec::new();
     for (tok, span) in tokens {
         match tok {
-            Token::LParen | Token::LBracket | Token::LBrace => {
-                open.push((tok.clone(), to_span(*span)))
-            }
+            Token::LParen | Token::LBracket | Token::LBrace => open.push((tok.clone(), to_span(*span))),
             Token::RParen | Token::RBracket | Token::RBrace => {
                 // Close the nearest matching opener; ignore a stray closer.
                 if let Some(i) = open.iter().rposition(|(o, _)| closer_of(o) == *tok) {
@@ -822,16 +596,7 @@ fn expected_list(expected: &[RichPattern<'_, Token>]) -> Vec<String> {
 }
 
 fn continues_expression(tok: &Token) -> bool {
-    matches!(
-        tok,
-        Token::Dot
-            | Token::LParen
-            | Token::LBracket
-            | Token::Assign
-            | Token::Caret
-            | Token::And
-            | Token::Or
-    )
+    matches!(tok, Token::Dot | Token::LParen | Token::LBracket | Token::Assign | Token::Caret | Token::And | Token::Or)
 }
 
 fn join_or(items: &[String]) -> String {
@@ -843,531 +608,5 @@ fn join_or(items: &[String]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::parse;
-    use super::*;
-
-    /// Parse a file that must be free of errors.
-    fn ok(src: &str) -> Vec<Stmt> {
-        let (program, diags) = parse(src);
-        assert!(diags.is_empty(), "errors for {src:?}: {diags:#?}");
-        program.stmts
-    }
-
-    fn errors(src: &str) -> Vec<Diagnostic> {
-        parse(src).1
-    }
-
-    fn line_of(src: &str, span: Span) -> usize {
-        src[..span.start].matches('\n').count() + 1
-    }
-
-    /// The single expression statement of `src`, as an s-expression.
-    fn expr(src: &str) -> String {
-        match &ok(src)[..] {
-            [Stmt {
-                kind: StmtKind::Expr(e),
-                ..
-            }] => sexpr(e),
-            other => panic!("not one expression statement: {other:?}"),
-        }
-    }
-
-    fn sexpr(e: &Expr) -> String {
-        let list = |items: &[Expr]| items.iter().map(sexpr).collect::<Vec<_>>().join(" ");
-        match &e.kind {
-            ExprKind::Nil => "nil".into(),
-            ExprKind::Bool(b) => b.to_string(),
-            ExprKind::Int(n) => n.to_string(),
-            ExprKind::Float(x) => format!("{x:?}"),
-            ExprKind::Str(s) => format!("{s:?}"),
-            ExprKind::Var(v) => v.name.clone(),
-            ExprKind::Assign { target, value } => format!("(= {} {})", target.name, sexpr(value)),
-            ExprKind::Unary { op, expr, .. } => format!("({} {})", op.symbol(), sexpr(expr)),
-            ExprKind::Binary { op, lhs, rhs, .. } => {
-                format!("({} {} {})", op.symbol(), sexpr(lhs), sexpr(rhs))
-            }
-            ExprKind::Call {
-                callee,
-                args,
-                process,
-            } => {
-                let kind = if *process { "process" } else { "call" };
-                format!("({kind} {} [{}])", sexpr(callee), list(args))
-            }
-            ExprKind::Field { expr, name } => format!("(. {} {})", sexpr(expr), name.name),
-            ExprKind::Index { expr, index } => format!("([] {} {})", sexpr(expr), sexpr(index)),
-            ExprKind::Array(items) => format!("[{}]", list(items)),
-            ExprKind::Shell { cmd, args, stdin } => {
-                let stdin = stdin.as_ref().map_or("-".into(), |s| sexpr(s));
-                format!("(shell {} [{}] {stdin})", sexpr(cmd), list(args))
-            }
-            ExprKind::ShellPipe(units) => {
-                let units: Vec<_> = units.iter().map(|u| u.words.join(" ")).collect();
-                format!("(pipe {})", units.join(" | "))
-            }
-            ExprKind::Error => "ERR".into(),
-        }
-    }
-
-    #[test]
-    fn precedence() {
-        assert_eq!(expr("-2^2;"), "(- (^ 2 2))");
-        assert_eq!(expr("2^3^2;"), "(^ 2 (^ 3 2))");
-        assert_eq!(expr("2^-1;"), "(^ 2 (- 1))");
-        assert_eq!(expr("a or b and c;"), "(or a (and b c))");
-        assert_eq!(expr("1 + 2 * 3;"), "(+ 1 (* 2 3))");
-        assert_eq!(expr("10-2-3;"), "(- (- 10 2) 3)");
-        assert_eq!(expr("8 / 4 / 2;"), "(/ (/ 8 4) 2)");
-        assert_eq!(expr("a < b == c >= d;"), "(== (< a b) (>= c d))");
-        assert_eq!(expr("!a != -b;"), "(!= (! a) (- b))");
-        assert_eq!(expr("(1 + 2) * 3;"), "(* (+ 1 2) 3)");
-        assert_eq!(expr("+x;"), "(+ x)");
-    }
-
-    #[test]
-    fn binary_spans() {
-        let stmts = ok("10 - 2 - 3;");
-        let StmtKind::Expr(e) = &stmts[0].kind else {
-            panic!()
-        };
-        assert_eq!(e.span, Span::new(0, 10));
-        let ExprKind::Binary { op_span, lhs, .. } = &e.kind else {
-            panic!()
-        };
-        assert_eq!(*op_span, Span::new(7, 8));
-        assert_eq!(lhs.span, Span::new(0, 6));
-        assert_eq!(stmts[0].span, Span::new(0, 11));
-    }
-
-    #[test]
-    fn literals() {
-        assert_eq!(
-            expr("[1, 2.5, \"s\\n\", true, false, nil];"),
-            "[1 2.5 \"s\\n\" true false nil]"
-        );
-        assert_eq!(expr("[];"), "[]");
-        assert_eq!(expr("[1, 2,];"), "[1 2]");
-    }
-
-    #[test]
-    fn assignment_is_right_associative() {
-        assert_eq!(expr("a = b = 1 + 2;"), "(= a (= b (+ 1 2)))");
-        assert_eq!(expr("x = =f=(s);"), "(= x (process f [s]))");
-    }
-
-    #[test]
-    fn calls_fields_and_indexes_chain() {
-        assert_eq!(
-            expr("f(a, b)(c).d[0];"),
-            "([] (. (call (call f [a b]) [c]) d) 0)"
-        );
-        assert_eq!(expr("f();"), "(call f [])");
-        assert_eq!(expr("f(1, 2,);"), "(call f [1 2])");
-        assert_eq!(expr("=f=(x);"), "(process f [x])");
-        assert_eq!(expr("=m.run=();"), "(process (. m run) [])");
-        assert_eq!(expr("=f=(a, b,) + 1;"), "(+ (process f [a b]) 1)");
-    }
-
-    #[test]
-    fn call_spans() {
-        let stmts = ok("x = =f=(s);");
-        let StmtKind::Expr(e) = &stmts[0].kind else {
-            panic!()
-        };
-        let ExprKind::Assign { value, .. } = &e.kind else {
-            panic!()
-        };
-        assert_eq!(value.span, Span::new(4, 10));
-    }
-
-    #[test]
-    fn require_statements() {
-        let stmts = ok("require os.path.join as join, time from py;\nrequire x;");
-        let StmtKind::Require(req) = &stmts[0].kind else {
-            panic!()
-        };
-        let path: Vec<_> = req.items[0].path.iter().map(|i| i.name.as_str()).collect();
-        assert_eq!(path, ["os", "path", "join"]);
-        assert_eq!(req.items[0].alias.as_ref().unwrap().name, "join");
-        assert_eq!(req.items[0].span, Span::new(8, 28));
-        assert_eq!(req.items[1].path[0].name, "time");
-        assert!(req.items[1].alias.is_none());
-        assert_eq!(req.from.as_ref().unwrap().name, "py");
-        let StmtKind::Require(req) = &stmts[1].kind else {
-            panic!()
-        };
-        assert!(req.from.is_none());
-    }
-
-    #[test]
-    fn simple_statements() {
-        let stmts = ok("print 1; break; continue; x;");
-        assert!(matches!(stmts[0].kind, StmtKind::Print(_)));
-        assert_eq!(stmts[1].kind, StmtKind::Break);
-        assert_eq!(stmts[2].kind, StmtKind::Continue);
-        assert!(matches!(stmts[3].kind, StmtKind::Expr(_)));
-    }
-
-    #[test]
-    fn blocks() {
-        let stmts = ok("{ a; } seq { b; c; } para { d; } {}");
-        let kinds: Vec<_> = stmts
-            .iter()
-            .map(|s| match &s.kind {
-                StmtKind::Block { kind, body } => (*kind, body.len()),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                (BlockKind::Plain, 1),
-                (BlockKind::Seq, 2),
-                (BlockKind::Para, 1),
-                (BlockKind::Plain, 0)
-            ]
-        );
-        assert_eq!(stmts[1].span, Span::new(7, 20));
-    }
-
-    #[test]
-    fn if_else_chains() {
-        let stmts = ok("if (a) x; else if (b) { y; } else z;");
-        let StmtKind::If {
-            cond,
-            els: Some(els),
-            ..
-        } = &stmts[0].kind
-        else {
-            panic!()
-        };
-        assert_eq!(sexpr(cond), "a");
-        let StmtKind::If {
-            then,
-            els: Some(last),
-            ..
-        } = &els.kind
-        else {
-            panic!()
-        };
-        assert!(matches!(then.kind, StmtKind::Block { .. }));
-        assert!(matches!(last.kind, StmtKind::Expr(_)));
-        let stmts = ok("if (a) { }");
-        assert!(matches!(stmts[0].kind, StmtKind::If { els: None, .. }));
-    }
-
-    #[test]
-    fn while_loops() {
-        let stmts = ok("while (i < 3) { i = i + 1; }");
-        let StmtKind::While { cond, body } = &stmts[0].kind else {
-            panic!()
-        };
-        assert_eq!(sexpr(cond), "(< i 3)");
-        assert!(matches!(body.kind, StmtKind::Block { .. }));
-    }
-
-    #[test]
-    fn for_loops() {
-        let stmts = ok("for x in xs print x; para for y in [1, 2] { f(y); }");
-        let StmtKind::For {
-            para, var, iter, ..
-        } = &stmts[0].kind
-        else {
-            panic!()
-        };
-        assert!(!para);
-        assert_eq!(var.name, "x");
-        assert_eq!(sexpr(iter), "xs");
-        let StmtKind::For {
-            para, iter, body, ..
-        } = &stmts[1].kind
-        else {
-            panic!()
-        };
-        assert!(*para);
-        assert_eq!(sexpr(iter), "[1 2]");
-        assert!(matches!(
-            body.kind,
-            StmtKind::Block {
-                kind: BlockKind::Plain,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn shell_forms() {
-        assert_eq!(expr("shell {\"ls\"};"), "(shell \"ls\" [] -)");
-        assert_eq!(
-            expr("shell {\"ls\", [\"-l\", d,]};"),
-            "(shell \"ls\" [\"-l\" d] -)"
-        );
-        assert_eq!(expr("shell {cmd, [], input};"), "(shell cmd [] input)");
-    }
-
-    #[test]
-    fn shellpipe_units() {
-        assert_eq!(
-            expr("shellpipe {\"sort\" \"-n\" | \"head\"};"),
-            "(pipe sort -n | head)"
-        );
-        let stmts = ok("shellpipe {\"a\\tb\" \"c\" | \"d\"};");
-        let StmtKind::Expr(Expr {
-            kind: ExprKind::ShellPipe(units),
-            ..
-        }) = &stmts[0].kind
-        else {
-            panic!()
-        };
-        assert_eq!(units[0].words, ["a\tb", "c"]);
-        assert_eq!(units[0].span, Span::new(11, 21));
-        assert_eq!(units[1].span, Span::new(24, 27));
-    }
-
-    #[test]
-    fn comments_are_ignored() {
-        assert_eq!(ok("// only a comment\nx; // trailing\n// end").len(), 1);
-    }
-
-    #[test]
-    fn three_errors_on_three_lines() {
-        let src = "print 4 ** 6;\nx = ;\nprint \"unterminated;\n";
-        let errs = errors(src);
-        let lines: Vec<_> = errs.iter().map(|e| line_of(src, e.span)).collect();
-        assert_eq!(lines, [1, 2, 3], "{errs:#?}");
-        assert_eq!(errs[0].span, Span::new(9, 10));
-        assert_eq!(errs[0].hint.as_deref(), Some("use `^` for powers"));
-        assert_eq!(errs[1].message, "expected expression, found `;`");
-        assert_eq!(errs[2].message, "unterminated string");
-        assert!(errs.iter().all(|e| e.stage == Stage::Syntax));
-    }
-
-    #[test]
-    fn missing_semicolon() {
-        let errs = errors("x = 1\nprint x;");
-        assert_eq!(errs.len(), 1);
-        assert_eq!(
-            errs[0].message,
-            "expected `;` after statement, found `print`"
-        );
-        assert_eq!(errs[0].span, Span::new(5, 5));
-        assert_eq!(
-            errs[0].hint.as_deref(),
-            Some("add `;` at the end of the previous statement")
-        );
-    }
-
-    #[test]
-    fn recovery_keeps_later_statements() {
-        let (program, errs) = parse("x = 1\nprint x;\ny = 2;");
-        assert_eq!(errs.len(), 1);
-        let kinds: Vec<_> = program
-            .stmts
-            .iter()
-            .map(|s| std::mem::discriminant(&s.kind))
-            .collect();
-        assert_eq!(kinds.len(), 3);
-        assert_eq!(program.stmts[0].kind, StmtKind::Error);
-        assert!(matches!(program.stmts[1].kind, StmtKind::Print(_)));
-    }
-
-    #[test]
-    fn one_error_per_broken_statement() {
-        let src = "f(1 2);\nprint (1 + ;\nif (x { y; }\nz = [1,,2];\nok;";
-        let errs = errors(src);
-        let lines: Vec<_> = errs.iter().map(|e| line_of(src, e.span)).collect();
-        assert_eq!(lines, [1, 2, 3, 4], "{errs:#?}");
-        assert_eq!(errs[0].message, "expected `)` or `,`, found `2`");
-    }
-
-    #[test]
-    fn errors_inside_blocks_recover_locally() {
-        let (program, errs) = parse("while (a) { x = ; y; }\nz;");
-        assert_eq!(errs.len(), 1);
-        assert_eq!(program.stmts.len(), 2);
-        let StmtKind::While { body, .. } = &program.stmts[0].kind else {
-            panic!()
-        };
-        let StmtKind::Block { body, .. } = &body.kind else {
-            panic!()
-        };
-        assert_eq!(body[0].kind, StmtKind::Error);
-        assert!(matches!(body[1].kind, StmtKind::Expr(_)));
-    }
-
-    #[test]
-    fn assign_only_to_names() {
-        for src in ["a.b = 1;", "a[0] = 1;", "(a) = 1;", "f() = 1;"] {
-            let errs = errors(src);
-            assert_eq!(errs.len(), 1, "{src}: {errs:#?}");
-            assert_eq!(errs[0].message, "can only assign to a name");
-        }
-        assert_eq!(errors("a.b = 1;")[0].span, Span::new(0, 3));
-    }
-
-    #[test]
-    fn unclosed_brace_points_at_it() {
-        let errs = errors("x;\nseq {\n  a;\n  b = 1;\n");
-        assert_eq!(errs.len(), 1, "{errs:#?}");
-        assert_eq!(errs[0].message, "unclosed `{`");
-        assert_eq!(errs[0].span, Span::new(7, 8));
-        let errs = errors("if (a) { if (b) { c; }");
-        assert_eq!(errs.len(), 1, "{errs:#?}");
-        assert_eq!(errs[0].span, Span::new(7, 8));
-    }
-
-    #[test]
-    fn unclosed_paren_at_end_of_file() {
-        let errs = errors("print f(a, b");
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].message, "unclosed `(`");
-        assert_eq!(errs[0].span, Span::new(7, 8));
-    }
-
-    #[test]
-    fn stray_closing_brace() {
-        let errs = errors("a; } b;");
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].message, "unexpected `}`");
-    }
-
-    #[test]
-    fn unknown_escape_span() {
-        let errs = errors("print \"a\\qb\";");
-        assert_eq!(errs.len(), 1, "{errs:#?}");
-        assert_eq!(errs[0].span, Span::new(8, 10));
-        assert!(errs[0].hint.as_deref().unwrap().contains("\\t"));
-    }
-
-    #[test]
-    fn lexer_errors_do_not_cascade() {
-        assert_eq!(errors("a && b;").len(), 1);
-        assert_eq!(errors("x = @;").len(), 1);
-        assert_eq!(errors("x = 99999999999999999999 + 1;").len(), 1);
-        assert_eq!(errors("print \"abc").len(), 1);
-    }
-
-    #[test]
-    fn readable_messages() {
-        let msg = |src| errors(src)[0].message.clone();
-        assert_eq!(msg("print;"), "expected expression, found `;`");
-        assert_eq!(msg("if x {}"), "expected `(`, found `x`");
-        assert_eq!(msg("1 +"), "expected expression, found end of file");
-        assert_eq!(msg(";"), "expected statement, found `;`");
-        assert_eq!(msg("para x;"), "expected `for` or `{`, found `x`");
-        let errs = errors("for in xs {}");
-        assert_eq!(
-            errs[0].hint.as_deref(),
-            Some("`in` is a keyword and cannot be used as a name")
-        );
-    }
-
-    #[test]
-    fn deep_nesting_does_not_overflow() {
-        let depth = 5000;
-        let src = format!("x = {}1{};", "(".repeat(depth), ")".repeat(depth));
-        assert!(errors(&src).is_empty());
-        let src = "{ x;".repeat(depth);
-        assert!(!errors(&src).is_empty());
-    }
-
-    #[test]
-    fn unclosed_groups_are_not_exponential() {
-        // Each of these took exponential time before recovery was fixed.
-        for open in ["(", "[", "f(", "{(", "if ("] {
-            let src = format!("x = {};", open.repeat(300));
-            assert!(!errors(&src).is_empty());
-        }
-    }
-
-    mod fuzz {
-        use super::parse;
-        use proptest::prelude::*;
-
-        fn piece() -> impl Strategy<Value = String> {
-            prop_oneof![
-                prop::sample::select(vec![
-                    "if",
-                    "else",
-                    "while",
-                    "for",
-                    "in",
-                    "seq",
-                    "para",
-                    "print",
-                    "require",
-                    "from",
-                    "as",
-                    "and",
-                    "or",
-                    "true",
-                    "false",
-                    "nil",
-                    "shell",
-                    "shellpipe",
-                    "break",
-                    "continue",
-                    "(",
-                    ")",
-                    "[",
-                    "]",
-                    "{",
-                    "}",
-                    ",",
-                    ";",
-                    ".",
-                    "=",
-                    "==",
-                    "!=",
-                    "<",
-                    "<=",
-                    ">",
-                    ">=",
-                    "+",
-                    "-",
-                    "*",
-                    "/",
-                    "^",
-                    "!",
-                    "|",
-                    "x",
-                    "f",
-                    "1",
-                    "2.5",
-                    "1e3",
-                    "\"s\"",
-                    "\"",
-                    "\\",
-                    "//",
-                    "\n",
-                    " ",
-                    "&&",
-                    "@",
-                    "é",
-                ])
-                .prop_map(String::from),
-                any::<char>().prop_map(String::from),
-            ]
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(512))]
-
-            #[test]
-            fn parse_never_panics(pieces in prop::collection::vec(piece(), 0..100)) {
-                let src: String = pieces.concat().chars().take(200).collect();
-                let (_, diags) = parse(&src);
-                for d in diags {
-                    prop_assert!(d.span.start <= d.span.end && d.span.end <= src.len());
-                    prop_assert!(src.is_char_boundary(d.span.start) && src.is_char_boundary(d.span.end));
-                }
-            }
-
-            #[test]
-            fn parse_never_panics_on_any_string(src in ".{0,200}") {
-                let _ = parse(&src);
-            }
-        }
-    }
-}
+#[path = "parser_tests.rs"]
+mod tests;
