@@ -11,6 +11,10 @@ else
   echo "note: cargo clippy is not installed; lints skipped"
 fi
 
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check
+fi
+
 cargo test --workspace
 
 shared=../shared/conformance
