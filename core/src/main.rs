@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use oxiida::foreign::NoHost;
 use oxiida::interp::Stdout;
-use oxiida::{Diagnostic, Limits, Source, Stage};
+use oxiida::{Diagnostic, Interrupt, Limits, Source, Stage};
 
 /// Exit statuses, as the language reference fixes them.
 const EXIT_RUNTIME: u8 = 1;
@@ -139,32 +139,41 @@ fn run(path: &Path, limits: Limits) -> u8 {
             return EXIT_RUNTIME;
         }
     };
-    runtime.block_on(async {
-        tokio::select! {
-            done = oxiida::execute(&program, &NoHost, &Stdout, limits) => match done {
-                Ok(_) => 0,
-                Err(d) => report(&source, &[d]),
-            },
-            // Leaving `select!` drops the workflow, which kills its processes.
-            signal = stop_signal() => {
-                eprintln!("oxiida: {signal}; the workflow was cancelled");
-                EXIT_INTERRUPTED
-            }
-        }
-    })
+    let interrupt = Interrupt::new();
+    watch_signals(interrupt.clone());
+    match runtime.block_on(oxiida::execute_with_interrupt(&program, &NoHost, &Stdout, limits, &interrupt)) {
+        Ok(_) => 0,
+        Err(_) if interrupt.is_triggered() => EXIT_INTERRUPTED,
+        Err(d) => report(&source, &[d]),
+    }
 }
 
-/// Ctrl-C, `kill` and a closed terminal all cancel the workflow, so its task
-/// processes (in their own process groups) do not outlive it.
-async fn stop_signal() -> &'static str {
+/// Waits for a stop signal on a thread of its own: the workflow's thread may
+/// be busy in a loop that never awaits. The handlers are installed before
+/// this returns, so no signal slips past between start-up and the workflow.
+fn watch_signals(interrupt: Interrupt) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return "interrupted";
+    let installed = tokio::runtime::Builder::new_current_thread().enable_io().build().and_then(|rt| {
+        let streams = {
+            let _inside = rt.enter();
+            (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?, signal(SignalKind::hangup())?)
+        };
+        Ok((rt, streams))
+    });
+    type Streams = (tokio::signal::unix::Signal, tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+    let watch = move |(rt, (mut int, mut term, mut hup)): (tokio::runtime::Runtime, Streams)| {
+        let what = rt.block_on(async {
+            tokio::select! {
+                _ = int.recv() => "interrupted",
+                _ = term.recv() => "terminated",
+                _ = hup.recv() => "hung up",
+            }
+        });
+        eprintln!("oxiida: {what}; cancelling the workflow");
+        interrupt.trigger();
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupted",
-        _ = term.recv() => "terminated",
-        _ = hup.recv() => "hung up",
+    let spawned = installed.and_then(|parts| std::thread::Builder::new().name("oxiida-signals".into()).spawn(move || watch(parts)));
+    if let Err(e) = spawned {
+        eprintln!("oxiida: warning: cannot watch for Ctrl-C ({e}); it will stop oxiida without cancelling tasks");
     }
 }

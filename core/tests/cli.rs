@@ -109,3 +109,30 @@ fn ctrl_c_cancels_the_workflow_and_kills_its_processes() {
     }
     assert!(!sleeping(), "the workflow's `sleep` outlived Ctrl-C");
 }
+
+#[test]
+fn ctrl_c_stops_a_loop_that_never_awaits() {
+    let dir = workdir("busy");
+    std::fs::write(dir.join("wf.ox"), "r = shell {\"touch\", [\"started\"]};\ni = 0;\nwhile (true) { i = i + 1; }\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxiida"))
+        .args(["run", "wf.ox"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while !dir.join("started").exists() {
+        assert!(waited < 400, "the workflow never started");
+        std::thread::sleep(Duration::from_millis(25));
+        waited += 1;
+    }
+    // SAFETY: signalling a child process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+}

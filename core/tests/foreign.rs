@@ -291,3 +291,22 @@ fn two_workflows_run_at_once_with_their_own_hosts() {
         runtime().block_on(async { tokio::join!(run_with(&shared, src, Limits::default()), run_with(&shared, src, Limits::default())) });
     assert_eq!((a.0, b.0), (vec!["7".to_string()], vec!["7".to_string()]));
 }
+
+#[test]
+fn an_interrupt_stops_computing_loops_and_waiting_calls() {
+    for src in ["i = 0;\nwhile (true) { i = i + 1; }", "require hang;\npara { x = hang(); y = 1; }"] {
+        let host = TestHost::default();
+        let program = oxiida::compile(&Source::new("test.ox", src), &host).unwrap();
+        let interrupt = oxiida::Interrupt::new();
+        let trigger = interrupt.clone();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            trigger.trigger();
+        });
+        let result =
+            runtime().block_on(oxiida::execute_with_interrupt(&program, &host, &Collect::default(), Limits::default(), &interrupt));
+        stopper.join().unwrap();
+        assert!(result.unwrap_err().message.contains("interrupted"), "{src}");
+        assert_eq!(host.state.in_flight.load(Ordering::SeqCst), 0, "{src}: nothing keeps running");
+    }
+}

@@ -3,7 +3,10 @@
 //! touch a future. Only nodes that contain a task or a `para` block take the
 //! async path in `tasks.rs`, which hands task-free children back here.
 
+mod interrupt;
 mod tasks;
+
+pub use interrupt::Interrupt;
 
 use std::sync::Arc;
 
@@ -69,14 +72,35 @@ pub(crate) enum Flow {
 
 /// Runs a resolved program to its end.
 pub async fn execute(program: &Program, host: &dyn Host, out: &dyn Output, limits: Limits) -> Result<Variables, Diagnostic> {
-    let interp = Interpreter { program, host, out, limits, tasks: Semaphore::new(limits.max_tasks.max(1)) };
+    execute_with_interrupt(program, host, out, limits, &Interrupt::new()).await
+}
+
+/// Like [`execute`], but stops with an error soon after `interrupt` is
+/// triggered, whether the workflow is awaiting tasks or computing.
+pub async fn execute_with_interrupt(
+    program: &Program,
+    host: &dyn Host,
+    out: &dyn Output,
+    limits: Limits,
+    interrupt: &Interrupt,
+) -> Result<Variables, Diagnostic> {
+    let interp = Interpreter { program, host, out, limits, tasks: Semaphore::new(limits.max_tasks.max(1)), interrupt };
     let mut frame: Frame = vec![None; program.slot_names.len()];
-    interp.block(&program.body, &mut frame).await.map_err(|e| *e)?;
+    let whole = program.body.first().map_or(Span::default(), |s| s.span);
+    tokio::select! {
+        done = interp.block(&program.body, &mut frame) => done.map_err(|e| *e)?,
+        // Dropping the other branch cancels every running task.
+        () = interrupt.triggered() => return Err(interrupted(whole)),
+    };
     Ok(program
         .outputs
         .iter()
         .filter_map(|&slot| Some((program.slot_names[slot as usize].clone(), frame[slot as usize].clone()?)))
         .collect())
+}
+
+fn interrupted(span: Span) -> Diagnostic {
+    Diagnostic::new(Stage::Runtime, span, "the workflow was interrupted").with_label("running here or later when it was stopped")
 }
 
 pub(crate) struct Interpreter<'a> {
@@ -86,6 +110,7 @@ pub(crate) struct Interpreter<'a> {
     limits: Limits,
     /// Bounds running tasks (`Limits::max_tasks`).
     tasks: Semaphore,
+    interrupt: &'a Interrupt,
 }
 
 pub(crate) fn error(span: Span, message: impl Into<String>) -> Box<Diagnostic> {
@@ -93,6 +118,15 @@ pub(crate) fn error(span: Span, message: impl Into<String>) -> Box<Diagnostic> {
 }
 
 impl Interpreter<'_> {
+    /// Loops call this every iteration: pure computation never awaits, so
+    /// it could not be cancelled otherwise.
+    fn check_interrupt(&self, span: Span) -> Fallible<()> {
+        if self.interrupt.is_triggered() {
+            return Err(Box::new(interrupted(span)));
+        }
+        Ok(())
+    }
+
     fn load(&self, slot: Slot, span: Span, frame: &Frame) -> Fallible<Value> {
         match &frame[slot as usize] {
             Some(v) => Ok(v.clone()),
@@ -176,6 +210,7 @@ impl Interpreter<'_> {
             }
             StmtKind::While { cond, body } => {
                 while self.test(cond, f, "the condition of `while`")? {
+                    self.check_interrupt(s.span)?;
                     if self.exec(body, f)? == Flow::Break {
                         break;
                     }
@@ -184,6 +219,7 @@ impl Interpreter<'_> {
             StmtKind::For { var, iter, body } => {
                 let items = ops::iterate(&self.eval(iter, f)?).map_err(|m| error(iter.span, m))?;
                 for item in items {
+                    self.check_interrupt(s.span)?;
                     f[*var as usize] = Some(item);
                     if self.exec(body, f)? == Flow::Break {
                         break;

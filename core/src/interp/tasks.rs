@@ -78,6 +78,7 @@ impl Interpreter<'_> {
                 }
                 StmtKind::While { cond, body } => {
                     while self.truth_any(cond, f, "the condition of `while`").await? {
+                        self.check_interrupt(s.span)?;
                         if self.exec_any(body, f).await? == Flow::Break {
                             break;
                         }
@@ -86,6 +87,7 @@ impl Interpreter<'_> {
                 StmtKind::For { var, iter, body } => {
                     let items = ops::iterate(&self.eval_any(iter, f).await?).map_err(|m| error(iter.span, m))?;
                     for item in items {
+                        self.check_interrupt(s.span)?;
                         f[*var as usize] = Some(item);
                         if self.exec_any(body, f).await? == Flow::Break {
                             break;
