@@ -1,9 +1,10 @@
 //! The `oxiida` command-line tool: exit statuses, what goes to which stream,
 //! and Ctrl-C.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 fn workdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("oxiida-cli-{name}-{}", std::process::id()));
@@ -83,13 +84,7 @@ fn ctrl_c_cancels_the_workflow_and_kills_its_processes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut waited = 0;
-    while std::fs::read_to_string(&pidfile).map_or(true, |s| s.trim().is_empty()) {
-        assert!(waited < 400, "the shell task never started");
-        std::thread::sleep(Duration::from_millis(25));
-        waited += 1;
-    }
-    let sleeper: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let sleeper: i32 = common::wait_for_file(&pidfile).parse().unwrap();
     // SAFETY: signalling a child process this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
@@ -97,23 +92,14 @@ fn ctrl_c_cancels_the_workflow_and_kills_its_processes() {
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
     assert_eq!(status.code(), Some(130));
     assert!(stdout.is_empty());
-    let sleeping = || {
-        let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
-        stat.split(") ").nth(1).is_some_and(|s| !s.starts_with('Z'))
-    };
-    for _ in 0..200 {
-        if !sleeping() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(!sleeping(), "the workflow's `sleep` outlived Ctrl-C");
+    common::assert_stops(sleeper, "the workflow's `sleep` after Ctrl-C");
 }
 
 #[test]
 fn ctrl_c_stops_a_loop_that_never_awaits() {
     let dir = workdir("busy");
-    std::fs::write(dir.join("wf.ox"), "r = shell {\"touch\", [\"started\"]};\ni = 0;\nwhile (true) { i = i + 1; }\n").unwrap();
+    std::fs::write(dir.join("wf.ox"), "r = shell {\"sh\", [\"-c\", \"echo yes > started\"]};\ni = 0;\nwhile (true) { i = i + 1; }\n")
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_oxiida"))
         .args(["run", "wf.ox"])
         .current_dir(&dir)
@@ -122,12 +108,7 @@ fn ctrl_c_stops_a_loop_that_never_awaits() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut waited = 0;
-    while !dir.join("started").exists() {
-        assert!(waited < 400, "the workflow never started");
-        std::thread::sleep(Duration::from_millis(25));
-        waited += 1;
-    }
+    common::wait_for_file(&dir.join("started"));
     // SAFETY: signalling a child process this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();

@@ -2,6 +2,8 @@
 //! calls in `seq` and `para`, `=f=`, dotted names, aliases, `from`, failing
 //! calls, cancellation, bounded fan-out and two workflows in one process.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -233,20 +235,9 @@ fn cancelled_shell_tasks_are_killed_with_their_children() {
     );
     let (_, result) = run(&TestHost::default(), &src);
     assert!(result.unwrap_err().message.contains("ValueError"));
-    let pid: i32 = std::fs::read_to_string(dir.join("pid")).unwrap().trim().parse().unwrap();
-    // The grandchild `sleep` dies with its process group: it is gone, or a
-    // zombie waiting for whoever adopted it, never still sleeping.
-    let sleeping = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.split(") ").nth(1).is_some_and(|s| !s.starts_with('Z'))
-    };
-    for _ in 0..200 {
-        if !sleeping() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(!sleeping(), "the cancelled task's `sleep` is still running");
+    let pid: i32 = common::wait_for_file(&dir.join("pid")).parse().unwrap();
+    // The grandchild `sleep` dies with its task's process group.
+    common::assert_stops(pid, "the cancelled task's `sleep`");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
