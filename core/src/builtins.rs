@@ -48,7 +48,7 @@ impl Builtin {
 
     pub fn call(self, args: &[Value]) -> Result<Value, String> {
         let arg = &args[0];
-        let wrong = || format!("{}() does not take a {}", self.name(), arg.type_name());
+        let wrong = || format!("{}() does not take {}", self.name(), arg.a_type());
         match self {
             Builtin::Len => match arg {
                 Value::Str(s) => Ok(Value::Int(s.chars().count() as i64)),

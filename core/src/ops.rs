@@ -148,7 +148,7 @@ pub fn index(v: &Value, index: &Value) -> OpResult {
         (Value::Map(_), Value::Str(key)) => field(v, key),
         (Value::Array(_) | Value::Str(_), other) => Err(format!("an index must be an Int, found {}", other.type_name())),
         (Value::Map(_), other) => Err(format!("a Map key must be a String, found {}", other.type_name())),
-        _ => Err(format!("cannot index a {}", v.type_name())),
+        _ => Err(format!("cannot index {}", v.a_type())),
     }
 }
 
@@ -164,7 +164,7 @@ pub fn field(v: &Value, name: &str) -> OpResult {
             let known: Vec<String> = m.keys().take(8).map(|k| format!("`{k}`")).collect();
             format!("the Map has no key `{name}` (keys: {})", if known.is_empty() { "none".into() } else { known.join(", ") })
         }),
-        other => Err(format!("cannot read `.{name}` of a {}: only Maps have keys", other.type_name())),
+        other => Err(format!("cannot read `.{name}` of {}: only Maps have keys", other.a_type())),
     }
 }
 
@@ -174,7 +174,7 @@ pub fn iterate(v: &Value) -> Result<Vec<Value>, String> {
         Value::Array(items) => Ok(items.as_ref().clone()),
         Value::Map(m) => Ok(m.keys().map(|k| Value::Str(k.clone())).collect()),
         Value::Str(s) => Ok(s.chars().map(|c| Value::from(c.to_string())).collect()),
-        other => Err(format!("cannot iterate over a {}", other.type_name())),
+        other => Err(format!("cannot iterate over {}", other.a_type())),
     }
 }
 

@@ -36,6 +36,17 @@ impl Value {
         }
     }
 
+    /// The kind's name with its article, for messages: "an Int", "a Map".
+    pub fn a_type(&self) -> String {
+        let name = self.type_name();
+        let article = if name.starts_with(['A', 'I']) { "an" } else { "a" };
+        if matches!(self, Value::Nil) {
+            "nil".into()
+        } else {
+            format!("{article} {name}")
+        }
+    }
+
     pub fn str(s: &str) -> Value {
         Value::Str(Arc::from(s))
     }

@@ -1,0 +1,2 @@
+print "before";
+print 2.5 / 0.0;

@@ -1,0 +1,14 @@
+print str(42) + "!";
+print str(-7);
+print str(2.5);
+print str(true);
+print str("s");
+print len(str(12345));
+print int("12") + 1;
+print int("-4");
+print int(3.9);
+print int(7);
+print float(3);
+print float("2.5");
+print float(2.5);
+print float(1) / 4;

@@ -1,0 +1,14 @@
+print len("hello");
+print len("");
+print len([1, 2, 3]);
+print len([]);
+print len([[1, 2]]);
+r = shell {"true"};
+print len(r);
+print keys(r);
+print keys(r)[0];
+print range(3);
+print range(0);
+print range(2, 5);
+print range(-2, 1);
+print len(range(100));

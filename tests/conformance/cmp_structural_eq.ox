@@ -1,0 +1,14 @@
+print [1, [2, "x"]] == [1, [2, "x"]];
+print [1, 2] == [2, 1];
+print [1, 2] != [1, 2, 3];
+print "1" == 1;
+print nil == false;
+print nil == nil;
+print 0 == false;
+print true != false;
+print [] == [];
+a = shell {"echo", ["-n", "same"]};
+b = shell {"echo", ["-n", "same"]};
+c = shell {"echo", ["-n", "other"]};
+print a == b;
+print a == c;

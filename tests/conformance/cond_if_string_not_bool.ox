@@ -1,0 +1,2 @@
+print "before";
+if ("yes") { print "no truthiness"; }

@@ -1,0 +1,17 @@
+xs = [10, 20, 30];
+print xs[0];
+print xs[2];
+print xs[-1];
+print xs[-3];
+print xs[1 + 1];
+print [[1, 2], [3, 4]][1][0];
+print range(5)[-2];
+s = "abc";
+print s[0];
+print s[2];
+r = shell {"sh", ["-c", "printf out; printf err >&2; exit 5"]};
+print r.stdout;
+print r["stderr"];
+k = "status";
+print r[k];
+print shell {"echo", ["-n", "direct"]}.stdout;

@@ -1,0 +1,3 @@
+print "never printed";
+break;
+if (true) { continue; }

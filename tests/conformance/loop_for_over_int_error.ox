@@ -1,0 +1,2 @@
+print "before";
+for x in 5 { print x; }

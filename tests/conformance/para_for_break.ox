@@ -1,0 +1,2 @@
+print "never printed";
+para for i in range(3) { break; }

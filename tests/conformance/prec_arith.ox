@@ -1,0 +1,15 @@
+print 1 + 2 * 3;
+print (1 + 2) * 3;
+print 10 - 2 - 3;
+print 2 * 3 / 4;
+print 8 / 2 / 2;
+print 7 - -2;
+print -3 + 5;
+print +3;
+print - -3;
+print -2.5;
+print 1 + 2 < 4;
+print 1 < 2 == true;
+print 2 + 3 * 4 ^ 2;
+a = b = 3;
+print a + b;

@@ -1,0 +1,16 @@
+print 12.0;
+print -12.5;
+print 0.1;
+print 1e20;
+print 1e-5;
+print 0.1 + 0.2;
+print 1e15;
+print 1e16;
+print 0.0001;
+print 2.5e-3;
+print 1 / 3;
+print 100.0;
+print 123.456;
+print -0.0;
+print 1.5e300;
+print 3.0 * 1;

@@ -1,0 +1,11 @@
+print nil;
+print true;
+print false;
+print 0;
+print -42;
+print "raw string";
+print "";
+print [];
+print [1, "a", 2.5, true, nil];
+print [[1, [2, []]], ["x"], 1.0];
+print [-1, 1e20, 0.5];

@@ -1,0 +1,3 @@
+require my_tool;
+my_tool = 3;
+print "never printed";

@@ -1,0 +1,3 @@
+require alpha.same_name;
+require beta.same_name;
+print "never printed";

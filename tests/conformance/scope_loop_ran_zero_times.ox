@@ -1,0 +1,3 @@
+for v in [] { seen = v; }
+print "start";
+print seen;

@@ -1,0 +1,2 @@
+print "before";
+r = shell {"echo", [1]};

@@ -1,0 +1,3 @@
+print "before";
+r = shell {"definitely-not-a-program-xyz"};
+print "after";

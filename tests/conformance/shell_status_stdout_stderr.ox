@@ -1,0 +1,10 @@
+r = shell {"sh", ["-c", "printf out; printf err >&2; exit 4"]};
+print r.stdout;
+print r.stderr;
+print r.status;
+f = shell {"false"};
+print "still running";
+print f.status;
+print shell {"true"}.status;
+print shell {"echo", ["-n", "$HOME * ; | > x"]}.stdout;
+print shell {"printf", ["%s|%s", "a b", "c"]}.stdout;

@@ -1,0 +1,12 @@
+out = shellpipe { "printf" "b\na\nb\n" | "sort" | "uniq" };
+print out.stdout;
+print out.status;
+solo = shellpipe { "echo" "-n" "solo" };
+print solo.stdout;
+print keys(solo);
+r = shellpipe { "false" | "cat" };
+print r.status;
+s = shellpipe { "echo" "data" | "sh" "-c" "cat >/dev/null; printf e >&2; exit 3" };
+print s.status;
+print s.stderr;
+print s.stdout == "";
