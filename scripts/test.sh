@@ -20,7 +20,7 @@ cargo test --workspace
 shared=../shared/conformance
 if [ -f "$shared/run.sh" ]; then
   echo "shared conformance suite:"
-  bash "$shared/run.sh" "$PWD/target/debug/oxiida"
+  bash "$shared/run.sh" "${CARGO_TARGET_DIR:-$PWD/target}/debug/oxiida"
 else
   echo "note: $shared not found (it is not shipped with oxiida); shared suite skipped"
 fi
