@@ -1,7 +1,7 @@
 // A tour in one file: tasks, sequence, parallel branches and a parallel loop.
 // Run it with: cargo run -p oxiida -- run examples/demo.ox
 
-host = shell {"uname", ["-s"]};
+host = shell {"sh", ["-c", "printf %s \"$(uname -s)\""]};
 print "running on " + host.stdout;
 
 // Both branches start at once; the block ends when both have ended.
