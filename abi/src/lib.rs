@@ -1,0 +1,165 @@
+//! The stable C ABI between the oxiida runtime and its language plugins:
+//! the `#[repr(C)]` mirror of `include/oxiida.h`, plus small safe helpers for
+//! plugin authors writing in Rust (a MessagePack [`Value`] codec and a
+//! [`guard`] that keeps panics from crossing `extern "C"`).
+//!
+//! This crate depends on nothing in the runtime and has no async code. The
+//! header is the specification; `tests/header.rs` compiles C against it and
+//! checks that every size and offset here agrees.
+
+use std::ffi::{c_char, c_void};
+
+mod guard;
+mod value;
+
+pub use guard::{guard, write_error};
+pub use value::{DecodeError, Reader, Value};
+
+pub const OXIIDA_ABI_VERSION: u32 = 1;
+pub const OXIIDA_ABI_MIN_COMPATIBLE: u32 = 1;
+pub const PLUGIN_INIT_SYMBOL: &str = "oxiida_plugin_init";
+
+pub const KIND_NIL: u32 = 0;
+pub const KIND_BOOL: u32 = 1;
+pub const KIND_INT: u32 = 2;
+pub const KIND_FLOAT: u32 = 3;
+pub const KIND_STRING: u32 = 4;
+pub const KIND_ARRAY: u32 = 5;
+pub const KIND_MAP: u32 = 6;
+
+pub const MODE_THREAD: u32 = 0;
+pub const MODE_PROCESS: u32 = 1;
+
+pub const STATUS_OK: u32 = 0;
+pub const STATUS_NOT_FOUND: u32 = 1;
+pub const STATUS_BAD_ARGUMENTS: u32 = 2;
+pub const STATUS_RAISED: u32 = 3;
+pub const STATUS_WORKER_CRASHED: u32 = 4;
+pub const STATUS_INTERNAL: u32 = 5;
+
+pub const CAP_CONCURRENT_CALLS: u32 = 1 << 0;
+pub const CAP_PROCESS_MODE: u32 = 1 << 1;
+
+pub const OWNED_VALUE: u32 = 1 << 0;
+pub const OWNED_MESSAGE: u32 = 1 << 1;
+pub const OWNED_TRACEBACK: u32 = 1 << 2;
+
+/// `oxiida_message`: one foreign call, owned by the host.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Message {
+    pub struct_size: u32,
+    pub mode: u32,
+    pub name: *const c_char,
+    pub name_len: usize,
+    pub args: *const u8,
+    pub args_len: usize,
+}
+
+/// `oxiida_reply`: the answer to one call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Reply {
+    pub struct_size: u32,
+    pub status: u32,
+    pub value: *const u8,
+    pub value_len: usize,
+    pub message: *const c_char,
+    pub message_len: usize,
+    pub traceback: *const c_char,
+    pub traceback_len: usize,
+    pub host_owned: u32,
+    pub plugin_data: *mut c_void,
+}
+
+impl Reply {
+    /// What the host hands a plugin: zeroed, with its size set.
+    pub fn empty() -> Self {
+        Reply {
+            struct_size: std::mem::size_of::<Reply>() as u32,
+            status: STATUS_OK,
+            value: std::ptr::null(),
+            value_len: 0,
+            message: std::ptr::null(),
+            message_len: 0,
+            traceback: std::ptr::null(),
+            traceback_len: 0,
+            host_owned: 0,
+            plugin_data: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// `oxiida_value`: opaque to plugins.
+#[repr(C)]
+pub struct OpaqueValue {
+    _private: [u8; 0],
+}
+
+/// `oxiida_host`: the routines the host offers every plugin.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Host {
+    pub abi_version: u32,
+    pub struct_size: u32,
+    pub decode: unsafe extern "C" fn(bytes: *const u8, len: usize) -> *mut OpaqueValue,
+    pub value_free: unsafe extern "C" fn(value: *mut OpaqueValue),
+    pub kind: unsafe extern "C" fn(value: *const OpaqueValue) -> u32,
+    pub as_bool: unsafe extern "C" fn(value: *const OpaqueValue) -> i32,
+    pub as_int: unsafe extern "C" fn(value: *const OpaqueValue) -> i64,
+    pub as_float: unsafe extern "C" fn(value: *const OpaqueValue) -> f64,
+    pub as_string: unsafe extern "C" fn(value: *const OpaqueValue, len: *mut usize) -> *const c_char,
+    pub len: unsafe extern "C" fn(value: *const OpaqueValue) -> usize,
+    pub item: unsafe extern "C" fn(value: *const OpaqueValue, i: usize) -> *const OpaqueValue,
+    pub key: unsafe extern "C" fn(value: *const OpaqueValue, i: usize, len: *mut usize) -> *const c_char,
+    pub new_nil: unsafe extern "C" fn() -> *mut OpaqueValue,
+    pub new_bool: unsafe extern "C" fn(b: i32) -> *mut OpaqueValue,
+    pub new_int: unsafe extern "C" fn(i: i64) -> *mut OpaqueValue,
+    pub new_float: unsafe extern "C" fn(x: f64) -> *mut OpaqueValue,
+    pub new_string: unsafe extern "C" fn(s: *const c_char, len: usize) -> *mut OpaqueValue,
+    pub new_array: unsafe extern "C" fn() -> *mut OpaqueValue,
+    pub new_map: unsafe extern "C" fn() -> *mut OpaqueValue,
+    pub push: unsafe extern "C" fn(array: *mut OpaqueValue, item: *mut OpaqueValue) -> i32,
+    pub insert: unsafe extern "C" fn(map: *mut OpaqueValue, key: *const c_char, key_len: usize, item: *mut OpaqueValue) -> i32,
+    pub reply_value: unsafe extern "C" fn(reply: *mut Reply, value: *mut OpaqueValue) -> i32,
+    pub reply_error: unsafe extern "C" fn(
+        reply: *mut Reply,
+        status: u32,
+        message: *const c_char,
+        message_len: usize,
+        traceback: *const c_char,
+        traceback_len: usize,
+    ) -> i32,
+}
+
+/// `oxiida_plugin`: what a plugin offers.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Plugin {
+    pub abi_version: u32,
+    pub struct_size: u32,
+    pub name: *const c_char,
+    pub capabilities: u32,
+    pub session_new: unsafe extern "C" fn(
+        config: *const c_char,
+        config_len: usize,
+        session: *mut *mut c_void,
+        error: *mut c_char,
+        error_cap: usize,
+    ) -> i32,
+    pub session_free: unsafe extern "C" fn(session: *mut c_void),
+    pub resolve:
+        unsafe extern "C" fn(session: *mut c_void, name: *const c_char, name_len: usize, error: *mut c_char, error_cap: usize) -> u32,
+    pub call: unsafe extern "C" fn(session: *mut c_void, message: *const Message, reply: *mut Reply),
+    pub reply_free: Option<unsafe extern "C" fn(session: *mut c_void, reply: *mut Reply)>,
+}
+
+// SAFETY: the tables are immutable after init and every routine they point
+// to is documented as callable from any thread.
+unsafe impl Send for Plugin {}
+unsafe impl Sync for Plugin {}
+unsafe impl Send for Host {}
+unsafe impl Sync for Host {}
+
+/// `oxiida_plugin_init_fn`.
+pub type PluginInit = unsafe extern "C" fn(host: *const Host, error: *mut c_char, error_cap: usize) -> *const Plugin;

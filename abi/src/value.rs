@@ -1,0 +1,212 @@
+//! The values that cross the ABI, and their MessagePack form: nil, bool,
+//! 64-bit signed ints, 64-bit floats, UTF-8 strings, arrays, and maps with
+//! string keys in order. Anything else MessagePack can say is refused.
+
+use std::fmt;
+
+use rmp::Marker;
+
+/// Nesting deeper than this is refused rather than risking the stack.
+const MAX_DEPTH: usize = 128;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Array(Vec<Value>),
+    /// Keys in insertion order.
+    Map(Vec<(String, Value)>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed MessagePack: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl Value {
+    /// Appends the MessagePack encoding of `self` to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use rmp::encode::*;
+        // Writing into a Vec cannot fail.
+        match self {
+            Value::Nil => write_nil(out).expect("Vec write"),
+            Value::Bool(b) => write_bool(out, *b).expect("Vec write"),
+            Value::Int(i) => drop(write_sint(out, *i).expect("Vec write")),
+            Value::Float(x) => write_f64(out, *x).expect("Vec write"),
+            Value::Str(s) => write_str(out, s).expect("Vec write"),
+            Value::Array(items) => {
+                write_array_len(out, items.len() as u32).expect("Vec write");
+                items.iter().for_each(|v| v.encode(out));
+            }
+            Value::Map(entries) => {
+                write_map_len(out, entries.len() as u32).expect("Vec write");
+                for (k, v) in entries {
+                    write_str(out, k).expect("Vec write");
+                    v.encode(out);
+                }
+            }
+        }
+    }
+
+    pub fn to_msgpack(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes exactly one value that fills `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<Value, DecodeError> {
+        let mut r = Reader { bytes, at: 0 };
+        let v = r.value(0)?;
+        if r.at != bytes.len() {
+            return Err(DecodeError(format!("{} bytes left after the value", bytes.len() - r.at)));
+        }
+        Ok(v)
+    }
+}
+
+/// Low-level reading for hosts that decode into their own value type.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| DecodeError("truncated".into()))?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn be<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+
+    fn string(&mut self, n: usize) -> Result<String, DecodeError> {
+        let raw = self.take(n)?;
+        String::from_utf8(raw.to_vec()).map_err(|_| DecodeError("a string is not UTF-8".into()))
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError(format!("nested more than {MAX_DEPTH} levels")));
+        }
+        let marker = Marker::from_u8(self.be::<1>()?[0]);
+        Ok(match marker {
+            Marker::Null => Value::Nil,
+            Marker::True => Value::Bool(true),
+            Marker::False => Value::Bool(false),
+            Marker::FixPos(n) => Value::Int(n.into()),
+            Marker::FixNeg(n) => Value::Int(n.into()),
+            Marker::U8 => Value::Int(self.be::<1>()?[0].into()),
+            Marker::U16 => Value::Int(u16::from_be_bytes(self.be()?).into()),
+            Marker::U32 => Value::Int(u32::from_be_bytes(self.be()?).into()),
+            Marker::U64 => {
+                let u = u64::from_be_bytes(self.be()?);
+                Value::Int(i64::try_from(u).map_err(|_| DecodeError(format!("the integer {u} does not fit in 64 signed bits")))?)
+            }
+            Marker::I8 => Value::Int(i8::from_be_bytes(self.be()?).into()),
+            Marker::I16 => Value::Int(i16::from_be_bytes(self.be()?).into()),
+            Marker::I32 => Value::Int(i32::from_be_bytes(self.be()?).into()),
+            Marker::I64 => Value::Int(i64::from_be_bytes(self.be()?)),
+            Marker::F32 => Value::Float(f32::from_be_bytes(self.be()?).into()),
+            Marker::F64 => Value::Float(f64::from_be_bytes(self.be()?)),
+            Marker::FixStr(n) => Value::Str(self.string(n.into())?),
+            Marker::Str8 => {
+                let n = self.be::<1>()?[0];
+                Value::Str(self.string(n.into())?)
+            }
+            Marker::Str16 => {
+                let n = u16::from_be_bytes(self.be()?);
+                Value::Str(self.string(n.into())?)
+            }
+            Marker::Str32 => {
+                let n = u32::from_be_bytes(self.be()?);
+                Value::Str(self.string(n as usize)?)
+            }
+            Marker::FixArray(n) => self.array(n.into(), depth)?,
+            Marker::Array16 => {
+                let n = u16::from_be_bytes(self.be()?);
+                self.array(n.into(), depth)?
+            }
+            Marker::Array32 => {
+                let n = u32::from_be_bytes(self.be()?);
+                self.array(n as usize, depth)?
+            }
+            Marker::FixMap(n) => self.map(n.into(), depth)?,
+            Marker::Map16 => {
+                let n = u16::from_be_bytes(self.be()?);
+                self.map(n.into(), depth)?
+            }
+            Marker::Map32 => {
+                let n = u32::from_be_bytes(self.be()?);
+                self.map(n as usize, depth)?
+            }
+            other => return Err(DecodeError(format!("{other:?} values (binary or extension data) cannot cross"))),
+        })
+    }
+
+    fn array(&mut self, n: usize, depth: usize) -> Result<Value, DecodeError> {
+        // Every item takes at least one byte: never trust a length beyond that.
+        let mut items = Vec::with_capacity(n.min(self.bytes.len() - self.at));
+        for _ in 0..n {
+            items.push(self.value(depth + 1)?);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn map(&mut self, n: usize, depth: usize) -> Result<Value, DecodeError> {
+        let mut entries = Vec::with_capacity(n.min(self.bytes.len() - self.at));
+        for _ in 0..n {
+            let Value::Str(key) = self.value(depth + 1)? else {
+                return Err(DecodeError("a map key is not a string".into()));
+            };
+            entries.push((key, self.value(depth + 1)?));
+        }
+        Ok(Value::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips() {
+        let v = Value::Array(vec![
+            Value::Nil,
+            Value::Bool(true),
+            Value::Int(-1),
+            Value::Int(200),
+            Value::Int(i64::MIN),
+            Value::Int(i64::MAX),
+            Value::Float(2.5),
+            Value::Float(f64::INFINITY),
+            Value::Str("héllo".into()),
+            Value::Str("x".repeat(70_000)),
+            Value::Map(vec![("b".into(), Value::Int(1)), ("a".into(), Value::Array(vec![]))]),
+        ]);
+        assert_eq!(Value::decode(&v.to_msgpack()), Ok(v));
+    }
+
+    #[test]
+    fn what_cannot_cross_is_refused() {
+        assert!(Value::decode(&[0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap_err().0.contains("64 signed bits"));
+        assert!(Value::decode(&[0xc4, 0x01, 0x00]).is_err(), "binary data");
+        assert!(Value::decode(&[0x81, 0x01, 0x02]).unwrap_err().0.contains("key"));
+        assert!(Value::decode(&[0xa3, b'a']).unwrap_err().0.contains("truncated"));
+        assert!(Value::decode(&[0xdd, 0xff, 0xff, 0xff, 0xff]).is_err(), "a huge length is not trusted");
+        assert!(Value::decode(&[0xc0, 0xc0]).is_err(), "trailing bytes");
+        assert!(Value::decode(&vec![0x91; 10_000]).unwrap_err().0.contains("nested"));
+    }
+}

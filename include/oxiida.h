@@ -1,0 +1,236 @@
+/*
+ * oxiida.h: the stable C ABI between the oxiida runtime and language plugins.
+ *
+ * A plugin is a shared library exporting one symbol, `oxiida_plugin_init`.
+ * The host (the oxiida runtime) calls it with a table of routines, and the
+ * plugin returns its own table. A foreign call is one message: a function
+ * name plus its arguments as one MessagePack array. A plugin written in C
+ * needs nothing but this header: the host's routines decode arguments and
+ * encode results, so no MessagePack library is required.
+ *
+ * Versioning: every table starts with `abi_version` and `struct_size`.
+ * Fields are only ever appended; a reader checks `struct_size` before using
+ * a field added after version 1. The host accepts plugins whose
+ * `abi_version` lies in [OXIIDA_ABI_MIN_COMPATIBLE, OXIIDA_ABI_VERSION].
+ *
+ * Strings are UTF-8 with an explicit length and are NOT NUL-terminated,
+ * unless a comment says otherwise.
+ */
+#ifndef OXIIDA_H
+#define OXIIDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Section 1: versions and constants                                         */
+/* ------------------------------------------------------------------------ */
+
+/** The ABI version this header describes. */
+#define OXIIDA_ABI_VERSION 1
+/** The oldest plugin ABI version a host built from this header accepts. */
+#define OXIIDA_ABI_MIN_COMPATIBLE 1
+
+/** The name of the one symbol a plugin exports. */
+#define OXIIDA_PLUGIN_INIT_SYMBOL "oxiida_plugin_init"
+
+/** Value kinds, as returned by `oxiida_host.kind`. */
+#define OXIIDA_NIL 0u
+#define OXIIDA_BOOL 1u
+#define OXIIDA_INT 2u
+#define OXIIDA_FLOAT 3u
+#define OXIIDA_STRING 4u
+#define OXIIDA_ARRAY 5u
+#define OXIIDA_MAP 6u
+
+/** Call modes: `f(x)` is THREAD, `=f=(x)` is PROCESS. */
+#define OXIIDA_MODE_THREAD 0u
+#define OXIIDA_MODE_PROCESS 1u
+
+/** Reply statuses. Anything but OK is an error of that kind. */
+#define OXIIDA_STATUS_OK 0u
+#define OXIIDA_STATUS_NOT_FOUND 1u
+#define OXIIDA_STATUS_BAD_ARGUMENTS 2u
+#define OXIIDA_STATUS_RAISED 3u
+#define OXIIDA_STATUS_WORKER_CRASHED 4u
+#define OXIIDA_STATUS_INTERNAL 5u
+
+/** Plugin capabilities (`oxiida_plugin.capabilities`, a bit set). */
+/** One session may run several `call`s at the same time, on different threads. */
+#define OXIIDA_CAP_CONCURRENT_CALLS (1u << 0)
+/** The plugin runs OXIIDA_MODE_PROCESS calls in a separate process. */
+#define OXIIDA_CAP_PROCESS_MODE (1u << 1)
+
+/** `oxiida_reply.host_owned` bits: parts the host allocated and frees itself. */
+#define OXIIDA_OWNED_VALUE (1u << 0)
+#define OXIIDA_OWNED_MESSAGE (1u << 1)
+#define OXIIDA_OWNED_TRACEBACK (1u << 2)
+
+/* ------------------------------------------------------------------------ */
+/* Section 2: messages and replies                                           */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * One foreign call, built by the host. Everything it points to is owned by
+ * the host and valid only during the `call` that receives it.
+ */
+typedef struct oxiida_message {
+    uint32_t struct_size;
+    /** OXIIDA_MODE_THREAD or OXIIDA_MODE_PROCESS. */
+    uint32_t mode;
+    /** The required name as written, dotted: "math.sqrt". */
+    const char *name;
+    size_t name_len;
+    /** The arguments: one MessagePack array. */
+    const uint8_t *args;
+    size_t args_len;
+} oxiida_message;
+
+/**
+ * The answer to one call. The host zeroes it and sets `struct_size` before
+ * `call`; the plugin fills in the rest. After reading it, the host calls the
+ * plugin's `reply_free` (which frees what the plugin allocated), then frees
+ * the parts marked in `host_owned` itself.
+ */
+typedef struct oxiida_reply {
+    uint32_t struct_size;
+    /** OXIIDA_STATUS_OK, or the error's kind. */
+    uint32_t status;
+    /** With OK: the result, one MessagePack value. */
+    const uint8_t *value;
+    size_t value_len;
+    /** With an error: what went wrong (for RAISED, conventionally "Type: text"). */
+    const char *message;
+    size_t message_len;
+    /** With an error, optional: the foreign traceback. */
+    const char *traceback;
+    size_t traceback_len;
+    /** OXIIDA_OWNED_* bits, set by the host routines that fill a reply. */
+    uint32_t host_owned;
+    /** Free for the plugin's use, e.g. to find its buffers in `reply_free`. */
+    void *plugin_data;
+} oxiida_reply;
+
+/* ------------------------------------------------------------------------ */
+/* Section 3: the host's routines                                            */
+/* ------------------------------------------------------------------------ */
+
+/** A value tree owned by the host. Opaque. */
+typedef struct oxiida_value oxiida_value;
+
+/**
+ * What the host offers every plugin. Every routine is thread-safe and may be
+ * called from any thread at any time after `oxiida_plugin_init` returns.
+ * None of them fails by crashing: a wrong kind gives 0, 0.0 or NULL.
+ */
+typedef struct oxiida_host {
+    uint32_t abi_version;
+    uint32_t struct_size;
+
+    /* -- reading arguments ------------------------------------------------ */
+
+    /** Decodes MessagePack (e.g. `message->args`). Returns NULL if malformed.
+     *  The caller owns the result: free it with `value_free`. */
+    oxiida_value *(*decode)(const uint8_t *bytes, size_t len);
+    /** Frees a value the caller owns. NULL is ignored. */
+    void (*value_free)(oxiida_value *value);
+    /** One of OXIIDA_NIL ... OXIIDA_MAP. */
+    uint32_t (*kind)(const oxiida_value *value);
+    /** 1 for true, 0 otherwise. */
+    int32_t (*as_bool)(const oxiida_value *value);
+    /** The Int, or 0 for any other kind. */
+    int64_t (*as_int)(const oxiida_value *value);
+    /** The Float; an Int converts; 0.0 for any other kind. */
+    double (*as_float)(const oxiida_value *value);
+    /** The String's bytes (borrowed from `value`), its length in `*len`;
+     *  NULL (and *len = 0) for any other kind. */
+    const char *(*as_string)(const oxiida_value *value, size_t *len);
+    /** Items of an Array, entries of a Map, bytes of a String; else 0. */
+    size_t (*len)(const oxiida_value *value);
+    /** Item `i` of an Array or value of entry `i` of a Map, borrowed from
+     *  `value`; NULL when out of range or another kind. */
+    const oxiida_value *(*item)(const oxiida_value *value, size_t i);
+    /** Key of entry `i` of a Map, borrowed; NULL otherwise. */
+    const char *(*key)(const oxiida_value *value, size_t i, size_t *len);
+
+    /* -- building results ------------------------------------------------- */
+
+    /** Each returns a new value the caller owns. */
+    oxiida_value *(*new_nil)(void);
+    oxiida_value *(*new_bool)(int32_t b);
+    oxiida_value *(*new_int)(int64_t i);
+    oxiida_value *(*new_float)(double x);
+    /** Copies `len` bytes; invalid UTF-8 is replaced by U+FFFD. */
+    oxiida_value *(*new_string)(const char *s, size_t len);
+    oxiida_value *(*new_array)(void);
+    oxiida_value *(*new_map)(void);
+    /** Appends `item` to an Array, taking ownership of `item`. Returns 0, or
+     *  -1 (and frees `item`) when `array` is not an Array. */
+    int32_t (*push)(oxiida_value *array, oxiida_value *item);
+    /** Sets `key` in a Map (copied; a repeated key replaces its value),
+     *  taking ownership of `item`. Returns 0, or -1 (freeing `item`). */
+    int32_t (*insert)(oxiida_value *map, const char *key, size_t key_len, oxiida_value *item);
+
+    /* -- answering a call -------------------------------------------------- */
+
+    /** Answers OK with `value`, which it consumes: encodes it into a buffer
+     *  the host owns (marks OXIIDA_OWNED_VALUE). Returns 0. */
+    int32_t (*reply_value)(oxiida_reply *reply, oxiida_value *value);
+    /** Answers with an error: copies `message` and `traceback` (which may be
+     *  NULL) into buffers the host owns. Returns 0. */
+    int32_t (*reply_error)(oxiida_reply *reply, uint32_t status, const char *message, size_t message_len,
+                           const char *traceback, size_t traceback_len);
+} oxiida_host;
+
+/* ------------------------------------------------------------------------ */
+/* Section 4: the plugin's table                                             */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * What a plugin offers. It must stay valid and unchanged for the life of the
+ * process: plugins are never unloaded. A session is one workflow's private
+ * foreign environment; the host makes one per workflow.
+ */
+typedef struct oxiida_plugin {
+    uint32_t abi_version;
+    uint32_t struct_size;
+    /** The plugin's name, NUL-terminated, static: what `require f from NAME;` names. */
+    const char *name;
+    /** OXIIDA_CAP_* bits. */
+    uint32_t capabilities;
+
+    /** Makes a session. `config` (may be empty) is the text after `=` in
+     *  `--plugin NAME=CONFIG`, e.g. a script path. On success stores the
+     *  session in `*session` and returns 0; on failure writes a NUL-terminated
+     *  message of at most `error_cap` bytes into `error` and returns -1. */
+    int32_t (*session_new)(const char *config, size_t config_len, void **session, char *error, size_t error_cap);
+    /** Ends a session. No call on it is running, and none will start. */
+    void (*session_free)(void *session);
+    /** Whether the session provides `name` (dotted): OXIIDA_STATUS_OK, or
+     *  OXIIDA_STATUS_NOT_FOUND with an optional NUL-terminated reason in
+     *  `error`. Called before the workflow starts, never during a call. */
+    uint32_t (*resolve)(void *session, const char *name, size_t name_len, char *error, size_t error_cap);
+    /** Runs one call and fills `reply`. Called on a thread of its own, which
+     *  may block; concurrently on one session only with
+     *  OXIIDA_CAP_CONCURRENT_CALLS. */
+    void (*call)(void *session, const oxiida_message *message, oxiida_reply *reply);
+    /** Frees what the plugin put in `reply` (NULL if it allocates nothing). */
+    void (*reply_free)(void *session, oxiida_reply *reply);
+} oxiida_plugin;
+
+/**
+ * The entry point, exported as `oxiida_plugin_init`. `host` stays valid for
+ * the life of the process. Returns the plugin's table, or NULL after writing
+ * a NUL-terminated reason into `error` (at most `error_cap` bytes).
+ */
+typedef const oxiida_plugin *(*oxiida_plugin_init_fn)(const oxiida_host *host, char *error, size_t error_cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OXIIDA_H */
