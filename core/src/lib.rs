@@ -21,6 +21,7 @@ pub mod foreign;
 pub mod interp;
 pub mod ir;
 mod ops;
+pub mod plugin;
 mod resolve;
 mod shell;
 pub mod syntax;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use oxiida::foreign::NoHost;
 use oxiida::interp::Stdout;
+use oxiida::plugin::{self, PluginHost};
 use oxiida::{Diagnostic, Interrupt, Limits, Source, Stage};
 
 /// Exit statuses, as the language reference fixes them.
@@ -39,13 +39,40 @@ enum Command {
         /// The workflow file (.ox)
         file: PathBuf,
         #[command(flatten)]
+        plugins: PluginArgs,
+        #[command(flatten)]
         limits: LimitArgs,
     },
     /// Check a workflow for syntax and name errors without running anything
     Check {
         /// The workflow file (.ox)
         file: PathBuf,
+        #[command(flatten)]
+        plugins: PluginArgs,
     },
+    /// List the plugins found on the search path, with their ABI versions
+    Plugins,
+}
+
+#[derive(Args)]
+struct PluginArgs {
+    /// Load a language plugin: a path to its library, or a name searched in
+    /// OXIIDA_PLUGIN_PATH; `=CONFIG` is handed to the plugin (e.g. a script). Repeatable.
+    #[arg(long = "plugin", value_name = "PATH|NAME[=CONFIG]")]
+    specs: Vec<String>,
+}
+
+impl PluginArgs {
+    /// Loads every plugin and opens this workflow's sessions.
+    fn host(&self) -> Result<PluginHost, String> {
+        let mut plugins = Vec::new();
+        for spec in &self.specs {
+            let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
+            let plugin = plugin::load(&plugin::locate(what)?)?;
+            plugins.push((plugin, config.to_owned()));
+        }
+        PluginHost::new(&plugins)
+    }
 }
 
 #[derive(Args)]
@@ -83,8 +110,9 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> u8 {
     match cli.command {
-        Command::Run { file, limits } => run(&file, limits.limits()),
-        Command::Check { file } => check(&file),
+        Command::Run { file, plugins, limits } => run(&file, &plugins, limits.limits()),
+        Command::Check { file, plugins } => check(&file, &plugins),
+        Command::Plugins => list_plugins(),
     }
 }
 
@@ -109,12 +137,45 @@ fn report(source: &Source, diagnostics: &[Diagnostic]) -> u8 {
     EXIT_NOT_RUN
 }
 
-fn check(path: &Path) -> u8 {
+fn plugin_host(plugins: &PluginArgs) -> Result<PluginHost, u8> {
+    plugins.host().map_err(|e| {
+        eprintln!("oxiida: {e}");
+        EXIT_USAGE
+    })
+}
+
+fn list_plugins() -> u8 {
+    let mut found = 0;
+    for dir in plugin::search_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut paths: Vec<PathBuf> =
+            entries.filter_map(|e| Some(e.ok()?.path())).filter(|p| p.extension().is_some_and(|x| x == "so")).collect();
+        paths.sort();
+        for path in paths {
+            found += 1;
+            match plugin::load(&path) {
+                Ok(p) => println!("{}\tABI {}\t{}", p.name, p.abi_version, path.display()),
+                Err(e) => println!("(unusable)\t-\t{}: {e}", path.display()),
+            }
+        }
+    }
+    if found == 0 {
+        let dirs: Vec<String> = plugin::search_dirs().iter().map(|d| d.display().to_string()).collect();
+        eprintln!("oxiida: no plugins found in {}", dirs.join(", "));
+    }
+    0
+}
+
+fn check(path: &Path, plugins: &PluginArgs) -> u8 {
     let source = match load(path) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match oxiida::compile(&source, &NoHost) {
+    let host = match plugin_host(plugins) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    match oxiida::compile(&source, &host) {
         Ok(_) => {
             println!("{}: ok", source.name);
             0
@@ -123,12 +184,16 @@ fn check(path: &Path) -> u8 {
     }
 }
 
-fn run(path: &Path, limits: Limits) -> u8 {
+fn run(path: &Path, plugins: &PluginArgs, limits: Limits) -> u8 {
     let source = match load(path) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let program = match oxiida::compile(&source, &NoHost) {
+    let host = match plugin_host(plugins) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    let program = match oxiida::compile(&source, &host) {
         Ok(p) => p,
         Err(diagnostics) => return report(&source, &diagnostics),
     };
@@ -141,7 +206,7 @@ fn run(path: &Path, limits: Limits) -> u8 {
     };
     let interrupt = Interrupt::new();
     watch_signals(interrupt.clone());
-    match runtime.block_on(oxiida::execute_with_interrupt(&program, &NoHost, &Stdout, limits, &interrupt)) {
+    match runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &Stdout, limits, &interrupt)) {
         Ok(_) => 0,
         Err(_) if interrupt.is_triggered() => EXIT_INTERRUPTED,
         Err(d) => report(&source, &[d]),

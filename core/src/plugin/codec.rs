@@ -1,0 +1,36 @@
+//! Workflow values to and from the ABI's MessagePack values.
+
+use std::sync::Arc;
+
+use oxiida_abi::Value as Wire;
+
+use crate::value::{Map, Value};
+
+pub fn to_wire(v: &Value) -> Wire {
+    match v {
+        Value::Nil => Wire::Nil,
+        Value::Bool(b) => Wire::Bool(*b),
+        Value::Int(i) => Wire::Int(*i),
+        Value::Float(x) => Wire::Float(*x),
+        Value::Str(s) => Wire::Str(s.to_string()),
+        Value::Array(items) => Wire::Array(items.iter().map(to_wire).collect()),
+        Value::Map(m) => Wire::Map(m.iter().map(|(k, v)| (k.to_string(), to_wire(v))).collect()),
+    }
+}
+
+pub fn from_wire(w: Wire) -> Value {
+    match w {
+        Wire::Nil => Value::Nil,
+        Wire::Bool(b) => Value::Bool(b),
+        Wire::Int(i) => Value::Int(i),
+        Wire::Float(x) => Value::Float(x),
+        Wire::Str(s) => Value::from(s),
+        Wire::Array(items) => Value::array(items.into_iter().map(from_wire).collect()),
+        Wire::Map(entries) => Value::map(entries.into_iter().map(|(k, v)| (Arc::from(k), from_wire(v))).collect::<Map>()),
+    }
+}
+
+/// The arguments of a call: one MessagePack array.
+pub fn encode_args(args: &[Value]) -> Vec<u8> {
+    Wire::Array(args.iter().map(to_wire).collect()).to_msgpack()
+}

@@ -1,0 +1,11 @@
+//! Language plugins behind the C ABI (`include/oxiida.h`): loading them, the
+//! host's routine table they call back into, and [`PluginHost`], the
+//! [`crate::foreign::Host`] that sends a workflow's calls to them.
+
+mod codec;
+mod host;
+mod loader;
+mod routines;
+
+pub use host::PluginHost;
+pub use loader::{load, locate, search_dirs, LoadedPlugin};

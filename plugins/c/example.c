@@ -1,0 +1,183 @@
+/*
+ * An oxiida plugin in C, written against include/oxiida.h alone.
+ * Build: cc -shared -fPIC -O2 -I include plugins/c/example.c -o liboxiida_example.so -lpthread
+ * Use:   oxiida run --plugin ./liboxiida_example.so=Hello wf.ox
+ *
+ * Functions: add(a, b), greet(name), sum(numbers), stats(numbers) -> Map,
+ * fail(text) (always an error), slow(ms), rendezvous() (returns once two
+ * calls are inside it at the same time: proof that calls overlap).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "oxiida.h"
+
+static const oxiida_host *H;
+
+/* The session: per-workflow state. Here, the greeting given as config. */
+typedef struct {
+    char greeting[64];
+} session;
+
+static int32_t session_new(const char *config, size_t len, void **out, char *error, size_t cap) {
+    session *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(error, cap, "out of memory");
+        return -1;
+    }
+    if (len >= sizeof s->greeting) {
+        snprintf(error, cap, "the greeting is longer than %zu bytes", sizeof s->greeting - 1);
+        free(s);
+        return -1;
+    }
+    if (len == 0) {
+        strcpy(s->greeting, "hello");
+    } else {
+        memcpy(s->greeting, config, len);
+    }
+    *out = s;
+    return 0;
+}
+
+static void session_free(void *s) { free(s); }
+
+static const char *const NAMES[] = {"add", "greet", "sum", "stats", "fail", "slow", "rendezvous"};
+
+static int known(const char *name, size_t len) {
+    size_t i;
+    for (i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++) {
+        if (strlen(NAMES[i]) == len && memcmp(NAMES[i], name, len) == 0) return 1;
+    }
+    return 0;
+}
+
+static uint32_t resolve(void *s, const char *name, size_t len, char *error, size_t cap) {
+    (void)s;
+    if (known(name, len)) return OXIIDA_STATUS_OK;
+    snprintf(error, cap, "the example plugin has no function `%.*s`", (int)len, name);
+    return OXIIDA_STATUS_NOT_FOUND;
+}
+
+static void error_reply(oxiida_reply *reply, uint32_t status, const char *text) {
+    H->reply_error(reply, status, text, strlen(text), NULL, 0);
+}
+
+static int is_number(const oxiida_value *v) {
+    uint32_t k = H->kind(v);
+    return k == OXIIDA_INT || k == OXIIDA_FLOAT;
+}
+
+/* Waits until two calls are inside, for at most ten seconds. */
+static pthread_mutex_t meet_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t meet_cond = PTHREAD_COND_INITIALIZER;
+static int meet_count = 0;
+
+static int rendezvous(void) {
+    struct timespec until;
+    int met = 1;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&meet_lock);
+    meet_count++;
+    pthread_cond_broadcast(&meet_cond);
+    while (meet_count % 2 != 0 && met) {
+        if (pthread_cond_timedwait(&meet_cond, &meet_lock, &until) == ETIMEDOUT) met = 0;
+    }
+    pthread_mutex_unlock(&meet_lock);
+    return met;
+}
+
+static void call(void *sp, const oxiida_message *m, oxiida_reply *reply) {
+    session *s = sp;
+    oxiida_value *args = H->decode(m->args, m->args_len);
+    size_t n = H->len(args);
+    const oxiida_value *a = H->item(args, 0), *b = H->item(args, 1);
+    char buf[256];
+#define IS(fn) (m->name_len == strlen(fn) && memcmp(m->name, fn, m->name_len) == 0)
+    if (IS("add")) {
+        if (n != 2 || !is_number(a) || !is_number(b)) {
+            error_reply(reply, OXIIDA_STATUS_BAD_ARGUMENTS, "add takes two numbers");
+        } else if (H->kind(a) == OXIIDA_INT && H->kind(b) == OXIIDA_INT) {
+            H->reply_value(reply, H->new_int(H->as_int(a) + H->as_int(b)));
+        } else {
+            H->reply_value(reply, H->new_float(H->as_float(a) + H->as_float(b)));
+        }
+    } else if (IS("greet")) {
+        size_t len = 0;
+        const char *name = H->as_string(a, &len);
+        if (!name) {
+            error_reply(reply, OXIIDA_STATUS_BAD_ARGUMENTS, "greet takes a String");
+        } else {
+            int w = snprintf(buf, sizeof buf, "%s, %.*s", s->greeting, (int)len, name);
+            H->reply_value(reply, H->new_string(buf, (size_t)w < sizeof buf ? (size_t)w : sizeof buf - 1));
+        }
+    } else if (IS("sum") || IS("stats")) {
+        double total = 0;
+        size_t i, count = H->len(a);
+        int ok = H->kind(a) == OXIIDA_ARRAY;
+        for (i = 0; ok && i < count; i++) {
+            ok = is_number(H->item(a, i));
+            total += H->as_float(H->item(a, i));
+        }
+        if (!ok) {
+            error_reply(reply, OXIIDA_STATUS_BAD_ARGUMENTS, "expected an Array of numbers");
+        } else if (IS("sum")) {
+            H->reply_value(reply, H->new_float(total));
+        } else {
+            oxiida_value *map = H->new_map(), *items = H->new_array();
+            H->insert(map, "count", 5, H->new_int((int64_t)count));
+            H->insert(map, "total", 5, H->new_float(total));
+            H->push(items, H->new_string("min/max not computed", 20));
+            H->push(items, H->new_nil());
+            H->push(items, H->new_bool(1));
+            H->insert(map, "notes", 5, items);
+            H->reply_value(reply, map);
+        }
+    } else if (IS("fail")) {
+        size_t len = 0;
+        const char *text = H->as_string(a, &len);
+        const char *tb = "  in example.c, function call, branch \"fail\"";
+        int w = snprintf(buf, sizeof buf, "ExampleError: %.*s", (int)len, text ? text : "");
+        H->reply_error(reply, OXIIDA_STATUS_RAISED, buf, (size_t)w < sizeof buf ? (size_t)w : sizeof buf - 1, tb, strlen(tb));
+    } else if (IS("slow")) {
+        int64_t ms = H->as_int(a);
+        struct timespec t;
+        t.tv_sec = (time_t)(ms / 1000);
+        t.tv_nsec = (long)(ms % 1000) * 1000000L;
+        nanosleep(&t, NULL);
+        H->reply_value(reply, H->new_int(ms));
+    } else if (IS("rendezvous")) {
+        if (rendezvous()) {
+            H->reply_value(reply, H->new_bool(1));
+        } else {
+            error_reply(reply, OXIIDA_STATUS_INTERNAL, "rendezvous: no second call arrived within 10 s");
+        }
+    } else {
+        error_reply(reply, OXIIDA_STATUS_NOT_FOUND, "no such function");
+    }
+#undef IS
+    H->value_free(args);
+}
+
+/* Tests build a second copy under another name, to load two plugins at once. */
+#ifndef EXAMPLE_NAME
+#define EXAMPLE_NAME "example"
+#endif
+
+static const oxiida_plugin PLUGIN = {
+    OXIIDA_ABI_VERSION,   sizeof(oxiida_plugin), EXAMPLE_NAME, OXIIDA_CAP_CONCURRENT_CALLS, session_new, session_free,
+    resolve,              call,                  NULL,
+};
+
+const oxiida_plugin *oxiida_plugin_init(const oxiida_host *host, char *error, size_t cap) {
+    if (host->abi_version < 1) {
+        snprintf(error, cap, "this plugin needs oxiida ABI version 1 or newer");
+        return NULL;
+    }
+    H = host;
+    return &PLUGIN;
+}
