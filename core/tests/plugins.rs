@@ -1,0 +1,184 @@
+//! Plugins through the command-line tool: the C example plugin (built here
+//! with `cc` from `plugins/c/example.c` and `include/oxiida.h` alone), and
+//! the refusals for libraries that are not usable plugins.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn scratch() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("oxiida-plugins-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// Compiles C source (a file, or text) into `lib{name}.so` in the scratch folder.
+fn build(name: &str, source: &Path, defines: &[&str]) -> PathBuf {
+    let out = scratch().join(format!("lib{name}.so"));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-std=c99", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-pedantic", "-Werror", "-I"])
+        .arg(root().join("include"))
+        .args(defines)
+        .arg(source)
+        .arg("-o")
+        .arg(&out)
+        .arg("-lpthread")
+        .output()
+        .expect("a C compiler runs");
+    assert!(built.status.success(), "{cc} failed on {}:\n{}", source.display(), String::from_utf8_lossy(&built.stderr));
+    out
+}
+
+fn build_text(name: &str, text: &str) -> PathBuf {
+    let src = scratch().join(format!("{name}.c"));
+    std::fs::write(&src, text).unwrap();
+    build(name, &src, &[])
+}
+
+fn example() -> &'static PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| build("oxiida_example", &root().join("plugins/c/example.c"), &[]))
+}
+
+fn run(args: &[&str], workflow: &str) -> Output {
+    let file = scratch().join(format!("wf-{}.ox", workflow.len() ^ args.len() << 16 ^ workflow.bytes().map(usize::from).sum::<usize>()));
+    std::fs::write(&file, workflow).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_oxiida")).args(args).arg(&file).stdin(Stdio::null()).output().expect("oxiida runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn plugin_arg(config: &str) -> String {
+    format!("{}{config}", example().display())
+}
+
+#[test]
+fn values_cross_both_ways() {
+    let wf = "require add, greet, sum, stats;\nprint add(1, 2);\nprint add(1, 2.5);\nprint greet(\"world\");\nprint sum([1, 2, 3.5]);\ns = stats([1, 2]);\nprint s;\nprint s.notes[-1];\n";
+    let out = run(&["run", "--plugin", &plugin_arg("=Hi")], wf);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "3\n3.5\nHi, world\n6.5\n{\"count\": 2, \"total\": 3.0, \"notes\": [\"min/max not computed\", nil, true]}\ntrue\n"
+    );
+}
+
+#[test]
+fn a_plugin_error_points_at_the_call() {
+    let out =
+        run(&["run", "--plugin", &plugin_arg("")], "require fail;\nprint \"before\";\nx = 1 + fail(\"bad input\");\nprint \"after\";\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "before\n");
+    let err = stderr(&out);
+    for want in [":3:9", "ExampleError: bad input", "example.c, function call"] {
+        assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
+    }
+}
+
+#[test]
+fn calls_in_para_overlap() {
+    // `rendezvous` returns only while another call is inside it too.
+    let out =
+        run(&["run", "--plugin", &plugin_arg("")], "require rendezvous;\npara { a = rendezvous(); b = rendezvous(); }\nprint a and b;\n");
+    assert_eq!(stdout(&out), "true\n", "{}", stderr(&out));
+}
+
+#[test]
+fn requires_are_resolved_across_plugins() {
+    let other = build("oxiida_other", &root().join("plugins/c/example.c"), &["-DEXAMPLE_NAME=\"other\""]);
+    let both = ["run", "--plugin", &plugin_arg(""), "--plugin", other.to_str().unwrap()];
+    let ambiguous = run(&both, "require add;\nprint add(1, 1);\n");
+    assert_eq!(ambiguous.status.code(), Some(65));
+    assert!(stderr(&ambiguous).contains("several plugins provide it (`example`, `other`)"), "{}", stderr(&ambiguous));
+    let picked = run(&both, "require add from other;\nprint add(1, 1);\n");
+    assert_eq!(stdout(&picked), "2\n", "{}", stderr(&picked));
+    let missing = run(&both, "require nope;\nrequire add from lua;\n");
+    assert_eq!(missing.status.code(), Some(65));
+    let err = stderr(&missing);
+    assert!(err.contains("the example plugin has no function `nope`"), "{err}");
+    assert!(err.contains("no plugin named `lua` is loaded (loaded: example, other)"), "{err}");
+}
+
+#[test]
+fn plugins_are_found_by_name_and_listed() {
+    example();
+    let path = scratch().display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_oxiida")).arg("plugins").env("OXIIDA_PLUGIN_PATH", &path).output().unwrap();
+    assert!(stdout(&out).contains("example\tABI 1\t"), "{}", stdout(&out));
+    let file = scratch().join("by-name.ox");
+    std::fs::write(&file, "require greet;\nprint greet(\"you\");\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
+        .args(["run", "--plugin", "example=Hey"])
+        .arg(&file)
+        .env("OXIIDA_PLUGIN_PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "Hey, you\n", "{}", stderr(&out));
+}
+
+#[test]
+fn process_calls_need_a_plugin_that_supports_them() {
+    let out = run(&["run", "--plugin", &plugin_arg("")], "require add;\nprint =add=(1, 2);\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot run calls in a worker process"), "{}", stderr(&out));
+}
+
+#[test]
+fn unusable_libraries_are_refused_with_the_reason() {
+    let table = |version: &str| {
+        format!(
+            "#include \"oxiida.h\"\n#include <stdio.h>\nstatic int32_t sn(const char *c, size_t l, void **s, char *e, size_t n) {{ (void)c; (void)l; (void)e; (void)n; *s = 0; return 0; }}\n\
+             static void sf(void *s) {{ (void)s; }}\nstatic uint32_t rs(void *s, const char *n, size_t l, char *e, size_t c) {{ (void)s; (void)n; (void)l; (void)e; (void)c; return 0; }}\n\
+             static void ca(void *s, const oxiida_message *m, oxiida_reply *r) {{ (void)s; (void)m; (void)r; }}\n\
+             static const oxiida_plugin P = {{ {version}, sizeof(oxiida_plugin), \"odd\", 0, sn, sf, rs, ca, NULL }};\n"
+        )
+    };
+    let future = build_text(
+        "future",
+        &(table("99") + "const oxiida_plugin *oxiida_plugin_init(const oxiida_host *h, char *e, size_t n) { (void)h; (void)e; (void)n; return &P; }\n"),
+    );
+    let refusing = build_text(
+        "refusing",
+        &(table("1") + "const oxiida_plugin *oxiida_plugin_init(const oxiida_host *h, char *e, size_t n) { (void)h; snprintf(e, n, \"no licence file\"); return n == 0 ? &P : NULL; }\n"),
+    );
+    let plain = build_text("plain", "int not_a_plugin(void) { return 1; }\n");
+    let garbage = scratch().join("libgarbage.so");
+    std::fs::write(&garbage, "this is not an ELF file").unwrap();
+    let cases = [
+        (future, "built for oxiida ABI version 99, but this oxiida accepts versions 1 to 1"),
+        (refusing, "failed to initialise: no licence file"),
+        (plain, "is not an oxiida plugin: it does not export `oxiida_plugin_init`"),
+        (garbage, "cannot load plugin"),
+    ];
+    for (lib, want) in cases {
+        let out = run(&["run", "--plugin", lib.to_str().unwrap()], "print 1;\n");
+        assert_eq!(out.status.code(), Some(2), "{}", lib.display());
+        assert!(stdout(&out).is_empty());
+        let err = stderr(&out);
+        assert!(err.contains(want) && err.lines().count() == 1, "{}: {err}", lib.display());
+    }
+    let out = run(&["run", "--plugin", "no_such_plugin_anywhere"], "print 1;\n");
+    assert!(stderr(&out).contains("no plugin named `no_such_plugin_anywhere` was found"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_failing_session_start_is_reported() {
+    let long = "x".repeat(100);
+    let out = run(&["run", "--plugin", &plugin_arg(&format!("={long}"))], "print 1;\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("could not start a session: the greeting is longer than 63 bytes"), "{}", stderr(&out));
+}
