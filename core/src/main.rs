@@ -87,7 +87,9 @@ struct LimitArgs {
 
 impl LimitArgs {
     fn limits(&self) -> Limits {
-        let mut limits = Limits::default();
+        // The CLI's runtime thread serves one workflow, so a call with
+        // nothing running beside it may block that thread.
+        let mut limits = Limits { inline_calls: true, ..Limits::default() };
         if let Some(n) = self.max_tasks {
             limits.max_tasks = n as usize;
         }
@@ -236,6 +238,11 @@ fn watch_signals(interrupt: Interrupt) {
         });
         eprintln!("oxiida: {what}; cancelling the workflow");
         interrupt.trigger();
+        // A foreign call running on the workflow's thread cannot be dropped;
+        // give it a moment, then leave without it.
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        eprintln!("oxiida: a foreign call did not stop within 3 s; exiting without it");
+        std::process::exit(EXIT_INTERRUPTED.into());
     };
     let spawned = installed.and_then(|parts| std::thread::Builder::new().name("oxiida-signals".into()).spawn(move || watch(parts)));
     if let Err(e) = spawned {

@@ -20,6 +20,7 @@ struct State {
     gate: tokio::sync::Notify,
     gate_waiting: AtomicUsize,
     dropped_unfinished: AtomicUsize,
+    inline_calls: AtomicUsize,
     calls: Mutex<Vec<(String, CallMode)>>,
 }
 
@@ -65,6 +66,14 @@ impl Host for TestHost {
         } else {
             Err("the test host has no such function".into())
         }
+    }
+
+    fn call_here(&self, name: &ForeignName, args: &[Value], _mode: CallMode) -> Option<Result<Value, ForeignError>> {
+        let (Value::Int(a), Value::Int(b)) = (args.first()?, args.get(1)?) else { return None };
+        (name.dotted() == "add").then(|| {
+            self.state.inline_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(Value::Int(a + b))
+        })
     }
 
     fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
@@ -244,7 +253,7 @@ fn cancelled_shell_tasks_are_killed_with_their_children() {
 #[test]
 fn para_for_fan_out_is_bounded() {
     let host = TestHost::default();
-    let limits = Limits { max_tasks: 100, max_fanout: 3 };
+    let limits = Limits { max_tasks: 100, max_fanout: 3, ..Limits::default() };
     let (_, result) = runtime().block_on(run_with(&host, "require slow;\npara for i in range(12) { slow(); }", limits));
     result.unwrap();
     assert_eq!(host.state.calls.lock().unwrap().len(), 12);
@@ -255,7 +264,7 @@ fn para_for_fan_out_is_bounded() {
 #[test]
 fn the_task_limit_bounds_calls_across_branches() {
     let host = TestHost::default();
-    let limits = Limits { max_tasks: 2, max_fanout: 100 };
+    let limits = Limits { max_tasks: 2, max_fanout: 100, ..Limits::default() };
     let (_, result) = runtime().block_on(run_with(&host, "require slow;\npara for i in range(10) { para { slow(); slow(); } }", limits));
     result.unwrap();
     assert_eq!(host.state.calls.lock().unwrap().len(), 20);
@@ -300,4 +309,20 @@ fn an_interrupt_stops_computing_loops_and_waiting_calls() {
         assert!(result.unwrap_err().message.contains("interrupted"), "{src}");
         assert_eq!(host.state.in_flight.load(Ordering::SeqCst), 0, "{src}: nothing keeps running");
     }
+}
+
+#[test]
+fn calls_run_inline_only_when_allowed_and_nothing_else_runs() {
+    let src =
+        "require add;\nx = add(1, 2);\npara { y = add(x, 1); z = add(x, 2); }\npara for i in [1] { w = add(i, 1); }\nprint x + y + z;";
+    let host = TestHost::default();
+    let limits = Limits { inline_calls: true, ..Limits::default() };
+    let (out, result) = runtime().block_on(run_with(&host, src, limits));
+    result.unwrap();
+    assert_eq!(out, ["12"]);
+    assert_eq!(host.state.inline_calls.load(Ordering::SeqCst), 1, "only the call outside `para`");
+    assert_eq!(host.state.calls.lock().unwrap().len(), 3);
+    let host = TestHost::default();
+    runtime().block_on(run_with(&host, src, Limits::default())).1.unwrap();
+    assert_eq!(host.state.inline_calls.load(Ordering::SeqCst), 0, "not allowed by default");
 }

@@ -8,6 +8,7 @@ mod tasks;
 
 pub use interrupt::Interrupt;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -47,12 +48,16 @@ pub struct Limits {
     pub max_tasks: usize,
     /// Iterations of one `para for` in flight at the same time.
     pub max_fanout: usize,
+    /// Run a foreign call on the workflow's own thread when nothing else in
+    /// the workflow is running (see `Host::call_here`). Only for an embedder
+    /// whose runtime thread serves this one workflow, like the CLI.
+    pub inline_calls: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-        Limits { max_tasks: (cores * 8).max(32), max_fanout: 256 }
+        Limits { max_tasks: (cores * 8).max(32), max_fanout: 256, inline_calls: false }
     }
 }
 
@@ -84,7 +89,15 @@ pub async fn execute_with_interrupt(
     limits: Limits,
     interrupt: &Interrupt,
 ) -> Result<Variables, Diagnostic> {
-    let interp = Interpreter { program, host, out, limits, tasks: Semaphore::new(limits.max_tasks.max(1)), interrupt };
+    let interp = Interpreter {
+        program,
+        host,
+        out,
+        limits,
+        tasks: Semaphore::new(limits.max_tasks.max(1)),
+        interrupt,
+        concurrent: AtomicUsize::new(0),
+    };
     let mut frame: Frame = vec![None; program.slot_names.len()];
     let whole = program.body.first().map_or(Span::default(), |s| s.span);
     tokio::select! {
@@ -111,6 +124,8 @@ pub(crate) struct Interpreter<'a> {
     /// Bounds running tasks (`Limits::max_tasks`).
     tasks: Semaphore,
     interrupt: &'a Interrupt,
+    /// `para` blocks and `para for` loops running now.
+    concurrent: AtomicUsize,
 }
 
 pub(crate) fn error(span: Span, message: impl Into<String>) -> Box<Diagnostic> {

@@ -7,6 +7,8 @@
 //! copies never disagree). Dropping the set of branches cancels them: their
 //! shell processes are killed and foreign results dropped.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
@@ -107,6 +109,7 @@ impl Interpreter<'_> {
 
     /// Runs every branch at once; the first failure cancels the rest.
     async fn para(&self, branches: &[Branch], f: &mut Frame) -> Fallible<()> {
+        let _concurrent = Concurrent::enter(&self.concurrent);
         let mut running: FuturesUnordered<_> = branches
             .iter()
             .enumerate()
@@ -130,6 +133,7 @@ impl Interpreter<'_> {
     /// Runs iterations concurrently, at most `max_fanout` at a time, each
     /// with its own frame; nothing flows back out of an iteration.
     async fn para_for(&self, var: Slot, items: Vec<Value>, body: &Stmt, f: &Frame) -> Fallible<()> {
+        let _concurrent = Concurrent::enter(&self.concurrent);
         let mut items = items.into_iter();
         let mut running = FuturesUnordered::new();
         loop {
@@ -221,8 +225,19 @@ impl Interpreter<'_> {
 
     async fn call_foreign(&self, function: usize, args: Vec<Value>, mode: CallMode, span: Span) -> Fallible<Value> {
         let foreign = &self.program.foreign[function];
-        let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
-        let err = match self.host.call(&foreign.name, args, mode).await {
+        let here = if self.limits.inline_calls && self.concurrent.load(Ordering::Relaxed) == 0 {
+            self.host.call_here(&foreign.name, &args, mode)
+        } else {
+            None
+        };
+        let result = match here {
+            Some(result) => result,
+            None => {
+                let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
+                self.host.call(&foreign.name, args, mode).await
+            }
+        };
+        let err = match result {
             Ok(v) => return Ok(v),
             Err(err) => err,
         };
@@ -243,5 +258,22 @@ impl Interpreter<'_> {
             d = d.with_note(format!("foreign traceback:\n{}", tb.trim_end()));
         }
         Err(Box::new(d))
+    }
+}
+
+/// Counts a running `para` or `para for` for as long as it lives, including
+/// when it is cancelled by being dropped.
+struct Concurrent<'a>(&'a AtomicUsize);
+
+impl<'a> Concurrent<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Concurrent(counter)
+    }
+}
+
+impl Drop for Concurrent<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -189,21 +189,34 @@ impl Host for PluginHost {
     }
 
     fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
-        let index = self.providers.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied();
-        let session = index.map(|i| self.sessions[i].clone());
+        let session = self.session_for(name, mode);
         let dotted = name.dotted();
         Box::pin(async move {
-            let session = session.ok_or_else(|| ForeignError::new(ForeignErrorKind::NotFound, format!("`{dotted}` was never resolved")))?;
-            if mode == CallMode::Process && !session.plugin.has(abi::CAP_PROCESS_MODE) {
-                return Err(ForeignError::new(
-                    ForeignErrorKind::BadArguments,
-                    format!("plugin `{}` cannot run calls in a worker process; call it as `f(...)`, not `=f=(...)`", session.plugin.name),
-                ));
-            }
+            let session = session?;
             let bytes = codec::encode_args(&args);
             tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, mode))
                 .await
                 .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
         })
+    }
+
+    fn call_here(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Option<Result<Value, ForeignError>> {
+        Some(self.session_for(name, mode).and_then(|session| session.call(&name.dotted(), &codec::encode_args(args), mode)))
+    }
+}
+
+impl PluginHost {
+    fn session_for(&self, name: &ForeignName, mode: CallMode) -> Result<Arc<Session>, ForeignError> {
+        let index = self.providers.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied();
+        let session = index
+            .map(|i| self.sessions[i].clone())
+            .ok_or_else(|| ForeignError::new(ForeignErrorKind::NotFound, format!("`{name}` was never resolved")))?;
+        if mode == CallMode::Process && !session.plugin.has(abi::CAP_PROCESS_MODE) {
+            return Err(ForeignError::new(
+                ForeignErrorKind::BadArguments,
+                format!("plugin `{}` cannot run calls in a worker process; call it as `f(...)`, not `=f=(...)`", session.plugin.name),
+            ));
+        }
+        Ok(session)
     }
 }

@@ -1,0 +1,61 @@
+//! `cargo bench --bench calls`: sequential calls to a trivial C plugin
+//! function (`add`) through the `oxiida` CLI, in µs per call. The loop's own
+//! cost, measured in the same run without the call, is subtracted. Prints
+//! figures and asserts nothing (target in the README: <= 5 µs per call).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CALLS: u64 = 200_000;
+const RUNS: usize = 3;
+
+fn best(runs: usize, mut make: impl FnMut() -> Command) -> Duration {
+    (0..runs)
+        .map(|_| {
+            let mut cmd = make();
+            let start = Instant::now();
+            let out = cmd.output().expect("oxiida runs");
+            let took = start.elapsed();
+            assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+            took
+        })
+        .min()
+        .expect("at least one run")
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("oxiida-bench-calls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lib = dir.join("liboxiida_example.so");
+    let built = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-shared", "-fPIC", "-O2", "-D_POSIX_C_SOURCE=200809L", "-I"])
+        .arg(root.join("include"))
+        .arg(root.join("plugins/c/example.c"))
+        .arg("-o")
+        .arg(&lib)
+        .arg("-lpthread")
+        .status()
+        .expect("cc runs");
+    assert!(built.success());
+    let with = dir.join("calls.ox");
+    let without = dir.join("loop.ox");
+    std::fs::write(&with, format!("require add;\ni = 0;\nwhile (i < {CALLS}) {{ x = add(i, 1); i = i + 1; }}\n")).unwrap();
+    std::fs::write(&without, format!("require add;\ni = 0;\nwhile (i < {CALLS}) {{ x = i + 1; i = i + 1; }}\n")).unwrap();
+    let run = |file: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oxiida"));
+        c.arg("run").arg("--plugin").arg(&lib).arg(file);
+        c
+    };
+    let calls = best(RUNS, || run(&with));
+    let base = best(RUNS, || run(&without));
+    let per_call = calls.saturating_sub(base).as_secs_f64() * 1e6 / CALLS as f64;
+    println!("{CALLS} sequential calls to the C plugin's add() through the CLI (best of {RUNS}):");
+    println!(
+        "  with calls {:.3} s, loop alone {:.3} s: {per_call:.2} µs per call (target <= 5 µs)",
+        calls.as_secs_f64(),
+        base.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
