@@ -89,3 +89,32 @@ fn readme_examples_print_what_the_readme_says() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "{} README example(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
+
+#[test]
+fn readme_c_plugin_compiles_and_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md exists");
+    let blocks: Vec<String> = fences(&readme).into_iter().filter(|(info, _, _)| info == "c").map(|(_, body, _)| body).collect();
+    assert_eq!(blocks.len(), 1, "the README shows one complete C plugin");
+    let dir = std::env::temp_dir().join(format!("oxiida-readme-c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("square.c"), &blocks[0]).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-std=c99", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root.join("include"))
+        .args(["square.c", "-o", "libsquare.so"])
+        .current_dir(&dir)
+        .output()
+        .expect("a C compiler runs");
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    std::fs::write(dir.join("sq.ox"), "require square; print square(12);\nx = square(\"no\");\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
+        .args(["run", "--plugin", "./libsquare.so", "sq.ox"])
+        .current_dir(&dir)
+        .output()
+        .expect("oxiida runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "144\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("square takes an Int"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
