@@ -182,3 +182,40 @@ fn a_failing_session_start_is_reported() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("could not start a session: the greeting is longer than 63 bytes"), "{}", stderr(&out));
 }
+
+/// Builds `plugins/rust-test` in a target folder of its own, so this nested
+/// cargo never waits on the lock of the build that runs these tests.
+fn rust_test_plugin() -> &'static PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let target = root().join("target/nested");
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "oxiida-test-plugin", "--target-dir"])
+            .arg(&target)
+            .current_dir(root())
+            .status()
+            .expect("cargo runs");
+        assert!(built.success(), "building plugins/rust-test failed");
+        target.join("debug/liboxiida_test_plugin.so")
+    })
+}
+
+#[test]
+fn a_panicking_rust_plugin_gives_an_error_and_the_host_lives_on() {
+    use oxiida::{plugin, Source};
+    let lib = plugin::load(rust_test_plugin()).expect("the Rust test plugin loads");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let run_here = |src: &str| {
+        let host = plugin::PluginHost::new(&[(lib.clone(), String::new())]).unwrap();
+        let program = oxiida::compile(&Source::new("t.ox", src), &host).unwrap();
+        rt.block_on(oxiida::execute(&program, &host, &oxiida::interp::Stdout, oxiida::Limits::default()))
+    };
+    let err = run_here("require boom;\nx = boom(1);\n").unwrap_err();
+    assert!(err.message.contains("the plugin panicked: boom was called with 1 arguments"), "{}", err.message);
+    // Same process, same plugin: later workflows work.
+    let vars = run_here("require double;\npara { a = double(21); b = double(1); }\n").unwrap();
+    assert_eq!(vars.iter().map(|(_, v)| v.to_string()).collect::<Vec<_>>(), ["42", "2"]);
+    let out = run(&["run", "--plugin", rust_test_plugin().to_str().unwrap()], "require double, boom;\nprint double(21);\ny = boom();\n");
+    assert_eq!(out.status.code(), Some(1), "a clean workflow error, not an abort");
+    assert_eq!(stdout(&out), "42\n");
+}

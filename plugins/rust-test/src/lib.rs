@@ -1,0 +1,93 @@
+//! A plugin in Rust, used by the test suite. It answers with buffers it
+//! allocates itself (freed in `reply_free`), unlike the C example which uses
+//! the host's buffers, and its `boom` function panics: `guard` turns the panic
+//! into an error reply instead of unwinding into the host.
+
+use std::ffi::{c_char, c_void};
+
+use oxiida_abi::{self as abi, guard, write_error, Value};
+
+const NAMES: &[&str] = &["double", "boom"];
+
+unsafe extern "C" fn session_new(_config: *const c_char, _len: usize, session: *mut *mut c_void, _e: *mut c_char, _cap: usize) -> i32 {
+    unsafe { *session = std::ptr::null_mut() };
+    0
+}
+
+unsafe extern "C" fn session_free(_session: *mut c_void) {}
+
+unsafe extern "C" fn resolve(_session: *mut c_void, name: *const c_char, len: usize, error: *mut c_char, cap: usize) -> u32 {
+    let name = unsafe { std::slice::from_raw_parts(name.cast::<u8>(), len) };
+    if NAMES.iter().any(|n| n.as_bytes() == name) {
+        return abi::STATUS_OK;
+    }
+    unsafe { write_error(error, cap, "the Rust test plugin has no such function") };
+    abi::STATUS_NOT_FOUND
+}
+
+fn answer(reply: &mut abi::Reply, status: u32, value: Option<Value>, message: String) {
+    reply.status = status;
+    if let Some(v) = value {
+        let bytes = v.to_msgpack().into_boxed_slice();
+        reply.value_len = bytes.len();
+        reply.value = Box::into_raw(bytes).cast::<u8>();
+    } else {
+        let text = message.into_bytes().into_boxed_slice();
+        reply.message_len = text.len();
+        reply.message = Box::into_raw(text).cast::<c_char>();
+    }
+}
+
+fn run(name: &[u8], args: &[u8]) -> Result<Value, String> {
+    let Value::Array(args) = Value::decode(args).map_err(|e| e.to_string())? else { return Err("arguments are not an array".into()) };
+    match name {
+        b"double" => match args.first() {
+            Some(Value::Int(i)) => Ok(Value::Int(i * 2)),
+            _ => Err("double takes an Int".into()),
+        },
+        b"boom" => panic!("boom was called with {} arguments", args.len()),
+        _ => Err("no such function".into()),
+    }
+}
+
+unsafe extern "C" fn call(_session: *mut c_void, message: *const abi::Message, reply: *mut abi::Reply) {
+    let (m, reply) = unsafe { (&*message, &mut *reply) };
+    let name = unsafe { std::slice::from_raw_parts(m.name.cast::<u8>(), m.name_len) };
+    let args = unsafe { std::slice::from_raw_parts(m.args, m.args_len) };
+    let (status, value, message) = guard(
+        || match run(name, args) {
+            Ok(v) => (abi::STATUS_OK, Some(v), String::new()),
+            Err(e) => (abi::STATUS_BAD_ARGUMENTS, None, e),
+        },
+        |panic| (abi::STATUS_INTERNAL, None, format!("the plugin panicked: {panic}")),
+    );
+    answer(reply, status, value, message);
+}
+
+unsafe extern "C" fn reply_free(_session: *mut c_void, reply: *mut abi::Reply) {
+    let reply = unsafe { &mut *reply };
+    for (ptr, len) in [(reply.value, reply.value_len), (reply.message.cast::<u8>(), reply.message_len)] {
+        if !ptr.is_null() {
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr.cast_mut(), len)) });
+        }
+    }
+}
+
+static PLUGIN: abi::Plugin = abi::Plugin {
+    abi_version: abi::OXIIDA_ABI_VERSION,
+    struct_size: std::mem::size_of::<abi::Plugin>() as u32,
+    name: c"rust-test".as_ptr(),
+    capabilities: abi::CAP_CONCURRENT_CALLS,
+    session_new,
+    session_free,
+    resolve,
+    call,
+    reply_free: Some(reply_free),
+};
+
+/// # Safety
+/// Called by the oxiida host as `oxiida.h` describes.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_plugin_init(_host: *const abi::Host, _error: *mut c_char, _cap: usize) -> *const abi::Plugin {
+    &PLUGIN
+}
