@@ -229,6 +229,82 @@ typedef struct oxiida_plugin {
  */
 typedef const oxiida_plugin *(*oxiida_plugin_init_fn)(const oxiida_host *host, char *error, size_t error_cap);
 
+/* ------------------------------------------------------------------------ */
+/* Section 5: embedding oxiida in a C (or Julia) program: liboxiida          */
+/* ------------------------------------------------------------------------ */
+/*
+ * Link with -loxiida. A runtime holds registered callbacks and loaded
+ * plugins and runs workflows one at a time; use one runtime per thread that
+ * runs workflows. Functions returning int32_t give 0 on success and -1 on
+ * failure, after storing a new error in `*error` (when `error` is not NULL)
+ * that the caller frees with `oxiida_error_delete`. No function unwinds or
+ * aborts on bad input.
+ */
+
+/** A runtime: registered functions, loaded plugins. Opaque. */
+typedef struct oxiida_runtime oxiida_runtime;
+/** An error from oxiida. Opaque; owned by whoever received it. */
+typedef struct oxiida_error oxiida_error;
+
+/** Error stages, from `oxiida_error_stage`. */
+#define OXIIDA_ERROR_USAGE 0u   /* bad argument, plugin that cannot load, ... */
+#define OXIIDA_ERROR_SYNTAX 1u
+#define OXIIDA_ERROR_RESOLVE 2u /* found before running: undefined names, ... */
+#define OXIIDA_ERROR_RUNTIME 3u
+
+/**
+ * A foreign function implemented by the embedding program. `args` is an
+ * Array, borrowed for the duration of the call; read it with the routines of
+ * `oxiida_host_routines()`. On success store a new value in `*result` (the
+ * runtime takes ownership) and return 0. On failure write a NUL-terminated
+ * message of at most `error_cap` bytes into `error` and return -1.
+ * Thread rules: called on a worker thread; calls in `para` run at the same
+ * time on different threads, so the callback must be thread-safe.
+ */
+typedef int32_t (*oxiida_callback)(void *user_data, const oxiida_value *args, oxiida_value **result, char *error,
+                                   size_t error_cap);
+
+/** The host routines (Section 3), for reading arguments and building results
+ *  in callbacks. Valid for the life of the process. */
+const oxiida_host *oxiida_host_routines(void);
+
+/** A new runtime, or NULL if the system refused a thread or an I/O driver.
+ *  Free it with `oxiida_runtime_free`. */
+oxiida_runtime *oxiida_runtime_new(void);
+
+/** Frees a runtime (no workflow may be running on it); calls the destructor
+ *  of every registered callback's user data. NULL is ignored. */
+void oxiida_runtime_free(oxiida_runtime *runtime);
+
+/** Registers `callback` as the foreign function `name` (NUL-terminated;
+ *  a dotted name such as "lib.f" is allowed). `destroy` (may be NULL) is
+ *  called with `user_data` when the runtime is freed. A name registered twice
+ *  is an error. Workflows `require` it like any foreign function. */
+int32_t oxiida_runtime_register(oxiida_runtime *runtime, const char *name, oxiida_callback callback, void *user_data,
+                                void (*destroy)(void *user_data), oxiida_error **error);
+
+/** Loads a plugin for later runs: `spec` (NUL-terminated) is a path or a
+ *  name, optionally followed by `=CONFIG`, as for `oxiida run --plugin`. */
+int32_t oxiida_runtime_load_plugin(oxiida_runtime *runtime, const char *spec, oxiida_error **error);
+
+/** Checks and runs a workflow. `source` is UTF-8 of `len` bytes; `file_name`
+ *  (NUL-terminated, may be NULL) is what errors show. `print` writes to the
+ *  process's standard output. Blocks until the workflow ends. */
+int32_t oxiida_runtime_run(oxiida_runtime *runtime, const char *source, size_t len, const char *file_name,
+                           oxiida_error **error);
+
+/** The error's one-line message, NUL-terminated, owned by the error. */
+const char *oxiida_error_message(const oxiida_error *error);
+/** The full report: file:line:col, the source line, a caret, hints. */
+const char *oxiida_error_report(const oxiida_error *error);
+/** One of OXIIDA_ERROR_*. */
+uint32_t oxiida_error_stage(const oxiida_error *error);
+/** 1-based line and column in the workflow source; 0 when not about source. */
+uint32_t oxiida_error_line(const oxiida_error *error);
+uint32_t oxiida_error_column(const oxiida_error *error);
+/** Frees an error. NULL is ignored. */
+void oxiida_error_delete(oxiida_error *error);
+
 #ifdef __cplusplus
 }
 #endif

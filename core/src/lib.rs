@@ -17,6 +17,7 @@
 
 mod builtins;
 pub mod diagnostic;
+mod embed;
 pub mod foreign;
 pub mod interp;
 pub mod ir;

@@ -2,13 +2,14 @@
 //! with `cc` from `plugins/c/example.c` and `include/oxiida.h` alone), and
 //! the refusals for libraries that are not usable plugins.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+
+use common::root;
 
 fn scratch() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -19,21 +20,13 @@ fn scratch() -> &'static PathBuf {
     })
 }
 
-/// Compiles C source (a file, or text) into `lib{name}.so` in the scratch folder.
+/// Compiles C source into `lib{name}.so` in the scratch folder.
 fn build(name: &str, source: &Path, defines: &[&str]) -> PathBuf {
     let out = scratch().join(format!("lib{name}.so"));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc)
-        .args(["-shared", "-fPIC", "-std=c99", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-pedantic", "-Werror", "-I"])
-        .arg(root().join("include"))
-        .args(defines)
-        .arg(source)
-        .arg("-o")
-        .arg(&out)
-        .arg("-lpthread")
-        .output()
-        .expect("a C compiler runs");
-    assert!(built.status.success(), "{cc} failed on {}:\n{}", source.display(), String::from_utf8_lossy(&built.stderr));
+    let mut args: Vec<&std::ffi::OsStr> = vec!["-shared".as_ref(), "-fPIC".as_ref()];
+    args.extend(defines.iter().map(|d| OsStr::new(d)));
+    args.extend([source.as_os_str(), "-o".as_ref(), out.as_os_str(), "-lpthread".as_ref()]);
+    common::cc(&args);
     out
 }
 

@@ -18,6 +18,9 @@ pub struct LoadedPlugin {
     pub path: PathBuf,
     pub abi_version: u32,
     pub table: &'static abi::Plugin,
+    /// Kept (never dropped) so the library stays mapped; held here so the
+    /// allocation stays reachable for leak checkers.
+    _library: &'static libloading::Library,
 }
 
 impl LoadedPlugin {
@@ -119,5 +122,5 @@ fn open(path: &Path) -> Result<LoadedPlugin, String> {
     }
     // SAFETY: the header requires a static NUL-terminated name.
     let name = unsafe { CStr::from_ptr(table.name) }.to_string_lossy().into_owned();
-    Ok(LoadedPlugin { name, path: path.to_path_buf(), abi_version: version, table })
+    Ok(LoadedPlugin { name, path: path.to_path_buf(), abi_version: version, table, _library: library })
 }

@@ -1,6 +1,9 @@
-//! Helpers for tests that watch processes.
+//! Helpers shared by the integration tests: watching processes, building C.
+// Each test binary uses its own subset.
+#![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 /// Polls (up to 10 s) until `file` holds some text, and returns it.
@@ -31,4 +34,22 @@ pub fn assert_stops(pid: i32, what: &str) {
         std::thread::sleep(Duration::from_millis(25));
     }
     panic!("{what} (pid {pid}) is still running");
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs the C compiler (`$CC`, else `cc`) with the repository's `include/`
+/// and strict warnings, then `args`; panics with its output on failure.
+pub fn cc(args: &[&std::ffi::OsStr]) {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc)
+        .args(["-std=c99", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-pedantic", "-Werror", "-I"])
+        .arg(root().join("include"))
+        .args(args)
+        .output()
+        .expect("a C compiler runs");
+    assert!(built.status.success(), "{cc} {args:?} failed:\n{}", String::from_utf8_lossy(&built.stderr));
 }

@@ -1,0 +1,326 @@
+//! liboxiida: the C embedding API of `include/oxiida.h` (Section 5). A C or
+//! Julia program registers callbacks as foreign functions, loads plugins and
+//! runs workflows. Every exported function is guarded: a panic becomes an
+//! error return, never an unwind into C.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::Arc;
+
+use oxiida_abi::{self as abi, guard, OpaqueValue};
+
+use crate::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
+use crate::plugin::{codec, routines, LoadedPlugin, PluginHost};
+use crate::value::Value;
+use crate::{Diagnostic, Limits, Source, Stage};
+
+pub type Callback = unsafe extern "C" fn(*mut c_void, *const OpaqueValue, *mut *mut OpaqueValue, *mut c_char, usize) -> i32;
+
+/// A registered callback and its user data.
+struct Registered {
+    callback: Callback,
+    user_data: *mut c_void,
+    destroy: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+// SAFETY: the header requires callbacks (and so their user data) to be
+// thread-safe.
+unsafe impl Send for Registered {}
+unsafe impl Sync for Registered {}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(destroy) = self.destroy {
+            // SAFETY: called once, when the runtime and every call are done.
+            unsafe { destroy(self.user_data) };
+        }
+    }
+}
+
+impl Registered {
+    fn invoke(&self, name: &str, args: &[Value]) -> Result<Value, ForeignError> {
+        let wire = abi::Value::Array(args.iter().map(codec::to_wire).collect());
+        let mut result: *mut OpaqueValue = std::ptr::null_mut();
+        let mut error = [0 as c_char; 1024];
+        // SAFETY: as the header's `oxiida_callback` describes; `wire` outlives the call.
+        let status =
+            unsafe { (self.callback)(self.user_data, (&wire as *const abi::Value).cast(), &mut result, error.as_mut_ptr(), error.len()) };
+        // SAFETY: values handed to the host are Box<abi::Value> from its routines.
+        let value = (!result.is_null()).then(|| *unsafe { Box::from_raw(result.cast::<abi::Value>()) });
+        if status == 0 {
+            return Ok(value.map_or(Value::Nil, codec::from_wire));
+        }
+        *error.last_mut().expect("non-empty") = 0;
+        let message = unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned();
+        let message = if message.is_empty() { format!("the callback for `{name}` failed") } else { message };
+        Err(ForeignError::new(ForeignErrorKind::Raised, message))
+    }
+}
+
+/// One workflow's host: registered callbacks first, then plugins.
+struct EmbedHost {
+    callbacks: HashMap<String, Arc<Registered>>,
+    plugins: PluginHost,
+}
+
+impl EmbedHost {
+    fn callback(&self, name: &ForeignName) -> Option<Arc<Registered>> {
+        name.from.is_none().then(|| self.callbacks.get(&name.dotted()).cloned()).flatten()
+    }
+}
+
+impl Host for EmbedHost {
+    fn resolve(&self, name: &ForeignName) -> Result<(), String> {
+        if self.callback(name).is_some() {
+            return Ok(());
+        }
+        self.plugins.resolve(name).map_err(|why| {
+            if name.from.is_none() {
+                format!("no callback is registered under this name, and {why}")
+            } else {
+                why
+            }
+        })
+    }
+
+    fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
+        let Some(cb) = self.callback(name) else { return self.plugins.call(name, args, mode) };
+        let dotted = name.dotted();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || cb.invoke(&dotted, &args))
+                .await
+                .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the callback's thread failed: {e}"))))
+        })
+    }
+
+    fn call_here(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Option<Result<Value, ForeignError>> {
+        match self.callback(name) {
+            Some(cb) => Some(cb.invoke(&name.dotted(), args)),
+            None => self.plugins.call_here(name, args, mode),
+        }
+    }
+}
+
+pub struct Runtime {
+    tokio: tokio::runtime::Runtime,
+    callbacks: HashMap<String, Arc<Registered>>,
+    plugins: Vec<(Arc<LoadedPlugin>, String)>,
+}
+
+pub struct EmbedError {
+    message: CString,
+    report: CString,
+    stage: u32,
+    line: u32,
+    column: u32,
+}
+
+fn c_string(s: String) -> CString {
+    CString::new(s.replace('\0', "\u{fffd}")).expect("no NUL left")
+}
+
+impl EmbedError {
+    fn usage(message: impl Into<String>) -> Self {
+        let message = message.into();
+        EmbedError { report: c_string(format!("oxiida: {message}\n")), message: c_string(message), stage: 0, line: 0, column: 0 }
+    }
+
+    fn from_diagnostics(source: &Source, diagnostics: &[Diagnostic]) -> Self {
+        let first = &diagnostics[0];
+        let before = &source.text[..first.span.start.min(source.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let stage = match first.stage {
+            Stage::Syntax => 1,
+            Stage::Resolve => 2,
+            Stage::Runtime => 3,
+        };
+        let message = if diagnostics.len() > 1 {
+            format!("{} (and {} more errors)", first.message, diagnostics.len() - 1)
+        } else {
+            first.message.clone()
+        };
+        EmbedError {
+            message: c_string(message),
+            report: c_string(source.render(diagnostics, false)),
+            stage,
+            line: line as u32,
+            column: column as u32,
+        }
+    }
+}
+
+/// Stores `e` for the caller and returns -1.
+unsafe fn fail(error: *mut *mut EmbedError, e: EmbedError) -> i32 {
+    if !error.is_null() {
+        unsafe { *error = Box::into_raw(Box::new(e)) };
+    }
+    -1
+}
+
+fn panicked(what: &str) -> impl FnOnce(String) -> EmbedError + '_ {
+    move |panic| EmbedError::usage(format!("internal error in {what}: {panic}"))
+}
+
+unsafe fn c_text<'a>(s: *const c_char, what: &str) -> Result<&'a str, EmbedError> {
+    if s.is_null() {
+        return Err(EmbedError::usage(format!("{what} is NULL")));
+    }
+    unsafe { CStr::from_ptr(s) }.to_str().map_err(|_| EmbedError::usage(format!("{what} is not UTF-8")))
+}
+
+#[no_mangle]
+pub extern "C" fn oxiida_host_routines() -> *const abi::Host {
+    &routines::HOST
+}
+
+#[no_mangle]
+pub extern "C" fn oxiida_runtime_new() -> *mut Runtime {
+    guard(
+        || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(tokio) => Box::into_raw(Box::new(Runtime { tokio, callbacks: HashMap::new(), plugins: Vec::new() })),
+            Err(_) => std::ptr::null_mut(),
+        },
+        |_| std::ptr::null_mut(),
+    )
+}
+
+/// # Safety
+/// `runtime` is NULL or from `oxiida_runtime_new`, freed once.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_runtime_free(runtime: *mut Runtime) {
+    if !runtime.is_null() {
+        guard(|| drop(unsafe { Box::from_raw(runtime) }), |_| ());
+    }
+}
+
+/// # Safety
+/// As `oxiida.h` describes.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_runtime_register(
+    runtime: *mut Runtime,
+    name: *const c_char,
+    callback: Option<Callback>,
+    user_data: *mut c_void,
+    destroy: Option<unsafe extern "C" fn(*mut c_void)>,
+    error: *mut *mut EmbedError,
+) -> i32 {
+    let done = guard(
+        || {
+            let rt = unsafe { runtime.as_mut() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
+            let name = unsafe { c_text(name, "the function name") }?;
+            let callback = callback.ok_or_else(|| EmbedError::usage(format!("the callback for `{name}` is NULL")))?;
+            if rt.callbacks.contains_key(name) {
+                return Err(EmbedError::usage(format!("`{name}` is already registered")));
+            }
+            rt.callbacks.insert(name.to_owned(), Arc::new(Registered { callback, user_data, destroy }));
+            Ok(())
+        },
+        |p| Err(panicked("oxiida_runtime_register")(p)),
+    );
+    match done {
+        Ok(()) => 0,
+        Err(e) => unsafe { fail(error, e) },
+    }
+}
+
+/// # Safety
+/// As `oxiida.h` describes.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_runtime_load_plugin(runtime: *mut Runtime, spec: *const c_char, error: *mut *mut EmbedError) -> i32 {
+    let done = guard(
+        || {
+            let rt = unsafe { runtime.as_mut() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
+            let spec = unsafe { c_text(spec, "the plugin") }?;
+            let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
+            let plugin = crate::plugin::locate(what).and_then(|p| crate::plugin::load(&p)).map_err(EmbedError::usage)?;
+            rt.plugins.push((plugin, config.to_owned()));
+            Ok(())
+        },
+        |p| Err(panicked("oxiida_runtime_load_plugin")(p)),
+    );
+    match done {
+        Ok(()) => 0,
+        Err(e) => unsafe { fail(error, e) },
+    }
+}
+
+/// # Safety
+/// As `oxiida.h` describes.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_runtime_run(
+    runtime: *mut Runtime,
+    source: *const c_char,
+    len: usize,
+    file_name: *const c_char,
+    error: *mut *mut EmbedError,
+) -> i32 {
+    let done = guard(
+        || {
+            let rt = unsafe { runtime.as_ref() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
+            if source.is_null() && len > 0 {
+                return Err(EmbedError::usage("the source is NULL"));
+            }
+            let bytes = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(source.cast::<u8>(), len) } };
+            let text = std::str::from_utf8(bytes).map_err(|e| EmbedError::usage(format!("the source is not UTF-8: {e}")))?;
+            let name = if file_name.is_null() { "<workflow>" } else { unsafe { c_text(file_name, "the file name") }? };
+            let source = Source::new(name, text);
+            let host = EmbedHost { callbacks: rt.callbacks.clone(), plugins: PluginHost::new(&rt.plugins).map_err(EmbedError::usage)? };
+            let program = crate::compile(&source, &host).map_err(|d| EmbedError::from_diagnostics(&source, &d))?;
+            let limits = Limits { inline_calls: true, ..Limits::default() };
+            rt.tokio
+                .block_on(crate::execute(&program, &host, &crate::interp::Stdout, limits))
+                .map_err(|d| EmbedError::from_diagnostics(&source, &[d]))?;
+            Ok(())
+        },
+        |p| Err(panicked("oxiida_runtime_run")(p)),
+    );
+    match done {
+        Ok(()) => 0,
+        Err(e) => unsafe { fail(error, e) },
+    }
+}
+
+/// # Safety
+/// `e` is a live error.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_error_message(e: *const EmbedError) -> *const c_char {
+    unsafe { e.as_ref() }.map_or(c"(no error)".as_ptr(), |e| e.message.as_ptr())
+}
+
+/// # Safety
+/// `e` is a live error.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_error_report(e: *const EmbedError) -> *const c_char {
+    unsafe { e.as_ref() }.map_or(c"(no error)".as_ptr(), |e| e.report.as_ptr())
+}
+
+/// # Safety
+/// `e` is a live error.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_error_stage(e: *const EmbedError) -> u32 {
+    unsafe { e.as_ref() }.map_or(0, |e| e.stage)
+}
+
+/// # Safety
+/// `e` is a live error.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_error_line(e: *const EmbedError) -> u32 {
+    unsafe { e.as_ref() }.map_or(0, |e| e.line)
+}
+
+/// # Safety
+/// `e` is a live error.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_error_column(e: *const EmbedError) -> u32 {
+    unsafe { e.as_ref() }.map_or(0, |e| e.column)
+}
+
+/// # Safety
+/// `e` is NULL or a live error, freed once.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_error_delete(e: *mut EmbedError) {
+    if !e.is_null() {
+        guard(|| drop(unsafe { Box::from_raw(e) }), |_| ());
+    }
+}

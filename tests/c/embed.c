@@ -1,0 +1,182 @@
+/*
+ * Embeds oxiida through include/oxiida.h and liboxiida: registers callbacks,
+ * runs workflows that call them (in `para` too), checks errors, and frees
+ * everything. Used by core/tests/embed.rs (also under valgrind) and by the
+ * `calls` benchmark.
+ *
+ * usage: embed check [PLUGIN]   run the checks; PLUGIN: a plugin spec to load
+ *        embed loop N           N sequential calls to a callback
+ *        embed bench N          the same, printing microseconds per call
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "oxiida.h"
+
+static const oxiida_host *H;
+
+typedef struct {
+    pthread_mutex_t lock;
+    long calls;
+    int destroyed;
+} counter;
+
+static int32_t square(void *data, const oxiida_value *args, oxiida_value **result, char *error, size_t cap) {
+    counter *c = data;
+    const oxiida_value *x = H->item(args, 0);
+    if (H->kind(x) != OXIIDA_INT) {
+        snprintf(error, cap, "square takes an Int");
+        return -1;
+    }
+    pthread_mutex_lock(&c->lock);
+    c->calls++;
+    pthread_mutex_unlock(&c->lock);
+    *result = H->new_int(H->as_int(x) * H->as_int(x));
+    return 0;
+}
+
+static void destroy_counter(void *data) { ((counter *)data)->destroyed = 1; }
+
+/* Returns true once two calls are inside at the same time (10 s at most). */
+static pthread_mutex_t meet_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t meet_cond = PTHREAD_COND_INITIALIZER;
+static int meet_count = 0;
+
+static int32_t meet(void *data, const oxiida_value *args, oxiida_value **result, char *error, size_t cap) {
+    struct timespec until;
+    int met = 1;
+    (void)data;
+    (void)args;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&meet_lock);
+    meet_count++;
+    pthread_cond_broadcast(&meet_cond);
+    while (meet_count % 2 != 0 && met) {
+        if (pthread_cond_timedwait(&meet_cond, &meet_lock, &until) == ETIMEDOUT) met = 0;
+    }
+    pthread_mutex_unlock(&meet_lock);
+    if (!met) {
+        snprintf(error, cap, "meet: the other call never came");
+        return -1;
+    }
+    *result = H->new_bool(1);
+    return 0;
+}
+
+static int32_t refuse(void *data, const oxiida_value *args, oxiida_value **result, char *error, size_t cap) {
+    size_t len = 0;
+    const char *why = H->as_string(H->item(args, 0), &len);
+    (void)data;
+    (void)result;
+    snprintf(error, cap, "refused: %.*s", (int)len, why ? why : "");
+    return -1;
+}
+
+static int failures = 0;
+#define EXPECT(cond)                                                  \
+    do {                                                              \
+        if (!(cond)) {                                                \
+            fprintf(stderr, "embed.c:%d: failed: %s\n", __LINE__, #cond); \
+            failures++;                                               \
+        }                                                             \
+    } while (0)
+
+static int run(oxiida_runtime *rt, const char *src, oxiida_error **err) {
+    return oxiida_runtime_run(rt, src, strlen(src), "embedded.ox", err);
+}
+
+static oxiida_runtime *setup(counter *c) {
+    oxiida_runtime *rt = oxiida_runtime_new();
+    oxiida_error *err = NULL;
+    H = oxiida_host_routines();
+    if (!rt) return NULL;
+    EXPECT(oxiida_runtime_register(rt, "square", square, c, destroy_counter, &err) == 0);
+    EXPECT(oxiida_runtime_register(rt, "meet", meet, NULL, NULL, &err) == 0);
+    EXPECT(oxiida_runtime_register(rt, "refuse", refuse, NULL, NULL, &err) == 0);
+    EXPECT(oxiida_runtime_register(rt, "square", square, c, NULL, &err) == -1);
+    EXPECT(err && strstr(oxiida_error_message(err), "already registered"));
+    oxiida_error_delete(err);
+    return rt;
+}
+
+static int check(const char *plugin) {
+    counter c = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+    oxiida_runtime *rt = setup(&c);
+    oxiida_error *err = NULL;
+    if (!rt) return 1;
+
+    EXPECT(run(rt, "require square, meet;\nx = square(7);\nprint x;\npara { a = meet(); b = meet(); }\nprint a and b;\n", &err) == 0);
+    EXPECT(c.calls == 1);
+
+    EXPECT(run(rt, "require refuse;\nx = 1;\ny = refuse(\"no way\");\n", &err) == -1);
+    EXPECT(oxiida_error_stage(err) == OXIIDA_ERROR_RUNTIME);
+    EXPECT(oxiida_error_line(err) == 3 && oxiida_error_column(err) == 5);
+    EXPECT(strstr(oxiida_error_message(err), "refused: no way") != NULL);
+    EXPECT(strstr(oxiida_error_report(err), "embedded.ox:3:5") != NULL);
+    oxiida_error_delete(err);
+    err = NULL;
+
+    EXPECT(run(rt, "print 1;\nx = ;\n", &err) == -1);
+    EXPECT(oxiida_error_stage(err) == OXIIDA_ERROR_SYNTAX && oxiida_error_line(err) == 2 && oxiida_error_column(err) == 5);
+    oxiida_error_delete(err);
+    err = NULL;
+
+    EXPECT(run(rt, "require nothing_here;\n", &err) == -1);
+    EXPECT(oxiida_error_stage(err) == OXIIDA_ERROR_RESOLVE);
+    oxiida_error_delete(err);
+    err = NULL;
+
+    EXPECT(oxiida_runtime_load_plugin(rt, "/no/such/plugin.so", &err) == -1);
+    EXPECT(oxiida_error_stage(err) == OXIIDA_ERROR_USAGE);
+    oxiida_error_delete(err);
+    err = NULL;
+    if (plugin) {
+        EXPECT(oxiida_runtime_load_plugin(rt, plugin, &err) == 0);
+        EXPECT(run(rt, "require add, square;\nprint add(square(3), 1);\n", &err) == 0);
+    }
+
+    oxiida_runtime_free(rt);
+    EXPECT(c.destroyed == 1);
+    return failures != 0;
+}
+
+static int loop(long n, int bench) {
+    counter c = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+    oxiida_runtime *rt = setup(&c);
+    oxiida_error *err = NULL;
+    char src[256];
+    struct timespec t0, t1;
+    double with, without;
+    if (!rt) return 1;
+    snprintf(src, sizeof src, "require square;\ni = 0;\nt = 0;\nwhile (i < %ld) { t = t + square(i); i = i + 1; }\nprint t;\n", n);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    EXPECT(run(rt, src, &err) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    with = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    EXPECT(c.calls == n);
+    if (bench) {
+        snprintf(src, sizeof src, "i = 0;\nt = 0;\nwhile (i < %ld) { t = t + i * i; i = i + 1; }\n", n);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        EXPECT(run(rt, src, &err) == 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        without = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        printf("%ld calls to a C callback through liboxiida: %.2f us per call\n", n, (with - without) * 1e6 / (double)n);
+    }
+    oxiida_error_delete(err);
+    oxiida_runtime_free(rt);
+    return failures != 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "check") == 0) return check(argc >= 3 ? argv[2] : NULL);
+    if (argc >= 3 && strcmp(argv[1], "loop") == 0) return loop(atol(argv[2]), 0);
+    if (argc >= 3 && strcmp(argv[1], "bench") == 0) return loop(atol(argv[2]), 1);
+    fprintf(stderr, "usage: embed check [PLUGIN] | loop N | bench N\n");
+    return 2;
+}
