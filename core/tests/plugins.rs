@@ -24,7 +24,7 @@ fn scratch() -> &'static PathBuf {
 fn build(name: &str, source: &Path, defines: &[&str]) -> PathBuf {
     let out = scratch().join(format!("lib{name}.so"));
     let mut args: Vec<&std::ffi::OsStr> = vec!["-shared".as_ref(), "-fPIC".as_ref()];
-    args.extend(defines.iter().map(|d| OsStr::new(d)));
+    args.extend(defines.iter().map(OsStr::new));
     args.extend([source.as_os_str(), "-o".as_ref(), out.as_os_str(), "-lpthread".as_ref()]);
     common::cc(&args);
     out
