@@ -10,8 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// Where cargo put liboxiida.so: beside the executable after `cargo build`,
+/// only in `deps/` after a bare `cargo test`.
 fn lib_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_oxiida")).parent().expect("a target folder").to_path_buf()
+    let target = Path::new(env!("CARGO_BIN_EXE_oxiida")).parent().expect("a target folder");
+    [target.to_path_buf(), target.join("deps")]
+        .into_iter()
+        .find(|d| d.join("liboxiida.so").is_file())
+        .expect("liboxiida.so is built with the crate")
 }
 
 fn scratch() -> &'static PathBuf {
@@ -28,7 +34,6 @@ fn embed_program() -> &'static PathBuf {
     EXE.get_or_init(|| {
         let exe = scratch().join("embed");
         let libs = lib_dir();
-        assert!(libs.join("liboxiida.so").is_file(), "liboxiida.so is built with the crate");
         let rpath = format!("-Wl,-rpath,{}", libs.display());
         let src = common::root().join("tests/c/embed.c");
         let lflag = format!("-L{}", libs.display());
@@ -78,4 +83,35 @@ fn ten_thousand_calls_leak_nothing_under_valgrind() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "valgrind on embed {args:?}:\n{stderr}");
     }
+}
+
+#[test]
+fn the_install_rule_puts_header_library_and_pkg_config_in_place() {
+    let prefix = scratch().join("prefix");
+    let exe_dir = Path::new(env!("CARGO_BIN_EXE_oxiida")).parent().unwrap();
+    let out = Command::new("bash").arg(common::root().join("scripts/install.sh")).arg(&prefix).env("FROM", exe_dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for file in ["bin/oxiida", "lib/liboxiida.so", "include/oxiida.h", "lib/pkgconfig/oxiida.pc"] {
+        assert!(prefix.join(file).is_file(), "{file} was not installed");
+    }
+    let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/oxiida.pc")).unwrap();
+    assert!(pc.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))), "{pc}");
+    // A program built with pkg-config's flags against the installed copy runs.
+    let Ok(flags) =
+        Command::new("pkg-config").args(["--cflags", "--libs", "oxiida"]).env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")).output()
+    else {
+        eprintln!("note: pkg-config is not installed; the installed library is not linked against");
+        return;
+    };
+    assert!(flags.status.success(), "{}", String::from_utf8_lossy(&flags.stderr));
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    let exe = scratch().join("embed-installed");
+    let src = common::root().join("tests/c/embed.c");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built =
+        Command::new(&cc).arg("-std=c99").arg(&src).arg("-o").arg(&exe).args(flags.split_whitespace()).arg("-lpthread").output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let ran = Command::new(&exe).arg("check").output().unwrap();
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "49\ntrue\n");
 }
