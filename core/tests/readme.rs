@@ -94,7 +94,11 @@ fn readme_examples_print_what_the_readme_says() {
 fn readme_c_plugin_compiles_and_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md exists");
-    let blocks: Vec<String> = fences(&readme).into_iter().filter(|(info, _, _)| info == "c").map(|(_, body, _)| body).collect();
+    let blocks: Vec<String> = fences(&readme)
+        .into_iter()
+        .filter(|(info, body, _)| info == "c" && body.contains("oxiida_plugin_init"))
+        .map(|(_, body, _)| body)
+        .collect();
     assert_eq!(blocks.len(), 1, "the README shows one complete C plugin");
     let dir = std::env::temp_dir().join(format!("oxiida-readme-c-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
