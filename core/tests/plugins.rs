@@ -91,6 +91,13 @@ fn calls_in_para_overlap() {
 }
 
 #[test]
+fn calls_queue_when_a_plugin_cannot_take_them_at_once() {
+    let serial = build("oxiida_serial", &root().join("plugins/c/example.c"), &["-DEXAMPLE_CAPS=0"]);
+    let out = run(&["run", "--plugin", serial.to_str().unwrap()], "require inside;\npara for i in range(4) { print inside(); }\n");
+    assert_eq!(stdout(&out), "1\n1\n1\n1\n", "{}", stderr(&out));
+}
+
+#[test]
 fn requires_are_resolved_across_plugins() {
     let other = build("oxiida_other", &root().join("plugins/c/example.c"), &["-DEXAMPLE_NAME=\"other\""]);
     let both = ["run", "--plugin", &plugin_arg(""), "--plugin", other.to_str().unwrap()];

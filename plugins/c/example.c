@@ -5,7 +5,8 @@
  *
  * Functions: add(a, b), greet(name), sum(numbers), stats(numbers) -> Map,
  * fail(text) (always an error), slow(ms), rendezvous() (returns once two
- * calls are inside it at the same time: proof that calls overlap).
+ * calls are inside it at the same time: proof that calls overlap), inside()
+ * (how many calls were inside it at once during its 50 ms).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -45,7 +46,7 @@ static int32_t session_new(const char *config, size_t len, void **out, char *err
 
 static void session_free(void *s) { free(s); }
 
-static const char *const NAMES[] = {"add", "greet", "sum", "stats", "fail", "slow", "rendezvous"};
+static const char *const NAMES[] = {"add", "greet", "sum", "stats", "fail", "slow", "rendezvous", "inside"};
 
 static int known(const char *name, size_t len) {
     size_t i;
@@ -89,6 +90,24 @@ static int rendezvous(void) {
     }
     pthread_mutex_unlock(&meet_lock);
     return met;
+}
+
+/* Counts the calls inside at once, over 50 ms. */
+static pthread_mutex_t inside_lock = PTHREAD_MUTEX_INITIALIZER;
+static int inside_now = 0;
+
+static int64_t inside(void) {
+    struct timespec t = {0, 50000000L};
+    int64_t most;
+    pthread_mutex_lock(&inside_lock);
+    most = ++inside_now;
+    pthread_mutex_unlock(&inside_lock);
+    nanosleep(&t, NULL);
+    pthread_mutex_lock(&inside_lock);
+    if (inside_now > most) most = inside_now;
+    inside_now--;
+    pthread_mutex_unlock(&inside_lock);
+    return most;
 }
 
 static void call(void *sp, const oxiida_message *m, oxiida_reply *reply) {
@@ -150,6 +169,8 @@ static void call(void *sp, const oxiida_message *m, oxiida_reply *reply) {
         t.tv_nsec = (long)(ms % 1000) * 1000000L;
         nanosleep(&t, NULL);
         H->reply_value(reply, H->new_int(ms));
+    } else if (IS("inside")) {
+        H->reply_value(reply, H->new_int(inside()));
     } else if (IS("rendezvous")) {
         if (rendezvous()) {
             H->reply_value(reply, H->new_bool(1));
@@ -167,9 +188,12 @@ static void call(void *sp, const oxiida_message *m, oxiida_reply *reply) {
 #ifndef EXAMPLE_NAME
 #define EXAMPLE_NAME "example"
 #endif
+#ifndef EXAMPLE_CAPS
+#define EXAMPLE_CAPS OXIIDA_CAP_CONCURRENT_CALLS
+#endif
 
 static const oxiida_plugin PLUGIN = {
-    OXIIDA_ABI_VERSION,   sizeof(oxiida_plugin), EXAMPLE_NAME, OXIIDA_CAP_CONCURRENT_CALLS, session_new, session_free,
+    OXIIDA_ABI_VERSION,   sizeof(oxiida_plugin), EXAMPLE_NAME, EXAMPLE_CAPS, session_new, session_free,
     resolve,              call,                  NULL,
 };
 
