@@ -158,8 +158,15 @@ unsafe fn fail(error: *mut *mut EmbedError, e: EmbedError) -> i32 {
     -1
 }
 
-fn panicked(what: &str) -> impl FnOnce(String) -> EmbedError + '_ {
-    move |panic| EmbedError::usage(format!("internal error in {what}: {panic}"))
+/// Runs the body of an exported function: 0 on success; -1 with `*error`
+/// set on failure, including a panic, which never crosses into C. `error` is
+/// the caller's out-pointer, NULL or valid, as the header requires.
+fn entry(what: &str, error: *mut *mut EmbedError, body: impl FnOnce() -> Result<(), EmbedError>) -> i32 {
+    match guard(body, |panic| Err(EmbedError::usage(format!("internal error in {what}: {panic}")))) {
+        Ok(()) => 0,
+        // SAFETY: `error` is NULL or valid (the exported functions' contract).
+        Err(e) => unsafe { fail(error, e) },
+    }
 }
 
 unsafe fn c_text<'a>(s: *const c_char, what: &str) -> Result<&'a str, EmbedError> {
@@ -205,44 +212,30 @@ pub unsafe extern "C" fn oxiida_runtime_register(
     destroy: Option<unsafe extern "C" fn(*mut c_void)>,
     error: *mut *mut EmbedError,
 ) -> i32 {
-    let done = guard(
-        || {
-            let rt = unsafe { runtime.as_mut() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
-            let name = unsafe { c_text(name, "the function name") }?;
-            let callback = callback.ok_or_else(|| EmbedError::usage(format!("the callback for `{name}` is NULL")))?;
-            if rt.callbacks.contains_key(name) {
-                return Err(EmbedError::usage(format!("`{name}` is already registered")));
-            }
-            rt.callbacks.insert(name.to_owned(), Arc::new(Registered { callback, user_data, destroy }));
-            Ok(())
-        },
-        |p| Err(panicked("oxiida_runtime_register")(p)),
-    );
-    match done {
-        Ok(()) => 0,
-        Err(e) => unsafe { fail(error, e) },
-    }
+    entry("oxiida_runtime_register", error, || {
+        let rt = unsafe { runtime.as_mut() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
+        let name = unsafe { c_text(name, "the function name") }?;
+        let callback = callback.ok_or_else(|| EmbedError::usage(format!("the callback for `{name}` is NULL")))?;
+        if rt.callbacks.contains_key(name) {
+            return Err(EmbedError::usage(format!("`{name}` is already registered")));
+        }
+        rt.callbacks.insert(name.to_owned(), Arc::new(Registered { callback, user_data, destroy }));
+        Ok(())
+    })
 }
 
 /// # Safety
 /// As `oxiida.h` describes.
 #[no_mangle]
 pub unsafe extern "C" fn oxiida_runtime_load_plugin(runtime: *mut Runtime, spec: *const c_char, error: *mut *mut EmbedError) -> i32 {
-    let done = guard(
-        || {
-            let rt = unsafe { runtime.as_mut() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
-            let spec = unsafe { c_text(spec, "the plugin") }?;
-            let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
-            let plugin = crate::plugin::locate(what).and_then(|p| crate::plugin::load(&p)).map_err(EmbedError::usage)?;
-            rt.plugins.push((plugin, config.to_owned()));
-            Ok(())
-        },
-        |p| Err(panicked("oxiida_runtime_load_plugin")(p)),
-    );
-    match done {
-        Ok(()) => 0,
-        Err(e) => unsafe { fail(error, e) },
-    }
+    entry("oxiida_runtime_load_plugin", error, || {
+        let rt = unsafe { runtime.as_mut() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
+        let spec = unsafe { c_text(spec, "the plugin") }?;
+        let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
+        let plugin = crate::plugin::locate(what).and_then(|p| crate::plugin::load(&p)).map_err(EmbedError::usage)?;
+        rt.plugins.push((plugin, config.to_owned()));
+        Ok(())
+    })
 }
 
 /// # Safety
@@ -255,30 +248,23 @@ pub unsafe extern "C" fn oxiida_runtime_run(
     file_name: *const c_char,
     error: *mut *mut EmbedError,
 ) -> i32 {
-    let done = guard(
-        || {
-            let rt = unsafe { runtime.as_ref() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
-            if source.is_null() && len > 0 {
-                return Err(EmbedError::usage("the source is NULL"));
-            }
-            let bytes = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(source.cast::<u8>(), len) } };
-            let text = std::str::from_utf8(bytes).map_err(|e| EmbedError::usage(format!("the source is not UTF-8: {e}")))?;
-            let name = if file_name.is_null() { "<workflow>" } else { unsafe { c_text(file_name, "the file name") }? };
-            let source = Source::new(name, text);
-            let host = EmbedHost { callbacks: rt.callbacks.clone(), plugins: PluginHost::new(&rt.plugins).map_err(EmbedError::usage)? };
-            let program = crate::compile(&source, &host).map_err(|d| EmbedError::from_diagnostics(&source, &d))?;
-            let limits = Limits { inline_calls: true, ..Limits::default() };
-            rt.tokio
-                .block_on(crate::execute(&program, &host, &crate::interp::Stdout, limits))
-                .map_err(|d| EmbedError::from_diagnostics(&source, &[d]))?;
-            Ok(())
-        },
-        |p| Err(panicked("oxiida_runtime_run")(p)),
-    );
-    match done {
-        Ok(()) => 0,
-        Err(e) => unsafe { fail(error, e) },
-    }
+    entry("oxiida_runtime_run", error, || {
+        let rt = unsafe { runtime.as_ref() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
+        if source.is_null() && len > 0 {
+            return Err(EmbedError::usage("the source is NULL"));
+        }
+        let bytes = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(source.cast::<u8>(), len) } };
+        let text = std::str::from_utf8(bytes).map_err(|e| EmbedError::usage(format!("the source is not UTF-8: {e}")))?;
+        let name = if file_name.is_null() { "<workflow>" } else { unsafe { c_text(file_name, "the file name") }? };
+        let source = Source::new(name, text);
+        let host = EmbedHost { callbacks: rt.callbacks.clone(), plugins: PluginHost::new(&rt.plugins).map_err(EmbedError::usage)? };
+        let program = crate::compile(&source, &host).map_err(|d| EmbedError::from_diagnostics(&source, &d))?;
+        let limits = Limits { inline_calls: true, ..Limits::default() };
+        rt.tokio
+            .block_on(crate::execute(&program, &host, &crate::interp::Stdout, limits))
+            .map_err(|d| EmbedError::from_diagnostics(&source, &[d]))?;
+        Ok(())
+    })
 }
 
 /// # Safety

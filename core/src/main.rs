@@ -168,13 +168,14 @@ fn list_plugins() -> u8 {
     0
 }
 
+/// The workflow's text and its plugins' sessions, or the exit status.
+fn prepare(path: &Path, plugins: &PluginArgs) -> Result<(Source, PluginHost), u8> {
+    Ok((load(path)?, plugin_host(plugins)?))
+}
+
 fn check(path: &Path, plugins: &PluginArgs) -> u8 {
-    let source = match load(path) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let host = match plugin_host(plugins) {
-        Ok(h) => h,
+    let (source, host) = match prepare(path, plugins) {
+        Ok(ready) => ready,
         Err(code) => return code,
     };
     match oxiida::compile(&source, &host) {
@@ -187,12 +188,8 @@ fn check(path: &Path, plugins: &PluginArgs) -> u8 {
 }
 
 fn run(path: &Path, plugins: &PluginArgs, limits: Limits) -> u8 {
-    let source = match load(path) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let host = match plugin_host(plugins) {
-        Ok(h) => h,
+    let (source, host) = match prepare(path, plugins) {
+        Ok(ready) => ready,
         Err(code) => return code,
     };
     let program = match oxiida::compile(&source, &host) {
