@@ -10,9 +10,11 @@
 use std::ffi::{c_char, c_void};
 
 mod guard;
+mod reply;
 mod value;
 
 pub use guard::{guard, write_error};
+pub use reply::{free_reply, reply_error, reply_value};
 pub use value::{DecodeError, Reader, Value};
 
 pub const OXIIDA_ABI_VERSION: u32 = 1;

@@ -25,19 +25,6 @@ unsafe extern "C" fn resolve(_session: *mut c_void, name: *const c_char, len: us
     abi::STATUS_NOT_FOUND
 }
 
-fn answer(reply: &mut abi::Reply, status: u32, value: Option<Value>, message: String) {
-    reply.status = status;
-    if let Some(v) = value {
-        let bytes = v.to_msgpack().into_boxed_slice();
-        reply.value_len = bytes.len();
-        reply.value = Box::into_raw(bytes).cast::<u8>();
-    } else {
-        let text = message.into_bytes().into_boxed_slice();
-        reply.message_len = text.len();
-        reply.message = Box::into_raw(text).cast::<c_char>();
-    }
-}
-
 fn run(name: &[u8], args: &[u8]) -> Result<Value, String> {
     let Value::Array(args) = Value::decode(args).map_err(|e| e.to_string())? else { return Err("arguments are not an array".into()) };
     match name {
@@ -54,23 +41,18 @@ unsafe extern "C" fn call(_session: *mut c_void, message: *const abi::Message, r
     let (m, reply) = unsafe { (&*message, &mut *reply) };
     let name = unsafe { std::slice::from_raw_parts(m.name.cast::<u8>(), m.name_len) };
     let args = unsafe { std::slice::from_raw_parts(m.args, m.args_len) };
-    let (status, value, message) = guard(
-        || match run(name, args) {
-            Ok(v) => (abi::STATUS_OK, Some(v), String::new()),
-            Err(e) => (abi::STATUS_BAD_ARGUMENTS, None, e),
-        },
-        |panic| (abi::STATUS_INTERNAL, None, format!("the plugin panicked: {panic}")),
+    let answer = guard(
+        || run(name, args).map_err(|e| (abi::STATUS_BAD_ARGUMENTS, e)),
+        |panic| Err((abi::STATUS_INTERNAL, format!("the plugin panicked: {panic}"))),
     );
-    answer(reply, status, value, message);
+    match answer {
+        Ok(v) => abi::reply_value(reply, &v),
+        Err((status, message)) => abi::reply_error(reply, status, &message, None),
+    }
 }
 
 unsafe extern "C" fn reply_free(_session: *mut c_void, reply: *mut abi::Reply) {
-    let reply = unsafe { &mut *reply };
-    for (ptr, len) in [(reply.value, reply.value_len), (reply.message.cast::<u8>(), reply.message_len)] {
-        if !ptr.is_null() {
-            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr.cast_mut(), len)) });
-        }
-    }
+    unsafe { abi::free_reply(&mut *reply) };
 }
 
 static PLUGIN: abi::Plugin = abi::Plugin {
