@@ -183,21 +183,9 @@ fn a_failing_session_start_is_reported() {
     assert!(stderr(&out).contains("could not start a session: the greeting is longer than 63 bytes"), "{}", stderr(&out));
 }
 
-/// Builds `plugins/rust-test` in a target folder of its own, so this nested
-/// cargo never waits on the lock of the build that runs these tests.
 fn rust_test_plugin() -> &'static PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let target = root().join("target/nested");
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "oxiida-test-plugin", "--target-dir"])
-            .arg(&target)
-            .current_dir(root())
-            .status()
-            .expect("cargo runs");
-        assert!(built.success(), "building plugins/rust-test failed");
-        target.join("debug/liboxiida_test_plugin.so")
-    })
+    LIB.get_or_init(|| common::workspace_plugin("oxiida-test-plugin", "liboxiida_test_plugin.so"))
 }
 
 #[test]

@@ -90,7 +90,11 @@ fn open(path: &Path) -> Result<LoadedPlugin, String> {
     let shown = path.display();
     // SAFETY: loading runs the library's initialisers; that is what loading
     // a plugin means, and the user asked for this one.
-    let library = unsafe { libloading::Library::new(path) }.map_err(|e| format!("cannot load plugin {shown}: {e}"))?;
+    // RTLD_GLOBAL: an interpreter a plugin embeds (libpython, liblua) must
+    // export its symbols to the C extension modules it loads in turn.
+    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
+    let library: libloading::Library =
+        unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| format!("cannot load plugin {shown}: {e}"))?.into();
     // Never unloaded: calls may outlive a workflow on cancelled threads.
     let library: &'static libloading::Library = Box::leak(Box::new(library));
     // SAFETY: the symbol's type is fixed by oxiida.h.

@@ -53,3 +53,18 @@ pub fn cc(args: &[&std::ffi::OsStr]) {
         .expect("a C compiler runs");
     assert!(built.status.success(), "{cc} {args:?} failed:\n{}", String::from_utf8_lossy(&built.stderr));
 }
+
+/// Builds a plugin crate of the workspace (`cargo build -p PACKAGE`) in a
+/// target folder of its own, so this nested cargo never waits on the lock of
+/// the build running the tests, and returns the library's path.
+pub fn workspace_plugin(package: &str, library: &str) -> PathBuf {
+    let target = root().join("target/nested");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", package, "--target-dir"])
+        .arg(&target)
+        .current_dir(root())
+        .status()
+        .expect("cargo runs");
+    assert!(built.success(), "building {package} failed");
+    target.join("debug").join(library)
+}

@@ -1,0 +1,136 @@
+//! The Python plugin through the CLI: `--plugin python=script.py` makes the
+//! script's globals the scope; without a script, dotted names import modules.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+fn plugin() -> &'static PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| common::workspace_plugin("oxiida-python", "liboxiida_python.so"))
+}
+
+fn scratch() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("oxiida-python-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("script.py"), SCRIPT).unwrap();
+        dir
+    })
+}
+
+const SCRIPT: &str = r#"import threading
+barrier = threading.Barrier(2, timeout=10)
+
+def add(a, b):
+    return a + b
+
+def describe(x):
+    return {"type": type(x).__name__, "tuple": (1, 2.5, None, True, "s"), "nested": [[1], {"k": []}]}
+
+def meet():
+    barrier.wait()
+    return True
+
+def boom(x):
+    raise ValueError(f"bad {x}")
+
+def big():
+    return 2 ** 70
+
+def thing():
+    return object()
+
+if __name__ == "__main__":
+    print("the script's main part must not run")
+"#;
+
+fn run(config: &str, workflow: &str) -> Output {
+    let file = scratch().join(format!("wf{}.ox", workflow.len()));
+    std::fs::write(&file, workflow).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_oxiida"))
+        .arg("run")
+        .arg("--plugin")
+        .arg(format!("{}{config}", plugin().display()))
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn script() -> String {
+    format!("={}", scratch().join("script.py").display())
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn script_functions_are_called_with_values_both_ways() {
+    let out = run(
+        &script(),
+        "require add, describe;\nprint add(1, 2);\nprint add(0.5, 1);\nprint add(\"a\", \"b\");\nprint add([1], [nil]);\nprint describe([1]);\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "3\n1.5\nab\n[1, nil]\n{\"type\": \"list\", \"tuple\": [1, 2.5, nil, true, \"s\"], \"nested\": [[1], {\"k\": []}]}\n"
+    );
+}
+
+#[test]
+fn values_that_cannot_cross_are_clear_errors() {
+    let out = run(&script(), "require big;\nx = big();\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the result of `big` cannot cross: the int 1180591620717411303424 does not fit in 64 bits"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&script(), "require thing;\nx = thing();\n");
+    assert!(text(&out.stderr).contains("a value of type `object` cannot cross into oxiida"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn exceptions_carry_type_message_and_traceback_at_the_call() {
+    let out = run(&script(), "require boom;\nprint \"before\";\nx = 1 + boom(3);\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "before\n");
+    let err = text(&out.stderr);
+    for want in [":3:9", "ValueError: bad 3", "script.py\", line 15, in boom"] {
+        assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
+    }
+}
+
+#[test]
+fn calls_in_para_overlap() {
+    // A two-party barrier: passes only if both calls run at once.
+    let out = run(&script(), "require meet;\npara { a = meet(); b = meet(); }\nprint a and b;\n");
+    assert_eq!(text(&out.stdout), "true\n", "{}", text(&out.stderr));
+}
+
+#[test]
+fn without_a_script_dotted_names_import_modules() {
+    let out = run("", "require math.sqrt, os.path.join as pjoin, abs;\nprint sqrt(16.0);\nprint pjoin(\"a\", \"b\");\nprint abs(-3);\n");
+    assert_eq!(text(&out.stdout), "4.0\na/b\n3\n", "{}", text(&out.stderr));
+    let out = run("", "require nosuchmodule.f, math.nope;\n");
+    assert_eq!(out.status.code(), Some(65));
+    let err = text(&out.stderr);
+    assert!(err.contains("`nosuchmodule.f` is not found") && err.contains("`math.nope` is not found"), "{err}");
+}
+
+#[test]
+fn a_broken_script_and_process_calls_are_clear_errors() {
+    std::fs::write(scratch().join("broken.py"), "x = 1\nraise RuntimeError('script failed')\n").unwrap();
+    let out = run(&format!("={}", scratch().join("broken.py").display()), "print 1;\n");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("RuntimeError: script failed") && err.contains("broken.py"), "{err}");
+    let out = run(&script(), "require add;\nprint =add=(1, 2);\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot run calls in a worker process"), "{}", text(&out.stderr));
+}

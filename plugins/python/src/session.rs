@@ -1,0 +1,140 @@
+//! A session: one workflow's Python scope. With a script, the script's
+//! globals; without one, dotted names import modules (`math.sqrt`) and plain
+//! names are builtins. Resolved functions are kept, so a call looks nothing up.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use oxiida_abi::Value;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::convert::{from_python, to_python, type_name};
+
+pub struct Session {
+    /// The script's globals, when a script was given.
+    scope: Option<Py<PyDict>>,
+    functions: Mutex<HashMap<String, Py<PyAny>>>,
+}
+
+/// A failed call, as the reply will carry it.
+pub struct Failure {
+    pub status: u32,
+    pub message: String,
+    pub traceback: Option<String>,
+}
+
+/// `Type: message` and the formatted traceback of a Python exception.
+pub fn describe(py: Python<'_>, err: &PyErr) -> (String, Option<String>) {
+    let message = format!("{}: {}", err.get_type(py).name().map(|n| n.to_string()).unwrap_or_else(|_| "Exception".into()), err.value(py));
+    let traceback = py
+        .import("traceback")
+        .and_then(|tb| tb.getattr("format_exception")?.call1((err.get_type(py), err.value(py), err.traceback(py))))
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map(|lines| lines.concat())
+        .ok();
+    (message, traceback)
+}
+
+impl Session {
+    /// Runs `script` (a path, or empty for none) in a fresh namespace.
+    pub fn new(py: Python<'_>, script: &str) -> Result<Session, String> {
+        if script.is_empty() {
+            return Ok(Session { scope: None, functions: Mutex::new(HashMap::new()) });
+        }
+        let source = std::fs::read_to_string(script).map_err(|e| format!("cannot read the script {script}: {e}"))?;
+        let load = || -> PyResult<Py<PyDict>> {
+            let globals = PyDict::new(py);
+            // Not "__main__": a script's `if __name__ == "__main__":` part must not run.
+            globals.set_item("__name__", "__oxiida_script__")?;
+            globals.set_item("__file__", script)?;
+            let dir = std::path::Path::new(script).parent().map(|d| d.display().to_string()).unwrap_or_default();
+            py.import("sys")?.getattr("path")?.call_method1("insert", (0, if dir.is_empty() { ".".to_owned() } else { dir }))?;
+            let builtins = py.import("builtins")?;
+            let code = builtins.getattr("compile")?.call1((source, script, "exec"))?;
+            builtins.getattr("exec")?.call1((code, &globals))?;
+            Ok(globals.unbind())
+        };
+        let scope = load().map_err(|e| {
+            let (message, traceback) = describe(py, &e);
+            format!("the script {script} failed: {message}\n{}", traceback.unwrap_or_default())
+        })?;
+        Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()) })
+    }
+
+    fn lookup<'py>(&self, py: Python<'py>, dotted: &str) -> PyResult<Bound<'py, PyAny>> {
+        let parts: Vec<&str> = dotted.split('.').collect();
+        let first = parts[0];
+        let in_scope = match &self.scope {
+            Some(globals) => globals.bind(py).get_item(first)?,
+            None => None,
+        };
+        let (mut obj, rest) = match in_scope {
+            Some(obj) => (obj, &parts[1..]),
+            None if parts.len() == 1 => (py.import("builtins")?.getattr(first)?, &parts[1..]),
+            None => {
+                // The longest importable module prefix, then attributes.
+                let mut found = None;
+                for cut in (1..parts.len()).rev() {
+                    if let Ok(module) = py.import(parts[..cut].join(".")) {
+                        found = Some((module.into_any(), &parts[cut..]));
+                        break;
+                    }
+                }
+                match found {
+                    Some(f) => f,
+                    None => {
+                        return Err(pyo3::exceptions::PyImportError::new_err(format!("no module named `{}` can be imported", parts[0])))
+                    }
+                }
+            }
+        };
+        for attr in rest {
+            obj = obj.getattr(*attr)?;
+        }
+        Ok(obj)
+    }
+
+    pub fn resolve(&self, dotted: &str) -> Result<(), String> {
+        Python::attach(|py| {
+            let obj = self.lookup(py, dotted).map_err(|e| {
+                let where_ =
+                    if self.scope.is_some() { "the script's globals, nor as a builtin or module" } else { "as a builtin or module" };
+                format!("`{dotted}` is not found {where_} ({})", describe(py, &e).0)
+            })?;
+            if !obj.is_callable() {
+                return Err(format!("`{dotted}` is a {}, not a function", type_name(&obj)));
+            }
+            self.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(dotted.to_owned(), obj.unbind());
+            Ok(())
+        })
+    }
+
+    pub fn call(&self, dotted: &str, args: &[Value]) -> Result<Value, Failure> {
+        let function = self.functions.lock().unwrap_or_else(|p| p.into_inner()).get(dotted).map(|f| Python::attach(|py| f.clone_ref(py)));
+        let Some(function) = function else {
+            return Err(Failure {
+                status: oxiida_abi::STATUS_NOT_FOUND,
+                message: format!("`{dotted}` was never resolved"),
+                traceback: None,
+            });
+        };
+        Python::attach(|py| {
+            let internal = |e: PyErr| {
+                let (message, traceback) = describe(py, &e);
+                Failure { status: oxiida_abi::STATUS_INTERNAL, message, traceback }
+            };
+            let args: Vec<_> = args.iter().map(|a| to_python(py, a)).collect::<PyResult<_>>().map_err(internal)?;
+            let args = PyTuple::new(py, args).map_err(internal)?;
+            let result = function.bind(py).call1(args).map_err(|e| {
+                let (message, traceback) = describe(py, &e);
+                Failure { status: oxiida_abi::STATUS_RAISED, message, traceback }
+            })?;
+            from_python(&result).map_err(|why| Failure {
+                status: oxiida_abi::STATUS_BAD_ARGUMENTS,
+                message: format!("the result of `{dotted}` cannot cross: {why}"),
+                traceback: None,
+            })
+        })
+    }
+}
