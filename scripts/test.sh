@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds oxiida and runs every test: lints, unit and integration tests (the
-# project's conformance corpus, the README's examples, the foreign-call seam)
-# and, when it sits beside this checkout, the shared conformance suite.
+# project's conformance corpus, the README's examples, the foreign-call seam,
+# plugins, liboxiida), the Python package's pytest suite (in .venv, with
+# maturin, pytest and cloudpickle installed there) and, when it sits beside
+# this checkout, the shared conformance suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,15 @@ if cargo fmt --version >/dev/null 2>&1; then
 fi
 
 cargo test --workspace
+
+# The oxiida Python package, built into a private virtual environment.
+venv=${OXIIDA_VENV:-$PWD/.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || { echo "error: python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 1; }
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check maturin pytest cloudpickle
+VIRTUAL_ENV="$venv" "$venv/bin/maturin" develop -q -m plugins/python/Cargo.toml
+"$venv/bin/python" -m pytest -q -p no:cacheprovider -W error::DeprecationWarning plugins/python/tests
 
 shared=../shared/conformance
 if [ -f "$shared/run.sh" ]; then

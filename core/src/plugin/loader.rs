@@ -19,8 +19,8 @@ pub struct LoadedPlugin {
     pub abi_version: u32,
     pub table: &'static abi::Plugin,
     /// Kept (never dropped) so the library stays mapped; held here so the
-    /// allocation stays reachable for leak checkers.
-    _library: &'static libloading::Library,
+    /// allocation stays reachable for leak checkers. None when linked in.
+    _library: Option<&'static libloading::Library>,
 }
 
 impl LoadedPlugin {
@@ -110,6 +110,19 @@ fn open(path: &Path) -> Result<LoadedPlugin, String> {
         let reason = if reason.is_empty() { "it gave no reason".to_owned() } else { reason };
         return Err(format!("plugin {shown} failed to initialise: {reason}"));
     };
+    let (name, abi_version) = check(table, &shown.to_string())?;
+    Ok(LoadedPlugin { name, path: path.to_path_buf(), abi_version, table, _library: Some(library) })
+}
+
+/// A plugin linked into this process, not loaded from a file: how the
+/// Python package hands its own plugin table to the runtime it embeds.
+pub fn in_process(table: &'static abi::Plugin) -> Result<Arc<LoadedPlugin>, String> {
+    let (name, abi_version) = check(table, "linked-in plugin")?;
+    Ok(Arc::new(LoadedPlugin { name, path: PathBuf::from("(linked in)"), abi_version, table, _library: None }))
+}
+
+/// The checks every plugin table passes: version range, size, name.
+fn check(table: &abi::Plugin, shown: &str) -> Result<(String, u32), String> {
     let version = table.abi_version;
     if !(abi::OXIIDA_ABI_MIN_COMPATIBLE..=abi::OXIIDA_ABI_VERSION).contains(&version) {
         return Err(format!(
@@ -126,5 +139,5 @@ fn open(path: &Path) -> Result<LoadedPlugin, String> {
     }
     // SAFETY: the header requires a static NUL-terminated name.
     let name = unsafe { CStr::from_ptr(table.name) }.to_string_lossy().into_owned();
-    Ok(LoadedPlugin { name, path: path.to_path_buf(), abi_version: version, table, _library: library })
+    Ok((name, version))
 }

@@ -2,10 +2,10 @@
 //! host's routine table they call back into, and [`PluginHost`], the
 //! [`crate::foreign::Host`] that sends a workflow's calls to them.
 
-pub(crate) mod codec;
+pub mod codec;
 mod host;
 mod loader;
 pub(crate) mod routines;
 
 pub use host::PluginHost;
-pub use loader::{load, locate, search_dirs, LoadedPlugin};
+pub use loader::{in_process, load, locate, search_dirs, LoadedPlugin};

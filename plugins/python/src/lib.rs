@@ -1,7 +1,8 @@
 //! The Python plugin, loaded by `oxiida run --plugin python[=script.py]`. It
 //! embeds the interpreter it was built against. Each call takes the GIL on
 //! its own thread, so calls that wait (I/O, `time.sleep`) overlap in `para`.
-//! Process calls (`=f=`) are not supported yet.
+//! Process calls (`=f=`) are not supported yet. Built by maturin, the same
+//! library is the `oxiida._oxiida` module of the `oxiida` package.
 
 use std::ffi::{c_char, c_void};
 
@@ -9,6 +10,7 @@ use oxiida_abi::{self as abi, guard, write_error, Value};
 use pyo3::prelude::*;
 
 mod convert;
+mod package;
 mod session;
 
 use session::{Failure, Session};
@@ -84,7 +86,7 @@ unsafe extern "C" fn reply_free(_session: *mut c_void, reply: *mut abi::Reply) {
     unsafe { abi::free_reply(&mut *reply) };
 }
 
-static PLUGIN: abi::Plugin = abi::Plugin {
+pub(crate) static PLUGIN: abi::Plugin = abi::Plugin {
     abi_version: abi::OXIIDA_ABI_VERSION,
     struct_size: std::mem::size_of::<abi::Plugin>() as u32,
     name: c"python".as_ptr(),

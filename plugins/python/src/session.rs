@@ -11,6 +11,26 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{from_python, to_python, type_name};
 
+/// Scopes lent by `oxiida.run` to the session it is about to open: the
+/// session's config text names one by number (config is text in the ABI).
+static LENT: Mutex<Vec<(u64, Py<PyDict>)>> = Mutex::new(Vec::new());
+const LENT_PREFIX: &str = "\u{1}scope:";
+
+/// Lends `scope` to the next session opened with the returned config.
+pub fn lend_scope(scope: Py<PyDict>) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    LENT.lock().unwrap_or_else(|p| p.into_inner()).push((id, scope));
+    format!("{LENT_PREFIX}{id}")
+}
+
+fn take_scope(config: &str) -> Option<Py<PyDict>> {
+    let id: u64 = config.strip_prefix(LENT_PREFIX)?.parse().ok()?;
+    let mut lent = LENT.lock().unwrap_or_else(|p| p.into_inner());
+    let at = lent.iter().position(|(i, _)| *i == id)?;
+    Some(lent.swap_remove(at).1)
+}
+
 pub struct Session {
     /// The script's globals, when a script was given.
     scope: Option<Py<PyDict>>,
@@ -41,6 +61,9 @@ impl Session {
     pub fn new(py: Python<'_>, script: &str) -> Result<Session, String> {
         if script.is_empty() {
             return Ok(Session { scope: None, functions: Mutex::new(HashMap::new()) });
+        }
+        if let Some(scope) = take_scope(script) {
+            return Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()) });
         }
         let source = std::fs::read_to_string(script).map_err(|e| format!("cannot read the script {script}: {e}"))?;
         let load = || -> PyResult<Py<PyDict>> {

@@ -1,0 +1,148 @@
+"""oxiida.run and oxiida.check from Python, through the installed package."""
+
+import math
+import threading
+
+import pytest
+
+import oxiida
+
+MODULE_LEVEL = "module"
+
+
+def identity(x):
+    return x
+
+
+def module_function():
+    return MODULE_LEVEL
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (None, None),
+        (True, True),
+        (0, 0),
+        (-(2**63), -(2**63)),
+        (2**63 - 1, 2**63 - 1),
+        (1.5, 1.5),
+        (math.inf, math.inf),
+        ("héllo", "héllo"),
+        ([1, [2, "x"]], [1, [2, "x"]]),
+        ((1, 2.5), [1, 2.5]),
+        ({"a": {"b": [1, None]}}, {"a": {"b": [1, None]}}),
+    ],
+)
+def test_values_cross_both_ways(value, expected):
+    out = oxiida.run("require identity, make;\nx = identity(make());\n", {"identity": identity, "make": lambda: value})
+    assert out["x"] == expected
+
+
+def test_nan_crosses():
+    assert math.isnan(oxiida.run("require f;\nx = f();\n", {"f": lambda: math.nan})["x"])
+
+
+def test_values_that_cannot_cross_name_the_function():
+    with pytest.raises(oxiida.OxiidaError, match=r"the result of `big` cannot cross: the int 1180591620717411303424 does not fit in 64 bits"):
+        oxiida.run("require big;\nx = big();\n", {"big": lambda: 2**70})
+    with pytest.raises(oxiida.OxiidaError, match=r"`object` cannot cross"):
+        oxiida.run("require thing;\nx = thing();\n", {"thing": object})
+
+
+def test_names_are_found_in_locals_then_globals_then_builtins():
+    def module_function():  # a local shadows the global of the same name
+        return "local"
+
+    def local_only(x):
+        return x * 2
+
+    out = oxiida.run("require module_function, local_only, abs;\na = module_function();\nb = local_only(21);\nc = abs(-3);\n")
+    assert out == {"a": "local", "b": 42, "c": 3}
+
+
+def test_a_module_level_function_is_found_from_inside_a_function():
+    def inner():
+        return oxiida.run("require module_function;\nx = module_function();\n")
+
+    assert inner()["x"] == "module"
+
+
+def test_workflow_variables_never_clash_with_script_variables():
+    y = 1
+    out = oxiida.run("y = 7;\nMODULE_LEVEL = 2;\n")
+    assert out == {"y": 7, "MODULE_LEVEL": 2}
+    assert y == 1 and MODULE_LEVEL == "module"
+
+
+def test_dotted_requires_import_modules():
+    out = oxiida.run('require math.sqrt, os.path.join as pjoin;\na = sqrt(16.0);\nb = pjoin("x", "y");\n')
+    assert out == {"a": 4.0, "b": "x/y"}
+
+
+def test_an_exception_is_raised_with_its_message_traceback_and_location():
+    def fails(x):
+        raise ValueError(f"bad input {x}")
+
+    with pytest.raises(oxiida.OxiidaError) as info:
+        oxiida.run("require fails;\nx = 1;\ny = fails(x);\n", file_name="wf.ox")
+    text = str(info.value)
+    assert "ValueError: bad input 1" in text
+    assert "wf.ox:3:5" in text
+    assert "in fails" in text and "test_run.py" in text
+
+
+def test_every_error_before_running_is_reported_and_nothing_runs():
+    called = []
+    with pytest.raises(oxiida.OxiidaError) as info:
+        oxiida.run("require f;\nf();\nx = ;\nprint nope;\nbreak;\n", {"f": lambda: called.append(1)})
+    text = str(info.value)
+    assert ":3:5" in text and ":5:1" in text
+    assert called == []
+
+
+def test_check_reports_without_running():
+    called = []
+    oxiida.check("require f;\nf();\n", {"f": lambda: called.append(1)})
+    with pytest.raises(oxiida.OxiidaError, match="`nope` is not defined"):
+        oxiida.check("print nope;\n")
+    assert called == []
+
+
+def test_print_goes_to_sys_stdout(capsys):
+    oxiida.run('print "hello";\nprint [1, "a"];\n')
+    assert capsys.readouterr().out == 'hello\n[1, "a"]\n'
+
+
+def test_calls_in_para_overlap():
+    barrier = threading.Barrier(2, timeout=10)
+
+    def meet():
+        barrier.wait()  # passes only when both calls wait at once
+        return True
+
+    assert oxiida.run("require meet;\npara { a = meet(); b = meet(); }\n") == {"a": True, "b": True}
+
+
+def test_two_workflows_run_at_once_from_two_threads():
+    barrier = threading.Barrier(2, timeout=10)
+    results = {}
+
+    def meet(tag):
+        barrier.wait()
+        return tag
+
+    def work(tag):
+        results[tag] = oxiida.run(f'require meet;\nx = meet("{tag}");\n', {"meet": meet})["x"]
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == {"one": "one", "two": "two"}
+
+
+def test_process_calls_are_not_supported_yet():
+    with pytest.raises(oxiida.OxiidaError, match="worker process"):
+        oxiida.run("require identity;\nx = =identity=(1);\n")
