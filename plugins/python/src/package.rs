@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::convert::to_python;
-use crate::session::lend_scope;
+use crate::session::{lend_scope, Raised};
 
 create_exception!(oxiida, OxiidaError, pyo3::exceptions::PyException, "An oxiida workflow failed, or has errors.");
 
@@ -33,10 +33,11 @@ fn plugin() -> PyResult<Arc<LoadedPlugin>> {
 }
 
 /// Opens a session on `scope` and compiles `source` against it.
-fn prepare(source: &Source, scope: Bound<'_, PyDict>) -> PyResult<(PluginHost, oxiida::ir::Program)> {
-    let host = PluginHost::new(&[(plugin()?, lend_scope(scope.unbind()))]).map_err(OxiidaError::new_err)?;
+fn prepare(source: &Source, scope: Bound<'_, PyDict>) -> PyResult<(PluginHost, oxiida::ir::Program, Raised)> {
+    let (config, raised) = lend_scope(scope.unbind());
+    let host = PluginHost::new(&[(plugin()?, config)]).map_err(OxiidaError::new_err)?;
     let program = oxiida::compile(source, &host).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
-    Ok((host, program))
+    Ok((host, program, raised))
 }
 
 #[pyfunction]
@@ -44,15 +45,41 @@ fn _check(source: &str, scope: Bound<'_, PyDict>, file_name: &str) -> PyResult<(
     prepare(&Source::new(file_name, source), scope).map(drop)
 }
 
+/// The workflow error as a Python exception: the original one when a
+/// Python call raised it (with the workflow's report added as a note, so
+/// the .ox file, line and column show), else an OxiidaError.
+fn workflow_error(py: Python<'_>, source: &Source, error: &oxiida::Diagnostic, raised: &Raised) -> PyErr {
+    let original = raised
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(m, _)| error.message.ends_with(m.as_str()))
+        .map(|(_, e)| e.clone_ref(py));
+    match original {
+        Some(exc) => {
+            // Python prints the exception's own traceback; the note adds where in the workflow.
+            let mut brief = error.clone();
+            brief.notes.clear();
+            let report = source.render(&[brief], false);
+            let exc = exc.into_bound(py);
+            if exc.hasattr("add_note").unwrap_or(false) {
+                let _ = exc.call_method1("add_note", (format!("in the oxiida workflow:\n{report}"),));
+            }
+            PyErr::from_value(exc)
+        }
+        None => OxiidaError::new_err(source.render(std::slice::from_ref(error), false)),
+    }
+}
+
 #[pyfunction]
 fn _run<'py>(py: Python<'py>, source: &str, scope: Bound<'py, PyDict>, file_name: &str) -> PyResult<Bound<'py, PyDict>> {
     let source = Source::new(file_name, source);
-    let (host, program) = prepare(&source, scope)?;
+    let (host, program, raised) = prepare(&source, scope)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| OxiidaError::new_err(e.to_string()))?;
     // The GIL is released while the workflow runs; each call takes it back.
     let limits = Limits { inline_calls: true, ..Limits::default() };
     let done = py.detach(|| runtime.block_on(oxiida::execute(&program, &host, &PyStdout, limits)));
-    let vars = done.map_err(|d| OxiidaError::new_err(source.render(&[d], false)))?;
+    let vars = done.map_err(|d| workflow_error(py, &source, &d, &raised))?;
     let out = PyDict::new(py);
     for (name, value) in vars {
         out.set_item(&*name, to_python(py, &codec::to_wire(&value))?)?;

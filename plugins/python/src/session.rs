@@ -3,7 +3,7 @@
 //! names are builtins. Resolved functions are kept, so a call looks nothing up.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use oxiida_abi::Value;
 use pyo3::prelude::*;
@@ -13,28 +13,36 @@ use crate::convert::{from_python, to_python, type_name};
 
 /// Scopes lent by `oxiida.run` to the session it is about to open: the
 /// session's config text names one by number (config is text in the ABI).
-static LENT: Mutex<Vec<(u64, Py<PyDict>)>> = Mutex::new(Vec::new());
+static LENT: Mutex<Vec<(u64, Py<PyDict>, Raised)>> = Mutex::new(Vec::new());
+
+/// Exceptions raised by a session's calls, with the message the workflow
+/// error carries: `oxiida.run` re-raises the original exception.
+pub type Raised = Arc<Mutex<Vec<(String, Py<PyAny>)>>>;
 const LENT_PREFIX: &str = "\u{1}scope:";
 
-/// Lends `scope` to the next session opened with the returned config.
-pub fn lend_scope(scope: Py<PyDict>) -> String {
+/// Lends `scope` to the next session opened with the returned config; the
+/// session records the exceptions its calls raise in the returned list.
+pub fn lend_scope(scope: Py<PyDict>) -> (String, Raised) {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    LENT.lock().unwrap_or_else(|p| p.into_inner()).push((id, scope));
-    format!("{LENT_PREFIX}{id}")
+    let raised = Raised::default();
+    LENT.lock().unwrap_or_else(|p| p.into_inner()).push((id, scope, raised.clone()));
+    (format!("{LENT_PREFIX}{id}"), raised)
 }
 
-fn take_scope(config: &str) -> Option<Py<PyDict>> {
+fn take_scope(config: &str) -> Option<(Py<PyDict>, Raised)> {
     let id: u64 = config.strip_prefix(LENT_PREFIX)?.parse().ok()?;
     let mut lent = LENT.lock().unwrap_or_else(|p| p.into_inner());
-    let at = lent.iter().position(|(i, _)| *i == id)?;
-    Some(lent.swap_remove(at).1)
+    let at = lent.iter().position(|(i, _, _)| *i == id)?;
+    let (_, scope, raised) = lent.swap_remove(at);
+    Some((scope, raised))
 }
 
 pub struct Session {
     /// The script's globals, when a script was given.
     scope: Option<Py<PyDict>>,
     functions: Mutex<HashMap<String, Py<PyAny>>>,
+    raised: Option<Raised>,
 }
 
 /// A failed call, as the reply will carry it.
@@ -60,10 +68,10 @@ impl Session {
     /// Runs `script` (a path, or empty for none) in a fresh namespace.
     pub fn new(py: Python<'_>, script: &str) -> Result<Session, String> {
         if script.is_empty() {
-            return Ok(Session { scope: None, functions: Mutex::new(HashMap::new()) });
+            return Ok(Session { scope: None, functions: Mutex::new(HashMap::new()), raised: None });
         }
-        if let Some(scope) = take_scope(script) {
-            return Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()) });
+        if let Some((scope, raised)) = take_scope(script) {
+            return Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()), raised: Some(raised) });
         }
         let source = std::fs::read_to_string(script).map_err(|e| format!("cannot read the script {script}: {e}"))?;
         let load = || -> PyResult<Py<PyDict>> {
@@ -82,7 +90,7 @@ impl Session {
             let (message, traceback) = describe(py, &e);
             format!("the script {script} failed: {message}\n{}", traceback.unwrap_or_default())
         })?;
-        Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()) })
+        Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()), raised: None })
     }
 
     fn lookup<'py>(&self, py: Python<'py>, dotted: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -151,6 +159,14 @@ impl Session {
             let args = PyTuple::new(py, args).map_err(internal)?;
             let result = function.bind(py).call1(args).map_err(|e| {
                 let (message, traceback) = describe(py, &e);
+                if let Some(raised) = &self.raised {
+                    let value = e.value(py);
+                    // Keep the frames: re-raised later, the exception must still show them.
+                    if let Some(tb) = e.traceback(py) {
+                        let _ = value.setattr("__traceback__", tb);
+                    }
+                    raised.lock().unwrap_or_else(|p| p.into_inner()).push((message.clone(), value.clone().into_any().unbind()));
+                }
                 Failure { status: oxiida_abi::STATUS_RAISED, message, traceback }
             })?;
             from_python(&result).map_err(|why| Failure {
