@@ -2,10 +2,11 @@
 //! embeds the runtime and hands it this crate's own plugin table, linked in:
 //! calls go through the same C ABI as under the CLI.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use oxiida::plugin::{codec, in_process, LoadedPlugin, PluginHost};
-use oxiida::{Limits, Output, Source};
+use oxiida::{Interrupt, Limits, Output, Source};
 use pyo3::create_exception;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -78,13 +79,41 @@ fn _run<'py>(py: Python<'py>, source: &str, scope: Bound<'py, PyDict>, file_name
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| OxiidaError::new_err(e.to_string()))?;
     // The GIL is released while the workflow runs; each call takes it back.
     let limits = Limits { inline_calls: true, ..Limits::default() };
-    let done = py.detach(|| runtime.block_on(oxiida::execute(&program, &host, &PyStdout, limits)));
+    let interrupt = Interrupt::new();
+    let signal: Mutex<Option<PyErr>> = Mutex::new(None);
+    let done = py.detach(|| {
+        runtime.block_on(async {
+            tokio::select! {
+                done = oxiida::execute_with_interrupt(&program, &host, &PyStdout, limits, &interrupt) => done,
+                () = watch_signals(&interrupt, &signal) => unreachable!("the watch ends only by the workflow ending"),
+            }
+        })
+    });
+    // Calls still running on worker threads cannot be stopped; do not wait for them.
+    runtime.shutdown_background();
+    if let Some(err) = signal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(err);
+    }
     let vars = done.map_err(|d| workflow_error(py, &source, &d, &raised))?;
     let out = PyDict::new(py);
     for (name, value) in vars {
         out.set_item(&*name, to_python(py, &codec::to_wire(&value))?)?;
     }
     Ok(out)
+}
+
+/// Python runs signal handlers only between bytecodes on the main thread,
+/// and the workflow holds that thread: poll for them, so Ctrl-C raises
+/// KeyboardInterrupt within a tenth of a second.
+async fn watch_signals(interrupt: &Interrupt, signal: &Mutex<Option<PyErr>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Err(err) = Python::attach(|py| py.check_signals()) {
+            *signal.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+            interrupt.trigger();
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 #[pymodule]

