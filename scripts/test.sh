@@ -25,7 +25,9 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || { echo "error: python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 1; }
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check maturin pytest cloudpickle
-VIRTUAL_ENV="$venv" "$venv/bin/maturin" develop -q -m plugins/python/Cargo.toml
+# A target folder of its own: the extension build (no libpython linked) must
+# not overwrite the CLI plugin of the same name in target/debug.
+VIRTUAL_ENV="$venv" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/maturin" "$venv/bin/maturin" develop -q -m plugins/python/Cargo.toml
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -W error::DeprecationWarning plugins/python/tests
 
 shared=../shared/conformance

@@ -1,7 +1,7 @@
 //! The Python plugin, loaded by `oxiida run --plugin python[=script.py]`. It
 //! embeds the interpreter it was built against. Each call takes the GIL on
 //! its own thread, so calls that wait (I/O, `time.sleep`) overlap in `para`.
-//! Process calls (`=f=`) are not supported yet. Built by maturin, the same
+//! Process calls (`=f=`) run in a pool of worker processes. Built by maturin, the same
 //! library is the `oxiida._oxiida` module of the `oxiida` package.
 
 use std::ffi::{c_char, c_void};
@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 
 mod convert;
 mod package;
+mod pool;
 mod session;
 
 use session::{Failure, Session};
@@ -27,6 +28,9 @@ unsafe extern "C" fn session_new(config: *const c_char, len: usize, out: *mut *m
     let made = guard(|| Python::attach(|py| Session::new(py, script)), |panic| Err(format!("the Python plugin panicked: {panic}")));
     match made {
         Ok(session) => {
+            if !session.lent() {
+                CLI_SESSIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             unsafe { *out = Box::into_raw(Box::new(session)).cast() };
             0
         }
@@ -37,11 +41,26 @@ unsafe extern "C" fn session_new(config: *const c_char, len: usize, out: *mut *m
     }
 }
 
+/// Sessions opened by the CLI (not by the `oxiida` package) and still open:
+/// when the last one ends, the CLI is about to exit, and so do the workers.
+static CLI_SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 unsafe extern "C" fn session_free(session: *mut c_void) {
-    if !session.is_null() {
-        // Dropping Python objects needs the GIL.
-        guard(|| Python::attach(|_| drop(unsafe { Box::from_raw(session.cast::<Session>()) })), |_| ());
+    if session.is_null() {
+        return;
     }
+    guard(
+        || {
+            let session = unsafe { Box::from_raw(session.cast::<Session>()) };
+            let from_cli = !session.lent();
+            // Dropping Python objects needs the GIL.
+            Python::attach(|_| drop(session));
+            if from_cli && CLI_SESSIONS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                pool::shutdown();
+            }
+        },
+        |_| (),
+    );
 }
 
 unsafe extern "C" fn resolve(session: *mut c_void, name: *const c_char, len: usize, error: *mut c_char, cap: usize) -> u32 {
@@ -62,17 +81,10 @@ unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, re
     let args = unsafe { std::slice::from_raw_parts(m.args, m.args_len) };
     let outcome = guard(
         || {
-            if m.mode == abi::MODE_PROCESS {
-                return Err(Failure {
-                    status: abi::STATUS_BAD_ARGUMENTS,
-                    message: "process calls (`=f=`) are not supported by the Python plugin yet".into(),
-                    traceback: None,
-                });
-            }
             let Ok(Value::Array(args)) = Value::decode(args) else {
                 return Err(Failure { status: abi::STATUS_INTERNAL, message: "malformed arguments".into(), traceback: None });
             };
-            session.call(name, &args)
+            session.call(name, &args, m.mode == abi::MODE_PROCESS)
         },
         |panic| Err(Failure { status: abi::STATUS_INTERNAL, message: format!("the Python plugin panicked: {panic}"), traceback: None }),
     );
@@ -90,7 +102,7 @@ pub(crate) static PLUGIN: abi::Plugin = abi::Plugin {
     abi_version: abi::OXIIDA_ABI_VERSION,
     struct_size: std::mem::size_of::<abi::Plugin>() as u32,
     name: c"python".as_ptr(),
-    capabilities: abi::CAP_CONCURRENT_CALLS,
+    capabilities: abi::CAP_CONCURRENT_CALLS | abi::CAP_PROCESS_MODE,
     session_new,
     session_free,
     resolve,

@@ -116,8 +116,15 @@ async fn watch_signals(interrupt: &Interrupt, signal: &Mutex<Option<PyErr>>) {
     }
 }
 
+/// Stops the `=f=` worker processes (registered with atexit).
+#[pyfunction]
+fn _shutdown(py: Python<'_>) {
+    py.detach(crate::pool::shutdown);
+}
+
 #[pymodule]
 fn _oxiida(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add("OxiidaError", m.py().get_type::<OxiidaError>())?;
     m.add_function(wrap_pyfunction!(_run, m)?)?;
     m.add_function(wrap_pyfunction!(_check, m)?)?;

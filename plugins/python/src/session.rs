@@ -3,13 +3,14 @@
 //! names are builtins. Resolved functions are kept, so a call looks nothing up.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use oxiida_abi::Value;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{from_python, to_python, type_name};
+use crate::pool::{pool, Answer};
 
 /// Scopes lent by `oxiida.run` to the session it is about to open: the
 /// session's config text names one by number (config is text in the ABI).
@@ -41,8 +42,17 @@ fn take_scope(config: &str) -> Option<(Py<PyDict>, Raised)> {
 pub struct Session {
     /// The script's globals, when a script was given.
     scope: Option<Py<PyDict>>,
-    functions: Mutex<HashMap<String, Py<PyAny>>>,
+    functions: Mutex<HashMap<String, Arc<Resolved>>>,
     raised: Option<Raised>,
+}
+
+/// A function a workflow required.
+struct Resolved {
+    function: Py<PyAny>,
+    /// Names it in the worker pool's caches (unique in the process).
+    key: u64,
+    /// The function, cloudpickled on its first `=f=` call.
+    pickled: OnceLock<Vec<u8>>,
 }
 
 /// A failed call, as the reply will carry it.
@@ -65,6 +75,11 @@ pub fn describe(py: Python<'_>, err: &PyErr) -> (String, Option<String>) {
 }
 
 impl Session {
+    /// Opened by `oxiida.run` on a lent scope (not by the CLI).
+    pub fn lent(&self) -> bool {
+        self.raised.is_some()
+    }
+
     /// Runs `script` (a path, or empty for none) in a fresh namespace.
     pub fn new(py: Python<'_>, script: &str) -> Result<Session, String> {
         if script.is_empty() {
@@ -136,28 +151,37 @@ impl Session {
             if !obj.is_callable() {
                 return Err(format!("`{dotted}` is a {}, not a function", type_name(&obj)));
             }
-            self.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(dotted.to_owned(), obj.unbind());
+            static KEYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let key = KEYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let resolved = Arc::new(Resolved { function: obj.unbind(), key, pickled: OnceLock::new() });
+            self.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(dotted.to_owned(), resolved);
             Ok(())
         })
     }
 
-    pub fn call(&self, dotted: &str, args: &[Value]) -> Result<Value, Failure> {
-        let function = self.functions.lock().unwrap_or_else(|p| p.into_inner()).get(dotted).map(|f| Python::attach(|py| f.clone_ref(py)));
-        let Some(function) = function else {
+    pub fn call(&self, dotted: &str, args: &[Value], process: bool) -> Result<Value, Failure> {
+        let resolved = self.functions.lock().unwrap_or_else(|p| p.into_inner()).get(dotted).cloned();
+        let Some(resolved) = resolved else {
             return Err(Failure {
                 status: oxiida_abi::STATUS_NOT_FOUND,
                 message: format!("`{dotted}` was never resolved"),
                 traceback: None,
             });
         };
+        let result = if process { self.call_in_worker(dotted, &resolved, args) } else { self.call_here(&resolved, args) };
+        result.and_then(|obj| {
+            Python::attach(|py| from_python(obj.bind(py))).map_err(|why| Failure {
+                status: oxiida_abi::STATUS_BAD_ARGUMENTS,
+                message: format!("the result of `{dotted}` cannot cross: {why}"),
+                traceback: None,
+            })
+        })
+    }
+
+    fn call_here(&self, resolved: &Resolved, args: &[Value]) -> Result<Py<PyAny>, Failure> {
         Python::attach(|py| {
-            let internal = |e: PyErr| {
-                let (message, traceback) = describe(py, &e);
-                Failure { status: oxiida_abi::STATUS_INTERNAL, message, traceback }
-            };
-            let args: Vec<_> = args.iter().map(|a| to_python(py, a)).collect::<PyResult<_>>().map_err(internal)?;
-            let args = PyTuple::new(py, args).map_err(internal)?;
-            let result = function.bind(py).call1(args).map_err(|e| {
+            let args = python_args(py, args)?;
+            let result = resolved.function.bind(py).call1(args).map_err(|e| {
                 let (message, traceback) = describe(py, &e);
                 if let Some(raised) = &self.raised {
                     let value = e.value(py);
@@ -169,11 +193,79 @@ impl Session {
                 }
                 Failure { status: oxiida_abi::STATUS_RAISED, message, traceback }
             })?;
-            from_python(&result).map_err(|why| Failure {
-                status: oxiida_abi::STATUS_BAD_ARGUMENTS,
-                message: format!("the result of `{dotted}` cannot cross: {why}"),
-                traceback: None,
-            })
+            Ok(result.unbind())
         })
+    }
+
+    /// `=f=`: pickle here, run in a worker process, unpickle here. The GIL is
+    /// released while the worker runs.
+    fn call_in_worker(&self, dotted: &str, resolved: &Resolved, args: &[Value]) -> Result<Py<PyAny>, Failure> {
+        let (python, function, args) = Python::attach(|py| -> PyResult<_> {
+            let function = match resolved.pickled.get() {
+                Some(bytes) => bytes.clone(),
+                None => {
+                    let bytes: Vec<u8> = py.import("cloudpickle")?.call_method1("dumps", (resolved.function.bind(py),))?.extract()?;
+                    resolved.pickled.get_or_init(|| bytes).clone()
+                }
+            };
+            let args: Vec<_> = args.iter().map(|a| to_python(py, a)).collect::<PyResult<_>>()?;
+            let args: Vec<u8> = py.import("pickle")?.call_method1("dumps", (PyTuple::new(py, args)?, 5))?.extract()?;
+            let module_path: Vec<String> = py.import("sys")?.getattr("path")?.extract()?;
+            Ok(((worker_python(py), module_path.join(":")), function, args))
+        })
+        .map_err(|e| {
+            let (message, traceback) = Python::attach(|py| describe(py, &e));
+            Failure {
+                status: oxiida_abi::STATUS_BAD_ARGUMENTS,
+                message: format!("`{dotted}` cannot be sent to a worker process: {message}"),
+                traceback,
+            }
+        })?;
+        let answer = Python::attach(|py| py.detach(|| pool(&python.0, &python.1).call(resolved.key, &function, &args)))
+            .map_err(|why| Failure { status: oxiida_abi::STATUS_WORKER_CRASHED, message: why, traceback: None })?;
+        Python::attach(|py| {
+            let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (pyo3::types::PyBytes::new(py, &bytes),));
+            match answer {
+                Answer::Returned(bytes) => loads(bytes).map(Bound::unbind).map_err(|e| {
+                    let (message, traceback) = describe(py, &e);
+                    Failure {
+                        status: oxiida_abi::STATUS_INTERNAL,
+                        message: format!("the result of `{dotted}` could not be unpickled: {message}"),
+                        traceback,
+                    }
+                }),
+                Answer::Raised(bytes) => {
+                    let (kind, text, traceback): (String, String, String) = loads(bytes)
+                        .and_then(|t| t.extract())
+                        .unwrap_or_else(|_| ("Exception".into(), "(unreadable)".into(), String::new()));
+                    Err(Failure {
+                        status: oxiida_abi::STATUS_RAISED,
+                        message: format!("{kind}: {text}"),
+                        traceback: Some(format!("in a worker process:\n{traceback}")),
+                    })
+                }
+            }
+        })
+    }
+}
+
+fn python_args<'py>(py: Python<'py>, args: &[Value]) -> Result<Bound<'py, PyTuple>, Failure> {
+    let internal = |e: PyErr| {
+        let (message, traceback) = describe(py, &e);
+        Failure { status: oxiida_abi::STATUS_INTERNAL, message, traceback }
+    };
+    let args: Vec<_> = args.iter().map(|a| to_python(py, a)).collect::<PyResult<_>>().map_err(internal)?;
+    PyTuple::new(py, args).map_err(internal)
+}
+
+/// The interpreter workers run: this process's, unless it is an embedding
+/// binary (the oxiida CLI), then the one the plugin was built against.
+fn worker_python(py: Python<'_>) -> String {
+    let exe: String = py.import("sys").and_then(|s| s.getattr("executable")?.extract()).unwrap_or_default();
+    let is_python = std::path::Path::new(&exe).file_name().is_some_and(|n| n.to_string_lossy().starts_with("python"));
+    if is_python {
+        exe
+    } else {
+        env!("OXIIDA_BUILD_PYTHON").to_owned()
     }
 }

@@ -152,11 +152,6 @@ def test_two_workflows_run_at_once_from_two_threads():
     assert results == {"one": "one", "two": "two"}
 
 
-def test_process_calls_are_not_supported_yet():
-    with pytest.raises(oxiida.OxiidaError, match="worker process"):
-        oxiida.run("require identity;\nx = =identity=(1);\n")
-
-
 CTRL_C_SCRIPT = """
 import sys, time, oxiida
 def sleeper():

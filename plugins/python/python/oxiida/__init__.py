@@ -14,11 +14,15 @@ builtins (or in the mapping passed as `scope`); dotted names that are not in
 scope import modules (`require math.sqrt;`).
 """
 
+import atexit
 import builtins
 import sys
 from typing import Any, Mapping, Optional
 
-from ._oxiida import OxiidaError, _check, _run
+from ._oxiida import OxiidaError, _check, _run, _shutdown
+
+# `=f=` worker processes end with the script, and are reaped.
+atexit.register(_shutdown)
 
 __all__ = ["run", "check", "OxiidaError"]
 

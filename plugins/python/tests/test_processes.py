@@ -1,0 +1,94 @@
+"""`=f=`: calls in a pool of worker processes."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import oxiida
+
+
+def zombies():
+    """Children of this process that died and were not reaped."""
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            found.append(stat.parent.name)
+    return found
+
+
+def test_closures_and_lambdas_run_in_another_process():
+    factor = 3
+
+    def scaled(x):
+        return x * factor
+
+    out = oxiida.run("require scaled, add_one, getpid;\na = =scaled=(5);\nb = =add_one=(1);\np = =getpid=();\n",
+                     {"scaled": scaled, "add_one": lambda v: v + 1, "getpid": os.getpid})
+    assert (out["a"], out["b"]) == (15, 2)
+    assert out["p"] != os.getpid()
+
+
+def test_workers_are_bounded_and_reused():
+    out = oxiida.run("require getpid;\npids = [];\npara for i in range(24) { p = =getpid=(); }\nlast = =getpid=();\n", {"getpid": os.getpid})
+    assert out["last"] != os.getpid()
+    seen = set()
+    for _ in range(3):
+        seen.add(oxiida.run("require getpid;\np = =getpid=();\n", {"getpid": os.getpid})["p"])
+    assert 1 <= len(seen) <= (os.cpu_count() or 1)
+
+
+def test_a_remote_exception_comes_back_with_its_traceback():
+    def remote_fail(x):
+        raise ValueError(f"remote bad {x}")
+
+    with pytest.raises(oxiida.OxiidaError) as info:
+        oxiida.run("require remote_fail;\nx = =remote_fail=(7);\n", file_name="wf.ox")
+    text = str(info.value)
+    assert "ValueError: remote bad 7" in text and "in a worker process" in text and "wf.ox:2:5" in text
+
+
+def test_a_killed_worker_fails_only_its_call_and_is_replaced():
+    def suicide():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with pytest.raises(oxiida.OxiidaError, match=r"the worker process \(pid \d+\) was killed by signal 9"):
+        oxiida.run("require suicide;\nx = =suicide=();\n")
+    assert oxiida.run("require getpid;\np = =getpid=();\n", {"getpid": os.getpid})["p"] != os.getpid()
+    assert zombies() == []
+
+
+def test_scripts_are_not_rerun_and_workers_are_reaped_at_exit(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent("""
+        import os, oxiida
+        print("top level ran", flush=True)   # no `if __name__ == "__main__"` guard
+        def work(x):
+            return os.getpid()
+        out = oxiida.run("require work;\\npara { a = =work=(1); b = =work=(2); }\\n")
+        print(out["a"], out["b"], flush=True)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines.count("top level ran") == 1, done.stdout
+    for pid in lines[-1].split():
+        stat = pathlib.Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z", f"worker {pid} left a zombie"
+
+
+def module_level(x):
+    return x * 2
+
+
+def test_module_level_functions_are_found_by_workers():
+    # cloudpickle sends these by reference: the worker imports this module.
+    assert oxiida.run("require module_level;\nx = =module_level=(21);\n")["x"] == 42
