@@ -1,13 +1,19 @@
-"""Sequential plain calls of a trivial Python function through oxiida.run,
-against a ThreadPoolExecutor submit/result round trip, measured in one run.
-Prints the figures and the ratio (target: <= 0.25x); asserts nothing.
+"""The Python issue's benchmarks, each against its reference in the same run.
+Prints figures and ratios; asserts nothing (targets in the messages).
+
+1. sequential plain calls vs ThreadPoolExecutor submit/result (<= 0.25x)
+2. sequential =f= calls vs ProcessPoolExecutor submit/result (<= 0.25x)
+3. k CPU-bound =f= calls in para vs in sequence (>= 0.9 k), and
+   ProcessPoolExecutor's speedup for the same calls
+4. 1,000 calls of time.sleep(0.5) in `para for` (<= 1.0 s wall)
 
 usage: python benches/python_calls.py [N]     (with the oxiida package installed)
 """
 
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import oxiida
 
@@ -47,3 +53,69 @@ print(f"{N} sequential calls of a trivial function (best of 3):")
 print(f"  oxiida plain call        {per_call(ox):7.2f} us per call")
 print(f"  ThreadPoolExecutor trip  {per_call(tp):7.2f} us per call")
 print(f"  ratio oxiida/executor: {ox / tp:.2f}x (target <= 0.25x)")
+
+
+# 2. =f= round trips.
+M = max(N // 20, 1000)
+
+
+def oxiida_process_calls():
+    oxiida.run("require trivial;\nx = =trivial=(0);\n")  # warm: workers started
+    start = time.perf_counter()
+    oxiida.run(f"require trivial;\ni = 0;\nwhile (i < {M}) {{ x = =trivial=(i); i = i + 1; }}\n")
+    return time.perf_counter() - start
+
+
+def process_pool_calls():
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        pool.submit(trivial, 0).result()
+        start = time.perf_counter()
+        for i in range(M):
+            pool.submit(trivial, i).result()
+        return time.perf_counter() - start
+
+
+ox_p = min(oxiida_process_calls() for _ in range(3))
+pp = min(process_pool_calls() for _ in range(3))
+print(f"{M} sequential process calls (best of 3):")
+print(f"  oxiida =f=               {ox_p * 1e6 / M:7.2f} us per call")
+print(f"  ProcessPoolExecutor trip {pp * 1e6 / M:7.2f} us per call")
+print(f"  ratio oxiida/executor: {ox_p / pp:.2f}x (target <= 0.25x)")
+
+
+# 3. CPU-bound calls in para.
+def burn(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+K = min(4, os.cpu_count() or 1)
+WORK = 3_000_000
+calls = "".join(f"    r{i} = =burn=({WORK});\n" for i in range(K))
+seq_src = f"require burn;\nseq {{\n{calls}}}\n"
+para_src = f"require burn;\npara {{\n{calls}}}\n"
+oxiida.run("require burn;\npara {\n" + "".join(f"    w{i} = =burn=(1);\n" for i in range(K)) + "}\n")  # warm
+start = time.perf_counter()
+oxiida.run(seq_src)
+seq = time.perf_counter() - start
+start = time.perf_counter()
+oxiida.run(para_src)
+par = time.perf_counter() - start
+with ProcessPoolExecutor(max_workers=K) as pool:
+    list(pool.map(burn, [1] * K))
+    start = time.perf_counter()
+    list(pool.map(burn, [WORK] * K))
+    pool_par = time.perf_counter() - start
+start = time.perf_counter()
+for _ in range(K):
+    burn(WORK)
+pool_seq = time.perf_counter() - start
+print(f"{K} CPU-bound calls: oxiida seq {seq:.2f} s, para {par:.2f} s: speedup {seq / par:.2f} (target >= {0.9 * K:.1f});"
+      f" ProcessPoolExecutor speedup {pool_seq / pool_par:.2f}")
+
+# 4. Many waiting calls.
+start = time.perf_counter()
+oxiida.run("require time.sleep;\npara for i in range(1000) { sleep(0.5); }\n")
+print(f"1000 calls of time.sleep(0.5) in para for: {time.perf_counter() - start:.2f} s wall (target <= 1.0 s)")

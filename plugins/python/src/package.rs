@@ -72,13 +72,30 @@ fn workflow_error(py: Python<'_>, source: &Source, error: &oxiida::Diagnostic, r
     }
 }
 
+/// Python's I/O-bound calls wait on threads, so the package allows many at
+/// once (the CLI's default suits processes): 1,000 `time.sleep` calls in a
+/// `para for` take one sleep.
+const PYTHON_MAX_TASKS: usize = 1024;
+
 #[pyfunction]
-fn _run<'py>(py: Python<'py>, source: &str, scope: Bound<'py, PyDict>, file_name: &str) -> PyResult<Bound<'py, PyDict>> {
+#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS))]
+fn _run<'py>(
+    py: Python<'py>,
+    source: &str,
+    scope: Bound<'py, PyDict>,
+    file_name: &str,
+    max_tasks: usize,
+    max_fanout: usize,
+) -> PyResult<Bound<'py, PyDict>> {
     let source = Source::new(file_name, source);
     let (host, program, raised) = prepare(&source, scope)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| OxiidaError::new_err(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(max_tasks.max(1))
+        .build()
+        .map_err(|e| OxiidaError::new_err(e.to_string()))?;
     // The GIL is released while the workflow runs; each call takes it back.
-    let limits = Limits { inline_calls: true, ..Limits::default() };
+    let limits = Limits { inline_calls: true, max_tasks: max_tasks.max(1), max_fanout: max_fanout.max(1) };
     let interrupt = Interrupt::new();
     let signal: Mutex<Option<PyErr>> = Mutex::new(None);
     let done = py.detach(|| {

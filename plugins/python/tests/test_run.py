@@ -186,3 +186,19 @@ def test_ctrl_c_raises_keyboard_interrupt_within_a_second(mode, tmp_path):
         proc.wait()
     assert proc.returncode == 3, out
     assert "KeyboardInterrupt" in out
+
+
+def test_the_task_limit_bounds_calls_running_at_once():
+    lock = threading.Lock()
+    now = [0, 0]  # running, most seen
+
+    def tracked():
+        with lock:
+            now[0] += 1
+            now[1] = max(now[1], now[0])
+        threading.Event().wait(0.02)
+        with lock:
+            now[0] -= 1
+
+    oxiida.run("require tracked;\npara for i in range(12) { tracked(); }\n", max_tasks=3)
+    assert now[1] <= 3

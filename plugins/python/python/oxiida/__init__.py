@@ -35,12 +35,23 @@ def _caller_scope(depth: int) -> dict:
     return scope
 
 
-def run(source: str, scope: Optional[Mapping[str, Any]] = None, *, file_name: str = "<workflow>") -> dict:
+def run(
+    source: str,
+    scope: Optional[Mapping[str, Any]] = None,
+    *,
+    file_name: str = "<workflow>",
+    max_tasks: int = 1024,
+    max_fanout: int = 1024,
+) -> dict:
     """Checks and runs a workflow; returns its top-level variables.
 
-    Raises OxiidaError for errors found before running (all of them at once)
-    and for runtime errors, with file:line:col and the foreign traceback."""
-    return _run(source, dict(scope) if scope is not None else _caller_scope(1), file_name)
+    A Python exception raised by a called function is raised again; other
+    errors raise OxiidaError (those found before running all at once), with
+    file:line:col. `max_tasks` bounds the calls running at once (each plain
+    call holds a thread while it runs), `max_fanout` the iterations of one
+    `para for` in flight."""
+    scope = dict(scope) if scope is not None else _caller_scope(1)
+    return _run(source, scope, file_name, max_tasks, max_fanout)
 
 
 def check(source: str, scope: Optional[Mapping[str, Any]] = None, *, file_name: str = "<workflow>") -> None:
