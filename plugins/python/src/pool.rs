@@ -11,10 +11,13 @@ use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 const WORKER_SOURCE: &str = include_str!("../python/oxiida/_worker.py");
 
 struct Worker {
+    /// When it last finished a call (for the idle timeout).
+    idle_since: Instant,
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
@@ -53,13 +56,16 @@ static POOL: OnceLock<Pool> = OnceLock::new();
 /// Stops every idle worker and reaps it: at exit nothing is left behind, not
 /// even a zombie (the process that adopts orphans may not reap them).
 pub fn shutdown() {
-    let Some(pool) = POOL.get() else { return };
-    let idle = std::mem::take(&mut pool.state.lock().unwrap_or_else(|p| p.into_inner()).idle);
-    for mut w in idle {
-        drop(w.stdin); // EOF: the worker's loop ends
-        let _ = w.child.wait();
-        pool.lost();
+    if let Some(pool) = POOL.get() {
+        pool.retire(|_| true);
     }
+}
+
+/// How long a worker may sit idle before it exits: `OXIIDA_WORKER_IDLE_SECS`,
+/// default five minutes.
+fn idle_timeout() -> Duration {
+    let secs = std::env::var("OXIIDA_WORKER_IDLE_SECS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(300.0);
+    Duration::from_secs_f64(secs.max(0.1))
 }
 
 /// The process's pool, started on first use with the given interpreter and
@@ -91,6 +97,17 @@ pub fn pool(python: &str, module_path: &str) -> &'static Pool {
                 }
             })
             .expect("a thread for starting workers");
+        // Idle workers exit after a while; the pool starts new ones on demand.
+        let timeout = idle_timeout();
+        std::thread::Builder::new()
+            .name("oxiida-idle-workers".into())
+            .spawn(move || loop {
+                std::thread::sleep((timeout / 4).min(Duration::from_secs(5)));
+                if let Some(pool) = POOL.get() {
+                    pool.retire(|w| w.idle_since.elapsed() >= timeout);
+                }
+            })
+            .expect("a thread for retiring idle workers");
         Pool { python: python.to_owned(), max, state: Mutex::new(State::default()), freed: Condvar::new(), spawner: Mutex::new(tx) }
     })
 }
@@ -103,7 +120,7 @@ impl Pool {
         let mut child = child.map_err(|e| format!("cannot start a worker process ({}): {e}", self.python))?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
-        Ok(Worker { child, stdin, stdout, known: HashSet::new() })
+        Ok(Worker { idle_since: Instant::now(), child, stdin, stdout, known: HashSet::new() })
     }
 
     fn checkout(&self) -> Result<Worker, String> {
@@ -121,6 +138,21 @@ impl Pool {
         }
     }
 
+    /// Ends and reaps the idle workers `expired` picks.
+    fn retire(&self, expired: impl Fn(&Worker) -> bool) {
+        let gone: Vec<Worker> = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let (gone, keep) = std::mem::take(&mut state.idle).into_iter().partition(|w| expired(w));
+            state.idle = keep;
+            gone
+        };
+        for mut w in gone {
+            drop(w.stdin); // EOF: the worker's loop ends
+            let _ = w.child.wait();
+            self.lost();
+        }
+    }
+
     fn lost(&self) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).live -= 1;
         self.freed.notify_one();
@@ -132,6 +164,7 @@ impl Pool {
         match exchange(&mut w, key, function, args) {
             Ok(answer) => {
                 w.known.insert(key);
+                w.idle_since = Instant::now();
                 self.state.lock().unwrap_or_else(|p| p.into_inner()).idle.push(w);
                 self.freed.notify_one();
                 Ok(answer)

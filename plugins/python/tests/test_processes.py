@@ -92,3 +92,22 @@ def module_level(x):
 def test_module_level_functions_are_found_by_workers():
     # cloudpickle sends these by reference: the worker imports this module.
     assert oxiida.run("require module_level;\nx = =module_level=(21);\n")["x"] == 42
+
+
+def test_idle_workers_exit_after_the_timeout(tmp_path):
+    script = tmp_path / "idle.py"
+    script.write_text(textwrap.dedent("""
+        import os, pathlib, time, oxiida
+        first = oxiida.run("require getpid;\\np = =getpid=();\\n", {"getpid": os.getpid})["p"]
+        for _ in range(100):  # the timeout is 0.5 s; give it up to 10 s
+            if not pathlib.Path(f"/proc/{first}").exists():
+                break
+            time.sleep(0.1)
+        gone = not pathlib.Path(f"/proc/{first}").exists()
+        second = oxiida.run("require getpid;\\np = =getpid=();\\n", {"getpid": os.getpid})["p"]
+        print(gone, first != second)
+    """))
+    env = dict(os.environ, OXIIDA_WORKER_IDLE_SECS="0.5")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"], done.stdout
