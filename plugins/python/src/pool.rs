@@ -7,7 +7,7 @@
 //! demand.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -20,7 +20,8 @@ struct Worker {
     idle_since: Instant,
     child: Child,
     stdin: ChildStdin,
-    stdout: ChildStdout,
+    /// Buffered: a reply's header and payload usually arrive in one read.
+    stdout: BufReader<ChildStdout>,
     /// Function keys this worker has already received.
     known: HashSet<u64>,
 }
@@ -66,6 +67,11 @@ pub fn shutdown() {
 fn idle_timeout() -> Duration {
     let secs = std::env::var("OXIIDA_WORKER_IDLE_SECS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(300.0);
     Duration::from_secs_f64(secs.max(0.1))
+}
+
+/// The pool, if a call has started it.
+pub fn started() -> Option<&'static Pool> {
+    POOL.get()
 }
 
 /// The process's pool, started on first use with the given interpreter and
@@ -119,7 +125,7 @@ impl Pool {
         let child = sent.ok().and_then(|()| rx.recv().ok()).ok_or("the worker-starting thread is gone")?;
         let mut child = child.map_err(|e| format!("cannot start a worker process ({}): {e}", self.python))?;
         let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         Ok(Worker { idle_since: Instant::now(), child, stdin, stdout, known: HashSet::new() })
     }
 

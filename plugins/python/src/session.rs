@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::convert::{from_python, to_python, type_name};
-use crate::pool::{pool, Answer};
+use crate::pool::{pool, started, Answer, Pool};
 
 /// Scopes lent by `oxiida.run` to the session it is about to open: the
 /// session's config text names one by number (config is text in the ABI).
@@ -198,32 +198,34 @@ impl Session {
     }
 
     /// `=f=`: pickle here, run in a worker process, unpickle here. The GIL is
-    /// released while the worker runs.
+    /// held once, and released while the worker runs.
     fn call_in_worker(&self, dotted: &str, resolved: &Resolved, args: &[Value]) -> Result<Py<PyAny>, Failure> {
-        let (python, function, args) = Python::attach(|py| -> PyResult<_> {
-            let function = match resolved.pickled.get() {
-                Some(bytes) => bytes.clone(),
-                None => {
-                    let bytes: Vec<u8> = py.import("cloudpickle")?.call_method1("dumps", (resolved.function.bind(py),))?.extract()?;
-                    resolved.pickled.get_or_init(|| bytes).clone()
+        Python::attach(|py| {
+            let cannot_send = |e: PyErr| {
+                let (message, traceback) = describe(py, &e);
+                Failure {
+                    status: oxiida_abi::STATUS_BAD_ARGUMENTS,
+                    message: format!("`{dotted}` cannot be sent to a worker process: {message}"),
+                    traceback,
                 }
             };
-            let args: Vec<_> = args.iter().map(|a| to_python(py, a)).collect::<PyResult<_>>()?;
-            let args: Vec<u8> = py.import("pickle")?.call_method1("dumps", (PyTuple::new(py, args)?, 5))?.extract()?;
-            let module_path: Vec<String> = py.import("sys")?.getattr("path")?.extract()?;
-            Ok(((worker_python(py), module_path.join(":")), function, args))
-        })
-        .map_err(|e| {
-            let (message, traceback) = Python::attach(|py| describe(py, &e));
-            Failure {
-                status: oxiida_abi::STATUS_BAD_ARGUMENTS,
-                message: format!("`{dotted}` cannot be sent to a worker process: {message}"),
-                traceback,
-            }
-        })?;
-        let answer = Python::attach(|py| py.detach(|| pool(&python.0, &python.1).call(resolved.key, &function, &args)))
-            .map_err(|why| Failure { status: oxiida_abi::STATUS_WORKER_CRASHED, message: why, traceback: None })?;
-        Python::attach(|py| {
+            let function = match resolved.pickled.get() {
+                Some(bytes) => bytes,
+                None => {
+                    let dumps = py.import("cloudpickle").and_then(|m| m.call_method1("dumps", (resolved.function.bind(py),)));
+                    let bytes: Vec<u8> = dumps.and_then(|b| b.extract()).map_err(cannot_send)?;
+                    resolved.pickled.get_or_init(|| bytes)
+                }
+            };
+            let args = python_args(py, args)?;
+            let args: Vec<u8> =
+                py.import("pickle").and_then(|m| m.call_method1("dumps", (args, 5))).and_then(|b| b.extract()).map_err(cannot_send)?;
+            let pool = worker_pool(py).map_err(cannot_send)?;
+            let answer = py.detach(|| pool.call(resolved.key, function, &args)).map_err(|why| Failure {
+                status: oxiida_abi::STATUS_WORKER_CRASHED,
+                message: why,
+                traceback: None,
+            })?;
             let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (pyo3::types::PyBytes::new(py, &bytes),));
             match answer {
                 Answer::Returned(bytes) => loads(bytes).map(Bound::unbind).map_err(|e| {
@@ -256,6 +258,16 @@ fn python_args<'py>(py: Python<'py>, args: &[Value]) -> Result<Bound<'py, PyTupl
     };
     let args: Vec<_> = args.iter().map(|a| to_python(py, a)).collect::<PyResult<_>>().map_err(internal)?;
     PyTuple::new(py, args).map_err(internal)
+}
+
+/// The process's worker pool; the first call starts it with this
+/// interpreter and module path.
+fn worker_pool(py: Python<'_>) -> PyResult<&'static Pool> {
+    if let Some(pool) = started() {
+        return Ok(pool);
+    }
+    let module_path: Vec<String> = py.import("sys")?.getattr("path")?.extract()?;
+    Ok(pool(&worker_python(py), &module_path.join(":")))
 }
 
 /// The interpreter workers run: this process's, unless it is an embedding
