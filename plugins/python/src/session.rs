@@ -168,9 +168,9 @@ impl Session {
                 traceback: None,
             });
         };
-        let result = if process { self.call_in_worker(dotted, &resolved, args) } else { self.call_here(&resolved, args) };
-        result.and_then(|obj| {
-            Python::attach(|py| from_python(obj.bind(py))).map_err(|why| Failure {
+        Python::attach(|py| {
+            let result = if process { self.call_in_worker(py, dotted, &resolved, args) } else { self.call_here(py, &resolved, args) }?;
+            from_python(&result).map_err(|why| Failure {
                 status: oxiida_abi::STATUS_BAD_ARGUMENTS,
                 message: format!("the result of `{dotted}` cannot cross: {why}"),
                 traceback: None,
@@ -178,76 +178,77 @@ impl Session {
         })
     }
 
-    fn call_here(&self, resolved: &Resolved, args: &[Value]) -> Result<Py<PyAny>, Failure> {
-        Python::attach(|py| {
-            let args = python_args(py, args)?;
-            let result = resolved.function.bind(py).call1(args).map_err(|e| {
-                let (message, traceback) = describe(py, &e);
-                if let Some(raised) = &self.raised {
-                    let value = e.value(py);
-                    // Keep the frames: re-raised later, the exception must still show them.
-                    if let Some(tb) = e.traceback(py) {
-                        let _ = value.setattr("__traceback__", tb);
-                    }
-                    raised.lock().unwrap_or_else(|p| p.into_inner()).push((message.clone(), value.clone().into_any().unbind()));
+    fn call_here<'py>(&self, py: Python<'py>, resolved: &Resolved, args: &[Value]) -> Result<Bound<'py, PyAny>, Failure> {
+        let args = python_args(py, args)?;
+        let result = resolved.function.bind(py).call1(args).map_err(|e| {
+            let (message, traceback) = describe(py, &e);
+            if let Some(raised) = &self.raised {
+                let value = e.value(py);
+                // Keep the frames: re-raised later, the exception must still show them.
+                if let Some(tb) = e.traceback(py) {
+                    let _ = value.setattr("__traceback__", tb);
                 }
-                Failure { status: oxiida_abi::STATUS_RAISED, message, traceback }
-            })?;
-            Ok(result.unbind())
-        })
+                raised.lock().unwrap_or_else(|p| p.into_inner()).push((message.clone(), value.clone().into_any().unbind()));
+            }
+            Failure { status: oxiida_abi::STATUS_RAISED, message, traceback }
+        })?;
+        Ok(result)
     }
 
     /// `=f=`: pickle here, run in a worker process, unpickle here. The GIL is
-    /// held once, and released while the worker runs.
-    fn call_in_worker(&self, dotted: &str, resolved: &Resolved, args: &[Value]) -> Result<Py<PyAny>, Failure> {
-        Python::attach(|py| {
-            let cannot_send = |e: PyErr| {
+    /// released while the worker runs.
+    fn call_in_worker<'py>(
+        &self,
+        py: Python<'py>,
+        dotted: &str,
+        resolved: &Resolved,
+        args: &[Value],
+    ) -> Result<Bound<'py, PyAny>, Failure> {
+        let cannot_send = |e: PyErr| {
+            let (message, traceback) = describe(py, &e);
+            Failure {
+                status: oxiida_abi::STATUS_BAD_ARGUMENTS,
+                message: format!("`{dotted}` cannot be sent to a worker process: {message}"),
+                traceback,
+            }
+        };
+        let function = match resolved.pickled.get() {
+            Some(bytes) => bytes,
+            None => {
+                let dumps = py.import("cloudpickle").and_then(|m| m.call_method1("dumps", (resolved.function.bind(py),)));
+                let bytes: Vec<u8> = dumps.and_then(|b| b.extract()).map_err(cannot_send)?;
+                resolved.pickled.get_or_init(|| bytes)
+            }
+        };
+        let args = python_args(py, args)?;
+        let args: Vec<u8> =
+            py.import("pickle").and_then(|m| m.call_method1("dumps", (args, 5))).and_then(|b| b.extract()).map_err(cannot_send)?;
+        let pool = worker_pool(py).map_err(cannot_send)?;
+        let answer = py.detach(|| pool.call(resolved.key, function, &args)).map_err(|why| Failure {
+            status: oxiida_abi::STATUS_WORKER_CRASHED,
+            message: why,
+            traceback: None,
+        })?;
+        let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (pyo3::types::PyBytes::new(py, &bytes),));
+        match answer {
+            Answer::Returned(bytes) => loads(bytes).map_err(|e| {
                 let (message, traceback) = describe(py, &e);
                 Failure {
-                    status: oxiida_abi::STATUS_BAD_ARGUMENTS,
-                    message: format!("`{dotted}` cannot be sent to a worker process: {message}"),
+                    status: oxiida_abi::STATUS_INTERNAL,
+                    message: format!("the result of `{dotted}` could not be unpickled: {message}"),
                     traceback,
                 }
-            };
-            let function = match resolved.pickled.get() {
-                Some(bytes) => bytes,
-                None => {
-                    let dumps = py.import("cloudpickle").and_then(|m| m.call_method1("dumps", (resolved.function.bind(py),)));
-                    let bytes: Vec<u8> = dumps.and_then(|b| b.extract()).map_err(cannot_send)?;
-                    resolved.pickled.get_or_init(|| bytes)
-                }
-            };
-            let args = python_args(py, args)?;
-            let args: Vec<u8> =
-                py.import("pickle").and_then(|m| m.call_method1("dumps", (args, 5))).and_then(|b| b.extract()).map_err(cannot_send)?;
-            let pool = worker_pool(py).map_err(cannot_send)?;
-            let answer = py.detach(|| pool.call(resolved.key, function, &args)).map_err(|why| Failure {
-                status: oxiida_abi::STATUS_WORKER_CRASHED,
-                message: why,
-                traceback: None,
-            })?;
-            let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (pyo3::types::PyBytes::new(py, &bytes),));
-            match answer {
-                Answer::Returned(bytes) => loads(bytes).map(Bound::unbind).map_err(|e| {
-                    let (message, traceback) = describe(py, &e);
-                    Failure {
-                        status: oxiida_abi::STATUS_INTERNAL,
-                        message: format!("the result of `{dotted}` could not be unpickled: {message}"),
-                        traceback,
-                    }
-                }),
-                Answer::Raised(bytes) => {
-                    let (kind, text, traceback): (String, String, String) = loads(bytes)
-                        .and_then(|t| t.extract())
-                        .unwrap_or_else(|_| ("Exception".into(), "(unreadable)".into(), String::new()));
-                    Err(Failure {
-                        status: oxiida_abi::STATUS_RAISED,
-                        message: format!("{kind}: {text}"),
-                        traceback: Some(format!("in a worker process:\n{traceback}")),
-                    })
-                }
+            }),
+            Answer::Raised(bytes) => {
+                let (kind, text, traceback): (String, String, String) =
+                    loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| ("Exception".into(), "(unreadable)".into(), String::new()));
+                Err(Failure {
+                    status: oxiida_abi::STATUS_RAISED,
+                    message: format!("{kind}: {text}"),
+                    traceback: Some(format!("in a worker process:\n{traceback}")),
+                })
             }
-        })
+        }
     }
 }
 
