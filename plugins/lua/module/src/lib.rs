@@ -1,0 +1,205 @@
+//! The `oxiida` Lua module: `oxiida.run(src [, env [, name]])` runs a
+//! workflow whose required names are Lua functions found in `env` (default:
+//! the globals). The workflow runs on the calling thread, on a current-thread
+//! tokio runtime, so every call back into Lua happens on the thread that owns
+//! the Lua state, with no hand-off; calls in `para` take turns.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::mem::ManuallyDrop;
+use std::thread::ThreadId;
+
+use mlua::{Function, Lua, Table};
+use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
+use oxiida::plugin::codec;
+use oxiida::value::Value;
+use oxiida::{Limits, Output, Source};
+
+#[path = "../../src/convert.rs"]
+mod convert;
+#[path = "../../src/lua_error.rs"]
+mod lua_error;
+
+/// The caller's functions. Lua values belong to the thread of their state
+/// (mlua's module mode has no `send`), so the host holds them in [`OnThread`].
+struct EnvHost(OnThread<Env>);
+
+struct Env {
+    lua: Lua,
+    env: Table,
+    functions: RefCell<HashMap<ForeignName, Function>>,
+}
+
+/// Makes a value `Send + Sync` by handing it out only on the thread that made
+/// it, as the `Host` trait requires: the workflow runs on that thread.
+struct OnThread<T> {
+    value: ManuallyDrop<T>,
+    thread: ThreadId,
+}
+
+// SAFETY: `get` and `drop` touch the value only on the thread that made it,
+// so it is never used, shared or dropped across threads.
+unsafe impl<T> Send for OnThread<T> {}
+unsafe impl<T> Sync for OnThread<T> {}
+
+impl<T> OnThread<T> {
+    fn new(value: T) -> Self {
+        OnThread { value: ManuallyDrop::new(value), thread: std::thread::current().id() }
+    }
+
+    fn get(&self) -> Option<&T> {
+        (std::thread::current().id() == self.thread).then(|| &*self.value)
+    }
+}
+
+impl<T> Drop for OnThread<T> {
+    fn drop(&mut self) {
+        if std::thread::current().id() == self.thread {
+            // SAFETY: dropped once, here, on its own thread.
+            unsafe { ManuallyDrop::drop(&mut self.value) }
+        }
+        // Elsewhere it is leaked: touching it there would be unsound.
+    }
+}
+
+fn wrong_thread() -> ForeignError {
+    ForeignError::new(ForeignErrorKind::Internal, "a Lua function was called from another thread than the one running oxiida.run")
+}
+
+impl EnvHost {
+    fn call_now(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Result<Value, ForeignError> {
+        let env = self.0.get().ok_or_else(wrong_thread)?;
+        if mode == CallMode::Process {
+            return Err(ForeignError::new(
+                ForeignErrorKind::BadArguments,
+                "`=f=` needs a fresh Lua state, which the caller's functions cannot move to: call it as `f(...)` in oxiida.run",
+            ));
+        }
+        let function = env.functions.borrow().get(name).cloned();
+        let function = function.ok_or_else(|| ForeignError::new(ForeignErrorKind::NotFound, format!("`{name}` was never resolved")))?;
+        let args = args.iter().map(|a| convert::to_lua(&env.lua, &codec::to_wire(a))).collect::<mlua::Result<mlua::MultiValue>>();
+        let args = args.map_err(|e| ForeignError::new(ForeignErrorKind::Internal, e.to_string()))?;
+        let results = function.call::<mlua::MultiValue>(args).map_err(|e| {
+            let (message, traceback) = lua_error::describe(&e);
+            let error = ForeignError::new(ForeignErrorKind::Raised, message);
+            match traceback {
+                Some(tb) => error.with_traceback(tb),
+                None => error,
+            }
+        })?;
+        let first = results.front().unwrap_or(&mlua::Value::Nil);
+        convert::from_lua(first).map(codec::from_wire).map_err(|why| {
+            ForeignError::new(ForeignErrorKind::BadArguments, format!("the result of `{}` cannot cross: {why}", name.dotted()))
+        })
+    }
+}
+
+impl Host for EnvHost {
+    fn resolve(&self, name: &ForeignName) -> Result<(), String> {
+        if let Some(from) = name.from.as_deref().filter(|&f| f != "lua") {
+            return Err(format!("oxiida.run provides Lua functions only (`from lua`), not `from {from}`"));
+        }
+        let env = self.0.get().ok_or_else(|| wrong_thread().message)?;
+        let found = find(&env.env, &name.dotted())?;
+        env.functions.borrow_mut().insert(name.clone(), found);
+        Ok(())
+    }
+
+    /// Runs at once: the interpreter awaits the future as soon as it has
+    /// it, on this same thread, so there is nothing to gain by deferring.
+    fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
+        let result = self.call_now(name, &args, mode);
+        Box::pin(async move { result })
+    }
+
+    fn call_here(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Option<Result<Value, ForeignError>> {
+        Some(self.call_now(name, args, mode))
+    }
+}
+
+/// Indexes `env` with each part of `dotted`; the last must be a function.
+fn find(env: &Table, dotted: &str) -> Result<Function, String> {
+    let mut at = mlua::Value::Table(env.clone());
+    let mut walked = String::new();
+    for part in dotted.split('.') {
+        at = match &at {
+            mlua::Value::Table(t) => t.get::<mlua::Value>(part).map_err(|e| format!("looking up `{dotted}` failed: {e}"))?,
+            mlua::Value::Nil => return Err(format!("`{walked}` is nil in the environment, so `{dotted}` cannot be found")),
+            other => return Err(format!("`{walked}` is a {}, not a table, so `{dotted}` cannot be found", other.type_name())),
+        };
+        walked = if walked.is_empty() { part.to_owned() } else { format!("{walked}.{part}") };
+    }
+    match at {
+        mlua::Value::Function(f) => Ok(f),
+        mlua::Value::Nil => Err(format!("`{dotted}` is not defined in the environment (it is nil)")),
+        other => Err(format!("`{dotted}` is a {}, not a function", other.type_name())),
+    }
+}
+
+/// `print` in a workflow goes through Lua's `io.write`, so it interleaves
+/// with the script's own output and can be redirected like it.
+struct LuaOut(OnThread<Option<Function>>);
+
+impl Output for LuaOut {
+    fn print(&self, text: &str) {
+        match self.0.get() {
+            Some(Some(write)) => drop(write.call::<()>((text, "\n"))),
+            _ => println!("{text}"),
+        }
+    }
+}
+
+fn run(lua: &Lua, (source, env, file_name): (String, Option<Table>, Option<String>)) -> mlua::Result<Table> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(mlua::Error::runtime("oxiida.run cannot be called from a function that a workflow is calling"));
+    }
+    let source = Source::new(file_name.unwrap_or_else(|| "oxiida.run".into()), source);
+    let host = EnvHost(OnThread::new(Env {
+        lua: lua.clone(),
+        env: env.unwrap_or_else(|| lua.globals()),
+        functions: RefCell::new(HashMap::new()),
+    }));
+    let program = oxiida::compile(&source, &host).map_err(|errors| mlua::Error::runtime(source.render(&errors, false)))?;
+    let write = lua.globals().get::<Option<Table>>("io")?.map(|io| io.get::<Option<Function>>("write")).transpose()?.flatten();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(mlua::Error::external)?;
+    let limits = Limits { inline_calls: true, ..Limits::default() };
+    let done = runtime.block_on(oxiida::execute(&program, &host, &LuaOut(OnThread::new(write)), limits));
+    let vars = done.map_err(|error| mlua::Error::runtime(source.render(&[error], false)))?;
+    let out = lua.create_table()?;
+    for (name, value) in vars {
+        out.set(&*name, convert::to_lua(lua, &codec::to_wire(&value))?)?;
+    }
+    Ok(out)
+}
+
+/// Panics must not unwind into the interpreter: they become errors too.
+/// Errors come back as `(false, message)` for the Lua wrapper to raise, so a
+/// Lua caller catches a plain string rather than an mlua userdata.
+fn run_or_message(lua: &Lua, args: (String, Option<Table>, Option<String>)) -> mlua::Result<(bool, mlua::Value)> {
+    let done = oxiida_abi::guard(|| run(lua, args), |panic| Err(mlua::Error::runtime(format!("oxiida panicked: {panic}"))));
+    Ok(match done {
+        Ok(vars) => (true, mlua::Value::Table(vars)),
+        Err(mlua::Error::RuntimeError(message)) => (false, mlua::Value::String(lua.create_string(message)?)),
+        Err(other) => (false, mlua::Value::String(lua.create_string(other.to_string())?)),
+    })
+}
+
+/// Level 2: the error names the line of the script that called `run`.
+const RUN: &str = r#"
+local run_or_message = ...
+return function(source, env, name)
+  local ok, result = run_or_message(source, env, name)
+  if ok then return result end
+  error(result, 2)
+end
+"#;
+
+#[mlua::lua_module(name = "oxiida")]
+fn oxiida_module(lua: &Lua) -> mlua::Result<Table> {
+    let exports = lua.create_table()?;
+    let raw = lua.create_function(run_or_message)?;
+    let run: Function = lua.load(RUN).set_name("=oxiida.run").call(raw)?;
+    exports.set("run", run)?;
+    exports.set("version", env!("CARGO_PKG_VERSION"))?;
+    Ok(exports)
+}

@@ -1,0 +1,93 @@
+//! Values between oxiida and Lua: nil, booleans, integers, floats, strings;
+//! a table whose keys are exactly 1..n is an Array (so `{}` is `[]`), a table
+//! whose keys are all strings a Map (keys sorted, since Lua keeps no order).
+//! Shared by the plugin and the Lua module (`module/`), hence no `oxiida` types.
+
+use mlua::{Lua, Value as LuaValue};
+use oxiida_abi::Value;
+
+/// Deeper than this is refused: it is also how a table that contains itself ends.
+const MAX_DEPTH: usize = 100;
+
+pub fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
+    Ok(match v {
+        Value::Nil => LuaValue::Nil,
+        Value::Bool(b) => LuaValue::Boolean(*b),
+        Value::Int(i) => LuaValue::Integer(*i),
+        Value::Float(x) => LuaValue::Number(*x),
+        Value::Str(s) => LuaValue::String(lua.create_string(s)?),
+        Value::Array(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, to_lua(lua, item)?)?;
+            }
+            LuaValue::Table(t)
+        }
+        Value::Map(entries) => {
+            let t = lua.create_table_with_capacity(0, entries.len())?;
+            for (k, v) in entries {
+                t.raw_set(k.as_str(), to_lua(lua, v)?)?;
+            }
+            LuaValue::Table(t)
+        }
+    })
+}
+
+/// Why a Lua value cannot cross, in words for the user.
+pub fn from_lua(v: &LuaValue) -> Result<Value, String> {
+    from_lua_at(v, 0)
+}
+
+fn from_lua_at(v: &LuaValue, depth: usize) -> Result<Value, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("a table is nested more than {MAX_DEPTH} levels deep (or contains itself)"));
+    }
+    Ok(match v {
+        LuaValue::Nil => Value::Nil,
+        LuaValue::Boolean(b) => Value::Bool(*b),
+        LuaValue::Integer(i) => Value::Int(*i),
+        LuaValue::Number(x) => Value::Float(*x),
+        LuaValue::String(s) => Value::Str(text(s)?),
+        LuaValue::Table(t) => {
+            let mut ints = Vec::new();
+            let mut strings = Vec::new();
+            for pair in t.clone().pairs::<LuaValue, LuaValue>() {
+                let (k, v) = pair.map_err(|e| e.to_string())?;
+                match k {
+                    LuaValue::Integer(i) => ints.push((i, v)),
+                    LuaValue::String(s) => strings.push((text(&s)?, v)),
+                    other => return Err(format!("a table key of type {} cannot cross (keys are 1..n or strings)", other.type_name())),
+                }
+            }
+            if !ints.is_empty() && !strings.is_empty() {
+                return Err("a table mixes integer and string keys (use a sequence 1..n or string keys only)".into());
+            }
+            if strings.is_empty() {
+                ints.sort_unstable_by_key(|(i, _)| *i);
+                if let Some(at) = ints.iter().enumerate().position(|(at, (i, _))| *i != at as i64 + 1) {
+                    let (key, _) = ints[at];
+                    return Err(if key < 1 {
+                        format!("a table with the integer key {key} is not a sequence 1..n and cannot cross")
+                    } else {
+                        format!("a table with the key {key} but no key {} is not a sequence and cannot cross (a nil inside an Array leaves such a hole)", at + 1)
+                    });
+                }
+                Value::Array(ints.iter().map(|(_, v)| from_lua_at(v, depth + 1)).collect::<Result<_, _>>()?)
+            } else {
+                strings.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                let entries = strings.into_iter().map(|(k, v)| Ok((k, from_lua_at(&v, depth + 1)?))).collect::<Result<_, String>>()?;
+                Value::Map(entries)
+            }
+        }
+        other => {
+            return Err(format!(
+                "a Lua {} cannot cross into oxiida (use nil, booleans, numbers, strings and tables of them)",
+                other.type_name()
+            ))
+        }
+    })
+}
+
+fn text(s: &mlua::String) -> Result<String, String> {
+    s.to_str().map(|s| s.to_string()).map_err(|_| "a string that is not valid UTF-8 cannot cross".into())
+}
