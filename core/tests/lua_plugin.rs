@@ -1,0 +1,161 @@
+//! The Lua plugin through the CLI: `--plugin lua=script.lua` makes the
+//! script's globals the scope (dotted names index tables); calls in `para`
+//! run on different Lua states at once; `=f=` runs on a fresh state.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+fn plugin() -> &'static PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| common::workspace_plugin("oxiida-lua", "liboxiida_lua.so"))
+}
+
+fn scratch() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("oxiida-lua-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("script.lua"), SCRIPT).unwrap();
+        dir
+    })
+}
+
+const SCRIPT: &str = r#"local helpers = require("helpers")
+counter = 0
+
+function fib(n) if n < 2 then return n end return fib(n - 1) + fib(n - 2) end
+function describe(x) return { type = math.type(x) or type(x), list = { 1, 2.5, "s", true }, nested = { { 1 }, { k = {} } } } end
+function echo(...) return ... end
+function bump() counter = counter + 1; return counter end
+function boom(x)
+  error("bad " .. tostring(x))
+end
+function give_function() return print end
+function give_mixed() return { 1, x = 2 } end
+function give_hole() return { 1, nil, 3 } end
+function give_cycle() local t = {}; t[1] = t; return t end
+tools = { twice = helpers.twice }
+
+-- Each call marks its own file, then waits (up to 10 s) for the other's:
+-- both return true only if they ran at the same time.
+function meet(mine, other)
+  io.open(mine, "w"):close()
+  local deadline = os.time() + 10
+  while os.time() < deadline do
+    local f = io.open(other)
+    if f then f:close(); return true end
+  end
+  return false
+end
+"#;
+
+fn run(config: &str, workflow: &str) -> Output {
+    let file = scratch().join(format!("wf{}.ox", workflow.len()));
+    std::fs::write(&file, workflow).unwrap();
+    std::fs::write(scratch().join("helpers.lua"), "return { twice = function(s) return s .. s end }\n").unwrap();
+    Command::new(env!("CARGO_BIN_EXE_oxiida"))
+        .arg("run")
+        .arg("--plugin")
+        .arg(format!("{}{config}", plugin().display()))
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn script() -> String {
+    format!("={}", scratch().join("script.lua").display())
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn script_functions_are_called_with_values_both_ways() {
+    let out = run(
+        &script(),
+        "require fib, describe, echo, string.upper, tools.twice from lua;\nprint fib(20);\nprint upper(\"abc\") + twice(\"x\");\n\
+         print describe(2);\nprint describe(2.0)[\"type\"];\nprint echo(describe(nil));\nprint echo([]);\nprint echo(nil, 1);\n\
+         print echo(-9223372036854775807 - 1);\nprint echo(1e308 * 10);\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "6765\nABCxx\n{\"list\": [1, 2.5, \"s\", true], \"nested\": [[1], {\"k\": []}], \"type\": \"integer\"}\nfloat\n\
+         {\"list\": [1, 2.5, \"s\", true], \"nested\": [[1], {\"k\": []}], \"type\": \"nil\"}\n[]\nnil\n-9223372036854775808\ninf\n"
+    );
+}
+
+#[test]
+fn values_that_cannot_cross_are_clear_errors_naming_the_function() {
+    for (function, want) in [
+        ("give_function", "the result of `give_function` cannot cross: a Lua function cannot cross into oxiida"),
+        ("give_mixed", "the result of `give_mixed` cannot cross: a table mixes integer and string keys"),
+        ("give_hole", "the result of `give_hole` cannot cross: a table with the key 3 but no key 2 is not a sequence"),
+        ("give_cycle", "the result of `give_cycle` cannot cross: a table is nested more than 100 levels deep (or contains itself)"),
+    ] {
+        let out = run(&script(), &format!("require {function};\nx = {function}();\n"));
+        assert_eq!(out.status.code(), Some(1), "{function}");
+        assert!(text(&out.stderr).contains(want), "{function}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn lua_errors_carry_message_and_traceback_at_the_call() {
+    let out = run(&script(), "require boom;\nprint \"before\";\nx = 1 + boom(3);\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "before\n");
+    let err = text(&out.stderr);
+    for want in [":3:9", "`boom` raised an error", "script.lua:9: bad 3", "stack traceback:", "script.lua:9: in function 'boom'"] {
+        assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
+    }
+}
+
+#[test]
+fn calls_in_para_run_at_the_same_time_on_different_states() {
+    let (a, b) = (scratch().join("meet-a"), scratch().join("meet-b"));
+    let out = run(&script(), &format!("require meet;\npara {{ x = meet({a:?}, {b:?}); y = meet({b:?}, {a:?}); }}\nprint x and y;\n"));
+    assert_eq!(text(&out.stdout), "true\n", "{}", text(&out.stderr));
+}
+
+#[test]
+fn globals_are_per_state_and_process_calls_get_a_fresh_one() {
+    let out = run(&script(), "require bump;\nprint bump();\nprint bump();\nprint =bump=();\nprint =bump=();\nprint bump();\n");
+    assert_eq!(text(&out.stdout), "1\n2\n1\n1\n3\n", "{}", text(&out.stderr));
+}
+
+#[test]
+fn names_that_are_not_functions_are_resolve_errors() {
+    let out = run(&script(), "require nope, math.pi, missing.f from lua;\n");
+    assert_eq!(out.status.code(), Some(65));
+    let err = text(&out.stderr);
+    for want in
+        ["`nope` is not defined (it is nil)", "`math.pi` is a number, not a function", "`missing` is nil, so `missing.f` cannot be found"]
+    {
+        assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
+    }
+}
+
+#[test]
+fn without_a_script_the_standard_library_is_there() {
+    let out = run("", "require string.rep, math.max from lua;\nprint rep(\"ab\", 3);\nprint max(1, 7, 3);\n");
+    assert_eq!(text(&out.stdout), "ababab\n7\n", "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_script_that_fails_to_load_is_a_clear_error_at_session_start() {
+    std::fs::write(scratch().join("broken.lua"), "x = 1\nerror('script failed')\n").unwrap();
+    let out = run(&format!("={}", scratch().join("broken.lua").display()), "print 1;\n");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("plugin `lua` could not start a session: the script") && err.contains("broken.lua:2: script failed"), "{err}");
+    std::fs::write(scratch().join("syntax.lua"), "function f(\n").unwrap();
+    let out = run(&format!("={}", scratch().join("syntax.lua").display()), "print 1;\n");
+    assert!(text(&out.stderr).contains("syntax.lua:2:"), "{}", text(&out.stderr));
+    let out = run(&format!("={}", scratch().join("absent.lua").display()), "print 1;\n");
+    assert!(text(&out.stderr).contains("cannot read the script"), "{}", text(&out.stderr));
+}
