@@ -2,7 +2,8 @@
 # Builds oxiida and runs every test: lints, unit and integration tests (the
 # project's conformance corpus, the README's examples, the foreign-call seam,
 # plugins, liboxiida), the Python package's pytest suite (in .venv, with
-# maturin, pytest and cloudpickle installed there) and, when it sits beside
+# maturin, pytest and cloudpickle installed there), the Lua module under
+# lua5.4 (installed with apt-get when missing) and, when it sits beside
 # this checkout, the shared conformance suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,29 @@ fi
 # not overwrite the CLI plugin of the same name in target/debug.
 VIRTUAL_ENV="$venv" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/maturin" "$venv/bin/maturin" develop -q -m plugins/python/Cargo.toml
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -W error::DeprecationWarning plugins/python/tests
+
+# The oxiida Lua module, loaded by Debian's stock lua5.4. Built on its own:
+# mlua's module mode cannot share a build with the plugin's vendored Lua.
+if ! command -v lua5.4 >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "installing lua5.4 (apt-get) for the Lua module's tests"
+  apt-get install -y -qq lua5.4 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq lua5.4 >/dev/null; }
+fi
+if command -v lua5.4 >/dev/null 2>&1; then
+  lua_module=plugins/lua/module/Cargo.toml
+  lua_target="${CARGO_TARGET_DIR:-$PWD/target}/lua-module"
+  cargo fmt --manifest-path "$lua_module" --check
+  if cargo clippy --version >/dev/null 2>&1; then
+    CARGO_TARGET_DIR="$lua_target" cargo clippy -q --manifest-path "$lua_module" --all-targets -- -D warnings
+  fi
+  CARGO_TARGET_DIR="$lua_target" cargo build -q --manifest-path "$lua_module"
+  cpath=$(mktemp -d)
+  trap 'rm -rf "$cpath"' EXIT
+  cp "$lua_target/debug/liboxiida_lua_module.so" "$cpath/oxiida.so"
+  echo "Lua module (lua5.4 plugins/lua/tests/module_test.lua):"
+  LUA_CPATH="$cpath/?.so;;" lua5.4 plugins/lua/tests/module_test.lua
+else
+  echo "note: lua5.4 is not installed and apt-get is not available; the Lua module's tests were skipped (install Lua 5.4 to run them)"
+fi
 
 shared=../shared/conformance
 if [ -f "$shared/run.sh" ]; then
