@@ -16,6 +16,7 @@
 //! ```
 
 mod builtins;
+pub mod daemon;
 pub mod diagnostic;
 mod embed;
 pub mod foreign;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use oxiida::daemon::cli as daemon;
 use oxiida::interp::Stdout;
 use oxiida::plugin::{self, PluginHost};
 use oxiida::{Diagnostic, Interrupt, Limits, Source, Stage};
@@ -52,6 +53,60 @@ enum Command {
     },
     /// List the plugins found on the search path, with their ABI versions
     Plugins,
+    /// Start, stop or inspect this user's daemon, which runs submitted workflows
+    Daemon {
+        #[command(subcommand)]
+        action: DaemonAction,
+    },
+    /// Send a workflow to the daemon; prints its id, or with --wait streams it
+    Submit {
+        /// The workflow file (.ox)
+        file: PathBuf,
+        #[command(flatten)]
+        plugins: PluginArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Stream its output and exit with its status (Ctrl-C detaches; it keeps running)
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List, inspect or kill the daemon's workflows
+    Workflow {
+        #[command(subcommand)]
+        action: WorkflowAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DaemonAction {
+    /// Start the daemon in the background (one per user)
+    Start {
+        /// Serve in this process instead of a detached one
+        #[arg(long)]
+        foreground: bool,
+        /// Plugins every workflow gets a session of
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// Stop the daemon; running workflows are recorded as interrupted
+    Stop,
+    /// Stop and start again, with the same default plugins unless given
+    Restart {
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+    /// Show the daemon's pid, uptime, socket, log, plugins and running workflows
+    Status,
+}
+
+#[derive(Subcommand)]
+enum WorkflowAction {
+    /// Every recorded workflow
+    List,
+    /// One workflow's state, times, output and error
+    Show { id: u64 },
+    /// Cancel a running workflow and kill its processes
+    Kill { id: u64 },
 }
 
 #[derive(Args)]
@@ -115,6 +170,24 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Run { file, plugins, limits } => run(&file, &plugins, limits.limits()),
         Command::Check { file, plugins } => check(&file, &plugins),
         Command::Plugins => list_plugins(),
+        Command::Daemon { action } => match action {
+            DaemonAction::Start { foreground, plugins } => daemon::start(foreground, &plugins.specs),
+            DaemonAction::Stop => daemon::stop(),
+            DaemonAction::Restart { plugins } => daemon::restart(&plugins.specs),
+            DaemonAction::Status => daemon::status(),
+        },
+        Command::Submit { file, plugins, limits, wait } => daemon::submit(daemon::SubmitArgs {
+            file: &file,
+            plugins: &plugins.specs,
+            max_tasks: limits.max_tasks,
+            max_fanout: limits.max_fanout,
+            wait,
+        }),
+        Command::Workflow { action } => match action {
+            WorkflowAction::List => daemon::list(),
+            WorkflowAction::Show { id } => daemon::show(id),
+            WorkflowAction::Kill { id } => daemon::kill(id),
+        },
     }
 }
 

@@ -1,0 +1,100 @@
+//! `cargo bench --bench daemon`: a private daemon (its own runtime and data
+//! folders), then the latency of `oxiida submit --wait` on a one-line
+//! workflow, against `oxiida run` of the same file, and the submits per
+//! second one daemon sustains from several clients at once. Prints figures;
+//! asserts nothing, because this machine is shared and noisy (targets live
+//! in the README).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LATENCY_RUNS: usize = 100;
+const CLIENTS: usize = 8;
+const SUBMITS_PER_CLIENT: usize = 100;
+
+fn oxiida(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_oxiida"));
+    c.env("OXIIDA_RUNTIME_DIR", dir.join("run")).env("OXIIDA_DATA_DIR", dir.join("data")).current_dir(dir);
+    c.stdin(Stdio::null()).stdout(Stdio::null());
+    c
+}
+
+fn time(mut cmd: Command) -> Duration {
+    let start = Instant::now();
+    let status = cmd.status().expect("benchmark command starts");
+    let took = start.elapsed();
+    assert!(status.success(), "benchmark command failed: {cmd:?}");
+    took
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Median and 90th percentile.
+fn spread(mut all: Vec<Duration>) -> (f64, f64) {
+    all.sort();
+    (ms(all[all.len() / 2]), ms(all[all.len() * 9 / 10]))
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling the daemon this bench started; then reaping it.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("oxiida-bench-daemon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("hello.ox"), "print \"hello\";\n").expect("write hello.ox");
+    let daemon = Daemon(oxiida(&dir).args(["daemon", "start", "--foreground"]).stderr(Stdio::null()).spawn().expect("daemon starts"));
+    let until = Instant::now() + Duration::from_secs(10);
+    while oxiida(&dir).args(["daemon", "status"]).status().map_or(true, |s| !s.success()) {
+        assert!(Instant::now() < until, "the daemon did not answer");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let run = || {
+        let mut c = oxiida(&dir);
+        c.args(["run", "hello.ox"]);
+        c
+    };
+    let submit = |wait: bool| {
+        let mut c = oxiida(&dir);
+        c.arg("submit").args(wait.then_some("--wait")).arg("hello.ox");
+        c
+    };
+    for _ in 0..10 {
+        time(submit(true));
+    }
+    let (wait_med, wait_p90) = spread((0..LATENCY_RUNS).map(|_| time(submit(true))).collect());
+    let (run_med, _) = spread((0..LATENCY_RUNS).map(|_| time(run())).collect());
+    println!("one-line workflow, median of {LATENCY_RUNS} (90th percentile):");
+    println!("  `oxiida submit --wait`  {wait_med:.2} ms ({wait_p90:.2} ms)  (target <= 10 ms)");
+    println!("  `oxiida run`            {run_med:.2} ms");
+
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..CLIENTS {
+            s.spawn(|| {
+                for _ in 0..SUBMITS_PER_CLIENT {
+                    time(submit(false));
+                }
+            });
+        }
+    });
+    let total = CLIENTS * SUBMITS_PER_CLIENT;
+    let took = start.elapsed();
+    println!(
+        "{total} submits from {CLIENTS} concurrent clients (one `oxiida submit` process each): {:.0} submits/s ({:.2} s)",
+        total as f64 / took.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,81 @@
+//! The client's end of the socket: blocking, since a CLI command has nothing
+//! else to do while it waits.
+
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use super::protocol::{self, Reply, Request, PROTOCOL_VERSION};
+use super::Paths;
+
+pub struct Client {
+    stream: UnixStream,
+    /// The daemon's pid, from its `hello`.
+    pub pid: u32,
+}
+
+pub enum ConnectError {
+    /// Nothing listens on the socket.
+    NotRunning,
+    Failed(String),
+}
+
+impl ConnectError {
+    pub fn message(&self, paths: &Paths) -> String {
+        match self {
+            ConnectError::NotRunning => {
+                format!("no daemon is running (socket {}); start one with `oxiida daemon start`", paths.socket.display())
+            }
+            ConnectError::Failed(why) => why.clone(),
+        }
+    }
+}
+
+impl Client {
+    /// Connects and shakes hands.
+    pub fn connect(paths: &Paths) -> Result<Client, ConnectError> {
+        use std::io::ErrorKind::{ConnectionRefused, NotFound};
+        let stream = UnixStream::connect(&paths.socket).map_err(|e| match e.kind() {
+            NotFound | ConnectionRefused => ConnectError::NotRunning,
+            _ => ConnectError::Failed(format!("cannot connect to the daemon at {}: {e}", paths.socket.display())),
+        })?;
+        let mut client = Client { stream, pid: 0 };
+        // A daemon that accepts but never answers must not hang the client.
+        let _ = client.stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let hello = Request::Hello { protocol: PROTOCOL_VERSION, client: format!("oxiida {}", env!("CARGO_PKG_VERSION")) };
+        match client.call(&hello).map_err(ConnectError::Failed)? {
+            Reply::Hello { pid, .. } => client.pid = pid,
+            other => return Err(ConnectError::Failed(format!("the daemon answered `hello` with {other:?}"))),
+        }
+        Ok(client)
+    }
+
+    /// No timeout: for replies that come when a workflow ends.
+    pub fn wait_forever(&mut self) {
+        let _ = self.stream.set_read_timeout(None);
+    }
+
+    pub fn send(&mut self, request: &Request) -> Result<(), String> {
+        protocol::write_frame(&mut self.stream, request).map_err(|e| format!("cannot send to the daemon: {e}"))
+    }
+
+    /// The next reply, after printing any notices; an error reply is an Err.
+    pub fn recv(&mut self) -> Result<Reply, String> {
+        loop {
+            let body = match protocol::read_frame(&mut self.stream) {
+                Ok(Some(body)) => body,
+                Ok(None) => return Err("the daemon closed the connection".into()),
+                Err(e) => return Err(format!("cannot read from the daemon: {e}")),
+            };
+            match protocol::decode_reply(&body)? {
+                Reply::Notice { message } => eprintln!("oxiida: daemon notice: {message}"),
+                Reply::Error { message, .. } => return Err(message),
+                reply => return Ok(reply),
+            }
+        }
+    }
+
+    pub fn call(&mut self, request: &Request) -> Result<Reply, String> {
+        self.send(request)?;
+        self.recv()
+    }
+}

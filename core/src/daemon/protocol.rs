@@ -1,0 +1,273 @@
+//! The wire protocol between clients and the daemon (docs/daemon.md): each
+//! frame is a 4-byte big-endian length, then that many bytes of one
+//! MessagePack map whose `type` says what it is. Fields are named, so a newer
+//! peer can add fields that an older one ignores.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Bumped when a change would make an older peer misread a frame.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Larger frames are refused before they are read: a bad length must not
+/// make the daemon allocate gigabytes.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// What a client asks. The first request on a connection must be `Hello`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    Hello {
+        protocol: u32,
+        client: String,
+    },
+    Status,
+    Submit(Submit),
+    List,
+    Show {
+        id: u64,
+    },
+    Kill {
+        id: u64,
+    },
+    /// Stops the daemon; running workflows are cancelled and recorded as interrupted.
+    Shutdown,
+}
+
+/// The request names, for telling "unknown request" from "bad request".
+const REQUESTS: [&str; 7] = ["hello", "status", "submit", "list", "show", "kill", "shutdown"];
+
+/// A plugin for one workflow: a library path the client resolved (the
+/// daemon's working directory and search path are not the client's), and
+/// the bytes its session is opened with.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PluginSpec {
+    pub path: String,
+    #[serde(default)]
+    pub config: ByteBuf,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Submit {
+    /// What diagnostics and listings call the workflow (its file name).
+    pub name: String,
+    pub source: String,
+    #[serde(default)]
+    pub plugins: Vec<PluginSpec>,
+    /// Shell tasks and plugins see this as their working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Keep the connection and stream `output` frames, then `finished`.
+    #[serde(default)]
+    pub wait: bool,
+    #[serde(default)]
+    pub max_tasks: Option<u32>,
+    #[serde(default)]
+    pub max_fanout: Option<u32>,
+    /// Per-workflow data for a plugin, keyed by plugin name; extends that
+    /// plugin's session config (e.g. functions pickled by a Python client).
+    #[serde(default)]
+    pub extra: BTreeMap<String, ByteBuf>,
+}
+
+/// What the daemon answers. Any reply may be preceded by `notice` frames.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Hello {
+        protocol: u32,
+        server: String,
+        pid: u32,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+    /// Something the user should know, printed by clients before the reply.
+    Notice {
+        message: String,
+    },
+    Status(Status),
+    Submitted {
+        id: u64,
+    },
+    Output {
+        id: u64,
+        text: String,
+    },
+    Finished {
+        id: u64,
+        state: String,
+        exit_code: Option<i32>,
+        error: Option<String>,
+    },
+    Workflows {
+        workflows: Vec<Summary>,
+    },
+    Workflow(Record),
+    Killing {
+        id: u64,
+    },
+    ShuttingDown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Not a frame: too long, cut short, or not MessagePack.
+    BadFrame,
+    UnknownRequest,
+    /// A known request with missing or mistyped fields.
+    BadRequest,
+    /// Protocol versions differ, or a request came before `hello`.
+    Handshake,
+    NotFound,
+    /// The request was understood but cannot be done now.
+    Refused,
+    Internal,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: u32,
+    pub version: String,
+    pub started_ms: i64,
+    pub socket: String,
+    pub log: String,
+    pub database: String,
+    /// Given to `daemon start --plugin`: every workflow gets a session of each.
+    pub default_plugins: Vec<String>,
+    /// Every plugin library loaded so far, "name (path)".
+    pub loaded_plugins: Vec<String>,
+    pub running: Vec<Summary>,
+}
+
+/// A workflow in a listing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: u64,
+    pub name: String,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub submitted_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+/// Everything recorded about a workflow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    pub id: u64,
+    pub name: String,
+    pub source: String,
+    pub plugins: Vec<String>,
+    pub cwd: Option<String>,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub submitted_ms: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    /// The printed lines, each ending in a newline.
+    pub output: String,
+}
+
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let body = rmp_serde::to_vec_named(message).expect("protocol types always serialize");
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Decodes a request body, telling apart unknown requests, known requests
+/// with bad fields, and bytes that are not a request at all.
+pub fn decode_request(body: &[u8]) -> Result<Request, (ErrorKind, String)> {
+    #[derive(Deserialize)]
+    struct Tagged {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    rmp_serde::from_slice::<Request>(body).map_err(|e| match rmp_serde::from_slice::<Tagged>(body) {
+        Ok(t) if !REQUESTS.contains(&t.kind.as_str()) => (ErrorKind::UnknownRequest, format!("unknown request `{}`", t.kind)),
+        Ok(t) => (ErrorKind::BadRequest, format!("bad `{}` request: {e}", t.kind)),
+        Err(_) => (ErrorKind::BadFrame, format!("the frame is not a MessagePack map with a `type`: {e}")),
+    })
+}
+
+pub fn decode_reply(body: &[u8]) -> Result<Reply, String> {
+    rmp_serde::from_slice(body).map_err(|e| format!("the daemon sent a reply this client cannot read: {e}"))
+}
+
+/// Checks a frame's length header.
+pub fn frame_len(header: [u8; 4]) -> Result<usize, String> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(format!("a frame of {len} bytes is larger than the limit of {MAX_FRAME}"));
+    }
+    Ok(len)
+}
+
+/// Blocking read of one frame's body (clients); `None` at a clean end.
+pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut header = [0u8; 4];
+    match r.read_exact(&mut header) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        other => other?,
+    }
+    let len = frame_len(header).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+pub fn write_frame<T: Serialize>(w: &mut impl Write, message: &T) -> std::io::Result<()> {
+    w.write_all(&encode(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(frame: &[u8]) -> &[u8] {
+        &frame[4..]
+    }
+
+    #[test]
+    fn requests_round_trip_with_named_fields() {
+        let submit = Request::Submit(Submit { name: "wf.ox".into(), source: "print 1;".into(), wait: true, ..Submit::default() });
+        let frame = encode(&submit);
+        assert_eq!(frame_len(frame[..4].try_into().unwrap()).unwrap(), frame.len() - 4);
+        let Request::Submit(back) = decode_request(body(&frame)).unwrap() else { panic!("not a submit") };
+        assert_eq!((back.name.as_str(), back.wait), ("wf.ox", true));
+        // Old clients omit optional fields.
+        let minimal = rmp_serde::to_vec_named(&shapes::Minimal { kind: "submit", name: "a", source: "b" }).unwrap();
+        assert!(matches!(decode_request(&minimal), Ok(Request::Submit(_))));
+    }
+
+    #[test]
+    fn bad_bodies_are_told_apart() {
+        let unknown = rmp_serde::to_vec_named(&shapes::Tag { kind: "frobnicate" }).unwrap();
+        assert_eq!(decode_request(&unknown).unwrap_err().0, ErrorKind::UnknownRequest);
+        let bad = rmp_serde::to_vec_named(&shapes::Tag { kind: "show" }).unwrap();
+        assert_eq!(decode_request(&bad).unwrap_err().0, ErrorKind::BadRequest);
+        assert_eq!(decode_request(b"\xc1garbage").unwrap_err().0, ErrorKind::BadFrame);
+        assert!(frame_len((MAX_FRAME as u32 + 1).to_be_bytes()).is_err());
+    }
+
+    mod shapes {
+        #[derive(serde::Serialize)]
+        pub struct Tag {
+            #[serde(rename = "type")]
+            pub kind: &'static str,
+        }
+        #[derive(serde::Serialize)]
+        pub struct Minimal {
+            #[serde(rename = "type")]
+            pub kind: &'static str,
+            pub name: &'static str,
+            pub source: &'static str,
+        }
+    }
+}

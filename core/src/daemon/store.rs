@@ -1,0 +1,313 @@
+//! The workflow records, in SQLite, owned by one thread. Everyone else sends
+//! it operations through a channel: writers never wait on each other, a
+//! burst of writes is committed as one transaction, and a read queued after
+//! a write always sees it.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::protocol::{Record, Summary};
+use super::{log, now_ms};
+
+/// Most operations committed in one transaction.
+const BATCH: usize = 512;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS workflows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    plugins TEXT NOT NULL,
+    cwd TEXT,
+    state TEXT NOT NULL,
+    exit_code INTEGER,
+    error TEXT,
+    submitted_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    finished_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS output (
+    workflow INTEGER NOT NULL REFERENCES workflows(id),
+    seq INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (workflow, seq)
+);
+";
+
+/// A workflow as submitted, before it has an id.
+pub struct New {
+    pub name: String,
+    pub source: String,
+    pub plugins: Vec<String>,
+    pub cwd: Option<String>,
+}
+
+pub struct Finish {
+    pub state: &'static str,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+enum Op {
+    Insert(New, oneshot::Sender<Result<u64, String>>),
+    Started(u64, i64),
+    Output(u64, u64, String),
+    Finished(u64, Finish, i64),
+    List(oneshot::Sender<Result<Vec<Summary>, String>>),
+    Show(u64, oneshot::Sender<Result<Option<Record>, String>>),
+    /// Commits, then ends the thread; the sender learns when it is done.
+    Close(std::sync::mpsc::Sender<()>),
+}
+
+/// A handle on the store's thread; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    ops: mpsc::Sender<Op>,
+}
+
+/// Opens (creating) the database and marks the workflows a dead daemon left
+/// running as interrupted, then serves operations on a thread of its own.
+pub fn open(path: &Path) -> Result<Store, String> {
+    let shown = path.display();
+    let mut db = Connection::open(path).map_err(|e| format!("cannot open the database {shown}: {e}"))?;
+    // WAL with NORMAL sync: a commit survives the daemon being killed (only
+    // a machine crash may lose the last ones) without an fsync per print.
+    db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+        .and_then(|()| db.execute_batch(SCHEMA))
+        .map_err(|e| format!("cannot prepare the database {shown}: {e}"))?;
+    let lost = db
+        .execute(
+            "UPDATE workflows SET state = 'interrupted', exit_code = 130, finished_ms = ?1,
+             error = coalesce(error, 'the daemon stopped while this workflow was running')
+             WHERE state IN ('queued', 'running')",
+            params![now_ms()],
+        )
+        .map_err(|e| format!("cannot update the database {shown}: {e}"))?;
+    if lost > 0 {
+        log(&format!("marked {lost} workflow(s) left running by an earlier daemon as interrupted"));
+    }
+    let (ops, rx) = mpsc::channel();
+    std::thread::Builder::new().name("oxiida-store".into()).spawn(move || serve(&mut db, &rx)).map_err(|e| e.to_string())?;
+    Ok(Store { ops })
+}
+
+impl Store {
+    fn send(&self, op: Op) {
+        // Fails only after `close`: late events of a workflow that outlived
+        // the daemon's shutdown, which the next start marks interrupted.
+        let _ = self.ops.send(op);
+    }
+
+    pub async fn insert(&self, new: New) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Insert(new, tx));
+        rx.await.map_err(|_| "the database is closed".to_owned())?
+    }
+
+    pub fn started(&self, id: u64) {
+        self.send(Op::Started(id, now_ms()));
+    }
+
+    pub fn output(&self, id: u64, seq: u64, text: String) {
+        self.send(Op::Output(id, seq, text));
+    }
+
+    pub fn finished(&self, id: u64, finish: Finish) {
+        self.send(Op::Finished(id, finish, now_ms()));
+    }
+
+    pub async fn list(&self) -> Result<Vec<Summary>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::List(tx));
+        rx.await.map_err(|_| "the database is closed".to_owned())?
+    }
+
+    pub async fn show(&self, id: u64) -> Result<Option<Record>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Show(id, tx));
+        rx.await.map_err(|_| "the database is closed".to_owned())?
+    }
+
+    /// Commits what is queued and stops the store's thread.
+    pub fn close(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(Op::Close(tx));
+        let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
+    }
+}
+
+fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        // Replies wait for the commit: an id handed out is an id on disk.
+        let mut replies: Vec<Box<dyn FnOnce(Option<&str>)>> = Vec::new();
+        let mut closing = None;
+        let tx = match db.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                log(&format!("database error, {} operation(s) lost: {e}", batch.len()));
+                continue;
+            }
+        };
+        for op in batch {
+            match apply(&tx, op) {
+                Ok(Some(Applied::Reply(reply))) => replies.push(reply),
+                Ok(Some(Applied::Close(done))) => closing = Some(done),
+                Ok(None) => {}
+                Err(e) => log(&format!("database error: {e}")),
+            }
+        }
+        let failed = tx.commit().err().map(|e| format!("cannot commit to the database: {e}"));
+        if let Some(e) = &failed {
+            log(e);
+        }
+        for reply in replies {
+            reply(failed.as_deref());
+        }
+        if let Some(done) = closing {
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+enum Applied {
+    Reply(Box<dyn FnOnce(Option<&str>)>),
+    Close(std::sync::mpsc::Sender<()>),
+}
+
+/// Sends `value` once the batch is committed, or the commit's error.
+fn reply<T: 'static>(to: oneshot::Sender<Result<T, String>>, value: rusqlite::Result<T>) -> Applied {
+    Applied::Reply(Box::new(move |failed: Option<&str>| {
+        let result = match (failed, value) {
+            (Some(e), _) => Err(e.to_owned()),
+            (None, v) => v.map_err(|e| format!("database error: {e}")),
+        };
+        let _ = to.send(result);
+    }))
+}
+
+fn apply(db: &Connection, op: Op) -> rusqlite::Result<Option<Applied>> {
+    Ok(Some(match op {
+        Op::Insert(new, to) => {
+            let inserted = db
+                .execute(
+                    "INSERT INTO workflows (name, source, plugins, cwd, state, submitted_ms) VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+                    params![new.name, new.source, new.plugins.join("\n"), new.cwd, now_ms()],
+                )
+                .map(|_| db.last_insert_rowid() as u64);
+            reply(to, inserted)
+        }
+        Op::Started(id, at) => {
+            db.execute(
+                "UPDATE workflows SET state = 'running', started_ms = ?2 WHERE id = ?1 AND state = 'queued'",
+                params![id as i64, at],
+            )?;
+            return Ok(None);
+        }
+        Op::Output(id, seq, text) => {
+            db.execute("INSERT INTO output (workflow, seq, text) VALUES (?1, ?2, ?3)", params![id as i64, seq as i64, text])?;
+            return Ok(None);
+        }
+        Op::Finished(id, f, at) => {
+            db.execute(
+                "UPDATE workflows SET state = ?2, exit_code = ?3, error = ?4, finished_ms = ?5 WHERE id = ?1",
+                params![id as i64, f.state, f.exit_code, f.error, at],
+            )?;
+            return Ok(None);
+        }
+        Op::List(to) => reply(to, list(db)),
+        Op::Show(id, to) => reply(to, show(db, id)),
+        Op::Close(done) => Applied::Close(done),
+    }))
+}
+
+fn list(db: &Connection) -> rusqlite::Result<Vec<Summary>> {
+    let mut stmt = db.prepare_cached("SELECT id, name, state, exit_code, submitted_ms, finished_ms FROM workflows ORDER BY id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Summary {
+            id: r.get::<_, i64>(0)? as u64,
+            name: r.get(1)?,
+            state: r.get(2)?,
+            exit_code: r.get(3)?,
+            submitted_ms: r.get(4)?,
+            finished_ms: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn show(db: &Connection, id: u64) -> rusqlite::Result<Option<Record>> {
+    let record = db
+        .query_row(
+            "SELECT id, name, source, plugins, cwd, state, exit_code, error, submitted_ms, started_ms, finished_ms
+             FROM workflows WHERE id = ?1",
+            params![id as i64],
+            |r| {
+                let plugins: String = r.get(3)?;
+                Ok(Record {
+                    id: r.get::<_, i64>(0)? as u64,
+                    name: r.get(1)?,
+                    source: r.get(2)?,
+                    plugins: plugins.lines().map(str::to_owned).collect(),
+                    cwd: r.get(4)?,
+                    state: r.get(5)?,
+                    exit_code: r.get(6)?,
+                    error: r.get(7)?,
+                    submitted_ms: r.get(8)?,
+                    started_ms: r.get(9)?,
+                    finished_ms: r.get(10)?,
+                    output: String::new(),
+                })
+            },
+        )
+        .optional()?;
+    let Some(mut record) = record else { return Ok(None) };
+    let mut stmt = db.prepare_cached("SELECT text FROM output WHERE workflow = ?1 ORDER BY seq")?;
+    for line in stmt.query_map(params![id as i64], |r| r.get::<_, String>(0))? {
+        record.output.push_str(&line?);
+        record.output.push('\n');
+    }
+    Ok(Some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_a_reopen_and_running_ones_become_interrupted() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let new = |name: &str| New { name: name.into(), source: "print 1;".into(), plugins: vec!["/p.so=x".into()], cwd: None };
+        let store = open(&path).unwrap();
+        let done = rt.block_on(store.insert(new("done.ox"))).unwrap();
+        let left = rt.block_on(store.insert(new("left.ox"))).unwrap();
+        store.started(done);
+        store.output(done, 0, "1".into());
+        store.finished(done, Finish { state: "succeeded", exit_code: Some(0), error: None });
+        store.started(left);
+        store.close();
+
+        let store = open(&path).unwrap();
+        let all = rt.block_on(store.list()).unwrap();
+        let states: Vec<(&str, &str)> = all.iter().map(|s| (s.name.as_str(), s.state.as_str())).collect();
+        assert_eq!(states, [("done.ox", "succeeded"), ("left.ox", "interrupted")]);
+        let record = rt.block_on(store.show(done)).unwrap().unwrap();
+        assert_eq!((record.output.as_str(), record.plugins.len()), ("1\n", 1));
+        assert!(rt.block_on(store.show(999)).unwrap().is_none());
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

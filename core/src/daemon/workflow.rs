@@ -1,0 +1,187 @@
+//! One submitted workflow's actor: a thread with its own tokio runtime, its
+//! own working directory and its own plugin sessions. A thread, not a task
+//! on a shared runtime, because a loop of pure computation never yields and
+//! would starve every other workflow on its worker.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::protocol::Submit;
+use super::server::Shared;
+use super::store::Finish;
+use super::{exit, log, state};
+use crate::plugin::{self, LoadedPlugin, PluginHost};
+use crate::{Diagnostic, Interrupt, Limits, Output, Source, Stage};
+
+/// The parser recurses on nesting; like the CLI, reserve a roomy stack so
+/// that pathological input is an error, not a crash of the whole daemon.
+const STACK_BYTES: usize = 256 << 20;
+
+/// What a waiting client hears about its workflow.
+#[derive(Debug)]
+pub enum Event {
+    Output(String),
+    Finished { state: &'static str, exit_code: Option<i32>, error: Option<String> },
+}
+
+/// A workflow that has not finished yet, as the server sees it.
+pub struct Running {
+    pub id: u64,
+    pub name: String,
+    pub submitted_ms: i64,
+    interrupt: Interrupt,
+    /// Why it was stopped: `KILLED` or `INTERRUPTED`.
+    stopped: Mutex<Option<&'static str>>,
+    watchers: Mutex<Vec<UnboundedSender<Event>>>,
+    printed: AtomicU64,
+}
+
+impl Running {
+    pub fn new(id: u64, name: String, submitted_ms: i64) -> Self {
+        Running {
+            id,
+            name,
+            submitted_ms,
+            interrupt: Interrupt::new(),
+            stopped: Mutex::new(None),
+            watchers: Mutex::new(Vec::new()),
+            printed: AtomicU64::new(0),
+        }
+    }
+
+    /// Cancels the workflow: its tasks are dropped and their process
+    /// groups killed; `why` is the state it ends in.
+    pub fn stop(&self, why: &'static str) {
+        self.stopped.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(why);
+        self.interrupt.trigger();
+    }
+
+    /// Every event from now on.
+    pub fn watch(&self) -> UnboundedReceiver<Event> {
+        let (tx, rx) = unbounded_channel();
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        rx
+    }
+
+    fn tell(&self, make: impl Fn() -> Event) {
+        // A watcher that hung up is dropped; the workflow goes on.
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).retain(|w| w.send(make()).is_ok());
+    }
+}
+
+/// `print` in a daemon's workflow: recorded, and streamed to its watchers.
+struct Sink<'a> {
+    shared: &'a Shared,
+    running: &'a Running,
+}
+
+impl Output for Sink<'_> {
+    fn print(&self, text: &str) {
+        let seq = self.running.printed.fetch_add(1, Ordering::Relaxed);
+        self.shared.store.output(self.running.id, seq, text.to_owned());
+        self.running.tell(|| Event::Output(text.to_owned()));
+    }
+}
+
+/// Starts the workflow's thread; it records and announces its own end.
+pub fn spawn(shared: Arc<Shared>, running: Arc<Running>, submit: Submit) -> std::io::Result<()> {
+    std::thread::Builder::new().name(format!("oxiida-wf-{}", running.id)).stack_size(STACK_BYTES).spawn(move || {
+        shared.store.started(running.id);
+        let mut leftovers = None;
+        let finish = std::panic::catch_unwind(AssertUnwindSafe(|| run(&shared, &running, submit, &mut leftovers))).unwrap_or_else(|_| {
+            log(&format!("workflow {}: its thread panicked", running.id));
+            failed(exit::RUNTIME, "internal error: the daemon's workflow thread panicked (see the daemon's log)".into())
+        });
+        log(&format!("workflow {} {} ({})", running.id, finish.state, finish.exit_code.unwrap_or(-1)));
+        running.tell(|| Event::Finished { state: finish.state, exit_code: finish.exit_code, error: finish.error.clone() });
+        shared.store.finished(running.id, finish);
+        shared.forget(running.id);
+        // Calls still running on blocking threads (a foreign call that
+        // ignores cancellation) must not hold this thread: leave them.
+        if let Some((runtime, host)) = leftovers {
+            runtime.shutdown_background();
+            drop(host);
+        }
+    })?;
+    Ok(())
+}
+
+fn failed(code: u8, error: String) -> Finish {
+    Finish { state: state::FAILED, exit_code: Some(code.into()), error: Some(error) }
+}
+
+/// Runs the workflow to its end. The runtime and plugin sessions are handed
+/// back, not dropped, so the end is recorded before they are torn down.
+fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Option<(tokio::runtime::Runtime, PluginHost)>) -> Finish {
+    if let Err(e) = enter(submit.cwd.as_deref()) {
+        return failed(exit::USAGE, e);
+    }
+    let host = match sessions(shared, &submit) {
+        Ok(host) => host,
+        Err(e) => return failed(exit::USAGE, e),
+    };
+    let source = Source::new(submit.name, submit.source);
+    let program = match crate::compile(&source, &host) {
+        Ok(p) => p,
+        Err(diagnostics) => return not_run(&source, &diagnostics),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return failed(exit::RUNTIME, format!("cannot start the workflow's runtime: {e}")),
+    };
+    let mut limits = Limits::default();
+    limits.max_tasks = submit.max_tasks.map_or(limits.max_tasks, |n| n.max(1) as usize);
+    limits.max_fanout = submit.max_fanout.map_or(limits.max_fanout, |n| n.max(1) as usize);
+    let sink = Sink { shared, running };
+    let result = runtime.block_on(crate::execute_with_interrupt(&program, &host, &sink, limits, &running.interrupt));
+    *leftovers = Some((runtime, host));
+    match result {
+        Ok(_) => Finish { state: state::SUCCEEDED, exit_code: Some(0), error: None },
+        Err(_) if running.interrupt.is_triggered() => {
+            let why = running.stopped.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(state::INTERRUPTED);
+            let error = if why == state::KILLED { "killed by `oxiida workflow kill`" } else { "the daemon stopped while it was running" };
+            Finish { state: why, exit_code: Some(exit::INTERRUPTED.into()), error: Some(error.into()) }
+        }
+        Err(d) => failed(exit::RUNTIME, source.render(&[d], false)),
+    }
+}
+
+/// Gives this thread (and the threads and processes it starts) the
+/// client's working directory, without moving the daemon's.
+fn enter(cwd: Option<&str>) -> Result<(), String> {
+    let Some(cwd) = cwd else { return Ok(()) };
+    // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd/umask/root.
+    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+        return Err(format!("cannot give the workflow its own working directory: {}", std::io::Error::last_os_error()));
+    }
+    std::env::set_current_dir(cwd).map_err(|e| format!("cannot enter the working directory {cwd}: {e}"))
+}
+
+/// The daemon's default plugins, then the workflow's own, each with a fresh session.
+fn sessions(shared: &Shared, submit: &Submit) -> Result<PluginHost, String> {
+    if let Some(name) = submit.extra.keys().next() {
+        return Err(format!("this daemon cannot pass per-workflow data to plugins yet (got some for `{name}`)"));
+    }
+    let mut plugins: Vec<(Arc<LoadedPlugin>, String)> = shared.defaults.clone();
+    for spec in &submit.plugins {
+        let loaded = plugin::load(std::path::Path::new(&spec.path))?;
+        shared.loaded(&loaded);
+        let config = String::from_utf8(spec.config.to_vec())
+            .map_err(|_| format!("the config of plugin `{}` is not UTF-8 text, which its session needs", loaded.name))?;
+        plugins.push((loaded, config));
+    }
+    PluginHost::new(&plugins)
+}
+
+fn not_run(source: &Source, diagnostics: &[Diagnostic]) -> Finish {
+    let mut text = source.render(diagnostics, false);
+    if diagnostics.iter().all(|d| d.stage == Stage::Runtime) {
+        return failed(exit::RUNTIME, text);
+    }
+    let n = diagnostics.len();
+    text.push_str(&format!("{n} error{} found in {}; nothing was run\n", if n == 1 { "" } else { "s" }, source.name));
+    failed(exit::NOT_RUN, text)
+}
