@@ -50,6 +50,9 @@ struct State {
     idle: Vec<Worker>,
     /// Live workers, idle or busy.
     live: usize,
+    /// Workers running a call: (owner, pid). The calling thread holds the
+    /// `Child` until it has waited for it, so a pid here is never reused.
+    busy: Vec<(u64, u32)>,
 }
 
 static POOL: OnceLock<Pool> = OnceLock::new();
@@ -59,6 +62,19 @@ static POOL: OnceLock<Pool> = OnceLock::new();
 pub fn shutdown() {
     if let Some(pool) = POOL.get() {
         pool.retire(|_| true);
+    }
+}
+
+/// Kills the workers running calls for `owner` (a workflow that ended or was
+/// cancelled): nobody wants their results, and they must not run on. The
+/// threads waiting for them see the pipe close, reap them and free the slots.
+pub fn cancel(owner: u64) {
+    if let Some(pool) = POOL.get() {
+        let state = pool.state.lock().unwrap_or_else(|p| p.into_inner());
+        for &(_, pid) in state.busy.iter().filter(|(o, _)| *o == owner) {
+            // SAFETY: kill(2) has no memory effects; the pid is still our unreaped child.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
     }
 }
 
@@ -164,20 +180,26 @@ impl Pool {
         self.freed.notify_one();
     }
 
-    /// Runs one call on a worker, blocking this thread until it answers.
-    pub fn call(&self, key: u64, function: &[u8], args: &[u8]) -> Result<Answer, String> {
+    /// Runs one call for `owner` on a worker, blocking this thread until it answers.
+    pub fn call(&self, owner: u64, key: u64, function: &[u8], args: &[u8]) -> Result<Answer, String> {
         let mut w = self.checkout()?;
-        match exchange(&mut w, key, function, args) {
+        let pid = w.child.id();
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).busy.push((owner, pid));
+        let answer = exchange(&mut w, key, function, args);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.busy.retain(|&(_, p)| p != pid);
+        match answer {
             Ok(answer) => {
                 w.known.insert(key);
                 w.idle_since = Instant::now();
-                self.state.lock().unwrap_or_else(|p| p.into_inner()).idle.push(w);
+                state.idle.push(w);
+                drop(state);
                 self.freed.notify_one();
                 Ok(answer)
             }
             Err(_) => {
+                drop(state);
                 // The pipe broke: the worker died. Reap it and say how.
-                let pid = w.child.id();
                 drop(w.stdin);
                 let how = match w.child.wait() {
                     Ok(status) => {

@@ -5,7 +5,7 @@ frames to its stdin and reads reply frames from its stdout.
 Frames (little-endian): a call is u64 function key, u8 "function follows",
 [u32 length + cloudpickled function], u32 length + pickled argument tuple.
 A reply is u8 status (0 ok, 1 raised) and u32 length + pickle of the result,
-or of (type name, message, formatted traceback).
+or of (type name, message, formatted traceback, pickled exception or None).
 """
 
 import os
@@ -33,6 +33,21 @@ def _read_exact(stream, n):
     if data is None or len(data) < n:
         raise EOFError
     return data
+
+
+def _traceback(exception):
+    # Without this loop's own frame: the trace starts in the user's function.
+    frames = exception.__traceback__.tb_next or exception.__traceback__
+    return "".join(traceback.format_exception(type(exception), exception, frames))
+
+
+def _pickled(exception, pickler):
+    # The exception itself, so the caller can raise its type; None when it
+    # cannot travel (its traceback never does: the text goes instead).
+    try:
+        return pickler.dumps(exception.with_traceback(None), protocol=5)
+    except Exception:  # noqa: BLE001 - then the caller gets type name and message only
+        return None
 
 
 def main():
@@ -64,7 +79,7 @@ def main():
                 functions[key] = cloudpickle.loads(function)
             status, payload = 0, pickle.dumps(functions[key](*pickle.loads(args)), protocol=5)
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
-            status, payload = 1, pickle.dumps((type(e).__name__, str(e), traceback.format_exc()), protocol=5)
+            status, payload = 1, pickle.dumps((type(e).__name__, str(e), _traceback(e), _pickled(e, cloudpickle or pickle)), protocol=5)
         out.write(struct.pack("<BI", status, len(payload)) + payload)
         out.flush()
 
