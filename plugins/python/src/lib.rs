@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 
 mod convert;
 mod package;
+mod pipe;
 mod pool;
 mod session;
 

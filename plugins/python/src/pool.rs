@@ -7,11 +7,13 @@
 //! demand.
 
 use std::collections::HashSet;
-use std::io::{BufReader, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::Write;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::pipe::Replies;
 
 const WORKER_SOURCE: &str = include_str!("../python/oxiida/_worker.py");
 
@@ -20,8 +22,7 @@ struct Worker {
     idle_since: Instant,
     child: Child,
     stdin: ChildStdin,
-    /// Buffered: a reply's header and payload usually arrive in one read.
-    stdout: BufReader<ChildStdout>,
+    stdout: Replies,
     /// Function keys this worker has already received.
     known: HashSet<u64>,
 }
@@ -141,7 +142,14 @@ impl Pool {
         let child = sent.ok().and_then(|()| rx.recv().ok()).ok_or("the worker-starting thread is gone")?;
         let mut child = child.map_err(|e| format!("cannot start a worker process ({}): {e}", self.python))?;
         let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let stdout = match Replies::new(child.stdout.take().expect("piped stdout")) {
+            Ok(replies) => replies,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("cannot read from a worker process: {e}"));
+            }
+        };
         Ok(Worker { idle_since: Instant::now(), child, stdin, stdout, known: HashSet::new() })
     }
 
@@ -232,10 +240,8 @@ fn exchange(w: &mut Worker, key: u64, function: &[u8], args: &[u8]) -> std::io::
     frame.extend_from_slice(args);
     w.stdin.write_all(&frame)?;
     w.stdin.flush()?;
-    let mut head = [0u8; 5];
-    w.stdout.read_exact(&mut head)?;
+    let head = w.stdout.read(5)?;
     let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
-    let mut payload = vec![0u8; len];
-    w.stdout.read_exact(&mut payload)?;
+    let payload = w.stdout.read(len)?;
     Ok(if head[0] == 0 { Answer::Returned(payload) } else { Answer::Raised(payload) })
 }

@@ -209,3 +209,12 @@ def zombies_of(parent):
         if fields[0] == "Z" and int(fields[1]) == parent:
             found.append(stat.parent.name)
     return found
+
+
+def test_a_function_writing_to_fd_1_or_reading_stdin_cannot_break_the_pipe():
+    def noisy(x):
+        os.write(1, b"\x00\x01 not a frame\n")  # as C code printing would
+        print("printed")
+        return [x, len(os.read(0, 10))]
+
+    assert oxiida.run("require noisy;\nx = =noisy=(5);\n")["x"] == [5, 0]
