@@ -2,8 +2,8 @@
 # Builds oxiida and runs every test: lints, unit and integration tests (the
 # project's conformance corpus, the README's examples, the foreign-call seam,
 # plugins, liboxiida), the Python package's pytest suite (in .venv, with
-# maturin, pytest and cloudpickle installed there), the Lua module under
-# lua5.4 (installed with apt-get when missing) and, when it sits beside
+# pytest and cloudpickle installed there), the Lua module under lua5.4
+# (installed with apt-get when missing) and, when it sits beside
 # this checkout, the shared conformance suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,10 +25,12 @@ venv=${OXIIDA_VENV:-$PWD/.venv}
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || { echo "error: python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 1; }
 fi
-"$venv/bin/pip" install -q --disable-pip-version-check maturin pytest cloudpickle
-# A target folder of its own: the extension build (no libpython linked) must
+"$venv/bin/pip" install -q --disable-pip-version-check pytest cloudpickle
+# Installed as a user installs it (a release build through pip and maturin),
+# into a target folder of its own: the extension (no libpython linked) must
 # not overwrite the CLI plugin of the same name in target/debug.
-VIRTUAL_ENV="$venv" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/maturin" "$venv/bin/maturin" develop -q -m plugins/python/Cargo.toml
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/maturin-release" \
+  "$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps ./plugins/python
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -W error::DeprecationWarning plugins/python/tests
 
 # The oxiida Lua module, loaded by Debian's stock lua5.4. Built on its own:

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 
 mod convert;
 mod package;
+mod pipe;
 mod pool;
 mod session;
 
@@ -53,6 +54,7 @@ unsafe extern "C" fn session_free(session: *mut c_void) {
         || {
             let session = unsafe { Box::from_raw(session.cast::<Session>()) };
             let from_cli = !session.lent();
+            pool::cancel(session.owner);
             // Dropping Python objects needs the GIL.
             Python::attach(|_| drop(session));
             if from_cli && CLI_SESSIONS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::convert::to_python;
-use crate::session::{lend_scope, Raised};
+use crate::session::{lend_scope, Lent, Raised};
 
 create_exception!(oxiida, OxiidaError, pyo3::exceptions::PyException, "An oxiida workflow failed, or has errors.");
 
@@ -34,11 +34,11 @@ fn plugin() -> PyResult<Arc<LoadedPlugin>> {
 }
 
 /// Opens a session on `scope` and compiles `source` against it.
-fn prepare(source: &Source, scope: Bound<'_, PyDict>) -> PyResult<(PluginHost, oxiida::ir::Program, Raised)> {
-    let (config, raised) = lend_scope(scope.unbind());
-    let host = PluginHost::new(&[(plugin()?, config)]).map_err(OxiidaError::new_err)?;
+fn prepare(source: &Source, scope: Bound<'_, PyDict>) -> PyResult<(PluginHost, oxiida::ir::Program, Lent)> {
+    let lent = lend_scope(scope.unbind());
+    let host = PluginHost::new(&[(plugin()?, lent.config.clone())]).map_err(OxiidaError::new_err)?;
     let program = oxiida::compile(source, &host).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
-    Ok((host, program, raised))
+    Ok((host, program, lent))
 }
 
 #[pyfunction]
@@ -88,7 +88,7 @@ fn _run<'py>(
     max_fanout: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let source = Source::new(file_name, source);
-    let (host, program, raised) = prepare(&source, scope)?;
+    let (host, program, lent) = prepare(&source, scope)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(max_tasks.max(1))
@@ -106,12 +106,14 @@ fn _run<'py>(
             }
         })
     });
-    // Calls still running on worker threads cannot be stopped; do not wait for them.
+    // Plain calls still running on threads cannot be stopped; do not wait for
+    // them. `=f=` calls still running (cancelled, or a `para` sibling failed) can.
     runtime.shutdown_background();
+    crate::pool::cancel(lent.owner);
     if let Some(err) = signal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(err);
     }
-    let vars = done.map_err(|d| workflow_error(py, &source, &d, &raised))?;
+    let vars = done.map_err(|d| workflow_error(py, &source, &d, &lent.raised))?;
     let out = PyDict::new(py);
     for (name, value) in vars {
         out.set_item(&*name, to_python(py, &codec::to_wire(&value))?)?;

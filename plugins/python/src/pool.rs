@@ -7,11 +7,13 @@
 //! demand.
 
 use std::collections::HashSet;
-use std::io::{BufReader, Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::Write;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::pipe::Replies;
 
 const WORKER_SOURCE: &str = include_str!("../python/oxiida/_worker.py");
 
@@ -20,8 +22,7 @@ struct Worker {
     idle_since: Instant,
     child: Child,
     stdin: ChildStdin,
-    /// Buffered: a reply's header and payload usually arrive in one read.
-    stdout: BufReader<ChildStdout>,
+    stdout: Replies,
     /// Function keys this worker has already received.
     known: HashSet<u64>,
 }
@@ -50,6 +51,9 @@ struct State {
     idle: Vec<Worker>,
     /// Live workers, idle or busy.
     live: usize,
+    /// Workers running a call: (owner, pid). The calling thread holds the
+    /// `Child` until it has waited for it, so a pid here is never reused.
+    busy: Vec<(u64, u32)>,
 }
 
 static POOL: OnceLock<Pool> = OnceLock::new();
@@ -59,6 +63,19 @@ static POOL: OnceLock<Pool> = OnceLock::new();
 pub fn shutdown() {
     if let Some(pool) = POOL.get() {
         pool.retire(|_| true);
+    }
+}
+
+/// Kills the workers running calls for `owner` (a workflow that ended or was
+/// cancelled): nobody wants their results, and they must not run on. The
+/// threads waiting for them see the pipe close, reap them and free the slots.
+pub fn cancel(owner: u64) {
+    if let Some(pool) = POOL.get() {
+        let state = pool.state.lock().unwrap_or_else(|p| p.into_inner());
+        for &(_, pid) in state.busy.iter().filter(|(o, _)| *o == owner) {
+            // SAFETY: kill(2) has no memory effects; the pid is still our unreaped child.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
     }
 }
 
@@ -125,7 +142,14 @@ impl Pool {
         let child = sent.ok().and_then(|()| rx.recv().ok()).ok_or("the worker-starting thread is gone")?;
         let mut child = child.map_err(|e| format!("cannot start a worker process ({}): {e}", self.python))?;
         let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let stdout = match Replies::new(child.stdout.take().expect("piped stdout")) {
+            Ok(replies) => replies,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("cannot read from a worker process: {e}"));
+            }
+        };
         Ok(Worker { idle_since: Instant::now(), child, stdin, stdout, known: HashSet::new() })
     }
 
@@ -164,20 +188,26 @@ impl Pool {
         self.freed.notify_one();
     }
 
-    /// Runs one call on a worker, blocking this thread until it answers.
-    pub fn call(&self, key: u64, function: &[u8], args: &[u8]) -> Result<Answer, String> {
+    /// Runs one call for `owner` on a worker, blocking this thread until it answers.
+    pub fn call(&self, owner: u64, key: u64, function: &[u8], args: &[u8]) -> Result<Answer, String> {
         let mut w = self.checkout()?;
-        match exchange(&mut w, key, function, args) {
+        let pid = w.child.id();
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).busy.push((owner, pid));
+        let answer = exchange(&mut w, key, function, args);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.busy.retain(|&(_, p)| p != pid);
+        match answer {
             Ok(answer) => {
                 w.known.insert(key);
                 w.idle_since = Instant::now();
-                self.state.lock().unwrap_or_else(|p| p.into_inner()).idle.push(w);
+                state.idle.push(w);
+                drop(state);
                 self.freed.notify_one();
                 Ok(answer)
             }
             Err(_) => {
+                drop(state);
                 // The pipe broke: the worker died. Reap it and say how.
-                let pid = w.child.id();
                 drop(w.stdin);
                 let how = match w.child.wait() {
                     Ok(status) => {
@@ -210,10 +240,8 @@ fn exchange(w: &mut Worker, key: u64, function: &[u8], args: &[u8]) -> std::io::
     frame.extend_from_slice(args);
     w.stdin.write_all(&frame)?;
     w.stdin.flush()?;
-    let mut head = [0u8; 5];
-    w.stdout.read_exact(&mut head)?;
+    let head = w.stdout.read(5)?;
     let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
-    let mut payload = vec![0u8; len];
-    w.stdout.read_exact(&mut payload)?;
+    let payload = w.stdout.read(len)?;
     Ok(if head[0] == 0 { Answer::Returned(payload) } else { Answer::Raised(payload) })
 }

@@ -21,22 +21,35 @@ static LENT: Mutex<Vec<(u64, Py<PyDict>, Raised)>> = Mutex::new(Vec::new());
 pub type Raised = Arc<Mutex<Vec<(String, Py<PyAny>)>>>;
 const LENT_PREFIX: &str = "\u{1}scope:";
 
-/// Lends `scope` to the next session opened with the returned config; the
-/// session records the exceptions its calls raise in the returned list.
-pub fn lend_scope(scope: Py<PyDict>) -> (String, Raised) {
+/// A number unique in the process: names a session to the worker pool.
+fn next_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let raised = Raised::default();
-    LENT.lock().unwrap_or_else(|p| p.into_inner()).push((id, scope, raised.clone()));
-    (format!("{LENT_PREFIX}{id}"), raised)
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-fn take_scope(config: &str) -> Option<(Py<PyDict>, Raised)> {
+/// A scope lent to a session by `oxiida.run`.
+pub struct Lent {
+    /// The session's config: names the scope.
+    pub config: String,
+    /// The exceptions its calls raise.
+    pub raised: Raised,
+    /// The owner of its `=f=` calls in the pool (see `pool::cancel`).
+    pub owner: u64,
+}
+
+/// Lends `scope` to the next session opened with the returned config.
+pub fn lend_scope(scope: Py<PyDict>) -> Lent {
+    let id = next_id();
+    let raised = Raised::default();
+    LENT.lock().unwrap_or_else(|p| p.into_inner()).push((id, scope, raised.clone()));
+    Lent { config: format!("{LENT_PREFIX}{id}"), raised, owner: id }
+}
+
+fn take_scope(config: &str) -> Option<(u64, Py<PyDict>, Raised)> {
     let id: u64 = config.strip_prefix(LENT_PREFIX)?.parse().ok()?;
     let mut lent = LENT.lock().unwrap_or_else(|p| p.into_inner());
     let at = lent.iter().position(|(i, _, _)| *i == id)?;
-    let (_, scope, raised) = lent.swap_remove(at);
-    Some((scope, raised))
+    Some(lent.swap_remove(at))
 }
 
 pub struct Session {
@@ -44,6 +57,8 @@ pub struct Session {
     scope: Option<Py<PyDict>>,
     functions: Mutex<HashMap<String, Arc<Resolved>>>,
     raised: Option<Raised>,
+    /// Names this session's `=f=` calls in the pool.
+    pub owner: u64,
 }
 
 /// A function a workflow required.
@@ -83,10 +98,10 @@ impl Session {
     /// Runs `script` (a path, or empty for none) in a fresh namespace.
     pub fn new(py: Python<'_>, script: &str) -> Result<Session, String> {
         if script.is_empty() {
-            return Ok(Session { scope: None, functions: Mutex::new(HashMap::new()), raised: None });
+            return Ok(Session { scope: None, functions: Mutex::new(HashMap::new()), raised: None, owner: next_id() });
         }
-        if let Some((scope, raised)) = take_scope(script) {
-            return Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()), raised: Some(raised) });
+        if let Some((owner, scope, raised)) = take_scope(script) {
+            return Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()), raised: Some(raised), owner });
         }
         let source = std::fs::read_to_string(script).map_err(|e| format!("cannot read the script {script}: {e}"))?;
         let load = || -> PyResult<Py<PyDict>> {
@@ -105,7 +120,7 @@ impl Session {
             let (message, traceback) = describe(py, &e);
             format!("the script {script} failed: {message}\n{}", traceback.unwrap_or_default())
         })?;
-        Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()), raised: None })
+        Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()), raised: None, owner: next_id() })
     }
 
     fn lookup<'py>(&self, py: Python<'py>, dotted: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -182,17 +197,22 @@ impl Session {
         let args = python_args(py, args)?;
         let result = resolved.function.bind(py).call1(args).map_err(|e| {
             let (message, traceback) = describe(py, &e);
-            if let Some(raised) = &self.raised {
-                let value = e.value(py);
-                // Keep the frames: re-raised later, the exception must still show them.
-                if let Some(tb) = e.traceback(py) {
-                    let _ = value.setattr("__traceback__", tb);
-                }
-                raised.lock().unwrap_or_else(|p| p.into_inner()).push((message.clone(), value.clone().into_any().unbind()));
+            let value = e.value(py);
+            // Keep the frames: re-raised later, the exception must still show them.
+            if let Some(tb) = e.traceback(py) {
+                let _ = value.setattr("__traceback__", tb);
             }
+            self.keep_raised(&message, value.as_any());
             Failure { status: oxiida_abi::STATUS_RAISED, message, traceback }
         })?;
         Ok(result)
+    }
+
+    /// Remembers what a call raised, for `oxiida.run` to raise it again.
+    fn keep_raised(&self, message: &str, exception: &Bound<'_, PyAny>) {
+        if let Some(raised) = &self.raised {
+            raised.lock().unwrap_or_else(|p| p.into_inner()).push((message.to_owned(), exception.clone().unbind()));
+        }
     }
 
     /// `=f=`: pickle here, run in a worker process, unpickle here. The GIL is
@@ -224,7 +244,7 @@ impl Session {
         let args: Vec<u8> =
             py.import("pickle").and_then(|m| m.call_method1("dumps", (args, 5))).and_then(|b| b.extract()).map_err(cannot_send)?;
         let pool = worker_pool(py).map_err(cannot_send)?;
-        let answer = py.detach(|| pool.call(resolved.key, function, &args)).map_err(|why| Failure {
+        let answer = py.detach(|| pool.call(self.owner, resolved.key, function, &args)).map_err(|why| Failure {
             status: oxiida_abi::STATUS_WORKER_CRASHED,
             message: why,
             traceback: None,
@@ -240,13 +260,21 @@ impl Session {
                 }
             }),
             Answer::Raised(bytes) => {
-                let (kind, text, traceback): (String, String, String) =
-                    loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| ("Exception".into(), "(unreadable)".into(), String::new()));
-                Err(Failure {
-                    status: oxiida_abi::STATUS_RAISED,
-                    message: format!("{kind}: {text}"),
-                    traceback: Some(format!("in a worker process:\n{traceback}")),
-                })
+                let (kind, text, traceback, exception): (String, String, String, Option<Vec<u8>>) = loads(bytes)
+                    .and_then(|t| t.extract())
+                    .unwrap_or_else(|_| ("Exception".into(), "(unreadable)".into(), String::new(), None));
+                let message = format!("{kind}: {text}");
+                if let Some(exception) = exception.filter(|_| self.raised.is_some()) {
+                    // The original exception, its remote traceback as its cause (as
+                    // concurrent.futures does); one that cannot unpickle stays an OxiidaError.
+                    let remote = py.import("oxiida").and_then(|m| m.getattr("RemoteTraceback")?.call1((traceback.clone(),)));
+                    if let (Ok(exc), Ok(remote)) = (loads(exception), remote) {
+                        if exc.setattr("__cause__", remote).is_ok() {
+                            self.keep_raised(&message, &exc);
+                        }
+                    }
+                }
+                Err(Failure { status: oxiida_abi::STATUS_RAISED, message, traceback: Some(format!("in a worker process:\n{traceback}")) })
             }
         }
     }

@@ -24,7 +24,19 @@ from ._oxiida import OxiidaError, _check, _run, _shutdown
 # `=f=` worker processes end with the script, and are reaped.
 atexit.register(_shutdown)
 
-__all__ = ["run", "check", "OxiidaError"]
+__all__ = ["run", "check", "OxiidaError", "RemoteTraceback"]
+
+
+class RemoteTraceback(Exception):
+    """The cause of an exception raised in an `=f=` worker process: its
+    traceback there, shown above the exception when it is printed."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'
 
 
 def _caller_scope(depth: int) -> dict:
