@@ -104,7 +104,12 @@ enum WorkflowAction {
     /// Every recorded workflow
     List,
     /// One workflow's state, times, output and error
-    Show { id: u64 },
+    Show {
+        id: u64,
+        /// Print its source too
+        #[arg(long)]
+        source: bool,
+    },
     /// Cancel a running workflow and kill its processes
     Kill { id: u64 },
 }
@@ -185,7 +190,7 @@ fn dispatch(cli: Cli) -> u8 {
         }),
         Command::Workflow { action } => match action {
             WorkflowAction::List => daemon::list(),
-            WorkflowAction::Show { id } => daemon::show(id),
+            WorkflowAction::Show { id, source } => daemon::show(id, source),
             WorkflowAction::Kill { id } => daemon::kill(id),
         },
     }

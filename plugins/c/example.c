@@ -6,7 +6,8 @@
  * Functions: add(a, b), greet(name), sum(numbers), stats(numbers) -> Map,
  * fail(text) (always an error), slow(ms), rendezvous() (returns once two
  * calls are inside it at the same time: proof that calls overlap), inside()
- * (how many calls were inside it at once during its 50 ms).
+ * (how many calls were inside it at once during its 50 ms), remember(x)
+ * and recall() (a per-session global: one workflow never sees another's).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +23,8 @@ static const oxiida_host *H;
 /* The session: per-workflow state. Here, the greeting given as config. */
 typedef struct {
     char greeting[64];
+    pthread_mutex_t lock; /* guards `remembered` */
+    int64_t remembered;
 } session;
 
 static int32_t session_new(const char *config, size_t len, void **out, char *error, size_t cap) {
@@ -35,6 +38,7 @@ static int32_t session_new(const char *config, size_t len, void **out, char *err
         free(s);
         return -1;
     }
+    pthread_mutex_init(&s->lock, NULL);
     if (len == 0) {
         strcpy(s->greeting, "hello");
     } else {
@@ -44,9 +48,13 @@ static int32_t session_new(const char *config, size_t len, void **out, char *err
     return 0;
 }
 
-static void session_free(void *s) { free(s); }
+static void session_free(void *sp) {
+    session *s = sp;
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
 
-static const char *const NAMES[] = {"add", "greet", "sum", "stats", "fail", "slow", "rendezvous", "inside"};
+static const char *const NAMES[] = {"add", "greet", "sum", "stats", "fail", "slow", "rendezvous", "inside", "remember", "recall"};
 
 static int known(const char *name, size_t len) {
     size_t i;
@@ -169,6 +177,17 @@ static void call(void *sp, const oxiida_message *m, oxiida_reply *reply) {
         t.tv_nsec = (long)(ms % 1000) * 1000000L;
         nanosleep(&t, NULL);
         H->reply_value(reply, H->new_int(ms));
+    } else if (IS("remember") || IS("recall")) {
+        int64_t value;
+        if (IS("remember") && (n != 1 || H->kind(a) != OXIIDA_INT)) {
+            error_reply(reply, OXIIDA_STATUS_BAD_ARGUMENTS, "remember takes an Int");
+        } else {
+            pthread_mutex_lock(&s->lock);
+            if (IS("remember")) s->remembered = H->as_int(a);
+            value = s->remembered;
+            pthread_mutex_unlock(&s->lock);
+            H->reply_value(reply, H->new_int(value));
+        }
     } else if (IS("inside")) {
         H->reply_value(reply, H->new_int(inside()));
     } else if (IS("rendezvous")) {

@@ -324,7 +324,7 @@ pub fn list() -> u8 {
     })
 }
 
-pub fn show(id: u64) -> u8 {
+pub fn show(id: u64, with_source: bool) -> u8 {
     with_client(|client| {
         let Reply::Workflow(r) = client.call(&Request::Show { id })? else { return Err("unexpected reply".into()) };
         println!("workflow {}: {}", r.id, r.name);
@@ -334,6 +334,9 @@ pub fn show(id: u64) -> u8 {
         println!("finished: {}", r.finished_ms.map_or("-".into(), utc));
         println!("directory: {}", r.cwd.as_deref().unwrap_or("-"));
         println!("plugins: {}", if r.plugins.is_empty() { "none".into() } else { r.plugins.join(", ") });
+        if with_source {
+            println!("--- source ---\n{}", r.source.trim_end_matches('\n'));
+        }
         println!("--- output ---\n{}", r.output.trim_end_matches('\n'));
         if let Some(error) = r.error {
             println!("--- error ---\n{}", error.trim_end());

@@ -1,0 +1,433 @@
+//! Daemon mode through the `oxiida` CLI. Every test has its own runtime and
+//! data folders (OXIIDA_RUNTIME_DIR, OXIIDA_DATA_DIR), so none touches a
+//! user's daemon, and a guard that kills its daemon however the test ends.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use oxiida::daemon::protocol::{self, Reply, Request};
+
+/// A test's folders and its daemon, stopped and reaped on drop.
+struct Daemon {
+    dir: PathBuf,
+    /// A `--foreground` daemon this test spawned itself.
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn new(name: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("oxiida-daemon-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Daemon { dir, child: None }
+    }
+
+    /// A daemon serving in a child process of this test.
+    fn foreground(name: &str, args: &[&str]) -> Daemon {
+        let mut d = Daemon::new(name);
+        d.start_foreground(args);
+        d
+    }
+
+    fn start_foreground(&mut self, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.join("foreground.err")).unwrap();
+        let child = self.cmd(&["daemon", "start", "--foreground"]).args(args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while !self.cmd(&["daemon", "status"]).output().unwrap().status.success() {
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            assert!(exited.is_none(), "the daemon exited: {}", std::fs::read_to_string(self.dir.join("foreground.err")).unwrap());
+            assert!(Instant::now() < until, "the daemon never answered");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oxiida"));
+        c.args(args)
+            .env("OXIIDA_RUNTIME_DIR", self.dir.join("run"))
+            .env("OXIIDA_DATA_DIR", self.dir.join("data"))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.dir.join(file), text).unwrap();
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("run/daemon.sock")
+    }
+
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.join("run/daemon.pid")).ok()?.trim().parse().ok()
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would, and reaps it.
+    fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Polls `workflow show ID` until its state is not `running`.
+    fn wait_done(&self, id: &str) -> String {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let shown = text(&self.run(&["workflow", "show", id]).stdout);
+            if !shown.contains("state: running") && !shown.contains("state: queued") {
+                return shown;
+            }
+            assert!(Instant::now() < until, "workflow {id} never finished:\n{shown}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill_hard();
+        // One started in the background is not our child: kill it by pid.
+        if let Some(pid) = self.pid().filter(|&p| p > 0) {
+            // SAFETY: signalling and reaping a daemon of this test's folders.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Orphaned daemons (started in the background) become this process's
+/// children, so the guards can reap them: no zombies left behind.
+fn reap_orphans() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // SAFETY: prctl with plain integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    });
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, s)| !s.starts_with('Z'))
+}
+
+#[test]
+fn lifecycle_start_status_second_start_stop_restart() {
+    reap_orphans();
+    let d = Daemon::new("lifecycle");
+    let out = d.run(&["daemon", "start"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pid = d.pid().expect("a pid file");
+    assert!(text(&out.stdout).contains(&format!("pid {pid}")), "{}", text(&out.stdout));
+    assert!(alive(pid));
+
+    let again = d.run(&["daemon", "start"]);
+    assert_eq!(again.status.code(), Some(1));
+    let err = text(&again.stderr);
+    assert!(err.contains("already running") && err.contains(&format!("pid {pid}")) && err.contains("daemon.sock"), "{err}");
+
+    let status = text(&d.run(&["daemon", "status"]).stdout);
+    for want in [format!("pid {pid}"), "up ".into(), "daemon.sock".into(), "daemon.log".into(), "loaded plugins: none".into()] {
+        assert!(status.contains(&want), "status lacks {want:?}:\n{status}");
+    }
+    assert!(status.contains("running workflows: 0"), "{status}");
+    let log = std::fs::read_to_string(d.dir.join("data/daemon.log")).unwrap();
+    assert!(log.contains("daemon started"), "{log}");
+
+    let restarted = d.run(&["daemon", "restart"]);
+    assert_eq!(restarted.status.code(), Some(0), "{}", text(&restarted.stderr));
+    let new_pid = d.pid().unwrap();
+    assert_ne!(new_pid, pid);
+    common::assert_stops(pid, "the daemon before the restart");
+    // SAFETY: reaping the first daemon, an orphan this process adopted.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+
+    let stopped = d.run(&["daemon", "stop"]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped.stderr));
+    assert!(!alive(new_pid));
+    assert!(!d.socket().exists(), "the socket is removed");
+    let status = d.run(&["daemon", "status"]);
+    assert_eq!(status.status.code(), Some(3));
+    assert!(text(&status.stderr).contains("no daemon is running"), "{}", text(&status.stderr));
+    assert_eq!(d.run(&["daemon", "stop"]).status.code(), Some(0), "stopping a stopped daemon is fine");
+    let submit = d.run(&["submit", "nothing.ox"]);
+    assert_eq!(submit.status.code(), Some(2), "a missing file is a usage error, daemon or not");
+}
+
+#[test]
+fn the_socket_is_owner_only() {
+    let d = Daemon::foreground("mode", &[]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&d.socket()), 0o600);
+    assert_eq!(mode(&d.dir.join("run")), 0o700);
+    assert_eq!(mode(&d.dir.join("data")), 0o700);
+}
+
+#[test]
+fn submit_wait_streams_output_and_exits_like_run() {
+    let d = Daemon::foreground("wait", &[]);
+    std::fs::create_dir_all(d.dir.join("sub")).unwrap();
+    d.write("sub/ok.ox", "print \"one\";\nr = shell {\"pwd\"};\nprint r.stdout;\nprint [1, 2];\n");
+    d.write("fails.ox", "print \"before\";\nprint 1 / 0;\n");
+    d.write("bad.ox", "x = ;\n");
+
+    let mut c = d.cmd(&["submit", "--wait", "ok.ox"]);
+    let ok = c.current_dir(d.dir.join("sub")).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let sub = d.dir.join("sub").canonicalize().unwrap();
+    assert_eq!(text(&ok.stdout), format!("one\n{}\n\n[1, 2]\n", sub.display()), "runs in the client's directory");
+
+    let fails = d.run(&["submit", "--wait", "fails.ox"]);
+    assert_eq!(fails.status.code(), Some(1));
+    assert_eq!(text(&fails.stdout), "before\n");
+    assert!(text(&fails.stderr).contains("division by zero") && text(&fails.stderr).contains("fails.ox:2:9"), "{}", text(&fails.stderr));
+
+    let bad = d.run(&["submit", "--wait", "bad.ox"]);
+    assert_eq!(bad.status.code(), Some(65));
+    assert!(text(&bad.stderr).contains("nothing was run"), "{}", text(&bad.stderr));
+    assert_eq!(d.run(&["submit", "--wait", "--plugin", "./no-such.so", "fails.ox"]).status.code(), Some(2));
+
+    let quick = d.run(&["submit", "fails.ox"]);
+    assert_eq!(quick.status.code(), Some(0), "without --wait the id is the answer");
+    let id = text(&quick.stdout).trim().to_owned();
+    assert!(id.parse::<u64>().is_ok(), "{id}");
+    let shown = d.wait_done(&id);
+    for want in ["state: failed (exit 1)", "before", "division by zero", "submitted: 20"] {
+        assert!(shown.contains(want), "show lacks {want:?}:\n{shown}");
+    }
+    let list = text(&d.run(&["workflow", "list"]).stdout);
+    assert_eq!(list.lines().filter(|l| l.contains(" failed ")).count(), 3, "{list}");
+    assert!(list.lines().any(|l| l.contains(" succeeded ") && l.contains("ok.ox")), "{list}");
+    let missing = d.run(&["workflow", "show", "999"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("no workflow 999"));
+}
+
+#[test]
+fn kill_cancels_a_workflow_and_its_processes_and_ctrl_c_only_detaches() {
+    let d = Daemon::foreground("kill", &[]);
+    d.write(
+        "long.ox",
+        "print \"started\";\nr = shell {\"sh\", [\"-c\", \"sleep 60 & echo $! > sleeper; wait\"]};\nprint \"not reached\";\n",
+    );
+    let mut waiting = d.cmd(&["submit", "--wait", "long.ox"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let sleeper: i32 = common::wait_for_file(&d.dir.join("sleeper")).parse().unwrap();
+    let status = text(&d.run(&["daemon", "status"]).stdout);
+    assert!(status.contains("running workflows: 1") && status.contains("long.ox"), "{status}");
+    let killed = d.run(&["workflow", "kill", "1"]);
+    assert_eq!(killed.status.code(), Some(0), "{}", text(&killed.stderr));
+    assert_eq!(text(&killed.stdout).trim(), "workflow 1: killed");
+    assert_eq!(waiting.wait().unwrap().code(), Some(130));
+    let mut out = String::new();
+    waiting.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert_eq!(out, "started\n");
+    common::assert_stops(sleeper, "the killed workflow's `sleep`");
+    assert!(text(&d.run(&["workflow", "kill", "1"]).stderr).contains("not running"));
+
+    // Ctrl-C on a waiting client leaves the workflow running.
+    d.write("gated.ox", "print \"waiting\";\nr = shell {\"sh\", [\"-c\", \"while [ ! -f go ]; do sleep 0.02; done\"]};\nprint \"went\";\n");
+    let mut client = d.cmd(&["submit", "--wait", "gated.ox"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 8];
+    client.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"waiting\n");
+    // SAFETY: signalling a child process this test started.
+    unsafe { libc::kill(client.id() as i32, libc::SIGINT) };
+    assert_eq!(client.wait().unwrap().code(), Some(130));
+    let mut err = String::new();
+    client.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("detached") && err.contains("workflow 2"), "{err}");
+    assert!(text(&d.run(&["workflow", "show", "2"]).stdout).contains("state: running"));
+    d.write("go", "");
+    let shown = d.wait_done("2");
+    assert!(shown.contains("state: succeeded") && shown.contains("waiting\nwent"), "{shown}");
+}
+
+fn example_plugin() -> &'static PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("oxiida-daemon-plugin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("liboxiida_example.so");
+        let src = common::root().join("plugins/c/example.c");
+        common::cc(&["-shared".as_ref(), "-fPIC".as_ref(), src.as_os_str(), "-o".as_ref(), out.as_os_str(), "-lpthread".as_ref()]);
+        out
+    })
+}
+
+#[test]
+fn each_workflow_has_its_own_plugin_sessions() {
+    let d = Daemon::foreground("isolation", &[]);
+    let plugin = example_plugin().display().to_string();
+    // Both set the same-named global, meet (so both have set it), then read
+    // it back: a shared session would show one the other's value.
+    for (name, value) in [("a.ox", 1), ("b.ox", 2)] {
+        d.write(name, &format!("require remember, recall, rendezvous;\nx = remember({value});\nok = rendezvous();\nprint recall();\n"));
+    }
+    let spawn = |file: &str| d.cmd(&["submit", "--wait", "--plugin", &plugin, file]).stdout(Stdio::piped()).spawn().unwrap();
+    let (a, b) = (spawn("a.ox"), spawn("b.ox"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!((a.status.code(), text(&a.stdout)), (Some(0), "1\n".into()));
+    assert_eq!((b.status.code(), text(&b.stdout)), (Some(0), "2\n".into()));
+    let status = text(&d.run(&["daemon", "status"]).stdout);
+    assert!(status.contains("example (") && status.contains("liboxiida_example.so"), "{status}");
+
+    // Default plugins from `daemon start --plugin` are fresh per workflow too.
+    let d = Daemon::foreground("defaults", &["--plugin", &format!("{plugin}=Howdy")]);
+    d.write("greet.ox", "require greet, remember, recall;\nprint recall();\nx = remember(7);\nprint greet(\"you\");\n");
+    for _ in 0..2 {
+        let out = d.run(&["submit", "--wait", "greet.ox"]);
+        assert_eq!(text(&out.stdout), "0\nHowdy, you\n", "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn records_survive_sigkill_and_running_workflows_become_interrupted() {
+    let mut d = Daemon::foreground("sigkill", &[]);
+    d.write("done.ox", "print \"finished\";\n");
+    d.write("spin.ox", "print \"spinning\";\ni = 0;\nwhile (true) { i = i + 1; }\n");
+    assert_eq!(d.run(&["submit", "--wait", "done.ox"]).status.code(), Some(0));
+    let spin = text(&d.run(&["submit", "spin.ox"]).stdout).trim().to_owned();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !text(&d.run(&["workflow", "show", &spin]).stdout).contains("spinning") {
+        assert!(Instant::now() < until, "the spinning workflow never printed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.kill_hard();
+    d.start_foreground(&[]);
+    let list = text(&d.run(&["workflow", "list"]).stdout);
+    assert!(list.lines().any(|l| l.contains("succeeded") && l.contains("done.ox")), "{list}");
+    assert!(list.lines().any(|l| l.contains("interrupted") && l.contains("spin.ox")), "{list}");
+    let shown = text(&d.run(&["workflow", "show", &spin]).stdout);
+    assert!(shown.contains("spinning") && shown.contains("the daemon stopped"), "{shown}");
+    let with_source = text(&d.run(&["workflow", "show", "--source", &spin]).stdout);
+    assert!(with_source.contains("while (true)"), "the source is recorded:\n{with_source}");
+}
+
+/// One raw frame to the socket, and the reply's bytes (empty if none).
+fn exchange(socket: &Path, bytes: &[u8], close_write: bool) -> Vec<u8> {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(bytes).unwrap();
+    if close_write {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    reply
+}
+
+fn hello() -> Vec<u8> {
+    protocol::encode(&Request::Hello { protocol: protocol::PROTOCOL_VERSION, client: "test".into() })
+}
+
+fn replies(mut bytes: &[u8]) -> Vec<Reply> {
+    let mut all = Vec::new();
+    while let Some(body) = protocol::read_frame(&mut bytes).unwrap() {
+        all.push(protocol::decode_reply(&body).unwrap());
+    }
+    all
+}
+
+fn error_kind(reply: &Reply) -> protocol::ErrorKind {
+    match reply {
+        Reply::Error { kind, .. } => *kind,
+        other => panic!("not an error: {other:?}"),
+    }
+}
+
+#[test]
+fn bad_bytes_get_error_replies_and_the_daemon_serves_on() {
+    use protocol::ErrorKind::*;
+    let d = Daemon::foreground("garbage", &[]);
+    let sock = d.socket();
+    let oversized = [&0xffff_fff0u32.to_be_bytes()[..], b"junk"].concat();
+    assert_eq!(error_kind(&replies(&exchange(&sock, &oversized, false))[0]), BadFrame);
+    let truncated = [&100u32.to_be_bytes()[..], b"only a bit"].concat();
+    let r = replies(&exchange(&sock, &truncated, true));
+    assert!(matches!(&r[0], Reply::Error { kind: BadFrame, message } if message.contains("cut short")), "{r:?}");
+    // Not MessagePack, then a good hello on the same connection: it goes on.
+    let junk = [&4u32.to_be_bytes()[..], b"\xc1\xc1\xc1\xc1", &hello()].concat();
+    let r = replies(&exchange(&sock, &junk, true));
+    assert_eq!(error_kind(&r[0]), BadFrame);
+    assert!(matches!(r[1], Reply::Hello { .. }), "{r:?}");
+    // Requests before the handshake, and a wrong version, are refused.
+    let early = protocol::encode(&Request::Status);
+    assert_eq!(error_kind(&replies(&exchange(&sock, &early, true))[0]), Handshake);
+    let old = protocol::encode(&Request::Hello { protocol: 999, client: "future".into() });
+    assert_eq!(error_kind(&replies(&exchange(&sock, &old, true))[0]), Handshake);
+    // After it: an unknown request, a bad one, then a good one.
+    #[derive(serde::Serialize)]
+    struct Odd {
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+    let odd = |kind| protocol::encode(&Odd { kind });
+    let after = [hello(), odd("frobnicate"), odd("show"), protocol::encode(&Request::List)].concat();
+    let r = replies(&exchange(&sock, &after, true));
+    assert_eq!((error_kind(&r[1]), error_kind(&r[2])), (UnknownRequest, BadRequest), "{r:?}");
+    assert!(matches!(r[3], Reply::Workflows { .. }), "{r:?}");
+    // Pure noise, and a client that connects and leaves at once.
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    exchange(&sock, &noise, true);
+    drop(UnixStream::connect(&sock).unwrap());
+
+    d.write("after.ox", "print \"still serving\";\n");
+    let out = d.run(&["submit", "--wait", "after.ox"]);
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "still serving\n".into()));
+}
+
+#[test]
+fn two_hundred_concurrent_submits_all_complete_and_are_recorded() {
+    const CLIENTS: usize = 4;
+    const EACH: usize = 50;
+    let d = Daemon::foreground("many", &[]);
+    d.write("one.ox", "r = shell {\"true\"};\nprint \"done\";\n");
+    std::thread::scope(|s| {
+        for client in 0..CLIENTS {
+            let d = &d;
+            s.spawn(move || {
+                for i in 0..EACH {
+                    // Half wait for their workflow, half only submit.
+                    let wait = (client + i) % 2 == 0;
+                    let out = d.run(if wait { &["submit", "--wait", "one.ox"] } else { &["submit", "one.ox"] });
+                    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+                    assert_eq!(text(&out.stdout).trim() == "done", wait, "{}", text(&out.stdout));
+                }
+            });
+        }
+    });
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = text(&d.run(&["workflow", "list"]).stdout);
+        let rows: Vec<&str> = list.lines().skip(1).collect();
+        assert_eq!(rows.len(), CLIENTS * EACH, "every submit is recorded");
+        if rows.iter().all(|r| r.contains(" succeeded ")) {
+            let mut ids: Vec<u64> = rows.iter().map(|r| r.split_whitespace().next().unwrap().parse().unwrap()).collect();
+            ids.dedup();
+            assert_eq!(ids.len(), CLIENTS * EACH, "ids are distinct");
+            break;
+        }
+        assert!(Instant::now() < until, "not all finished:\n{list}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
