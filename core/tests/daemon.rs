@@ -262,6 +262,23 @@ fn kill_cancels_a_workflow_and_its_processes_and_ctrl_c_only_detaches() {
     assert!(shown.contains("state: succeeded") && shown.contains("waiting\nwent"), "{shown}");
 }
 
+#[test]
+fn stopping_the_daemon_interrupts_workflows_and_tells_waiting_clients() {
+    let mut d = Daemon::foreground("stop", &[]);
+    d.write("long.ox", "print \"started\";\nr = shell {\"sleep\", [\"60\"]};\nprint \"not reached\";\n");
+    let mut waiting = d.cmd(&["submit", "--wait", "long.ox"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 8];
+    waiting.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    let stopped = d.run(&["daemon", "stop"]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped.stderr));
+    assert!(d.child.take().unwrap().wait().unwrap().success(), "the daemon exits cleanly");
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(text(&out.stderr).contains("the daemon stopped"), "{}", text(&out.stderr));
+    d.start_foreground(&[]);
+    assert!(text(&d.run(&["workflow", "show", "1"]).stdout).contains("state: interrupted (exit 130)"));
+}
+
 fn example_plugin() -> &'static PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {

@@ -3,7 +3,7 @@
 //! process's exit status.
 
 use std::io::{Read, Seek};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -59,9 +59,9 @@ pub fn start(foreground: bool, specs: &[String]) -> u8 {
         return fail(format!("a daemon is already running (pid {}, socket {})", client.pid, paths.socket.display()), 1);
     }
     if foreground {
-        let plugins: Vec<(PathBuf, String)> =
-            plugins.into_iter().map(|p| (PathBuf::from(p.path), String::from_utf8_lossy(&p.config).into_owned())).collect();
-        return match super::server::serve(paths, &plugins) {
+        let loaded: Result<Vec<_>, String> =
+            plugins.into_iter().map(|p| Ok((plugin::load(Path::new(&p.path))?, String::from_utf8_lossy(&p.config).into_owned()))).collect();
+        return match loaded.and_then(|defaults| super::server::serve(paths, defaults)) {
             Ok(()) => 0,
             Err(e) => fail(e, 1),
         };

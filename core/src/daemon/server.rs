@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use super::protocol::{self, ErrorKind, Reply, Request, Status, Submit, Summary};
 use super::store::{self, Store};
 use super::workflow::{self, Event, Running};
 use super::{log, now_ms, state, Paths};
-use crate::plugin::{self, LoadedPlugin};
+use crate::plugin::LoadedPlugin;
 
 /// Once a frame has begun, the rest must come within this: a client that
 /// stalls mid-frame is cut off rather than holding its task forever.
@@ -39,6 +39,8 @@ pub struct Shared {
     loaded: Mutex<BTreeMap<PathBuf, String>>,
     stopping: AtomicBool,
     stop: Notify,
+    /// Connections streaming a workflow to a waiting client.
+    streaming: AtomicUsize,
 }
 
 impl Shared {
@@ -117,25 +119,21 @@ fn bind(paths: &Paths) -> Result<std::os::unix::net::UnixListener, String> {
 }
 
 /// Runs a daemon in this process until it is told to stop (a `shutdown`
-/// request, SIGTERM or SIGINT). `plugins` are resolved library specs.
-pub fn serve(paths: Paths, plugins: &[(PathBuf, String)]) -> Result<(), String> {
+/// request, SIGTERM or SIGINT). Every workflow gets a session of each of
+/// `defaults`: loaded plugins, so an embedder can pass one linked into its
+/// own process (`plugin::in_process`), such as a Python-bound daemon.
+pub fn serve(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>) -> Result<(), String> {
     paths.create()?;
     open_log(&paths)?;
     let _lock = lock(&paths)?;
-    let mut defaults = Vec::new();
-    let mut loaded = BTreeMap::new();
-    for (path, config) in plugins {
-        let plugin = plugin::load(path)?;
-        loaded.insert(plugin.path.clone(), plugin.name.clone());
-        defaults.push((plugin, config.clone()));
-    }
+    let loaded = defaults.iter().map(|(p, _)| (p.path.clone(), p.name.clone())).collect();
     let store = store::open(&paths.database)?;
     let listener = bind(&paths)?;
     std::fs::write(&paths.pid, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write {}: {e}", paths.pid.display()))?;
     // Workflows get the client's directory; the daemon pins none.
     let _ = std::env::set_current_dir("/");
     let shared = Arc::new(Shared {
-        default_specs: plugins.iter().map(|(p, c)| spec_text(&p.display().to_string(), c.as_bytes())).collect(),
+        default_specs: defaults.iter().map(|(p, c)| spec_text(&p.path.display().to_string(), c.as_bytes())).collect(),
         paths: paths.clone(),
         store,
         defaults,
@@ -144,6 +142,7 @@ pub fn serve(paths: Paths, plugins: &[(PathBuf, String)]) -> Result<(), String> 
         loaded: Mutex::new(loaded),
         stopping: AtomicBool::new(false),
         stop: Notify::new(),
+        streaming: AtomicUsize::new(0),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -154,6 +153,11 @@ pub fn serve(paths: Paths, plugins: &[(PathBuf, String)]) -> Result<(), String> 
     log(&format!("daemon started: socket {}, database {}", paths.socket.display(), paths.database.display()));
     let served = runtime.block_on(accept(listener, shared.clone()));
     stop_workflows(&shared);
+    // Let waiting clients hear how their workflows ended.
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    while shared.streaming.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     shared.store.close();
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.pid);
@@ -391,10 +395,11 @@ async fn submit(submit: Submit, shared: &Arc<Shared>, rd: &mut OwnedReadHalf, wr
     if !send(wr, &Reply::Submitted { id }).await {
         return false;
     }
-    match events {
-        Some(events) => stream(id, events, rd, wr).await,
-        None => true,
-    }
+    let Some(events) = events else { return true };
+    shared.streaming.fetch_add(1, Ordering::SeqCst);
+    let kept = stream(id, events, rd, wr).await;
+    shared.streaming.fetch_sub(1, Ordering::SeqCst);
+    kept
 }
 
 /// Streams a workflow's output until it ends or the client leaves (Ctrl-C

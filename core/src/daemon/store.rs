@@ -149,7 +149,7 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>) {
             }
         }
         // Replies wait for the commit: an id handed out is an id on disk.
-        let mut replies: Vec<Box<dyn FnOnce(Option<&str>)>> = Vec::new();
+        let mut replies: Vec<Deferred> = Vec::new();
         let mut closing = None;
         let tx = match db.transaction() {
             Ok(tx) => tx,
@@ -180,8 +180,11 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>) {
     }
 }
 
+/// A reply to send once the commit is known to have worked (`None`) or failed.
+type Deferred = Box<dyn FnOnce(Option<&str>)>;
+
 enum Applied {
-    Reply(Box<dyn FnOnce(Option<&str>)>),
+    Reply(Deferred),
     Close(std::sync::mpsc::Sender<()>),
 }
 
