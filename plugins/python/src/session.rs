@@ -14,7 +14,15 @@ use crate::pool::{pool, started, Answer, Pool};
 
 /// Scopes lent by `oxiida.run` to the session it is about to open: the
 /// session's config text names one by number (config is text in the ABI).
-static LENT: Mutex<Vec<(u64, Py<PyDict>, Raised, Running)>> = Mutex::new(Vec::new());
+static LENT: Mutex<Vec<Loan>> = Mutex::new(Vec::new());
+
+/// A scope waiting for its session, and what the session reports back in.
+struct Loan {
+    id: u64,
+    scope: Py<PyDict>,
+    raised: Raised,
+    running: Running,
+}
 
 /// Exceptions raised by a session's calls, with the message the workflow
 /// error carries: `oxiida.run` re-raises the original exception.
@@ -59,14 +67,14 @@ impl Lent {
 pub fn lend_scope(scope: Py<PyDict>) -> Lent {
     let id = next_id();
     let (raised, running) = (Raised::default(), Running::default());
-    LENT.lock().unwrap_or_else(|p| p.into_inner()).push((id, scope, raised.clone(), running.clone()));
+    LENT.lock().unwrap_or_else(|p| p.into_inner()).push(Loan { id, scope, raised: raised.clone(), running: running.clone() });
     Lent { config: format!("{LENT_PREFIX}{id}"), raised, owner: id, running }
 }
 
-fn take_scope(config: &str) -> Option<(u64, Py<PyDict>, Raised, Running)> {
+fn take_scope(config: &str) -> Option<Loan> {
     let id: u64 = config.strip_prefix(LENT_PREFIX)?.parse().ok()?;
     let mut lent = LENT.lock().unwrap_or_else(|p| p.into_inner());
-    let at = lent.iter().position(|(i, _, _, _)| *i == id)?;
+    let at = lent.iter().position(|loan| loan.id == id)?;
     Some(lent.swap_remove(at))
 }
 
@@ -119,9 +127,9 @@ impl Session {
         if script.is_empty() {
             return Ok(Session { scope: None, functions: Mutex::new(HashMap::new()), raised: None, running: None, owner: next_id() });
         }
-        if let Some((owner, scope, raised, running)) = take_scope(script) {
+        if let Some(Loan { id, scope, raised, running }) = take_scope(script) {
             let functions = Mutex::new(HashMap::new());
-            return Ok(Session { scope: Some(scope), functions, raised: Some(raised), running: Some(running), owner });
+            return Ok(Session { scope: Some(scope), functions, raised: Some(raised), running: Some(running), owner: id });
         }
         let source = std::fs::read_to_string(script).map_err(|e| format!("cannot read the script {script}: {e}"))?;
         let load = || -> PyResult<Py<PyDict>> {
