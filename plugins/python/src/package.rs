@@ -111,6 +111,7 @@ fn _run<'py>(
     runtime.shutdown_background();
     crate::pool::cancel(lent.owner);
     if let Some(err) = signal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        lent.interrupt_running(py);
         return Err(err);
     }
     let vars = done.map_err(|d| workflow_error(py, &source, &d, &lent.raised))?;

@@ -14,7 +14,15 @@ use crate::pool::{pool, started, Answer, Pool};
 
 /// Scopes lent by `oxiida.run` to the session it is about to open: the
 /// session's config text names one by number (config is text in the ABI).
-static LENT: Mutex<Vec<(u64, Py<PyDict>, Raised)>> = Mutex::new(Vec::new());
+static LENT: Mutex<Vec<Loan>> = Mutex::new(Vec::new());
+
+/// A scope waiting for its session, and what the session reports back in.
+struct Loan {
+    id: u64,
+    scope: Py<PyDict>,
+    raised: Raised,
+    running: Running,
+}
 
 /// Exceptions raised by a session's calls, with the message the workflow
 /// error carries: `oxiida.run` re-raises the original exception.
@@ -27,6 +35,9 @@ fn next_id() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The threads running a session's plain calls, by Python thread ident.
+pub type Running = Arc<Mutex<Vec<std::ffi::c_ulong>>>;
+
 /// A scope lent to a session by `oxiida.run`.
 pub struct Lent {
     /// The session's config: names the scope.
@@ -35,20 +46,35 @@ pub struct Lent {
     pub raised: Raised,
     /// The owner of its `=f=` calls in the pool (see `pool::cancel`).
     pub owner: u64,
+    pub running: Running,
+}
+
+impl Lent {
+    /// Raises KeyboardInterrupt in the threads still running this session's
+    /// plain calls (Python threads cannot be killed; this is how they stop).
+    /// It lands at the function's next bytecode: a call blocked in C (a
+    /// sleep, a read) ends when that returns.
+    pub fn interrupt_running(&self, _gil: Python<'_>) {
+        for &ident in self.running.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            // SAFETY: the GIL is held (the token proves it); the ident is a
+            // thread inside a call, which removes itself under the GIL.
+            unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as std::ffi::c_long, pyo3::ffi::PyExc_KeyboardInterrupt) };
+        }
+    }
 }
 
 /// Lends `scope` to the next session opened with the returned config.
 pub fn lend_scope(scope: Py<PyDict>) -> Lent {
     let id = next_id();
-    let raised = Raised::default();
-    LENT.lock().unwrap_or_else(|p| p.into_inner()).push((id, scope, raised.clone()));
-    Lent { config: format!("{LENT_PREFIX}{id}"), raised, owner: id }
+    let (raised, running) = (Raised::default(), Running::default());
+    LENT.lock().unwrap_or_else(|p| p.into_inner()).push(Loan { id, scope, raised: raised.clone(), running: running.clone() });
+    Lent { config: format!("{LENT_PREFIX}{id}"), raised, owner: id, running }
 }
 
-fn take_scope(config: &str) -> Option<(u64, Py<PyDict>, Raised)> {
+fn take_scope(config: &str) -> Option<Loan> {
     let id: u64 = config.strip_prefix(LENT_PREFIX)?.parse().ok()?;
     let mut lent = LENT.lock().unwrap_or_else(|p| p.into_inner());
-    let at = lent.iter().position(|(i, _, _)| *i == id)?;
+    let at = lent.iter().position(|loan| loan.id == id)?;
     Some(lent.swap_remove(at))
 }
 
@@ -57,6 +83,7 @@ pub struct Session {
     scope: Option<Py<PyDict>>,
     functions: Mutex<HashMap<String, Arc<Resolved>>>,
     raised: Option<Raised>,
+    running: Option<Running>,
     /// Names this session's `=f=` calls in the pool.
     pub owner: u64,
 }
@@ -98,10 +125,11 @@ impl Session {
     /// Runs `script` (a path, or empty for none) in a fresh namespace.
     pub fn new(py: Python<'_>, script: &str) -> Result<Session, String> {
         if script.is_empty() {
-            return Ok(Session { scope: None, functions: Mutex::new(HashMap::new()), raised: None, owner: next_id() });
+            return Ok(Session { scope: None, functions: Mutex::new(HashMap::new()), raised: None, running: None, owner: next_id() });
         }
-        if let Some((owner, scope, raised)) = take_scope(script) {
-            return Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()), raised: Some(raised), owner });
+        if let Some(Loan { id, scope, raised, running }) = take_scope(script) {
+            let functions = Mutex::new(HashMap::new());
+            return Ok(Session { scope: Some(scope), functions, raised: Some(raised), running: Some(running), owner: id });
         }
         let source = std::fs::read_to_string(script).map_err(|e| format!("cannot read the script {script}: {e}"))?;
         let load = || -> PyResult<Py<PyDict>> {
@@ -120,7 +148,7 @@ impl Session {
             let (message, traceback) = describe(py, &e);
             format!("the script {script} failed: {message}\n{}", traceback.unwrap_or_default())
         })?;
-        Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()), raised: None, owner: next_id() })
+        Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()), raised: None, running: None, owner: next_id() })
     }
 
     fn lookup<'py>(&self, py: Python<'py>, dotted: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -195,7 +223,16 @@ impl Session {
 
     fn call_here<'py>(&self, py: Python<'py>, resolved: &Resolved, args: &[Value]) -> Result<Bound<'py, PyAny>, Failure> {
         let args = python_args(py, args)?;
-        let result = resolved.function.bind(py).call1(args).map_err(|e| {
+        // SAFETY: a plain C call; the GIL is held.
+        let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+        if let Some(running) = &self.running {
+            running.lock().unwrap_or_else(|p| p.into_inner()).push(ident);
+        }
+        let result = resolved.function.bind(py).call1(args);
+        if let Some(running) = &self.running {
+            running.lock().unwrap_or_else(|p| p.into_inner()).retain(|&i| i != ident);
+        }
+        let result = result.map_err(|e| {
             let (message, traceback) = describe(py, &e);
             let value = e.value(py);
             // Keep the frames: re-raised later, the exception must still show them.

@@ -188,6 +188,52 @@ def test_ctrl_c_raises_keyboard_interrupt_within_a_second(mode, tmp_path):
     assert "KeyboardInterrupt" in out
 
 
+SPIN_SCRIPT = """
+import sys, oxiida
+def spin(path):
+    print("spinning", flush=True)
+    n = 0
+    try:
+        while True:  # a body: 3.11 never interrupts a bare `while True: pass`
+            n += 1
+    except KeyboardInterrupt:
+        open(path, "w").write("stopped")
+        raise
+try:
+    oxiida.run('require spin;\\npara { a = spin("%s"); b = 1; }\\n' % sys.argv[1])
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_ctrl_c_stops_plain_calls_still_running(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    flag = tmp_path / "stopped"
+    script = tmp_path / "spin.py"
+    script.write_text(SPIN_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(flag)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "spinning"
+        proc.send_signal(signal.SIGINT)
+        assert proc.stdout.readline().strip() == "KeyboardInterrupt"
+        for _ in range(100):  # the call's thread sees it at its next bytecode
+            if flag.exists():
+                break
+            time.sleep(0.05)
+        assert flag.read_text() == "stopped"
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_the_task_limit_bounds_calls_running_at_once():
     lock = threading.Lock()
     now = [0, 0]  # running, most seen
