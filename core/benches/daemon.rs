@@ -9,9 +9,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use oxiida::daemon::client::Client;
+use oxiida::daemon::protocol::{Reply, Request, Submit};
+use oxiida::daemon::Paths;
+
 const LATENCY_RUNS: usize = 100;
 const CLIENTS: usize = 8;
 const SUBMITS_PER_CLIENT: usize = 100;
+const SOCKET_SUBMITS_PER_CLIENT: usize = 1000;
 
 fn oxiida(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_oxiida"));
@@ -54,7 +59,7 @@ fn main() {
     std::fs::write(dir.join("hello.ox"), "print \"hello\";\n").expect("write hello.ox");
     let daemon = Daemon(oxiida(&dir).args(["daemon", "start", "--foreground"]).stderr(Stdio::null()).spawn().expect("daemon starts"));
     let until = Instant::now() + Duration::from_secs(10);
-    while oxiida(&dir).args(["daemon", "status"]).status().map_or(true, |s| !s.success()) {
+    while oxiida(&dir).args(["daemon", "status"]).stderr(Stdio::null()).status().map_or(true, |s| !s.success()) {
         assert!(Instant::now() < until, "the daemon did not answer");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -94,6 +99,43 @@ fn main() {
         "{total} submits from {CLIENTS} concurrent clients (one `oxiida submit` process each): {:.0} submits/s ({:.2} s)",
         total as f64 / took.as_secs_f64(),
         took.as_secs_f64()
+    );
+
+    // The daemon alone, without a process per submit: clients on the
+    // socket, each submitting in turn, until every workflow has finished.
+    let paths = Paths::at(dir.join("run"), dir.join("data"));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..CLIENTS {
+            s.spawn(|| {
+                let mut client = Client::connect(&paths).unwrap_or_else(|_| panic!("connects"));
+                for _ in 0..SOCKET_SUBMITS_PER_CLIENT {
+                    let submit = Submit { name: "hello.ox".into(), source: "print \"hello\";\n".into(), ..Submit::default() };
+                    match client.call(&Request::Submit(submit)) {
+                        Ok(Reply::Submitted { .. }) => {}
+                        other => panic!("submit failed: {other:?}"),
+                    }
+                }
+            });
+        }
+    });
+    let submitted = start.elapsed();
+    let mut client = Client::connect(&paths).unwrap_or_else(|_| panic!("connects"));
+    loop {
+        match client.call(&Request::Status) {
+            Ok(Reply::Status(s)) if s.running.is_empty() => break,
+            Ok(Reply::Status(_)) => std::thread::sleep(Duration::from_millis(1)),
+            other => panic!("status failed: {other:?}"),
+        }
+    }
+    let finished = start.elapsed();
+    let total = CLIENTS * SOCKET_SUBMITS_PER_CLIENT;
+    println!(
+        "{total} submits over the socket from {CLIENTS} client threads: {:.0} submits/s accepted ({:.2} s), {:.0} workflows/s run to their end ({:.2} s)",
+        total as f64 / submitted.as_secs_f64(),
+        submitted.as_secs_f64(),
+        total as f64 / finished.as_secs_f64(),
+        finished.as_secs_f64()
     );
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);

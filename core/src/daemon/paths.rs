@@ -42,8 +42,13 @@ impl Paths {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
             _ => dirs.map(|d| d.data_dir().to_path_buf()).ok_or("cannot find a data folder for the daemon: set HOME or OXIIDA_DATA_DIR")?,
         };
+        Ok(Paths::at(runtime, data))
+    }
+
+    /// The files of a daemon whose folders are these.
+    pub fn at(runtime: PathBuf, data: PathBuf) -> Self {
         let (runtime, data) = (absolute(runtime), absolute(data));
-        Ok(Paths {
+        Paths {
             socket: runtime.join("daemon.sock"),
             lock: runtime.join("daemon.lock"),
             pid: runtime.join("daemon.pid"),
@@ -51,7 +56,7 @@ impl Paths {
             database: data.join("workflows.sqlite3"),
             runtime,
             data,
-        })
+        }
     }
 
     /// Creates both folders. The runtime folder must be the user's alone:
@@ -90,15 +95,7 @@ mod tests {
     #[test]
     fn the_runtime_folder_is_made_private() {
         let base = std::env::temp_dir().join(format!("oxiida-paths-{}", std::process::id()));
-        let paths = Paths {
-            runtime: base.join("run"),
-            data: base.join("data"),
-            socket: base.join("run/s"),
-            lock: base.join("run/l"),
-            pid: base.join("run/p"),
-            log: base.join("data/log"),
-            database: base.join("data/db"),
-        };
+        let paths = Paths::at(base.join("run"), base.join("data"));
         std::fs::create_dir_all(&paths.runtime).unwrap();
         std::fs::set_permissions(&paths.runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
         paths.create().unwrap();
