@@ -6,6 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 fn plugin() -> &'static PathBuf {
@@ -19,6 +20,7 @@ fn scratch() -> &'static PathBuf {
         let dir = std::env::temp_dir().join(format!("oxiida-lua-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("script.lua"), SCRIPT).unwrap();
+        std::fs::write(dir.join("helpers.lua"), "return { twice = function(s) return s .. s end }\n").unwrap();
         dir
     })
 }
@@ -53,9 +55,10 @@ end
 "#;
 
 fn run(config: &str, workflow: &str) -> Output {
-    let file = scratch().join(format!("wf{}.ox", workflow.len()));
+    // Tests run in parallel: each workflow gets a file of its own.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let file = scratch().join(format!("wf{}.ox", NEXT.fetch_add(1, Ordering::Relaxed)));
     std::fs::write(&file, workflow).unwrap();
-    std::fs::write(scratch().join("helpers.lua"), "return { twice = function(s) return s .. s end }\n").unwrap();
     Command::new(env!("CARGO_BIN_EXE_oxiida"))
         .arg("run")
         .arg("--plugin")
