@@ -54,6 +54,16 @@ impl Client {
         let _ = self.stream.set_read_timeout(None);
     }
 
+    /// Whether a frame has begun to arrive within `timeout`: a client that
+    /// must notice Ctrl-C while it waits (Python's) polls with this.
+    pub fn readable(&self, timeout: Duration) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut fd = libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, for the length given.
+        unsafe { libc::poll(&mut fd, 1, ms) > 0 }
+    }
+
     pub fn send(&mut self, request: &Request) -> Result<(), String> {
         protocol::write_frame(&mut self.stream, request).map_err(|e| format!("cannot send to the daemon: {e}"))
     }

@@ -13,6 +13,7 @@ pub mod paths;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod watch;
 pub mod workflow;
 
 use std::io::Write;

@@ -102,6 +102,10 @@ pub enum Reply {
         state: String,
         exit_code: Option<i32>,
         error: Option<String>,
+        /// The workflow's top-level variables when it succeeded: one
+        /// MessagePack map, encoded as foreign-call values are.
+        #[serde(default)]
+        variables: Option<ByteBuf>,
     },
     Workflows {
         workflows: Vec<Summary>,

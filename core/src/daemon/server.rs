@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use super::protocol::{self, ErrorKind, Reply, Request, Status, Submit, Summary};
 use super::store::{self, Store};
+use super::watch::Watcher;
 use super::workflow::{self, Event, Running};
 use super::{log, now_ms, state, Paths};
 use crate::plugin::LoadedPlugin;
@@ -41,6 +42,8 @@ pub struct Shared {
     stop: Notify,
     /// Connections streaming a workflow to a waiting client.
     streaming: AtomicUsize,
+    /// Watches the daemon's environment (a Python daemon's site-packages).
+    environment: Option<Watcher>,
 }
 
 impl Shared {
@@ -118,11 +121,26 @@ fn bind(paths: &Paths) -> Result<std::os::unix::net::UnixListener, String> {
     Ok(listener)
 }
 
+/// What an embedder adds to a daemon it serves.
+#[derive(Default)]
+pub struct Options {
+    /// Folders whose changes make every reply start with a warning until
+    /// the daemon restarts (a Python daemon's site-packages).
+    pub watch: Vec<PathBuf>,
+    /// How the user restarts this daemon, for that warning.
+    pub restart_hint: String,
+}
+
 /// Runs a daemon in this process until it is told to stop (a `shutdown`
 /// request, SIGTERM or SIGINT). Every workflow gets a session of each of
 /// `defaults`: loaded plugins, so an embedder can pass one linked into its
 /// own process (`plugin::in_process`), such as a Python-bound daemon.
 pub fn serve(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>) -> Result<(), String> {
+    serve_with(paths, defaults, Options::default())
+}
+
+/// `serve`, with an embedder's options.
+pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, options: Options) -> Result<(), String> {
     paths.create()?;
     open_log(&paths)?;
     let _lock = lock(&paths)?;
@@ -130,6 +148,13 @@ pub fn serve(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>) -> Result
     let store = store::open(&paths.database)?;
     let listener = bind(&paths)?;
     std::fs::write(&paths.pid, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write {}: {e}", paths.pid.display()))?;
+    let environment = if options.watch.is_empty() {
+        None
+    } else {
+        let watcher = Watcher::start(&options.watch, options.restart_hint)?;
+        log(&format!("watching {} folder(s) of the environment: {}", options.watch.len(), watcher.folders()));
+        Some(watcher)
+    };
     // Workflows get the client's directory; the daemon pins none.
     let _ = std::env::set_current_dir("/");
     let shared = Arc::new(Shared {
@@ -143,6 +168,7 @@ pub fn serve(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>) -> Result
         stopping: AtomicBool::new(false),
         stop: Notify::new(),
         streaming: AtomicUsize::new(0),
+        environment,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -274,6 +300,12 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                 return;
             }
         };
+        // Until it restarts, a daemon whose environment changed says so first.
+        if let Some(warning) = shared.environment.as_ref().and_then(Watcher::warning) {
+            if !send(&mut wr, &Reply::Notice { message: warning }).await {
+                return;
+            }
+        }
         let request = match protocol::decode_request(&body) {
             Ok(r) => r,
             Err((kind, why)) => {
@@ -414,8 +446,9 @@ async fn stream(id: u64, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>
                         return false;
                     }
                 }
-                Some(Event::Finished { state, exit_code, error }) => {
-                    return send(wr, &Reply::Finished { id, state: state.into(), exit_code, error }).await;
+                Some(Event::Finished { state, exit_code, error, variables }) => {
+                    let variables = variables.map(serde_bytes::ByteBuf::from);
+                    return send(wr, &Reply::Finished { id, state: state.into(), exit_code, error, variables }).await;
                 }
                 None => return send(wr, &self::error(ErrorKind::Internal, "the workflow ended without a result")).await,
             },

@@ -24,7 +24,7 @@ const STACK_BYTES: usize = 256 << 20;
 #[derive(Debug)]
 pub enum Event {
     Output(String),
-    Finished { state: &'static str, exit_code: Option<i32>, error: Option<String> },
+    Finished { state: &'static str, exit_code: Option<i32>, error: Option<String>, variables: Option<Vec<u8>> },
 }
 
 /// A workflow that has not finished yet, as the server sees it.
@@ -91,12 +91,19 @@ pub fn spawn(shared: Arc<Shared>, running: Arc<Running>, submit: Submit) -> std:
     std::thread::Builder::new().name(format!("oxiida-wf-{}", running.id)).stack_size(STACK_BYTES).spawn(move || {
         shared.store.started(running.id);
         let mut leftovers = None;
-        let finish = std::panic::catch_unwind(AssertUnwindSafe(|| run(&shared, &running, submit, &mut leftovers))).unwrap_or_else(|_| {
-            log(&format!("workflow {}: its thread panicked", running.id));
-            failed(exit::RUNTIME, "internal error: the daemon's workflow thread panicked (see the daemon's log)".into())
-        });
+        let mut variables = None;
+        let finish = std::panic::catch_unwind(AssertUnwindSafe(|| run(&shared, &running, submit, &mut leftovers, &mut variables)))
+            .unwrap_or_else(|_| {
+                log(&format!("workflow {}: its thread panicked", running.id));
+                failed(exit::RUNTIME, "internal error: the daemon's workflow thread panicked (see the daemon's log)".into())
+            });
         log(&format!("workflow {} {} ({})", running.id, finish.state, finish.exit_code.unwrap_or(-1)));
-        running.tell(|| Event::Finished { state: finish.state, exit_code: finish.exit_code, error: finish.error.clone() });
+        running.tell(|| Event::Finished {
+            state: finish.state,
+            exit_code: finish.exit_code,
+            error: finish.error.clone(),
+            variables: variables.clone(),
+        });
         shared.store.finished(running.id, finish);
         shared.forget(running.id);
         // Calls still running on blocking threads (a foreign call that
@@ -113,9 +120,12 @@ fn failed(code: u8, error: String) -> Finish {
     Finish { state: state::FAILED, exit_code: Some(code.into()), error: Some(error) }
 }
 
+type Leftovers = Option<(tokio::runtime::Runtime, PluginHost)>;
+
 /// Runs the workflow to its end. The runtime and plugin sessions are handed
-/// back, not dropped, so the end is recorded before they are torn down.
-fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Option<(tokio::runtime::Runtime, PluginHost)>) -> Finish {
+/// back, not dropped, so the end is recorded before they are torn down; so
+/// are the variables of a workflow that succeeded, for waiting clients.
+fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Leftovers, variables: &mut Option<Vec<u8>>) -> Finish {
     if let Err(e) = enter(submit.cwd.as_deref()) {
         return failed(exit::USAGE, e);
     }
@@ -139,7 +149,13 @@ fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Optio
     let result = runtime.block_on(crate::execute_with_interrupt(&program, &host, &sink, limits, &running.interrupt));
     *leftovers = Some((runtime, host));
     match result {
-        Ok(_) => Finish { state: state::SUCCEEDED, exit_code: Some(0), error: None },
+        Ok(vars) => {
+            let map = vars.iter().map(|(name, value)| (name.to_string(), plugin::codec::to_wire(value))).collect();
+            let mut bytes = Vec::new();
+            oxiida_abi::Value::Map(map).encode(&mut bytes);
+            *variables = Some(bytes);
+            Finish { state: state::SUCCEEDED, exit_code: Some(0), error: None }
+        }
         Err(_) if running.interrupt.is_triggered() => {
             let why = running.stopped.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(state::INTERRUPTED);
             let error = if why == state::KILLED { "killed by `oxiida workflow kill`" } else { "the daemon stopped while it was running" };
@@ -161,10 +177,9 @@ fn enter(cwd: Option<&str>) -> Result<(), String> {
 }
 
 /// The daemon's default plugins, then the workflow's own, each with a fresh session.
+/// `extra` data for a plugin replaces its session config for this workflow
+/// (a Python client's pickled functions become that session's scope).
 fn sessions(shared: &Shared, submit: &Submit) -> Result<PluginHost, String> {
-    if let Some(name) = submit.extra.keys().next() {
-        return Err(format!("this daemon cannot pass per-workflow data to plugins yet (got some for `{name}`)"));
-    }
     let mut plugins: Vec<(Arc<LoadedPlugin>, String)> = shared.defaults.clone();
     for spec in &submit.plugins {
         let loaded = plugin::load(std::path::Path::new(&spec.path))?;
@@ -172,6 +187,12 @@ fn sessions(shared: &Shared, submit: &Submit) -> Result<PluginHost, String> {
         let config = String::from_utf8(spec.config.to_vec())
             .map_err(|_| format!("the config of plugin `{}` is not UTF-8 text, which its session needs", loaded.name))?;
         plugins.push((loaded, config));
+    }
+    for (name, data) in &submit.extra {
+        let Some((_, config)) = plugins.iter_mut().find(|(p, _)| &p.name == name) else {
+            return Err(format!("data was sent for plugin `{name}`, which this workflow does not have"));
+        };
+        *config = String::from_utf8(data.to_vec()).map_err(|_| format!("the data sent for plugin `{name}` is not UTF-8 text"))?;
     }
     PluginHost::new(&plugins)
 }

@@ -10,6 +10,7 @@ use oxiida_abi::{self as abi, guard, write_error, Value};
 use pyo3::prelude::*;
 
 mod convert;
+mod daemon;
 mod package;
 mod pipe;
 mod pool;

@@ -148,5 +148,6 @@ fn _oxiida(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("OxiidaError", m.py().get_type::<OxiidaError>())?;
     m.add_function(wrap_pyfunction!(_run, m)?)?;
     m.add_function(wrap_pyfunction!(_check, m)?)?;
+    crate::daemon::register(m)?;
     Ok(())
 }

@@ -28,6 +28,9 @@ struct Loan {
 /// error carries: `oxiida.run` re-raises the original exception.
 pub type Raised = Arc<Mutex<Vec<(String, Py<PyAny>)>>>;
 const LENT_PREFIX: &str = "\u{1}scope:";
+/// A scope sent with a workflow (`oxiida.submit` to a daemon): a pickled
+/// dict of names, base64 (a session's config is text).
+pub const PICKLED_PREFIX: &str = "\u{1}pickled:";
 
 /// A number unique in the process: names a session to the worker pool.
 fn next_id() -> u64 {
@@ -81,6 +84,8 @@ fn take_scope(config: &str) -> Option<Loan> {
 pub struct Session {
     /// The script's globals, when a script was given.
     scope: Option<Py<PyDict>>,
+    /// What `scope` is, for errors.
+    scope_name: &'static str,
     functions: Mutex<HashMap<String, Arc<Resolved>>>,
     raised: Option<Raised>,
     running: Option<Running>,
@@ -125,11 +130,40 @@ impl Session {
     /// Runs `script` (a path, or empty for none) in a fresh namespace.
     pub fn new(py: Python<'_>, script: &str) -> Result<Session, String> {
         if script.is_empty() {
-            return Ok(Session { scope: None, functions: Mutex::new(HashMap::new()), raised: None, running: None, owner: next_id() });
+            return Ok(Session {
+                scope: None,
+                scope_name: "",
+                functions: Mutex::new(HashMap::new()),
+                raised: None,
+                running: None,
+                owner: next_id(),
+            });
         }
         if let Some(Loan { id, scope, raised, running }) = take_scope(script) {
             let functions = Mutex::new(HashMap::new());
-            return Ok(Session { scope: Some(scope), functions, raised: Some(raised), running: Some(running), owner: id });
+            return Ok(Session {
+                scope: Some(scope),
+                scope_name: "the scope of `oxiida.run`",
+                functions,
+                raised: Some(raised),
+                running: Some(running),
+                owner: id,
+            });
+        }
+        if let Some(encoded) = script.strip_prefix(PICKLED_PREFIX) {
+            let scope = unpickle_scope(py, encoded).map_err(|e| {
+                let (message, traceback) = describe(py, &e);
+                format!("the functions sent with the workflow cannot be unpickled here: {message}\n{}", traceback.unwrap_or_default())
+            })?;
+            let scope_name = "the functions sent with the workflow";
+            return Ok(Session {
+                scope: Some(scope),
+                scope_name,
+                functions: Mutex::new(HashMap::new()),
+                raised: None,
+                running: None,
+                owner: next_id(),
+            });
         }
         let source = std::fs::read_to_string(script).map_err(|e| format!("cannot read the script {script}: {e}"))?;
         let load = || -> PyResult<Py<PyDict>> {
@@ -148,7 +182,8 @@ impl Session {
             let (message, traceback) = describe(py, &e);
             format!("the script {script} failed: {message}\n{}", traceback.unwrap_or_default())
         })?;
-        Ok(Session { scope: Some(scope), functions: Mutex::new(HashMap::new()), raised: None, running: None, owner: next_id() })
+        let scope_name = "the script's globals";
+        Ok(Session { scope: Some(scope), scope_name, functions: Mutex::new(HashMap::new()), raised: None, running: None, owner: next_id() })
     }
 
     fn lookup<'py>(&self, py: Python<'py>, dotted: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -187,9 +222,11 @@ impl Session {
     pub fn resolve(&self, dotted: &str) -> Result<(), String> {
         Python::attach(|py| {
             let obj = self.lookup(py, dotted).map_err(|e| {
-                let where_ =
-                    if self.scope.is_some() { "the script's globals, nor as a builtin or module" } else { "as a builtin or module" };
-                format!("`{dotted}` is not found {where_} ({})", describe(py, &e).0)
+                let (message, _) = describe(py, &e);
+                match &self.scope {
+                    Some(_) => format!("`{dotted}` is not found in {}, nor as a builtin or module ({message})", self.scope_name),
+                    None => format!("`{dotted}` is not found as a builtin or module ({message})"),
+                }
             })?;
             if !obj.is_callable() {
                 return Err(format!("`{dotted}` is a {}, not a function", type_name(&obj)));
@@ -315,6 +352,16 @@ impl Session {
             }
         }
     }
+}
+
+/// A fresh namespace holding the names a client pickled: each workflow's own.
+fn unpickle_scope(py: Python<'_>, encoded: &str) -> PyResult<Py<PyDict>> {
+    let bytes = py.import("base64")?.call_method1("b64decode", (encoded,))?;
+    let names = py.import("pickle")?.call_method1("loads", (bytes,))?;
+    let scope = PyDict::new(py);
+    scope.set_item("__name__", "__oxiida_submitted__")?;
+    scope.update(names.cast::<pyo3::types::PyMapping>()?)?;
+    Ok(scope.unbind())
 }
 
 fn python_args<'py>(py: Python<'py>, args: &[Value]) -> Result<Bound<'py, PyTuple>, Failure> {

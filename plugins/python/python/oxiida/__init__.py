@@ -15,16 +15,19 @@ scope import modules (`require math.sqrt;`).
 """
 
 import atexit
+import base64
 import builtins
+import os
 import sys
-from typing import Any, Mapping, Optional
+import types
+from typing import Any, Mapping, Optional, Union
 
-from ._oxiida import OxiidaError, _check, _run, _shutdown
+from ._oxiida import OxiidaError, _check, _required, _run, _shutdown, _submit
 
 # `=f=` worker processes end with the script, and are reaped.
 atexit.register(_shutdown)
 
-__all__ = ["run", "check", "OxiidaError", "RemoteTraceback"]
+__all__ = ["run", "check", "submit", "OxiidaError", "RemoteTraceback"]
 
 
 class RemoteTraceback(Exception):
@@ -69,3 +72,31 @@ def run(
 def check(source: str, scope: Optional[Mapping[str, Any]] = None, *, file_name: str = "<workflow>") -> None:
     """Reports syntax and name errors (as OxiidaError) without running anything."""
     _check(source, dict(scope) if scope is not None else _caller_scope(1), file_name)
+
+
+def submit(
+    source: str,
+    scope: Optional[Mapping[str, Any]] = None,
+    *,
+    wait: bool = False,
+    file_name: str = "<workflow>",
+) -> Union[int, dict]:
+    """Sends a workflow to the Python daemon (`python -m oxiida daemon start`).
+
+    The functions it requires travel with it, by value where cloudpickle
+    pickles them so (those of your script) and by reference otherwise (the
+    daemon imports them from its own environment); they live in that
+    workflow's own namespace. Without `wait`, returns the workflow's id at
+    once; with it, prints its output to sys.stdout as it comes and returns
+    its variables, or raises OxiidaError. Errors in the source raise here,
+    before anything is sent."""
+    import cloudpickle
+
+    scope = dict(scope) if scope is not None else _caller_scope(1)
+    names = {}
+    for dotted in _required(source, file_name):
+        root = dotted.split(".")[0]
+        if root in scope and not isinstance(scope[root], types.ModuleType):
+            names[root] = scope[root]
+    pickled = base64.b64encode(cloudpickle.dumps(names)).decode("ascii")
+    return _submit(source, file_name, pickled, os.getcwd(), wait)

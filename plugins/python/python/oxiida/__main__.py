@@ -1,0 +1,99 @@
+"""`python -m oxiida daemon start [--foreground] | stop | restart | status`
+
+A daemon started this way is bound to this interpreter: its workflows call
+Python in this environment (its sys.path, its installed packages), and it
+warns every client once that environment's site-packages change.
+"""
+
+import argparse
+import os
+import site
+import subprocess
+import sys
+import time
+
+from . import _oxiida
+
+
+def _watched():
+    """site-packages, the folders their .pth files add (editable installs),
+    and those in OXIIDA_WATCH (colon-separated)."""
+    folders = [f for f in site.getsitepackages() if os.path.isdir(f)]
+    folders += [f for f in os.environ.get("OXIIDA_WATCH", "").split(os.pathsep) if f and os.path.isdir(f)]
+    user = site.getusersitepackages()
+    if isinstance(user, str) and os.path.isdir(user):
+        folders.append(user)
+    for folder in list(folders):
+        for name in sorted(os.listdir(folder)):
+            if not name.endswith(".pth"):
+                continue
+            try:
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith(("#", "import ")) and os.path.isdir(line) and line not in folders:
+                    folders.append(line)
+    return folders
+
+
+def _start(foreground):
+    pid = _oxiida._daemon_pid()
+    socket, log = _oxiida._daemon_paths()
+    if pid is not None:
+        print(f"oxiida: a daemon is already running (pid {pid}, socket {socket})", file=sys.stderr)
+        return 1
+    if foreground:
+        try:
+            _oxiida._daemon_serve(_watched())
+        except KeyboardInterrupt:
+            pass
+        except _oxiida.OxiidaError as e:
+            print(f"oxiida: {e}", file=sys.stderr)
+            return 1
+        return 0
+    with open(log, "ab") as out:
+        start_at = out.tell()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "oxiida", "daemon", "start", "--foreground"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/", start_new_session=True,
+        )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pid = _oxiida._daemon_pid()
+        if pid is not None:
+            print(f"daemon started (pid {pid}, Python {sys.executable}); socket {socket}, log {log}")
+            return 0
+        if child.poll() is not None:
+            with open(log, "rb") as f:
+                f.seek(start_at)
+                print(f"oxiida: the daemon did not start:\n{f.read().decode(errors='replace').rstrip()}", file=sys.stderr)
+            return 1
+        time.sleep(0.02)
+    print(f"oxiida: the daemon did not answer within 10 s; see {log}", file=sys.stderr)
+    return 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m oxiida", description="The oxiida daemon, bound to this Python.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    daemon = commands.add_parser("daemon", help="start, stop, restart or ask about the daemon")
+    action = daemon.add_subparsers(dest="action", required=True)
+    start = action.add_parser("start", help="start the daemon (detached unless --foreground)")
+    start.add_argument("--foreground", action="store_true", help="serve in this terminal")
+    action.add_parser("stop", help="stop the daemon, cancelling its running workflows")
+    action.add_parser("restart", help="stop the daemon and start it again with this Python")
+    action.add_parser("status", help="pid, uptime, socket, log, plugins, running workflows")
+    args = parser.parse_args(argv)
+    if args.action == "start":
+        return _start(args.foreground)
+    if args.action == "restart":
+        stopped = _oxiida._daemon_command("stop")
+        return stopped if stopped else _start(False)
+    return _oxiida._daemon_command(args.action)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

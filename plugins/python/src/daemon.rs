@@ -1,0 +1,173 @@
+//! The Python-bound daemon and its client: `python -m oxiida daemon start`
+//! serves in this interpreter, so every workflow's Python calls run here,
+//! with the environment (sys.path, installed packages) it was started from.
+//! `oxiida.submit` sends a workflow with the caller's functions pickled.
+
+use oxiida::daemon::client::{Client, ConnectError};
+use oxiida::daemon::protocol::{Reply, Request, Submit};
+use oxiida::daemon::Paths;
+use oxiida::plugin::in_process;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use serde_bytes::ByteBuf;
+
+use crate::convert::to_python;
+use crate::package::OxiidaError;
+use crate::session::PICKLED_PREFIX;
+
+fn paths() -> PyResult<Paths> {
+    Paths::from_env().map_err(OxiidaError::new_err)
+}
+
+/// Serves a daemon in this process until it is stopped; every workflow gets
+/// its own session of this package's plugin. `watch` lists the folders
+/// whose changes make every reply carry a warning (site-packages).
+#[pyfunction]
+fn _daemon_serve(py: Python<'_>, watch: Vec<String>) -> PyResult<()> {
+    let paths = paths()?;
+    let plugin = in_process(&crate::PLUGIN).map_err(OxiidaError::new_err)?;
+    let restart = "python -m oxiida daemon restart";
+    let options = oxiida::daemon::server::Options {
+        watch: watch.into_iter().map(Into::into).collect(),
+        restart_hint: format!("{restart} (with {})", sys_executable(py)),
+    };
+    py.detach(|| oxiida::daemon::server::serve_with(paths, vec![(plugin, String::new())], options)).map_err(OxiidaError::new_err)
+}
+
+fn sys_executable(py: Python<'_>) -> String {
+    py.import("sys").and_then(|s| s.getattr("executable")?.extract()).unwrap_or_else(|_| "python".into())
+}
+
+/// The running daemon's pid, or None.
+#[pyfunction]
+fn _daemon_pid(py: Python<'_>) -> PyResult<Option<u32>> {
+    let paths = paths()?;
+    Ok(py.detach(|| Client::connect(&paths).ok().map(|c| c.pid)))
+}
+
+fn stdout(py: Python<'_>, text: &str) {
+    if let Ok(out) = py.import("sys").and_then(|s| s.getattr("stdout")) {
+        let _ = out.call_method1("write", (format!("{text}\n"),));
+    }
+}
+
+/// Sends a workflow with `pickled` (a pickled dict of the functions it
+/// requires) to the daemon. Without `wait`, returns its id; with it, streams
+/// its prints to sys.stdout and returns its variables, or raises. The
+/// daemon's notices (an environment warning) go to stderr, as the CLI's do.
+#[pyfunction]
+#[pyo3(signature = (source, file_name, pickled, cwd, wait))]
+fn _submit<'py>(
+    py: Python<'py>,
+    source: String,
+    file_name: String,
+    pickled: String,
+    cwd: String,
+    wait: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let paths = paths()?;
+    let mut client = py.detach(|| Client::connect(&paths)).map_err(|e| match e {
+        ConnectError::NotRunning => OxiidaError::new_err(format!(
+            "no daemon is running (socket {}); start one with `python -m oxiida daemon start`",
+            paths.socket.display()
+        )),
+        ConnectError::Failed(why) => OxiidaError::new_err(why),
+    })?;
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("python".to_owned(), ByteBuf::from(format!("{PICKLED_PREFIX}{pickled}").into_bytes()));
+    let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, ..Submit::default() };
+    py.detach(|| client.send(&Request::Submit(submit))).map_err(OxiidaError::new_err)?;
+    if wait {
+        client.wait_forever();
+    }
+    loop {
+        // Ctrl-C while waiting raises KeyboardInterrupt and closes the
+        // connection: the client detaches, the workflow goes on.
+        while !py.detach(|| client.readable(std::time::Duration::from_millis(100))) {
+            py.check_signals()?;
+        }
+        match py.detach(|| client.recv()).map_err(OxiidaError::new_err)? {
+            Reply::Submitted { id } if !wait => return Ok(id.into_pyobject(py)?.into_any()),
+            Reply::Submitted { .. } => {}
+            Reply::Output { text, .. } => stdout(py, &text),
+            Reply::Finished { state, error, variables, .. } => {
+                if let Some(error) = error {
+                    return Err(OxiidaError::new_err(error));
+                }
+                if state != oxiida::daemon::state::SUCCEEDED {
+                    return Err(OxiidaError::new_err(format!("the workflow ended {state}")));
+                }
+                let out = PyDict::new(py);
+                if let Some(bytes) = variables {
+                    if let Ok(oxiida_abi::Value::Map(entries)) = oxiida_abi::Value::decode(&bytes) {
+                        for (name, value) in entries {
+                            out.set_item(name, to_python(py, &value)?)?;
+                        }
+                    }
+                }
+                return Ok(out.into_any());
+            }
+            Reply::Error { message, .. } => return Err(OxiidaError::new_err(message)),
+            other => return Err(OxiidaError::new_err(format!("the daemon answered a submit with {other:?}"))),
+        }
+    }
+}
+
+/// Records what a workflow requires instead of providing it.
+#[derive(Default)]
+struct Requires(std::sync::Mutex<Vec<String>>);
+
+impl oxiida::foreign::Host for Requires {
+    fn resolve(&self, name: &oxiida::foreign::ForeignName) -> Result<(), String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(name.dotted());
+        Ok(())
+    }
+
+    fn call(
+        &self,
+        name: &oxiida::foreign::ForeignName,
+        _: Vec<oxiida::value::Value>,
+        _: oxiida::foreign::CallMode,
+    ) -> oxiida::foreign::CallFuture {
+        let err = oxiida::foreign::ForeignError::new(oxiida::foreign::ForeignErrorKind::NotFound, format!("`{name}` is not provided"));
+        Box::pin(async move { Err(err) })
+    }
+}
+
+/// The dotted names `source` requires; its errors (all of them) raise
+/// OxiidaError here, before anything is sent.
+#[pyfunction]
+fn _required(source: &str, file_name: &str) -> PyResult<Vec<String>> {
+    let source = oxiida::Source::new(file_name, source);
+    let requires = Requires::default();
+    oxiida::compile(&source, &requires).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
+    Ok(requires.0.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// The daemon's socket and log, as `oxiida daemon` finds them.
+#[pyfunction]
+fn _daemon_paths() -> PyResult<(String, String)> {
+    let paths = paths()?;
+    paths.create().map_err(OxiidaError::new_err)?;
+    Ok((paths.socket.display().to_string(), paths.log.display().to_string()))
+}
+
+/// `stop` and `status` as the `oxiida` CLI runs them; returns the exit status.
+#[pyfunction]
+fn _daemon_command(py: Python<'_>, name: &str) -> PyResult<u8> {
+    match name {
+        "stop" => Ok(py.detach(oxiida::daemon::cli::stop)),
+        "status" => Ok(py.detach(oxiida::daemon::cli::status)),
+        other => Err(OxiidaError::new_err(format!("no daemon command `{other}`"))),
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_required, m)?)?;
+    m.add_function(wrap_pyfunction!(_daemon_paths, m)?)?;
+    m.add_function(wrap_pyfunction!(_daemon_command, m)?)?;
+    m.add_function(wrap_pyfunction!(_daemon_serve, m)?)?;
+    m.add_function(wrap_pyfunction!(_daemon_pid, m)?)?;
+    m.add_function(wrap_pyfunction!(_submit, m)?)?;
+    Ok(())
+}

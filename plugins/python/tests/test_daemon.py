@@ -1,0 +1,117 @@
+"""The Python-bound daemon: `python -m oxiida daemon ...` and `oxiida.submit`.
+Each test runs its own daemon in private folders, never the user's."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import oxiida
+
+
+def daemon(env, *args):
+    return subprocess.run([sys.executable, "-m", "oxiida", "daemon", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def private(tmp_path, monkeypatch):
+    """A daemon of this Python in private folders, stopped afterwards."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    env = dict(os.environ, OXIIDA_RUNTIME_DIR=str(tmp_path / "run"), OXIIDA_DATA_DIR=str(tmp_path / "data"), OXIIDA_WATCH=str(watched))
+    for key in ("OXIIDA_RUNTIME_DIR", "OXIIDA_DATA_DIR"):
+        monkeypatch.setenv(key, env[key])
+    started = daemon(env, "start")
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split("pid ")[1].split(",")[0])
+    yield env, tmp_path, watched
+    daemon(env, "stop")
+    try:
+        os.kill(pid, 9)  # stop failed: never leave one behind
+    except ProcessLookupError:
+        pass
+
+
+def scale_factor():
+    return 3
+
+
+def test_submit_waits_streams_prints_and_returns_variables(private, capsys):
+    offset = 10
+
+    def shifted(x):  # a closure of this test: travels by value
+        return x + offset
+
+    out = oxiida.submit('require shifted, math.sqrt;\nprint "hello";\na = shifted(1);\nb = sqrt(16.0);\nc = =shifted=(2);\n', wait=True)
+    assert out == {"a": 11, "b": 4.0, "c": 12}
+    assert capsys.readouterr().out == "hello\n"
+
+
+def test_submit_without_wait_returns_an_id_at_once(private):
+    first = oxiida.submit('x = 1;\n')
+    second = oxiida.submit('x = 2;\n')
+    assert isinstance(first, int) and second > first
+
+
+def test_each_workflow_has_its_own_namespace(private):
+    count = 0
+
+    def bump():
+        nonlocal count
+        count += 1
+        return count
+
+    src = "require bump;\na = bump();\nb = bump();\n"
+    assert oxiida.submit(src, wait=True) == {"a": 1, "b": 2}
+    assert oxiida.submit(src, wait=True) == {"a": 1, "b": 2}  # not 3 and 4
+    assert count == 0  # this process's closure was never touched
+
+
+def test_errors_raise_with_the_remote_traceback(private):
+    def fails():
+        raise ValueError("bad input")
+
+    with pytest.raises(oxiida.OxiidaError, match="ValueError: bad input") as info:
+        oxiida.submit("require fails;\nx = fails();\n", wait=True, file_name="wf.ox")
+    assert "wf.ox:2:5" in str(info.value)
+    with pytest.raises(oxiida.OxiidaError, match="nope"):
+        oxiida.submit("require nope;\nx = nope(;\n")  # found here, nothing sent
+
+
+def test_status_and_a_second_start(private):
+    env, _, _ = private
+    status = daemon(env, "status")
+    assert status.returncode == 0 and "running" in status.stdout and "python" in status.stdout
+    again = daemon(env, "start")
+    assert again.returncode == 1 and "already running" in again.stderr
+
+
+def test_a_change_in_a_watched_folder_warns_every_reply_until_restart(private, capfd):
+    env, tmp_path, watched = private
+    log = (tmp_path / "data" / "daemon.log").read_text()
+    assert "site-packages" in log and str(watched) in log
+    assert oxiida.submit("x = 1;\n", wait=True) == {"x": 1}
+    assert "environment changed" not in capfd.readouterr().err
+    (watched / "newly_installed.py").write_text("x = 1\n")
+    for _ in range(100):  # inotify is asynchronous
+        oxiida.submit("x = 1;\n", wait=True)
+        err = capfd.readouterr().err
+        if "environment changed" in err:
+            break
+        time.sleep(0.05)
+    assert "newly_installed.py" in err and "python -m oxiida daemon restart" in err
+    oxiida.submit("x = 1;\n")
+    assert "environment changed" in capfd.readouterr().err  # still, on every reply
+    restarted = daemon(env, "restart")
+    assert restarted.returncode == 0, restarted.stderr
+    oxiida.submit("x = 1;\n", wait=True)
+    assert "environment changed" not in capfd.readouterr().err
+
+
+def test_no_daemon_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("OXIIDA_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("OXIIDA_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(oxiida.OxiidaError, match="no daemon is running"):
+        oxiida.submit("x = 1;\n")
