@@ -408,6 +408,13 @@ fn bad_bytes_get_error_replies_and_the_daemon_serves_on() {
     exchange(&sock, &noise, true);
     drop(UnixStream::connect(&sock).unwrap());
 
+    // Parsed, this would take the parser gigabytes (the daemon with it).
+    let deep = 1_000_000;
+    d.write("deep.ox", &format!("x = {}1{};\n", "(".repeat(deep), ")".repeat(deep)));
+    let refused = d.run(&["submit", "--wait", "deep.ox"]);
+    assert_eq!(refused.status.code(), Some(65));
+    assert!(text(&refused.stderr).contains("levels deep"), "{}", text(&refused.stderr));
+
     d.write("after.ox", "print \"still serving\";\n");
     let out = d.run(&["submit", "--wait", "after.ox"]);
     assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "still serving\n".into()));

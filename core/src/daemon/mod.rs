@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod client;
+mod nesting;
 pub mod paths;
 pub mod protocol;
 pub mod server;
@@ -83,7 +84,7 @@ struct Logger {
 
 fn logger() -> &'static Mutex<Logger> {
     static LOG: OnceLock<Mutex<Logger>> = OnceLock::new();
-    LOG.get_or_init(|| Mutex::new(Logger { file: None, echo: true }))
+    LOG.get_or_init(|| Mutex::new(Logger { file: None, echo: false }))
 }
 
 /// Sends the daemon's log to `file`, and to stderr too when `echo`.
