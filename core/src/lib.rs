@@ -16,6 +16,7 @@
 //! ```
 
 mod builtins;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod diagnostic;
 mod embed;
