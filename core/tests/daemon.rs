@@ -399,10 +399,10 @@ fn bad_bytes_get_error_replies_and_the_daemon_serves_on() {
         kind: &'static str,
     }
     let odd = |kind| protocol::encode(&Odd { kind });
-    let after = [hello(), odd("frobnicate"), odd("show"), protocol::encode(&Request::List)].concat();
+    let after = [hello(), odd("frobnicate"), odd("show"), hello(), protocol::encode(&Request::List)].concat();
     let r = replies(&exchange(&sock, &after, true));
-    assert_eq!((error_kind(&r[1]), error_kind(&r[2])), (UnknownRequest, BadRequest), "{r:?}");
-    assert!(matches!(r[3], Reply::Workflows { .. }), "{r:?}");
+    assert_eq!((error_kind(&r[1]), error_kind(&r[2]), error_kind(&r[3])), (UnknownRequest, BadRequest, Handshake), "{r:?}");
+    assert!(matches!(r[4], Reply::Workflows { .. }), "{r:?}");
     // Pure noise, and a client that connects and leaves at once.
     let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     exchange(&sock, &noise, true);

@@ -321,7 +321,7 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                 greeted = true;
                 send(&mut wr, &Reply::Hello { protocol: v, server: env!("CARGO_PKG_VERSION").into(), pid: std::process::id() }).await
             }
-            (_, Request::Hello { protocol: v, .. }) => {
+            (false, Request::Hello { protocol: v, .. }) => {
                 let why = format!("this daemon speaks protocol version {}, the client {v}", protocol::PROTOCOL_VERSION);
                 send(&mut wr, &error(ErrorKind::Handshake, why)).await;
                 false
@@ -341,7 +341,7 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
 /// Answers one request; false when the connection should close.
 async fn handle(request: Request, shared: &Arc<Shared>, rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) -> bool {
     let reply = match request {
-        Request::Hello { .. } => unreachable!("answered by `connection`"),
+        Request::Hello { .. } => error(ErrorKind::Handshake, "this connection has already shaken hands"),
         Request::Status => Reply::Status(status(shared)),
         Request::Submit(submit) => return self::submit(submit, shared, rd, wr).await,
         Request::List => match shared.store.list().await {
