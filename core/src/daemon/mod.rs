@@ -9,7 +9,6 @@
 
 pub mod cli;
 pub mod client;
-mod nesting;
 pub mod paths;
 pub mod protocol;
 pub mod server;

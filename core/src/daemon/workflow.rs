@@ -134,9 +134,6 @@ fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Lefto
         Err(e) => return failed(exit::USAGE, e),
     };
     let source = Source::new(submit.name, submit.source);
-    if let Err(too_deep) = super::nesting::check(&source.text) {
-        return not_run(&source, &[too_deep]);
-    }
     let program = match crate::compile(&source, &host) {
         Ok(p) => p,
         Err(diagnostics) => return not_run(&source, &diagnostics),

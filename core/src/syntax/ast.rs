@@ -3,7 +3,7 @@
 
 use crate::diagnostic::Span;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Program {
     pub stmts: Vec<Stmt>,
 }

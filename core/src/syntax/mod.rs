@@ -6,6 +6,7 @@
 
 pub mod ast;
 mod lexer;
+mod nesting;
 mod parser;
 
 use crate::diagnostic::{Diagnostic, Span};
@@ -14,6 +15,9 @@ use crate::diagnostic::{Diagnostic, Span};
 /// where the parser recovered); the diagnostics are sorted by position and all
 /// have `Stage::Syntax`.
 pub fn parse(src: &str) -> (ast::Program, Vec<Diagnostic>) {
+    if let Err(too_deep) = nesting::check(src) {
+        return (ast::Program::default(), vec![too_deep]);
+    }
     let (tokens, mut diags) = lexer::lex(src);
     let bad_regions = lexer::error_spans(&tokens);
     let (program, parse_diags) = parser::parse_tokens(&tokens, src);

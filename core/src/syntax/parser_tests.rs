@@ -327,11 +327,20 @@ fn readable_messages() {
 
 #[test]
 fn deep_nesting_does_not_overflow() {
-    let depth = 5000;
+    let depth = 900;
     let src = format!("x = {}1{};", "(".repeat(depth), ")".repeat(depth));
     assert!(errors(&src).is_empty());
     let src = "{ x;".repeat(depth);
     assert!(!errors(&src).is_empty());
+}
+
+#[test]
+fn far_deeper_nesting_is_refused_before_parsing() {
+    let depth = 2_000_000;
+    let src = format!("x = {}1{};", "(".repeat(depth), ")".repeat(depth));
+    let found = errors(&src);
+    assert_eq!(found.len(), 1);
+    assert!(found[0].message.contains("nests more than 1000 levels"), "{}", found[0].message);
 }
 
 #[test]

@@ -1,12 +1,13 @@
-//! A guard run before parsing in the daemon. The parser needs several KiB
-//! per level of nesting, so a source of nested brackets costs thousands of
-//! times its size: a few MiB of `(` would take the daemon, and every
-//! workflow in it, down with it. The resolver refuses more than 200 levels
-//! anyway, so refusing far deeper sources early costs no real workflow.
+//! A guard run before parsing. The parser needs several KiB per level of
+//! nesting, so a source of nested brackets costs thousands of times its
+//! size: a few MiB of `(` took 24 GB before the kernel killed `oxiida run`
+//! (and would take a daemon, with every workflow in it, down with it). The
+//! resolver refuses more than 200 levels anyway, so refusing far deeper
+//! sources early costs no real workflow.
 
 use crate::diagnostic::{Diagnostic, Span, Stage};
 
-/// Deepest nesting the daemon parses (brackets, prefix operators, `else if`).
+/// Deepest nesting the parser is given (brackets, prefix operators, `else if`).
 pub const MAX_NESTING: usize = 1000;
 
 /// The first place `source` nests deeper than [`MAX_NESTING`], as a syntax error.
@@ -31,7 +32,7 @@ pub fn check(source: &str) -> Result<(), Diagnostic> {
             } else {
                 "`else if`s"
             };
-            let message = format!("the workflow nests more than {MAX_NESTING} levels deep ({what}); the daemon does not parse it");
+            let message = format!("the workflow nests more than {MAX_NESTING} levels deep ({what}); it is not parsed");
             return Err(Diagnostic::new(Stage::Syntax, Span::new(i.saturating_sub(1), i), message));
         }
         if !c.is_ascii_whitespace() && c != b'/' && !(c.is_ascii_alphabetic() || c == b'_') {
