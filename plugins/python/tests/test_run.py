@@ -222,7 +222,7 @@ def test_ctrl_c_stops_plain_calls_still_running(tmp_path):
         proc.send_signal(signal.SIGINT)
         assert proc.stdout.readline().strip() == "KeyboardInterrupt"
         for _ in range(100):  # the call's thread sees it at its next bytecode
-            if flag.exists():
+            if flag.exists() and flag.read_text() == "stopped":
                 break
             time.sleep(0.05)
         assert flag.read_text() == "stopped"
