@@ -105,6 +105,19 @@ test("print goes through io.write", function()
   assert(lines[1] == "hello\n" and lines[2] == "[1, 2]\n", table.concat(lines))
 end)
 
+test("an error in io.write stops the workflow and is raised", function()
+  local write = io.write
+  local count = 0
+  io.write = function() error("disk full") end
+  local env = { count = function() count = count + 1 end }
+  local ok, err = pcall(oxiida.run, 'require count; print "x"; count(); print "y";', env)
+  io.write = write
+  assert(not ok)
+  contains(err, "`print` in the workflow failed")
+  contains(err, "disk full")
+  assert(count == 0, "the workflow went on after print failed")
+end)
+
 test("oxiida.run inside a callback is refused, not a crash", function()
   local env = { inner = function() return oxiida.run("x = 1;").x end }
   local ok, err = pcall(oxiida.run, "require inner; y = inner();", env)

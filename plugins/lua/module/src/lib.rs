@@ -7,13 +7,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
+use std::sync::Mutex;
 use std::thread::ThreadId;
 
 use mlua::{Function, Lua, Table};
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
 use oxiida::plugin::codec;
 use oxiida::value::Value;
-use oxiida::{Limits, Output, Source};
+use oxiida::{Interrupt, Limits, Output, Source};
 
 #[path = "../../src/convert.rs"]
 mod convert;
@@ -22,7 +23,11 @@ mod lua_error;
 
 /// The caller's functions. Lua values belong to the thread of their state
 /// (mlua's module mode has no `send`), so the host holds them in [`OnThread`].
-struct EnvHost(OnThread<Env>);
+struct EnvHost<'a> {
+    env: OnThread<Env>,
+    /// Set when `print` failed: no more calls into Lua then.
+    stopped: &'a Mutex<Option<String>>,
+}
 
 struct Env {
     lua: Lua,
@@ -66,9 +71,12 @@ fn wrong_thread() -> ForeignError {
     ForeignError::new(ForeignErrorKind::Internal, "a Lua function was called from another thread than the one running oxiida.run")
 }
 
-impl EnvHost {
+impl EnvHost<'_> {
     fn call_now(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Result<Value, ForeignError> {
-        let env = self.0.get().ok_or_else(wrong_thread)?;
+        let env = self.env.get().ok_or_else(wrong_thread)?;
+        if self.stopped.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Err(ForeignError::new(ForeignErrorKind::Internal, "the workflow is stopping: `print` failed"));
+        }
         if mode == CallMode::Process {
             return Err(ForeignError::new(
                 ForeignErrorKind::BadArguments,
@@ -94,12 +102,12 @@ impl EnvHost {
     }
 }
 
-impl Host for EnvHost {
+impl Host for EnvHost<'_> {
     fn resolve(&self, name: &ForeignName) -> Result<(), String> {
         if let Some(from) = name.from.as_deref().filter(|&f| f != "lua") {
             return Err(format!("oxiida.run provides Lua functions only (`from lua`), not `from {from}`"));
         }
-        let env = self.0.get().ok_or_else(|| wrong_thread().message)?;
+        let env = self.env.get().ok_or_else(|| wrong_thread().message)?;
         let found = find(&env.env, &name.dotted())?;
         env.functions.borrow_mut().insert(name.clone(), found);
         Ok(())
@@ -137,13 +145,27 @@ fn find(env: &Table, dotted: &str) -> Result<Function, String> {
 }
 
 /// `print` in a workflow goes through Lua's `io.write`, so it interleaves
-/// with the script's own output and can be redirected like it.
-struct LuaOut(OnThread<Option<Function>>);
+/// with the script's own output and can be redirected like it. An error
+/// there (a failing `io.write`, or the interpreter's Ctrl-C hook firing in
+/// it) stops the workflow and is what `run` raises.
+struct LuaOut<'a> {
+    write: OnThread<Option<Function>>,
+    failed: &'a Mutex<Option<String>>,
+    interrupt: &'a Interrupt,
+}
 
-impl Output for LuaOut {
+impl Output for LuaOut<'_> {
     fn print(&self, text: &str) {
-        match self.0.get() {
-            Some(Some(write)) => drop(write.call::<()>((text, "\n"))),
+        if self.failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return;
+        }
+        match self.write.get() {
+            Some(Some(write)) => {
+                if let Err(e) = write.call::<()>((text, "\n")) {
+                    self.failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(lua_error::describe(&e).0);
+                    self.interrupt.trigger();
+                }
+            }
             _ => println!("{text}"),
         }
     }
@@ -154,16 +176,21 @@ fn run(lua: &Lua, (source, env, file_name): (String, Option<Table>, Option<Strin
         return Err(mlua::Error::runtime("oxiida.run cannot be called from a function that a workflow is calling"));
     }
     let source = Source::new(file_name.unwrap_or_else(|| "oxiida.run".into()), source);
-    let host = EnvHost(OnThread::new(Env {
-        lua: lua.clone(),
-        env: env.unwrap_or_else(|| lua.globals()),
-        functions: RefCell::new(HashMap::new()),
-    }));
+    let failed = Mutex::new(None);
+    let host = EnvHost {
+        env: OnThread::new(Env { lua: lua.clone(), env: env.unwrap_or_else(|| lua.globals()), functions: RefCell::new(HashMap::new()) }),
+        stopped: &failed,
+    };
     let program = oxiida::compile(&source, &host).map_err(|errors| mlua::Error::runtime(source.render(&errors, false)))?;
     let write = lua.globals().get::<Option<Table>>("io")?.map(|io| io.get::<Option<Function>>("write")).transpose()?.flatten();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(mlua::Error::external)?;
     let limits = Limits { inline_calls: true, ..Limits::default() };
-    let done = runtime.block_on(oxiida::execute(&program, &host, &LuaOut(OnThread::new(write)), limits));
+    let interrupt = Interrupt::new();
+    let out = LuaOut { write: OnThread::new(write), failed: &failed, interrupt: &interrupt };
+    let done = runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &out, limits, &interrupt));
+    if let Some(why) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(mlua::Error::runtime(format!("`print` in the workflow failed: {why}")));
+    }
     let vars = done.map_err(|error| mlua::Error::runtime(source.render(&[error], false)))?;
     let out = lua.create_table()?;
     for (name, value) in vars {
