@@ -62,7 +62,10 @@ extern "C" {
 /** Plugin capabilities (`oxiida_plugin.capabilities`, a bit set). */
 /** One session may run several `call`s at the same time, on different threads. */
 #define OXIIDA_CAP_CONCURRENT_CALLS (1u << 0)
-/** The plugin runs OXIIDA_MODE_PROCESS calls in a separate process. */
+/** The plugin runs OXIIDA_MODE_PROCESS calls isolated from the session's
+ *  state: in a separate process (the Python plugin's worker pool) or on a
+ *  fresh interpreter state (the Lua plugin). Without this flag the host
+ *  fails a `=f=` call to the plugin itself, without calling it. */
 #define OXIIDA_CAP_PROCESS_MODE (1u << 1)
 
 /** `oxiida_reply.host_owned` bits: parts the host allocated and frees itself. */
