@@ -421,6 +421,17 @@ fn bad_bytes_get_error_replies_and_the_daemon_serves_on() {
 }
 
 #[test]
+fn a_connection_that_never_says_hello_is_closed() {
+    let d = Daemon::foreground("silent", &[]);
+    let start = Instant::now();
+    let r = replies(&exchange(&d.socket(), b"", false));
+    assert_eq!(error_kind(&r[0]), protocol::ErrorKind::Handshake, "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(14), "closed only after {:?}", start.elapsed());
+    d.write("after.ox", "print \"still serving\";\n");
+    assert_eq!(d.run(&["submit", "--wait", "after.ox"]).status.code(), Some(0));
+}
+
+#[test]
 fn two_hundred_concurrent_submits_all_complete_and_are_recorded() {
     const CLIENTS: usize = 4;
     const EACH: usize = 50;

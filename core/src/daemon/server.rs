@@ -25,6 +25,9 @@ use crate::plugin::LoadedPlugin;
 /// Once a frame has begun, the rest must come within this: a client that
 /// stalls mid-frame is cut off rather than holding its task forever.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection must say `hello` this soon, or it is closed: connections
+/// that never speak would otherwise hold a task and a descriptor forever.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long running workflows get to stop when the daemon stops.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -291,7 +294,19 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
     let (mut rd, mut wr) = stream.into_split();
     let mut greeted = false;
     loop {
-        let body = match read_frame(&mut rd).await {
+        let frame = if greeted {
+            read_frame(&mut rd).await
+        } else {
+            match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut rd)).await {
+                Ok(frame) => frame,
+                Err(_) => {
+                    log("closing a connection: no `hello` came");
+                    send(&mut wr, &error(ErrorKind::Handshake, format!("no `hello` came within {HELLO_TIMEOUT:?}"))).await;
+                    return;
+                }
+            }
+        };
+        let body = match frame {
             Frame::Body(body) => body,
             Frame::End => return,
             Frame::Bad(why) => {
