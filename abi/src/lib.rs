@@ -11,10 +11,12 @@ use std::ffi::{c_char, c_void};
 
 mod guard;
 mod reply;
+pub mod serve;
 mod value;
 
 pub use guard::{guard, write_error};
 pub use reply::{free_reply, reply_error, reply_value};
+pub use serve::Failure;
 pub use value::{DecodeError, Reader, Value};
 
 pub const OXIIDA_ABI_VERSION: u32 = 1;

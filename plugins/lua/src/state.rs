@@ -14,12 +14,7 @@ pub struct Script {
     pub source: String,
 }
 
-/// A failed call, as the reply will carry it.
-pub struct Failure {
-    pub status: u32,
-    pub message: String,
-    pub traceback: Option<String>,
-}
+pub use oxiida_abi::Failure;
 
 pub struct State {
     lua: Lua,

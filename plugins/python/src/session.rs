@@ -102,12 +102,7 @@ struct Resolved {
     pickled: OnceLock<Vec<u8>>,
 }
 
-/// A failed call, as the reply will carry it.
-pub struct Failure {
-    pub status: u32,
-    pub message: String,
-    pub traceback: Option<String>,
-}
+pub use oxiida_abi::Failure;
 
 /// `Type: message` and the formatted traceback of a Python exception.
 pub fn describe(py: Python<'_>, err: &PyErr) -> (String, Option<String>) {
