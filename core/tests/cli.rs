@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::text;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -14,10 +16,6 @@ fn workdir(name: &str) -> PathBuf {
 
 fn oxiida(dir: &PathBuf, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_oxiida")).args(args).current_dir(dir).stdin(Stdio::null()).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

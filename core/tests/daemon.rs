@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::text;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -120,10 +122,6 @@ fn reap_orphans() {
         // SAFETY: prctl with plain integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     });
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn alive(pid: i32) -> bool {

@@ -4,9 +4,10 @@
 
 mod common;
 
+use common::text;
+
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::Output;
 use std::sync::OnceLock;
 
 fn plugin() -> &'static PathBuf {
@@ -55,26 +56,11 @@ end
 "#;
 
 fn run(config: &str, workflow: &str) -> Output {
-    // Tests run in parallel: each workflow gets a file of its own.
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let file = scratch().join(format!("wf{}.ox", NEXT.fetch_add(1, Ordering::Relaxed)));
-    std::fs::write(&file, workflow).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_oxiida"))
-        .arg("run")
-        .arg("--plugin")
-        .arg(format!("{}{config}", plugin().display()))
-        .arg(&file)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    common::run_with_plugin(plugin(), config, scratch(), workflow)
 }
 
 fn script() -> String {
     format!("={}", scratch().join("script.lua").display())
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

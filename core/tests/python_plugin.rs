@@ -3,8 +3,10 @@
 
 mod common;
 
+use common::text;
+
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 fn plugin() -> &'static PathBuf {
@@ -49,24 +51,11 @@ if __name__ == "__main__":
 "#;
 
 fn run(config: &str, workflow: &str) -> Output {
-    let file = scratch().join(format!("wf{}.ox", workflow.len()));
-    std::fs::write(&file, workflow).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_oxiida"))
-        .arg("run")
-        .arg("--plugin")
-        .arg(format!("{}{config}", plugin().display()))
-        .arg(&file)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    common::run_with_plugin(plugin(), config, scratch(), workflow)
 }
 
 fn script() -> String {
     format!("={}", scratch().join("script.py").display())
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

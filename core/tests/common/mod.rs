@@ -68,3 +68,24 @@ pub fn workspace_plugin(package: &str, library: &str) -> PathBuf {
     assert!(built.success(), "building {package} failed");
     target.join("debug").join(library)
 }
+
+/// Output bytes as text, for assertions.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `oxiida run --plugin PLUGIN{config} FILE`, the workflow written to a file
+/// of its own in `dir` (tests run in parallel: names never collide).
+pub fn run_with_plugin(plugin: &Path, config: &str, dir: &Path, workflow: &str) -> std::process::Output {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let file = dir.join(format!("wf{}.ox", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    std::fs::write(&file, workflow).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_oxiida"))
+        .arg("run")
+        .arg("--plugin")
+        .arg(format!("{}{config}", plugin.display()))
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
