@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 import oxiida
+from _support import wait_until, zombies_of
 
 
 def zombies():
@@ -168,28 +169,20 @@ sys.stdin.readline()  # stay alive until the test has looked
 
 
 def test_ctrl_c_kills_the_worker_running_the_call_and_the_pool_goes_on(tmp_path):
-    import time
-
     script = tmp_path / "cancel.py"
     script.write_text(CANCEL)
     pid_file = tmp_path / "worker.pid"
     proc = subprocess.Popen([sys.executable, str(script), str(pid_file)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        for _ in range(200):
-            if pid_file.exists() and pid_file.read_text():
-                break
-            time.sleep(0.05)
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text(), 10)
         worker = int(pid_file.read_text())
         proc.send_signal(signal.SIGINT)
         assert proc.stdout.readline().strip() == "KeyboardInterrupt"
         replacement = int(proc.stdout.readline())
         assert replacement != worker
         stat = pathlib.Path(f"/proc/{worker}/stat")
-        for _ in range(100):  # killed and reaped by the thread that waited for it
-            if not stat.exists():
-                break
-            time.sleep(0.05)
-        assert not stat.exists(), "the cancelled call's worker still exists (running or a zombie)"
+        # Killed, then reaped by the thread that waited for it.
+        assert wait_until(lambda: not stat.exists()), "the cancelled call's worker still exists (running or a zombie)"
         assert zombies_of(proc.pid) == []
         proc.stdin.write("\n")
         proc.stdin.flush()
@@ -197,18 +190,6 @@ def test_ctrl_c_kills_the_worker_running_the_call_and_the_pool_goes_on(tmp_path)
     finally:
         proc.kill()
         proc.wait()
-
-
-def zombies_of(parent):
-    found = []
-    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] == "Z" and int(fields[1]) == parent:
-            found.append(stat.parent.name)
-    return found
 
 
 def test_a_function_writing_to_fd_1_or_reading_stdin_cannot_break_the_pipe():

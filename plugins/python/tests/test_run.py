@@ -6,6 +6,7 @@ import threading
 import pytest
 
 import oxiida
+from _support import wait_until
 
 MODULE_LEVEL = "module"
 
@@ -211,7 +212,6 @@ def test_ctrl_c_stops_plain_calls_still_running(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     flag = tmp_path / "stopped"
     script = tmp_path / "spin.py"
@@ -221,11 +221,8 @@ def test_ctrl_c_stops_plain_calls_still_running(tmp_path):
         assert proc.stdout.readline().strip() == "spinning"
         proc.send_signal(signal.SIGINT)
         assert proc.stdout.readline().strip() == "KeyboardInterrupt"
-        for _ in range(100):  # the call's thread sees it at its next bytecode
-            if flag.exists() and flag.read_text() == "stopped":
-                break
-            time.sleep(0.05)
-        assert flag.read_text() == "stopped"
+        # The call's thread sees it at its next bytecode.
+        assert wait_until(lambda: flag.exists() and flag.read_text() == "stopped")
         proc.stdin.write("\n")
         proc.stdin.flush()
         assert proc.wait(timeout=30) == 0
