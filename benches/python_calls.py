@@ -24,35 +24,36 @@ def trivial(x):
     return x
 
 
-def per_call(seconds):
-    return seconds * 1e6 / N
+def timed(run):
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def round_trips(executor, n):
+    """n sequential submit/result round trips on a warm one-worker executor."""
+    with executor(max_workers=1) as pool:
+        pool.submit(trivial, 0).result()
+        return timed(lambda: [pool.submit(trivial, i).result() for i in range(n)])
+
+
+def report(title, n, ours, reference, names):
+    print(f"{n} sequential {title} (best of 3):")
+    print(f"  oxiida {names[0]:<17} {ours * 1e6 / n:7.2f} us per call")
+    print(f"  {names[1]:<24} {reference * 1e6 / n:7.2f} us per call")
+    print(f"  ratio oxiida/executor: {ours / reference:.2f}x (target <= 0.25x)")
 
 
 def oxiida_calls():
+    # The loop itself is timed alone and taken away: what is left is the calls.
     loop = f"i = 0;\nwhile (i < {N}) {{ x = trivial(i); i = i + 1; }}\n"
     bare = f"i = 0;\nwhile (i < {N}) {{ x = i; i = i + 1; }}\n"
-    start = time.perf_counter()
-    oxiida.run("require trivial;\n" + loop)
-    with_calls = time.perf_counter() - start
-    start = time.perf_counter()
-    oxiida.run(bare)
-    return with_calls - (time.perf_counter() - start)
-
-
-def executor_calls():
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        start = time.perf_counter()
-        for i in range(N):
-            pool.submit(trivial, i).result()
-        return time.perf_counter() - start
+    return timed(lambda: oxiida.run("require trivial;\n" + loop)) - timed(lambda: oxiida.run(bare))
 
 
 ox = min(oxiida_calls() for _ in range(3))
-tp = min(executor_calls() for _ in range(3))
-print(f"{N} sequential calls of a trivial function (best of 3):")
-print(f"  oxiida plain call        {per_call(ox):7.2f} us per call")
-print(f"  ThreadPoolExecutor trip  {per_call(tp):7.2f} us per call")
-print(f"  ratio oxiida/executor: {ox / tp:.2f}x (target <= 0.25x)")
+tp = min(round_trips(ThreadPoolExecutor, N) for _ in range(3))
+report("calls of a trivial function", N, ox, tp, ("plain call", "ThreadPoolExecutor trip"))
 
 
 # 2. =f= round trips.
@@ -61,26 +62,12 @@ M = max(N // 20, 1000)
 
 def oxiida_process_calls():
     oxiida.run("require trivial;\nx = =trivial=(0);\n")  # warm: workers started
-    start = time.perf_counter()
-    oxiida.run(f"require trivial;\ni = 0;\nwhile (i < {M}) {{ x = =trivial=(i); i = i + 1; }}\n")
-    return time.perf_counter() - start
-
-
-def process_pool_calls():
-    with ProcessPoolExecutor(max_workers=1) as pool:
-        pool.submit(trivial, 0).result()
-        start = time.perf_counter()
-        for i in range(M):
-            pool.submit(trivial, i).result()
-        return time.perf_counter() - start
+    return timed(lambda: oxiida.run(f"require trivial;\ni = 0;\nwhile (i < {M}) {{ x = =trivial=(i); i = i + 1; }}\n"))
 
 
 ox_p = min(oxiida_process_calls() for _ in range(3))
-pp = min(process_pool_calls() for _ in range(3))
-print(f"{M} sequential process calls (best of 3):")
-print(f"  oxiida =f=               {ox_p * 1e6 / M:7.2f} us per call")
-print(f"  ProcessPoolExecutor trip {pp * 1e6 / M:7.2f} us per call")
-print(f"  ratio oxiida/executor: {ox_p / pp:.2f}x (target <= 0.25x)")
+pp = min(round_trips(ProcessPoolExecutor, M) for _ in range(3))
+report("process calls", M, ox_p, pp, ("=f=", "ProcessPoolExecutor trip"))
 
 
 # 3. CPU-bound calls in para.
@@ -99,12 +86,6 @@ para_src = f"require burn;\npara {{\n{calls}}}\n"
 # Warm: calls long enough to overlap, so all K workers are started (a
 # trivial call returns before the next one looks for a worker).
 oxiida.run(para_src.replace(str(WORK), str(WORK // 10)))
-
-
-def timed(run):
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 # The VM's speed drifts by a third within seconds: the four measures are
