@@ -122,3 +122,12 @@ pub unsafe fn call<S>(
         Err(f) => reply_error(reply, f.status, &f.message, f.traceback.as_deref()),
     }
 }
+
+/// `reply_free` for a plugin whose replies are all made by [`reply_value`]
+/// and [`reply_error`] (as [`call`] makes them): put it in the plugin table.
+///
+/// # Safety
+/// `reply` is a reply this plugin filled and has not freed.
+pub unsafe extern "C" fn reply_free(_session: *mut c_void, reply: *mut Reply) {
+    unsafe { crate::free_reply(&mut *reply) };
+}

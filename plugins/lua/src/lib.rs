@@ -30,10 +30,6 @@ unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, re
     unsafe { serve::call("Lua", session, message, reply, Session::call) }
 }
 
-unsafe extern "C" fn reply_free(_session: *mut c_void, reply: *mut abi::Reply) {
-    unsafe { abi::free_reply(&mut *reply) };
-}
-
 /// CAP_PROCESS_MODE: `=f=` calls are isolated on a fresh Lua state rather
 /// than in another process. Lua states share nothing, and with no global
 /// lock a process would add a round trip and no parallelism.
@@ -46,7 +42,7 @@ static PLUGIN: abi::Plugin = abi::Plugin {
     session_free,
     resolve,
     call,
-    reply_free: Some(reply_free),
+    reply_free: Some(abi::serve::reply_free),
 };
 
 /// # Safety

@@ -54,10 +54,6 @@ unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, re
     unsafe { serve::call("Python", session, message, reply, Session::call) }
 }
 
-unsafe extern "C" fn reply_free(_session: *mut c_void, reply: *mut abi::Reply) {
-    unsafe { abi::free_reply(&mut *reply) };
-}
-
 pub(crate) static PLUGIN: abi::Plugin = abi::Plugin {
     abi_version: abi::OXIIDA_ABI_VERSION,
     struct_size: std::mem::size_of::<abi::Plugin>() as u32,
@@ -67,7 +63,7 @@ pub(crate) static PLUGIN: abi::Plugin = abi::Plugin {
     session_free,
     resolve,
     call,
-    reply_free: Some(reply_free),
+    reply_free: Some(abi::serve::reply_free),
 };
 
 /// # Safety

@@ -1,5 +1,5 @@
 //! A plugin in Rust, used by the test suite. It answers with buffers it
-//! allocates itself (freed in `reply_free`), unlike the C example which uses
+//! allocates itself (freed by `oxiida_abi::serve::reply_free`), unlike the C example which uses
 //! the host's buffers, and its `boom` function panics: `guard` turns the panic
 //! into an error reply instead of unwinding into the host.
 
@@ -51,10 +51,6 @@ unsafe extern "C" fn call(_session: *mut c_void, message: *const abi::Message, r
     }
 }
 
-unsafe extern "C" fn reply_free(_session: *mut c_void, reply: *mut abi::Reply) {
-    unsafe { abi::free_reply(&mut *reply) };
-}
-
 static PLUGIN: abi::Plugin = abi::Plugin {
     abi_version: abi::OXIIDA_ABI_VERSION,
     struct_size: std::mem::size_of::<abi::Plugin>() as u32,
@@ -64,7 +60,7 @@ static PLUGIN: abi::Plugin = abi::Plugin {
     session_free,
     resolve,
     call,
-    reply_free: Some(reply_free),
+    reply_free: Some(abi::serve::reply_free),
 };
 
 /// # Safety
