@@ -12,7 +12,7 @@ use pyo3::types::PyDict;
 use serde_bytes::ByteBuf;
 
 use crate::convert::to_python;
-use crate::package::OxiidaError;
+use crate::package::{OxiidaError, PyStdout};
 use crate::session::PICKLED_PREFIX;
 
 fn paths() -> PyResult<Paths> {
@@ -43,12 +43,6 @@ fn sys_executable(py: Python<'_>) -> String {
 fn _daemon_pid(py: Python<'_>) -> PyResult<Option<u32>> {
     let paths = paths()?;
     Ok(py.detach(|| Client::connect(&paths).ok().map(|c| c.pid)))
-}
-
-fn stdout(py: Python<'_>, text: &str) {
-    if let Ok(out) = py.import("sys").and_then(|s| s.getattr("stdout")) {
-        let _ = out.call_method1("write", (format!("{text}\n"),));
-    }
 }
 
 /// Sends a workflow with `pickled` (a pickled dict of the functions it
@@ -89,7 +83,8 @@ fn _submit<'py>(
         match py.detach(|| client.recv()).map_err(OxiidaError::new_err)? {
             Reply::Submitted { id } if !wait => return Ok(id.into_pyobject(py)?.into_any()),
             Reply::Submitted { .. } => {}
-            Reply::Output { text, .. } => stdout(py, &text),
+            // Streamed prints go where `oxiida.run`'s do.
+            Reply::Output { text, .. } => oxiida::Output::print(&PyStdout, &text),
             Reply::Finished { state, error, variables, .. } => {
                 if let Some(error) = error {
                     return Err(OxiidaError::new_err(error));

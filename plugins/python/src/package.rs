@@ -17,7 +17,7 @@ use crate::session::{lend_scope, Lent, Raised};
 create_exception!(oxiida, OxiidaError, pyo3::exceptions::PyException, "An oxiida workflow failed, or has errors.");
 
 /// `print` goes to `sys.stdout`, so pytest's capsys and Jupyter see it.
-struct PyStdout;
+pub(crate) struct PyStdout;
 
 impl Output for PyStdout {
     fn print(&self, text: &str) {
