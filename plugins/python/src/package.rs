@@ -136,10 +136,14 @@ async fn watch_signals(interrupt: &Interrupt, signal: &Mutex<Option<PyErr>>) {
     }
 }
 
-/// Stops the `=f=` worker processes (registered with atexit).
+/// At exit (registered with atexit): lets calls still ending on runtime
+/// threads leave Python before it finalizes, and stops the `=f=` workers.
 #[pyfunction]
 fn _shutdown(py: Python<'_>) {
-    py.detach(crate::pool::shutdown);
+    py.detach(|| {
+        crate::session::wait_for_calls(std::time::Duration::from_secs(5));
+        crate::pool::shutdown();
+    });
 }
 
 #[pymodule]

@@ -243,6 +243,7 @@ impl Session {
                 traceback: None,
             });
         };
+        let _attached = Attached::enter();
         Python::attach(|py| {
             let result = if process { self.call_in_worker(py, dotted, &resolved, args) } else { self.call_here(py, &resolved, args) }?;
             from_python(&result).map_err(|why| Failure {
@@ -346,6 +347,35 @@ impl Session {
                 Err(Failure { status: oxiida_abi::STATUS_RAISED, message, traceback: Some(format!("in a worker process:\n{traceback}")) })
             }
         }
+    }
+}
+
+/// Calls holding (or about to take) the GIL on a runtime thread. A thread
+/// that releases the GIL while the interpreter finalizes aborts the whole
+/// process, so the package's exit handler waits for these to end.
+static ATTACHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct Attached;
+
+impl Attached {
+    fn enter() -> Attached {
+        ATTACHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Attached
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        ATTACHED.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Waits (up to `limit`) until no call is inside Python: one interrupted at
+/// exit is usually ending. A call blocked in C for longer is left.
+pub fn wait_for_calls(limit: std::time::Duration) {
+    let until = std::time::Instant::now() + limit;
+    while ATTACHED.load(std::sync::atomic::Ordering::SeqCst) > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
