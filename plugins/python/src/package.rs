@@ -141,7 +141,7 @@ async fn watch_signals(interrupt: &Interrupt, signal: &Mutex<Option<PyErr>>) {
 #[pyfunction]
 fn _shutdown(py: Python<'_>) {
     py.detach(|| {
-        crate::session::wait_for_calls(std::time::Duration::from_secs(5));
+        crate::session::wait_for_calls(std::time::Duration::from_secs(1));
         crate::pool::shutdown();
     });
 }
