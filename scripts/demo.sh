@@ -2,4 +2,4 @@
 # Builds oxiida and runs the demo workflow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run -q -p oxiida -- run examples/demo.ox
+cargo run -q -p oxiida-cli -- run examples/demo.ox

@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 prefix=${1:-/usr/local}
 from=${FROM:-}
 if [ -z "$from" ]; then
-  cargo build --release -p oxiida
+  cargo build --release -p oxiida-cli -p liboxiida
   from=${CARGO_TARGET_DIR:-$PWD/target}/release
 fi
 lib=$from/liboxiida.so
 [ -f "$lib" ] || lib=$from/deps/liboxiida.so
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' core/Cargo.toml | head -n 1)
+version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 install -D -m 755 "$from/oxiida" "$prefix/bin/oxiida"
 install -D -m 755 "$lib" "$prefix/lib/liboxiida.so"

@@ -18,6 +18,9 @@ if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all --check
 fi
 
+# `cargo build` first: the C tests link liboxiida.so, a cdylib that a bare
+# `cargo test` does not build.
+cargo build --workspace
 cargo test --workspace
 
 # The oxiida Python package, built into a private virtual environment.

@@ -16,15 +16,11 @@
 //! ```
 
 mod builtins;
-#[cfg(feature = "daemon")]
-pub mod daemon;
 pub mod diagnostic;
-mod embed;
 pub mod foreign;
 pub mod interp;
 pub mod ir;
 mod ops;
-pub mod plugin;
 mod resolve;
 mod shell;
 pub mod syntax;

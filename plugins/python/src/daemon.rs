@@ -3,13 +3,13 @@
 //! with the environment (sys.path, installed packages) it was started from.
 //! `oxiida.submit` sends a workflow with the caller's functions pickled.
 
-use oxiida::daemon::client::{Client, ConnectError};
-use oxiida::daemon::protocol::{Reply, Request, Submit};
-use oxiida::daemon::Paths;
-use oxiida::plugin::in_process;
+use oxiida_host::in_process;
+use oxiida_protocol::client::{Client, ConnectError};
+use oxiida_protocol::ByteBuf;
+use oxiida_protocol::Paths;
+use oxiida_protocol::{Reply, Request, Submit};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use serde_bytes::ByteBuf;
 
 use crate::convert::to_python;
 use crate::package::{OxiidaError, PyStdout};
@@ -27,11 +27,11 @@ fn _daemon_serve(py: Python<'_>, watch: Vec<String>) -> PyResult<()> {
     let paths = paths()?;
     let plugin = in_process(&crate::PLUGIN).map_err(OxiidaError::new_err)?;
     let restart = "python -m oxiida daemon restart";
-    let options = oxiida::daemon::server::Options {
+    let options = oxiida_daemon::server::Options {
         watch: watch.into_iter().map(Into::into).collect(),
         restart_hint: format!("{restart} (with {})", sys_executable(py)),
     };
-    py.detach(|| oxiida::daemon::server::serve_with(paths, vec![(plugin, String::new())], options)).map_err(OxiidaError::new_err)
+    py.detach(|| oxiida_daemon::server::serve_with(paths, vec![(plugin, String::new())], options)).map_err(OxiidaError::new_err)
 }
 
 fn sys_executable(py: Python<'_>) -> String {
@@ -89,7 +89,7 @@ fn _submit<'py>(
                 if let Some(error) = error {
                     return Err(OxiidaError::new_err(error));
                 }
-                if state != oxiida::daemon::state::SUCCEEDED {
+                if state != oxiida_protocol::state::SUCCEEDED {
                     return Err(OxiidaError::new_err(format!("the workflow ended {state}")));
                 }
                 let out = PyDict::new(py);
@@ -151,10 +151,53 @@ fn _daemon_paths() -> PyResult<(String, String)> {
 #[pyfunction]
 fn _daemon_command(py: Python<'_>, name: &str) -> PyResult<u8> {
     match name {
-        "stop" => Ok(py.detach(oxiida::daemon::cli::stop)),
-        "status" => Ok(py.detach(oxiida::daemon::cli::status)),
+        "stop" => {
+            let paths = paths()?;
+            match py.detach(|| oxiida_protocol::client::stop(&paths)) {
+                Ok(None) => println_py(py, "no daemon is running"),
+                Ok(Some(pid)) => println_py(py, &format!("daemon stopped (pid {pid})")),
+                Err(e) => return Err(OxiidaError::new_err(e)),
+            }
+            Ok(0)
+        }
+        "status" => {
+            let paths = paths()?;
+            let reply = py.detach(|| Client::connect(&paths).map_err(|e| (e.message(&paths), matches!(e, ConnectError::NotRunning))));
+            let mut client = match reply {
+                Ok(c) => c,
+                Err((why, not_running)) => {
+                    eprintln_py(py, &format!("oxiida: {why}"));
+                    return Ok(if not_running { oxiida_protocol::exit::NOT_RUNNING } else { 1 });
+                }
+            };
+            match py.detach(|| client.call(&Request::Status)) {
+                Ok(Reply::Status(s)) => print_py(py, &oxiida_protocol::client::describe(&s)),
+                Ok(other) => return Err(OxiidaError::new_err(format!("unexpected reply {other:?}"))),
+                Err(e) => return Err(OxiidaError::new_err(e)),
+            }
+            Ok(0)
+        }
         other => Err(OxiidaError::new_err(format!("no daemon command `{other}`"))),
     }
+}
+
+/// Writes to `sys.stdout` (or `sys.stderr`), where Python code and Jupyter look.
+fn write_py(py: Python<'_>, stream: &str, text: &str) {
+    if let Ok(out) = py.import("sys").and_then(|sys| sys.getattr(stream)) {
+        let _ = out.call_method1("write", (text,));
+    }
+}
+
+fn print_py(py: Python<'_>, text: &str) {
+    write_py(py, "stdout", text);
+}
+
+fn println_py(py: Python<'_>, text: &str) {
+    write_py(py, "stdout", &format!("{text}\n"));
+}
+
+fn eprintln_py(py: Python<'_>, text: &str) {
+    write_py(py, "stderr", &format!("{text}\n"));
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -10,7 +10,9 @@ use oxiida_abi::{self as abi, guard, serve, write_error};
 use pyo3::prelude::*;
 
 mod convert;
+#[cfg(feature = "package")]
 mod daemon;
+#[cfg(feature = "package")]
 mod package;
 mod pipe;
 mod pool;

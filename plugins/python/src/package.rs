@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oxiida::plugin::{codec, in_process, LoadedPlugin, PluginHost};
 use oxiida::{Interrupt, Limits, Output, Source};
+use oxiida_host::{codec, in_process, LoadedPlugin, PluginHost};
 use pyo3::create_exception;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;

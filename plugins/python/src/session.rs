@@ -42,6 +42,7 @@ fn next_id() -> u64 {
 pub type Running = Arc<Mutex<Vec<std::ffi::c_ulong>>>;
 
 /// A scope lent to a session by `oxiida.run`.
+#[cfg(feature = "package")]
 pub struct Lent {
     /// The session's config: names the scope.
     pub config: String,
@@ -52,6 +53,7 @@ pub struct Lent {
     pub running: Running,
 }
 
+#[cfg(feature = "package")]
 impl Lent {
     /// Raises KeyboardInterrupt in the threads still running this session's
     /// plain calls (Python threads cannot be killed; this is how they stop).
@@ -67,6 +69,7 @@ impl Lent {
 }
 
 /// Lends `scope` to the next session opened with the returned config.
+#[cfg(feature = "package")]
 pub fn lend_scope(scope: Py<PyDict>) -> Lent {
     let id = next_id();
     let (raised, running) = (Raised::default(), Running::default());
@@ -372,6 +375,7 @@ impl Drop for Attached {
 
 /// Waits (up to `limit`) until no call is inside Python: one interrupted at
 /// exit is usually ending. A call blocked in C for longer is left.
+#[cfg(feature = "package")]
 pub fn wait_for_calls(limit: std::time::Duration) {
     let until = std::time::Instant::now() + limit;
     while ATTACHED.load(std::sync::atomic::Ordering::SeqCst) > 0 && std::time::Instant::now() < until {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use oxiida_abi::{self as abi, guard, OpaqueValue};
 
-use crate::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
-use crate::plugin::{codec, routines, LoadedPlugin, PluginHost};
-use crate::value::Value;
-use crate::{Diagnostic, Limits, Source, Stage};
+use lang::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
+use lang::value::Value;
+use lang::{Diagnostic, Limits, Source, Stage};
+use oxiida_host::{codec, routines, LoadedPlugin, PluginHost};
 
 pub type Callback = unsafe extern "C" fn(*mut c_void, *const OpaqueValue, *mut *mut OpaqueValue, *mut c_char, usize) -> i32;
 
@@ -232,7 +232,7 @@ pub unsafe extern "C" fn oxiida_runtime_load_plugin(runtime: *mut Runtime, spec:
         let rt = unsafe { runtime.as_mut() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
         let spec = unsafe { c_text(spec, "the plugin") }?;
         let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
-        let plugin = crate::plugin::locate(what).and_then(|p| crate::plugin::load(&p)).map_err(EmbedError::usage)?;
+        let plugin = oxiida_host::locate(what).and_then(|p| oxiida_host::load(&p)).map_err(EmbedError::usage)?;
         rt.plugins.push((plugin, config.to_owned()));
         Ok(())
     })
@@ -258,10 +258,10 @@ pub unsafe extern "C" fn oxiida_runtime_run(
         let name = if file_name.is_null() { "<workflow>" } else { unsafe { c_text(file_name, "the file name") }? };
         let source = Source::new(name, text);
         let host = EmbedHost { callbacks: rt.callbacks.clone(), plugins: PluginHost::new(&rt.plugins).map_err(EmbedError::usage)? };
-        let program = crate::compile(&source, &host).map_err(|d| EmbedError::from_diagnostics(&source, &d))?;
+        let program = lang::compile(&source, &host).map_err(|d| EmbedError::from_diagnostics(&source, &d))?;
         let limits = Limits { inline_calls: true, ..Limits::default() };
         rt.tokio
-            .block_on(crate::execute(&program, &host, &crate::interp::Stdout, limits))
+            .block_on(lang::execute(&program, &host, &lang::interp::Stdout, limits))
             .map_err(|d| EmbedError::from_diagnostics(&source, &[d]))?;
         Ok(())
     })

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use oxiida_abi::Value as Wire;
 
-use crate::value::{Map, Value};
+use oxiida::value::{Map, Value};
 
 pub fn to_wire(v: &Value) -> Wire {
     match v {

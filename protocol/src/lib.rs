@@ -1,26 +1,19 @@
-//! Daemon mode (docs/daemon.md): a long-running process per user that runs
-//! submitted workflows, each on a thread and runtime of its own with its own
-//! plugin sessions, and records them in SQLite.
+//! The oxiida daemon's wire protocol (docs/daemon.md), its paths and a
+//! blocking client: everything a client links, and no server or SQLite.
 //!
-//! Stages: [`paths`] (where things live) → [`protocol`] (frames on the
-//! socket) → [`server`] (accepting, dispatching) → [`workflow`] (one
-//! workflow's actor) → [`store`] (the records); [`client`] and [`cli`] are
-//! the other end. Nothing here runs unless a daemon command is used.
+//! [`messages`] are the frames on the socket, [`paths`] where the socket,
+//! log and database live, [`client`] the client's end.
 
-pub mod cli;
 pub mod client;
+mod messages;
 pub mod paths;
-pub mod protocol;
-pub mod server;
-pub mod store;
-pub mod watch;
-pub mod workflow;
 
-use std::io::Write;
-use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use messages::*;
 pub use paths::Paths;
+/// The bytes type of the messages' binary fields.
+pub use serde_bytes::ByteBuf;
 
 /// Workflow states as records and replies spell them.
 pub mod state {
@@ -73,33 +66,6 @@ pub fn duration(ms: i64) -> String {
         0..60 => format!("{:.1} s", ms as f64 / 1000.0),
         60..3600 => format!("{}m {:02}s", s / 60, s % 60),
         _ => format!("{}h {:02}m", s / 3600, s / 60 % 60),
-    }
-}
-
-struct Logger {
-    file: Option<std::fs::File>,
-    echo: bool,
-}
-
-fn logger() -> &'static Mutex<Logger> {
-    static LOG: OnceLock<Mutex<Logger>> = OnceLock::new();
-    LOG.get_or_init(|| Mutex::new(Logger { file: None, echo: false }))
-}
-
-/// Sends the daemon's log to `file`, and to stderr too when `echo`.
-pub fn log_to(file: std::fs::File, echo: bool) {
-    *logger().lock().unwrap_or_else(|p| p.into_inner()) = Logger { file: Some(file), echo };
-}
-
-/// One timestamped line in the daemon's log.
-pub fn log(message: &str) {
-    let line = format!("{} [{}] {message}\n", utc(now_ms()), std::process::id());
-    let mut logger = logger().lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(file) = logger.file.as_mut() {
-        let _ = file.write_all(line.as_bytes());
-    }
-    if logger.echo {
-        let _ = std::io::stderr().write_all(line.as_bytes());
     }
 }
 

@@ -15,12 +15,13 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
-use super::protocol::{self, ErrorKind, Reply, Request, Status, Submit, Summary};
-use super::store::{self, Store};
-use super::watch::Watcher;
-use super::workflow::{self, Event, Running};
-use super::{log, now_ms, state, Paths};
-use crate::plugin::LoadedPlugin;
+use crate::log;
+use crate::store::{self, Store};
+use crate::watch::Watcher;
+use crate::workflow::{self, Event, Running};
+use oxiida_host::LoadedPlugin;
+use oxiida_protocol::{self as protocol, ErrorKind, Reply, Request, Status, Submit, Summary};
+use oxiida_protocol::{now_ms, state, Paths};
 
 /// Once a frame has begun, the rest must come within this: a client that
 /// stalls mid-frame is cut off rather than holding its task forever.
@@ -103,7 +104,7 @@ fn open_log(paths: &Paths) -> Result<(), String> {
     // SAFETY: fstat on fd 2 into a zeroed struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     let stderr_is_log = unsafe { libc::fstat(2, &mut st) } == 0 && log_meta.is_some_and(|m| m.dev() == st.st_dev && m.ino() == st.st_ino);
-    super::log_to(file, !stderr_is_log);
+    crate::log_to(file, !stderr_is_log);
     Ok(())
 }
 

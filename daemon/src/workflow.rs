@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::protocol::Submit;
-use super::server::Shared;
-use super::store::Finish;
-use super::{exit, log, state};
-use crate::plugin::{self, LoadedPlugin, PluginHost};
-use crate::{Diagnostic, Interrupt, Limits, Output, Source, Stage};
+use crate::log;
+use crate::server::Shared;
+use crate::store::Finish;
+use oxiida::{Diagnostic, Interrupt, Limits, Output, Source, Stage};
+use oxiida_host::{self as plugin, LoadedPlugin, PluginHost};
+use oxiida_protocol::Submit;
+use oxiida_protocol::{exit, state};
 
 /// The parser recurses on nesting; like the CLI, reserve a roomy stack so
 /// that pathological input is an error, not a crash of the whole daemon.
@@ -134,7 +135,7 @@ fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Lefto
         Err(e) => return failed(exit::USAGE, e),
     };
     let source = Source::new(submit.name, submit.source);
-    let program = match crate::compile(&source, &host) {
+    let program = match oxiida::compile(&source, &host) {
         Ok(p) => p,
         Err(diagnostics) => return not_run(&source, &diagnostics),
     };
@@ -146,7 +147,7 @@ fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Lefto
     limits.max_tasks = submit.max_tasks.map_or(limits.max_tasks, |n| n.max(1) as usize);
     limits.max_fanout = submit.max_fanout.map_or(limits.max_fanout, |n| n.max(1) as usize);
     let sink = Sink { shared, running };
-    let result = runtime.block_on(crate::execute_with_interrupt(&program, &host, &sink, limits, &running.interrupt));
+    let result = runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &sink, limits, &running.interrupt));
     *leftovers = Some((runtime, host));
     match result {
         Ok(vars) => {

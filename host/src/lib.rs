@@ -1,11 +1,11 @@
 //! Language plugins behind the C ABI (`include/oxiida.h`): loading them, the
 //! host's routine table they call back into, and [`PluginHost`], the
-//! [`crate::foreign::Host`] that sends a workflow's calls to them.
+//! [`oxiida::foreign::Host`] that sends a workflow's calls to them.
 
 pub mod codec;
 mod host;
 mod loader;
-pub(crate) mod routines;
+pub mod routines;
 
 pub use host::PluginHost;
 pub use loader::{in_process, load, locate, search_dirs, LoadedPlugin};

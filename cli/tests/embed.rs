@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// Where cargo put liboxiida.so: beside the executable after `cargo build`,
-/// only in `deps/` after a bare `cargo test`.
+/// Where cargo put liboxiida.so: beside the executable after `cargo build`
+/// (a bare `cargo test` does not build the `liboxiida` crate's cdylib).
 fn lib_dir() -> PathBuf {
     let target = Path::new(env!("CARGO_BIN_EXE_oxiida")).parent().expect("a target folder");
     [target.to_path_buf(), target.join("deps")]
         .into_iter()
         .find(|d| d.join("liboxiida.so").is_file())
-        .expect("liboxiida.so is built with the crate")
+        .expect("liboxiida.so is not built: run `cargo build -p liboxiida` first (scripts/test.sh does)")
 }
 
 fn scratch() -> &'static PathBuf {

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use oxiida::daemon::protocol::{self, Reply, Request};
+use oxiida_protocol::{self as protocol, Reply, Request};
 
 /// A test's folders and its daemon, stopped and reaped on drop.
 struct Daemon {

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use oxiida::daemon::cli as daemon;
+mod daemon;
 use oxiida::interp::Stdout;
-use oxiida::plugin::{self, PluginHost};
 use oxiida::{Diagnostic, Interrupt, Limits, Source, Stage};
+use oxiida_host::{self as plugin, PluginHost};
 
 /// Exit statuses, as the language reference fixes them.
 const EXIT_RUNTIME: u8 = 1;

@@ -49,7 +49,7 @@ impl Watcher {
             let Ok(event) = event else { return };
             let mut changes = seen.lock().unwrap_or_else(|p| p.into_inner());
             for path in event.paths.iter().filter(|p| relevant(&event.kind, p)) {
-                changes.first_ms.get_or_insert_with(super::now_ms);
+                changes.first_ms.get_or_insert_with(oxiida_protocol::now_ms);
                 if changes.files.contains(path) {
                     continue;
                 }
@@ -84,7 +84,7 @@ impl Watcher {
         Some(format!(
             "warning: the daemon's environment changed since it started (first at {}: {}); its workflows may not run what is \
              installed now. Restart it: {}",
-            super::utc(first),
+            oxiida_protocol::utc(first),
             files.join(", "),
             self.restart_hint
         ))

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use oxiida_abi as abi;
 
-use super::codec;
-use super::loader::LoadedPlugin;
-use super::routines::free_buffer;
-use crate::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
-use crate::value::Value;
+use crate::codec;
+use crate::loader::LoadedPlugin;
+use crate::routines::free_buffer;
+use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
+use oxiida::value::Value;
 
 /// A plugin session: one workflow's state inside one plugin.
 struct Session {

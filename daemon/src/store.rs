@@ -9,8 +9,9 @@ use std::sync::mpsc;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::protocol::{Record, Summary};
-use super::{log, now_ms};
+use crate::log;
+use oxiida_protocol::now_ms;
+use oxiida_protocol::{Record, Summary};
 
 /// Most operations committed in one transaction.
 const BATCH: usize = 512;

@@ -8,14 +8,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::client::{Client, ConnectError};
-use super::protocol::{PluginSpec, Reply, Request, Submit};
-use super::{duration, exit, now_ms, utc, Paths};
-use crate::plugin;
+use oxiida_host as plugin;
+use oxiida_protocol::client::{self, Client, ConnectError};
+use oxiida_protocol::{duration, exit, utc, Paths};
+use oxiida_protocol::{PluginSpec, Reply, Request, Submit};
 
-/// How long `start` waits for a new daemon to answer, `stop` for one to go.
+/// How long `start` waits for a new daemon to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn fail(message: impl std::fmt::Display, code: u8) -> u8 {
     eprintln!("oxiida: {message}");
@@ -61,7 +60,7 @@ pub fn start(foreground: bool, specs: &[String]) -> u8 {
     if foreground {
         let loaded: Result<Vec<_>, String> =
             plugins.into_iter().map(|p| Ok((plugin::load(Path::new(&p.path))?, String::from_utf8_lossy(&p.config).into_owned()))).collect();
-        return match loaded.and_then(|defaults| super::server::serve(paths, defaults)) {
+        return match loaded.and_then(|defaults| oxiida_daemon::server::serve(paths, defaults)) {
             Ok(()) => 0,
             Err(e) => fail(e, 1),
         };
@@ -124,38 +123,17 @@ fn spawn_detached(paths: &Paths, specs: Vec<String>) -> Result<u32, String> {
     }
 }
 
-/// Whether `pid` is alive and not a zombie.
-fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(") ").is_some_and(|(_, s)| !s.starts_with('Z'))
-}
-
 /// `daemon stop`: asks the daemon to stop and waits until it has.
 pub fn stop() -> u8 {
     let paths = match paths() {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let mut client = match Client::connect(&paths) {
-        Ok(c) => c,
-        Err(ConnectError::NotRunning) => {
-            println!("no daemon is running");
-            return 0;
-        }
-        Err(e) => return fail(e.message(&paths), 1),
-    };
-    let pid = client.pid as i32;
-    if let Err(e) = client.call(&Request::Shutdown) {
-        return fail(e, 1);
+    match client::stop(&paths) {
+        Ok(None) => println!("no daemon is running"),
+        Ok(Some(pid)) => println!("daemon stopped (pid {pid})"),
+        Err(e) => return fail(e, 1),
     }
-    let until = Instant::now() + STOP_TIMEOUT;
-    while alive(pid) {
-        if Instant::now() > until {
-            return fail(format!("the daemon (pid {pid}) did not stop within {STOP_TIMEOUT:?}"), 1);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    println!("daemon stopped (pid {pid})");
     0
 }
 
@@ -188,16 +166,7 @@ pub fn status() -> u8 {
         Ok(other) => return fail(format!("unexpected reply {other:?}"), 1),
         Err(code) => return code,
     };
-    println!("daemon: running, pid {}, version {}, up {}", s.pid, s.version, duration(now_ms() - s.started_ms));
-    println!("socket: {}", s.socket);
-    println!("log: {}", s.log);
-    println!("database: {}", s.database);
-    println!("default plugins: {}", if s.default_plugins.is_empty() { "none".into() } else { s.default_plugins.join(", ") });
-    println!("loaded plugins: {}", if s.loaded_plugins.is_empty() { "none".into() } else { s.loaded_plugins.join(", ") });
-    println!("running workflows: {}", s.running.len());
-    for w in &s.running {
-        println!("  {:>6}  since {}  {}", w.id, utc(w.submitted_ms), w.name);
-    }
+    print!("{}", client::describe(&s));
     0
 }
 
@@ -352,7 +321,7 @@ pub fn kill(id: u64) -> u8 {
         let until = Instant::now() + Duration::from_secs(5);
         loop {
             let Reply::Workflow(r) = client.call(&Request::Show { id })? else { return Err("unexpected reply".into()) };
-            if r.state != super::state::RUNNING && r.state != super::state::QUEUED {
+            if r.state != oxiida_protocol::state::RUNNING && r.state != oxiida_protocol::state::QUEUED {
                 println!("workflow {id}: {}", r.state);
                 return Ok(0);
             }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use oxiida_abi as abi;
 
-use super::routines::HOST;
+use crate::routines::HOST;
 
 /// A plugin library that passed every check.
 #[derive(Debug)]

@@ -4,8 +4,8 @@
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use super::protocol::{self, Reply, Request, PROTOCOL_VERSION};
-use super::Paths;
+use crate::messages::{self as protocol, Reply, Request, PROTOCOL_VERSION};
+use crate::Paths;
 
 pub struct Client {
     stream: UnixStream,
@@ -88,4 +88,55 @@ impl Client {
         self.send(request)?;
         self.recv()
     }
+}
+
+/// How long [`stop`] waits for the daemon to go.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `pid` is alive and not a zombie.
+pub fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ").is_some_and(|(_, s)| !s.starts_with('Z'))
+}
+
+/// Asks the daemon to stop and waits until its process has gone: the pid it
+/// had, or `None` when no daemon was running.
+pub fn stop(paths: &Paths) -> Result<Option<u32>, String> {
+    let mut client = match Client::connect(paths) {
+        Ok(c) => c,
+        Err(ConnectError::NotRunning) => return Ok(None),
+        Err(e) => return Err(e.message(paths)),
+    };
+    let pid = client.pid;
+    client.call(&Request::Shutdown)?;
+    let until = std::time::Instant::now() + STOP_TIMEOUT;
+    while alive(pid as i32) {
+        if std::time::Instant::now() > until {
+            return Err(format!("the daemon (pid {pid}) did not stop within {STOP_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(Some(pid))
+}
+
+/// The daemon's status report, as `oxiida daemon status` prints it.
+pub fn describe(s: &crate::Status) -> String {
+    use crate::{duration, now_ms, utc};
+    let list = |v: &[String]| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+    let mut out = format!(
+        "daemon: running, pid {}, version {}, up {}\nsocket: {}\nlog: {}\ndatabase: {}\ndefault plugins: {}\nloaded plugins: {}\nrunning workflows: {}\n",
+        s.pid,
+        s.version,
+        duration(now_ms() - s.started_ms),
+        s.socket,
+        s.log,
+        s.database,
+        list(&s.default_plugins),
+        list(&s.loaded_plugins),
+        s.running.len()
+    );
+    for w in &s.running {
+        out.push_str(&format!("  {:>6}  since {}  {}\n", w.id, utc(w.submitted_ms), w.name));
+    }
+    out
 }

@@ -190,7 +190,8 @@ fn rust_test_plugin() -> &'static PathBuf {
 
 #[test]
 fn a_panicking_rust_plugin_gives_an_error_and_the_host_lives_on() {
-    use oxiida::{plugin, Source};
+    use oxiida::Source;
+    use oxiida_host as plugin;
     let lib = plugin::load(rust_test_plugin()).expect("the Rust test plugin loads");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let run_here = |src: &str| {

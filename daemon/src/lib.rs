@@ -1,0 +1,45 @@
+//! The oxiida daemon (docs/daemon.md): a long-running process per user that
+//! runs submitted workflows, each on a thread and runtime of its own with its
+//! own plugin sessions, and records them in SQLite.
+//!
+//! Stages: [`server`] (accepting, dispatching) → [`workflow`] (one
+//! workflow's actor) → [`store`] (the records); [`watch`] is the
+//! environment monitor. The wire protocol, paths and client are in
+//! `oxiida-protocol`, which clients link alone.
+
+pub mod server;
+pub mod store;
+pub mod watch;
+pub mod workflow;
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+use oxiida_protocol::{now_ms, utc};
+
+struct Logger {
+    file: Option<std::fs::File>,
+    echo: bool,
+}
+
+fn logger() -> &'static Mutex<Logger> {
+    static LOG: OnceLock<Mutex<Logger>> = OnceLock::new();
+    LOG.get_or_init(|| Mutex::new(Logger { file: None, echo: false }))
+}
+
+/// Sends the daemon's log to `file`, and to stderr too when `echo`.
+pub fn log_to(file: std::fs::File, echo: bool) {
+    *logger().lock().unwrap_or_else(|p| p.into_inner()) = Logger { file: Some(file), echo };
+}
+
+/// One timestamped line in the daemon's log.
+pub fn log(message: &str) {
+    let line = format!("{} [{}] {message}\n", utc(now_ms()), std::process::id());
+    let mut logger = logger().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(file) = logger.file.as_mut() {
+        let _ = file.write_all(line.as_bytes());
+    }
+    if logger.echo {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+}
