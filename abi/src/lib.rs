@@ -9,6 +9,7 @@
 
 use std::ffi::{c_char, c_void};
 
+pub mod frame;
 mod guard;
 mod reply;
 pub mod serve;

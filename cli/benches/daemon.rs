@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oxiida::daemon::client::Client;
-use oxiida::daemon::protocol::{Reply, Request, Submit};
-use oxiida::daemon::Paths;
+use oxiida_protocol::client::Client;
+use oxiida_protocol::Paths;
+use oxiida_protocol::{Reply, Request, Submit};
 
 const LATENCY_RUNS: usize = 100;
 const CLIENTS: usize = 8;

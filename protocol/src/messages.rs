@@ -179,10 +179,7 @@ pub struct Record {
 
 pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     let body = rmp_serde::to_vec_named(message).expect("protocol types always serialize");
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
-    frame
+    oxiida_abi::frame::encode(&body)
 }
 
 /// Decodes a request body, telling apart unknown requests, known requests
@@ -206,24 +203,12 @@ pub fn decode_reply(body: &[u8]) -> Result<Reply, String> {
 
 /// Checks a frame's length header.
 pub fn frame_len(header: [u8; 4]) -> Result<usize, String> {
-    let len = u32::from_be_bytes(header) as usize;
-    if len > MAX_FRAME {
-        return Err(format!("a frame of {len} bytes is larger than the limit of {MAX_FRAME}"));
-    }
-    Ok(len)
+    oxiida_abi::frame::body_len(header, MAX_FRAME).map_err(|e| e.to_string())
 }
 
 /// Blocking read of one frame's body (clients); `None` at a clean end.
 pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
-    let mut header = [0u8; 4];
-    match r.read_exact(&mut header) {
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        other => other?,
-    }
-    let len = frame_len(header).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    Ok(Some(body))
+    oxiida_abi::frame::read(r, MAX_FRAME)
 }
 
 pub fn write_frame<T: Serialize>(w: &mut impl Write, message: &T) -> std::io::Result<()> {
