@@ -1,16 +1,39 @@
-//! The README's examples are tests. Every ```oxiida block runs through the
-//! CLI and must print exactly the ```text block that follows it; every
-//! ```oxiida-error block must fail, and each line of its ```text block must
-//! appear in what it wrote to stderr.
+//! The docs' examples are tests. Every ```oxiida block of README.md and of
+//! every docs/*.md runs through the CLI and must print exactly the ```text
+//! block that follows it; every ```oxiida-error block must fail, and each
+//! line of its ```text block must appear in what it wrote to stderr.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 struct Example {
-    line: usize,
+    /// Where the block starts, as `docs/language.md:12`.
+    at: String,
     code: String,
     expect_error: bool,
     expected: String,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// README.md, then every docs/*.md in name order, as paths relative to the
+/// repository root.
+fn doc_files() -> Vec<String> {
+    let mut docs: Vec<String> = std::fs::read_dir(root().join("docs"))
+        .expect("docs/ exists")
+        .map(|entry| entry.expect("docs/ is readable").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    docs.sort();
+    docs.insert(0, "README.md".to_owned());
+    docs
+}
+
+fn read(file: &str) -> String {
+    std::fs::read_to_string(root().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 /// Fenced blocks as (info string, body, first line number).
@@ -31,8 +54,8 @@ fn fences(text: &str) -> Vec<(String, String, usize)> {
     blocks
 }
 
-fn examples(readme: &str) -> Vec<Example> {
-    let blocks = fences(readme);
+fn examples(file: &str, text: &str) -> Vec<Example> {
+    let blocks = fences(text);
     let mut out = Vec::new();
     for (i, (info, code, line)) in blocks.iter().enumerate() {
         let expect_error = match info.as_str() {
@@ -42,24 +65,22 @@ fn examples(readme: &str) -> Vec<Example> {
         };
         let expected = match blocks.get(i + 1) {
             Some((next, body, _)) if next == "text" => body.clone(),
-            _ => panic!("README.md:{line}: an oxiida example must be followed by a ```text block with its output"),
+            _ => panic!("{file}:{line}: an oxiida example must be followed by a ```text block with its output"),
         };
-        out.push(Example { line: *line, code: code.clone(), expect_error, expected });
+        out.push(Example { at: format!("{file}:{line}"), code: code.clone(), expect_error, expected });
     }
     out
 }
 
 #[test]
-fn readme_examples_print_what_the_readme_says() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md exists");
-    let examples = examples(&readme);
+fn doc_examples_print_what_the_docs_say() {
+    let examples: Vec<Example> = doc_files().iter().flat_map(|file| examples(file, &read(file))).collect();
     assert!(examples.len() >= 10, "the tour should have examples, found {}", examples.len());
     let dir = std::env::temp_dir().join(format!("oxiida-readme-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut failures = Vec::new();
     for ex in &examples {
-        let file = dir.join(format!("readme_{}.ox", ex.line));
+        let file = dir.join(format!("{}.ox", ex.at.replace(['/', '.', ':'], "_")));
         std::fs::write(&file, &ex.code).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
             .arg("run")
@@ -72,29 +93,25 @@ fn readme_examples_print_what_the_readme_says() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if ex.expect_error {
             if out.status.success() {
-                failures.push(format!("README.md:{}: expected an error, but it succeeded", ex.line));
+                failures.push(format!("{}: expected an error, but it succeeded", ex.at));
             }
             for want in ex.expected.lines().filter(|l| !l.trim().is_empty()) {
                 if !stderr.contains(want.trim()) {
-                    failures.push(format!("README.md:{}: stderr lacks {want:?}:\n{stderr}", ex.line));
+                    failures.push(format!("{}: stderr lacks {want:?}:\n{stderr}", ex.at));
                 }
             }
         } else if !out.status.success() || stdout != ex.expected {
-            failures.push(format!(
-                "README.md:{}: status {}, stdout:\n{stdout}\nwanted:\n{}\nstderr:\n{stderr}",
-                ex.line, out.status, ex.expected
-            ));
+            failures.push(format!("{}: status {}, stdout:\n{stdout}\nwanted:\n{}\nstderr:\n{stderr}", ex.at, out.status, ex.expected));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(failures.is_empty(), "{} README example(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(failures.is_empty(), "{} doc example(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn readme_c_plugin_compiles_and_runs() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md exists");
-    let blocks: Vec<String> = fences(&readme)
+    let root = root();
+    let blocks: Vec<String> = fences(&read("README.md"))
         .into_iter()
         .filter(|(info, body, _)| info == "c" && body.contains("oxiida_plugin_init"))
         .map(|(_, body, _)| body)
