@@ -109,14 +109,14 @@ fn doc_examples_print_what_the_docs_say() {
 }
 
 #[test]
-fn readme_c_plugin_compiles_and_runs() {
+fn docs_c_plugin_compiles_and_runs() {
     let root = root();
-    let blocks: Vec<String> = fences(&read("README.md"))
+    let blocks: Vec<String> = fences(&read("docs/plugins.md"))
         .into_iter()
         .filter(|(info, body, _)| info == "c" && body.contains("oxiida_plugin_init"))
         .map(|(_, body, _)| body)
         .collect();
-    assert_eq!(blocks.len(), 1, "the README shows one complete C plugin");
+    assert_eq!(blocks.len(), 1, "docs/plugins.md shows one complete C plugin");
     let dir = std::env::temp_dir().join(format!("oxiida-readme-c-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("square.c"), &blocks[0]).unwrap();
