@@ -1,7 +1,9 @@
 //! The docs' examples are tests. Every ```oxiida block of README.md and of
 //! every docs/*.md runs through the CLI and must print exactly the ```text
 //! block that follows it; every ```oxiida-error block must fail, and each
-//! line of its ```text block must appear in what it wrote to stderr.
+//! line of its ```text block must appear in what it wrote to stderr. Every
+//! relative link in those files (and in ARCHITECTURE.md and benches/README.md)
+//! must point to a file that exists, and to a heading of it when it names one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -138,4 +140,101 @@ fn docs_c_plugin_compiles_and_runs() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "144\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("square takes an Int"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The lines of `text` outside fenced blocks, with their line numbers.
+fn prose(text: &str) -> Vec<(usize, &str)> {
+    let mut in_fence = false;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("```") {
+            in_fence = !in_fence;
+        } else if !in_fence {
+            out.push((i + 1, line));
+        }
+    }
+    out
+}
+
+/// `line` without its `code spans`, where brackets are not links.
+fn without_code(line: &str) -> String {
+    line.split('`').step_by(2).collect::<Vec<_>>().join(" ")
+}
+
+/// The anchors GitHub gives a file's headings: lower case, punctuation
+/// dropped, spaces as `-`, and `-1`, `-2`... on repeats.
+fn anchors(text: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut bases: Vec<String> = Vec::new();
+    for (_, line) in prose(text) {
+        let Some(title) = line.strip_prefix('#').map(|t| t.trim_start_matches('#')) else { continue };
+        if !title.starts_with(' ') {
+            continue;
+        }
+        let slug: String = title
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let repeats = bases.iter().filter(|b| **b == slug).count();
+        seen.push(if repeats == 0 { slug.clone() } else { format!("{slug}-{repeats}") });
+        bases.push(slug);
+    }
+    seen
+}
+
+/// The targets of inline links `[text](target)` on `line`.
+fn link_targets(line: &str) -> Vec<String> {
+    let line = without_code(line);
+    let mut out = Vec::new();
+    let mut rest = line.as_str();
+    while let Some(at) = rest.find("](") {
+        rest = &rest[at + 2..];
+        if let Some(end) = rest.find(')') {
+            out.push(rest[..end].trim().to_owned());
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn relative_links_in_the_docs_point_to_what_exists() {
+    let root = root();
+    let mut files = doc_files();
+    files.extend(["ARCHITECTURE.md", "benches/README.md"].map(String::from));
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = read(file);
+        let here = root.join(file).parent().expect("a file has a folder").to_path_buf();
+        for (line, content) in prose(&text) {
+            for target in link_targets(content) {
+                if target.contains("://") || target.starts_with("mailto:") {
+                    continue;
+                }
+                checked += 1;
+                let (path, anchor) = match target.split_once('#') {
+                    Some((path, anchor)) => (path, Some(anchor)),
+                    None => (target.as_str(), None),
+                };
+                let resolved = if path.is_empty() { root.join(file) } else { here.join(path) };
+                if !resolved.exists() {
+                    broken.push(format!("{file}:{line}: {target}: no such file"));
+                    continue;
+                }
+                let Some(anchor) = anchor else { continue };
+                if resolved.extension().is_some_and(|e| e == "md") {
+                    let headings = anchors(&std::fs::read_to_string(&resolved).expect("a linked file is readable"));
+                    if !headings.iter().any(|h| h == anchor) {
+                        broken.push(format!("{file}:{line}: {target}: no heading has the anchor #{anchor}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 10, "the docs should link to each other, found {checked} relative links");
+    assert!(broken.is_empty(), "{} broken link(s):\n{}", broken.len(), broken.join("\n"));
 }
