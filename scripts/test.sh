@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds oxiida and runs every test: lints, unit and integration tests (the
-# project's conformance corpus, the README's examples, the foreign-call seam,
-# plugins, liboxiida), the Python package's pytest suite (in .venv, with
+# project's conformance corpus, the examples of README.md and docs/, the
+# foreign-call seam, plugins, liboxiida), the Python package's pytest suite (in .venv, with
 # pytest and cloudpickle installed there), the Lua module under lua5.4
 # (installed with apt-get when missing) and, when it sits beside
 # this checkout, the shared conformance suite.

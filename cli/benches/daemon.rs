@@ -3,7 +3,7 @@
 //! workflow, against `oxiida run` of the same file, and the submits per
 //! second one daemon sustains from several clients at once. Prints figures;
 //! asserts nothing, because this machine is shared and noisy (targets live
-//! in the README).
+//! in benches/README.md).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! `cargo bench --bench loop`: the counting loop through the `oxiida` CLI
 //! against the same loop in CPython, measured in the same run, and the
 //! CLI's start-up time. Prints times and ratios; asserts nothing, because
-//! this machine is shared and noisy (targets live in the README).
+//! this machine is shared and noisy (targets and figures: benches/README.md).
 
 use std::path::Path;
 use std::process::Command;
