@@ -16,6 +16,7 @@
 //! ```
 
 mod builtins;
+pub mod codec;
 pub mod diagnostic;
 pub mod foreign;
 pub mod interp;

@@ -2,7 +2,7 @@
 //! host's routine table they call back into, and [`PluginHost`], the
 //! [`oxiida::foreign::Host`] that sends a workflow's calls to them.
 
-pub mod codec;
+pub use oxiida::codec;
 mod host;
 mod loader;
 pub mod routines;

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use std::thread::ThreadId;
 
 use mlua::{Function, Lua, Table};
+use oxiida::codec;
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
-use oxiida::plugin::codec;
 use oxiida::value::Value;
 use oxiida::{Interrupt, Limits, Output, Source};
 

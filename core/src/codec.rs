@@ -1,10 +1,12 @@
-//! Workflow values to and from the ABI's MessagePack values.
+//! Workflow values to and from the ABI's MessagePack values: what every
+//! front end that speaks the ABI (the plugin host, liboxiida, the Lua
+//! module, the daemon's records) converts through.
 
 use std::sync::Arc;
 
 use oxiida_abi::Value as Wire;
 
-use oxiida::value::{Map, Value};
+use crate::value::{Map, Value};
 
 pub fn to_wire(v: &Value) -> Wire {
     match v {
