@@ -11,6 +11,7 @@ use std::ffi::{c_char, c_void};
 
 pub mod frame;
 mod guard;
+pub mod pool;
 mod reply;
 pub mod serve;
 mod value;

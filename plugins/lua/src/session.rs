@@ -4,22 +4,14 @@
 //! is made when a call finds none idle, up to the pool's size: a workflow
 //! that never overlaps calls loads the script once. Globals are per state.
 
-use std::sync::{Condvar, Mutex};
-
+use oxiida_abi::pool::Pool;
 use oxiida_abi::Value;
 
 use crate::state::{Failure, Script, State};
 
 pub struct Session {
     script: Option<Script>,
-    pool: Mutex<Pool>,
-    idle_again: Condvar,
-    size: usize,
-}
-
-struct Pool {
-    idle: Vec<State>,
-    made: usize,
+    states: Pool<State>,
 }
 
 /// How many states a session may hold: `OXIIDA_LUA_STATES`, else one per
@@ -40,18 +32,23 @@ impl Session {
             Some(Script { path: script.to_owned(), source })
         };
         let first = State::new(script.as_ref())?;
-        Ok(Session { script, pool: Mutex::new(Pool { idle: vec![first], made: 1 }), idle_again: Condvar::new(), size: pool_size() })
+        Ok(Session { script, states: Pool::with(pool_size(), first) })
+    }
+
+    /// A state of the pool: an idle one, else a new one (loading the script)
+    /// while fewer than the pool's size exist, else the next to come back.
+    /// A state that panicked mid-call is dropped by the pool, not reused.
+    fn state(&self) -> Result<oxiida_abi::pool::Checkout<'_, State>, Failure> {
+        self.states.get(|| State::new(self.script.as_ref())).map_err(internal)
     }
 
     /// Called before the workflow starts, when no call is running.
     pub fn resolve(&self, dotted: &str) -> Result<(), String> {
-        let mut state = self.take().map_err(|f| f.message)?;
-        let found = state.lookup(dotted).map(drop).map_err(|why| match &self.script {
+        let mut state = self.state().map_err(|f| f.message)?;
+        state.lookup(dotted).map(drop).map_err(|why| match &self.script {
             Some(s) => format!("{why} (names are looked up in the globals of the script {})", s.path),
             None => format!("{why} (with no script, names are looked up in Lua's standard library: pass one with --plugin lua=script.lua)"),
-        });
-        self.give(state);
-        found
+        })
     }
 
     /// `isolated` (`=f=`): on a fresh state of its own, dropped afterwards.
@@ -60,52 +57,7 @@ impl Session {
             let mut state = State::new(self.script.as_ref()).map_err(internal)?;
             return state.call(dotted, args);
         }
-        let mut lent = Lent { session: self, state: Some(self.take()?) };
-        lent.state.as_mut().expect("lent until dropped").call(dotted, args)
-    }
-
-    fn take(&self) -> Result<State, Failure> {
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(state) = pool.idle.pop() {
-                return Ok(state);
-            }
-            if pool.made < self.size {
-                pool.made += 1;
-                drop(pool);
-                // Loading the script may take a while: not under the lock.
-                return State::new(self.script.as_ref()).map_err(|why| {
-                    self.pool.lock().unwrap_or_else(|p| p.into_inner()).made -= 1;
-                    self.idle_again.notify_one();
-                    internal(why)
-                });
-            }
-            pool = self.idle_again.wait(pool).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn give(&self, state: State) {
-        self.pool.lock().unwrap_or_else(|p| p.into_inner()).idle.push(state);
-        self.idle_again.notify_one();
-    }
-}
-
-/// A state out of the pool, back in it when dropped; after a panic it may be
-/// half-way through a call, so it is dropped and may be made again.
-struct Lent<'a> {
-    session: &'a Session,
-    state: Option<State>,
-}
-
-impl Drop for Lent<'_> {
-    fn drop(&mut self) {
-        let state = self.state.take().expect("dropped once");
-        if std::thread::panicking() {
-            self.session.pool.lock().unwrap_or_else(|p| p.into_inner()).made -= 1;
-            self.session.idle_again.notify_one();
-        } else {
-            self.session.give(state);
-        }
+        self.state()?.call(dotted, args)
     }
 }
 
