@@ -11,6 +11,8 @@ mod walk;
 
 pub use interrupt::Interrupt;
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -63,6 +65,19 @@ impl Default for Limits {
     }
 }
 
+/// Where a workflow's processes run: what a workflow sees of its
+/// surroundings travels with its run, not with the process or thread that
+/// runs it, so two workflows in one process (the daemon) each get their own.
+/// `Default` is the process's own working directory and environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The working directory of shell tasks; `None`: the process's.
+    pub cwd: Option<PathBuf>,
+    /// The whole environment of shell tasks, replacing the process's;
+    /// `None`: the process's.
+    pub env: Option<Vec<(OsString, OsString)>>,
+}
+
 /// The workflow's variables when it ended, in order of first assignment.
 pub type Variables = Vec<(Arc<str>, Value)>;
 
@@ -91,11 +106,25 @@ pub async fn execute_with_interrupt(
     limits: Limits,
     interrupt: &Interrupt,
 ) -> Result<Variables, Diagnostic> {
+    execute_in(program, host, out, limits, &Context::default(), interrupt).await
+}
+
+/// Like [`execute_with_interrupt`], with the working directory and
+/// environment of the workflow's shell tasks given by `context`.
+pub async fn execute_in(
+    program: &Program,
+    host: &dyn Host,
+    out: &dyn Output,
+    limits: Limits,
+    context: &Context,
+    interrupt: &Interrupt,
+) -> Result<Variables, Diagnostic> {
     let interp = Interpreter {
         program,
         host,
         out,
         limits,
+        context,
         tasks: Semaphore::new(limits.max_tasks.max(1)),
         interrupt,
         concurrent: AtomicUsize::new(0),
@@ -123,6 +152,7 @@ pub(crate) struct Interpreter<'a> {
     host: &'a dyn Host,
     out: &'a dyn Output,
     limits: Limits,
+    context: &'a Context,
     /// Bounds running tasks (`Limits::max_tasks`).
     tasks: Semaphore,
     interrupt: &'a Interrupt,

@@ -107,12 +107,12 @@ impl Interpreter<'_> {
             None => None,
         };
         let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
-        shell::run(&words, input.as_deref()).await.map_err(|m| error(span, m))
+        shell::run(&words, input.as_deref(), self.context).await.map_err(|m| error(span, m))
     }
 
     pub(super) async fn shell_pipe(&self, units: &[Vec<String>], span: Span) -> Fallible<Value> {
         let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
-        shell::pipe(units).await.map_err(|m| error(span, m))
+        shell::pipe(units, self.context).await.map_err(|m| error(span, m))
     }
 
     async fn string(&self, e: &Expr, f: &mut Frame, what: &str) -> Fallible<String> {
