@@ -222,6 +222,45 @@ fn submit_wait_streams_output_and_exits_like_run() {
 }
 
 #[test]
+fn two_workflows_at_once_each_run_in_their_client_folder() {
+    let d = Daemon::foreground("folders", &[]);
+    // Each marks its own folder, then waits for the other's mark (relative
+    // paths: they resolve in the workflow's folder), so both run at once.
+    for (me, other) in [("a", "b"), ("b", "a")] {
+        std::fs::create_dir_all(d.dir.join(me)).unwrap();
+        let wait = format!("touch here; i=0; while [ ! -f ../{other}/here ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done");
+        d.write(
+            &format!("{me}/where.ox"),
+            &format!("m = shell {{\"sh\", [\"-c\", \"{wait}\"]}};\nr = shell {{\"pwd\"}};\nprint r.stdout;\n"),
+        );
+    }
+    let spawn = |me: &str| {
+        let mut c = d.cmd(&["submit", "--wait", "where.ox"]);
+        c.current_dir(d.dir.join(me)).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    for (me, out) in [("a", a.wait_with_output().unwrap()), ("b", b.wait_with_output().unwrap())] {
+        let folder = d.dir.join(me).canonicalize().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("{}\n\n", folder.display()), "workflow from {me}/");
+        assert!(folder.join("here").exists(), "its shell task ran in {me}/");
+    }
+
+    // A folder that is gone by the time the workflow starts: a usage error.
+    let gone = protocol::Submit {
+        name: "gone.ox".into(),
+        source: "print 1;".into(),
+        cwd: Some("/no/such/oxiida/folder".into()),
+        ..Default::default()
+    };
+    let r = replies(&exchange(&d.socket(), &[hello(), protocol::encode(&Request::Submit(gone))].concat(), true));
+    let Some(Reply::Submitted { id }) = r.get(1) else { panic!("not submitted: {r:?}") };
+    let error = d.wait_done(&id.to_string());
+    assert!(error.contains("state: failed (exit 2)"), "{error}");
+    assert!(error.contains("cannot enter the working directory /no/such/oxiida/folder"), "{error}");
+}
+
+#[test]
 fn kill_cancels_a_workflow_and_its_processes_and_ctrl_c_only_detaches() {
     let d = Daemon::foreground("kill", &[]);
     d.write(

@@ -28,7 +28,7 @@ pub mod syntax;
 pub mod value;
 
 pub use diagnostic::{Diagnostic, Stage};
-pub use interp::{execute, execute_with_interrupt, Interrupt, Limits, Output, Variables};
+pub use interp::{execute, execute_in, execute_with_interrupt, Context, Interrupt, Limits, Output, Variables};
 
 /// A workflow's text and the name its diagnostics show.
 #[derive(Clone, Debug)]

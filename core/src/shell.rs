@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
+use crate::interp::Context;
 use crate::value::{Map, Value};
 
 /// Kills a task's process group when dropped before the task finished.
@@ -33,11 +34,22 @@ impl Drop for GroupGuard {
     }
 }
 
-fn spawn(words: &[String], group: Option<i32>, stdin: Stdio, stderr_note: &str) -> Result<Child, String> {
+fn spawn(words: &[String], group: Option<i32>, stdin: Stdio, stderr_note: &str, context: &Context) -> Result<Child, String> {
     let (program, args) = words.split_first().ok_or("a shell task needs a program to run")?;
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).process_group(group.unwrap_or(0));
-    cmd.spawn().map_err(|e| format!("cannot start `{program}`{stderr_note}: {e}"))
+    // The run's folder and environment, never the process's changed: two
+    // workflows in one process each have their own.
+    if let Some(dir) = &context.cwd {
+        cmd.current_dir(dir);
+    }
+    if let Some(env) = &context.env {
+        cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
+    cmd.spawn().map_err(|e| match &context.cwd {
+        Some(dir) => format!("cannot start `{program}`{stderr_note} in {}: {e}", dir.display()),
+        None => format!("cannot start `{program}`{stderr_note}: {e}"),
+    })
 }
 
 fn result_map(stdout: &[u8], stderr: String, status: std::process::ExitStatus) -> Value {
@@ -52,9 +64,9 @@ fn result_map(stdout: &[u8], stderr: String, status: std::process::ExitStatus) -
 }
 
 /// `shell {cmd, [args], stdin}`: runs one program, no shell interpretation.
-pub async fn run(words: &[String], stdin: Option<&str>) -> Result<Value, String> {
+pub async fn run(words: &[String], stdin: Option<&str>, context: &Context) -> Result<Value, String> {
     let input = if stdin.is_some() { Stdio::piped() } else { Stdio::null() };
-    let mut child = spawn(words, None, input, "")?;
+    let mut child = spawn(words, None, input, "", context)?;
     let mut guard = GroupGuard { pgid: child.id().map(|p| p as i32) };
     let pipe = child.stdin.take();
     let feed = async {
@@ -71,13 +83,13 @@ pub async fn run(words: &[String], stdin: Option<&str>) -> Result<Value, String>
 
 /// `shellpipe { "a" | "b" }`: each unit's stdout feeds the next. The value is
 /// the last unit's stdout and status; stderr gathers every unit's, in order.
-pub async fn pipe(units: &[Vec<String>]) -> Result<Value, String> {
+pub async fn pipe(units: &[Vec<String>], context: &Context) -> Result<Value, String> {
     let mut children = Vec::with_capacity(units.len());
     let mut guard = GroupGuard { pgid: None };
     let mut input = Stdio::null();
     for (i, words) in units.iter().enumerate() {
         let note = format!(" (unit {} of the shellpipe)", i + 1);
-        let mut child = spawn(words, guard.pgid, std::mem::replace(&mut input, Stdio::null()), &note)?;
+        let mut child = spawn(words, guard.pgid, std::mem::replace(&mut input, Stdio::null()), &note, context)?;
         if guard.pgid.is_none() {
             guard.pgid = child.id().map(|p| p as i32);
         }

@@ -1,5 +1,6 @@
 //! One submitted workflow's actor: a thread with its own tokio runtime, its
-//! own working directory and its own plugin sessions. A thread, not a task
+//! own working directory (passed to its run, not set on the thread) and its
+//! own plugin sessions. A thread, not a task
 //! on a shared runtime, because a loop of pure computation never yields and
 //! would starve every other workflow on its worker.
 
@@ -12,7 +13,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use crate::log;
 use crate::server::Shared;
 use crate::store::Finish;
-use oxiida::{Diagnostic, Interrupt, Limits, Output, Source, Stage};
+use oxiida::{Context, Diagnostic, Interrupt, Limits, Output, Source, Stage};
 use oxiida_host::{self as plugin, LoadedPlugin, PluginHost};
 use oxiida_protocol::Submit;
 use oxiida_protocol::{exit, state};
@@ -127,9 +128,10 @@ type Leftovers = Option<(tokio::runtime::Runtime, PluginHost)>;
 /// back, not dropped, so the end is recorded before they are torn down; so
 /// are the variables of a workflow that succeeded, for waiting clients.
 fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Leftovers, variables: &mut Option<Vec<u8>>) -> Finish {
-    if let Err(e) = enter(submit.cwd.as_deref()) {
-        return failed(exit::USAGE, e);
-    }
+    let context = match context(submit.cwd.as_deref()) {
+        Ok(context) => context,
+        Err(e) => return failed(exit::USAGE, e),
+    };
     let host = match sessions(shared, &submit) {
         Ok(host) => host,
         Err(e) => return failed(exit::USAGE, e),
@@ -147,7 +149,7 @@ fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Lefto
     limits.max_tasks = submit.max_tasks.map_or(limits.max_tasks, |n| n.max(1) as usize);
     limits.max_fanout = submit.max_fanout.map_or(limits.max_fanout, |n| n.max(1) as usize);
     let sink = Sink { shared, running };
-    let result = runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &sink, limits, &running.interrupt));
+    let result = runtime.block_on(oxiida::execute_in(&program, &host, &sink, limits, &context, &running.interrupt));
     *leftovers = Some((runtime, host));
     match result {
         Ok(vars) => {
@@ -166,15 +168,16 @@ fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Lefto
     }
 }
 
-/// Gives this thread (and the threads and processes it starts) the
-/// client's working directory, without moving the daemon's.
-fn enter(cwd: Option<&str>) -> Result<(), String> {
-    let Some(cwd) = cwd else { return Ok(()) };
-    // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd/umask/root.
-    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-        return Err(format!("cannot give the workflow its own working directory: {}", std::io::Error::last_os_error()));
+/// The client's working directory travels with the run: shell tasks start
+/// there (`Command::current_dir`); the daemon's own stays `/`, shared by
+/// every workflow. Plugin calls run in the daemon's (see docs/daemon.md).
+fn context(cwd: Option<&str>) -> Result<Context, String> {
+    let Some(cwd) = cwd else { return Ok(Context::default()) };
+    match std::fs::metadata(cwd) {
+        Ok(m) if m.is_dir() => Ok(Context { cwd: Some(cwd.into()), env: None }),
+        Ok(_) => Err(format!("cannot enter the working directory {cwd}: not a directory")),
+        Err(e) => Err(format!("cannot enter the working directory {cwd}: {e}")),
     }
-    std::env::set_current_dir(cwd).map_err(|e| format!("cannot enter the working directory {cwd}: {e}"))
 }
 
 /// The daemon's default plugins, then the workflow's own, each with a fresh session.

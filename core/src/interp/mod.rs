@@ -1,13 +1,18 @@
 //! The interpreter. Statements and expressions without tasks run on a plain
 //! synchronous tree walk (`exec`/`eval`), so loops of pure computation never
 //! touch a future. Only nodes that contain a task or a `para` block take the
-//! async path in `tasks.rs`, which hands task-free children back here.
+//! async path (`exec_async`/`eval_async`), which hands task-free children
+//! back to the plain walk. Both walks are one body, in `walk.rs`; the tasks
+//! and `para` themselves are in `tasks.rs`.
 
 mod interrupt;
 mod tasks;
+mod walk;
 
 pub use interrupt::Interrupt;
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -15,8 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::diagnostic::{Diagnostic, Span, Stage};
 use crate::foreign::Host;
-use crate::ir::{Expr, ExprKind, Program, Slot, Stmt, StmtKind};
-use crate::ops;
+use crate::ir::{Expr, ExprKind, Program, Slot};
 use crate::syntax::ast::BinaryOp;
 use crate::value::Value;
 
@@ -61,6 +65,19 @@ impl Default for Limits {
     }
 }
 
+/// Where a workflow's processes run: what a workflow sees of its
+/// surroundings travels with its run, not with the process or thread that
+/// runs it, so two workflows in one process (the daemon) each get their own.
+/// `Default` is the process's own working directory and environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The working directory of shell tasks; `None`: the process's.
+    pub cwd: Option<PathBuf>,
+    /// The whole environment of shell tasks, replacing the process's;
+    /// `None`: the process's.
+    pub env: Option<Vec<(OsString, OsString)>>,
+}
+
 /// The workflow's variables when it ended, in order of first assignment.
 pub type Variables = Vec<(Arc<str>, Value)>;
 
@@ -89,11 +106,25 @@ pub async fn execute_with_interrupt(
     limits: Limits,
     interrupt: &Interrupt,
 ) -> Result<Variables, Diagnostic> {
+    execute_in(program, host, out, limits, &Context::default(), interrupt).await
+}
+
+/// Like [`execute_with_interrupt`], with the working directory and
+/// environment of the workflow's shell tasks given by `context`.
+pub async fn execute_in(
+    program: &Program,
+    host: &dyn Host,
+    out: &dyn Output,
+    limits: Limits,
+    context: &Context,
+    interrupt: &Interrupt,
+) -> Result<Variables, Diagnostic> {
     let interp = Interpreter {
         program,
         host,
         out,
         limits,
+        context,
         tasks: Semaphore::new(limits.max_tasks.max(1)),
         interrupt,
         concurrent: AtomicUsize::new(0),
@@ -121,6 +152,7 @@ pub(crate) struct Interpreter<'a> {
     host: &'a dyn Host,
     out: &'a dyn Output,
     limits: Limits,
+    context: &'a Context,
     /// Bounds running tasks (`Limits::max_tasks`).
     tasks: Semaphore,
     interrupt: &'a Interrupt,
@@ -189,111 +221,6 @@ impl Interpreter<'_> {
             }
         }
         Self::truth(self.eval(e, f)?, e.span, what)
-    }
-
-    fn exec(&self, s: &Stmt, f: &mut Frame) -> Fallible<Flow> {
-        match &s.kind {
-            // An assignment statement stores its value without the copy an
-            // assignment expression returns.
-            StmtKind::Expr(Expr { kind: ExprKind::Assign(slot, value), .. }) => {
-                let v = self.eval(value, f)?;
-                f[*slot as usize] = Some(v);
-            }
-            StmtKind::Expr(e) => {
-                self.eval(e, f)?;
-            }
-            StmtKind::Print(e) => {
-                let v = self.eval(e, f)?;
-                self.print(&v);
-            }
-            StmtKind::Break => return Ok(Flow::Break),
-            StmtKind::Continue => return Ok(Flow::Continue),
-            StmtKind::Block(body) => {
-                for s in body {
-                    let flow = self.exec(s, f)?;
-                    if flow != Flow::Next {
-                        return Ok(flow);
-                    }
-                }
-            }
-            StmtKind::If { cond, then, els } => {
-                if self.test(cond, f, "the condition of `if`")? {
-                    return self.exec(then, f);
-                } else if let Some(els) = els {
-                    return self.exec(els, f);
-                }
-            }
-            StmtKind::While { cond, body } => {
-                while self.test(cond, f, "the condition of `while`")? {
-                    self.check_interrupt(s.span)?;
-                    if self.exec(body, f)? == Flow::Break {
-                        break;
-                    }
-                }
-            }
-            StmtKind::For { var, iter, body } => {
-                let items = ops::iterate(&self.eval(iter, f)?).map_err(|m| error(iter.span, m))?;
-                for item in items {
-                    self.check_interrupt(s.span)?;
-                    f[*var as usize] = Some(item);
-                    if self.exec(body, f)? == Flow::Break {
-                        break;
-                    }
-                }
-            }
-            StmtKind::Nop => {}
-            StmtKind::Para(_) | StmtKind::ParaFor { .. } => unreachable!("the resolver marks `para` as async"),
-        }
-        Ok(Flow::Next)
-    }
-
-    fn eval(&self, e: &Expr, f: &mut Frame) -> Fallible<Value> {
-        match &e.kind {
-            ExprKind::Const(v) => Ok(v.clone()),
-            ExprKind::Var(slot) => self.load(*slot, e.span, f),
-            ExprKind::Assign(slot, value) => {
-                let v = self.eval(value, f)?;
-                f[*slot as usize] = Some(v.clone());
-                Ok(v)
-            }
-            ExprKind::Unary { op, expr } => {
-                let v = self.eval(expr, f)?;
-                ops::unary(*op, &v).map_err(|m| error(e.span, m))
-            }
-            ExprKind::Binary { op: op @ (BinaryOp::And | BinaryOp::Or), lhs, rhs, .. } => {
-                let a = Self::truth(self.eval(lhs, f)?, lhs.span, &format!("the left operand of `{}`", op.symbol()))?;
-                if a == (*op == BinaryOp::Or) {
-                    return Ok(Value::Bool(a));
-                }
-                let b = Self::truth(self.eval(rhs, f)?, rhs.span, &format!("the right operand of `{}`", op.symbol()))?;
-                Ok(Value::Bool(b))
-            }
-            ExprKind::Binary { op, op_span, lhs, rhs } => {
-                if let (Some(a), Some(b)) = (peek(lhs, f), peek(rhs, f)) {
-                    return ops::binary(*op, a, b).map_err(|m| error(*op_span, m));
-                }
-                let a = self.eval(lhs, f)?;
-                let b = self.eval(rhs, f)?;
-                ops::binary(*op, &a, &b).map_err(|m| error(*op_span, m))
-            }
-            ExprKind::Builtin { function, args } => {
-                let args = args.iter().map(|a| self.eval(a, f)).collect::<Fallible<Vec<_>>>()?;
-                function.call(&args).map_err(|m| error(e.span, m))
-            }
-            ExprKind::Field { expr, name } => {
-                let v = self.eval(expr, f)?;
-                ops::field(&v, name).map_err(|m| error(e.span, m))
-            }
-            ExprKind::Index { expr, index } => {
-                let v = self.eval(expr, f)?;
-                let i = self.eval(index, f)?;
-                ops::index(&v, &i).map_err(|m| error(index.span, m))
-            }
-            ExprKind::Array(items) => Ok(Value::array(items.iter().map(|a| self.eval(a, f)).collect::<Fallible<_>>()?)),
-            ExprKind::Foreign { .. } | ExprKind::Shell { .. } | ExprKind::ShellPipe(_) => {
-                unreachable!("the resolver marks tasks as async")
-            }
-        }
     }
 }
 

@@ -1,0 +1,188 @@
+//! The evaluator, written once: what every statement and expression does.
+//!
+//! `walker!` expands the one body twice. `walker!(sync ...)` makes `exec`
+//! and `eval`, a plain recursive walk for nodes without tasks: there, a
+//! child is a plain call, and a task or `para` is unreachable (the resolver
+//! never marks one as sync). `walker!(async ...)` makes `exec_async` and
+//! `eval_async`, one boxed future per node that holds a task: there, a child
+//! goes through `exec_any`/`eval_any`/`test_any` (in `tasks.rs`), which hand
+//! it back to the plain walk when it holds no task, and awaits it otherwise.
+//!
+//! So the counting loop compiles to exactly the plain recursion it always
+//! was, and an operator, an error message or a loop's bookkeeping cannot
+//! differ between code with tasks and code without.
+
+use futures_util::future::BoxFuture;
+
+use super::{error, peek, Fallible, Flow, Frame, Interpreter};
+use crate::ir::{Expr, ExprKind, Stmt, StmtKind};
+use crate::ops;
+use crate::syntax::ast::BinaryOp;
+use crate::value::Value;
+
+/// A child evaluated in the walk's mode: `rec!(sync self.eval(x, f))` is the
+/// call itself; `rec!(async self.eval(x, f))` is `self.eval_any(x, f).await`.
+macro_rules! rec {
+    (sync $($call:tt)*) => { $($call)* };
+    (async $this:ident . exec ($($a:tt)*)) => { $this.exec_any($($a)*).await };
+    (async $this:ident . eval ($($a:tt)*)) => { $this.eval_any($($a)*).await };
+    (async $this:ident . test ($($a:tt)*)) => { $this.test_any($($a)*).await };
+}
+
+/// Code that only the async walk can reach: tasks and `para` blocks.
+macro_rules! tasks_only {
+    (sync $($code:tt)*) => { unreachable!("the resolver marks tasks and `para` as async") };
+    (async $($code:tt)*) => { $($code)* };
+}
+
+/// Every expression of `items`, in order, into a `Vec` (an early error returns).
+macro_rules! all {
+    ($mode:ident $this:ident, $items:expr, $f:ident) => {{
+        let items = $items;
+        let mut values = Vec::with_capacity(items.len());
+        for item in items {
+            values.push(rec!($mode $this.eval(item, $f))?);
+        }
+        values
+    }};
+}
+
+/// The one body of `exec` and `eval`, expanded in `mode` (`sync` or
+/// `async`) into methods named `exec` and `eval`.
+macro_rules! walker {
+    ($mode:ident, $exec:ident, $eval:ident) => {
+        walker!(@fn $mode $exec(self, s: &Stmt, f) -> Flow {
+            match &s.kind {
+                // An assignment statement stores its value without the copy an
+                // assignment expression returns.
+                StmtKind::Expr(Expr { kind: ExprKind::Assign(slot, value), .. }) => {
+                    let v = rec!($mode self.eval(value, f))?;
+                    f[*slot as usize] = Some(v);
+                }
+                StmtKind::Expr(e) => {
+                    rec!($mode self.eval(e, f))?;
+                }
+                StmtKind::Print(e) => {
+                    let v = rec!($mode self.eval(e, f))?;
+                    self.print(&v);
+                }
+                StmtKind::Break => return Ok(Flow::Break),
+                StmtKind::Continue => return Ok(Flow::Continue),
+                StmtKind::Block(body) => {
+                    for s in body {
+                        let flow = rec!($mode self.exec(s, f))?;
+                        if flow != Flow::Next {
+                            return Ok(flow);
+                        }
+                    }
+                }
+                StmtKind::If { cond, then, els } => {
+                    if rec!($mode self.test(cond, f, "the condition of `if`"))? {
+                        return rec!($mode self.exec(then, f));
+                    } else if let Some(els) = els {
+                        return rec!($mode self.exec(els, f));
+                    }
+                }
+                StmtKind::While { cond, body } => {
+                    while rec!($mode self.test(cond, f, "the condition of `while`"))? {
+                        self.check_interrupt(s.span)?;
+                        if rec!($mode self.exec(body, f))? == Flow::Break {
+                            break;
+                        }
+                    }
+                }
+                StmtKind::For { var, iter, body } => {
+                    let items = ops::iterate(&rec!($mode self.eval(iter, f))?).map_err(|m| error(iter.span, m))?;
+                    for item in items {
+                        self.check_interrupt(s.span)?;
+                        f[*var as usize] = Some(item);
+                        if rec!($mode self.exec(body, f))? == Flow::Break {
+                            break;
+                        }
+                    }
+                }
+                StmtKind::Nop => {}
+                StmtKind::Para(branches) => tasks_only!($mode self.para(branches, f).await?),
+                StmtKind::ParaFor { var, iter, body } => tasks_only!($mode {
+                    let items = ops::iterate(&rec!($mode self.eval(iter, f))?).map_err(|m| error(iter.span, m))?;
+                    self.para_for(*var, items, body, f).await?;
+                }),
+            }
+            Ok(Flow::Next)
+        });
+
+        walker!(@fn $mode $eval(self, e: &Expr, f) -> Value {
+            match &e.kind {
+                ExprKind::Const(v) => Ok(v.clone()),
+                ExprKind::Var(slot) => self.load(*slot, e.span, f),
+                ExprKind::Assign(slot, value) => {
+                    let v = rec!($mode self.eval(value, f))?;
+                    f[*slot as usize] = Some(v.clone());
+                    Ok(v)
+                }
+                ExprKind::Unary { op, expr } => {
+                    let v = rec!($mode self.eval(expr, f))?;
+                    ops::unary(*op, &v).map_err(|m| error(e.span, m))
+                }
+                ExprKind::Binary { op: op @ (BinaryOp::And | BinaryOp::Or), lhs, rhs, .. } => {
+                    let a = rec!($mode self.eval(lhs, f))?;
+                    let a = Self::truth(a, lhs.span, &format!("the left operand of `{}`", op.symbol()))?;
+                    if a == (*op == BinaryOp::Or) {
+                        return Ok(Value::Bool(a));
+                    }
+                    let b = rec!($mode self.eval(rhs, f))?;
+                    Ok(Value::Bool(Self::truth(b, rhs.span, &format!("the right operand of `{}`", op.symbol()))?))
+                }
+                ExprKind::Binary { op, op_span, lhs, rhs } => {
+                    // Both operands constants or variables: no clone.
+                    if let (Some(a), Some(b)) = (peek(lhs, f), peek(rhs, f)) {
+                        return ops::binary(*op, a, b).map_err(|m| error(*op_span, m));
+                    }
+                    let a = rec!($mode self.eval(lhs, f))?;
+                    let b = rec!($mode self.eval(rhs, f))?;
+                    ops::binary(*op, &a, &b).map_err(|m| error(*op_span, m))
+                }
+                ExprKind::Builtin { function, args } => {
+                    let args = all!($mode self, args, f);
+                    function.call(&args).map_err(|m| error(e.span, m))
+                }
+                ExprKind::Field { expr, name } => {
+                    let v = rec!($mode self.eval(expr, f))?;
+                    ops::field(&v, name).map_err(|m| error(e.span, m))
+                }
+                ExprKind::Index { expr, index } => {
+                    let v = rec!($mode self.eval(expr, f))?;
+                    let i = rec!($mode self.eval(index, f))?;
+                    ops::index(&v, &i).map_err(|m| error(index.span, m))
+                }
+                ExprKind::Array(items) => Ok(Value::array(all!($mode self, items, f))),
+                ExprKind::Foreign { function, args, mode } => tasks_only!($mode {
+                    let args = all!($mode self, args, f);
+                    self.call_foreign(*function, args, *mode, e.span).await
+                }),
+                ExprKind::Shell { cmd, args, stdin } => tasks_only!($mode self.shell(cmd, args, stdin.as_deref(), e.span, f).await),
+                ExprKind::ShellPipe(units) => tasks_only!($mode self.shell_pipe(units, e.span).await),
+            }
+        });
+    };
+    // The signatures: a plain method, or one boxed future (the async walk
+    // recurses, so its futures cannot be sized without a box).
+    // The names `self`, the node and `f` come from the body's arm, so that
+    // the body may use them (hygiene).
+    (@fn sync $name:ident($this:ident, $node:ident: &$ty:ty, $f:ident) -> $out:ty $body:block) => {
+        // What the arms of tasks and `para` bind is used in the async
+        // expansion only; anything else unused would warn there.
+        #[allow(unused_variables)]
+        pub(super) fn $name(&$this, $node: &$ty, $f: &mut Frame) -> Fallible<$out> $body
+    };
+    (@fn async $name:ident($this:ident, $node:ident: &$ty:ty, $f:ident) -> $out:ty $body:block) => {
+        pub(super) fn $name<'s>(&'s $this, $node: &'s $ty, $f: &'s mut Frame) -> BoxFuture<'s, Fallible<$out>> {
+            Box::pin(async move $body)
+        }
+    };
+}
+
+impl Interpreter<'_> {
+    walker!(sync, exec, eval);
+    walker!(async, exec_async, eval_async);
+}

@@ -1,0 +1,2 @@
+// The same rule as without a task: no truthiness.
+while (shell {"true"}.status) { print "never"; }
