@@ -2,10 +2,14 @@
 //! host's routine table they call back into, and [`PluginHost`], the
 //! [`oxiida::foreign::Host`] that sends a workflow's calls to them.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod codec;
 mod host;
 mod loader;
+mod plugin;
 pub mod routines;
 
-pub use host::PluginHost;
-pub use loader::{in_process, load, locate, search_dirs, LoadedPlugin};
+pub use host::{PluginHost, SessionError};
+pub use loader::{in_process, load, locate, search_dirs, LoadError, LoadedPlugin};
+pub use plugin::{CallFailure, PluginRef, PluginSession};
