@@ -9,9 +9,9 @@ use std::sync::Arc;
 use oxiida_abi as abi;
 use parking_lot::Mutex;
 
-use crate::codec;
 use crate::loader::LoadedPlugin;
 use crate::plugin::{CallFailure, PluginSession};
+use crate::{args, codec};
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
 use oxiida::value::Value;
 
@@ -153,7 +153,7 @@ impl Host for PluginHost {
     }
 
     fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
-        let ready = self.session_for(name, mode).and_then(|session| Ok((session, codec::encode_args(&args)?)));
+        let ready = self.session_for(name, mode).and_then(|session| Ok((session, args::encode(&args)?)));
         let dotted = name.dotted();
         Box::pin(async move {
             let (session, bytes) = ready?;
@@ -164,7 +164,7 @@ impl Host for PluginHost {
     }
 
     fn call_here(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Option<Result<Value, ForeignError>> {
-        Some(self.session_for(name, mode).and_then(|session| session.call(&name.dotted(), &codec::encode_args(args)?, mode)))
+        Some(self.session_for(name, mode).and_then(|session| session.call(&name.dotted(), &args::encode(args)?, mode)))
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod args;
 pub mod codec;
 mod host;
 mod loader;

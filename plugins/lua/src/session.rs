@@ -4,8 +4,9 @@
 //! is made when a call finds none idle, up to the pool's size: a workflow
 //! that never overlaps calls loads the script once. Globals are per state.
 
-use oxiida_abi::{Status, Value};
-use parking_lot::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
+
+use oxiida_abi::Value;
 
 use crate::state::{Failure, Script, State};
 
@@ -64,7 +65,7 @@ impl Session {
     }
 
     fn take(&self) -> Result<State, Failure> {
-        let mut pool = self.pool.lock();
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(state) = pool.idle.pop() {
                 return Ok(state);
@@ -74,17 +75,17 @@ impl Session {
                 drop(pool);
                 // Loading the script may take a while: not under the lock.
                 return State::new(self.script.as_ref()).map_err(|why| {
-                    self.pool.lock().made -= 1;
+                    self.pool.lock().unwrap_or_else(|p| p.into_inner()).made -= 1;
                     self.idle_again.notify_one();
                     internal(why)
                 });
             }
-            self.idle_again.wait(&mut pool);
+            pool = self.idle_again.wait(pool).unwrap_or_else(|p| p.into_inner());
         }
     }
 
     fn give(&self, state: State) {
-        self.pool.lock().idle.push(state);
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).idle.push(state);
         self.idle_again.notify_one();
     }
 }
@@ -100,7 +101,7 @@ impl Drop for Lent<'_> {
     fn drop(&mut self) {
         let state = self.state.take().expect("dropped once");
         if std::thread::panicking() {
-            self.session.pool.lock().made -= 1;
+            self.session.pool.lock().unwrap_or_else(|p| p.into_inner()).made -= 1;
             self.session.idle_again.notify_one();
         } else {
             self.session.give(state);
@@ -109,5 +110,5 @@ impl Drop for Lent<'_> {
 }
 
 fn internal(message: String) -> Failure {
-    Failure { status: Status::Internal, message, traceback: None }
+    Failure { status: oxiida_abi::STATUS_INTERNAL, message, traceback: None }
 }
