@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 use crate::loader::LoadedPlugin;
 use crate::plugin::{CallFailure, PluginSession};
-use crate::{args, codec};
+use crate::{codec, outbound};
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
 use oxiida::value::Value;
 
@@ -153,7 +153,7 @@ impl Host for PluginHost {
     }
 
     fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
-        let ready = self.session_for(name, mode).and_then(|session| Ok((session, args::encode(&args)?)));
+        let ready = self.session_for(name, mode).and_then(|session| Ok((session, outbound::encode(&args)?)));
         let dotted = name.dotted();
         Box::pin(async move {
             let (session, bytes) = ready?;
@@ -164,7 +164,7 @@ impl Host for PluginHost {
     }
 
     fn call_here(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Option<Result<Value, ForeignError>> {
-        Some(self.session_for(name, mode).and_then(|session| session.call(&name.dotted(), &args::encode(args)?, mode)))
+        Some(self.session_for(name, mode).and_then(|session| session.call(&name.dotted(), &outbound::encode(args)?, mode)))
     }
 }
 

@@ -4,10 +4,10 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod args;
 pub mod codec;
 mod host;
 mod loader;
+pub mod outbound;
 mod plugin;
 pub mod routines;
 

@@ -42,7 +42,7 @@ impl Drop for Registered {
 
 impl Registered {
     fn invoke(&self, name: &str, args: &[Value]) -> Result<Value, ForeignError> {
-        let wire = oxiida_host::args::to_wire(args)?;
+        let wire = oxiida_host::outbound::to_wire(args)?;
         let mut result: *mut OpaqueValue = std::ptr::null_mut();
         let mut error = ErrorBuf::new();
         // SAFETY: as the header's `oxiida_callback` describes; `wire` outlives the call.

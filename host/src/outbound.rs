@@ -1,4 +1,4 @@
-//! A call's arguments as the ABI carries them: one Array, which counts as a
+//! What the host sends: a call's arguments as the ABI carries them: one Array, which counts as a
 //! level of nesting, so an argument may nest `oxiida_abi::MAX_DEPTH - 1`
 //! levels. A deeper one is refused here, before any plugin or callback sees
 //! it, so that what the host sends always decodes (`oxiida.h`,
