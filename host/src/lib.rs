@@ -1,8 +1,7 @@
+#![deny(clippy::undocumented_unsafe_blocks)]
 //! Language plugins behind the C ABI (`include/oxiida.h`): loading them, the
 //! host's routine table they call back into, and [`PluginHost`], the
 //! [`oxiida::foreign::Host`] that sends a workflow's calls to them.
-
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod codec;
 mod host;
