@@ -29,18 +29,19 @@
  *  - A function that can fail says so by its result: an `int32_t` that is 0
  *    on success and -1 on failure, a pointer that is NULL on failure, or a
  *    `uint32_t` status (OXIIDA_STATUS_OK or the error's kind).
- *  - The reason goes where the caller can read it without freeing anything:
- *    toward the host (plugins and callbacks), into the caller's buffer
- *    `error` of `error_cap` bytes as a NUL-terminated, possibly truncated
- *    message (the host always passes OXIIDA_ERROR_CAP bytes), or into the
- *    reply (`reply_error`); toward an embedding program, as a new
- *    `oxiida_error` stored in `*error` when `error` is not NULL, which the
- *    caller frees with `oxiida_error_free`.
+ *  - The reason, toward the host (from plugins and callbacks): written into
+ *    the caller's buffer `error` of `error_cap` bytes as a NUL-terminated,
+ *    possibly truncated message (the host always passes OXIIDA_ERROR_CAP
+ *    bytes), or into the reply (`reply_error`); nothing is allocated for it.
+ *    Toward an embedding program (section 5): a new `oxiida_error` stored in
+ *    `*error` when `error` is not NULL, which the caller frees with
+ *    `oxiida_error_free`.
  *  - Who frees what: whoever allocated, except where a comment says a
  *    function "consumes" or "takes ownership of" an argument, which it then
  *    does whether it succeeds or fails. Borrowed pointers live as long as
  *    the object they were read from.
- *  - No function crashes, aborts or unwinds on bad input, NULL included.
+ *  - No function of the host or of liboxiida crashes, aborts or unwinds on
+ *    bad input, NULL included (see each function for what NULL means).
  */
 #ifndef OXIIDA_H
 #define OXIIDA_H
@@ -325,14 +326,17 @@ typedef struct oxiida_error oxiida_error;
 
 /**
  * A foreign function implemented by the embedding program. `args` is an
- * Array (nested at most OXIIDA_MAX_DEPTH levels, itself included), borrowed for the duration
- * of the call; read it with the routines of `oxiida_host_routines()`. On
+ * Array (nested at most OXIIDA_MAX_DEPTH levels, itself included), borrowed
+ * for the duration of the call; read it with the routines of
+ * `oxiida_host_routines()`. On
  * success store a new value in `*result` (the runtime takes ownership; left
  * NULL, the result is nil) and return 0. On failure write a NUL-terminated
  * message of at most `error_cap` (OXIIDA_ERROR_CAP) bytes into `error` and
  * return -1; a value stored in `*result` anyway is freed by the runtime.
- * Thread rules: called on a worker thread; calls in `para` run at the same
- * time on different threads, so the callback must be thread-safe.
+ * Thread rules: called on a worker thread, or on the thread running
+ * `oxiida_runtime_run` while nothing else in the workflow runs; calls in
+ * `para` run at the same time on different threads, so the callback must be
+ * thread-safe.
  */
 typedef int32_t (*oxiida_callback)(void *user_data, const oxiida_value *args, oxiida_value **result, char *error,
                                    size_t error_cap);
