@@ -2,8 +2,6 @@
 //! 64-bit signed ints, 64-bit floats, UTF-8 strings, arrays, and maps with
 //! string keys in order. Anything else MessagePack can say is refused.
 
-use std::fmt;
-
 use rmp::Marker;
 
 use crate::MAX_DEPTH;
@@ -20,16 +18,10 @@ pub enum Value {
     Map(Vec<(String, Value)>),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why bytes are not one value that can cross: the reason, in words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed MessagePack: {0}")]
 pub struct DecodeError(pub String);
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed MessagePack: {}", self.0)
-    }
-}
-
-impl std::error::Error for DecodeError {}
 
 impl Value {
     /// Appends the MessagePack encoding of `self` to `out`.
