@@ -1,5 +1,6 @@
 /*
- * oxiida.h: the stable C ABI between the oxiida runtime and language plugins.
+ * oxiida.h: the stable C ABI between the oxiida runtime and language plugins
+ * (sections 1 to 4), and the C API for embedding oxiida (section 5).
  *
  * A plugin is a shared library exporting one symbol, `oxiida_plugin_init`.
  * The host (the oxiida runtime) calls it with a table of routines, and the
@@ -9,12 +10,38 @@
  * encode results, so no MessagePack library is required.
  *
  * Versioning: every table starts with `abi_version` and `struct_size`.
- * Fields are only ever appended; a reader checks `struct_size` before using
- * a field added after version 1. The host accepts plugins whose
- * `abi_version` lies in [OXIIDA_ABI_MIN_COMPATIBLE, OXIIDA_ABI_VERSION].
+ * Fields, functions and constants are only ever appended, never changed or
+ * removed, and each addition raises OXIIDA_ABI_VERSION; a reader checks
+ * `struct_size` before using a field added after version 1. The host accepts
+ * plugins whose `abi_version` lies in [OXIIDA_ABI_MIN_COMPATIBLE,
+ * OXIIDA_ABI_VERSION]. A name that is replaced stays, as a deprecated alias.
+ *   Version 1: the tables of sections 2 to 4, and section 5.
+ *   Version 2: `oxiida_error_free` (`oxiida_error_delete` stays as its
+ *     deprecated alias), OXIIDA_MAX_DEPTH (the same limit both ways, 128
+ *     levels), OXIIDA_ERROR_CAP. The tables are those of version 1, so
+ *     version-1 plugins load unchanged.
  *
- * Strings are UTF-8 with an explicit length and are NOT NUL-terminated,
- * unless a comment says otherwise.
+ * Names: a function that makes an object ends in `_new`, the one that ends
+ * it in `_free`. Strings are UTF-8 with an explicit length and are NOT
+ * NUL-terminated, unless a comment says otherwise.
+ *
+ * Errors, one convention for the whole header:
+ *  - A function that can fail says so by its result: an `int32_t` that is 0
+ *    on success and -1 on failure, a pointer that is NULL on failure, or a
+ *    `uint32_t` status (OXIIDA_STATUS_OK or the error's kind).
+ *  - The reason, toward the host (from plugins and callbacks): written into
+ *    the caller's buffer `error` of `error_cap` bytes as a NUL-terminated,
+ *    possibly truncated message (the host always passes OXIIDA_ERROR_CAP
+ *    bytes), or into the reply (`reply_error`); nothing is allocated for it.
+ *    Toward an embedding program (section 5): a new `oxiida_error` stored in
+ *    `*error` when `error` is not NULL, which the caller frees with
+ *    `oxiida_error_free`.
+ *  - Who frees what: whoever allocated, except where a comment says a
+ *    function "consumes" or "takes ownership of" an argument, which it then
+ *    does whether it succeeds or fails. Borrowed pointers live as long as
+ *    the object they were read from.
+ *  - No function of the host or of liboxiida crashes, aborts or unwinds on
+ *    bad input, NULL included (see each function for what NULL means).
  */
 #ifndef OXIIDA_H
 #define OXIIDA_H
@@ -30,13 +57,35 @@ extern "C" {
 /* Section 1: versions and constants                                         */
 /* ------------------------------------------------------------------------ */
 
-/** The ABI version this header describes. */
-#define OXIIDA_ABI_VERSION 1
+/** The ABI version this header describes (see "Versioning" above). */
+#define OXIIDA_ABI_VERSION 2
 /** The oldest plugin ABI version a host built from this header accepts. */
 #define OXIIDA_ABI_MIN_COMPATIBLE 1
 
 /** The name of the one symbol a plugin exports. */
 #define OXIIDA_PLUGIN_INIT_SYMBOL "oxiida_plugin_init"
+
+/** How deeply a value crossing the ABI may nest: each Array or Map is one
+ *  level (`[[1]]` is 2 levels, `1` is 0). The same limit holds both ways:
+ *  the host never sends a deeper value (the arguments' Array is a level, so
+ *  an argument nests at most OXIIDA_MAX_DEPTH - 1 levels; a deeper one fails
+ *  the call with OXIIDA_STATUS_BAD_ARGUMENTS before the plugin sees it),
+ *  `decode` accepts every value up to the limit, and `reply_value` refuses a
+ *  deeper result (see there), so what the host encoded is never refused as
+ *  malformed. */
+#define OXIIDA_MAX_DEPTH 128u
+
+/** The size of every error buffer the host (or liboxiida) passes as `error`,
+ *  NUL included: messages longer than OXIIDA_ERROR_CAP - 1 bytes are cut.
+ *  Write at most `error_cap` bytes; do not assume this value. The host reads
+ *  up to the first NUL, and never past the buffer when there is none. */
+#define OXIIDA_ERROR_CAP 1024u
+
+#if defined(__GNUC__) || defined(__clang__)
+#define OXIIDA_DEPRECATED(why) __attribute__((deprecated(why)))
+#else
+#define OXIIDA_DEPRECATED(why)
+#endif
 
 /** Value kinds, as returned by `oxiida_host.kind`. */
 #define OXIIDA_NIL 0u
@@ -85,7 +134,9 @@ typedef struct oxiida_message {
     uint32_t struct_size;
     /** OXIIDA_MODE_THREAD or OXIIDA_MODE_PROCESS. */
     uint32_t mode;
-    /** The required name as written, dotted: "math.sqrt". */
+    /** The required name, dotted, as the `require` wrote its path:
+     *  "math.sqrt". `require a.b as c from p;` sends "a.b": never the alias
+     *  `c`, never the plugin's name `p`. */
     const char *name;
     size_t name_len;
     /** The arguments: one MessagePack array. */
@@ -95,9 +146,11 @@ typedef struct oxiida_message {
 
 /**
  * The answer to one call. The host zeroes it and sets `struct_size` before
- * `call`; the plugin fills in the rest. After reading it, the host calls the
- * plugin's `reply_free` (which frees what the plugin allocated), then frees
- * the parts marked in `host_owned` itself.
+ * `call`; the plugin fills in the rest. A reply left untouched (status OK,
+ * `value` NULL) answers nil. After reading it, the host calls the plugin's
+ * `reply_free` (which frees what the plugin allocated), then frees the parts
+ * marked in `host_owned` itself. A status the header does not define is an
+ * OXIIDA_STATUS_INTERNAL error.
  */
 typedef struct oxiida_reply {
     uint32_t struct_size;
@@ -128,7 +181,11 @@ typedef struct oxiida_value oxiida_value;
 /**
  * What the host offers every plugin. Every routine is thread-safe and may be
  * called from any thread at any time after `oxiida_plugin_init` returns.
- * None of them fails by crashing: a wrong kind gives 0, 0.0 or NULL.
+ * None of them fails by crashing. The readers (`kind` to `key`) accept NULL
+ * as `value` and answer as for a value of the wrong kind: a wrong kind gives
+ * OXIIDA_NIL (from `kind`), 0, 0.0 or NULL; their `len` out-parameter may be
+ * NULL. Where a routine takes a value (`push`, `insert`, `reply_value`),
+ * NULL means nil; where it takes text, NULL means "".
  */
 typedef struct oxiida_host {
     uint32_t abi_version;
@@ -136,7 +193,8 @@ typedef struct oxiida_host {
 
     /* -- reading arguments ------------------------------------------------ */
 
-    /** Decodes MessagePack (e.g. `message->args`). Returns NULL if malformed.
+    /** Decodes MessagePack (e.g. `message->args`). Returns NULL if malformed
+     *  or nested deeper than OXIIDA_MAX_DEPTH, which the host never sends.
      *  The caller owns the result: free it with `value_free`. */
     oxiida_value *(*decode)(const uint8_t *bytes, size_t len);
     /** Frees a value the caller owns. NULL is ignored. */
@@ -181,10 +239,13 @@ typedef struct oxiida_host {
     /* -- answering a call -------------------------------------------------- */
 
     /** Answers OK with `value`, which it consumes: encodes it into a buffer
-     *  the host owns (marks OXIIDA_OWNED_VALUE). Returns 0. */
+     *  the host owns (marks OXIIDA_OWNED_VALUE). Returns 0. A value nested
+     *  deeper than OXIIDA_MAX_DEPTH is not sent: the reply becomes an
+     *  OXIIDA_STATUS_BAD_ARGUMENTS error saying so, and it returns -1. */
     int32_t (*reply_value)(oxiida_reply *reply, oxiida_value *value);
     /** Answers with an error: copies `message` and `traceback` (which may be
-     *  NULL) into buffers the host owns. Returns 0. */
+     *  NULL: no traceback) into buffers the host owns. OXIIDA_STATUS_OK as
+     *  `status` becomes OXIIDA_STATUS_INTERNAL. Returns 0. */
     int32_t (*reply_error)(oxiida_reply *reply, uint32_t status, const char *message, size_t message_len,
                            const char *traceback, size_t traceback_len);
 } oxiida_host;
@@ -196,7 +257,9 @@ typedef struct oxiida_host {
 /**
  * What a plugin offers. It must stay valid and unchanged for the life of the
  * process: plugins are never unloaded. A session is one workflow's private
- * foreign environment; the host makes one per workflow.
+ * foreign environment; the host makes one per plugin per workflow, so a
+ * plugin given twice to one workflow (`--plugin lua=a.lua --plugin
+ * lua=b.lua`) is an error that names it, by `name`.
  */
 typedef struct oxiida_plugin {
     uint32_t abi_version;
@@ -209,17 +272,22 @@ typedef struct oxiida_plugin {
     /** Makes a session. `config` (may be empty) is the text after `=` in
      *  `--plugin NAME=CONFIG`, e.g. a script path. On success stores the
      *  session in `*session` and returns 0; on failure writes a NUL-terminated
-     *  message of at most `error_cap` bytes into `error` and returns -1. */
+     *  message of at most `error_cap` bytes into `error` and returns -1
+     *  (and `session_free` is not called). */
     int32_t (*session_new)(const char *config, size_t config_len, void **session, char *error, size_t error_cap);
-    /** Ends a session. No call on it is running, and none will start. */
+    /** Ends a session, once. No call on it is running, and none will start.
+     *  It may run on any thread: the one that ends the workflow (the caller
+     *  of `oxiida_runtime_run`, `oxiida run`'s main thread), or the worker
+     *  thread of the session's last call when that call outlived its
+     *  workflow (a cancelled workflow does not wait for its calls). */
     void (*session_free)(void *session);
     /** Whether the session provides `name` (dotted): OXIIDA_STATUS_OK, or
      *  OXIIDA_STATUS_NOT_FOUND with an optional NUL-terminated reason in
      *  `error`. Called before the workflow starts, never during a call. */
     uint32_t (*resolve)(void *session, const char *name, size_t name_len, char *error, size_t error_cap);
-    /** Runs one call and fills `reply`. Called on a thread of its own, which
-     *  may block; concurrently on one session only with
-     *  OXIIDA_CAP_CONCURRENT_CALLS. */
+    /** Runs one call and fills `reply`. Called on a thread that may block (a
+     *  worker thread, or the workflow's own while nothing else in it runs);
+     *  concurrently on one session only with OXIIDA_CAP_CONCURRENT_CALLS. */
     void (*call)(void *session, const oxiida_message *message, oxiida_reply *reply);
     /** Frees what the plugin put in `reply` (NULL if it allocates nothing). */
     void (*reply_free)(void *session, oxiida_reply *reply);
@@ -238,10 +306,10 @@ typedef const oxiida_plugin *(*oxiida_plugin_init_fn)(const oxiida_host *host, c
 /*
  * Link with -loxiida. A runtime holds registered callbacks and loaded
  * plugins and runs workflows one at a time; use one runtime per thread that
- * runs workflows. Functions returning int32_t give 0 on success and -1 on
- * failure, after storing a new error in `*error` (when `error` is not NULL)
- * that the caller frees with `oxiida_error_delete`. No function unwinds or
- * aborts on bad input.
+ * runs workflows. Errors follow the convention at the top: functions
+ * returning int32_t give 0 on success and -1 on failure, after storing a new
+ * error in `*error` (when `error` is not NULL) that the caller frees with
+ * `oxiida_error_free`. A function that fails keeps nothing it was given.
  */
 
 /** A runtime: registered functions, loaded plugins. Opaque. */
@@ -249,7 +317,8 @@ typedef struct oxiida_runtime oxiida_runtime;
 /** An error from oxiida. Opaque; owned by whoever received it. */
 typedef struct oxiida_error oxiida_error;
 
-/** Error stages, from `oxiida_error_stage`. */
+/** Error stages, from `oxiida_error_stage` (OXIIDA_ERROR_*, unrelated to
+ *  OXIIDA_ERROR_CAP). */
 #define OXIIDA_ERROR_USAGE 0u   /* bad argument, plugin that cannot load, ... */
 #define OXIIDA_ERROR_SYNTAX 1u
 #define OXIIDA_ERROR_RESOLVE 2u /* found before running: undefined names, ... */
@@ -257,12 +326,17 @@ typedef struct oxiida_error oxiida_error;
 
 /**
  * A foreign function implemented by the embedding program. `args` is an
- * Array, borrowed for the duration of the call; read it with the routines of
- * `oxiida_host_routines()`. On success store a new value in `*result` (the
- * runtime takes ownership) and return 0. On failure write a NUL-terminated
- * message of at most `error_cap` bytes into `error` and return -1.
- * Thread rules: called on a worker thread; calls in `para` run at the same
- * time on different threads, so the callback must be thread-safe.
+ * Array (nested at most OXIIDA_MAX_DEPTH levels, itself included), borrowed
+ * for the duration of the call; read it with the routines of
+ * `oxiida_host_routines()`. On
+ * success store a new value in `*result` (the runtime takes ownership; left
+ * NULL, the result is nil) and return 0. On failure write a NUL-terminated
+ * message of at most `error_cap` (OXIIDA_ERROR_CAP) bytes into `error` and
+ * return -1; a value stored in `*result` anyway is freed by the runtime.
+ * Thread rules: called on a worker thread, or on the thread running
+ * `oxiida_runtime_run` while nothing else in the workflow runs; calls in
+ * `para` run at the same time on different threads, so the callback must be
+ * thread-safe.
  */
 typedef int32_t (*oxiida_callback)(void *user_data, const oxiida_value *args, oxiida_value **result, char *error,
                                    size_t error_cap);
@@ -282,12 +356,16 @@ void oxiida_runtime_free(oxiida_runtime *runtime);
 /** Registers `callback` as the foreign function `name` (NUL-terminated;
  *  a dotted name such as "lib.f" is allowed). `destroy` (may be NULL) is
  *  called with `user_data` when the runtime is freed. A name registered twice
- *  is an error. Workflows `require` it like any foreign function. */
+ *  is an error. On failure the runtime keeps nothing: `destroy` is never
+ *  called, and `user_data` stays the caller's to free. Workflows `require`
+ *  it like any foreign function. */
 int32_t oxiida_runtime_register(oxiida_runtime *runtime, const char *name, oxiida_callback callback, void *user_data,
                                 void (*destroy)(void *user_data), oxiida_error **error);
 
 /** Loads a plugin for later runs: `spec` (NUL-terminated) is a path or a
- *  name, optionally followed by `=CONFIG`, as for `oxiida run --plugin`. */
+ *  name, optionally followed by `=CONFIG`, as for `oxiida run --plugin`.
+ *  Loading a plugin that this runtime already has (the same `name`, whatever
+ *  the path or config) is an error that names it. */
 int32_t oxiida_runtime_load_plugin(oxiida_runtime *runtime, const char *spec, oxiida_error **error);
 
 /** Checks and runs a workflow. `source` is UTF-8 of `len` bytes; `file_name`
@@ -296,7 +374,8 @@ int32_t oxiida_runtime_load_plugin(oxiida_runtime *runtime, const char *spec, ox
 int32_t oxiida_runtime_run(oxiida_runtime *runtime, const char *source, size_t len, const char *file_name,
                            oxiida_error **error);
 
-/** The error's one-line message, NUL-terminated, owned by the error. */
+/** The error's one-line message, NUL-terminated, owned by the error. The
+ *  readers below accept NULL: "(no error)", stage 0, line and column 0. */
 const char *oxiida_error_message(const oxiida_error *error);
 /** The full report: file:line:col, the source line, a caret, hints. */
 const char *oxiida_error_report(const oxiida_error *error);
@@ -305,8 +384,10 @@ uint32_t oxiida_error_stage(const oxiida_error *error);
 /** 1-based line and column in the workflow source; 0 when not about source. */
 uint32_t oxiida_error_line(const oxiida_error *error);
 uint32_t oxiida_error_column(const oxiida_error *error);
-/** Frees an error. NULL is ignored. */
-void oxiida_error_delete(oxiida_error *error);
+/** Frees an error. NULL is ignored. (Version 2.) */
+void oxiida_error_free(oxiida_error *error);
+/** The name `oxiida_error_free` had in version 1; the same function. */
+OXIIDA_DEPRECATED("use oxiida_error_free") void oxiida_error_delete(oxiida_error *error);
 
 #ifdef __cplusplus
 }

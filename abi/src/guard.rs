@@ -53,6 +53,7 @@ mod tests {
     #[test]
     fn errors_are_truncated_on_char_boundaries() {
         let mut buf = [1 as c_char; 5];
+        // SAFETY: the buffer holds the 5 bytes promised.
         unsafe { write_error(buf.as_mut_ptr(), buf.len(), "héllo") };
         let bytes: Vec<u8> = buf.iter().map(|&c| c as u8).collect();
         assert_eq!(&bytes[..4], "hél".as_bytes());

@@ -5,23 +5,31 @@
 //!
 //! This crate depends on nothing in the runtime and has no async code. The
 //! header is the specification; `tests/header.rs` compiles C against it and
-//! checks that every size and offset here agrees.
+//! checks that every size, offset and constant here agrees.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::{c_char, c_void};
 
+mod error_buf;
 pub mod frame;
 mod guard;
 pub mod pool;
 mod reply;
 pub mod serve;
+mod status;
 mod value;
 
+pub use error_buf::ErrorBuf;
 pub use guard::{guard, write_error};
 pub use reply::{free_reply, reply_error, reply_value};
 pub use serve::Failure;
+pub use status::{Status, UnknownStatus};
 pub use value::{DecodeError, Reader, Value};
 
-pub const OXIIDA_ABI_VERSION: u32 = 1;
+/// `OXIIDA_ABI_VERSION`. 2 added `oxiida_error_free`, `OXIIDA_MAX_DEPTH` and
+/// `OXIIDA_ERROR_CAP`; the tables are those of version 1.
+pub const OXIIDA_ABI_VERSION: u32 = 2;
 pub const OXIIDA_ABI_MIN_COMPATIBLE: u32 = 1;
 pub const PLUGIN_INIT_SYMBOL: &str = "oxiida_plugin_init";
 
@@ -36,12 +44,30 @@ pub const KIND_MAP: u32 = 6;
 pub const MODE_THREAD: u32 = 0;
 pub const MODE_PROCESS: u32 = 1;
 
-pub const STATUS_OK: u32 = 0;
-pub const STATUS_NOT_FOUND: u32 = 1;
-pub const STATUS_BAD_ARGUMENTS: u32 = 2;
-pub const STATUS_RAISED: u32 = 3;
-pub const STATUS_WORKER_CRASHED: u32 = 4;
-pub const STATUS_INTERNAL: u32 = 5;
+// The header's OXIIDA_STATUS_* as [`Status`] values (`u32::from` gives the
+// number): kept so that `Failure { status: STATUS_RAISED, .. }` reads as before.
+pub const STATUS_OK: Status = Status::Ok;
+pub const STATUS_NOT_FOUND: Status = Status::NotFound;
+pub const STATUS_BAD_ARGUMENTS: Status = Status::BadArguments;
+pub const STATUS_RAISED: Status = Status::Raised;
+pub const STATUS_WORKER_CRASHED: Status = Status::WorkerCrashed;
+pub const STATUS_INTERNAL: Status = Status::Internal;
+
+/// `OXIIDA_MAX_DEPTH`: how deeply values that cross the ABI may nest. Every
+/// Array or Map is one level (`[[1]]` is 2, `1` is 0). The host sends nothing
+/// deeper, `decode` accepts everything up to it, and a deeper result is
+/// refused where it is built (`reply_value`), never as a malformed reply.
+pub const MAX_DEPTH: usize = 128;
+
+/// `OXIIDA_ERROR_CAP`: the size of every error buffer the host hands a
+/// plugin or a callback, the terminating NUL included.
+pub const ERROR_CAP: usize = 1024;
+
+/// `OXIIDA_ERROR_*`: the stage of an embedding error (`oxiida_error_stage`).
+pub const ERROR_USAGE: u32 = 0;
+pub const ERROR_SYNTAX: u32 = 1;
+pub const ERROR_RESOLVE: u32 = 2;
+pub const ERROR_RUNTIME: u32 = 3;
 
 pub const CAP_CONCURRENT_CALLS: u32 = 1 << 0;
 pub const CAP_PROCESS_MODE: u32 = 1 << 1;
@@ -83,7 +109,7 @@ impl Reply {
     pub fn empty() -> Self {
         Reply {
             struct_size: std::mem::size_of::<Reply>() as u32,
-            status: STATUS_OK,
+            status: Status::Ok as u32,
             value: std::ptr::null(),
             value_len: 0,
             message: std::ptr::null(),
@@ -163,8 +189,11 @@ pub struct Plugin {
 // SAFETY: the tables are immutable after init and every routine they point
 // to is documented as callable from any thread.
 unsafe impl Send for Plugin {}
+// SAFETY: as for Send: immutable, and its routines are thread-safe.
 unsafe impl Sync for Plugin {}
+// SAFETY: as for Plugin: immutable, and its routines are thread-safe.
 unsafe impl Send for Host {}
+// SAFETY: as for Send.
 unsafe impl Sync for Host {}
 
 /// `oxiida_plugin_init_fn`.

@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use crate::{Reply, Value, STATUS_OK};
+use crate::{Reply, Status, Value};
 
 fn leak(bytes: Vec<u8>) -> (*const u8, usize) {
     let b = bytes.into_boxed_slice();
@@ -11,15 +11,20 @@ fn leak(bytes: Vec<u8>) -> (*const u8, usize) {
     (Box::into_raw(b).cast::<u8>().cast_const(), len)
 }
 
-/// Answers OK with `value`.
+/// Answers OK with `value`; a value nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH) is
+/// answered as a `BadArguments` error instead, as the host's `reply_value` does.
 pub fn reply_value(reply: &mut Reply, value: &Value) {
-    reply.status = STATUS_OK;
+    if !value.fits_depth() {
+        return reply_error(reply, Status::BadArguments, &Value::too_deep("the result"), None);
+    }
+    reply.status = Status::Ok.into();
     (reply.value, reply.value_len) = leak(value.to_msgpack());
 }
 
-/// Answers with an error of kind `status`.
-pub fn reply_error(reply: &mut Reply, status: u32, message: &str, traceback: Option<&str>) {
-    reply.status = status;
+/// Answers with an error of kind `status` (`Ok` becomes `Internal`: an
+/// error reply is never OK).
+pub fn reply_error(reply: &mut Reply, status: Status, message: &str, traceback: Option<&str>) {
+    reply.status = if status == Status::Ok { Status::Internal } else { status }.into();
     let (m, n) = leak(message.as_bytes().to_vec());
     (reply.message, reply.message_len) = (m.cast::<c_char>(), n);
     if let Some(tb) = traceback {

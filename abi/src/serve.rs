@@ -5,20 +5,19 @@
 
 use std::ffi::{c_char, c_void};
 
-use crate::{
-    guard, reply_error, reply_value, write_error, Message, Reply, Value, MODE_PROCESS, STATUS_INTERNAL, STATUS_NOT_FOUND, STATUS_OK,
-};
+use crate::{guard, reply_error, reply_value, write_error, Message, Reply, Status, Value, MODE_PROCESS};
 
 /// A failed call, as the reply will carry it.
 #[derive(Debug)]
 pub struct Failure {
-    pub status: u32,
+    /// The kind of error (`Status::Ok` is answered as `Internal`).
+    pub status: Status,
     pub message: String,
     pub traceback: Option<String>,
 }
 
 impl Failure {
-    pub fn new(status: u32, message: impl Into<String>) -> Self {
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
         Failure { status, message: message.into(), traceback: None }
     }
 }
@@ -32,6 +31,7 @@ pub unsafe fn text<'a>(ptr: *const c_char, len: usize) -> &'a str {
     if ptr.is_null() || len == 0 {
         return "";
     }
+    // SAFETY: not NULL, and the caller promised `len` readable bytes for 'a.
     std::str::from_utf8(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }).unwrap_or("")
 }
 
@@ -49,13 +49,16 @@ pub unsafe fn session_new<S>(
     cap: usize,
     open: impl FnOnce(&str) -> Result<S, String>,
 ) -> i32 {
+    // SAFETY: the host passes config/len as a pair valid during the call.
     let config = unsafe { text(config, len) };
     match guard(|| open(config), |panic| Err(format!("the {plugin} plugin panicked: {panic}"))) {
         Ok(session) => {
+            // SAFETY: the host passes a valid `void **` to store the session in.
             unsafe { *out = Box::into_raw(Box::new(session)).cast() };
             0
         }
         Err(why) => {
+            // SAFETY: the host passes `error` valid for `cap` bytes.
             unsafe { write_error(error, cap, &why) };
             -1
         }
@@ -68,11 +71,13 @@ pub unsafe fn session_new<S>(
 /// `session` is NULL or came from [`session_new`] with the same `S`, and no call runs on it.
 pub unsafe fn session_free<S>(session: *mut c_void, drop: impl FnOnce(Box<S>)) {
     if !session.is_null() {
+        // SAFETY: made by `Box::into_raw` in `session_new` with the same S,
+        // and the host frees each session once.
         guard(|| drop(unsafe { Box::from_raw(session.cast::<S>()) }), |_| ());
     }
 }
 
-/// `resolve`: `find` checks a dotted name; STATUS_NOT_FOUND with its reason.
+/// `resolve`: `find` checks a dotted name; `NotFound` with its reason.
 ///
 /// # Safety
 /// The arguments are those the host passes to `resolve`; `session` came from [`session_new`] with `S`.
@@ -85,12 +90,14 @@ pub unsafe fn resolve<S>(
     cap: usize,
     find: impl FnOnce(&S, &str) -> Result<(), String>,
 ) -> u32 {
+    // SAFETY: the session is a live S from `session_new`; name/len a valid pair.
     let (session, name) = unsafe { (&*session.cast::<S>(), text(name, len)) };
     match guard(|| find(session, name), |panic| Err(format!("the {plugin} plugin panicked: {panic}"))) {
-        Ok(()) => STATUS_OK,
+        Ok(()) => Status::Ok.into(),
         Err(why) => {
+            // SAFETY: the host passes `error` valid for `cap` bytes.
             unsafe { write_error(error, cap, &why) };
-            STATUS_NOT_FOUND
+            Status::NotFound.into()
         }
     }
 }
@@ -107,15 +114,23 @@ pub unsafe fn call<S>(
     reply: *mut Reply,
     run: impl FnOnce(&S, &str, &[Value], bool) -> Result<Value, Failure>,
 ) {
+    // SAFETY: the session is a live S from `session_new`; the host's message
+    // and reply are valid and unaliased for the duration of the call.
     let (session, m, reply) = unsafe { (&*session.cast::<S>(), &*message, &mut *reply) };
+    // SAFETY: the message's (pointer, length) pairs are valid during the call.
     let name = unsafe { text(m.name, m.name_len) };
-    let args = unsafe { std::slice::from_raw_parts(m.args, m.args_len) };
+    let args: &[u8] = if m.args.is_null() {
+        &[]
+    } else {
+        // SAFETY: as above; not NULL.
+        unsafe { std::slice::from_raw_parts(m.args, m.args_len) }
+    };
     let outcome = guard(
         || match Value::decode(args) {
             Ok(Value::Array(args)) => run(session, name, &args, m.mode == MODE_PROCESS),
-            _ => Err(Failure::new(STATUS_INTERNAL, "malformed arguments")),
+            _ => Err(Failure::new(Status::Internal, "malformed arguments")),
         },
-        |panic| Err(Failure::new(STATUS_INTERNAL, format!("the {plugin} plugin panicked: {panic}"))),
+        |panic| Err(Failure::new(Status::Internal, format!("the {plugin} plugin panicked: {panic}"))),
     );
     match outcome {
         Ok(v) => reply_value(reply, &v),
@@ -129,5 +144,6 @@ pub unsafe fn call<S>(
 /// # Safety
 /// `reply` is a reply this plugin filled and has not freed.
 pub unsafe extern "C" fn reply_free(_session: *mut c_void, reply: *mut Reply) {
+    // SAFETY: the host passes the reply this plugin filled, once.
     unsafe { crate::free_reply(&mut *reply) };
 }

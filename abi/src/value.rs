@@ -2,12 +2,9 @@
 //! 64-bit signed ints, 64-bit floats, UTF-8 strings, arrays, and maps with
 //! string keys in order. Anything else MessagePack can say is refused.
 
-use std::fmt;
-
 use rmp::Marker;
 
-/// Nesting deeper than this is refused rather than risking the stack.
-const MAX_DEPTH: usize = 128;
+use crate::MAX_DEPTH;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -21,16 +18,10 @@ pub enum Value {
     Map(Vec<(String, Value)>),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why bytes are not one value that can cross: the reason, in words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed MessagePack: {0}")]
 pub struct DecodeError(pub String);
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed MessagePack: {}", self.0)
-    }
-}
-
-impl std::error::Error for DecodeError {}
 
 impl Value {
     /// Appends the MessagePack encoding of `self` to `out`.
@@ -57,13 +48,33 @@ impl Value {
         }
     }
 
+    /// Whether the value nests at most [`MAX_DEPTH`] Arrays and Maps deep,
+    /// as everything that crosses the ABI must. Looks no deeper than that.
+    pub fn fits_depth(&self) -> bool {
+        fn fits(v: &Value, room: usize) -> bool {
+            match v {
+                Value::Array(items) => room > 0 && items.iter().all(|v| fits(v, room - 1)),
+                Value::Map(entries) => room > 0 && entries.iter().all(|(_, v)| fits(v, room - 1)),
+                _ => true,
+            }
+        }
+        fits(self, MAX_DEPTH)
+    }
+
+    /// The message for a value that does not fit: `what` is "the result",
+    /// "argument 2", ...
+    pub fn too_deep(what: &str) -> String {
+        format!("{what} nests Arrays and Maps more than {MAX_DEPTH} levels deep, the most a value crossing to or from a plugin may")
+    }
+
     pub fn to_msgpack(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.encode(&mut out);
         out
     }
 
-    /// Decodes exactly one value that fills `bytes`.
+    /// Decodes exactly one value that fills `bytes`. Accepts every value
+    /// that [`Value::fits_depth`], and nothing deeper.
     pub fn decode(bytes: &[u8]) -> Result<Value, DecodeError> {
         let mut r = Reader { bytes, at: 0 };
         let v = r.value(0)?;
@@ -97,10 +108,8 @@ impl Reader<'_> {
         String::from_utf8(raw.to_vec()).map_err(|_| DecodeError("a string is not UTF-8".into()))
     }
 
+    /// One value inside `depth` Arrays and Maps.
     fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
-        if depth > MAX_DEPTH {
-            return Err(DecodeError(format!("nested more than {MAX_DEPTH} levels")));
-        }
         let marker = Marker::from_u8(self.be::<1>()?[0]);
         Ok(match marker {
             Marker::Null => Value::Nil,
@@ -156,22 +165,32 @@ impl Reader<'_> {
         })
     }
 
+    /// An Array or a Map inside `depth` others is at level `depth + 1`.
+    fn enter(depth: usize) -> Result<usize, DecodeError> {
+        if depth >= MAX_DEPTH {
+            return Err(DecodeError(format!("nested more than {MAX_DEPTH} levels")));
+        }
+        Ok(depth + 1)
+    }
+
     fn array(&mut self, n: usize, depth: usize) -> Result<Value, DecodeError> {
+        let depth = Self::enter(depth)?;
         // Every item takes at least one byte: never trust a length beyond that.
         let mut items = Vec::with_capacity(n.min(self.bytes.len() - self.at));
         for _ in 0..n {
-            items.push(self.value(depth + 1)?);
+            items.push(self.value(depth)?);
         }
         Ok(Value::Array(items))
     }
 
     fn map(&mut self, n: usize, depth: usize) -> Result<Value, DecodeError> {
+        let depth = Self::enter(depth)?;
         let mut entries = Vec::with_capacity(n.min(self.bytes.len() - self.at));
         for _ in 0..n {
-            let Value::Str(key) = self.value(depth + 1)? else {
+            let Value::Str(key) = self.value(depth)? else {
                 return Err(DecodeError("a map key is not a string".into()));
             };
-            entries.push((key, self.value(depth + 1)?));
+            entries.push((key, self.value(depth)?));
         }
         Ok(Value::Map(entries))
     }
@@ -208,5 +227,31 @@ mod tests {
         assert!(Value::decode(&[0xdd, 0xff, 0xff, 0xff, 0xff]).is_err(), "a huge length is not trusted");
         assert!(Value::decode(&[0xc0, 0xc0]).is_err(), "trailing bytes");
         assert!(Value::decode(&vec![0x91; 10_000]).unwrap_err().0.contains("nested"));
+    }
+
+    /// `[[...[]...]]` with `levels` Arrays, or Maps `{"k": {...}}`.
+    fn nested(levels: usize, map: bool) -> Value {
+        (1..levels).fold(if map { Value::Map(vec![]) } else { Value::Array(vec![]) }, |inner, _| {
+            if map {
+                Value::Map(vec![("k".into(), inner)])
+            } else {
+                Value::Array(vec![inner])
+            }
+        })
+    }
+
+    #[test]
+    fn what_fits_the_depth_limit_decodes_and_nothing_deeper() {
+        for map in [false, true] {
+            let deepest = nested(MAX_DEPTH, map);
+            assert!(deepest.fits_depth());
+            assert_eq!(Value::decode(&deepest.to_msgpack()), Ok(deepest.clone()), "{MAX_DEPTH} levels decode");
+            let with_scalar = nested(MAX_DEPTH - 1, map);
+            assert!(with_scalar.fits_depth());
+            let too_deep = if map { Value::Map(vec![("k".into(), deepest)]) } else { Value::Array(vec![deepest]) };
+            assert!(!too_deep.fits_depth());
+            assert!(Value::decode(&too_deep.to_msgpack()).unwrap_err().0.contains("nested"));
+        }
+        assert!(Value::Int(1).fits_depth());
     }
 }

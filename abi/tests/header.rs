@@ -41,7 +41,8 @@ int main(void) {
     C(OXIIDA_STRING) C(OXIIDA_ARRAY) C(OXIIDA_MAP) C(OXIIDA_MODE_THREAD) C(OXIIDA_MODE_PROCESS) C(OXIIDA_STATUS_OK)
     C(OXIIDA_STATUS_NOT_FOUND) C(OXIIDA_STATUS_BAD_ARGUMENTS) C(OXIIDA_STATUS_RAISED) C(OXIIDA_STATUS_WORKER_CRASHED)
     C(OXIIDA_STATUS_INTERNAL) C(OXIIDA_CAP_CONCURRENT_CALLS) C(OXIIDA_CAP_PROCESS_MODE) C(OXIIDA_OWNED_VALUE)
-    C(OXIIDA_OWNED_MESSAGE) C(OXIIDA_OWNED_TRACEBACK)
+    C(OXIIDA_OWNED_MESSAGE) C(OXIIDA_OWNED_TRACEBACK) C(OXIIDA_MAX_DEPTH) C(OXIIDA_ERROR_CAP) C(OXIIDA_ERROR_USAGE)
+    C(OXIIDA_ERROR_SYNTAX) C(OXIIDA_ERROR_RESOLVE) C(OXIIDA_ERROR_RUNTIME)
     return 0;
 }
 "#;
@@ -93,7 +94,7 @@ fn rust_side() -> Vec<(String, usize)> {
         reply_error
     ));
     all.extend(o!("oxiida_plugin", Plugin, name, capabilities, session_new, session_free, resolve, call, reply_free));
-    let constants = [
+    let constants: [(&str, u32); 28] = [
         ("OXIIDA_ABI_VERSION", OXIIDA_ABI_VERSION),
         ("OXIIDA_ABI_MIN_COMPATIBLE", OXIIDA_ABI_MIN_COMPATIBLE),
         ("OXIIDA_NIL", KIND_NIL),
@@ -105,18 +106,26 @@ fn rust_side() -> Vec<(String, usize)> {
         ("OXIIDA_MAP", KIND_MAP),
         ("OXIIDA_MODE_THREAD", MODE_THREAD),
         ("OXIIDA_MODE_PROCESS", MODE_PROCESS),
-        ("OXIIDA_STATUS_OK", STATUS_OK),
-        ("OXIIDA_STATUS_NOT_FOUND", STATUS_NOT_FOUND),
-        ("OXIIDA_STATUS_BAD_ARGUMENTS", STATUS_BAD_ARGUMENTS),
-        ("OXIIDA_STATUS_RAISED", STATUS_RAISED),
-        ("OXIIDA_STATUS_WORKER_CRASHED", STATUS_WORKER_CRASHED),
-        ("OXIIDA_STATUS_INTERNAL", STATUS_INTERNAL),
+        ("OXIIDA_STATUS_OK", Status::Ok.into()),
+        ("OXIIDA_STATUS_NOT_FOUND", Status::NotFound.into()),
+        ("OXIIDA_STATUS_BAD_ARGUMENTS", Status::BadArguments.into()),
+        ("OXIIDA_STATUS_RAISED", Status::Raised.into()),
+        ("OXIIDA_STATUS_WORKER_CRASHED", Status::WorkerCrashed.into()),
+        ("OXIIDA_STATUS_INTERNAL", Status::Internal.into()),
         ("OXIIDA_CAP_CONCURRENT_CALLS", CAP_CONCURRENT_CALLS),
         ("OXIIDA_CAP_PROCESS_MODE", CAP_PROCESS_MODE),
         ("OXIIDA_OWNED_VALUE", OWNED_VALUE),
         ("OXIIDA_OWNED_MESSAGE", OWNED_MESSAGE),
         ("OXIIDA_OWNED_TRACEBACK", OWNED_TRACEBACK),
+        ("OXIIDA_MAX_DEPTH", MAX_DEPTH as u32),
+        ("OXIIDA_ERROR_CAP", ERROR_CAP as u32),
+        ("OXIIDA_ERROR_USAGE", ERROR_USAGE),
+        ("OXIIDA_ERROR_SYNTAX", ERROR_SYNTAX),
+        ("OXIIDA_ERROR_RESOLVE", ERROR_RESOLVE),
+        ("OXIIDA_ERROR_RUNTIME", ERROR_RUNTIME),
     ];
+    // Every status the enum knows is in the list above, and no other.
+    assert_eq!(Status::ALL.len(), constants.iter().filter(|(n, _)| n.starts_with("OXIIDA_STATUS_")).count());
     all.extend(constants.iter().map(|(n, v)| (n.to_string(), *v as usize)));
     all
 }

@@ -118,7 +118,7 @@ fn plugins_are_found_by_name_and_listed() {
     example();
     let path = scratch().display().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_oxiida")).arg("plugins").env("OXIIDA_PLUGIN_PATH", &path).output().unwrap();
-    assert!(stdout(&out).contains("example\tABI 1\t"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("example\tABI 2\t"), "{}", stdout(&out));
     let file = scratch().join("by-name.ox");
     std::fs::write(&file, "require greet;\nprint greet(\"you\");\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
@@ -159,7 +159,7 @@ fn unusable_libraries_are_refused_with_the_reason() {
     let garbage = scratch().join("libgarbage.so");
     std::fs::write(&garbage, "this is not an ELF file").unwrap();
     let cases = [
-        (future, "built for oxiida ABI version 99, but this oxiida accepts versions 1 to 1"),
+        (future, "built for oxiida ABI version 99, but this oxiida accepts versions 1 to 2"),
         (refusing, "failed to initialise: no licence file"),
         (plain, "is not an oxiida plugin: it does not export `oxiida_plugin_init`"),
         (garbage, "cannot load plugin"),
@@ -207,4 +207,39 @@ fn a_panicking_rust_plugin_gives_an_error_and_the_host_lives_on() {
     let out = run(&["run", "--plugin", rust_test_plugin().to_str().unwrap()], "require double, boom;\nprint double(21);\ny = boom();\n");
     assert_eq!(out.status.code(), Some(1), "a clean workflow error, not an abort");
     assert_eq!(stdout(&out), "42\n");
+}
+
+#[test]
+fn the_same_plugin_twice_is_an_error_that_names_it() {
+    let lua_like = [
+        vec!["run".to_owned(), "--plugin".into(), plugin_arg("=Hello"), "--plugin".into(), plugin_arg("=Howdy")],
+        vec!["run".to_owned(), "--plugin".into(), plugin_arg(""), "--plugin".into(), plugin_arg("")],
+    ];
+    for args in lua_like {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args, "print 1;\n");
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty());
+        let err = stderr(&out);
+        assert!(err.contains("plugin `example` is given twice") && err.lines().count() == 1, "{err}");
+    }
+}
+
+#[test]
+fn what_the_host_sends_a_plugin_decodes_and_what_it_returns_comes_back() {
+    let plugin = rust_test_plugin().to_str().unwrap();
+    let deep = |levels: usize| format!("require echo;\nx = 1;\ni = 0;\nwhile (i < {levels}) {{ x = [x]; i = i + 1; }}\n");
+    // The deepest argument the host sends (the arguments' Array makes 128
+    // levels) comes back unchanged, one level deeper it is refused before
+    // the plugin sees it, and a result deeper than 128 levels is refused
+    // where it is built, never as "a bad value".
+    let ok = run(&["run", "--plugin", plugin], &(deep(127) + "print echo(x) == x;\n"));
+    assert_eq!(stdout(&ok), "true\n", "{}", stderr(&ok));
+    let sent = run(&["run", "--plugin", plugin], &(deep(128) + "y = echo(x);\n"));
+    assert_eq!(sent.status.code(), Some(1));
+    assert!(stderr(&sent).contains("argument 1 nests Arrays and Maps more than 127 levels"), "{}", stderr(&sent));
+    let back = run(&["run", "--plugin", plugin], &(deep(127) + "y = echo(x, 2);\n"));
+    assert_eq!(back.status.code(), Some(1));
+    let err = stderr(&back);
+    assert!(err.contains("the result nests Arrays and Maps more than 128 levels") && !err.contains("bad value"), "{err}");
 }

@@ -46,29 +46,58 @@ impl fmt::Display for ForeignName {
     }
 }
 
+pub use oxiida_abi::Status;
+
+/// The kind of a failed call: the error statuses of the ABI's [`Status`]
+/// (every one but `Ok`), with the same numbers. This file is the one
+/// mapping between the two.
+#[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForeignErrorKind {
     /// The host has no such function (any more).
-    NotFound,
+    NotFound = Status::NotFound as u32,
     /// An argument could not be converted for the foreign side.
-    BadArguments,
+    BadArguments = Status::BadArguments as u32,
     /// The foreign code raised an exception or error.
-    Raised,
+    Raised = Status::Raised as u32,
     /// The worker running the call died.
-    WorkerCrashed,
+    WorkerCrashed = Status::WorkerCrashed as u32,
     /// A bug or resource failure in the host or plugin.
-    Internal,
+    Internal = Status::Internal as u32,
 }
 
 impl ForeignErrorKind {
     pub fn describe(self) -> &'static str {
+        self.status().describe()
+    }
+
+    /// The status a reply carries for this kind.
+    pub fn status(self) -> Status {
         match self {
-            ForeignErrorKind::NotFound => "not found",
-            ForeignErrorKind::BadArguments => "bad arguments",
-            ForeignErrorKind::Raised => "raised",
-            ForeignErrorKind::WorkerCrashed => "worker crashed",
-            ForeignErrorKind::Internal => "internal error",
+            ForeignErrorKind::NotFound => Status::NotFound,
+            ForeignErrorKind::BadArguments => Status::BadArguments,
+            ForeignErrorKind::Raised => Status::Raised,
+            ForeignErrorKind::WorkerCrashed => Status::WorkerCrashed,
+            ForeignErrorKind::Internal => Status::Internal,
         }
+    }
+
+    /// The kind of an error status; `None` for `Status::Ok`.
+    pub fn from_status(status: Status) -> Option<Self> {
+        match status {
+            Status::Ok => None,
+            Status::NotFound => Some(ForeignErrorKind::NotFound),
+            Status::BadArguments => Some(ForeignErrorKind::BadArguments),
+            Status::Raised => Some(ForeignErrorKind::Raised),
+            Status::WorkerCrashed => Some(ForeignErrorKind::WorkerCrashed),
+            Status::Internal => Some(ForeignErrorKind::Internal),
+        }
+    }
+}
+
+impl From<ForeignErrorKind> for Status {
+    fn from(kind: ForeignErrorKind) -> Status {
+        kind.status()
     }
 }
 
@@ -129,5 +158,24 @@ impl Host for NoHost {
     fn call(&self, name: &ForeignName, _args: Vec<Value>, _mode: CallMode) -> CallFuture {
         let err = ForeignError::new(ForeignErrorKind::NotFound, format!("`{name}` is not provided"));
         Box::pin(async move { Err(err) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_status_is_a_kind_with_the_same_number() {
+        for status in Status::ALL {
+            match ForeignErrorKind::from_status(status) {
+                None => assert_eq!(status, Status::Ok),
+                Some(kind) => {
+                    assert_eq!(kind as u32, u32::from(status));
+                    assert_eq!(Status::from(kind), status);
+                    assert_eq!(kind.describe(), status.describe());
+                }
+            }
+        }
     }
 }

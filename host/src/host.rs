@@ -4,100 +4,57 @@
 //! thread of its own and its reply comes back through that task's handle.
 
 use std::collections::HashMap;
-use std::ffi::{c_char, c_void, CStr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use oxiida_abi as abi;
+use parking_lot::Mutex;
 
-use crate::codec;
 use crate::loader::LoadedPlugin;
-use crate::routines::free_buffer;
+use crate::plugin::{CallFailure, PluginSession};
+use crate::{codec, outbound};
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
 use oxiida::value::Value;
+
+/// Why a workflow's sessions could not be opened; each names the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The same plugin (by name) was given twice: a workflow has one session
+    /// per plugin, so which one `require f from NAME;` meant is unclear.
+    #[error("plugin `{name}` is given twice ({first} and {second}); give each plugin once")]
+    Duplicate { name: String, first: String, second: String },
+    #[error("plugin `{name}` could not start a session: {reason}")]
+    Start { name: String, reason: String },
+}
+
+/// For callers whose errors are text.
+impl From<SessionError> for String {
+    fn from(e: SessionError) -> String {
+        e.to_string()
+    }
+}
 
 /// A plugin session: one workflow's state inside one plugin.
 struct Session {
     plugin: Arc<LoadedPlugin>,
-    ptr: *mut c_void,
-    /// Held during calls when the plugin cannot take concurrent ones.
-    one_at_a_time: Option<Mutex<()>>,
-}
-
-// SAFETY: the header allows a session to be used from any thread; calls on
-// one session overlap only when the plugin says they may (`one_at_a_time`).
-unsafe impl Send for Session {}
-unsafe impl Sync for Session {}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // SAFETY: the last reference is gone, so no call is running.
-        unsafe { (self.plugin.table.session_free)(self.ptr) };
-    }
-}
-
-fn text(ptr: *const c_char, len: usize) -> String {
-    if ptr.is_null() {
-        return String::new();
-    }
-    // SAFETY: the plugin filled ptr/len as a pair, per the header.
-    String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }).into_owned()
-}
-
-fn error_kind(status: u32) -> ForeignErrorKind {
-    match status {
-        abi::STATUS_NOT_FOUND => ForeignErrorKind::NotFound,
-        abi::STATUS_BAD_ARGUMENTS => ForeignErrorKind::BadArguments,
-        abi::STATUS_RAISED => ForeignErrorKind::Raised,
-        abi::STATUS_WORKER_CRASHED => ForeignErrorKind::WorkerCrashed,
-        _ => ForeignErrorKind::Internal,
-    }
+    raw: PluginSession,
 }
 
 impl Session {
     fn call(&self, name: &str, args: &[u8], mode: CallMode) -> Result<Value, ForeignError> {
-        let _turn = self.one_at_a_time.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
-        let message = abi::Message {
-            struct_size: std::mem::size_of::<abi::Message>() as u32,
-            mode: if mode == CallMode::Process { abi::MODE_PROCESS } else { abi::MODE_THREAD },
-            name: name.as_ptr().cast(),
-            name_len: name.len(),
-            args: args.as_ptr(),
-            args_len: args.len(),
-        };
-        let mut reply = abi::Reply::empty();
-        let table = self.plugin.table;
-        // SAFETY: message and reply live across the call, as the header says.
-        unsafe { (table.call)(self.ptr, &message, &mut reply) };
-        let result = if reply.status == abi::STATUS_OK {
-            let bytes =
-                if reply.value.is_null() { &[0xc0][..] } else { unsafe { std::slice::from_raw_parts(reply.value, reply.value_len) } };
-            abi::Value::decode(bytes).map(codec::from_wire).map_err(|e| {
+        let mode = if mode == CallMode::Process { abi::MODE_PROCESS } else { abi::MODE_THREAD };
+        self.raw.call(name, args, mode).map(codec::from_wire).map_err(|failure| match failure {
+            CallFailure::BadValue(e) => {
                 ForeignError::new(ForeignErrorKind::Internal, format!("plugin `{}` returned a bad value: {e}", self.plugin.name))
-            })
-        } else {
-            let mut err = ForeignError::new(error_kind(reply.status), text(reply.message, reply.message_len));
-            if !reply.traceback.is_null() {
-                err = err.with_traceback(text(reply.traceback, reply.traceback_len));
             }
-            Err(err)
-        };
-        let owned = reply.host_owned;
-        let parts = [
-            (abi::OWNED_VALUE, reply.value, reply.value_len),
-            (abi::OWNED_MESSAGE, reply.message.cast(), reply.message_len),
-            (abi::OWNED_TRACEBACK, reply.traceback.cast(), reply.traceback_len),
-        ];
-        if let Some(free) = table.reply_free {
-            // SAFETY: the plugin frees only what it allocated.
-            unsafe { free(self.ptr, &mut reply) };
-        }
-        for (bit, ptr, len) in parts {
-            if owned & bit != 0 {
-                // SAFETY: the host's reply routines allocated these.
-                unsafe { free_buffer(ptr, len) };
+            CallFailure::Error { status, message, traceback } => {
+                let kind = ForeignErrorKind::from_status(status).unwrap_or(ForeignErrorKind::Internal);
+                let err = ForeignError::new(kind, message);
+                match traceback {
+                    Some(tb) => err.with_traceback(tb),
+                    None => err,
+                }
             }
-        }
-        result
+        })
     }
 }
 
@@ -108,25 +65,38 @@ pub struct PluginHost {
     providers: Mutex<HashMap<ForeignName, usize>>,
 }
 
+fn origin(plugin: &LoadedPlugin, config: &str) -> String {
+    if config.is_empty() {
+        plugin.path.display().to_string()
+    } else {
+        format!("{}={config}", plugin.path.display())
+    }
+}
+
 impl PluginHost {
-    /// Opens a session in each plugin, passing it its config text.
-    pub fn new(plugins: &[(Arc<LoadedPlugin>, String)]) -> Result<Self, String> {
+    /// Opens a session in each plugin, passing it its config text. A plugin
+    /// given twice (by name) is an error.
+    pub fn open(plugins: &[(Arc<LoadedPlugin>, String)]) -> Result<Self, SessionError> {
+        for (i, (plugin, config)) in plugins.iter().enumerate() {
+            if let Some((_, first)) = plugins[..i].iter().find(|(p, _)| p.name == plugin.name) {
+                return Err(SessionError::Duplicate {
+                    name: plugin.name.clone(),
+                    first: origin(plugin, first),
+                    second: origin(plugin, config),
+                });
+            }
+        }
         let mut sessions = Vec::new();
         for (plugin, config) in plugins {
-            let mut ptr = std::ptr::null_mut();
-            let mut error = [0 as c_char; 1024];
-            // SAFETY: arguments as oxiida.h describes them.
-            let status =
-                unsafe { (plugin.table.session_new)(config.as_ptr().cast(), config.len(), &mut ptr, error.as_mut_ptr(), error.len()) };
-            if status != 0 {
-                *error.last_mut().expect("non-empty") = 0;
-                let reason = unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned();
-                return Err(format!("plugin `{}` could not start a session: {reason}", plugin.name));
-            }
-            let one_at_a_time = (!plugin.has(abi::CAP_CONCURRENT_CALLS)).then(|| Mutex::new(()));
-            sessions.push(Arc::new(Session { plugin: plugin.clone(), ptr, one_at_a_time }));
+            let raw = plugin.table.open(config).map_err(|reason| SessionError::Start { name: plugin.name.clone(), reason })?;
+            sessions.push(Arc::new(Session { plugin: plugin.clone(), raw }));
         }
         Ok(PluginHost { sessions, providers: Mutex::new(HashMap::new()) })
+    }
+
+    /// [`PluginHost::open`], with the error as text.
+    pub fn new(plugins: &[(Arc<LoadedPlugin>, String)]) -> Result<Self, String> {
+        Ok(Self::open(plugins)?)
     }
 
     fn names(&self) -> String {
@@ -140,15 +110,9 @@ impl PluginHost {
 
     fn ask(&self, index: usize, dotted: &str) -> Result<(), String> {
         let s = &self.sessions[index];
-        let mut error = [0 as c_char; 1024];
-        // SAFETY: as oxiida.h describes; resolve never runs during a call.
-        let status = unsafe { (s.plugin.table.resolve)(s.ptr, dotted.as_ptr().cast(), dotted.len(), error.as_mut_ptr(), error.len()) };
-        if status == abi::STATUS_OK {
-            return Ok(());
-        }
-        *error.last_mut().expect("non-empty") = 0;
-        let reason = unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned();
-        Err(if reason.is_empty() { format!("plugin `{}` does not provide it", s.plugin.name) } else { reason })
+        s.raw
+            .resolve(dotted)
+            .map_err(|reason| if reason.is_empty() { format!("plugin `{}` does not provide it", s.plugin.name) } else { reason })
     }
 }
 
@@ -184,16 +148,15 @@ impl Host for PluginHost {
                 }
             }
         };
-        self.providers.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), index);
+        self.providers.lock().insert(name.clone(), index);
         Ok(())
     }
 
     fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
-        let session = self.session_for(name, mode);
+        let ready = self.session_for(name, mode).and_then(|session| Ok((session, outbound::encode(&args)?)));
         let dotted = name.dotted();
         Box::pin(async move {
-            let session = session?;
-            let bytes = codec::encode_args(&args);
+            let (session, bytes) = ready?;
             tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, mode))
                 .await
                 .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
@@ -201,13 +164,13 @@ impl Host for PluginHost {
     }
 
     fn call_here(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Option<Result<Value, ForeignError>> {
-        Some(self.session_for(name, mode).and_then(|session| session.call(&name.dotted(), &codec::encode_args(args), mode)))
+        Some(self.session_for(name, mode).and_then(|session| session.call(&name.dotted(), &outbound::encode(args)?, mode)))
     }
 }
 
 impl PluginHost {
     fn session_for(&self, name: &ForeignName, mode: CallMode) -> Result<Arc<Session>, ForeignError> {
-        let index = self.providers.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied();
+        let index = self.providers.lock().get(name).copied();
         let session = index
             .map(|i| self.sessions[i].clone())
             .ok_or_else(|| ForeignError::new(ForeignErrorKind::NotFound, format!("`{name}` was never resolved")))?;

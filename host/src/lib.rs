@@ -1,3 +1,4 @@
+#![deny(clippy::undocumented_unsafe_blocks)]
 //! Language plugins behind the C ABI (`include/oxiida.h`): loading them, the
 //! host's routine table they call back into, and [`PluginHost`], the
 //! [`oxiida::foreign::Host`] that sends a workflow's calls to them.
@@ -5,7 +6,10 @@
 pub use oxiida::codec;
 mod host;
 mod loader;
+pub mod outbound;
+mod plugin;
 pub mod routines;
 
-pub use host::PluginHost;
-pub use loader::{in_process, load, locate, search_dirs, LoadedPlugin};
+pub use host::{PluginHost, SessionError};
+pub use loader::{in_process, load, locate, search_dirs, LoadError, LoadedPlugin};
+pub use plugin::{CallFailure, PluginRef, PluginSession};

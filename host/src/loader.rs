@@ -3,13 +3,50 @@
 //! cancelled call's thread), so loaded plugins live in a process-wide table.
 
 use std::collections::HashMap;
-use std::ffi::{c_char, CStr};
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
-use oxiida_abi as abi;
+use oxiida_abi::{self as abi, ErrorBuf};
+use parking_lot::Mutex;
 
+use crate::plugin::PluginRef;
 use crate::routines::HOST;
+
+/// Why a plugin could not be found or loaded; each names the plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no plugin named `{name}` was found (searched {}; set OXIIDA_PLUGIN_PATH or pass a path)", shown(.searched))]
+    NotFound { name: String, searched: Vec<PathBuf> },
+    #[error("cannot load plugin {}: {source}", .path.display())]
+    Missing { path: PathBuf, source: std::io::Error },
+    #[error("cannot load plugin {}: {source}", .path.display())]
+    Open { path: PathBuf, source: libloading::Error },
+    #[error("{} is not an oxiida plugin: it does not export `{}`", .path.display(), abi::PLUGIN_INIT_SYMBOL)]
+    NotAPlugin { path: PathBuf },
+    #[error("plugin {} failed to initialise: {reason}", .path.display())]
+    Init { path: PathBuf, reason: String },
+    #[error(
+        "plugin {} was built for oxiida ABI version {version}, but this oxiida accepts versions {} to {}",
+        .path.display(), abi::OXIIDA_ABI_MIN_COMPATIBLE, abi::OXIIDA_ABI_VERSION
+    )]
+    Version { path: PathBuf, version: u32 },
+    #[error("plugin {} has a plugin table of {size} bytes, smaller than ABI version 1's", .path.display())]
+    TableSize { path: PathBuf, size: u32 },
+    #[error("plugin {} has no name", .path.display())]
+    NoName { path: PathBuf },
+}
+
+fn shown(dirs: &[PathBuf]) -> String {
+    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// For callers whose errors are text.
+impl From<LoadError> for String {
+    fn from(e: LoadError) -> String {
+        e.to_string()
+    }
+}
 
 /// A plugin library that passed every check.
 #[derive(Debug)]
@@ -17,7 +54,7 @@ pub struct LoadedPlugin {
     pub name: String,
     pub path: PathBuf,
     pub abi_version: u32,
-    pub table: &'static abi::Plugin,
+    pub table: PluginRef,
     /// Kept (never dropped) so the library stays mapped; held here so the
     /// allocation stays reachable for leak checkers. None when linked in.
     _library: Option<&'static libloading::Library>,
@@ -25,7 +62,7 @@ pub struct LoadedPlugin {
 
 impl LoadedPlugin {
     pub fn has(&self, capability: u32) -> bool {
-        self.table.capabilities & capability != 0
+        self.table.capabilities() & capability != 0
     }
 }
 
@@ -52,7 +89,7 @@ fn file_names(name: &str) -> [String; 3] {
 }
 
 /// A path (anything with a `/` or ending in `.so`) or a name to search for.
-pub fn locate(spec: &str) -> Result<PathBuf, String> {
+pub fn locate(spec: &str) -> Result<PathBuf, LoadError> {
     if spec.contains('/') || spec.ends_with(".so") {
         return Ok(PathBuf::from(spec));
     }
@@ -65,8 +102,7 @@ pub fn locate(spec: &str) -> Result<PathBuf, String> {
             }
         }
     }
-    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    Err(format!("no plugin named `{spec}` was found (searched {}; set OXIIDA_PLUGIN_PATH or pass a path)", searched.join(", ")))
+    Err(LoadError::NotFound { name: spec.to_owned(), searched: dirs })
 }
 
 fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<LoadedPlugin>>> {
@@ -75,9 +111,9 @@ fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<LoadedPlugin>>> {
 }
 
 /// Loads (once) and checks the plugin at `path`.
-pub fn load(path: &Path) -> Result<Arc<LoadedPlugin>, String> {
-    let key = path.canonicalize().map_err(|e| format!("cannot load plugin {}: {e}", path.display()))?;
-    let mut table = loaded().lock().unwrap_or_else(|p| p.into_inner());
+pub fn load(path: &Path) -> Result<Arc<LoadedPlugin>, LoadError> {
+    let key = path.canonicalize().map_err(|source| LoadError::Missing { path: path.to_path_buf(), source })?;
+    let mut table = loaded().lock();
     if let Some(p) = table.get(&key) {
         return Ok(p.clone());
     }
@@ -86,58 +122,56 @@ pub fn load(path: &Path) -> Result<Arc<LoadedPlugin>, String> {
     Ok(plugin)
 }
 
-fn open(path: &Path) -> Result<LoadedPlugin, String> {
-    let shown = path.display();
-    // SAFETY: loading runs the library's initialisers; that is what loading
-    // a plugin means, and the user asked for this one.
+fn open(path: &Path) -> Result<LoadedPlugin, LoadError> {
+    let at = || path.to_path_buf();
     // RTLD_GLOBAL: an interpreter a plugin embeds (libpython, liblua) must
     // export its symbols to the C extension modules it loads in turn.
     let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
-    let library: libloading::Library =
-        unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| format!("cannot load plugin {shown}: {e}"))?.into();
+    // SAFETY: loading runs the library's initialisers; that is what loading
+    // a plugin means, and the user asked for this one.
+    let library = unsafe { libloading::os::unix::Library::open(Some(path), flags) };
+    let library: libloading::Library = library.map_err(|source| LoadError::Open { path: at(), source })?.into();
     // Never unloaded: calls may outlive a workflow on cancelled threads.
     let library: &'static libloading::Library = Box::leak(Box::new(library));
     // SAFETY: the symbol's type is fixed by oxiida.h.
-    let init: libloading::Symbol<abi::PluginInit> = unsafe { library.get(b"oxiida_plugin_init\0") }
-        .map_err(|_| format!("{shown} is not an oxiida plugin: it does not export `{}`", abi::PLUGIN_INIT_SYMBOL))?;
-    let mut error = [0 as c_char; 1024];
+    let init: libloading::Symbol<abi::PluginInit> =
+        unsafe { library.get(b"oxiida_plugin_init\0") }.map_err(|_| LoadError::NotAPlugin { path: at() })?;
+    let mut error = ErrorBuf::new();
     // SAFETY: HOST lives forever; the buffer's size is passed along.
-    let table = unsafe { init(&HOST, error.as_mut_ptr(), error.len()) };
+    let table = unsafe { init(&HOST, error.as_mut_ptr(), error.cap()) };
     // SAFETY: a plugin that returns a table promises it is valid forever.
     let Some(table) = (unsafe { table.as_ref() }) else {
-        *error.last_mut().expect("non-empty buffer") = 0;
-        let reason = unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned();
-        let reason = if reason.is_empty() { "it gave no reason".to_owned() } else { reason };
-        return Err(format!("plugin {shown} failed to initialise: {reason}"));
+        return Err(LoadError::Init { path: at(), reason: error.message_or(|| "it gave no reason".into()) });
     };
-    let (name, abi_version) = check(table, &shown.to_string())?;
-    Ok(LoadedPlugin { name, path: path.to_path_buf(), abi_version, table, _library: Some(library) })
+    let (name, abi_version, table) = check(table, path)?;
+    Ok(LoadedPlugin { name, path: at(), abi_version, table, _library: Some(library) })
 }
 
 /// A plugin linked into this process, not loaded from a file: how the
 /// Python package hands its own plugin table to the runtime it embeds.
+/// Its errors are text, as that package expects; see [`LoadError`].
 pub fn in_process(table: &'static abi::Plugin) -> Result<Arc<LoadedPlugin>, String> {
-    let (name, abi_version) = check(table, "linked-in plugin")?;
-    Ok(Arc::new(LoadedPlugin { name, path: PathBuf::from("(linked in)"), abi_version, table, _library: None }))
+    let path = PathBuf::from("(linked in)");
+    let (name, abi_version, table) = check(table, &path)?;
+    Ok(Arc::new(LoadedPlugin { name, path, abi_version, table, _library: None }))
 }
 
 /// The checks every plugin table passes: version range, size, name.
-fn check(table: &abi::Plugin, shown: &str) -> Result<(String, u32), String> {
+fn check(table: &'static abi::Plugin, path: &Path) -> Result<(String, u32, PluginRef), LoadError> {
+    let path = || path.to_path_buf();
     let version = table.abi_version;
     if !(abi::OXIIDA_ABI_MIN_COMPATIBLE..=abi::OXIIDA_ABI_VERSION).contains(&version) {
-        return Err(format!(
-            "plugin {shown} was built for oxiida ABI version {version}, but this oxiida accepts versions {} to {}",
-            abi::OXIIDA_ABI_MIN_COMPATIBLE,
-            abi::OXIIDA_ABI_VERSION
-        ));
+        return Err(LoadError::Version { path: path(), version });
     }
     if (table.struct_size as usize) < std::mem::size_of::<abi::Plugin>() {
-        return Err(format!("plugin {shown} has a plugin table of {} bytes, smaller than ABI version 1's", table.struct_size));
+        return Err(LoadError::TableSize { path: path(), size: table.struct_size });
     }
     if table.name.is_null() {
-        return Err(format!("plugin {shown} has no name"));
+        return Err(LoadError::NoName { path: path() });
     }
     // SAFETY: the header requires a static NUL-terminated name.
     let name = unsafe { CStr::from_ptr(table.name) }.to_string_lossy().into_owned();
-    Ok((name, version))
+    // SAFETY: a table the plugin returned from init (or linked in), valid
+    // forever, and checked just above.
+    Ok((name, version, unsafe { PluginRef::new(table) }))
 }

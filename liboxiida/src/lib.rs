@@ -3,11 +3,13 @@
 //! runs workflows. Every exported function is guarded: a panic becomes an
 //! error return, never an unwind into C.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::sync::Arc;
 
-use oxiida_abi::{self as abi, guard, OpaqueValue};
+use oxiida_abi::{self as abi, guard, ErrorBuf, OpaqueValue};
 
 use lang::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
 use lang::value::Value;
@@ -26,6 +28,7 @@ struct Registered {
 // SAFETY: the header requires callbacks (and so their user data) to be
 // thread-safe.
 unsafe impl Send for Registered {}
+// SAFETY: as for Send: the callback may run on several threads at once.
 unsafe impl Sync for Registered {}
 
 impl Drop for Registered {
@@ -39,20 +42,18 @@ impl Drop for Registered {
 
 impl Registered {
     fn invoke(&self, name: &str, args: &[Value]) -> Result<Value, ForeignError> {
-        let wire = abi::Value::Array(args.iter().map(codec::to_wire).collect());
+        let wire = oxiida_host::outbound::to_wire(args)?;
         let mut result: *mut OpaqueValue = std::ptr::null_mut();
-        let mut error = [0 as c_char; 1024];
+        let mut error = ErrorBuf::new();
         // SAFETY: as the header's `oxiida_callback` describes; `wire` outlives the call.
         let status =
-            unsafe { (self.callback)(self.user_data, (&wire as *const abi::Value).cast(), &mut result, error.as_mut_ptr(), error.len()) };
+            unsafe { (self.callback)(self.user_data, (&wire as *const abi::Value).cast(), &mut result, error.as_mut_ptr(), error.cap()) };
         // SAFETY: values handed to the host are Box<abi::Value> from its routines.
         let value = (!result.is_null()).then(|| *unsafe { Box::from_raw(result.cast::<abi::Value>()) });
         if status == 0 {
             return Ok(value.map_or(Value::Nil, codec::from_wire));
         }
-        *error.last_mut().expect("non-empty") = 0;
-        let message = unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned();
-        let message = if message.is_empty() { format!("the callback for `{name}` failed") } else { message };
+        let message = error.message_or(|| format!("the callback for `{name}` failed"));
         Err(ForeignError::new(ForeignErrorKind::Raised, message))
     }
 }
@@ -122,7 +123,13 @@ fn c_string(s: String) -> CString {
 impl EmbedError {
     fn usage(message: impl Into<String>) -> Self {
         let message = message.into();
-        EmbedError { report: c_string(format!("oxiida: {message}\n")), message: c_string(message), stage: 0, line: 0, column: 0 }
+        EmbedError {
+            report: c_string(format!("oxiida: {message}\n")),
+            message: c_string(message),
+            stage: abi::ERROR_USAGE,
+            line: 0,
+            column: 0,
+        }
     }
 
     fn from_diagnostics(source: &Source, diagnostics: &[Diagnostic]) -> Self {
@@ -131,9 +138,9 @@ impl EmbedError {
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         let stage = match first.stage {
-            Stage::Syntax => 1,
-            Stage::Resolve => 2,
-            Stage::Runtime => 3,
+            Stage::Syntax => abi::ERROR_SYNTAX,
+            Stage::Resolve => abi::ERROR_RESOLVE,
+            Stage::Runtime => abi::ERROR_RUNTIME,
         };
         let message = if diagnostics.len() > 1 {
             format!("{} (and {} more errors)", first.message, diagnostics.len() - 1)
@@ -151,8 +158,12 @@ impl EmbedError {
 }
 
 /// Stores `e` for the caller and returns -1.
+///
+/// # Safety
+/// `error` is NULL or valid for a write.
 unsafe fn fail(error: *mut *mut EmbedError, e: EmbedError) -> i32 {
     if !error.is_null() {
+        // SAFETY: not NULL, so valid for a write (the contract).
         unsafe { *error = Box::into_raw(Box::new(e)) };
     }
     -1
@@ -169,10 +180,13 @@ fn entry(what: &str, error: *mut *mut EmbedError, body: impl FnOnce() -> Result<
     }
 }
 
+/// # Safety
+/// `s` is NULL or a NUL-terminated string valid for `'a`.
 unsafe fn c_text<'a>(s: *const c_char, what: &str) -> Result<&'a str, EmbedError> {
     if s.is_null() {
         return Err(EmbedError::usage(format!("{what} is NULL")));
     }
+    // SAFETY: not NULL, so NUL-terminated and valid (the contract).
     unsafe { CStr::from_ptr(s) }.to_str().map_err(|_| EmbedError::usage(format!("{what} is not UTF-8")))
 }
 
@@ -197,6 +211,7 @@ pub extern "C" fn oxiida_runtime_new() -> *mut Runtime {
 #[no_mangle]
 pub unsafe extern "C" fn oxiida_runtime_free(runtime: *mut Runtime) {
     if !runtime.is_null() {
+        // SAFETY: made by `oxiida_runtime_new` (Box::into_raw), freed once.
         guard(|| drop(unsafe { Box::from_raw(runtime) }), |_| ());
     }
 }
@@ -213,7 +228,9 @@ pub unsafe extern "C" fn oxiida_runtime_register(
     error: *mut *mut EmbedError,
 ) -> i32 {
     entry("oxiida_runtime_register", error, || {
+        // SAFETY: NULL or a live runtime, used by one thread at a time (the header).
         let rt = unsafe { runtime.as_mut() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
+        // SAFETY: NULL or NUL-terminated (the header).
         let name = unsafe { c_text(name, "the function name") }?;
         let callback = callback.ok_or_else(|| EmbedError::usage(format!("the callback for `{name}` is NULL")))?;
         if rt.callbacks.contains_key(name) {
@@ -229,10 +246,19 @@ pub unsafe extern "C" fn oxiida_runtime_register(
 #[no_mangle]
 pub unsafe extern "C" fn oxiida_runtime_load_plugin(runtime: *mut Runtime, spec: *const c_char, error: *mut *mut EmbedError) -> i32 {
     entry("oxiida_runtime_load_plugin", error, || {
+        // SAFETY: NULL or a live runtime, used by one thread at a time (the header).
         let rt = unsafe { runtime.as_mut() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
+        // SAFETY: NULL or NUL-terminated (the header).
         let spec = unsafe { c_text(spec, "the plugin") }?;
         let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
-        let plugin = oxiida_host::locate(what).and_then(|p| oxiida_host::load(&p)).map_err(EmbedError::usage)?;
+        let plugin = oxiida_host::locate(what).and_then(|p| oxiida_host::load(&p)).map_err(|e| EmbedError::usage(e.to_string()))?;
+        if let Some((first, _)) = rt.plugins.iter().find(|(p, _)| p.name == plugin.name) {
+            return Err(EmbedError::usage(format!(
+                "plugin `{}` is already loaded (from {}); load each plugin once",
+                plugin.name,
+                first.path.display()
+            )));
+        }
         rt.plugins.push((plugin, config.to_owned()));
         Ok(())
     })
@@ -249,15 +275,23 @@ pub unsafe extern "C" fn oxiida_runtime_run(
     error: *mut *mut EmbedError,
 ) -> i32 {
     entry("oxiida_runtime_run", error, || {
+        // SAFETY: NULL or a live runtime, used by one thread at a time (the header).
         let rt = unsafe { runtime.as_ref() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
         if source.is_null() && len > 0 {
             return Err(EmbedError::usage("the source is NULL"));
         }
-        let bytes = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(source.cast::<u8>(), len) } };
+        let bytes = if len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: not NULL, and valid for `len` bytes (the header).
+            unsafe { std::slice::from_raw_parts(source.cast::<u8>(), len) }
+        };
         let text = std::str::from_utf8(bytes).map_err(|e| EmbedError::usage(format!("the source is not UTF-8: {e}")))?;
+        // SAFETY: NULL or NUL-terminated (the header).
         let name = if file_name.is_null() { "<workflow>" } else { unsafe { c_text(file_name, "the file name") }? };
         let source = Source::new(name, text);
-        let host = EmbedHost { callbacks: rt.callbacks.clone(), plugins: PluginHost::new(&rt.plugins).map_err(EmbedError::usage)? };
+        let plugins = PluginHost::open(&rt.plugins).map_err(|e| EmbedError::usage(e.to_string()))?;
+        let host = EmbedHost { callbacks: rt.callbacks.clone(), plugins };
         let program = lang::compile(&source, &host).map_err(|d| EmbedError::from_diagnostics(&source, &d))?;
         let limits = Limits { inline_calls: true, ..Limits::default() };
         rt.tokio
@@ -268,45 +302,62 @@ pub unsafe extern "C" fn oxiida_runtime_run(
 }
 
 /// # Safety
-/// `e` is a live error.
+/// `e` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn oxiida_error_message(e: *const EmbedError) -> *const c_char {
+    // SAFETY: NULL or live (the contract).
     unsafe { e.as_ref() }.map_or(c"(no error)".as_ptr(), |e| e.message.as_ptr())
 }
 
 /// # Safety
-/// `e` is a live error.
+/// `e` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn oxiida_error_report(e: *const EmbedError) -> *const c_char {
+    // SAFETY: NULL or live (the contract).
     unsafe { e.as_ref() }.map_or(c"(no error)".as_ptr(), |e| e.report.as_ptr())
 }
 
 /// # Safety
-/// `e` is a live error.
+/// `e` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn oxiida_error_stage(e: *const EmbedError) -> u32 {
-    unsafe { e.as_ref() }.map_or(0, |e| e.stage)
+    // SAFETY: NULL or live (the contract).
+    unsafe { e.as_ref() }.map_or(abi::ERROR_USAGE, |e| e.stage)
 }
 
 /// # Safety
-/// `e` is a live error.
+/// `e` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn oxiida_error_line(e: *const EmbedError) -> u32 {
+    // SAFETY: NULL or live (the contract).
     unsafe { e.as_ref() }.map_or(0, |e| e.line)
 }
 
 /// # Safety
-/// `e` is a live error.
+/// `e` is NULL or a live error.
 #[no_mangle]
 pub unsafe extern "C" fn oxiida_error_column(e: *const EmbedError) -> u32 {
+    // SAFETY: NULL or live (the contract).
     unsafe { e.as_ref() }.map_or(0, |e| e.column)
 }
 
 /// # Safety
 /// `e` is NULL or a live error, freed once.
 #[no_mangle]
-pub unsafe extern "C" fn oxiida_error_delete(e: *mut EmbedError) {
+pub unsafe extern "C" fn oxiida_error_free(e: *mut EmbedError) {
     if !e.is_null() {
+        // SAFETY: made by `fail` (Box::into_raw), freed once (the contract).
         guard(|| drop(unsafe { Box::from_raw(e) }), |_| ());
     }
+}
+
+/// `oxiida_error_free` under its version-1 name, kept as a deprecated alias
+/// (the ABI only grows).
+///
+/// # Safety
+/// As [`oxiida_error_free`].
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_error_delete(e: *mut EmbedError) {
+    // SAFETY: the same contract.
+    unsafe { oxiida_error_free(e) }
 }

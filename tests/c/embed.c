@@ -101,15 +101,46 @@ static oxiida_runtime *setup(counter *c) {
     EXPECT(oxiida_runtime_register(rt, "refuse", refuse, NULL, NULL, &err) == 0);
     EXPECT(oxiida_runtime_register(rt, "square", square, c, NULL, &err) == -1);
     EXPECT(err && strstr(oxiida_error_message(err), "already registered"));
-    oxiida_error_delete(err);
+    oxiida_error_free(err);
     return rt;
 }
 
+/* What the header promises about NULL, and the version-1 name of
+ * oxiida_error_free, which stays exported as a deprecated alias. */
+static void check_null_and_aliases(void) {
+    size_t len = 7;
+    EXPECT(H->kind(NULL) == OXIIDA_NIL && H->len(NULL) == 0 && H->as_int(NULL) == 0 && H->item(NULL, 0) == NULL);
+    EXPECT(H->as_string(NULL, &len) == NULL && len == 0 && H->key(NULL, 0, NULL) == NULL);
+    H->value_free(NULL);
+    EXPECT(strcmp(oxiida_error_message(NULL), "(no error)") == 0 && oxiida_error_stage(NULL) == OXIIDA_ERROR_USAGE);
+    oxiida_error_free(NULL);
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    {
+        oxiida_runtime *rt = oxiida_runtime_new();
+        oxiida_error *err = NULL;
+        EXPECT(rt && oxiida_runtime_load_plugin(rt, "/no/such/plugin.so", &err) == -1 && err != NULL);
+        oxiida_error_delete(err);
+        oxiida_runtime_free(rt);
+    }
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+}
+
 static int check(const char *plugin) {
-    counter c = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+    counter c = {PTHREAD_MUTEX_INITIALIZER, 0, 0}, spare = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     oxiida_runtime *rt = setup(&c);
     oxiida_error *err = NULL;
     if (!rt) return 1;
+    check_null_and_aliases();
+
+    /* A failed register keeps nothing: the caller's user data is not destroyed. */
+    EXPECT(oxiida_runtime_register(rt, "square", square, &spare, destroy_counter, &err) == -1);
+    oxiida_error_free(err);
+    err = NULL;
 
     EXPECT(run(rt, "require square, meet;\nx = square(7);\nprint x;\npara { a = meet(); b = meet(); }\nprint a and b;\n", &err) == 0);
     EXPECT(c.calls == 1);
@@ -119,30 +150,40 @@ static int check(const char *plugin) {
     EXPECT(oxiida_error_line(err) == 3 && oxiida_error_column(err) == 5);
     EXPECT(strstr(oxiida_error_message(err), "refused: no way") != NULL);
     EXPECT(strstr(oxiida_error_report(err), "embedded.ox:3:5") != NULL);
-    oxiida_error_delete(err);
+    oxiida_error_free(err);
     err = NULL;
 
     EXPECT(run(rt, "print 1;\nx = ;\n", &err) == -1);
     EXPECT(oxiida_error_stage(err) == OXIIDA_ERROR_SYNTAX && oxiida_error_line(err) == 2 && oxiida_error_column(err) == 5);
-    oxiida_error_delete(err);
+    oxiida_error_free(err);
     err = NULL;
 
     EXPECT(run(rt, "require nothing_here;\n", &err) == -1);
     EXPECT(oxiida_error_stage(err) == OXIIDA_ERROR_RESOLVE);
-    oxiida_error_delete(err);
+    oxiida_error_free(err);
     err = NULL;
 
     EXPECT(oxiida_runtime_load_plugin(rt, "/no/such/plugin.so", &err) == -1);
     EXPECT(oxiida_error_stage(err) == OXIIDA_ERROR_USAGE);
-    oxiida_error_delete(err);
+    oxiida_error_free(err);
     err = NULL;
     if (plugin) {
+        char again[4096];
         EXPECT(oxiida_runtime_load_plugin(rt, plugin, &err) == 0);
         EXPECT(run(rt, "require add, square;\nprint add(square(3), 1);\n", &err) == 0);
+        /* The same plugin twice, even with another config, is an error naming it. */
+        snprintf(again, sizeof again, "%s=Other", plugin);
+        EXPECT(oxiida_runtime_load_plugin(rt, again, &err) == -1);
+        EXPECT(err && oxiida_error_stage(err) == OXIIDA_ERROR_USAGE);
+        EXPECT(err && strstr(oxiida_error_message(err), "plugin `example` is already loaded") != NULL);
+        oxiida_error_free(err);
+        err = NULL;
+        EXPECT(run(rt, "require add;\nx = add(1, 2);\n", &err) == 0);
     }
 
     oxiida_runtime_free(rt);
     EXPECT(c.destroyed == 1);
+    EXPECT(spare.destroyed == 0);
     return failures != 0;
 }
 
@@ -168,7 +209,7 @@ static int loop(long n, int bench) {
         without = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         printf("%ld calls to a C callback through liboxiida: %.2f us per call\n", n, (with - without) * 1e6 / (double)n);
     }
-    oxiida_error_delete(err);
+    oxiida_error_free(err);
     oxiida_runtime_free(rt);
     return failures != 0;
 }

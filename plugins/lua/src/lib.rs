@@ -3,6 +3,8 @@
 //! pool of Lua states loaded from the script, so calls in `para` run on
 //! several cores; `=f=` runs a call on a fresh state of its own.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::{c_char, c_void};
 
 use oxiida_abi::{self as abi, serve};
@@ -15,18 +17,23 @@ mod state;
 use session::Session;
 
 unsafe extern "C" fn session_new(config: *const c_char, len: usize, out: *mut *mut c_void, error: *mut c_char, cap: usize) -> i32 {
+    // SAFETY: the host's arguments, passed on unchanged to the helper that
+    // has the same contract.
     unsafe { serve::session_new("Lua", config, len, out, error, cap, Session::new) }
 }
 
 unsafe extern "C" fn session_free(session: *mut c_void) {
+    // SAFETY: a session made by `session_new` above, as a Session; freed once.
     unsafe { serve::session_free::<Session>(session, drop) }
 }
 
 unsafe extern "C" fn resolve(session: *mut c_void, name: *const c_char, len: usize, error: *mut c_char, cap: usize) -> u32 {
+    // SAFETY: the host's arguments, on a session made by `session_new` above.
     unsafe { serve::resolve("Lua", session, name, len, error, cap, Session::resolve) }
 }
 
 unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, reply: *mut abi::Reply) {
+    // SAFETY: the host's arguments, on a session made by `session_new` above.
     unsafe { serve::call("Lua", session, message, reply, Session::call) }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use mlua::{Function, Lua, LuaOptions, StdLib, Value as LuaValue};
-use oxiida_abi::Value;
+use oxiida_abi::{Status, Value};
 
 use crate::convert::{from_lua, to_lua};
 use crate::lua_error::describe;
@@ -55,7 +55,7 @@ impl State {
     }
 
     pub fn call(&mut self, dotted: &str, args: &[Value]) -> Result<Value, Failure> {
-        let f = self.lookup(dotted).map_err(|message| Failure { status: oxiida_abi::STATUS_NOT_FOUND, message, traceback: None })?;
+        let f = self.lookup(dotted).map_err(|message| Failure { status: Status::NotFound, message, traceback: None })?;
         call(&self.lua, dotted, &f, args)
     }
 }
@@ -85,14 +85,14 @@ pub fn find(root: mlua::Table, dotted: &str) -> Result<Function, String> {
 
 /// Calls `f` with `args`; its first result is the call's value.
 pub fn call(lua: &Lua, dotted: &str, f: &Function, args: &[Value]) -> Result<Value, Failure> {
-    let internal = |e: mlua::Error| Failure { status: oxiida_abi::STATUS_INTERNAL, message: e.to_string(), traceback: None };
+    let internal = |e: mlua::Error| Failure { status: Status::Internal, message: e.to_string(), traceback: None };
     let args = args.iter().map(|a| to_lua(lua, a)).collect::<mlua::Result<mlua::MultiValue>>().map_err(internal)?;
     let results = f.call::<mlua::MultiValue>(args).map_err(|e| {
         let (message, traceback) = describe(&e);
-        Failure { status: oxiida_abi::STATUS_RAISED, message, traceback }
+        Failure { status: Status::Raised, message, traceback }
     })?;
     from_lua(results.front().unwrap_or(&LuaValue::Nil)).map_err(|why| Failure {
-        status: oxiida_abi::STATUS_BAD_ARGUMENTS,
+        status: Status::BadArguments,
         message: format!("the result of `{dotted}` cannot cross: {why}"),
         traceback: None,
     })

@@ -3,13 +3,16 @@
 //! the host's buffers, and its `boom` function panics: `guard` turns the panic
 //! into an error reply instead of unwinding into the host.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::{c_char, c_void};
 
-use oxiida_abi::{self as abi, guard, write_error, Value};
+use oxiida_abi::{self as abi, guard, serve, write_error, Status, Value};
 
-const NAMES: &[&str] = &["double", "boom"];
+const NAMES: &[&str] = &["double", "boom", "echo"];
 
 unsafe extern "C" fn session_new(_config: *const c_char, _len: usize, session: *mut *mut c_void, _e: *mut c_char, _cap: usize) -> i32 {
+    // SAFETY: the host passes a valid `void **` (oxiida.h).
     unsafe { *session = std::ptr::null_mut() };
     0
 }
@@ -17,33 +20,44 @@ unsafe extern "C" fn session_new(_config: *const c_char, _len: usize, session: *
 unsafe extern "C" fn session_free(_session: *mut c_void) {}
 
 unsafe extern "C" fn resolve(_session: *mut c_void, name: *const c_char, len: usize, error: *mut c_char, cap: usize) -> u32 {
-    let name = unsafe { std::slice::from_raw_parts(name.cast::<u8>(), len) };
-    if NAMES.iter().any(|n| n.as_bytes() == name) {
-        return abi::STATUS_OK;
+    // SAFETY: the host passes the name as a valid (pointer, length) pair.
+    let name = unsafe { serve::text(name, len) };
+    if NAMES.contains(&name) {
+        return Status::Ok.into();
     }
+    // SAFETY: the host passes `error` valid for `cap` bytes.
     unsafe { write_error(error, cap, "the Rust test plugin has no such function") };
-    abi::STATUS_NOT_FOUND
+    Status::NotFound.into()
 }
 
-fn run(name: &[u8], args: &[u8]) -> Result<Value, String> {
+fn run(name: &str, args: &[u8]) -> Result<Value, String> {
     let Value::Array(args) = Value::decode(args).map_err(|e| e.to_string())? else { return Err("arguments are not an array".into()) };
     match name {
-        b"double" => match args.first() {
+        "double" => match args.first() {
             Some(Value::Int(i)) => Ok(Value::Int(i * 2)),
             _ => Err("double takes an Int".into()),
         },
-        b"boom" => panic!("boom was called with {} arguments", args.len()),
+        // Its argument back, or (with a second Int argument n) wrapped in n Arrays more.
+        "echo" => {
+            let wraps = match args.get(1) {
+                Some(Value::Int(n)) => *n,
+                _ => 0,
+            };
+            Ok((0..wraps).fold(args.first().cloned().unwrap_or(Value::Nil), |v, _| Value::Array(vec![v])))
+        }
+        "boom" => panic!("boom was called with {} arguments", args.len()),
         _ => Err("no such function".into()),
     }
 }
 
 unsafe extern "C" fn call(_session: *mut c_void, message: *const abi::Message, reply: *mut abi::Reply) {
+    // SAFETY: the host's message and reply are valid during the call.
     let (m, reply) = unsafe { (&*message, &mut *reply) };
-    let name = unsafe { std::slice::from_raw_parts(m.name.cast::<u8>(), m.name_len) };
-    let args = unsafe { std::slice::from_raw_parts(m.args, m.args_len) };
+    // SAFETY: the message's (pointer, length) pairs are valid during the call.
+    let (name, args) = unsafe { (serve::text(m.name, m.name_len), std::slice::from_raw_parts(m.args, m.args_len)) };
     let answer = guard(
-        || run(name, args).map_err(|e| (abi::STATUS_BAD_ARGUMENTS, e)),
-        |panic| Err((abi::STATUS_INTERNAL, format!("the plugin panicked: {panic}"))),
+        || run(name, args).map_err(|e| (Status::BadArguments, e)),
+        |panic| Err((Status::Internal, format!("the plugin panicked: {panic}"))),
     );
     match answer {
         Ok(v) => abi::reply_value(reply, &v),

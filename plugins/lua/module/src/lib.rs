@@ -1,3 +1,4 @@
+#![deny(clippy::undocumented_unsafe_blocks)]
 //! The `oxiida` Lua module: `oxiida.run(src [, env [, name]])` runs a
 //! workflow whose required names are Lua functions found in `env` (default:
 //! the globals). The workflow runs on the calling thread, on a current-thread
@@ -45,6 +46,8 @@ struct OnThread<T> {
 // SAFETY: `get` and `drop` touch the value only on the thread that made it,
 // so it is never used, shared or dropped across threads.
 unsafe impl<T> Send for OnThread<T> {}
+// SAFETY: as for Send: a shared reference reaches the value only through
+// `get`, which hands it out on the value's own thread alone.
 unsafe impl<T> Sync for OnThread<T> {}
 
 impl<T> OnThread<T> {
