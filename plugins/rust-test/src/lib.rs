@@ -1,13 +1,15 @@
 //! A plugin in Rust, used by the test suite. It answers with buffers it
 //! allocates itself (freed by `oxiida_abi::serve::reply_free`), unlike the C example which uses
 //! the host's buffers, and its `boom` function panics: `guard` turns the panic
-//! into an error reply instead of unwinding into the host.
+//! into an error reply instead of unwinding into the host. `hang(path)`
+//! creates the file `path`, then never returns: the tests of bounded
+//! cancellation need a call that ignores every way of stopping it.
 
 use std::ffi::{c_char, c_void};
 
 use oxiida_abi::{self as abi, guard, write_error, Value};
 
-const NAMES: &[&str] = &["double", "boom"];
+const NAMES: &[&str] = &["double", "boom", "hang"];
 
 unsafe extern "C" fn session_new(_config: *const c_char, _len: usize, session: *mut *mut c_void, _e: *mut c_char, _cap: usize) -> i32 {
     unsafe { *session = std::ptr::null_mut() };
@@ -31,6 +33,16 @@ fn run(name: &[u8], args: &[u8]) -> Result<Value, String> {
         b"double" => match args.first() {
             Some(Value::Int(i)) => Ok(Value::Int(i * 2)),
             _ => Err("double takes an Int".into()),
+        },
+        b"hang" => match args.first() {
+            Some(Value::Str(path)) => {
+                std::fs::write(path, b"hanging\n").map_err(|e| format!("cannot create {path}: {e}"))?;
+                // Parked threads may wake spuriously; none ever returns.
+                loop {
+                    std::thread::park();
+                }
+            }
+            _ => Err("hang takes the path of a file to create".into()),
         },
         b"boom" => panic!("boom was called with {} arguments", args.len()),
         _ => Err("no such function".into()),
