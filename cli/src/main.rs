@@ -125,14 +125,14 @@ struct PluginArgs {
 
 impl PluginArgs {
     /// Loads every plugin and opens this workflow's sessions.
-    fn host(&self) -> Result<PluginHost, String> {
+    fn host(&self) -> anyhow::Result<PluginHost> {
         let mut plugins = Vec::new();
         for spec in &self.specs {
             let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
-            let plugin = plugin::load(&plugin::locate(what)?)?;
-            plugins.push((plugin, config.to_owned()));
+            let path = plugin::locate(what).map_err(|e| anyhow::anyhow!("{e}"))?;
+            plugins.push((plugin::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?, config.to_owned()));
         }
-        PluginHost::new(&plugins)
+        PluginHost::new(&plugins).map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 
@@ -220,7 +220,7 @@ fn report(source: &Source, diagnostics: &[Diagnostic]) -> u8 {
 
 fn plugin_host(plugins: &PluginArgs) -> Result<PluginHost, u8> {
     plugins.host().map_err(|e| {
-        eprintln!("oxiida: {e}");
+        eprintln!("oxiida: {e:#}");
         EXIT_USAGE
     })
 }
