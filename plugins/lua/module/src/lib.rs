@@ -12,9 +12,9 @@ use std::thread::ThreadId;
 
 use mlua::{Function, Lua, Table};
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
-use oxiida::plugin::codec;
 use oxiida::value::Value;
 use oxiida::{Interrupt, Limits, Output, Source};
+use oxiida_host::codec;
 
 #[path = "../../src/convert.rs"]
 mod convert;
