@@ -2,12 +2,14 @@
 //! restart|status`, `submit`, `workflow list|show|kill`. Each returns the
 //! process's exit status.
 
+use std::fs::File;
 use std::io::{Read, Seek};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use anyhow::{anyhow, bail, Context};
 use oxiida_host as plugin;
 use oxiida_protocol::client::{self, Client, ConnectError};
 use oxiida_protocol::{duration, exit, utc, Paths};
@@ -15,6 +17,11 @@ use oxiida_protocol::{PluginSpec, Reply, Request, Submit};
 
 /// How long `start` waits for a new daemon to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `workflow kill` waits to report how the workflow ended.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+/// The descriptor a daemon started by `daemon start` says "ready" on: the
+/// write end of a pipe whose read end `start` waits on.
+const READY_FD: &str = "OXIIDA_DAEMON_READY_FD";
 
 fn fail(message: impl std::fmt::Display, code: u8) -> u8 {
     eprintln!("oxiida: {message}");
@@ -26,25 +33,28 @@ fn paths() -> Result<Paths, u8> {
 }
 
 fn connect(paths: &Paths) -> Result<Client, u8> {
-    Client::connect(paths).map_err(|e| fail(e.message(paths), if matches!(e, ConnectError::NotRunning) { exit::NOT_RUNNING } else { 1 }))
+    Client::connect(paths).map_err(|e| {
+        let code = if matches!(e, ConnectError::NotRunning { .. }) { exit::NOT_RUNNING } else { 1 };
+        fail(e, code)
+    })
 }
 
 /// `PATH|NAME[=CONFIG]` as the client sees it: found with the client's
 /// search path and made absolute, since the daemon runs elsewhere.
-pub fn resolve_plugins(specs: &[String]) -> Result<Vec<PluginSpec>, String> {
+pub fn resolve_plugins(specs: &[String]) -> anyhow::Result<Vec<PluginSpec>> {
     specs
         .iter()
         .map(|spec| {
             let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
-            let path = plugin::locate(what)?;
-            let path = path.canonicalize().map_err(|e| format!("cannot load plugin {}: {e}", path.display()))?;
+            let path = plugin::locate(what).map_err(|e| anyhow!("{e}"))?;
+            let path = path.canonicalize().with_context(|| format!("cannot load plugin {}", path.display()))?;
             Ok(PluginSpec { path: path.display().to_string(), config: config.as_bytes().to_vec().into() })
         })
         .collect()
 }
 
 /// `daemon start`: in the foreground, serve here; otherwise start a
-/// detached `daemon start --foreground` and wait until it answers.
+/// detached `daemon start --foreground` and wait until it says it is ready.
 pub fn start(foreground: bool, specs: &[String]) -> u8 {
     let paths = match paths() {
         Ok(p) => p,
@@ -52,17 +62,25 @@ pub fn start(foreground: bool, specs: &[String]) -> u8 {
     };
     let plugins = match resolve_plugins(specs) {
         Ok(p) => p,
-        Err(e) => return fail(e, exit::USAGE),
+        Err(e) => return fail(format!("{e:#}"), exit::USAGE),
     };
     if let Ok(client) = Client::connect(&paths) {
         return fail(format!("a daemon is already running (pid {}, socket {})", client.pid, paths.socket.display()), 1);
     }
     if foreground {
-        let loaded: Result<Vec<_>, String> =
-            plugins.into_iter().map(|p| Ok((plugin::load(Path::new(&p.path))?, String::from_utf8_lossy(&p.config).into_owned()))).collect();
-        return match loaded.and_then(|defaults| oxiida_daemon::server::serve(paths, defaults)) {
+        let ready = ready_pipe();
+        let loaded: anyhow::Result<Vec<_>> = plugins
+            .into_iter()
+            .map(|p| {
+                let loaded = plugin::load(Path::new(&p.path)).map_err(|e| anyhow!("{e}"))?;
+                Ok((loaded, String::from_utf8_lossy(&p.config).into_owned()))
+            })
+            .collect();
+        let options = oxiida_daemon::server::Options { ready, ..Default::default() };
+        let served = loaded.and_then(|defaults| Ok(oxiida_daemon::server::serve_with(paths, defaults, options)?));
+        return match served {
             Ok(()) => 0,
-            Err(e) => fail(e, 1),
+            Err(e) => fail(format!("{e:#}"), 1),
         };
     }
     match spawn_detached(&paths, specs_text(&plugins)) {
@@ -70,7 +88,7 @@ pub fn start(foreground: bool, specs: &[String]) -> u8 {
             println!("daemon started (pid {pid}); socket {}, log {}", paths.socket.display(), paths.log.display());
             0
         }
-        Err(e) => fail(e, 1),
+        Err(e) => fail(format!("{e:#}"), 1),
     }
 }
 
@@ -81,46 +99,80 @@ fn specs_text(plugins: &[PluginSpec]) -> Vec<String> {
         .collect()
 }
 
-fn spawn_detached(paths: &Paths, specs: Vec<String>) -> Result<u32, String> {
+/// The ready pipe `daemon start` handed this process, if any; taken out of
+/// the environment so that workflows do not inherit it.
+fn ready_pipe() -> Option<File> {
+    let fd: RawFd = std::env::var(READY_FD).ok()?.parse().ok()?;
+    std::env::remove_var(READY_FD);
+    // SAFETY: F_SETFD on a descriptor number only sets its flags; it fails
+    // (and nothing is taken) when no such descriptor is open.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed to this
+    // process by `daemon start` for this one use; nothing else owns it.
+    Some(unsafe { File::from_raw_fd(fd) })
+}
+
+/// A pipe whose two ends close on exec.
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created, and nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Starts `daemon start --foreground` detached, and waits on a pipe until
+/// it says it serves (or closes the pipe unwritten: it failed).
+fn spawn_detached(paths: &Paths, specs: Vec<String>) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
     paths.create()?;
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&paths.log)
-        .map_err(|e| format!("cannot open the log {}: {e}", paths.log.display()))?;
+        .with_context(|| format!("cannot open the log {}", paths.log.display()))?;
     let from = log.seek(std::io::SeekFrom::End(0)).unwrap_or(0);
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the oxiida executable: {e}"))?;
+    let exe = std::env::current_exe().context("cannot find the oxiida executable")?;
+    let (ready, ready_end) = pipe().context("cannot make a pipe for the daemon")?;
+    let handed = ready_end.as_raw_fd();
     let mut cmd = Command::new(exe);
-    cmd.args(["daemon", "start", "--foreground"]);
+    cmd.args(["daemon", "start", "--foreground"]).env(READY_FD, handed.to_string());
     for spec in specs {
         cmd.arg(format!("--plugin={spec}"));
     }
-    let err = log.try_clone().map_err(|e| e.to_string())?;
+    let err = log.try_clone()?;
     cmd.stdin(Stdio::null()).stdout(log).stderr(err).current_dir("/");
-    // SAFETY: setsid is async-signal-safe; it detaches the daemon from this
-    // terminal's session, so closing the terminal does not stop it.
+    // SAFETY: setsid and fcntl are async-signal-safe. setsid detaches the
+    // daemon from this terminal's session, so closing the terminal does not
+    // stop it; clearing close-on-exec hands it the ready pipe.
     unsafe {
-        cmd.pre_exec(|| if libc::setsid() < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
-    }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start the daemon: {e}"))?;
-    let until = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Ok(client) = Client::connect(paths) {
-            return Ok(client.pid);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut text = String::new();
-            if let Ok(mut f) = std::fs::File::open(&paths.log) {
-                let _ = f.seek(std::io::SeekFrom::Start(from)).and_then(|_| f.read_to_string(&mut text));
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::fcntl(handed, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
             }
-            return Err(format!("the daemon did not start ({status}):\n{}", text.trim_end()));
-        }
-        if Instant::now() > until {
-            return Err(format!("the daemon did not answer within {START_TIMEOUT:?}; see {}", paths.log.display()));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+            Ok(())
+        });
     }
+    let mut child = cmd.spawn().context("cannot start the daemon")?;
+    // Only the daemon holds the write end now: an end of file means it has gone.
+    drop(ready_end);
+    if !client::wait_readable(ready.as_fd(), START_TIMEOUT)? {
+        bail!("the daemon did not answer within {START_TIMEOUT:?}; see {}", paths.log.display());
+    }
+    let mut said = [0u8; 16];
+    if File::from(ready).read(&mut said)? > 0 {
+        return Ok(child.id());
+    }
+    let status = child.wait()?;
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(&paths.log) {
+        let _ = f.seek(std::io::SeekFrom::Start(from)).and_then(|_| f.read_to_string(&mut text));
+    }
+    bail!("the daemon did not start ({status}):\n{}", text.trim_end())
 }
 
 /// `daemon stop`: asks the daemon to stop and waits until it has.
@@ -145,7 +197,7 @@ pub fn restart(specs: &[String]) -> u8 {
     };
     let mut specs = specs.to_vec();
     if specs.is_empty() {
-        if let Ok(Reply::Status(s)) = Client::connect(&paths).map_err(|_| String::new()).and_then(|mut c| c.call(&Request::Status)) {
+        if let Some(Ok(Reply::Status(s))) = Client::connect(&paths).ok().map(|mut c| c.call(&Request::Status)) {
             specs = s.default_plugins;
         }
     }
@@ -187,7 +239,7 @@ pub fn submit(args: SubmitArgs) -> u8 {
     };
     let plugins = match resolve_plugins(args.plugins) {
         Ok(p) => p,
-        Err(e) => return fail(e, exit::USAGE),
+        Err(e) => return fail(format!("{e:#}"), exit::USAGE),
     };
     let paths = match paths() {
         Ok(p) => p,
@@ -242,47 +294,38 @@ fn follow(client: &mut Client, id: u64) -> u8 {
     }
 }
 
-static DETACH_MESSAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
-static DETACH_LEN: AtomicUsize = AtomicUsize::new(0);
-
-/// Ctrl-C leaves the workflow running: the handler only says so and exits.
+/// Ctrl-C (or SIGTERM) leaves the workflow running: it only says so and
+/// exits. Signals are handled the one way `oxiida run` handles them: a
+/// `signal-hook` iterator on a thread of its own.
 fn detach_on_ctrl_c(id: u64) {
-    extern "C" fn on_signal(_: libc::c_int) {
-        let (ptr, len) = (DETACH_MESSAGE.load(Ordering::SeqCst), DETACH_LEN.load(Ordering::SeqCst));
-        // SAFETY: write(2) and _exit(2) are async-signal-safe; the message
-        // was leaked before the handler was installed.
-        unsafe {
-            if !ptr.is_null() {
-                libc::write(2, ptr.cast(), len);
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let watched = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).and_then(|mut signals| {
+        std::thread::Builder::new().name("oxiida-signals".into()).spawn(move || {
+            if signals.forever().next().is_some() {
+                eprintln!("\noxiida: detached; workflow {id} keeps running in the daemon (`oxiida workflow show {id}`)");
+                std::process::exit(exit::INTERRUPTED.into());
             }
-            libc::_exit(exit::INTERRUPTED.into());
-        }
-    }
-    let text = format!("\noxiida: detached; workflow {id} keeps running in the daemon (`oxiida workflow show {id}`)\n");
-    let text: &'static mut [u8] = Box::leak(text.into_bytes().into_boxed_slice());
-    DETACH_LEN.store(text.len(), Ordering::SeqCst);
-    DETACH_MESSAGE.store(text.as_mut_ptr(), Ordering::SeqCst);
-    // SAFETY: installing a handler that only does async-signal-safe things.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        })
+    });
+    if let Err(e) = watched {
+        eprintln!("oxiida: warning: cannot watch for Ctrl-C ({e}); it will end this client without a word");
     }
 }
 
-fn with_client(then: impl FnOnce(&mut Client) -> Result<u8, String>) -> u8 {
+fn with_client(then: impl FnOnce(&mut Client) -> anyhow::Result<u8>) -> u8 {
     let paths = match paths() {
         Ok(p) => p,
         Err(code) => return code,
     };
     match connect(&paths) {
-        Ok(mut client) => then(&mut client).unwrap_or_else(|e| fail(e, 1)),
+        Ok(mut client) => then(&mut client).unwrap_or_else(|e| fail(format!("{e:#}"), 1)),
         Err(code) => code,
     }
 }
 
 pub fn list() -> u8 {
     with_client(|client| {
-        let Reply::Workflows { workflows } = client.call(&Request::List)? else { return Err("unexpected reply".into()) };
+        let Reply::Workflows { workflows } = client.call(&Request::List)? else { bail!("unexpected reply") };
         println!("{:>6}  {:<11}  {:>4}  {:<20}  {:>9}  NAME", "ID", "STATE", "EXIT", "SUBMITTED", "TOOK");
         for w in workflows {
             let code = w.exit_code.map_or("-".into(), |c| c.to_string());
@@ -295,7 +338,7 @@ pub fn list() -> u8 {
 
 pub fn show(id: u64, with_source: bool) -> u8 {
     with_client(|client| {
-        let Reply::Workflow(r) = client.call(&Request::Show { id })? else { return Err("unexpected reply".into()) };
+        let Reply::Workflow(r) = client.call(&Request::Show { id })? else { bail!("unexpected reply") };
         println!("workflow {}: {}", r.id, r.name);
         println!("state: {}{}", r.state, r.exit_code.map_or(String::new(), |c| format!(" (exit {c})")));
         println!("submitted: {}", utc(r.submitted_ms));
@@ -314,22 +357,25 @@ pub fn show(id: u64, with_source: bool) -> u8 {
     })
 }
 
-/// `workflow kill`: cancels it and waits (briefly) to report how it ended.
+/// `workflow kill`: cancels it and waits (briefly) to hear how it ended.
 pub fn kill(id: u64) -> u8 {
     with_client(|client| {
-        client.call(&Request::Kill { id })?;
-        let until = Instant::now() + Duration::from_secs(5);
+        client.call(&Request::Kill { id, wait: true })?;
+        client.set_timeout(Some(KILL_WAIT));
         loop {
-            let Reply::Workflow(r) = client.call(&Request::Show { id })? else { return Err("unexpected reply".into()) };
-            if r.state != oxiida_protocol::state::RUNNING && r.state != oxiida_protocol::state::QUEUED {
-                println!("workflow {id}: {}", r.state);
-                return Ok(0);
+            match client.recv() {
+                Ok(Reply::Finished { state, .. }) => {
+                    println!("workflow {id}: {state}");
+                    return Ok(0);
+                }
+                // What it prints while it stops.
+                Ok(Reply::Output { .. }) => {}
+                Ok(other) => bail!("unexpected reply {other:?}"),
+                Err(e) if e.timed_out() => break,
+                Err(e) => return Err(e.into()),
             }
-            if Instant::now() > until {
-                println!("workflow {id}: cancelled, still stopping (a foreign call has not returned)");
-                return Ok(0);
-            }
-            std::thread::sleep(Duration::from_millis(10));
         }
+        println!("workflow {id}: cancelled, still stopping (a foreign call has not returned)");
+        Ok(0)
     })
 }

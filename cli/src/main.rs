@@ -1,4 +1,5 @@
 //! The `oxiida` command-line tool.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -124,14 +125,14 @@ struct PluginArgs {
 
 impl PluginArgs {
     /// Loads every plugin and opens this workflow's sessions.
-    fn host(&self) -> Result<PluginHost, String> {
+    fn host(&self) -> anyhow::Result<PluginHost> {
         let mut plugins = Vec::new();
         for spec in &self.specs {
             let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
-            let plugin = plugin::load(&plugin::locate(what)?)?;
-            plugins.push((plugin, config.to_owned()));
+            let path = plugin::locate(what).map_err(|e| anyhow::anyhow!("{e}"))?;
+            plugins.push((plugin::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?, config.to_owned()));
         }
-        PluginHost::new(&plugins)
+        PluginHost::new(&plugins).map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 
@@ -219,7 +220,7 @@ fn report(source: &Source, diagnostics: &[Diagnostic]) -> u8 {
 
 fn plugin_host(plugins: &PluginArgs) -> Result<PluginHost, u8> {
     plugins.host().map_err(|e| {
-        eprintln!("oxiida: {e}");
+        eprintln!("oxiida: {e:#}");
         EXIT_USAGE
     })
 }
@@ -282,45 +283,65 @@ fn run(path: &Path, plugins: &PluginArgs, limits: Limits) -> u8 {
         }
     };
     let interrupt = Interrupt::new();
-    watch_signals(interrupt.clone());
-    match runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &Stdout, limits, &interrupt)) {
+    // Dropped when the workflow has ended: the signal thread's cue.
+    let (ended, workflow_ended) = std::sync::mpsc::channel::<std::convert::Infallible>();
+    let signals = signals::watch(interrupt.clone(), workflow_ended);
+    if let Err(e) = &signals {
+        eprintln!("oxiida: warning: cannot watch for Ctrl-C ({e}); it will stop oxiida without cancelling tasks");
+    }
+    let code = match runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &Stdout, limits, &interrupt)) {
         Ok(_) => 0,
         Err(_) if interrupt.is_triggered() => EXIT_INTERRUPTED,
         Err(d) => report(&source, &[d]),
+    };
+    drop(ended);
+    if let Ok(handle) = signals {
+        handle.close();
     }
+    // A foreign call still running on a blocking thread (one that ignores
+    // cancellation, or never returns) must not hold up the exit: dropping
+    // the runtime would wait for it. Its session is freed when it returns,
+    // or never; the process ends either way.
+    runtime.shutdown_background();
+    code
 }
 
-/// Waits for a stop signal on a thread of its own: the workflow's thread may
-/// be busy in a loop that never awaits. The handlers are installed before
-/// this returns, so no signal slips past between start-up and the workflow.
-fn watch_signals(interrupt: Interrupt) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let installed = tokio::runtime::Builder::new_current_thread().enable_io().build().and_then(|rt| {
-        let streams = {
-            let _inside = rt.enter();
-            (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?, signal(SignalKind::hangup())?)
-        };
-        Ok((rt, streams))
-    });
-    type Streams = (tokio::signal::unix::Signal, tokio::signal::unix::Signal, tokio::signal::unix::Signal);
-    let watch = move |(rt, (mut int, mut term, mut hup)): (tokio::runtime::Runtime, Streams)| {
-        let what = rt.block_on(async {
-            tokio::select! {
-                _ = int.recv() => "interrupted",
-                _ = term.recv() => "terminated",
-                _ = hup.recv() => "hung up",
+/// The one way `oxiida` handles signals (ARCHITECTURE.md): a `signal-hook`
+/// iterator on a thread of its own, registered before the work starts.
+mod signals {
+    use std::sync::mpsc::{Receiver, RecvTimeoutError};
+    use std::time::Duration;
+
+    use oxiida::Interrupt;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::iterator::{Handle, Signals};
+
+    /// How long a cancelled workflow gets to end by itself. A foreign call
+    /// running on the workflow's own thread (an inline call) cannot be
+    /// dropped; after this, `oxiida` exits without it.
+    pub const GRACE: Duration = Duration::from_secs(1);
+
+    /// Turns the first SIGINT, SIGTERM or SIGHUP into `interrupt`, then
+    /// waits (up to [`GRACE`]) for `ended` to hang up, the workflow's end,
+    /// and exits 130 without it if it does not. The thread ends when the
+    /// returned handle is closed.
+    pub fn watch(interrupt: Interrupt, ended: Receiver<std::convert::Infallible>) -> std::io::Result<Handle> {
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        let handle = signals.handle();
+        std::thread::Builder::new().name("oxiida-signals".into()).spawn(move || {
+            let Some(signal) = signals.forever().next() else { return };
+            let what = match signal {
+                SIGINT => "interrupted",
+                SIGTERM => "terminated",
+                _ => "hung up",
+            };
+            eprintln!("oxiida: {what}; cancelling the workflow");
+            interrupt.trigger();
+            if let Err(RecvTimeoutError::Timeout) = ended.recv_timeout(GRACE) {
+                eprintln!("oxiida: a foreign call did not stop within {GRACE:?}; exiting without it");
+                std::process::exit(super::EXIT_INTERRUPTED.into());
             }
-        });
-        eprintln!("oxiida: {what}; cancelling the workflow");
-        interrupt.trigger();
-        // A foreign call running on the workflow's thread cannot be dropped;
-        // give it a moment, then leave without it.
-        std::thread::sleep(std::time::Duration::from_secs(3));
-        eprintln!("oxiida: a foreign call did not stop within 3 s; exiting without it");
-        std::process::exit(EXIT_INTERRUPTED.into());
-    };
-    let spawned = installed.and_then(|parts| std::thread::Builder::new().name("oxiida-signals".into()).spawn(move || watch(parts)));
-    if let Err(e) = spawned {
-        eprintln!("oxiida: warning: cannot watch for Ctrl-C ({e}); it will stop oxiida without cancelling tasks");
+        })?;
+        Ok(handle)
     }
 }

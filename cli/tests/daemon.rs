@@ -503,3 +503,37 @@ fn two_hundred_concurrent_submits_all_complete_and_are_recorded() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_background_start_that_fails_says_why_at_once() {
+    reap_orphans();
+    let d = Daemon::new("failstart");
+    // Found by the client; refused only when the daemon loads it.
+    let junk = d.dir.join("libjunk.so");
+    std::fs::write(&junk, "this is not an ELF file").unwrap();
+    let started = Instant::now();
+    let out = d.run(&["daemon", "start", "--plugin", junk.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the daemon did not start") && err.contains("cannot load plugin"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "told only after {:?}: the pipe closing is the cue", started.elapsed());
+}
+
+#[test]
+fn a_workflow_whose_call_never_returns_is_killed_and_the_daemon_still_stops() {
+    let plugin = common::workspace_plugin("oxiida-test-plugin", "liboxiida_test_plugin.so");
+    let d = Daemon::foreground("hang", &[]);
+    let started = d.dir.join("started");
+    d.write("hang.ox", &format!("require hang;\nh = hang({:?});\n", started.display().to_string()));
+    let submitted = d.run(&["submit", "--plugin", plugin.to_str().unwrap(), "hang.ox"]);
+    assert_eq!(text(&submitted.stdout).trim(), "1", "{}", text(&submitted.stderr));
+    common::wait_for_file(&started);
+    let asked = Instant::now();
+    let killed = d.run(&["workflow", "kill", "1"]);
+    assert_eq!(text(&killed.stdout).trim(), "workflow 1: killed", "{}", text(&killed.stderr));
+    assert!(asked.elapsed() < Duration::from_secs(3), "killed after {:?}", asked.elapsed());
+    let asked = Instant::now();
+    let stopped = d.run(&["daemon", "stop"]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped.stderr));
+    assert!(asked.elapsed() < Duration::from_secs(3), "stopped after {:?}", asked.elapsed());
+}

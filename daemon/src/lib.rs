@@ -5,15 +5,23 @@
 //! Stages: [`server`] (accepting, dispatching) → [`workflow`] (one
 //! workflow's actor) → [`store`] (the records); [`watch`] is the
 //! environment monitor. The wire protocol, paths and client are in
-//! `oxiida-protocol`, which clients link alone.
+//! `oxiida-protocol`, which clients link alone. Each stage's errors are
+//! typed ([`ServeError`], [`StoreError`], [`WatchError`]) and keep their causes.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod server;
 pub mod store;
 pub mod watch;
 pub mod workflow;
 
+pub use server::ServeError;
+pub use store::StoreError;
+pub use watch::WatchError;
+
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 use oxiida_protocol::{now_ms, utc};
 
@@ -29,13 +37,13 @@ fn logger() -> &'static Mutex<Logger> {
 
 /// Sends the daemon's log to `file`, and to stderr too when `echo`.
 pub fn log_to(file: std::fs::File, echo: bool) {
-    *logger().lock().unwrap_or_else(|p| p.into_inner()) = Logger { file: Some(file), echo };
+    *logger().lock() = Logger { file: Some(file), echo };
 }
 
 /// One timestamped line in the daemon's log.
 pub fn log(message: &str) {
     let line = format!("{} [{}] {message}\n", utc(now_ms()), std::process::id());
-    let mut logger = logger().lock().unwrap_or_else(|p| p.into_inner());
+    let mut logger = logger().lock();
     if let Some(file) = logger.file.as_mut() {
         let _ = file.write_all(line.as_bytes());
     }

@@ -3,34 +3,69 @@
 //! connection at worst, never the daemon or anyone else's.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Notify;
+use tokio::sync::watch;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+
+use oxiida_abi::frame::HEADER_LEN;
 
 use crate::log;
-use crate::store::{self, Store};
-use crate::watch::Watcher;
+use crate::store::{self, Store, StoreError};
+use crate::watch::{WatchError, Watcher};
 use crate::workflow::{self, Event, Running};
+use oxiida::Interrupt;
 use oxiida_host::LoadedPlugin;
-use oxiida_protocol::{self as protocol, ErrorKind, Reply, Request, Status, Submit, Summary};
+use oxiida_protocol::{self as protocol, ErrorKind, PathsError, Reply, Request, Status, Submit, Summary};
 use oxiida_protocol::{now_ms, state, Paths};
 
-/// Once a frame has begun, the rest must come within this: a client that
-/// stalls mid-frame is cut off rather than holding its task forever.
+/// Once a frame has begun, the rest must come within this (give or take
+/// one more period): a client that stalls mid-frame is cut off rather than
+/// holding its task forever.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection must say `hello` this soon, or it is closed: connections
 /// that never speak would otherwise hold a task and a descriptor forever.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long running workflows get to stop when the daemon stops.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long clients waiting on a workflow get to hear how it ended, when
+/// the daemon stops.
+const GOODBYE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a daemon could not serve, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("a daemon is already running (pid {pid}, socket {})", socket.display())]
+    AlreadyRunning { pid: String, socket: PathBuf },
+    #[error("cannot remove {}: {source}", path.display())]
+    RemoveSocket { path: PathBuf, source: io::Error },
+    #[error("cannot listen on {}: {source}", path.display())]
+    Listen { path: PathBuf, source: io::Error },
+    #[error("cannot write {}: {source}", path.display())]
+    PidFile { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    #[error("cannot watch for SIGTERM and SIGINT: {0}")]
+    Signals(#[source] io::Error),
+    #[error("cannot start the daemon's runtime: {0}")]
+    Runtime(#[source] io::Error),
+}
 
 /// What every connection and workflow thread shares.
 pub struct Shared {
@@ -40,12 +75,14 @@ pub struct Shared {
     pub defaults: Vec<(Arc<LoadedPlugin>, String)>,
     default_specs: Vec<String>,
     started_ms: i64,
-    running: Mutex<BTreeMap<u64, Arc<Running>>>,
+    /// Workflows not finished yet; watched, so a stopping daemon learns
+    /// when the last one has ended.
+    running: watch::Sender<BTreeMap<u64, Arc<Running>>>,
     loaded: Mutex<BTreeMap<PathBuf, String>>,
-    stopping: AtomicBool,
-    stop: Notify,
+    /// Triggered when the daemon is to stop (a `shutdown`, SIGTERM, SIGINT).
+    shutdown: Interrupt,
     /// Connections streaming a workflow to a waiting client.
-    streaming: AtomicUsize,
+    streaming: watch::Sender<usize>,
     /// Watches the daemon's environment (a Python daemon's site-packages).
     environment: Option<Watcher>,
 }
@@ -53,21 +90,41 @@ pub struct Shared {
 impl Shared {
     /// A workflow's thread is done with it.
     pub fn forget(&self, id: u64) {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.running.send_modify(|running| {
+            running.remove(&id);
+        });
     }
 
     /// Remembers a plugin library for `status`.
     pub fn loaded(&self, plugin: &LoadedPlugin) {
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).entry(plugin.path.clone()).or_insert_with(|| plugin.name.clone());
+        self.loaded.lock().entry(plugin.path.clone()).or_insert_with(|| plugin.name.clone());
     }
 
     fn running(&self) -> Vec<Arc<Running>> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.running.borrow().values().cloned().collect()
     }
 
-    fn begin_stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.stop.notify_one();
+    fn begin_stop(&self, why: &str) {
+        if !self.shutdown.is_triggered() {
+            log(&format!("stopping: {why}"));
+        }
+        self.shutdown.trigger();
+    }
+}
+
+/// Counts a connection streaming to a waiting client while it lives.
+struct Streaming<'a>(&'a watch::Sender<usize>);
+
+impl<'a> Streaming<'a> {
+    fn new(count: &'a watch::Sender<usize>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Streaming(count)
+    }
+}
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
 
@@ -75,34 +132,35 @@ impl Shared {
 /// the process dies however it dies, so a SIGKILLed daemon leaves no lock.
 struct Lock(#[allow(dead_code)] std::fs::File);
 
-fn lock(paths: &Paths) -> Result<Lock, String> {
+fn lock(paths: &Paths) -> Result<Lock, ServeError> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .open(&paths.lock)
-        .map_err(|e| format!("cannot open {}: {e}", paths.lock.display()))?;
+        .map_err(|source| ServeError::Open { path: paths.lock.clone(), source })?;
     // SAFETY: flock on a descriptor this function owns.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let pid = paths.recorded_pid().map_or("unknown".to_owned(), |p| p.to_string());
-        return Err(format!("a daemon is already running (pid {pid}, socket {})", paths.socket.display()));
+        return Err(ServeError::AlreadyRunning { pid, socket: paths.socket.clone() });
     }
     Ok(Lock(file))
 }
 
 /// Opens the log; echoes to stderr too unless stderr already is the log
 /// (a background daemon's stderr is).
-fn open_log(paths: &Paths) -> Result<(), String> {
+fn open_log(paths: &Paths) -> Result<(), ServeError> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(&paths.log)
-        .map_err(|e| format!("cannot open the log {}: {e}", paths.log.display()))?;
+        .map_err(|source| ServeError::Open { path: paths.log.clone(), source })?;
     let log_meta = file.metadata().ok();
-    // SAFETY: fstat on fd 2 into a zeroed struct.
+    // SAFETY: `stat` is plain data, for which all zeroes is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on fd 2 into a struct this function owns.
     let stderr_is_log = unsafe { libc::fstat(2, &mut st) } == 0 && log_meta.is_some_and(|m| m.dev() == st.st_dev && m.ino() == st.st_ino);
     crate::log_to(file, !stderr_is_log);
     Ok(())
@@ -110,18 +168,22 @@ fn open_log(paths: &Paths) -> Result<(), String> {
 
 /// Binds the socket owner-only from its first moment: the umask covers the
 /// window between bind and chmod.
-fn bind(paths: &Paths) -> Result<std::os::unix::net::UnixListener, String> {
+fn bind(paths: &Paths) -> Result<std::os::unix::net::UnixListener, ServeError> {
     match std::fs::remove_file(&paths.socket) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(format!("cannot remove {}: {e}", paths.socket.display())),
+        Err(source) if source.kind() != io::ErrorKind::NotFound => {
+            return Err(ServeError::RemoveSocket { path: paths.socket.clone(), source })
+        }
         _ => {}
     }
-    // SAFETY: umask is process-wide; no other thread creates files yet.
+    // SAFETY: umask cannot fail; it is process-wide, and no other thread creates files yet.
     let old = unsafe { libc::umask(0o177) };
     let bound = std::os::unix::net::UnixListener::bind(&paths.socket);
+    // SAFETY: as above, restoring the mask.
     unsafe { libc::umask(old) };
-    let listener = bound.map_err(|e| format!("cannot listen on {}: {e}", paths.socket.display()))?;
-    std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listen = |source| ServeError::Listen { path: paths.socket.clone(), source };
+    let listener = bound.map_err(listen)?;
+    std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600)).map_err(listen)?;
+    listener.set_nonblocking(true).map_err(listen)?;
     Ok(listener)
 }
 
@@ -133,25 +195,30 @@ pub struct Options {
     pub watch: Vec<PathBuf>,
     /// How the user restarts this daemon, for that warning.
     pub restart_hint: String,
+    /// Written to, then closed, once the daemon serves: how `daemon start`
+    /// learns that its daemon is ready without polling the socket. When
+    /// the daemon fails first, it is closed unwritten.
+    pub ready: Option<std::fs::File>,
 }
 
 /// Runs a daemon in this process until it is told to stop (a `shutdown`
 /// request, SIGTERM or SIGINT). Every workflow gets a session of each of
 /// `defaults`: loaded plugins, so an embedder can pass one linked into its
 /// own process (`plugin::in_process`), such as a Python-bound daemon.
-pub fn serve(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>) -> Result<(), String> {
+pub fn serve(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>) -> Result<(), ServeError> {
     serve_with(paths, defaults, Options::default())
 }
 
 /// `serve`, with an embedder's options.
-pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, options: Options) -> Result<(), String> {
+pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, options: Options) -> Result<(), ServeError> {
     paths.create()?;
     open_log(&paths)?;
     let _lock = lock(&paths)?;
     let loaded = defaults.iter().map(|(p, _)| (p.path.clone(), p.name.clone())).collect();
     let store = store::open(&paths.database)?;
     let listener = bind(&paths)?;
-    std::fs::write(&paths.pid, format!("{}\n", std::process::id())).map_err(|e| format!("cannot write {}: {e}", paths.pid.display()))?;
+    std::fs::write(&paths.pid, format!("{}\n", std::process::id()))
+        .map_err(|source| ServeError::PidFile { path: paths.pid.clone(), source })?;
     let environment = if options.watch.is_empty() {
         None
     } else {
@@ -167,27 +234,28 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         store,
         defaults,
         started_ms: now_ms(),
-        running: Mutex::new(BTreeMap::new()),
+        running: watch::Sender::new(BTreeMap::new()),
         loaded: Mutex::new(loaded),
-        stopping: AtomicBool::new(false),
-        stop: Notify::new(),
-        streaming: AtomicUsize::new(0),
+        shutdown: Interrupt::new(),
+        streaming: watch::Sender::new(0),
         environment,
     });
+    let signals = watch_signals(shared.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("oxiida-daemon")
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the daemon's runtime: {e}"))?;
+        .map_err(ServeError::Runtime)?;
     log(&format!("daemon started: socket {}, database {}", paths.socket.display(), paths.database.display()));
-    let served = runtime.block_on(accept(listener, shared.clone()));
-    stop_workflows(&shared);
-    // Let waiting clients hear how their workflows ended.
-    let until = std::time::Instant::now() + Duration::from_secs(1);
-    while shared.streaming.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let served = runtime.block_on(async {
+        let served = accept(listener, &shared, options.ready).await;
+        stop_workflows(&shared).await;
+        // Let waiting clients hear how their workflows ended.
+        let _ = tokio::time::timeout(GOODBYE_GRACE, shared.streaming.subscribe().wait_for(|n| *n == 0)).await;
+        served
+    });
+    signals.close();
     shared.store.close();
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.pid);
@@ -196,44 +264,58 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
     served
 }
 
-async fn accept(listener: std::os::unix::net::UnixListener, shared: Arc<Shared>) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let listener = UnixListener::from_std(listener).map_err(|e| e.to_string())?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+/// The one way the daemon handles signals, as the CLI does (ARCHITECTURE.md):
+/// a `signal-hook` iterator on a thread of its own. SIGTERM and SIGINT stop
+/// the daemon; the thread ends when the returned handle is closed.
+fn watch_signals(shared: Arc<Shared>) -> Result<signal_hook::iterator::Handle, ServeError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(ServeError::Signals)?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("oxiida-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                shared.begin_stop(if signal == SIGTERM { "SIGTERM" } else { "SIGINT" });
+            }
+        })
+        .map_err(ServeError::Signals)?;
+    Ok(handle)
+}
+
+async fn accept(listener: std::os::unix::net::UnixListener, shared: &Arc<Shared>, ready: Option<std::fs::File>) -> Result<(), ServeError> {
+    let listen = |source| ServeError::Listen { path: shared.paths.socket.clone(), source };
+    let listener = UnixListener::from_std(listener).map_err(listen)?;
+    if let Some(mut ready) = ready {
+        // Whoever waits has gone if this fails; serving goes on.
+        let _ = std::io::Write::write_all(&mut ready, b"ready\n");
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     tokio::spawn(connection(stream, shared.clone()));
                 }
-                // Out of descriptors, say: wait a little, keep serving.
+                // Out of descriptors, say: back off a little, keep serving.
                 Err(e) => {
                     log(&format!("cannot accept a connection: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            () = shared.stop.notified() => {
-                log("stopping: asked by a client");
-                return Ok(());
-            }
-            _ = term.recv() => { log("stopping: SIGTERM"); return Ok(()); }
-            _ = int.recv() => { log("stopping: SIGINT"); return Ok(()); }
+            () = shared.shutdown.triggered() => return Ok(()),
         }
     }
 }
 
-/// Cancels every running workflow, waits a little for them to record their
-/// end, and records the rest as interrupted (a foreign call may never return).
-fn stop_workflows(shared: &Shared) {
-    shared.stopping.store(true, Ordering::SeqCst);
+/// Cancels every running workflow, waits (up to [`STOP_GRACE`]) until they
+/// have recorded their end, and records the rest as interrupted (a foreign
+/// call may never return).
+async fn stop_workflows(shared: &Shared) {
+    shared.shutdown.trigger();
     for w in shared.running() {
         w.stop(state::INTERRUPTED);
     }
-    let until = std::time::Instant::now() + STOP_GRACE;
-    while !shared.running().is_empty() && std::time::Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut running = shared.running.subscribe();
+    let _ = tokio::time::timeout(STOP_GRACE, async { running.wait_for(BTreeMap::is_empty).await.map(drop) }).await;
     for w in shared.running() {
         log(&format!("workflow {} did not stop within {STOP_GRACE:?}; recorded as interrupted", w.id));
         let error = Some("the daemon stopped while it was running; a call did not return in time".into());
@@ -250,36 +332,58 @@ fn spec_text(path: &str, config: &[u8]) -> String {
 }
 
 enum Frame {
-    Body(Vec<u8>),
+    /// A whole frame, header included (see [`codec`]).
+    Whole(bytes::BytesMut),
     /// The client closed the connection between frames.
     End,
     /// Not a frame; the reply says why, then the connection is closed.
     Bad(String),
 }
 
-async fn read_frame(rd: &mut OwnedReadHalf) -> Frame {
-    let mut header = [0u8; 4];
-    match rd.read(&mut header[..1]).await {
-        Ok(0) | Err(_) => return Frame::End,
-        Ok(_) => {}
-    }
-    let rest = async {
-        rd.read_exact(&mut header[1..]).await?;
-        let len = match protocol::frame_len(header) {
-            Ok(len) => len,
-            Err(e) => return Ok(Err(e)),
-        };
-        let mut body = vec![0u8; len];
-        rd.read_exact(&mut body).await.map(|_| Ok(body))
-    };
-    match tokio::time::timeout(FRAME_TIMEOUT, rest).await {
-        Ok(Ok(Ok(body))) => Frame::Body(body),
-        Ok(Ok(Err(too_big))) => Frame::Bad(too_big),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Frame::Bad("the frame was cut short: the connection closed inside it".into())
+/// The reading end of a connection: `oxiida_abi::frame`'s framing (a
+/// 4-byte big-endian length, then the body), read by tokio-util's codec.
+type Frames = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
+
+/// The codec that reads what `oxiida_abi::frame` writes, refusing bodies
+/// over the protocol's `MAX_FRAME` as `oxiida_abi::frame::read` does. A
+/// frame keeps its header until it is whole (the adjustment counts the
+/// header, nothing is skipped), so a frame that has begun always shows in
+/// the read buffer, and an end of stream inside one is always an error.
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(HEADER_LEN)
+        .big_endian()
+        .max_frame_length(protocol::MAX_FRAME)
+        .length_adjustment(HEADER_LEN as isize)
+        .num_skip(0)
+        .new_codec()
+}
+
+/// The next frame. A client may stay silent between frames as long as it
+/// likes; once a frame has begun, it must be complete by the end of the
+/// next full [`FRAME_TIMEOUT`] period.
+async fn read_frame(rd: &mut Frames) -> Frame {
+    let mut begun = false;
+    loop {
+        match tokio::time::timeout(FRAME_TIMEOUT, rd.next()).await {
+            Ok(Some(Ok(frame))) => return Frame::Whole(frame),
+            Ok(None) => return Frame::End,
+            Ok(Some(Err(e))) if e.kind() == io::ErrorKind::InvalidData => {
+                // Too long: the codec leaves the header in its buffer.
+                let header = rd.read_buffer().get(..HEADER_LEN).and_then(|h| h.try_into().ok());
+                let why = header.and_then(|h| protocol::frame_len(h).err()).map_or_else(|| e.to_string(), |e| e.to_string());
+                return Frame::Bad(why);
+            }
+            Ok(Some(Err(_))) if rd.read_buffer().is_empty() => return Frame::End,
+            // The codec's error for an end of stream inside a frame.
+            Ok(Some(Err(e))) if e.kind() == io::ErrorKind::Other => {
+                return Frame::Bad("the frame was cut short: the connection closed inside it".into())
+            }
+            Ok(Some(Err(e))) => return Frame::Bad(format!("cannot read the frame: {e}")),
+            Err(_) if rd.read_buffer().is_empty() => begun = false,
+            Err(_) if begun => return Frame::Bad(format!("the frame was cut short: its rest did not arrive within {FRAME_TIMEOUT:?}")),
+            Err(_) => begun = true,
         }
-        Ok(Err(e)) => Frame::Bad(format!("cannot read the frame: {e}")),
-        Err(_) => Frame::Bad(format!("the frame was cut short: its rest did not arrive within {FRAME_TIMEOUT:?}")),
     }
 }
 
@@ -292,7 +396,8 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Reply {
 }
 
 async fn connection(stream: UnixStream, shared: Arc<Shared>) {
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = FramedRead::new(rd, codec());
     let mut greeted = false;
     loop {
         let frame = if greeted {
@@ -307,8 +412,8 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                 }
             }
         };
-        let body = match frame {
-            Frame::Body(body) => body,
+        let frame = match frame {
+            Frame::Whole(frame) => frame,
             Frame::End => return,
             Frame::Bad(why) => {
                 log(&format!("closing a connection: {why}"));
@@ -322,11 +427,11 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                 return;
             }
         }
-        let request = match protocol::decode_request(&body) {
+        let request = match protocol::decode_request(&frame[HEADER_LEN..]) {
             Ok(r) => r,
-            Err((kind, why)) => {
+            Err(refused) => {
                 // The framing is intact, so the connection can go on.
-                if !send(&mut wr, &error(kind, why)).await {
+                if !send(&mut wr, &error(refused.kind, refused.message)).await {
                     return;
                 }
                 continue;
@@ -355,24 +460,24 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
 }
 
 /// Answers one request; false when the connection should close.
-async fn handle(request: Request, shared: &Arc<Shared>, rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) -> bool {
+async fn handle(request: Request, shared: &Arc<Shared>, rd: &mut Frames, wr: &mut OwnedWriteHalf) -> bool {
     let reply = match request {
         Request::Hello { .. } => error(ErrorKind::Handshake, "this connection has already shaken hands"),
         Request::Status => Reply::Status(status(shared)),
         Request::Submit(submit) => return self::submit(submit, shared, rd, wr).await,
         Request::List => match shared.store.list().await {
             Ok(workflows) => Reply::Workflows { workflows },
-            Err(e) => error(ErrorKind::Internal, e),
+            Err(e) => error(ErrorKind::Internal, e.to_string()),
         },
         Request::Show { id } => match shared.store.show(id).await {
             Ok(Some(record)) => Reply::Workflow(record),
             Ok(None) => error(ErrorKind::NotFound, format!("no workflow {id}")),
-            Err(e) => error(ErrorKind::Internal, e),
+            Err(e) => error(ErrorKind::Internal, e.to_string()),
         },
-        Request::Kill { id } => kill(id, shared).await,
+        Request::Kill { id, wait } => return kill(id, wait, shared, rd, wr).await,
         Request::Shutdown => {
             let ok = send(wr, &Reply::ShuttingDown).await;
-            shared.begin_stop();
+            shared.begin_stop("asked by a client");
             return ok;
         }
     };
@@ -380,7 +485,7 @@ async fn handle(request: Request, shared: &Arc<Shared>, rd: &mut OwnedReadHalf, 
 }
 
 fn status(shared: &Shared) -> Status {
-    let loaded = shared.loaded.lock().unwrap_or_else(|p| p.into_inner());
+    let loaded = shared.loaded.lock();
     Status {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -405,22 +510,31 @@ fn status(shared: &Shared) -> Status {
     }
 }
 
-async fn kill(id: u64, shared: &Shared) -> Reply {
-    let found = shared.running.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+/// Cancels a running workflow; with `wait`, then streams until it has ended.
+async fn kill(id: u64, wait: bool, shared: &Shared, rd: &mut Frames, wr: &mut OwnedWriteHalf) -> bool {
+    let found = shared.running.borrow().get(&id).cloned();
     if let Some(w) = found {
         log(&format!("workflow {id}: killing"));
+        // Watching before stopping: its end cannot be missed.
+        let events = wait.then(|| w.watch());
         w.stop(state::KILLED);
-        return Reply::Killing { id };
+        if !send(wr, &Reply::Killing { id }).await {
+            return false;
+        }
+        let Some(events) = events else { return true };
+        let _counted = Streaming::new(&shared.streaming);
+        return stream(id, events, rd, wr).await;
     }
-    match shared.store.show(id).await {
+    let reply = match shared.store.show(id).await {
         Ok(Some(r)) => error(ErrorKind::Refused, format!("workflow {id} is not running: it {}", r.state)),
         Ok(None) => error(ErrorKind::NotFound, format!("no workflow {id}")),
-        Err(e) => error(ErrorKind::Internal, e),
-    }
+        Err(e) => error(ErrorKind::Internal, e.to_string()),
+    };
+    send(wr, &reply).await
 }
 
-async fn submit(submit: Submit, shared: &Arc<Shared>, rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) -> bool {
-    if shared.stopping.load(Ordering::SeqCst) {
+async fn submit(submit: Submit, shared: &Arc<Shared>, rd: &mut Frames, wr: &mut OwnedWriteHalf) -> bool {
+    if shared.shutdown.is_triggered() {
         return send(wr, &error(ErrorKind::Refused, "the daemon is stopping")).await;
     }
     let mut plugins: Vec<String> = shared.default_specs.iter().map(|s| format!("{s} (daemon default)")).collect();
@@ -433,7 +547,9 @@ async fn submit(submit: Submit, shared: &Arc<Shared>, rd: &mut OwnedReadHalf, wr
     let running = Arc::new(Running::new(id, submit.name.clone(), now_ms()));
     // Watching before the thread starts: no line printed can be missed.
     let events = submit.wait.then(|| running.watch());
-    shared.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id, running.clone());
+    shared.running.send_modify(|all| {
+        all.insert(id, running.clone());
+    });
     if let Err(e) = workflow::spawn(shared.clone(), running, submit) {
         shared.forget(id);
         let why = format!("cannot start a thread for the workflow: {e}");
@@ -444,16 +560,13 @@ async fn submit(submit: Submit, shared: &Arc<Shared>, rd: &mut OwnedReadHalf, wr
         return false;
     }
     let Some(events) = events else { return true };
-    shared.streaming.fetch_add(1, Ordering::SeqCst);
-    let kept = stream(id, events, rd, wr).await;
-    shared.streaming.fetch_sub(1, Ordering::SeqCst);
-    kept
+    let _counted = Streaming::new(&shared.streaming);
+    stream(id, events, rd, wr).await
 }
 
 /// Streams a workflow's output until it ends or the client leaves (Ctrl-C
 /// detaches: the workflow goes on).
-async fn stream(id: u64, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>, rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) -> bool {
-    let mut byte = [0u8; 1];
+async fn stream(id: u64, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>, rd: &mut Frames, wr: &mut OwnedWriteHalf) -> bool {
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -469,10 +582,34 @@ async fn stream(id: u64, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>
                 None => return send(wr, &self::error(ErrorKind::Internal, "the workflow ended without a result")).await,
             },
             // A waiting client sends nothing; a read that returns means it left.
-            _ = rd.read(&mut byte) => {
+            _ = rd.next() => {
                 log(&format!("workflow {id}: its client detached"));
                 return false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use oxiida_abi::frame::{self, HEADER_LEN};
+    use oxiida_protocol::MAX_FRAME;
+    use tokio_util::codec::Decoder;
+
+    #[test]
+    fn the_codec_reads_what_abi_frame_writes_and_refuses_what_it_refuses() {
+        let mut codec = super::codec();
+        let mut buf = BytesMut::from(&[frame::encode(b"hello"), frame::encode(b""), frame::encode(b"cut")[..5].to_vec()].concat()[..]);
+        assert_eq!(&codec.decode(&mut buf).unwrap().unwrap()[HEADER_LEN..], b"hello");
+        assert_eq!(&codec.decode(&mut buf).unwrap().unwrap()[HEADER_LEN..], b"");
+        assert!(codec.decode(&mut buf).unwrap().is_none(), "a partial frame waits");
+        assert_eq!(buf.len(), 5, "and keeps its header");
+        // A codec keeps its state between calls: one per stream.
+        let mut largest = BytesMut::from(&frame::header(MAX_FRAME)[..]);
+        assert!(super::codec().decode(&mut largest).unwrap().is_none(), "MAX_FRAME itself is allowed");
+        let mut over = BytesMut::from(&frame::header(MAX_FRAME + 1)[..]);
+        assert!(super::codec().decode(&mut over).is_err());
+        assert!(frame::read(&mut &frame::header(MAX_FRAME + 1)[..], MAX_FRAME).is_err(), "as the blocking reader refuses it");
     }
 }

@@ -3,8 +3,8 @@
 //! burst of writes is committed as one transaction, and a read queued after
 //! a write always sees it.
 
-use std::path::Path;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
@@ -38,6 +38,24 @@ CREATE TABLE IF NOT EXISTS output (
 );
 ";
 
+/// Why the store cannot be opened or did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {}: {source}", path.display())]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot prepare the database {}: {source}", path.display())]
+    Prepare { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot start the database's thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("database error: {0}")]
+    Query(#[source] rusqlite::Error),
+    /// The batch the operation was in failed to commit; shared by its replies.
+    #[error("cannot commit to the database: {0}")]
+    Commit(#[source] Arc<rusqlite::Error>),
+    #[error("the database is closed")]
+    Closed,
+}
+
 /// A workflow as submitted, before it has an id.
 pub struct New {
     pub name: String,
@@ -53,12 +71,12 @@ pub struct Finish {
 }
 
 enum Op {
-    Insert(New, oneshot::Sender<Result<u64, String>>),
+    Insert(New, oneshot::Sender<Result<u64, StoreError>>),
     Started(u64, i64),
     Output(u64, u64, String),
     Finished(u64, Finish, i64),
-    List(oneshot::Sender<Result<Vec<Summary>, String>>),
-    Show(u64, oneshot::Sender<Result<Option<Record>, String>>),
+    List(oneshot::Sender<Result<Vec<Summary>, StoreError>>),
+    Show(u64, oneshot::Sender<Result<Option<Record>, StoreError>>),
     /// Commits, then ends the thread; the sender learns when it is done.
     Close(std::sync::mpsc::Sender<()>),
 }
@@ -71,14 +89,14 @@ pub struct Store {
 
 /// Opens (creating) the database and marks the workflows a dead daemon left
 /// running as interrupted, then serves operations on a thread of its own.
-pub fn open(path: &Path) -> Result<Store, String> {
-    let shown = path.display();
-    let mut db = Connection::open(path).map_err(|e| format!("cannot open the database {shown}: {e}"))?;
+pub fn open(path: &Path) -> Result<Store, StoreError> {
+    let prepare = |source| StoreError::Prepare { path: path.to_owned(), source };
+    let mut db = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
     // WAL with NORMAL sync: a commit survives the daemon being killed (only
     // a machine crash may lose the last ones) without an fsync per print.
     db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
         .and_then(|()| db.execute_batch(SCHEMA))
-        .map_err(|e| format!("cannot prepare the database {shown}: {e}"))?;
+        .map_err(prepare)?;
     let lost = db
         .execute(
             "UPDATE workflows SET state = 'interrupted', exit_code = 130, finished_ms = ?1,
@@ -86,12 +104,12 @@ pub fn open(path: &Path) -> Result<Store, String> {
              WHERE state IN ('queued', 'running')",
             params![now_ms()],
         )
-        .map_err(|e| format!("cannot update the database {shown}: {e}"))?;
+        .map_err(prepare)?;
     if lost > 0 {
         log(&format!("marked {lost} workflow(s) left running by an earlier daemon as interrupted"));
     }
     let (ops, rx) = mpsc::channel();
-    std::thread::Builder::new().name("oxiida-store".into()).spawn(move || serve(&mut db, &rx)).map_err(|e| e.to_string())?;
+    std::thread::Builder::new().name("oxiida-store".into()).spawn(move || serve(&mut db, &rx)).map_err(StoreError::Thread)?;
     Ok(Store { ops })
 }
 
@@ -102,10 +120,10 @@ impl Store {
         let _ = self.ops.send(op);
     }
 
-    pub async fn insert(&self, new: New) -> Result<u64, String> {
+    pub async fn insert(&self, new: New) -> Result<u64, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Op::Insert(new, tx));
-        rx.await.map_err(|_| "the database is closed".to_owned())?
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     pub fn started(&self, id: u64) {
@@ -120,16 +138,16 @@ impl Store {
         self.send(Op::Finished(id, finish, now_ms()));
     }
 
-    pub async fn list(&self) -> Result<Vec<Summary>, String> {
+    pub async fn list(&self) -> Result<Vec<Summary>, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Op::List(tx));
-        rx.await.map_err(|_| "the database is closed".to_owned())?
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    pub async fn show(&self, id: u64) -> Result<Option<Record>, String> {
+    pub async fn show(&self, id: u64) -> Result<Option<Record>, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.send(Op::Show(id, tx));
-        rx.await.map_err(|_| "the database is closed".to_owned())?
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Commits what is queued and stops the store's thread.
@@ -167,12 +185,12 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>) {
                 Err(e) => log(&format!("database error: {e}")),
             }
         }
-        let failed = tx.commit().err().map(|e| format!("cannot commit to the database: {e}"));
+        let failed = tx.commit().err().map(Arc::new);
         if let Some(e) = &failed {
-            log(e);
+            log(&format!("cannot commit to the database: {e}"));
         }
         for reply in replies {
-            reply(failed.as_deref());
+            reply(failed.clone());
         }
         if let Some(done) = closing {
             let _ = done.send(());
@@ -182,7 +200,7 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>) {
 }
 
 /// A reply to send once the commit is known to have worked (`None`) or failed.
-type Deferred = Box<dyn FnOnce(Option<&str>)>;
+type Deferred = Box<dyn FnOnce(Option<Arc<rusqlite::Error>>)>;
 
 enum Applied {
     Reply(Deferred),
@@ -190,11 +208,11 @@ enum Applied {
 }
 
 /// Sends `value` once the batch is committed, or the commit's error.
-fn reply<T: 'static>(to: oneshot::Sender<Result<T, String>>, value: rusqlite::Result<T>) -> Applied {
-    Applied::Reply(Box::new(move |failed: Option<&str>| {
+fn reply<T: 'static>(to: oneshot::Sender<Result<T, StoreError>>, value: rusqlite::Result<T>) -> Applied {
+    Applied::Reply(Box::new(move |failed: Option<Arc<rusqlite::Error>>| {
         let result = match (failed, value) {
-            (Some(e), _) => Err(e.to_owned()),
-            (None, v) => v.map_err(|e| format!("database error: {e}")),
+            (Some(e), _) => Err(StoreError::Commit(e)),
+            (None, v) => v.map_err(StoreError::Query),
         };
         let _ = to.send(result);
     }))

@@ -5,10 +5,21 @@
 //! daemon restarts.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use notify::event::{EventKind, MetadataKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+
+/// Why the environment cannot be watched.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch the environment: {0}")]
+    Start(#[source] notify::Error),
+    #[error("cannot watch {}: {source}", folder.display())]
+    Folder { folder: PathBuf, source: notify::Error },
+}
 
 /// How many changed files a warning names.
 const NAMED: usize = 5;
@@ -42,12 +53,12 @@ fn relevant(kind: &EventKind, path: &Path) -> bool {
 
 impl Watcher {
     /// Starts watching `folders` (recursively); folders that do not exist are skipped.
-    pub fn start(folders: &[PathBuf], restart_hint: String) -> Result<Watcher, String> {
+    pub fn start(folders: &[PathBuf], restart_hint: String) -> Result<Watcher, WatchError> {
         let changes = Arc::new(Mutex::new(Changes::default()));
         let seen = changes.clone();
         let mut inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
-            let mut changes = seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut changes = seen.lock();
             for path in event.paths.iter().filter(|p| relevant(&event.kind, p)) {
                 changes.first_ms.get_or_insert_with(oxiida_protocol::now_ms);
                 if changes.files.contains(path) {
@@ -60,10 +71,10 @@ impl Watcher {
                 }
             }
         })
-        .map_err(|e| format!("cannot watch the environment: {e}"))?;
+        .map_err(WatchError::Start)?;
         let mut watched = Vec::new();
         for folder in folders.iter().filter(|f| f.is_dir()) {
-            inner.watch(folder, RecursiveMode::Recursive).map_err(|e| format!("cannot watch {}: {e}", folder.display()))?;
+            inner.watch(folder, RecursiveMode::Recursive).map_err(|source| WatchError::Folder { folder: folder.clone(), source })?;
             watched.push(folder.clone());
         }
         Ok(Watcher { folders: watched, changes, restart_hint, _inner: inner })
@@ -75,7 +86,7 @@ impl Watcher {
 
     /// The warning every reply starts with, once something changed.
     pub fn warning(&self) -> Option<String> {
-        let changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let changes = self.changes.lock();
         let first = changes.first_ms?;
         let mut files: Vec<String> = changes.files.iter().map(|f| f.display().to_string()).collect();
         if changes.more > 0 {

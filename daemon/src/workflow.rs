@@ -6,7 +6,9 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -57,20 +59,20 @@ impl Running {
     /// Cancels the workflow: its tasks are dropped and their process
     /// groups killed; `why` is the state it ends in.
     pub fn stop(&self, why: &'static str) {
-        self.stopped.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(why);
+        self.stopped.lock().get_or_insert(why);
         self.interrupt.trigger();
     }
 
     /// Every event from now on.
     pub fn watch(&self) -> UnboundedReceiver<Event> {
         let (tx, rx) = unbounded_channel();
-        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        self.watchers.lock().push(tx);
         rx
     }
 
     fn tell(&self, make: impl Fn() -> Event) {
         // A watcher that hung up is dropped; the workflow goes on.
-        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).retain(|w| w.send(make()).is_ok());
+        self.watchers.lock().retain(|w| w.send(make()).is_ok());
     }
 }
 
@@ -100,14 +102,12 @@ pub fn spawn(shared: Arc<Shared>, running: Arc<Running>, submit: Submit) -> std:
                 failed(exit::RUNTIME, "internal error: the daemon's workflow thread panicked (see the daemon's log)".into())
             });
         log(&format!("workflow {} {} ({})", running.id, finish.state, finish.exit_code.unwrap_or(-1)));
-        running.tell(|| Event::Finished {
-            state: finish.state,
-            exit_code: finish.exit_code,
-            error: finish.error.clone(),
-            variables: variables.clone(),
-        });
+        // Recorded and forgotten before it is told: a client that hears
+        // the end (`submit --wait`, `workflow kill`) then finds it ended.
+        let (state, exit_code, error) = (finish.state, finish.exit_code, finish.error.clone());
         shared.store.finished(running.id, finish);
         shared.forget(running.id);
+        running.tell(|| Event::Finished { state, exit_code, error: error.clone(), variables: variables.clone() });
         // Calls still running on blocking threads (a foreign call that
         // ignores cancellation) must not hold this thread: leave them.
         if let Some((runtime, host)) = leftovers {
@@ -160,7 +160,7 @@ fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Lefto
             Finish { state: state::SUCCEEDED, exit_code: Some(0), error: None }
         }
         Err(_) if running.interrupt.is_triggered() => {
-            let why = running.stopped.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(state::INTERRUPTED);
+            let why = running.stopped.lock().unwrap_or(state::INTERRUPTED);
             let error = if why == state::KILLED { "killed by `oxiida workflow kill`" } else { "the daemon stopped while it was running" };
             Finish { state: why, exit_code: Some(exit::INTERRUPTED.into()), error: Some(error.into()) }
         }

@@ -1,10 +1,13 @@
 //! The client's end of the socket: blocking, since a CLI command has nothing
 //! else to do while it waits.
 
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use crate::messages::{self as protocol, Reply, Request, PROTOCOL_VERSION};
+use crate::messages::{self as protocol, ErrorKind, Reply, ReplyError, Request, PROTOCOL_VERSION};
 use crate::Paths;
 
 pub struct Client {
@@ -13,38 +16,73 @@ pub struct Client {
     pub pid: u32,
 }
 
+/// Why no connection to a daemon could be made.
+#[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// Nothing listens on the socket.
-    NotRunning,
-    Failed(String),
+    #[error("no daemon is running (socket {}); start one with `oxiida daemon start`", socket.display())]
+    NotRunning { socket: PathBuf },
+    #[error("cannot connect to the daemon at {}: {source}", socket.display())]
+    Connect { socket: PathBuf, source: io::Error },
+    /// The handshake failed: no answer, or an error reply (another protocol version).
+    #[error(transparent)]
+    Handshake(#[from] CallError),
+    #[error("the daemon answered `hello` with {0:?}")]
+    UnexpectedHello(Box<Reply>),
 }
 
-impl ConnectError {
-    pub fn message(&self, paths: &Paths) -> String {
-        match self {
-            ConnectError::NotRunning => {
-                format!("no daemon is running (socket {}); start one with `oxiida daemon start`", paths.socket.display())
-            }
-            ConnectError::Failed(why) => why.clone(),
-        }
+/// Why a request got no reply a client can use.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("cannot send to the daemon: {0}")]
+    Send(#[source] io::Error),
+    #[error("cannot read from the daemon: {0}")]
+    Read(#[source] io::Error),
+    #[error("the daemon closed the connection")]
+    Closed,
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    /// The daemon's own `error` reply.
+    #[error("{message}")]
+    Daemon { kind: ErrorKind, message: String },
+}
+
+impl CallError {
+    /// Whether the reply did not come in time (a read timeout).
+    pub fn timed_out(&self) -> bool {
+        matches!(self, CallError::Read(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
     }
+}
+
+/// Why `stop` could not confirm that the daemon stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("cannot watch the daemon's process (pid {pid}): {source}")]
+    Watch { pid: u32, source: io::Error },
+    #[error("the daemon (pid {pid}) did not stop within {timeout:?}")]
+    Timeout { pid: u32, timeout: Duration },
 }
 
 impl Client {
     /// Connects and shakes hands.
     pub fn connect(paths: &Paths) -> Result<Client, ConnectError> {
         use std::io::ErrorKind::{ConnectionRefused, NotFound};
-        let stream = UnixStream::connect(&paths.socket).map_err(|e| match e.kind() {
-            NotFound | ConnectionRefused => ConnectError::NotRunning,
-            _ => ConnectError::Failed(format!("cannot connect to the daemon at {}: {e}", paths.socket.display())),
+        let socket = || paths.socket.clone();
+        let stream = UnixStream::connect(&paths.socket).map_err(|source| match source.kind() {
+            NotFound | ConnectionRefused => ConnectError::NotRunning { socket: socket() },
+            _ => ConnectError::Connect { socket: socket(), source },
         })?;
         let mut client = Client { stream, pid: 0 };
         // A daemon that accepts but never answers must not hang the client.
         let _ = client.stream.set_read_timeout(Some(Duration::from_secs(10)));
         let hello = Request::Hello { protocol: PROTOCOL_VERSION, client: format!("oxiida {}", env!("CARGO_PKG_VERSION")) };
-        match client.call(&hello).map_err(ConnectError::Failed)? {
+        match client.call(&hello)? {
             Reply::Hello { pid, .. } => client.pid = pid,
-            other => return Err(ConnectError::Failed(format!("the daemon answered `hello` with {other:?}"))),
+            other => return Err(ConnectError::UnexpectedHello(Box::new(other))),
         }
         Ok(client)
     }
@@ -54,37 +92,37 @@ impl Client {
         let _ = self.stream.set_read_timeout(None);
     }
 
+    /// Replies must come within `timeout` (`None`: no limit).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        let _ = self.stream.set_read_timeout(timeout);
+    }
+
     /// Whether a frame has begun to arrive within `timeout`: a client that
     /// must notice Ctrl-C while it waits (Python's) polls with this.
     pub fn readable(&self, timeout: Duration) -> bool {
-        use std::os::fd::AsRawFd;
         let mut fd = libc::pollfd { fd: self.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: one valid pollfd, for the length given.
         unsafe { libc::poll(&mut fd, 1, ms) > 0 }
     }
 
-    pub fn send(&mut self, request: &Request) -> Result<(), String> {
-        protocol::write_frame(&mut self.stream, request).map_err(|e| format!("cannot send to the daemon: {e}"))
+    pub fn send(&mut self, request: &Request) -> Result<(), CallError> {
+        protocol::write_frame(&mut self.stream, request).map_err(CallError::Send)
     }
 
     /// The next reply, after printing any notices; an error reply is an Err.
-    pub fn recv(&mut self) -> Result<Reply, String> {
+    pub fn recv(&mut self) -> Result<Reply, CallError> {
         loop {
-            let body = match protocol::read_frame(&mut self.stream) {
-                Ok(Some(body)) => body,
-                Ok(None) => return Err("the daemon closed the connection".into()),
-                Err(e) => return Err(format!("cannot read from the daemon: {e}")),
-            };
+            let body = protocol::read_frame(&mut self.stream).map_err(CallError::Read)?.ok_or(CallError::Closed)?;
             match protocol::decode_reply(&body)? {
                 Reply::Notice { message } => eprintln!("oxiida: daemon notice: {message}"),
-                Reply::Error { message, .. } => return Err(message),
+                Reply::Error { kind, message } => return Err(CallError::Daemon { kind, message }),
                 reply => return Ok(reply),
             }
         }
     }
 
-    pub fn call(&mut self, request: &Request) -> Result<Reply, String> {
+    pub fn call(&mut self, request: &Request) -> Result<Reply, CallError> {
         self.send(request)?;
         self.recv()
     }
@@ -93,30 +131,59 @@ impl Client {
 /// How long [`stop`] waits for the daemon to go.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Whether `pid` is alive and not a zombie.
-pub fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(") ").is_some_and(|(_, s)| !s.starts_with('Z'))
+/// A descriptor that becomes readable when process `pid` exits (Linux 5.3+):
+/// waiting on it is a notification, and unlike the pid it cannot be reused.
+fn pidfd(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits until `fd` is readable (data, an end of file, an exited pidfd) or
+/// `timeout` has passed; whether it is.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let until = Instant::now() + timeout;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, for the length given.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            n if n > 0 => return Ok(true),
+            0 => return Ok(false),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
 }
 
 /// Asks the daemon to stop and waits until its process has gone: the pid it
-/// had, or `None` when no daemon was running.
-pub fn stop(paths: &Paths) -> Result<Option<u32>, String> {
+/// had, or `None` when no daemon was running. The wait is on a pidfd, opened
+/// while the daemon is still connected (so its pid cannot have been reused):
+/// the kernel says when the process exits, which is after it has let go of
+/// its lock, so a new daemon can start at once.
+pub fn stop(paths: &Paths) -> Result<Option<u32>, StopError> {
     let mut client = match Client::connect(paths) {
         Ok(c) => c,
-        Err(ConnectError::NotRunning) => return Ok(None),
-        Err(e) => return Err(e.message(paths)),
+        Err(ConnectError::NotRunning { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
     let pid = client.pid;
+    let exited = pidfd(pid).map_err(|source| StopError::Watch { pid, source })?;
     client.call(&Request::Shutdown)?;
-    let until = std::time::Instant::now() + STOP_TIMEOUT;
-    while alive(pid as i32) {
-        if std::time::Instant::now() > until {
-            return Err(format!("the daemon (pid {pid}) did not stop within {STOP_TIMEOUT:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    match wait_readable(exited.as_fd(), STOP_TIMEOUT) {
+        Ok(true) => Ok(Some(pid)),
+        Ok(false) => Err(StopError::Timeout { pid, timeout: STOP_TIMEOUT }),
+        Err(source) => Err(StopError::Watch { pid, source }),
     }
-    Ok(Some(pid))
 }
 
 /// The daemon's status report, as `oxiida daemon status` prints it.

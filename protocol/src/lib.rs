@@ -2,7 +2,10 @@
 //! blocking client: everything a client links, and no server or SQLite.
 //!
 //! [`messages`] are the frames on the socket, [`paths`] where the socket,
-//! log and database live, [`client`] the client's end.
+//! log and database live, [`client`] the client's end. Errors are typed
+//! ([`PathsError`], [`client::ConnectError`], [`client::CallError`],
+//! [`client::StopError`]); only the binary turns them into text.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod client;
 mod messages;
@@ -11,7 +14,7 @@ pub mod paths;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use messages::*;
-pub use paths::Paths;
+pub use paths::{Paths, PathsError};
 /// The bytes type of the messages' binary fields.
 pub use serde_bytes::ByteBuf;
 

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
+use oxiida_abi::frame;
+
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -31,6 +33,9 @@ pub enum Request {
     },
     Kill {
         id: u64,
+        /// After `killing`, send `finished` once the workflow has ended.
+        #[serde(default)]
+        wait: bool,
     },
     /// Stops the daemon; running workflows are cancelled and recorded as interrupted.
     Shutdown,
@@ -177,38 +182,57 @@ pub struct Record {
     pub output: String,
 }
 
+/// A body that is not a request the daemon can serve; the framing is
+/// intact, so the connection can go on.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// A reply this client cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("the daemon sent a reply this client cannot read: {0}")]
+pub struct ReplyError(#[from] rmp_serde::decode::Error);
+
+/// One message as a frame: its MessagePack body behind the one framing,
+/// `oxiida_abi::frame`.
 pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     let body = rmp_serde::to_vec_named(message).expect("protocol types always serialize");
-    oxiida_abi::frame::encode(&body)
+    frame::encode(&body)
 }
 
 /// Decodes a request body, telling apart unknown requests, known requests
 /// with bad fields, and bytes that are not a request at all.
-pub fn decode_request(body: &[u8]) -> Result<Request, (ErrorKind, String)> {
+pub fn decode_request(body: &[u8]) -> Result<Request, RequestError> {
     #[derive(Deserialize)]
     struct Tagged {
         #[serde(rename = "type")]
         kind: String,
     }
-    rmp_serde::from_slice::<Request>(body).map_err(|e| match rmp_serde::from_slice::<Tagged>(body) {
-        Ok(t) if !REQUESTS.contains(&t.kind.as_str()) => (ErrorKind::UnknownRequest, format!("unknown request `{}`", t.kind)),
-        Ok(t) => (ErrorKind::BadRequest, format!("bad `{}` request: {e}", t.kind)),
-        Err(_) => (ErrorKind::BadFrame, format!("the frame is not a MessagePack map with a `type`: {e}")),
+    rmp_serde::from_slice::<Request>(body).map_err(|e| {
+        let (kind, message) = match rmp_serde::from_slice::<Tagged>(body) {
+            Ok(t) if !REQUESTS.contains(&t.kind.as_str()) => (ErrorKind::UnknownRequest, format!("unknown request `{}`", t.kind)),
+            Ok(t) => (ErrorKind::BadRequest, format!("bad `{}` request: {e}", t.kind)),
+            Err(_) => (ErrorKind::BadFrame, format!("the frame is not a MessagePack map with a `type`: {e}")),
+        };
+        RequestError { kind, message }
     })
 }
 
-pub fn decode_reply(body: &[u8]) -> Result<Reply, String> {
-    rmp_serde::from_slice(body).map_err(|e| format!("the daemon sent a reply this client cannot read: {e}"))
+pub fn decode_reply(body: &[u8]) -> Result<Reply, ReplyError> {
+    Ok(rmp_serde::from_slice(body)?)
 }
 
-/// Checks a frame's length header.
-pub fn frame_len(header: [u8; 4]) -> Result<usize, String> {
-    oxiida_abi::frame::body_len(header, MAX_FRAME).map_err(|e| e.to_string())
+/// Why a frame's header is refused: its body would be over [`MAX_FRAME`].
+pub fn frame_len(header: [u8; frame::HEADER_LEN]) -> std::io::Result<usize> {
+    frame::body_len(header, MAX_FRAME)
 }
 
 /// Blocking read of one frame's body (clients); `None` at a clean end.
 pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
-    oxiida_abi::frame::read(r, MAX_FRAME)
+    frame::read(r, MAX_FRAME)
 }
 
 pub fn write_frame<T: Serialize>(w: &mut impl Write, message: &T) -> std::io::Result<()> {
@@ -238,10 +262,10 @@ mod tests {
     #[test]
     fn bad_bodies_are_told_apart() {
         let unknown = rmp_serde::to_vec_named(&shapes::Tag { kind: "frobnicate" }).unwrap();
-        assert_eq!(decode_request(&unknown).unwrap_err().0, ErrorKind::UnknownRequest);
+        assert_eq!(decode_request(&unknown).unwrap_err().kind, ErrorKind::UnknownRequest);
         let bad = rmp_serde::to_vec_named(&shapes::Tag { kind: "show" }).unwrap();
-        assert_eq!(decode_request(&bad).unwrap_err().0, ErrorKind::BadRequest);
-        assert_eq!(decode_request(b"\xc1garbage").unwrap_err().0, ErrorKind::BadFrame);
+        assert_eq!(decode_request(&bad).unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(decode_request(b"\xc1garbage").unwrap_err().kind, ErrorKind::BadFrame);
         assert!(frame_len((MAX_FRAME as u32 + 1).to_be_bytes()).is_err());
     }
 

@@ -4,8 +4,24 @@
 //! data folder (`$OXIIDA_DATA_DIR`, else the XDG data folder). The overrides
 //! let tests run daemons of their own beside a user's.
 
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Why the daemon's folders cannot be found or made.
+#[derive(Debug, thiserror::Error)]
+pub enum PathsError {
+    #[error("cannot find a data folder for the daemon: set HOME or OXIIDA_DATA_DIR")]
+    NoDataFolder,
+    #[error("cannot create {}: {source}", path.display())]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot read {}: {source}", path.display())]
+    Inspect { path: PathBuf, source: io::Error },
+    #[error("{} belongs to another user; refusing to put the daemon's socket there", path.display())]
+    NotOwned { path: PathBuf },
+    #[error("cannot make {} private: {source}", path.display())]
+    MakePrivate { path: PathBuf, source: io::Error },
+}
 
 #[derive(Clone, Debug)]
 pub struct Paths {
@@ -29,7 +45,7 @@ fn absolute(p: PathBuf) -> PathBuf {
 
 impl Paths {
     /// Reads the environment; creates nothing.
-    pub fn from_env() -> Result<Self, String> {
+    pub fn from_env() -> Result<Self, PathsError> {
         let dirs = directories::ProjectDirs::from("", "", "oxiida");
         let runtime = match std::env::var_os("OXIIDA_RUNTIME_DIR") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
@@ -40,7 +56,7 @@ impl Paths {
         };
         let data = match std::env::var_os("OXIIDA_DATA_DIR") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => dirs.map(|d| d.data_dir().to_path_buf()).ok_or("cannot find a data folder for the daemon: set HOME or OXIIDA_DATA_DIR")?,
+            _ => dirs.map(|d| d.data_dir().to_path_buf()).ok_or(PathsError::NoDataFolder)?,
         };
         Ok(Paths::at(runtime, data))
     }
@@ -61,25 +77,26 @@ impl Paths {
 
     /// Creates both folders. The runtime folder must be the user's alone:
     /// whoever can reach the socket can run commands as this user.
-    pub fn create(&self) -> Result<(), String> {
+    pub fn create(&self) -> Result<(), PathsError> {
+        let runtime = || self.runtime.clone();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.runtime)
-            .map_err(|e| format!("cannot create {}: {e}", self.runtime.display()))?;
-        let meta = std::fs::metadata(&self.runtime).map_err(|e| format!("cannot read {}: {e}", self.runtime.display()))?;
+            .map_err(|source| PathsError::Create { path: runtime(), source })?;
+        let meta = std::fs::metadata(&self.runtime).map_err(|source| PathsError::Inspect { path: runtime(), source })?;
         if meta.uid() != uid() {
-            return Err(format!("{} belongs to another user; refusing to put the daemon's socket there", self.runtime.display()));
+            return Err(PathsError::NotOwned { path: runtime() });
         }
         if meta.mode() & 0o077 != 0 {
             std::fs::set_permissions(&self.runtime, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| format!("cannot make {} private: {e}", self.runtime.display()))?;
+                .map_err(|source| PathsError::MakePrivate { path: runtime(), source })?;
         }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.data)
-            .map_err(|e| format!("cannot create {}: {e}", self.data.display()))
+            .map_err(|source| PathsError::Create { path: self.data.clone(), source })
     }
 
     /// The daemon's pid as its pid file says (it may be stale).

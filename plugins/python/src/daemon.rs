@@ -16,7 +16,7 @@ use crate::package::{OxiidaError, PyStdout};
 use crate::session::PICKLED_PREFIX;
 
 fn paths() -> PyResult<Paths> {
-    Paths::from_env().map_err(OxiidaError::new_err)
+    Paths::from_env().map_err(|e| OxiidaError::new_err(e.to_string()))
 }
 
 /// Serves a daemon in this process until it is stopped; every workflow gets
@@ -30,8 +30,10 @@ fn _daemon_serve(py: Python<'_>, watch: Vec<String>) -> PyResult<()> {
     let options = oxiida_daemon::server::Options {
         watch: watch.into_iter().map(Into::into).collect(),
         restart_hint: format!("{restart} (with {})", sys_executable(py)),
+        ..Default::default()
     };
-    py.detach(|| oxiida_daemon::server::serve_with(paths, vec![(plugin, String::new())], options)).map_err(OxiidaError::new_err)
+    py.detach(|| oxiida_daemon::server::serve_with(paths, vec![(plugin, String::new())], options))
+        .map_err(|e| OxiidaError::new_err(e.to_string()))
 }
 
 fn sys_executable(py: Python<'_>) -> String {
@@ -61,16 +63,16 @@ fn _submit<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let paths = paths()?;
     let mut client = py.detach(|| Client::connect(&paths)).map_err(|e| match e {
-        ConnectError::NotRunning => OxiidaError::new_err(format!(
+        ConnectError::NotRunning { .. } => OxiidaError::new_err(format!(
             "no daemon is running (socket {}); start one with `python -m oxiida daemon start`",
             paths.socket.display()
         )),
-        ConnectError::Failed(why) => OxiidaError::new_err(why),
+        other => OxiidaError::new_err(other.to_string()),
     })?;
     let mut extra = std::collections::BTreeMap::new();
     extra.insert("python".to_owned(), ByteBuf::from(format!("{PICKLED_PREFIX}{pickled}").into_bytes()));
     let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, ..Submit::default() };
-    py.detach(|| client.send(&Request::Submit(submit))).map_err(OxiidaError::new_err)?;
+    py.detach(|| client.send(&Request::Submit(submit))).map_err(|e| OxiidaError::new_err(e.to_string()))?;
     if wait {
         client.wait_forever();
     }
@@ -80,7 +82,7 @@ fn _submit<'py>(
         while !py.detach(|| client.readable(std::time::Duration::from_millis(100))) {
             py.check_signals()?;
         }
-        match py.detach(|| client.recv()).map_err(OxiidaError::new_err)? {
+        match py.detach(|| client.recv()).map_err(|e| OxiidaError::new_err(e.to_string()))? {
             Reply::Submitted { id } if !wait => return Ok(id.into_pyobject(py)?.into_any()),
             Reply::Submitted { .. } => {}
             // Streamed prints go where `oxiida.run`'s do.
@@ -143,7 +145,7 @@ fn _required(source: &str, file_name: &str) -> PyResult<Vec<String>> {
 #[pyfunction]
 fn _daemon_paths() -> PyResult<(String, String)> {
     let paths = paths()?;
-    paths.create().map_err(OxiidaError::new_err)?;
+    paths.create().map_err(|e| OxiidaError::new_err(e.to_string()))?;
     Ok((paths.socket.display().to_string(), paths.log.display().to_string()))
 }
 
@@ -156,13 +158,13 @@ fn _daemon_command(py: Python<'_>, name: &str) -> PyResult<u8> {
             match py.detach(|| oxiida_protocol::client::stop(&paths)) {
                 Ok(None) => println_py(py, "no daemon is running"),
                 Ok(Some(pid)) => println_py(py, &format!("daemon stopped (pid {pid})")),
-                Err(e) => return Err(OxiidaError::new_err(e)),
+                Err(e) => return Err(OxiidaError::new_err(e.to_string())),
             }
             Ok(0)
         }
         "status" => {
             let paths = paths()?;
-            let reply = py.detach(|| Client::connect(&paths).map_err(|e| (e.message(&paths), matches!(e, ConnectError::NotRunning))));
+            let reply = py.detach(|| Client::connect(&paths).map_err(|e| (e.to_string(), matches!(e, ConnectError::NotRunning { .. }))));
             let mut client = match reply {
                 Ok(c) => c,
                 Err((why, not_running)) => {
@@ -173,7 +175,7 @@ fn _daemon_command(py: Python<'_>, name: &str) -> PyResult<u8> {
             match py.detach(|| client.call(&Request::Status)) {
                 Ok(Reply::Status(s)) => print_py(py, &oxiida_protocol::client::describe(&s)),
                 Ok(other) => return Err(OxiidaError::new_err(format!("unexpected reply {other:?}"))),
-                Err(e) => return Err(OxiidaError::new_err(e)),
+                Err(e) => return Err(OxiidaError::new_err(e.to_string())),
             }
             Ok(0)
         }

@@ -1,7 +1,9 @@
 //! A plugin in Rust, used by the test suite. It answers with buffers it
 //! allocates itself (freed by `oxiida_abi::serve::reply_free`), unlike the C example which uses
 //! the host's buffers, and its `boom` function panics: `guard` turns the panic
-//! into an error reply instead of unwinding into the host.
+//! into an error reply instead of unwinding into the host. `hang(path)`
+//! creates the file `path`, then never returns: the tests of bounded
+//! cancellation need a call that ignores every way of stopping it.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -9,7 +11,7 @@ use std::ffi::{c_char, c_void};
 
 use oxiida_abi::{self as abi, guard, serve, write_error, Status, Value};
 
-const NAMES: &[&str] = &["double", "boom", "echo"];
+const NAMES: &[&str] = &["double", "boom", "echo", "hang"];
 
 unsafe extern "C" fn session_new(_config: *const c_char, _len: usize, session: *mut *mut c_void, _e: *mut c_char, _cap: usize) -> i32 {
     // SAFETY: the host passes a valid `void **` (oxiida.h).
@@ -45,6 +47,16 @@ fn run(name: &str, args: &[u8]) -> Result<Value, String> {
             };
             Ok((0..wraps).fold(args.first().cloned().unwrap_or(Value::Nil), |v, _| Value::Array(vec![v])))
         }
+        "hang" => match args.first() {
+            Some(Value::Str(path)) => {
+                std::fs::write(path, b"hanging\n").map_err(|e| format!("cannot create {path}: {e}"))?;
+                // Parked threads may wake spuriously; none ever returns.
+                loop {
+                    std::thread::park();
+                }
+            }
+            _ => Err("hang takes the path of a file to create".into()),
+        },
         "boom" => panic!("boom was called with {} arguments", args.len()),
         _ => Err("no such function".into()),
     }
