@@ -115,3 +115,24 @@ def test_no_daemon_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("OXIIDA_DATA_DIR", str(tmp_path / "data"))
     with pytest.raises(oxiida.OxiidaError, match="no daemon is running"):
         oxiida.submit("x = 1;\n")
+
+
+WHERE = """
+import os, oxiida
+def where(x):
+    return os.getcwd()
+out = oxiida.submit("require where;\\nt = where(1);\\np = =where=(1);\\n", wait=True)
+print(out["t"], out["p"])
+"""
+
+
+def test_each_workflow_runs_in_its_clients_folder(private):
+    env, tmp_path, _ = private
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "script.py").write_text(WHERE)
+    for name in ("a", "b"):  # the same daemon, and its warm worker, for both
+        folder = tmp_path / name
+        done = subprocess.run([sys.executable, "script.py"], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [os.path.realpath(folder)] * 2
