@@ -152,7 +152,7 @@ const PYTHON_MAX_TASKS: usize = 1024;
 /// The workflow thread's stack: reserved, not committed, as the CLI's.
 const STACK_BYTES: usize = 64 << 20;
 
-type Outcome = Result<oxiida::Variables, oxiida::Diagnostic>;
+type Outcome = Result<oxiida::Variables, Box<oxiida::Diagnostic>>;
 
 #[pyfunction]
 #[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS))]
@@ -178,14 +178,24 @@ fn _run<'py>(
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(limits.max_tasks).build();
             let ran = match runtime {
-                Ok(runtime) => {
-                    let done =
-                        runtime.block_on(oxiida::execute_with_interrupt(&program, &*thread_host, &PyStdout, limits, &thread_interrupt));
-                    // Plain calls still running on threads cannot be stopped; do not wait for them.
-                    runtime.shutdown_background();
-                    done
-                }
-                Err(e) => Err(oxiida::Diagnostic::new(oxiida::Stage::Runtime, Default::default(), format!("cannot start a runtime: {e}"))),
+                // Attached once, then detached: the thread keeps its Python
+                // thread state, so each inline call only takes the GIL back
+                // instead of making and freeing a thread state.
+                Ok(runtime) => Python::attach(|py| {
+                    py.detach(|| {
+                        let done = runtime
+                            .block_on(oxiida::execute_with_interrupt(&program, &*thread_host, &PyStdout, limits, &thread_interrupt))
+                            .map_err(Box::new);
+                        // Plain calls still running on threads cannot be stopped; do not wait for them.
+                        runtime.shutdown_background();
+                        done
+                    })
+                }),
+                Err(e) => Err(Box::new(oxiida::Diagnostic::new(
+                    oxiida::Stage::Runtime,
+                    Default::default(),
+                    format!("cannot start a runtime: {e}"),
+                ))),
             };
             *thread_outcome.lock() = Some(ran);
             drop(done);
