@@ -104,8 +104,9 @@ fn _submit<'py>(
     }
     loop {
         // Ctrl-C while waiting raises KeyboardInterrupt and closes the
-        // connection: the client detaches, the workflow goes on.
-        while !py.detach(|| client.readable(std::time::Duration::from_millis(100))) {
+        // connection: the client detaches, the workflow goes on. The wait
+        // ends when a frame arrives or a signal interrupts it (EINTR).
+        while !py.detach(|| client.readable(std::time::Duration::MAX)) {
             py.check_signals()?;
         }
         match py.detach(|| client.recv()).map_err(OxiidaError::new_err)? {

@@ -136,3 +136,35 @@ def test_each_workflow_runs_in_its_clients_folder(private):
         done = subprocess.run([sys.executable, "script.py"], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == [os.path.realpath(folder)] * 2
+
+
+WAITING = """
+import time, oxiida
+def nap():
+    time.sleep(30)
+print("submitting", flush=True)
+try:
+    oxiida.submit("require nap;\\nx = nap();\\n", wait=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+def test_ctrl_c_while_waiting_detaches_at_once(private):
+    import signal
+
+    env, tmp_path, _ = private
+    script = tmp_path / "waiting.py"
+    script.write_text(WAITING)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "submitting"
+        time.sleep(0.5)  # the request is sent, the client waits
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.stdout.readline().strip() == "KeyboardInterrupt"
+        assert time.monotonic() - sent < 1.0
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
