@@ -201,20 +201,31 @@ fn _run<'py>(
             drop(done);
         })
         .map_err(|e| OxiidaError::new_err(format!("cannot start the workflow's thread: {e}")))?;
+    // Ctrl-C: stop the workflow, its `=f=` workers and its plain calls, and
+    // raise at once; what still runs ends on its own.
+    let abandon = |err: PyErr| {
+        interrupt.trigger();
+        host.functions.cancel_workers();
+        host.functions.running.interrupt(py);
+        outlive(&host.functions.running);
+        Err(err)
+    };
+    let wakeup = match Wakeup::install(py) {
+        Ok(wakeup) => wakeup,
+        Err(err) => return abandon(err),
+    };
     loop {
-        if py.detach(|| ended_or_signalled(&ended)) {
+        // Checked before each wait: a signal that came before it is not missed.
+        if let Err(err) = py.check_signals() {
+            drop(wakeup);
+            return abandon(err);
+        }
+        let wake = wakeup.as_ref().map(|w| &w.read);
+        if py.detach(|| ended_or_signalled(&ended, wake)) {
             break;
         }
-        if let Err(err) = py.check_signals() {
-            // Ctrl-C: stop the workflow, its `=f=` workers and its plain
-            // calls, and raise at once; what still runs ends on its own.
-            interrupt.trigger();
-            host.functions.cancel_workers();
-            host.functions.running.interrupt(py);
-            outlive(&host.functions.running);
-            return Err(err);
-        }
     }
+    drop(wakeup);
     let outcome = outcome.lock().take().expect("the workflow's thread sets its outcome before it ends");
     // `=f=` calls still running (a `para` sibling failed) are not wanted.
     host.functions.cancel_workers();
@@ -227,16 +238,79 @@ fn _run<'py>(
     Ok(out)
 }
 
-/// Sleeps until the other end of `ended` is closed (true) or a signal
-/// interrupts the wait (false). A process-directed signal goes to the main
-/// thread when it does not block it, so Ctrl-C wakes an `oxiida.run` called
-/// there; Python raises KeyboardInterrupt in the main thread only anyway.
-fn ended_or_signalled(ended: &UnixStream) -> bool {
-    let mut fd = libc::pollfd { fd: ended.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+/// Python's signal wakeup fd, pointed at a socket of ours while the main
+/// thread waits for a workflow: Python's C handler writes to it whichever
+/// thread the signal lands on, so the wait cannot miss a signal. Only the
+/// main thread may set it, and only when nobody else has (a running asyncio
+/// loop has its own): otherwise the wait relies on the signal interrupting
+/// it (EINTR), which it does when the signal lands on the waiting thread.
+struct Wakeup<'py> {
+    py: Python<'py>,
+    read: UnixStream,
+    _write: UnixStream,
+}
+
+impl<'py> Wakeup<'py> {
+    /// Our wakeup fd, or None where it cannot be set (off the main thread,
+    /// or another is set). An error from Python (a signal's exception
+    /// raised meanwhile) is the caller's to raise.
+    fn install(py: Python<'py>) -> PyResult<Option<Wakeup<'py>>> {
+        let Ok((read, write)) = UnixStream::pair() else { return Ok(None) };
+        if read.set_nonblocking(true).and_then(|()| write.set_nonblocking(true)).is_err() {
+            return Ok(None);
+        }
+        let set_wakeup_fd = py.import("signal")?.getattr("set_wakeup_fd")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("warn_on_full_buffer", false)?;
+        let old: i64 = match set_wakeup_fd.call((write.as_raw_fd(),), Some(&kwargs)) {
+            Ok(old) => old.extract()?,
+            // Off the main thread: no signal is ours to handle there.
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if old != -1 {
+            set_wakeup_fd.call1((old,))?;
+            return Ok(None);
+        }
+        Ok(Some(Wakeup { py, read, _write: write }))
+    }
+}
+
+impl Drop for Wakeup<'_> {
+    fn drop(&mut self) {
+        if let Ok(set_wakeup_fd) = self.py.import("signal").and_then(|s| s.getattr("set_wakeup_fd")) {
+            let _ = set_wakeup_fd.call1((-1,));
+        }
+    }
+}
+
+/// Sleeps until the other end of `ended` is closed (true), or a signal
+/// arrives (false): written to `wakeup`, or interrupting the wait. Without
+/// a wakeup fd, a signal handled between the caller's check and this wait
+/// would not interrupt it: then the wait also ends every 100 ms.
+fn ended_or_signalled(ended: &UnixStream, wakeup: Option<&UnixStream>) -> bool {
+    let mut fds = [libc::pollfd { fd: ended.as_raw_fd(), events: libc::POLLIN, revents: 0 }; 2];
+    let (n, timeout) = match wakeup {
+        Some(w) => {
+            fds[1].fd = w.as_raw_fd();
+            (2, -1)
+        }
+        None => (1, 100),
+    };
     loop {
-        // SAFETY: one valid pollfd, for the length given.
-        if unsafe { libc::poll(&mut fd, 1, -1) } > 0 {
-            return true;
+        // SAFETY: `n` valid pollfds, for the length given.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout) };
+        if ready == 0 {
+            return false;
+        }
+        if ready > 0 {
+            if fds[0].revents != 0 {
+                return true;
+            }
+            // A signal's byte: drain it; the caller runs the handlers.
+            let mut bytes = [0u8; 64];
+            while wakeup.is_some_and(|mut w| std::io::Read::read(&mut w, &mut bytes).is_ok_and(|k| k > 0)) {}
+            return false;
         }
         if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
             return false;
