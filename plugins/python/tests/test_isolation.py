@@ -32,6 +32,18 @@ def test_process_calls_run_in_the_callers_folder_and_environment_at_run_time(tmp
     assert oxiida.run(src)["p"] == before["p"], "a worker leaves a workflow's folder and environment after each call"
 
 
+def wander():
+    before = os.getcwd()
+    os.chdir("/")
+    return before
+
+
+def test_a_function_that_changes_folder_does_not_move_the_next_call(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = oxiida.run("require wander;\na = =wander=();\nb = =wander=();\n")
+    assert out == {"a": str(tmp_path), "b": str(tmp_path)}
+
+
 def test_workers_run_in_a_process_group_of_their_own():
     def group():
         return [os.getpid(), os.getpgid(0)]

@@ -91,7 +91,9 @@ def _pickled(exception, pickler):
 class _Contexts:
     """Where each workflow's calls run. Entering one changes only what
     differs from the worker's own directory and environment; leaving
-    restores them."""
+    restores them. The variables the pool set for the worker itself stay."""
+
+    OWN = ("OXIIDA_PARENT_PID", "PYTHONPATH")
 
     def __init__(self):
         self.known = {}
@@ -100,16 +102,16 @@ class _Contexts:
 
     def add(self, key, pickled):
         cwd, env = pickle.loads(pickled)
-        if env is None:
-            self.known[key] = (cwd, {}, [])
-        else:
-            changed = {k: v for k, v in env.items() if self.base.get(k) != v}
-            removed = [k for k in self.base if k not in env]
-            self.known[key] = (cwd, changed, removed)
+        changed, removed = {}, []
+        if env is not None:
+            changed = {k: v for k, v in env.items() if self.base.get(k) != v and k not in self.OWN}
+            removed = [k for k in self.base if k not in env and k not in self.OWN]
+        self.known[key] = (cwd, changed, removed)
 
     def enter(self, key):
         cwd, changed, removed = self.known[key]
-        os.chdir(cwd)
+        if cwd != self.home:
+            os.chdir(cwd)
         if changed or removed:
             os.environ.update(changed)
             for k in removed:
@@ -126,7 +128,8 @@ class _Contexts:
             for k in removed:
                 os.environ[k] = self.base[k]
         try:
-            os.chdir(self.home)
+            if os.getcwd() != self.home:  # the call's folder, or one the function moved to
+                os.chdir(self.home)
         except OSError:
             pass
 
