@@ -197,7 +197,7 @@ fn a_panicking_rust_plugin_gives_an_error_and_the_host_lives_on() {
     let run_here = |src: &str| {
         let host = plugin::PluginHost::new(&[(lib.clone(), String::new())]).unwrap();
         let program = oxiida::compile(&Source::new("t.ox", src), &host).unwrap();
-        rt.block_on(oxiida::execute(&program, &host, &oxiida::interp::Stdout, oxiida::Limits::default()))
+        rt.block_on(oxiida::execute(&program, &host, &oxiida::interp::Stdout, oxiida::Limits::default())).map_err(Box::new)
     };
     let err = run_here("require boom;\nx = boom(1);\n").unwrap_err();
     assert!(err.message.contains("the plugin panicked: boom was called with 1 arguments"), "{}", err.message);

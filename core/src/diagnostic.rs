@@ -1,6 +1,8 @@
 //! Errors found in a workflow, and how they are shown to people.
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 /// Byte offsets into the source, end exclusive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -46,11 +48,45 @@ pub struct Diagnostic {
     pub hint: Option<String>,
     /// Extra lines, e.g. a foreign traceback.
     pub notes: Vec<String>,
+    /// What the host attached to the failed foreign call that caused this
+    /// error (see [`crate::foreign::ForeignError::cause`]), carried unchanged.
+    pub cause: Option<Cause>,
+}
+
+/// An opaque payload a host attaches to a failed call and gets back in the
+/// resulting [`Diagnostic`]: the Python package keeps the raised exception
+/// object in it, so `oxiida.run` raises that very object. The runtime never
+/// looks inside. Two causes are equal when they are the same allocation.
+/// (A thin pointer: a `Diagnostic` stays small enough to return by value.)
+#[derive(Clone)]
+pub struct Cause(Arc<Box<dyn Any + Send + Sync>>);
+
+impl Cause {
+    pub fn new(payload: impl Any + Send + Sync) -> Self {
+        Cause(Arc::new(Box::new(payload)))
+    }
+
+    /// The payload, when it is a `T`.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Cause(..)")
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Diagnostic {
     pub fn new(stage: Stage, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { stage, message: message.into(), span, label: None, hint: None, notes: Vec::new() }
+        Diagnostic { stage, message: message.into(), span, label: None, hint: None, notes: Vec::new(), cause: None }
     }
 
     pub fn with_label(mut self, label: impl Into<String>) -> Self {

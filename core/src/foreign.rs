@@ -7,6 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use crate::diagnostic::Cause;
 use crate::value::Value;
 
 /// How a foreign function is called: `f(x)` or `=f=(x)`.
@@ -108,11 +109,19 @@ pub struct ForeignError {
     /// For `Raised`, conventionally `Type: message` (e.g. `ValueError: bad input`).
     pub message: String,
     pub traceback: Option<String>,
+    /// The host's own record of the failure (the Python package keeps the
+    /// exception object here), carried into the workflow's [`crate::Diagnostic`].
+    pub cause: Option<Cause>,
 }
 
 impl ForeignError {
     pub fn new(kind: ForeignErrorKind, message: impl Into<String>) -> Self {
-        ForeignError { kind, message: message.into(), traceback: None }
+        ForeignError { kind, message: message.into(), traceback: None, cause: None }
+    }
+
+    pub fn with_cause(mut self, cause: Cause) -> Self {
+        self.cause = Some(cause);
+        self
     }
 
     pub fn with_traceback(mut self, traceback: impl Into<String>) -> Self {

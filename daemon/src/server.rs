@@ -73,6 +73,8 @@ pub struct Shared {
     pub store: Store,
     /// Plugins every workflow gets a session of (`daemon start --plugin`).
     pub defaults: Vec<(Arc<LoadedPlugin>, String)>,
+    /// An embedder's host for every workflow, instead of plugin sessions.
+    pub host: Option<HostFactory>,
     default_specs: Vec<String>,
     started_ms: i64,
     /// Workflows not finished yet; watched, so a stopping daemon learns
@@ -199,6 +201,22 @@ pub struct Options {
     /// learns that its daemon is ready without polling the socket. When
     /// the daemon fails first, it is closed unwritten.
     pub ready: Option<std::fs::File>,
+    /// When set, every workflow runs on the host this makes from its
+    /// submission, instead of on sessions of plugins (`defaults` and the
+    /// submission's own plugins are then not used).
+    pub host: Option<HostFactory>,
+}
+
+/// Makes each workflow's [`Host`](oxiida::foreign::Host) from its
+/// submission: the Python package's daemon builds its own host, with the
+/// functions the client pickled (`Submit::extra`) as the workflow's scope.
+#[derive(Clone)]
+pub struct HostFactory {
+    /// What `status` lists as the daemon's plugin (e.g. `python (in-process)`).
+    pub name: String,
+    /// The error is the reason the workflow cannot start (exit 2).
+    #[allow(clippy::type_complexity)]
+    pub make: Arc<dyn Fn(&Submit) -> Result<Arc<dyn oxiida::foreign::Host>, String> + Send + Sync>,
 }
 
 /// Runs a daemon in this process until it is told to stop (a `shutdown`
@@ -228,8 +246,11 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
     };
     // Workflows get the client's directory; the daemon pins none.
     let _ = std::env::set_current_dir("/");
+    let mut default_specs: Vec<String> = defaults.iter().map(|(p, c)| spec_text(&p.path.display().to_string(), c.as_bytes())).collect();
+    default_specs.extend(options.host.iter().map(|h| h.name.clone()));
     let shared = Arc::new(Shared {
-        default_specs: defaults.iter().map(|(p, c)| spec_text(&p.path.display().to_string(), c.as_bytes())).collect(),
+        host: options.host,
+        default_specs,
         paths: paths.clone(),
         store,
         defaults,

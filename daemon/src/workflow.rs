@@ -15,6 +15,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use crate::log;
 use crate::server::Shared;
 use crate::store::Finish;
+use oxiida::foreign::Host;
 use oxiida::{Context, Diagnostic, Interrupt, Limits, Output, Source, Stage};
 use oxiida_host::{self as plugin, LoadedPlugin, PluginHost};
 use oxiida_protocol::Submit;
@@ -122,7 +123,7 @@ fn failed(code: u8, error: String) -> Finish {
     Finish { state: state::FAILED, exit_code: Some(code.into()), error: Some(error) }
 }
 
-type Leftovers = Option<(tokio::runtime::Runtime, PluginHost)>;
+type Leftovers = Option<(tokio::runtime::Runtime, Arc<dyn Host>)>;
 
 /// Runs the workflow to its end. The runtime and plugin sessions are handed
 /// back, not dropped, so the end is recorded before they are torn down; so
@@ -132,12 +133,17 @@ fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Lefto
         Ok(context) => context,
         Err(e) => return failed(exit::USAGE, e),
     };
-    let host = match sessions(shared, &submit) {
+    // An embedder's host (the Python package's), or sessions of plugins.
+    let made = match &shared.host {
+        Some(factory) => (factory.make)(&submit),
+        None => sessions(shared, &submit).map(|h| Arc::new(h) as Arc<dyn Host>),
+    };
+    let host = match made {
         Ok(host) => host,
         Err(e) => return failed(exit::USAGE, e),
     };
     let source = Source::new(submit.name, submit.source);
-    let program = match oxiida::compile(&source, &host) {
+    let program = match oxiida::compile(&source, &*host) {
         Ok(p) => p,
         Err(diagnostics) => return not_run(&source, &diagnostics),
     };
@@ -149,7 +155,7 @@ fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Lefto
     limits.max_tasks = submit.max_tasks.map_or(limits.max_tasks, |n| n.max(1) as usize);
     limits.max_fanout = submit.max_fanout.map_or(limits.max_fanout, |n| n.max(1) as usize);
     let sink = Sink { shared, running };
-    let result = runtime.block_on(oxiida::execute_in(&program, &host, &sink, limits, &context, &running.interrupt));
+    let result = runtime.block_on(oxiida::execute_in(&program, &*host, &sink, limits, &context, &running.interrupt));
     *leftovers = Some((runtime, host));
     match result {
         Ok(vars) => {

@@ -159,6 +159,7 @@ impl Interpreter<'_> {
         if let Some(tb) = err.traceback {
             d = d.with_note(format!("foreign traceback:\n{}", tb.trim_end()));
         }
+        d.cause = err.cause;
         Err(Box::new(d))
     }
 }

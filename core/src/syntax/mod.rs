@@ -16,7 +16,7 @@ use crate::diagnostic::{Diagnostic, Span};
 /// have `Stage::Syntax`.
 pub fn parse(src: &str) -> (ast::Program, Vec<Diagnostic>) {
     if let Err(too_deep) = nesting::check(src) {
-        return (ast::Program::default(), vec![too_deep]);
+        return (ast::Program::default(), vec![*too_deep]);
     }
     let (tokens, mut diags) = lexer::lex(src);
     let bad_regions = lexer::error_spans(&tokens);

@@ -11,7 +11,7 @@ use crate::diagnostic::{Diagnostic, Span, Stage};
 pub const MAX_NESTING: usize = 1000;
 
 /// The first place `source` nests deeper than [`MAX_NESTING`], as a syntax error.
-pub fn check(source: &str) -> Result<(), Diagnostic> {
+pub fn check(source: &str) -> Result<(), Box<Diagnostic>> {
     let bytes = source.as_bytes();
     let mut brackets = 0usize;
     // Consecutive prefix operators (`- - !x`, `-(-(`), and `else if` links.
@@ -33,7 +33,7 @@ pub fn check(source: &str) -> Result<(), Diagnostic> {
                 "`else if`s"
             };
             let message = format!("the workflow nests more than {MAX_NESTING} levels deep ({what}); it is not parsed");
-            return Err(Diagnostic::new(Stage::Syntax, Span::new(i.saturating_sub(1), i), message));
+            return Err(Box::new(Diagnostic::new(Stage::Syntax, Span::new(i.saturating_sub(1), i), message)));
         }
         if !c.is_ascii_whitespace() && c != b'/' && !(c.is_ascii_alphabetic() || c == b'_') {
             if after_close {

@@ -3,7 +3,8 @@
 //! with the environment (sys.path, installed packages) it was started from.
 //! `oxiida.submit` sends a workflow with the caller's functions pickled.
 
-use oxiida_host::in_process;
+use std::sync::Arc;
+
 use oxiida_protocol::client::{Client, ConnectError};
 use oxiida_protocol::ByteBuf;
 use oxiida_protocol::Paths;
@@ -11,29 +12,55 @@ use oxiida_protocol::{Reply, Request, Submit};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::convert::to_python;
-use crate::package::{OxiidaError, PyStdout};
-use crate::session::PICKLED_PREFIX;
+use crate::convert::Crossing;
+use crate::functions::{unpickle_scope, Front, Functions};
+use crate::package::{OxiidaError, PyHost, PyStdout};
+use crate::pool::Context;
 
 fn paths() -> PyResult<Paths> {
     Paths::from_env().map_err(|e| OxiidaError::new_err(e.to_string()))
 }
 
-/// Serves a daemon in this process until it is stopped; every workflow gets
-/// its own session of this package's plugin. `watch` lists the folders
-/// whose changes make every reply carry a warning (site-packages).
+/// The key of `Submit::extra` under which `oxiida.submit` sends the
+/// workflow's functions: a pickled dict of names, as bytes.
+const FUNCTIONS: &str = "python";
+
+/// Each submitted workflow's host: the functions its client pickled, in a
+/// fresh namespace of their own, with the client's working directory for
+/// its `=f=` calls (its plain calls run on the workflow's threads, which the
+/// daemon gives that directory).
+fn workflow_host(submit: &Submit) -> Result<Arc<dyn oxiida::foreign::Host>, String> {
+    if let Some(spec) = submit.plugins.first() {
+        return Err(format!("this daemon runs the Python functions sent with a workflow; it loads no plugin (`{}`)", spec.path));
+    }
+    Python::attach(|py| {
+        let scope = match submit.extra.get(FUNCTIONS) {
+            Some(pickled) => unpickle_scope(py, pickled).map_err(|e| e.to_string())?,
+            None => PyDict::new(py).unbind(),
+        };
+        let cwd = submit.cwd.clone().unwrap_or_else(|| "/".into());
+        let functions = Functions::new(Some(scope), "the functions sent with the workflow", Front::Package, Context::new(cwd, None));
+        Ok(Arc::new(PyHost::new(functions)) as Arc<dyn oxiida::foreign::Host>)
+    })
+}
+
+/// Serves a daemon in this process until it is stopped; every workflow runs
+/// on this package's host. `watch` lists the folders whose changes make
+/// every reply carry a warning (site-packages).
 #[pyfunction]
 fn _daemon_serve(py: Python<'_>, watch: Vec<String>) -> PyResult<()> {
     let paths = paths()?;
-    let plugin = in_process(&crate::PLUGIN).map_err(OxiidaError::new_err)?;
     let restart = "python -m oxiida daemon restart";
     let options = oxiida_daemon::server::Options {
         watch: watch.into_iter().map(Into::into).collect(),
         restart_hint: format!("{restart} (with {})", sys_executable(py)),
+        host: Some(oxiida_daemon::server::HostFactory {
+            name: format!("python (in-process, {})", sys_executable(py)),
+            make: Arc::new(workflow_host),
+        }),
         ..Default::default()
     };
-    py.detach(|| oxiida_daemon::server::serve_with(paths, vec![(plugin, String::new())], options))
-        .map_err(|e| OxiidaError::new_err(e.to_string()))
+    py.detach(|| oxiida_daemon::server::serve_with(paths, Vec::new(), options)).map_err(|e| OxiidaError::new_err(e.to_string()))
 }
 
 fn sys_executable(py: Python<'_>) -> String {
@@ -57,7 +84,7 @@ fn _submit<'py>(
     py: Python<'py>,
     source: String,
     file_name: String,
-    pickled: String,
+    pickled: Vec<u8>,
     cwd: String,
     wait: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
@@ -70,7 +97,7 @@ fn _submit<'py>(
         other => OxiidaError::new_err(other.to_string()),
     })?;
     let mut extra = std::collections::BTreeMap::new();
-    extra.insert("python".to_owned(), ByteBuf::from(format!("{PICKLED_PREFIX}{pickled}").into_bytes()));
+    extra.insert(FUNCTIONS.to_owned(), ByteBuf::from(pickled));
     let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, ..Submit::default() };
     py.detach(|| client.send(&Request::Submit(submit))).map_err(|e| OxiidaError::new_err(e.to_string()))?;
     if wait {
@@ -78,8 +105,9 @@ fn _submit<'py>(
     }
     loop {
         // Ctrl-C while waiting raises KeyboardInterrupt and closes the
-        // connection: the client detaches, the workflow goes on.
-        while !py.detach(|| client.readable(std::time::Duration::from_millis(100))) {
+        // connection: the client detaches, the workflow goes on. The wait
+        // ends when a frame arrives or a signal interrupts it (EINTR).
+        while !py.detach(|| client.readable(std::time::Duration::MAX)) {
             py.check_signals()?;
         }
         match py.detach(|| client.recv()).map_err(|e| OxiidaError::new_err(e.to_string()))? {
@@ -98,7 +126,7 @@ fn _submit<'py>(
                 if let Some(bytes) = variables {
                     if let Ok(oxiida_abi::Value::Map(entries)) = oxiida_abi::Value::decode(&bytes) {
                         for (name, value) in entries {
-                            out.set_item(name, to_python(py, &value)?)?;
+                            out.set_item(name, value.to_python(py)?)?;
                         }
                     }
                 }
@@ -112,11 +140,11 @@ fn _submit<'py>(
 
 /// Records what a workflow requires instead of providing it.
 #[derive(Default)]
-struct Requires(std::sync::Mutex<Vec<String>>);
+struct Requires(parking_lot::Mutex<Vec<String>>);
 
 impl oxiida::foreign::Host for Requires {
     fn resolve(&self, name: &oxiida::foreign::ForeignName) -> Result<(), String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(name.dotted());
+        self.0.lock().push(name.dotted());
         Ok(())
     }
 
@@ -138,7 +166,7 @@ fn _required(source: &str, file_name: &str) -> PyResult<Vec<String>> {
     let source = oxiida::Source::new(file_name, source);
     let requires = Requires::default();
     oxiida::compile(&source, &requires).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
-    Ok(requires.0.into_inner().unwrap_or_else(|p| p.into_inner()))
+    Ok(requires.0.into_inner())
 }
 
 /// The daemon's socket and log, as `oxiida daemon` finds them.

@@ -1,62 +1,78 @@
 //! The Python plugin, loaded by `oxiida run --plugin python[=script.py]`. It
 //! embeds the interpreter it was built against. Each call takes the GIL on
 //! its own thread, so calls that wait (I/O, `time.sleep`) overlap in `para`.
-//! Process calls (`=f=`) run in a pool of worker processes. Built by maturin, the same
-//! library is the `oxiida._oxiida` module of the `oxiida` package.
+//! Process calls (`=f=`) run in a pool of worker processes the session owns.
+//!
+//! Built by maturin with the `package` feature, the same library is the
+//! `oxiida._oxiida` module of the `oxiida` package, which implements the
+//! runtime's `Host` directly ([`package`]) rather than going through the C
+//! table. Both wrap the same [`functions::Functions`]: lookup, calling and
+//! the worker pool are written once.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::{c_char, c_void};
 
-use oxiida_abi::{self as abi, guard, serve, write_error};
+use oxiida_abi::{self as abi, guard, serve, write_error, Failure};
 use pyo3::prelude::*;
 
 mod convert;
 #[cfg(feature = "package")]
 mod daemon;
+mod functions;
 #[cfg(feature = "package")]
 mod package;
 mod pipe;
 mod pool;
-mod session;
 
-use session::Session;
+use functions::{CallError, Front, Functions};
+
+/// A session of the C-ABI plugin: one workflow's functions. It owns its
+/// `=f=` pool, whose workers end when the session is freed.
+struct Session(Functions);
+
+impl Session {
+    fn open(py: Python<'_>, script: &str) -> Result<Session, String> {
+        let (scope, name) = if script.is_empty() {
+            (None, "")
+        } else {
+            (Some(functions::load_script(py, script).map_err(|e| e.to_string())?), "the script's globals")
+        };
+        // `=f=` workers start in the CLI's working directory, as shell tasks do.
+        let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "/".into());
+        Ok(Session(Functions::new(scope, name, Front::Cli, pool::Context::new(cwd, None))))
+    }
+}
+
+fn failure(e: CallError) -> Failure {
+    Failure { status: e.kind, message: e.message, traceback: e.traceback }
+}
 
 unsafe extern "C" fn session_new(config: *const c_char, len: usize, out: *mut *mut c_void, error: *mut c_char, cap: usize) -> i32 {
-    let open = |script: &str| {
-        let session = Python::attach(|py| Session::new(py, script))?;
-        if !session.lent() {
-            CLI_SESSIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        Ok(session)
-    };
+    let open = |script: &str| Python::attach(|py| Session::open(py, script));
+    // SAFETY: the arguments are the host's, as `oxiida.h` describes them.
     unsafe { serve::session_new("Python", config, len, out, error, cap, open) }
 }
 
-/// Sessions opened by the CLI (not by the `oxiida` package) and still open:
-/// when the last one ends, the CLI is about to exit, and so do the workers.
-static CLI_SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 unsafe extern "C" fn session_free(session: *mut c_void) {
-    let close = |session: Box<Session>| {
-        let from_cli = !session.lent();
-        pool::cancel(session.owner);
-        // Dropping Python objects needs the GIL.
-        Python::attach(|_| drop(session));
-        if from_cli && CLI_SESSIONS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-            pool::shutdown();
-        }
-    };
+    // Dropping Python objects needs the GIL; dropping the pool stops and
+    // reaps its idle workers (no call is running any more).
+    let close = |session: Box<Session>| Python::attach(|_| drop(session));
+    // SAFETY: the session came from `session_new` and no call runs on it.
     unsafe { serve::session_free(session, close) }
 }
 
 unsafe extern "C" fn resolve(session: *mut c_void, name: *const c_char, len: usize, error: *mut c_char, cap: usize) -> u32 {
-    unsafe { serve::resolve("Python", session, name, len, error, cap, Session::resolve) }
+    // SAFETY: the arguments are the host's; the session came from `session_new`.
+    unsafe { serve::resolve("Python", session, name, len, error, cap, |s: &Session, name| s.0.resolve(name)) }
 }
 
 unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, reply: *mut abi::Reply) {
-    unsafe { serve::call("Python", session, message, reply, Session::call) }
+    let run = |s: &Session, name: &str, args: &[abi::Value], process| s.0.call(name, args, process).map_err(failure);
+    // SAFETY: the arguments are the host's; the session came from `session_new`.
+    unsafe { serve::call("Python", session, message, reply, run) }
 }
 
-pub(crate) static PLUGIN: abi::Plugin = abi::Plugin {
+static PLUGIN: abi::Plugin = abi::Plugin {
     abi_version: abi::OXIIDA_ABI_VERSION,
     struct_size: std::mem::size_of::<abi::Plugin>() as u32,
     name: c"python".as_ptr(),
@@ -82,6 +98,7 @@ pub unsafe extern "C" fn oxiida_plugin_init(_host: *const abi::Host, error: *mut
     match started {
         Ok(()) => &PLUGIN,
         Err(why) => {
+            // SAFETY: `error` and `cap` are the host's buffer, as the header describes.
             unsafe { write_error(error, cap, &why) };
             std::ptr::null()
         }

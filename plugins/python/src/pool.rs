@@ -1,21 +1,79 @@
 //! The `=f=` worker pool: persistent Python worker processes, owned here.
 //! Each worker is the real interpreter (`python -c <_worker.py>`), never a
 //! fork of this multi-threaded process. Functions travel once per worker
-//! with cloudpickle, arguments and results with pickle protocol 5, over
-//! length-prefixed frames on the worker's stdin and stdout. A worker that
-//! dies fails only the call it was running, is reaped, and is replaced on
-//! demand.
+//! with cloudpickle, arguments and results with pickle protocol 5, in
+//! frames of [`oxiida_abi::frame`] on the worker's stdin and stdout. A
+//! worker that dies fails only the call it was running, is reaped, and is
+//! replaced on demand.
+//!
+//! A pool belongs to whoever made it: a CLI session owns its own, and the
+//! package shares one per environment (interpreter + `sys.path`, see
+//! [`shared`]). Nothing about a workflow is fixed in a pool: each call
+//! carries its workflow's [`Context`] (working directory, environment),
+//! which the worker enters for that call and leaves after it.
+//!
+//! Workers run in a process group of their own, so a terminal's Ctrl-C
+//! (sent to the foreground group) never reaches them: only the host decides
+//! when they die. They still die with the host: each asks the kernel to
+//! SIGKILL it when the thread that started it ends (`PR_SET_PDEATHSIG`),
+//! and every worker is started from the pool's one long-lived thread.
 
 use std::collections::HashSet;
 use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
 
 use crate::pipe::Replies;
 
 const WORKER_SOURCE: &str = include_str!("../python/oxiida/_worker.py");
+
+/// Frames from a worker larger than this are refused (a result of 1 GiB).
+const MAX_REPLY: usize = 1 << 30;
+
+/// Why a call could not run in a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("cannot start a worker process ({python}): {source}")]
+    Start { python: String, source: std::io::Error },
+    #[error("the thread that starts worker processes is gone")]
+    NoSpawner,
+    #[error("the worker process (pid {pid}) {how} while running the call")]
+    Died { pid: u32, how: String },
+}
+
+/// What a worker answered: the pickled result, or the pickled
+/// (type, message, traceback, pickled exception) of what the function raised.
+pub enum Answer {
+    Returned(Vec<u8>),
+    Raised(Vec<u8>),
+}
+
+/// Where one workflow's `=f=` calls run: its working directory and, when
+/// given, its environment variables. Sent to a worker once (pickled), then
+/// named by `key`.
+pub struct Context {
+    key: u64,
+    pub cwd: String,
+    pub env: Option<Vec<(String, String)>>,
+    /// `(cwd, env or None)`, pickled on the first call that needs it.
+    pub pickled: OnceLock<Vec<u8>>,
+}
+
+impl Context {
+    pub fn new(cwd: String, env: Option<Vec<(String, String)>>) -> Arc<Context> {
+        Arc::new(Context { key: next_key(), cwd, env, pickled: OnceLock::new() })
+    }
+}
+
+/// A number unique in the process: names a function, a context or an owner.
+pub fn next_key() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 struct Worker {
     /// When it last finished a call (for the idle timeout).
@@ -24,26 +82,29 @@ struct Worker {
     stdin: ChildStdin,
     stdout: Replies,
     /// Function keys this worker has already received.
-    known: HashSet<u64>,
+    functions: HashSet<u64>,
+    /// Context keys this worker has already received.
+    contexts: HashSet<u64>,
 }
 
-/// What a worker answered: the pickled result, or the pickled
-/// (type, message, traceback) of what the function raised.
-pub enum Answer {
-    Returned(Vec<u8>),
-    Raised(Vec<u8>),
-}
-
+/// What the pool's thread is asked to do.
 type SpawnRequest = mpsc::Sender<std::io::Result<Child>>;
 
 pub struct Pool {
     python: String,
     max: usize,
-    state: Mutex<State>,
-    freed: Condvar,
+    inner: Arc<Inner>,
     /// Workers are started from one long-lived thread: a worker asks to be
     /// killed when the thread that started it ends (PR_SET_PDEATHSIG).
-    spawner: Mutex<mpsc::Sender<SpawnRequest>>,
+    /// Dropping the sender ends that thread.
+    spawner: Mutex<Option<mpsc::Sender<SpawnRequest>>>,
+}
+
+/// What the pool and its thread share.
+#[derive(Default)]
+struct Inner {
+    state: Mutex<State>,
+    freed: Condvar,
 }
 
 #[derive(Default)]
@@ -56,29 +117,6 @@ struct State {
     busy: Vec<(u64, u32)>,
 }
 
-static POOL: OnceLock<Pool> = OnceLock::new();
-
-/// Stops every idle worker and reaps it: at exit nothing is left behind, not
-/// even a zombie (the process that adopts orphans may not reap them).
-pub fn shutdown() {
-    if let Some(pool) = POOL.get() {
-        pool.retire(|_| true);
-    }
-}
-
-/// Kills the workers running calls for `owner` (a workflow that ended or was
-/// cancelled): nobody wants their results, and they must not run on. The
-/// threads waiting for them see the pipe close, reap them and free the slots.
-pub fn cancel(owner: u64) {
-    if let Some(pool) = POOL.get() {
-        let state = pool.state.lock().unwrap_or_else(|p| p.into_inner());
-        for &(_, pid) in state.busy.iter().filter(|(o, _)| *o == owner) {
-            // SAFETY: kill(2) has no memory effects; the pid is still our unreaped child.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        }
-    }
-}
-
 /// How long a worker may sit idle before it exits: `OXIIDA_WORKER_IDLE_SECS`,
 /// default five minutes.
 fn idle_timeout() -> Duration {
@@ -86,75 +124,81 @@ fn idle_timeout() -> Duration {
     Duration::from_secs_f64(secs.max(0.1))
 }
 
-/// The pool, if a call has started it.
-pub fn started() -> Option<&'static Pool> {
-    POOL.get()
+/// At most this many workers: `OXIIDA_WORKERS`, default one per core.
+fn max_workers() -> usize {
+    std::env::var("OXIIDA_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1)
 }
 
-/// The process's pool, started on first use with the given interpreter and
-/// module path (the caller's `sys.path`, so functions pickled by reference
-/// import in the workers too).
-pub fn pool(python: &str, module_path: &str) -> &'static Pool {
-    POOL.get_or_init(|| {
-        let max = std::env::var("OXIIDA_WORKERS")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-            .max(1);
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        let python_exe = python.to_owned();
-        let module_path = module_path.to_owned();
-        std::thread::Builder::new()
-            .name("oxiida-workers".into())
-            .spawn(move || {
-                for reply in rx {
-                    let child = Command::new(&python_exe)
-                        .args(["-c", WORKER_SOURCE])
-                        .env("OXIIDA_PARENT_PID", std::process::id().to_string())
-                        .env("PYTHONPATH", &module_path)
-                        .stdin(Stdio::piped())
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::inherit())
-                        .spawn();
-                    let _ = reply.send(child);
-                }
-            })
-            .expect("a thread for starting workers");
-        // Idle workers exit after a while; the pool starts new ones on demand.
-        let timeout = idle_timeout();
-        std::thread::Builder::new()
-            .name("oxiida-idle-workers".into())
-            .spawn(move || loop {
-                std::thread::sleep((timeout / 4).min(Duration::from_secs(5)));
-                if let Some(pool) = POOL.get() {
-                    pool.retire(|w| w.idle_since.elapsed() >= timeout);
-                }
-            })
-            .expect("a thread for retiring idle workers");
-        Pool { python: python.to_owned(), max, state: Mutex::new(State::default()), freed: Condvar::new(), spawner: Mutex::new(tx) }
-    })
+/// The package's pools, one per environment (interpreter, module path):
+/// workflows run from the same environment share warm workers, and a
+/// workflow from another `sys.path` gets workers that import from it.
+#[cfg(feature = "package")]
+static SHARED: Mutex<Vec<(Environment, Arc<Pool>)>> = Mutex::new(Vec::new());
+
+/// An interpreter and the module path its workers get.
+#[cfg(feature = "package")]
+type Environment = (String, String);
+
+/// The package's pool for this environment, started on first use.
+#[cfg(feature = "package")]
+pub fn shared(python: &str, module_path: &str) -> Result<Arc<Pool>, PoolError> {
+    let mut pools = SHARED.lock();
+    if let Some((_, pool)) = pools.iter().find(|((p, m), _)| p == python && m == module_path) {
+        return Ok(pool.clone());
+    }
+    let pool = Arc::new(Pool::new(python, module_path)?);
+    pools.push(((python.to_owned(), module_path.to_owned()), pool.clone()));
+    Ok(pool)
+}
+
+/// Stops every shared pool's idle workers and reaps them (at exit).
+#[cfg(feature = "package")]
+pub fn shutdown_shared() {
+    let pools = std::mem::take(&mut *SHARED.lock());
+    drop(pools);
 }
 
 impl Pool {
-    fn start(&self) -> Result<Worker, String> {
+    /// A pool of workers running `python` with `module_path` as their
+    /// PYTHONPATH (the caller's `sys.path`, so functions pickled by
+    /// reference import in the workers too).
+    pub fn new(python: &str, module_path: &str) -> Result<Pool, PoolError> {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        let inner = Arc::new(Inner::default());
+        let (exe, path, watched) = (python.to_owned(), module_path.to_owned(), inner.clone());
+        std::thread::Builder::new()
+            .name("oxiida-workers".into())
+            .spawn(move || serve_pool(&exe, &path, &watched, &rx))
+            .map_err(|source| PoolError::Start { python: python.to_owned(), source })?;
+        Ok(Pool { python: python.to_owned(), max: max_workers(), inner, spawner: Mutex::new(Some(tx)) })
+    }
+
+    fn start(&self) -> Result<Worker, PoolError> {
         let (tx, rx) = mpsc::channel();
-        let sent = self.spawner.lock().unwrap_or_else(|p| p.into_inner()).send(tx);
-        let child = sent.ok().and_then(|()| rx.recv().ok()).ok_or("the worker-starting thread is gone")?;
-        let mut child = child.map_err(|e| format!("cannot start a worker process ({}): {e}", self.python))?;
+        let sent = self.spawner.lock().as_ref().map(|s| s.send(tx));
+        let child = match sent {
+            Some(Ok(())) => rx.recv().map_err(|_| PoolError::NoSpawner)?,
+            _ => return Err(PoolError::NoSpawner),
+        };
+        let mut child = child.map_err(|source| PoolError::Start { python: self.python.clone(), source })?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = match Replies::new(child.stdout.take().expect("piped stdout")) {
             Ok(replies) => replies,
-            Err(e) => {
+            Err(source) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("cannot read from a worker process: {e}"));
+                return Err(PoolError::Start { python: self.python.clone(), source });
             }
         };
-        Ok(Worker { idle_since: Instant::now(), child, stdin, stdout, known: HashSet::new() })
+        Ok(Worker { idle_since: Instant::now(), child, stdin, stdout, functions: HashSet::new(), contexts: HashSet::new() })
     }
 
-    fn checkout(&self) -> Result<Worker, String> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+    fn checkout(&self) -> Result<Worker, PoolError> {
+        let mut state = self.inner.state.lock();
         loop {
             if let Some(w) = state.idle.pop() {
                 return Ok(w);
@@ -162,47 +206,42 @@ impl Pool {
             if state.live < self.max {
                 state.live += 1;
                 drop(state);
-                return self.start().inspect_err(|_| self.lost());
+                return self.start().inspect_err(|_| self.inner.lost());
             }
-            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
+            self.inner.freed.wait(&mut state);
         }
     }
 
-    /// Ends and reaps the idle workers `expired` picks.
-    fn retire(&self, expired: impl Fn(&Worker) -> bool) {
-        let gone: Vec<Worker> = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let (gone, keep) = std::mem::take(&mut state.idle).into_iter().partition(|w| expired(w));
-            state.idle = keep;
-            gone
-        };
-        for mut w in gone {
-            drop(w.stdin); // EOF: the worker's loop ends
-            let _ = w.child.wait();
-            self.lost();
+    #[cfg(feature = "package")]
+    /// Kills the workers running calls for `owner` (a workflow that ended or
+    /// was cancelled): nobody wants their results, and they must not run on.
+    /// The threads waiting for them see the pipe close, reap them and free
+    /// the slots; idle workers are not touched.
+    pub fn cancel(&self, owner: u64) {
+        let state = self.inner.state.lock();
+        for &(_, pid) in state.busy.iter().filter(|(o, _)| *o == owner) {
+            // SAFETY: kill(2) has no memory effects; the pid is still our
+            // unreaped child (its waiter removes it from `busy` first).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         }
-    }
-
-    fn lost(&self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).live -= 1;
-        self.freed.notify_one();
     }
 
     /// Runs one call for `owner` on a worker, blocking this thread until it answers.
-    pub fn call(&self, owner: u64, key: u64, function: &[u8], args: &[u8]) -> Result<Answer, String> {
+    pub fn call(&self, owner: u64, key: u64, function: &[u8], context: &Context, args: &[u8]) -> Result<Answer, PoolError> {
         let mut w = self.checkout()?;
         let pid = w.child.id();
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).busy.push((owner, pid));
-        let answer = exchange(&mut w, key, function, args);
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.state.lock().busy.push((owner, pid));
+        let answer = exchange(&mut w, key, function, context, args);
+        let mut state = self.inner.state.lock();
         state.busy.retain(|&(_, p)| p != pid);
         match answer {
             Ok(answer) => {
-                w.known.insert(key);
+                w.functions.insert(key);
+                w.contexts.insert(context.key);
                 w.idle_since = Instant::now();
                 state.idle.push(w);
                 drop(state);
-                self.freed.notify_one();
+                self.inner.freed.notify_one();
                 Ok(answer)
             }
             Err(_) => {
@@ -220,28 +259,128 @@ impl Pool {
                     }
                     Err(e) => format!("could not be waited for ({e})"),
                 };
-                self.lost();
-                Err(format!("the worker process (pid {pid}) {how} while running the call"))
+                self.inner.lost();
+                Err(PoolError::Died { pid, how })
             }
         }
     }
 }
 
-fn exchange(w: &mut Worker, key: u64, function: &[u8], args: &[u8]) -> std::io::Result<Answer> {
-    let send_function = !w.known.contains(&key);
-    let mut frame = Vec::with_capacity(17 + function.len() + args.len());
-    frame.extend_from_slice(&key.to_le_bytes());
-    frame.push(send_function as u8);
-    if send_function {
-        frame.extend_from_slice(&(function.len() as u32).to_le_bytes());
-        frame.extend_from_slice(function);
+impl Drop for Pool {
+    /// Stops every idle worker and reaps it: nothing is left behind, not
+    /// even a zombie (the process that adopts orphans may not reap them).
+    /// No call is running: each holds the pool.
+    fn drop(&mut self) {
+        self.inner.retire(|_| true);
+        self.spawner.lock().take();
     }
-    frame.extend_from_slice(&(args.len() as u32).to_le_bytes());
-    frame.extend_from_slice(args);
-    w.stdin.write_all(&frame)?;
+}
+
+impl Inner {
+    fn lost(&self) {
+        self.state.lock().live -= 1;
+        self.freed.notify_one();
+    }
+
+    /// Ends and reaps the idle workers `expired` picks.
+    fn retire(&self, expired: impl Fn(&Worker) -> bool) {
+        let gone: Vec<Worker> = {
+            let mut state = self.state.lock();
+            let (gone, keep) = std::mem::take(&mut state.idle).into_iter().partition(|w| expired(w));
+            state.idle = keep;
+            gone
+        };
+        for mut w in gone {
+            drop(w.stdin); // EOF: the worker's loop ends
+            let _ = w.child.wait();
+            self.lost();
+        }
+    }
+
+    /// How long until the first idle worker expires (or `timeout`, with none idle).
+    fn next_expiry(&self, timeout: Duration) -> Duration {
+        let state = self.state.lock();
+        state.idle.iter().map(|w| (w.idle_since + timeout).saturating_duration_since(Instant::now())).min().unwrap_or(timeout)
+    }
+}
+
+/// The pool's thread: starts workers when asked, and retires those idle
+/// for longer than the timeout, until the pool is dropped.
+fn serve_pool(python: &str, module_path: &str, inner: &Inner, requests: &mpsc::Receiver<SpawnRequest>) {
+    let timeout = idle_timeout();
+    loop {
+        match requests.recv_timeout(inner.next_expiry(timeout)) {
+            Ok(reply) => {
+                let _ = reply.send(spawn(python, module_path));
+            }
+            Err(RecvTimeoutError::Timeout) => inner.retire(|w| w.idle_since.elapsed() >= timeout),
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn spawn(python: &str, module_path: &str) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(python);
+    command
+        .args(["-c", WORKER_SOURCE])
+        .env("OXIIDA_PARENT_PID", std::process::id().to_string())
+        .env("PYTHONPATH", module_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        // A group of its own: the terminal's Ctrl-C is the host's to handle.
+        .process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: between fork and exec only async-signal-safe calls run:
+        // prctl, getppid and _exit; nothing allocates or takes a lock.
+        unsafe {
+            command.pre_exec(move || {
+                // Killed when the pool's thread (so the host) ends...
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+                // ...and gone already if the host died before that was set.
+                if libc::getppid() != parent {
+                    libc::_exit(0);
+                }
+                Ok(())
+            })
+        };
+    }
+    command.spawn()
+}
+
+/// One call: the frame out, the reply frame back.
+///
+/// A call frame's body: u64 function key, u64 context key, u8 flags (1: the
+/// function follows, 2: the context follows), then each that follows as a
+/// u32 length and its bytes, then the pickled argument tuple. A reply's
+/// body: u8 status (0 returned, 1 raised), then the pickle. Integers are
+/// big-endian, as the frame header is.
+fn exchange(w: &mut Worker, key: u64, function: &[u8], context: &Context, args: &[u8]) -> std::io::Result<Answer> {
+    let send_function = !w.functions.contains(&key);
+    let pickled_context = context.pickled.get().map(Vec::as_slice).unwrap_or_default();
+    let send_context = !w.contexts.contains(&context.key);
+    let mut body = Vec::with_capacity(32 + function.len() + pickled_context.len() + args.len());
+    body.extend_from_slice(&key.to_be_bytes());
+    body.extend_from_slice(&context.key.to_be_bytes());
+    body.push(u8::from(send_function) | (u8::from(send_context) << 1));
+    for (send, bytes) in [(send_function, function), (send_context, pickled_context)] {
+        if send {
+            body.extend_from_slice(&u32::try_from(bytes.len()).map_err(std::io::Error::other)?.to_be_bytes());
+            body.extend_from_slice(bytes);
+        }
+    }
+    body.extend_from_slice(args);
+    w.stdin.write_all(&oxiida_abi::frame::encode(&body))?;
     w.stdin.flush()?;
-    let head = w.stdout.read(5)?;
-    let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
-    let payload = w.stdout.read(len)?;
-    Ok(if head[0] == 0 { Answer::Returned(payload) } else { Answer::Raised(payload) })
+    let header = w.stdout.read(oxiida_abi::frame::HEADER_LEN)?;
+    let len = oxiida_abi::frame::body_len(header.try_into().expect("a whole header"), MAX_REPLY)?;
+    if len == 0 {
+        return Err(std::io::ErrorKind::InvalidData.into());
+    }
+    let status = w.stdout.read(1)?[0];
+    let pickle = w.stdout.read(len - 1)?;
+    Ok(if status == 0 { Answer::Returned(pickle) } else { Answer::Raised(pickle) })
 }

@@ -115,3 +115,56 @@ def test_no_daemon_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("OXIIDA_DATA_DIR", str(tmp_path / "data"))
     with pytest.raises(oxiida.OxiidaError, match="no daemon is running"):
         oxiida.submit("x = 1;\n")
+
+
+WHERE = """
+import os, oxiida
+def where(x):
+    return os.getcwd()
+out = oxiida.submit("require where;\\nt = where(1);\\np = =where=(1);\\n", wait=True)
+print(out["t"], out["p"])
+"""
+
+
+def test_each_workflow_runs_in_its_clients_folder(private):
+    env, tmp_path, _ = private
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "script.py").write_text(WHERE)
+    for name in ("a", "b"):  # the same daemon, and its warm worker, for both
+        folder = tmp_path / name
+        done = subprocess.run([sys.executable, "script.py"], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [os.path.realpath(folder)] * 2
+
+
+WAITING = """
+import time, oxiida
+def nap():
+    time.sleep(30)
+print("submitting", flush=True)
+try:
+    oxiida.submit("require nap;\\nx = nap();\\n", wait=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+def test_ctrl_c_while_waiting_detaches_at_once(private):
+    import signal
+
+    env, tmp_path, _ = private
+    script = tmp_path / "waiting.py"
+    script.write_text(WAITING)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "submitting"
+        time.sleep(0.5)  # the request is sent, the client waits
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.stdout.readline().strip() == "KeyboardInterrupt"
+        assert time.monotonic() - sent < 1.0
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()

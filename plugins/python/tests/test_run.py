@@ -192,9 +192,9 @@ def test_ctrl_c_raises_keyboard_interrupt_within_a_second(mode, tmp_path):
 SPIN_SCRIPT = """
 import sys, oxiida
 def spin(path):
-    print("spinning", flush=True)
     n = 0
     try:
+        print("spinning", flush=True)  # inside: the interrupt may land as print returns
         while True:  # a body: 3.11 never interrupts a bare `while True: pass`
             n += 1
     except KeyboardInterrupt:

@@ -15,7 +15,6 @@ scope import modules (`require math.sqrt;`).
 """
 
 import atexit
-import base64
 import builtins
 import os
 import sys
@@ -98,5 +97,4 @@ def submit(
         root = dotted.split(".")[0]
         if root in scope and not isinstance(scope[root], types.ModuleType):
             names[root] = scope[root]
-    pickled = base64.b64encode(cloudpickle.dumps(names)).decode("ascii")
-    return _submit(source, file_name, pickled, os.getcwd(), wait)
+    return _submit(source, file_name, cloudpickle.dumps(names), os.getcwd(), wait)

@@ -1,11 +1,17 @@
 """A worker process of oxiida's `=f=` pool. The Rust side starts it as
-`python -c <this file>` (so it needs no installed package), writes call
-frames to its stdin and reads reply frames from its stdout.
+`python -c <this file>` (so it needs no installed package), in a process
+group of its own (a terminal's Ctrl-C is not for it), writes call frames to
+its stdin and reads reply frames from its stdout.
 
-Frames (little-endian): a call is u64 function key, u8 "function follows",
-[u32 length + cloudpickled function], u32 length + pickled argument tuple.
-A reply is u8 status (0 ok, 1 raised) and u32 length + pickle of the result,
-or of (type name, message, formatted traceback, pickled exception or None).
+A frame is a 4-byte big-endian length, then that many bytes of body (the
+framing of `oxiida_abi::frame`). A call's body: u64 function key, u64
+context key, u8 flags (1: the cloudpickled function follows, 2: the pickled
+context follows), each that follows as a u32 length and its bytes, then the
+pickled argument tuple. A context is (working directory, environment dict or
+None): the worker enters it for the call and leaves it after. A reply's body
+is u8 status (0 ok, 1 raised), then the pickle of the result, or of (type
+name, message, formatted traceback, pickled exception or None). Integers are
+big-endian.
 """
 
 import os
@@ -18,14 +24,8 @@ import traceback
 
 
 def _die_with_parent(parent):
-    # Linux: SIGKILL when the parent dies; then make sure it had not already.
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
-    except (OSError, AttributeError):
-        pass
+    # The host asked the kernel (PR_SET_PDEATHSIG, before exec) to kill this
+    # worker when it dies; if it died before that, leave now.
     if os.getppid() != parent:
         os._exit(0)
 
@@ -88,6 +88,52 @@ def _pickled(exception, pickler):
         return None
 
 
+class _Contexts:
+    """Where each workflow's calls run. Entering one changes only what
+    differs from the worker's own directory and environment; leaving
+    restores them. The variables the pool set for the worker itself stay."""
+
+    OWN = ("OXIIDA_PARENT_PID", "PYTHONPATH")
+
+    def __init__(self):
+        self.known = {}
+        self.home = os.getcwd()
+        self.base = dict(os.environ)
+
+    def add(self, key, pickled):
+        cwd, env = pickle.loads(pickled)
+        changed, removed = {}, []
+        if env is not None:
+            changed = {k: v for k, v in env.items() if self.base.get(k) != v and k not in self.OWN}
+            removed = [k for k in self.base if k not in env and k not in self.OWN]
+        self.known[key] = (cwd, changed, removed)
+
+    def enter(self, key):
+        cwd, changed, removed = self.known[key]
+        if cwd != self.home:
+            os.chdir(cwd)
+        if changed or removed:
+            os.environ.update(changed)
+            for k in removed:
+                os.environ.pop(k, None)
+
+    def leave(self, key):
+        _, changed, removed = self.known[key]
+        if changed or removed:
+            for k in changed:
+                if k in self.base:
+                    os.environ[k] = self.base[k]
+                else:
+                    os.environ.pop(k, None)
+            for k in removed:
+                os.environ[k] = self.base[k]
+        try:
+            if os.getcwd() != self.home:  # the call's folder, or one the function moved to
+                os.chdir(self.home)
+        except OSError:
+            pass
+
+
 def main():
     _die_with_parent(int(os.environ.get("OXIIDA_PARENT_PID", os.getppid())))
     try:
@@ -104,26 +150,39 @@ def main():
     os.close(null)
     sys.stdout = sys.stderr
     functions = {}
+    contexts = _Contexts()
     while True:
         try:
-            key, has_function = struct.unpack("<QB", inp.read(9))
-            function = None
-            if has_function:
-                (n,) = struct.unpack("<I", inp.read(4))
-                function = inp.read(n)
-            (n,) = struct.unpack("<I", inp.read(4))
-            args = inp.read(n)
+            (size,) = struct.unpack(">I", inp.read(4))
+            body = memoryview(inp.read(size))
         except EOFError:
             return
+        key, context, flags = struct.unpack_from(">QQB", body)
+        at = 17
+        function = None
+        if flags & 1:
+            (n,) = struct.unpack_from(">I", body, at)
+            function, at = body[at + 4:at + 4 + n], at + 4 + n
+        if flags & 2:
+            (n,) = struct.unpack_from(">I", body, at)
+            contexts.add(context, body[at + 4:at + 4 + n])
+            at += 4 + n
+        args = body[at:]
+        entered = False
         try:
             if cloudpickle is None:
                 raise missing
             if function is not None:
                 functions[key] = cloudpickle.loads(function)
+            contexts.enter(context)
+            entered = True
             status, payload = 0, pickle.dumps(functions[key](*pickle.loads(args)), protocol=5)
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
             status, payload = 1, pickle.dumps((type(e).__name__, str(e), _traceback(e), _pickled(e, cloudpickle or pickle)), protocol=5)
-        _write_all(out, struct.pack("<BI", status, len(payload)) + payload)
+        finally:
+            if entered:
+                contexts.leave(context)
+        _write_all(out, struct.pack(">IB", len(payload) + 1, status) + payload)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,412 @@
+//! One workflow's Python functions: where required names are looked up,
+//! the functions resolved for it, and how it calls them, in this process or
+//! (`=f=`) in a worker. The C-ABI plugin's session and the package's
+//! [`Host`](oxiida::foreign::Host) both wrap one of these; only the value
+//! type they convert to differs.
+//!
+//! Lookup: with a scope (a script's globals, `oxiida.run`'s caller, the
+//! functions sent to a daemon), names are found there first; dotted names
+//! not in scope import modules (`math.sqrt`); plain names fall back to
+//! builtins. Resolved functions are kept, so a call looks nothing up.
+
+use std::collections::HashMap;
+use std::ffi::c_ulong;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Condvar, Mutex};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+
+use crate::convert::{from_python, type_name, Crossing};
+use crate::pool::{next_key, Answer, Context, Pool, PoolError};
+
+/// How a call failed; the front ends map `kind` to their own statuses.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    pub kind: Kind,
+    pub message: String,
+    pub traceback: Option<String>,
+    /// What the function raised, as the Python object (kept only when the
+    /// workflow's caller can raise it again: the package).
+    pub exception: Option<Py<PyAny>>,
+}
+
+/// What went wrong, in the ABI's one vocabulary (never `Ok`).
+pub use oxiida_abi::Status as Kind;
+
+impl CallError {
+    fn new(kind: Kind, message: impl Into<String>) -> Self {
+        CallError { kind, message: message.into(), traceback: None, exception: None }
+    }
+
+    /// A Python exception met while preparing or finishing a call.
+    fn python(py: Python<'_>, kind: Kind, context: &str, err: &PyErr) -> Self {
+        let (message, traceback) = describe(py, err);
+        CallError { kind, message: format!("{context}{message}"), traceback, exception: None }
+    }
+}
+
+/// Why a scope could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    #[error("cannot read the script {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("the script {path} failed: {message}\n{traceback}")]
+    Script { path: String, message: String, traceback: String },
+    #[cfg(feature = "package")]
+    #[error("the functions sent with the workflow cannot be unpickled here: {message}\n{traceback}")]
+    Unpickle { message: String, traceback: String },
+}
+
+/// `Type: message` and the formatted traceback of a Python exception.
+pub fn describe(py: Python<'_>, err: &PyErr) -> (String, Option<String>) {
+    let message = format!("{}: {}", err.get_type(py).name().map(|n| n.to_string()).unwrap_or_else(|_| "Exception".into()), err.value(py));
+    let traceback = py
+        .import("traceback")
+        .and_then(|tb| tb.getattr("format_exception")?.call1((err.get_type(py), err.value(py), err.traceback(py))))
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map(|lines| lines.concat())
+        .ok();
+    (message, traceback)
+}
+
+/// Who made these functions, which decides two things.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Front {
+    /// `oxiida run --plugin python`: the session owns its `=f=` pool, and
+    /// exceptions end as text.
+    Cli,
+    /// The `oxiida` package (`oxiida.run`, its daemon): pools are shared per
+    /// environment, and exceptions are kept to be raised again.
+    Package,
+}
+
+/// A function a workflow required.
+struct Resolved {
+    function: Py<PyAny>,
+    /// Names it in the worker pool's caches (unique in the process).
+    key: u64,
+    /// The function, cloudpickled on its first `=f=` call.
+    pickled: OnceLock<Vec<u8>>,
+}
+
+/// The calls of one workflow that are inside Python right now.
+#[derive(Default)]
+pub struct Running {
+    state: Mutex<RunningState>,
+    ended: Condvar,
+}
+
+#[derive(Default)]
+struct RunningState {
+    /// The threads running plain calls, by Python thread ident.
+    threads: Vec<c_ulong>,
+    /// Every call inside this module's code (plain or `=f=`).
+    calls: usize,
+}
+
+impl Running {
+    #[cfg(feature = "package")]
+    /// Raises KeyboardInterrupt in the threads still running plain calls
+    /// (Python threads cannot be killed; this is how they stop). It lands
+    /// at the function's next bytecode: a call blocked in C (a sleep, a
+    /// read) ends when that returns.
+    pub fn interrupt(&self, _gil: Python<'_>) {
+        for &ident in self.state.lock().threads.iter() {
+            // SAFETY: the GIL is held (the token proves it); the ident is a
+            // thread inside a call, which removes itself under the GIL.
+            unsafe { pyo3::ffi::PyThreadState_SetAsyncExc(ident as std::ffi::c_long, pyo3::ffi::PyExc_KeyboardInterrupt) };
+        }
+    }
+
+    #[cfg(feature = "package")]
+    pub fn is_idle(&self) -> bool {
+        self.state.lock().calls == 0
+    }
+
+    #[cfg(feature = "package")]
+    /// Waits until no call is inside Python, or until `deadline`.
+    pub fn wait_idle(&self, deadline: std::time::Instant) {
+        let mut state = self.state.lock();
+        while state.calls > 0 {
+            if self.ended.wait_until(&mut state, deadline).timed_out() {
+                return;
+            }
+        }
+    }
+
+    fn enter(&self) -> Entered<'_> {
+        self.state.lock().calls += 1;
+        Entered(self)
+    }
+}
+
+/// A call counted in [`Running`] until dropped.
+struct Entered<'a>(&'a Running);
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock();
+        state.calls -= 1;
+        if state.calls == 0 {
+            self.0.ended.notify_all();
+        }
+    }
+}
+
+pub struct Functions {
+    /// Where names are looked up first, when there is a scope.
+    scope: Option<Py<PyDict>>,
+    /// What `scope` is, for errors.
+    scope_name: &'static str,
+    resolved: Mutex<HashMap<String, Arc<Resolved>>>,
+    front: Front,
+    /// Where this workflow's `=f=` calls run, once one has.
+    pool: Mutex<Option<Arc<Pool>>>,
+    /// Names this workflow's `=f=` calls in the pool.
+    owner: u64,
+    context: Arc<Context>,
+    pub running: Arc<Running>,
+}
+
+impl Functions {
+    pub fn new(scope: Option<Py<PyDict>>, scope_name: &'static str, front: Front, context: Arc<Context>) -> Functions {
+        Functions {
+            scope,
+            scope_name,
+            resolved: Mutex::new(HashMap::new()),
+            front,
+            pool: Mutex::new(None),
+            owner: next_key(),
+            context,
+            running: Arc::default(),
+        }
+    }
+
+    #[cfg(feature = "package")]
+    /// Kills the workers running this workflow's `=f=` calls.
+    pub fn cancel_workers(&self) {
+        if let Some(pool) = &*self.pool.lock() {
+            pool.cancel(self.owner);
+        }
+    }
+
+    fn lookup<'py>(&self, py: Python<'py>, dotted: &str) -> PyResult<Bound<'py, PyAny>> {
+        let parts: Vec<&str> = dotted.split('.').collect();
+        let first = parts[0];
+        let in_scope = match &self.scope {
+            Some(globals) => globals.bind(py).get_item(first)?,
+            None => None,
+        };
+        let (mut obj, rest) = match in_scope {
+            Some(obj) => (obj, &parts[1..]),
+            None if parts.len() == 1 => (py.import("builtins")?.getattr(first)?, &parts[1..]),
+            None => {
+                // The longest importable module prefix, then attributes.
+                let found =
+                    (1..parts.len()).rev().find_map(|cut| py.import(parts[..cut].join(".")).ok().map(|m| (m.into_any(), &parts[cut..])));
+                match found {
+                    Some(f) => f,
+                    None => {
+                        return Err(pyo3::exceptions::PyImportError::new_err(format!("no module named `{}` can be imported", parts[0])))
+                    }
+                }
+            }
+        };
+        for attr in rest {
+            obj = obj.getattr(*attr)?;
+        }
+        Ok(obj)
+    }
+
+    /// Finds `dotted` and keeps it for calls; the error says why not.
+    pub fn resolve(&self, dotted: &str) -> Result<(), String> {
+        Python::attach(|py| {
+            let obj = self.lookup(py, dotted).map_err(|e| {
+                let (message, _) = describe(py, &e);
+                match &self.scope {
+                    Some(_) => format!("`{dotted}` is not found in {}, nor as a builtin or module ({message})", self.scope_name),
+                    None => format!("`{dotted}` is not found as a builtin or module ({message})"),
+                }
+            })?;
+            if !obj.is_callable() {
+                return Err(format!("`{dotted}` is a {}, not a function", type_name(&obj)));
+            }
+            let resolved = Arc::new(Resolved { function: obj.unbind(), key: next_key(), pickled: OnceLock::new() });
+            self.resolved.lock().insert(dotted.to_owned(), resolved);
+            Ok(())
+        })
+    }
+
+    /// Calls `dotted` with `args`, here or (`process`) in a worker process.
+    pub fn call<V: Crossing>(&self, dotted: &str, args: &[V], process: bool) -> Result<V, CallError> {
+        let resolved = self.resolved.lock().get(dotted).cloned();
+        let resolved = resolved.ok_or_else(|| CallError::new(Kind::NotFound, format!("`{dotted}` was never resolved")))?;
+        let _entered = self.running.enter();
+        Python::attach(|py| {
+            let args = args.iter().map(|a| a.to_python(py)).collect::<PyResult<Vec<_>>>().and_then(|a| PyTuple::new(py, a));
+            let args = args.map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
+            let result = if process { self.call_in_worker(py, dotted, &resolved, args)? } else { self.call_here(py, &resolved, args)? };
+            from_python(&result).map_err(|why| CallError::new(Kind::BadArguments, format!("the result of `{dotted}` cannot cross: {why}")))
+        })
+    }
+
+    fn call_here<'py>(&self, py: Python<'py>, resolved: &Resolved, args: Bound<'py, PyTuple>) -> Result<Bound<'py, PyAny>, CallError> {
+        // SAFETY: a plain C call with no arguments; the GIL is held.
+        let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+        self.running.state.lock().threads.push(ident);
+        let result = resolved.function.bind(py).call1(args);
+        self.running.state.lock().threads.retain(|&i| i != ident);
+        result.map_err(|e| {
+            let (message, traceback) = describe(py, &e);
+            let exception = (self.front == Front::Package).then(|| {
+                let value = e.value(py);
+                // Keep the frames: raised again later, it must still show them.
+                if let Some(tb) = e.traceback(py) {
+                    let _ = value.setattr("__traceback__", tb);
+                }
+                value.clone().into_any().unbind()
+            });
+            CallError { kind: Kind::Raised, message, traceback, exception }
+        })
+    }
+
+    /// The pool this workflow's `=f=` calls use, started on first use with
+    /// this interpreter and module path.
+    fn pool(&self, py: Python<'_>) -> PyResult<Arc<Pool>> {
+        let mut pool = self.pool.lock();
+        if let Some(pool) = &*pool {
+            return Ok(pool.clone());
+        }
+        let module_path: Vec<String> = py.import("sys")?.getattr("path")?.extract()?;
+        let (python, module_path) = (worker_python(py), module_path.join(":"));
+        let made = match self.front {
+            Front::Cli => Pool::new(&python, &module_path).map(Arc::new),
+            #[cfg(feature = "package")]
+            Front::Package => crate::pool::shared(&python, &module_path),
+            #[cfg(not(feature = "package"))]
+            Front::Package => Pool::new(&python, &module_path).map(Arc::new),
+        };
+        let made = made.map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+        Ok(pool.insert(made).clone())
+    }
+
+    /// `=f=`: pickle here, run in a worker process, unpickle here. The GIL
+    /// is released while the worker runs.
+    fn call_in_worker<'py>(
+        &self,
+        py: Python<'py>,
+        dotted: &str,
+        resolved: &Resolved,
+        args: Bound<'py, PyTuple>,
+    ) -> Result<Bound<'py, PyAny>, CallError> {
+        let cannot_send =
+            |e: PyErr| CallError::python(py, Kind::BadArguments, &format!("`{dotted}` cannot be sent to a worker process: "), &e);
+        let function = match resolved.pickled.get() {
+            Some(bytes) => bytes,
+            None => {
+                let dumps = py.import("cloudpickle").and_then(|m| m.call_method1("dumps", (resolved.function.bind(py),)));
+                let bytes: Vec<u8> = dumps.and_then(|b| b.extract()).map_err(cannot_send)?;
+                resolved.pickled.get_or_init(|| bytes)
+            }
+        };
+        if self.context.pickled.get().is_none() {
+            let bytes = pickle_context(py, &self.context).map_err(cannot_send)?;
+            let _ = self.context.pickled.set(bytes);
+        }
+        let args: Vec<u8> =
+            py.import("pickle").and_then(|m| m.call_method1("dumps", (args, 5))).and_then(|b| b.extract()).map_err(cannot_send)?;
+        let pool = self.pool(py).map_err(|e| CallError::python(py, Kind::WorkerCrashed, "", &e))?;
+        let context = &*self.context;
+        let answer = py.detach(|| pool.call(self.owner, resolved.key, function, context, &args)).map_err(|e: PoolError| {
+            let kind = if matches!(e, PoolError::Died { .. }) { Kind::WorkerCrashed } else { Kind::Internal };
+            CallError::new(kind, e.to_string())
+        })?;
+        let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (PyBytes::new(py, &bytes),));
+        match answer {
+            Answer::Returned(bytes) => loads(bytes)
+                .map_err(|e| CallError::python(py, Kind::Internal, &format!("the result of `{dotted}` could not be unpickled: "), &e)),
+            Answer::Raised(bytes) => {
+                let (kind, text, traceback, exception): (String, String, String, Option<Vec<u8>>) = loads(bytes)
+                    .and_then(|t| t.extract())
+                    .unwrap_or_else(|_| ("Exception".into(), "(unreadable)".into(), String::new(), None));
+                let message = format!("{kind}: {text}");
+                // The original exception, its remote traceback as its cause (as
+                // concurrent.futures does); one that cannot unpickle stays text.
+                let exception = exception.filter(|_| self.front == Front::Package).and_then(|bytes| {
+                    let remote = py.import("oxiida").and_then(|m| m.getattr("RemoteTraceback")?.call1((traceback.clone(),))).ok()?;
+                    let exc = loads(bytes).ok()?;
+                    exc.setattr("__cause__", remote).ok()?;
+                    Some(exc.unbind())
+                });
+                Err(CallError { kind: Kind::Raised, message, traceback: Some(format!("in a worker process:\n{traceback}")), exception })
+            }
+        }
+    }
+}
+
+/// `(cwd, env or None)`, as the worker reads it.
+fn pickle_context(py: Python<'_>, context: &Context) -> PyResult<Vec<u8>> {
+    let env = match &context.env {
+        Some(vars) => {
+            let d = PyDict::new(py);
+            for (k, v) in vars {
+                d.set_item(k, v)?;
+            }
+            d.into_any()
+        }
+        None => py.None().into_bound(py),
+    };
+    py.import("pickle")?.call_method1("dumps", ((&context.cwd, env), 5))?.extract()
+}
+
+/// A script's globals: runs `path` in a fresh namespace (the CLI plugin's
+/// `--plugin python=script.py`).
+pub fn load_script(py: Python<'_>, path: &str) -> Result<Py<PyDict>, ScopeError> {
+    let source = std::fs::read_to_string(path).map_err(|source| ScopeError::Read { path: path.to_owned(), source })?;
+    let load = || -> PyResult<Py<PyDict>> {
+        let globals = PyDict::new(py);
+        // Not "__main__": a script's `if __name__ == "__main__":` part must not run.
+        globals.set_item("__name__", "__oxiida_script__")?;
+        globals.set_item("__file__", path)?;
+        let dir = std::path::Path::new(path).parent().map(|d| d.display().to_string()).unwrap_or_default();
+        py.import("sys")?.getattr("path")?.call_method1("insert", (0, if dir.is_empty() { ".".to_owned() } else { dir }))?;
+        let builtins = py.import("builtins")?;
+        let code = builtins.getattr("compile")?.call1((source, path, "exec"))?;
+        builtins.getattr("exec")?.call1((code, &globals))?;
+        Ok(globals.unbind())
+    };
+    load().map_err(|e| {
+        let (message, traceback) = describe(py, &e);
+        ScopeError::Script { path: path.to_owned(), message, traceback: traceback.unwrap_or_default() }
+    })
+}
+
+/// A fresh namespace holding the names a client pickled: each workflow's own.
+#[cfg(feature = "package")]
+pub fn unpickle_scope(py: Python<'_>, pickled: &[u8]) -> Result<Py<PyDict>, ScopeError> {
+    let unpickle = || -> PyResult<Py<PyDict>> {
+        let names = py.import("pickle")?.call_method1("loads", (PyBytes::new(py, pickled),))?;
+        let scope = PyDict::new(py);
+        scope.set_item("__name__", "__oxiida_submitted__")?;
+        scope.update(names.cast::<pyo3::types::PyMapping>()?)?;
+        Ok(scope.unbind())
+    };
+    unpickle().map_err(|e| {
+        let (message, traceback) = describe(py, &e);
+        ScopeError::Unpickle { message, traceback: traceback.unwrap_or_default() }
+    })
+}
+
+/// The interpreter workers run: this process's, unless it is an embedding
+/// binary (the oxiida CLI), then the one the plugin was built against.
+fn worker_python(py: Python<'_>) -> String {
+    let exe: String = py.import("sys").and_then(|s| s.getattr("executable")?.extract()).unwrap_or_default();
+    let is_python = std::path::Path::new(&exe).file_name().is_some_and(|n| n.to_string_lossy().starts_with("python"));
+    if is_python {
+        exe
+    } else {
+        env!("OXIIDA_BUILD_PYTHON").to_owned()
+    }
+}
