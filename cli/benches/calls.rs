@@ -6,7 +6,7 @@
 //! in the same run without the call, is subtracted. Prints figures, asserts
 //! nothing (targets: <= 5 µs per call; Lua `para` speedup >= 1.7).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -67,9 +67,8 @@ fn main() {
         base.as_secs_f64()
     );
 
-    // liboxiida is built with this bench, beside the executable or in deps/.
-    let target = Path::new(env!("CARGO_BIN_EXE_oxiida")).parent().expect("a target folder");
-    let libs = [target.to_path_buf(), target.join("deps")].into_iter().find(|d| d.join("liboxiida.so").is_file()).expect("liboxiida.so");
+    // liboxiida, its own crate, built here in release.
+    let libs = nested_release("liboxiida", "liboxiida.so").parent().expect("a target folder").to_path_buf();
     let embed = dir.join("embed");
     let built = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
         .args(["-O2", "-I"])
@@ -96,17 +95,7 @@ fn main() {
 /// to a trivial function, and two CPU-bound calls in `para` against the same
 /// two in sequence (target: speedup >= 1.7).
 fn lua() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    // A target folder of its own, so this cargo never waits on the bench's.
-    let target = root.join("target/nested");
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "oxiida-lua", "--target-dir"])
-        .arg(&target)
-        .current_dir(&root)
-        .status()
-        .expect("cargo runs");
-    assert!(built.success(), "building the Lua plugin failed");
-    let lib = target.join("release/liboxiida_lua.so");
+    let lib = nested_release("oxiida-lua", "liboxiida_lua.so");
 
     let dir = std::env::temp_dir().join(format!("oxiida-bench-lua-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -152,4 +141,19 @@ fn lua() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Builds a workspace crate's library in release, in a target folder of its
+/// own (so this cargo never waits on the bench's), and returns its path.
+fn nested_release(package: &str, library: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target/nested");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "-p", package, "--target-dir"])
+        .arg(&target)
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(built.success(), "building {package} failed");
+    target.join("release").join(library)
 }
