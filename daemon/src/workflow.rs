@@ -133,6 +133,9 @@ fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Lefto
         Ok(context) => context,
         Err(e) => return failed(exit::USAGE, e),
     };
+    if let Err(e) = enter_for_plugins(submit.cwd.as_deref()) {
+        return failed(exit::USAGE, e);
+    }
     // An embedder's host (the Python package's), or sessions of plugins.
     let made = match &shared.host {
         Some(factory) => (factory.make)(&submit),
@@ -184,6 +187,21 @@ fn context(cwd: Option<&str>) -> Result<Context, String> {
         Ok(_) => Err(format!("cannot enter the working directory {cwd}: not a directory")),
         Err(e) => Err(format!("cannot enter the working directory {cwd}: {e}")),
     }
+}
+
+/// Until each workflow runs in a process of its own, plugin calls (which
+/// run on this workflow's threads) find the client's folder only through
+/// this thread's own filesystem context: `unshare(CLONE_FS)` detaches the
+/// thread's working directory from the daemon's. Shell tasks do not need it
+/// (the folder travels with the run). Blocking threads that the runtime
+/// spawns later inherit it from this one.
+fn enter_for_plugins(cwd: Option<&str>) -> Result<(), String> {
+    let Some(cwd) = cwd else { return Ok(()) };
+    // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd, umask and root; it touches no memory.
+    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+        return Err(format!("cannot give the workflow its own working directory: {}", std::io::Error::last_os_error()));
+    }
+    std::env::set_current_dir(cwd).map_err(|e| format!("cannot enter the working directory {cwd}: {e}"))
 }
 
 /// The daemon's default plugins, then the workflow's own, each with a fresh session.
