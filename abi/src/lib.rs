@@ -186,6 +186,41 @@ pub struct Plugin {
     pub reply_free: Option<unsafe extern "C" fn(session: *mut c_void, reply: *mut Reply)>,
 }
 
+/// `oxiida_session_new`, as a Rust plugin writes it.
+pub type SessionNew = unsafe extern "C" fn(*const c_char, usize, *mut *mut c_void, *mut c_char, usize) -> i32;
+/// `oxiida_session_free`.
+pub type SessionFree = unsafe extern "C" fn(*mut c_void);
+/// `oxiida_resolve`.
+pub type Resolve = unsafe extern "C" fn(*mut c_void, *const c_char, usize, *mut c_char, usize) -> u32;
+/// `oxiida_call`.
+pub type Call = unsafe extern "C" fn(*mut c_void, *const Message, *mut Reply);
+
+impl Plugin {
+    /// The table of a Rust plugin that answers with buffers it allocates
+    /// itself ([`serve::reply_free`] frees them): this ABI version, this
+    /// struct's size, and the plugin's name and routines.
+    pub const fn rust(
+        name: &'static std::ffi::CStr,
+        capabilities: u32,
+        session_new: SessionNew,
+        session_free: SessionFree,
+        resolve: Resolve,
+        call: Call,
+    ) -> Plugin {
+        Plugin {
+            abi_version: OXIIDA_ABI_VERSION,
+            struct_size: std::mem::size_of::<Plugin>() as u32,
+            name: name.as_ptr(),
+            capabilities,
+            session_new,
+            session_free,
+            resolve,
+            call,
+            reply_free: Some(serve::reply_free),
+        }
+    }
+}
+
 // SAFETY: the tables are immutable after init and every routine they point
 // to is documented as callable from any thread.
 unsafe impl Send for Plugin {}

@@ -72,17 +72,8 @@ unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, re
     unsafe { serve::call("Python", session, message, reply, run) }
 }
 
-static PLUGIN: abi::Plugin = abi::Plugin {
-    abi_version: abi::OXIIDA_ABI_VERSION,
-    struct_size: std::mem::size_of::<abi::Plugin>() as u32,
-    name: c"python".as_ptr(),
-    capabilities: abi::CAP_CONCURRENT_CALLS | abi::CAP_PROCESS_MODE,
-    session_new,
-    session_free,
-    resolve,
-    call,
-    reply_free: Some(abi::serve::reply_free),
-};
+static PLUGIN: abi::Plugin =
+    abi::Plugin::rust(c"python", abi::CAP_CONCURRENT_CALLS | abi::CAP_PROCESS_MODE, session_new, session_free, resolve, call);
 
 /// # Safety
 /// Called by the oxiida host as `oxiida.h` describes.

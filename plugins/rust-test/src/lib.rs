@@ -77,17 +77,7 @@ unsafe extern "C" fn call(_session: *mut c_void, message: *const abi::Message, r
     }
 }
 
-static PLUGIN: abi::Plugin = abi::Plugin {
-    abi_version: abi::OXIIDA_ABI_VERSION,
-    struct_size: std::mem::size_of::<abi::Plugin>() as u32,
-    name: c"rust-test".as_ptr(),
-    capabilities: abi::CAP_CONCURRENT_CALLS,
-    session_new,
-    session_free,
-    resolve,
-    call,
-    reply_free: Some(abi::serve::reply_free),
-};
+static PLUGIN: abi::Plugin = abi::Plugin::rust(c"rust-test", abi::CAP_CONCURRENT_CALLS, session_new, session_free, resolve, call);
 
 /// # Safety
 /// Called by the oxiida host as `oxiida.h` describes.
