@@ -185,7 +185,7 @@ fn dispatch(cli: Cli) -> u8 {
             DaemonAction::Stop => daemon::stop(),
             DaemonAction::Restart { plugins } => daemon::restart(&plugins.specs),
             DaemonAction::Status => daemon::status(),
-            DaemonAction::Runner => oxiida_daemon::runner::run_from_fd(None),
+            DaemonAction::Runner => std::process::exit(oxiida_daemon::runner::run_from_fd(None)),
         },
         Command::Submit { file, plugins, limits, wait } => daemon::submit(daemon::SubmitArgs {
             file: &file,

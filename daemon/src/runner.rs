@@ -85,15 +85,17 @@ impl Reporter {
     }
 }
 
-/// Runs one workflow from the socket at [`FD`], then exits the process:
-/// what `oxiida daemon runner` and the Python package's runner call.
-/// `host`, when given, makes every workflow's host instead of plugin
-/// sessions.
-pub fn run_from_fd(host: Option<&HostFactory>) -> ! {
+/// Runs one workflow from the socket at [`FD`]: what `oxiida daemon
+/// runner` and the Python package's runner call. `host`, when given, makes
+/// every workflow's host instead of plugin sessions. The caller then exits
+/// the process at once with the status returned (after flushing what it
+/// buffers): calls that ignored cancellation may still be running on
+/// other threads, and must not hold the runner.
+pub fn run_from_fd(host: Option<&HostFactory>) -> i32 {
     // SAFETY: the daemon hands descriptor FD to the runner, which owns it
     // from here on; nothing else in this process uses it.
     let stream = unsafe { UnixStream::from_raw_fd(FD) };
-    std::process::exit(run(stream, host))
+    run(stream, host)
 }
 
 /// Waits for the job, runs it, reports; the process's exit status.

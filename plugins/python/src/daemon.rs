@@ -70,12 +70,19 @@ fn _daemon_serve(py: Python<'_>, watch: Vec<String>) -> PyResult<()> {
 }
 
 /// A workflow's runner process (started by the daemon with its socket at
-/// descriptor 3): runs that one workflow on this package's host, then
-/// exits the process.
+/// descriptor 3): runs that one workflow on this package's host, flushes
+/// what the functions printed (it goes to the daemon's log), then exits
+/// the process at once.
 #[pyfunction]
 fn _runner(py: Python<'_>) {
     let factory = oxiida_daemon::runner::HostFactory { make: Arc::new(workflow_host) };
-    py.detach(|| oxiida_daemon::runner::run_from_fd(Some(&factory)))
+    let code = py.detach(|| oxiida_daemon::runner::run_from_fd(Some(&factory)));
+    for stream in ["stdout", "stderr"] {
+        if let Ok(out) = py.import("sys").and_then(|sys| sys.getattr(stream)) {
+            let _ = out.call_method0("flush");
+        }
+    }
+    std::process::exit(code)
 }
 
 fn sys_executable(py: Python<'_>) -> String {
