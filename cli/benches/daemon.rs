@@ -37,10 +37,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Median and 90th percentile.
-fn spread(mut all: Vec<Duration>) -> (f64, f64) {
+/// Median, 90th and 99th percentile.
+fn spread(mut all: Vec<Duration>) -> (f64, f64, f64) {
     all.sort();
-    (ms(all[all.len() / 2]), ms(all[all.len() * 9 / 10]))
+    (ms(all[all.len() / 2]), ms(all[all.len() * 9 / 10]), ms(all[all.len() * 99 / 100]))
 }
 
 struct Daemon(Child);
@@ -77,10 +77,12 @@ fn main() {
     for _ in 0..10 {
         time(submit(true));
     }
-    let (wait_med, wait_p90) = spread((0..LATENCY_RUNS).map(|_| time(submit(true))).collect());
-    let (run_med, _) = spread((0..LATENCY_RUNS).map(|_| time(run())).collect());
-    println!("one-line workflow, median of {LATENCY_RUNS} (90th percentile):");
-    println!("  `oxiida submit --wait`  {wait_med:.2} ms ({wait_p90:.2} ms)  (target <= 10 ms)");
+    let (wait_med, wait_p90, wait_p99) = spread((0..LATENCY_RUNS).map(|_| time(submit(true))).collect());
+    let (run_med, _, _) = spread((0..LATENCY_RUNS).map(|_| time(run())).collect());
+    println!("one-line workflow, median of {LATENCY_RUNS} (90th, 99th percentile):");
+    println!(
+        "  `oxiida submit --wait`  {wait_med:.2} ms ({wait_p90:.2}, {wait_p99:.2} ms)  (target <= 10 ms; a runner process per workflow)"
+    );
     println!("  `oxiida run`            {run_med:.2} ms");
 
     let start = Instant::now();

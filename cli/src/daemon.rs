@@ -76,7 +76,13 @@ pub fn start(foreground: bool, specs: &[String]) -> u8 {
                 Ok((loaded, String::from_utf8_lossy(&p.config).into_owned()))
             })
             .collect();
-        let options = oxiida_daemon::server::Options { ready, ..Default::default() };
+        // Each workflow runs in a process of its own: this executable, as its runner.
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => return fail(format!("cannot find this executable to start workflows with: {e}"), 1),
+        };
+        let runner = vec![exe.into_os_string(), "daemon".into(), "runner".into()];
+        let options = oxiida_daemon::server::Options { ready, runner, ..Default::default() };
         let served = loaded.and_then(|defaults| Ok(oxiida_daemon::server::serve_with(paths, defaults, options)?));
         return match served {
             Ok(()) => 0,

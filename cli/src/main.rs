@@ -98,6 +98,10 @@ enum DaemonAction {
     },
     /// Show the daemon's pid, uptime, socket, log, plugins and running workflows
     Status,
+    /// Run one workflow for the daemon: its runner process (started by the
+    /// daemon, with its socket at descriptor 3)
+    #[command(hide = true)]
+    Runner,
 }
 
 #[derive(Subcommand)]
@@ -181,6 +185,7 @@ fn dispatch(cli: Cli) -> u8 {
             DaemonAction::Stop => daemon::stop(),
             DaemonAction::Restart { plugins } => daemon::restart(&plugins.specs),
             DaemonAction::Status => daemon::status(),
+            DaemonAction::Runner => std::process::exit(oxiida_daemon::runner::run_from_fd(None)),
         },
         Command::Submit { file, plugins, limits, wait } => daemon::submit(daemon::SubmitArgs {
             file: &file,

@@ -124,6 +124,18 @@ fn reap_orphans() {
     });
 }
 
+/// The children of every thread of process `pid`.
+fn children(pid: u32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .flat_map(|t| {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            children.split_whitespace().map(|p| p.parse().unwrap()).collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
 fn alive(pid: i32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     stat.rsplit_once(") ").is_some_and(|(_, s)| !s.starts_with('Z'))
@@ -332,10 +344,11 @@ fn example_plugin() -> &'static PathBuf {
 fn each_workflow_has_its_own_plugin_sessions() {
     let d = Daemon::foreground("isolation", &[]);
     let plugin = example_plugin().display().to_string();
-    // Both set the same-named global, meet (so both have set it), then read
-    // it back: a shared session would show one the other's value.
+    // Both set the same-named global at once, then read it back: a shared
+    // session would show one the other's value. (Each workflow is a runner
+    // process of its own, so they cannot even meet in `rendezvous`.)
     for (name, value) in [("a.ox", 1), ("b.ox", 2)] {
-        d.write(name, &format!("require remember, recall, rendezvous;\nx = remember({value});\nok = rendezvous();\nprint recall();\n"));
+        d.write(name, &format!("require remember, recall, slow;\nx = remember({value});\nz = slow(100);\nprint recall();\n"));
     }
     let spawn = |file: &str| d.cmd(&["submit", "--wait", "--plugin", &plugin, file]).stdout(Stdio::piped()).spawn().unwrap();
     let (a, b) = (spawn("a.ox"), spawn("b.ox"));
@@ -366,7 +379,13 @@ fn records_survive_sigkill_and_running_workflows_become_interrupted() {
         assert!(Instant::now() < until, "the spinning workflow never printed");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The spinning workflow's runner and the warm ones die with the daemon.
+    let runners = children(d.child.as_ref().unwrap().id());
+    assert!(runners.len() >= 2, "{runners:?}");
     d.kill_hard();
+    for runner in runners {
+        common::assert_stops(runner, "a runner of the killed daemon");
+    }
     d.start_foreground(&[]);
     let list = text(&d.run(&["workflow", "list"]).stdout);
     assert!(list.lines().any(|l| l.contains("succeeded") && l.contains("done.ox")), "{list}");
@@ -536,4 +555,57 @@ fn a_workflow_whose_call_never_returns_is_killed_and_the_daemon_still_stops() {
     let stopped = d.run(&["daemon", "stop"]);
     assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped.stderr));
     assert!(asked.elapsed() < Duration::from_secs(3), "stopped after {:?}", asked.elapsed());
+}
+
+#[test]
+fn a_runner_that_crashes_fails_its_own_workflow_alone() {
+    let plugin = common::workspace_plugin("oxiida-test-plugin", "liboxiida_test_plugin.so");
+    let plugin = plugin.to_str().unwrap();
+    let mut d = Daemon::foreground("crash", &[]);
+    let started = d.dir.join("started");
+    // The healthy one is running (its shell has started) when the other
+    // takes its runner down, and finishes after.
+    d.write(
+        "healthy.ox",
+        &format!("print \"before\";\nr = shell {{\"sh\", [\"-c\", \"echo up > {} && sleep 1\"]}};\nprint \"after\";\n", started.display()),
+    );
+    d.write("crash.ox", "require abort;\nx = abort();\n");
+    let healthy = d.cmd(&["submit", "--wait", "healthy.ox"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    common::wait_for_file(&started);
+    let crashed = d.run(&["submit", "--wait", "--plugin", plugin, "crash.ox"]);
+    assert_eq!(crashed.status.code(), Some(1), "{}", text(&crashed.stderr));
+    assert!(text(&crashed.stderr).contains("runner killed by signal 6 (SIGABRT)"), "{}", text(&crashed.stderr));
+    let healthy = healthy.wait_with_output().unwrap();
+    assert_eq!((healthy.status.code(), text(&healthy.stdout)), (Some(0), "before\nafter\n".into()), "{}", text(&healthy.stderr));
+    let shown = d.wait_done("2");
+    assert!(shown.contains("state: failed (exit 1)") && shown.contains("SIGABRT"), "{shown}");
+    // The daemon lives on, and runs the next workflow.
+    d.write("next.ox", "print \"still here\";\n");
+    let next = d.run(&["submit", "--wait", "next.ox"]);
+    assert_eq!(text(&next.stdout), "still here\n", "{}", text(&next.stderr));
+    assert!(d.child.as_mut().unwrap().try_wait().unwrap().is_none(), "the daemon is alive");
+}
+
+#[test]
+fn runners_die_with_their_workflow_and_leave_no_zombie() {
+    let mut d = Daemon::foreground("reap", &[]);
+    d.write("one.ox", "print \"one\";\n");
+    for _ in 0..3 {
+        assert_eq!(text(&d.run(&["submit", "--wait", "one.ox"]).stdout), "one\n");
+    }
+    let pid = d.child.as_ref().unwrap().id();
+    // The daemon's children: its warm runners only, none a zombie.
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let all = children(pid);
+        let zombies = all.iter().filter(|&&c| !alive(c)).count();
+        if zombies == 0 && all.len() <= 2 {
+            break;
+        }
+        assert!(Instant::now() < until, "the daemon's children: {all:?}, {zombies} zombie(s)");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = d.run(&["daemon", "stop"]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped.stderr));
+    assert!(d.child.take().unwrap().wait().unwrap().success());
 }

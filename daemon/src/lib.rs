@@ -1,14 +1,16 @@
 //! The oxiida daemon (docs/daemon.md): a long-running process per user that
-//! runs submitted workflows, each on a thread and runtime of its own with its
-//! own plugin sessions, and records them in SQLite.
+//! runs submitted workflows, each in a runner process of its own with its
+//! own working directory and plugin sessions, and records them in SQLite.
 //!
 //! Stages: [`server`] (accepting, dispatching) → [`workflow`] (one
-//! workflow's actor) → [`store`] (the records); [`watch`] is the
+//! workflow's supervisor) → [`runner`] (the workflow's own process, which
+//! compiles and runs it) and [`store`] (the records); [`watch`] is the
 //! environment monitor. The wire protocol, paths and client are in
 //! `oxiida-protocol`, which clients link alone. Each stage's errors are
 //! typed ([`ServeError`], [`StoreError`], [`WatchError`]) and keep their causes.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod runner;
 pub mod server;
 pub mod store;
 pub mod watch;

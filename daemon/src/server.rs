@@ -3,6 +3,7 @@
 //! connection at worst, never the daemon or anyone else's.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -23,10 +24,10 @@ use oxiida_abi::frame::HEADER_LEN;
 use crate::log;
 use crate::store::{self, Store, StoreError};
 use crate::watch::{WatchError, Watcher};
-use crate::workflow::{self, Event, Running};
+use crate::workflow::{self, Event, Pool, Running};
 use oxiida::Interrupt;
 use oxiida_host::LoadedPlugin;
-use oxiida_protocol::{self as protocol, ErrorKind, PathsError, Reply, Request, Status, Submit, Summary};
+use oxiida_protocol::{self as protocol, ErrorKind, PathsError, PluginSpec, Reply, Request, Status, Submit, Summary};
 use oxiida_protocol::{now_ms, state, Paths};
 
 /// Once a frame has begun, the rest must come within this (give or take
@@ -71,10 +72,11 @@ pub enum ServeError {
 pub struct Shared {
     pub paths: Paths,
     pub store: Store,
-    /// Plugins every workflow gets a session of (`daemon start --plugin`).
+    /// Plugins every workflow gets a session of (`daemon start --plugin`),
+    /// loaded again by each workflow's runner.
     pub defaults: Vec<(Arc<LoadedPlugin>, String)>,
-    /// An embedder's host for every workflow, instead of plugin sessions.
-    pub host: Option<HostFactory>,
+    /// Runners: started ahead, one per workflow.
+    pub pool: Pool,
     default_specs: Vec<String>,
     started_ms: i64,
     /// Workflows not finished yet; watched, so a stopping daemon learns
@@ -97,9 +99,17 @@ impl Shared {
         });
     }
 
-    /// Remembers a plugin library for `status`.
-    pub fn loaded(&self, plugin: &LoadedPlugin) {
-        self.loaded.lock().entry(plugin.path.clone()).or_insert_with(|| plugin.name.clone());
+    /// Remembers a plugin library a runner loaded, for `status`.
+    pub fn loaded(&self, path: PathBuf, name: String) {
+        self.loaded.lock().entry(path).or_insert(name);
+    }
+
+    /// The default plugins as each runner loads them.
+    pub fn default_plugins(&self) -> Vec<PluginSpec> {
+        self.defaults
+            .iter()
+            .map(|(p, config)| PluginSpec { path: p.path.display().to_string(), config: config.as_bytes().to_vec().into() })
+            .collect()
     }
 
     fn running(&self) -> Vec<Arc<Running>> {
@@ -201,22 +211,14 @@ pub struct Options {
     /// learns that its daemon is ready without polling the socket. When
     /// the daemon fails first, it is closed unwritten.
     pub ready: Option<std::fs::File>,
-    /// When set, every workflow runs on the host this makes from its
-    /// submission, instead of on sessions of plugins (`defaults` and the
-    /// submission's own plugins are then not used).
-    pub host: Option<HostFactory>,
-}
-
-/// Makes each workflow's [`Host`](oxiida::foreign::Host) from its
-/// submission: the Python package's daemon builds its own host, with the
-/// functions the client pickled (`Submit::extra`) as the workflow's scope.
-#[derive(Clone)]
-pub struct HostFactory {
-    /// What `status` lists as the daemon's plugin (e.g. `python (in-process)`).
-    pub name: String,
-    /// The error is the reason the workflow cannot start (exit 2).
-    #[allow(clippy::type_complexity)]
-    pub make: Arc<dyn Fn(&Submit) -> Result<Arc<dyn oxiida::foreign::Host>, String> + Send + Sync>,
+    /// How a workflow's runner process is started (program, then
+    /// arguments): it must call [`crate::runner::run_from_fd`]. The CLI's
+    /// daemon runs its own executable (`oxiida daemon runner`), the
+    /// Python package's its own interpreter.
+    pub runner: Vec<OsString>,
+    /// What `status` lists as the daemon's plugin when the runners make
+    /// their own host (e.g. `python (<interpreter>)`).
+    pub host_name: Option<String>,
 }
 
 /// Runs a daemon in this process until it is told to stop (a `shutdown`
@@ -247,9 +249,9 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
     // Workflows get the client's directory; the daemon pins none.
     let _ = std::env::set_current_dir("/");
     let mut default_specs: Vec<String> = defaults.iter().map(|(p, c)| spec_text(&p.path.display().to_string(), c.as_bytes())).collect();
-    default_specs.extend(options.host.iter().map(|h| h.name.clone()));
+    default_specs.extend(options.host_name);
     let shared = Arc::new(Shared {
-        host: options.host,
+        pool: Pool::new(options.runner),
         default_specs,
         paths: paths.clone(),
         store,
@@ -270,6 +272,9 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         .map_err(ServeError::Runtime)?;
     log(&format!("daemon started: socket {}, database {}", paths.socket.display(), paths.database.display()));
     let served = runtime.block_on(async {
+        // On this thread, which lives as long as the daemon: runners die
+        // with the thread that started them (PR_SET_PDEATHSIG).
+        shared.pool.fill();
         let served = accept(listener, &shared, options.ready).await;
         stop_workflows(&shared).await;
         // Let waiting clients hear how their workflows ended.
@@ -332,6 +337,7 @@ async fn accept(listener: std::os::unix::net::UnixListener, shared: &Arc<Shared>
 /// call may never return).
 async fn stop_workflows(shared: &Shared) {
     shared.shutdown.trigger();
+    shared.pool.drain().await;
     for w in shared.running() {
         w.stop(state::INTERRUPTED);
     }
@@ -342,6 +348,7 @@ async fn stop_workflows(shared: &Shared) {
         let error = Some("the daemon stopped while it was running; a call did not return in time".into());
         shared.store.finished(w.id, store::Finish { state: state::INTERRUPTED, exit_code: Some(130), error });
     }
+    shared.pool.drain().await;
 }
 
 fn spec_text(path: &str, config: &[u8]) -> String {
@@ -370,7 +377,7 @@ type Frames = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
 /// frame keeps its header until it is whole (the adjustment counts the
 /// header, nothing is skipped), so a frame that has begun always shows in
 /// the read buffer, and an end of stream inside one is always an error.
-fn codec() -> LengthDelimitedCodec {
+pub(crate) fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .length_field_length(HEADER_LEN)
         .big_endian()
@@ -566,14 +573,14 @@ async fn submit(submit: Submit, shared: &Arc<Shared>, rd: &mut Frames, wr: &mut 
         Err(e) => return send(wr, &error(ErrorKind::Internal, format!("cannot record the workflow: {e}"))).await,
     };
     let running = Arc::new(Running::new(id, submit.name.clone(), now_ms()));
-    // Watching before the thread starts: no line printed can be missed.
+    // Watching before the runner starts: no line printed can be missed.
     let events = submit.wait.then(|| running.watch());
     shared.running.send_modify(|all| {
         all.insert(id, running.clone());
     });
     if let Err(e) = workflow::spawn(shared.clone(), running, submit) {
         shared.forget(id);
-        let why = format!("cannot start a thread for the workflow: {e}");
+        let why = format!("cannot start a runner for the workflow: {e}");
         shared.store.finished(id, store::Finish { state: state::FAILED, exit_code: Some(1), error: Some(why.clone()) });
         return send(wr, &error(ErrorKind::Internal, why)).await;
     }

@@ -74,7 +74,8 @@ enum Op {
     Insert(New, oneshot::Sender<Result<u64, StoreError>>),
     Started(u64, i64),
     Output(u64, u64, String),
-    Finished(u64, Finish, i64),
+    /// With a sender, told once the end is committed.
+    Finished(u64, Finish, i64, Option<oneshot::Sender<Result<(), StoreError>>>),
     List(oneshot::Sender<Result<Vec<Summary>, StoreError>>),
     Show(u64, oneshot::Sender<Result<Option<Record>, StoreError>>),
     /// Commits, then ends the thread; the sender learns when it is done.
@@ -135,7 +136,15 @@ impl Store {
     }
 
     pub fn finished(&self, id: u64, finish: Finish) {
-        self.send(Op::Finished(id, finish, now_ms()));
+        self.send(Op::Finished(id, finish, now_ms(), None));
+    }
+
+    /// Records a workflow's end and returns once it is committed: a reply
+    /// that reports an end waits for this.
+    pub async fn finished_committed(&self, id: u64, finish: Finish) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Finished(id, finish, now_ms(), Some(tx)));
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     pub async fn list(&self) -> Result<Vec<Summary>, StoreError> {
@@ -240,12 +249,17 @@ fn apply(db: &Connection, op: Op) -> rusqlite::Result<Option<Applied>> {
             db.execute("INSERT INTO output (workflow, seq, text) VALUES (?1, ?2, ?3)", params![id as i64, seq as i64, text])?;
             return Ok(None);
         }
-        Op::Finished(id, f, at) => {
-            db.execute(
-                "UPDATE workflows SET state = ?2, exit_code = ?3, error = ?4, finished_ms = ?5 WHERE id = ?1",
-                params![id as i64, f.state, f.exit_code, f.error, at],
-            )?;
-            return Ok(None);
+        Op::Finished(id, f, at, to) => {
+            let updated = db
+                .execute(
+                    "UPDATE workflows SET state = ?2, exit_code = ?3, error = ?4, finished_ms = ?5 WHERE id = ?1",
+                    params![id as i64, f.state, f.exit_code, f.error, at],
+                )
+                .map(drop);
+            match to {
+                Some(to) => reply(to, updated),
+                None => return updated.map(|()| None),
+            }
         }
         Op::List(to) => reply(to, list(db)),
         Op::Show(id, to) => reply(to, show(db, id)),

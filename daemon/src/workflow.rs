@@ -1,29 +1,45 @@
-//! One submitted workflow's actor: a thread with its own tokio runtime, its
-//! own working directory (passed to its run, not set on the thread) and its
-//! own plugin sessions. A thread, not a task
-//! on a shared runtime, because a loop of pure computation never yields and
-//! would starve every other workflow on its worker.
+//! One submitted workflow's supervisor. The workflow itself runs in a
+//! runner process of its own ([`crate::runner`]): its working directory,
+//! its plugins and anything that crashes are that process's alone. The
+//! supervisor, a task on the daemon's runtime, hands the runner its job,
+//! records what it reports, forwards it to waiting clients, and reaps it.
+//! A runner that dies without reporting its end fails its own workflow,
+//! and the record says how it died.
 
-use std::panic::AssertUnwindSafe;
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::StreamExt;
 use parking_lot::Mutex;
-
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::process::Child;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio_util::codec::FramedRead;
 
 use crate::log;
+use crate::runner::{self, Job, Report};
 use crate::server::Shared;
 use crate::store::Finish;
-use oxiida::foreign::Host;
-use oxiida::{Context, Diagnostic, Interrupt, Limits, Output, Source, Stage};
-use oxiida_host::{self as plugin, LoadedPlugin, PluginHost};
-use oxiida_protocol::Submit;
-use oxiida_protocol::{exit, state};
+use oxiida::Interrupt;
+use oxiida_abi::frame::HEADER_LEN;
+use oxiida_protocol::{exit, state, Submit};
 
-/// The parser recurses on nesting; like the CLI, reserve a roomy stack so
-/// that pathological input is an error, not a crash of the whole daemon.
-const STACK_BYTES: usize = 256 << 20;
+/// How long a cancelled runner gets to report its end (it kills its shell
+/// tasks' process groups first) before its process group is killed.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+/// How long a runner that reported its end gets to exit on its own.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// Runners kept started and waiting for a job, so a submission does not
+/// wait for a process to start.
+const WARM: usize = 2;
 
 /// What a waiting client hears about its workflow.
 #[derive(Debug)]
@@ -57,8 +73,8 @@ impl Running {
         }
     }
 
-    /// Cancels the workflow: its tasks are dropped and their process
-    /// groups killed; `why` is the state it ends in.
+    /// Cancels the workflow: its runner is told (and killed if it does not
+    /// end within [`KILL_GRACE`]); `why` is the state it ends in.
     pub fn stop(&self, why: &'static str) {
         self.stopped.lock().get_or_insert(why);
         self.interrupt.trigger();
@@ -75,162 +91,311 @@ impl Running {
         // A watcher that hung up is dropped; the workflow goes on.
         self.watchers.lock().retain(|w| w.send(make()).is_ok());
     }
-}
 
-/// `print` in a daemon's workflow: recorded, and streamed to its watchers.
-struct Sink<'a> {
-    shared: &'a Shared,
-    running: &'a Running,
-}
-
-impl Output for Sink<'_> {
-    fn print(&self, text: &str) {
-        let seq = self.running.printed.fetch_add(1, Ordering::Relaxed);
-        self.shared.store.output(self.running.id, seq, text.to_owned());
-        self.running.tell(|| Event::Output(text.to_owned()));
+    /// The end of a workflow that was cancelled.
+    fn cancelled(&self) -> Finish {
+        let why = self.stopped.lock().unwrap_or(state::INTERRUPTED);
+        let error = if why == state::KILLED { "killed by `oxiida workflow kill`" } else { "the daemon stopped while it was running" };
+        Finish { state: why, exit_code: Some(exit::INTERRUPTED.into()), error: Some(error.into()) }
     }
 }
 
-/// Starts the workflow's thread; it records and announces its own end.
-pub fn spawn(shared: Arc<Shared>, running: Arc<Running>, submit: Submit) -> std::io::Result<()> {
-    std::thread::Builder::new().name(format!("oxiida-wf-{}", running.id)).stack_size(STACK_BYTES).spawn(move || {
-        shared.store.started(running.id);
-        let mut leftovers = None;
-        let mut variables = None;
-        let finish = std::panic::catch_unwind(AssertUnwindSafe(|| run(&shared, &running, submit, &mut leftovers, &mut variables)))
-            .unwrap_or_else(|_| {
-                log(&format!("workflow {}: its thread panicked", running.id));
-                failed(exit::RUNTIME, "internal error: the daemon's workflow thread panicked (see the daemon's log)".into())
+/// A started runner process, waiting for its job or running it.
+pub struct Runner {
+    child: Child,
+    stream: std::os::unix::net::UnixStream,
+}
+
+impl Runner {
+    /// Starts `argv` as a runner: its own process group (a workflow's
+    /// `kill` reaches all of it, a terminal's Ctrl-C none), killed if the
+    /// daemon dies, with its socket at [`runner::FD`].
+    ///
+    /// Must be called on a thread that lives as long as the daemon (a
+    /// runtime worker): PR_SET_PDEATHSIG fires when the *thread* that
+    /// started the child ends.
+    fn start(argv: &[OsString]) -> io::Result<Runner> {
+        let Some((program, args)) = argv.split_first() else {
+            return Err(io::Error::other("no runner command is configured"));
+        };
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let fd = theirs.as_raw_fd();
+        // SAFETY: getpid has no preconditions.
+        let daemon = unsafe { libc::getpid() };
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
+        // SAFETY: between fork and exec, only async-signal-safe calls
+        // (dup2, fcntl, prctl, getppid, _exit) on descriptors this process owns.
+        unsafe {
+            command.pre_exec(move || {
+                if fd == runner::FD {
+                    // dup2 onto itself would keep close-on-exec set.
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, runner::FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The daemon died before the request took effect.
+                if libc::getppid() != daemon {
+                    libc::_exit(1);
+                }
+                Ok(())
             });
-        log(&format!("workflow {} {} ({})", running.id, finish.state, finish.exit_code.unwrap_or(-1)));
-        // Recorded and forgotten before it is told: a client that hears
-        // the end (`submit --wait`, `workflow kill`) then finds it ended.
-        let (state, exit_code, error) = (finish.state, finish.exit_code, finish.error.clone());
-        shared.store.finished(running.id, finish);
-        shared.forget(running.id);
-        running.tell(|| Event::Finished { state, exit_code, error: error.clone(), variables: variables.clone() });
-        // Calls still running on blocking threads (a foreign call that
-        // ignores cancellation) must not hold this thread: leave them.
-        if let Some((runtime, host)) = leftovers {
-            runtime.shutdown_background();
-            drop(host);
         }
-    })?;
+        let child = command.spawn()?;
+        drop(theirs);
+        Ok(Runner { child, stream: ours })
+    }
+
+    /// SIGKILLs the runner's process group, then reaps the runner.
+    async fn kill(mut self) {
+        kill_group(&self.child);
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Runners started ahead of their jobs.
+pub struct Pool {
+    /// How a runner is started: the daemon's executable with its hidden
+    /// runner subcommand, or the Python daemon's own interpreter.
+    argv: Vec<OsString>,
+    idle: Mutex<VecDeque<Runner>>,
+    /// Set when the daemon stops: no more runners are started ahead.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Pool {
+    pub fn new(argv: Vec<OsString>) -> Pool {
+        Pool { argv, idle: Mutex::new(VecDeque::new()), closed: Default::default() }
+    }
+
+    /// Tops the pool up to [`WARM`] runners. Runs on a runtime worker
+    /// (see [`Runner::start`]).
+    pub fn fill(&self) {
+        while !self.closed.load(Ordering::Relaxed) && self.idle.lock().len() < WARM {
+            match Runner::start(&self.argv) {
+                Ok(runner) => self.idle.lock().push_back(runner),
+                Err(e) => {
+                    log(&format!("cannot start a runner ahead of time: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A warm runner, or one started now.
+    fn take(&self) -> io::Result<Runner> {
+        match self.idle.lock().pop_front() {
+            Some(runner) => Ok(runner),
+            None => Runner::start(&self.argv),
+        }
+    }
+
+    /// Kills and reaps the idle runners; none is started after this.
+    pub async fn drain(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let idle: Vec<Runner> = self.idle.lock().drain(..).collect();
+        for runner in idle {
+            runner.kill().await;
+        }
+    }
+}
+
+/// Starts the workflow in a runner of its own, supervised by a task that
+/// records and announces its end. Called on the daemon's runtime.
+pub fn spawn(shared: Arc<Shared>, running: Arc<Running>, submit: Submit) -> io::Result<()> {
+    let runner = shared.pool.take()?;
+    let filler = shared.clone();
+    tokio::spawn(async move { filler.pool.fill() });
+    tokio::spawn(supervise(shared, running, submit, runner));
     Ok(())
+}
+
+async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, runner: Runner) {
+    shared.store.started(running.id);
+    let job = oxiida_protocol::encode(&Job { submit, defaults: shared.default_plugins() });
+    let (finish, variables) = drive(&shared, &running, &job, runner).await;
+    log(&format!("workflow {} {} ({})", running.id, finish.state, finish.exit_code.unwrap_or(-1)));
+    // Committed and forgotten before it is told: a client that hears the
+    // end (`submit --wait`, `workflow kill`) then finds it ended.
+    let (state, exit_code, error) = (finish.state, finish.exit_code, finish.error.clone());
+    if let Err(e) = shared.store.finished_committed(running.id, finish).await {
+        log(&format!("workflow {}: its end was not recorded: {e}", running.id));
+    }
+    shared.forget(running.id);
+    running.tell(|| Event::Finished { state, exit_code, error: error.clone(), variables: variables.clone() });
 }
 
 fn failed(code: u8, error: String) -> Finish {
     Finish { state: state::FAILED, exit_code: Some(code.into()), error: Some(error) }
 }
 
-type Leftovers = Option<(tokio::runtime::Runtime, Arc<dyn Host>)>;
-
-/// Runs the workflow to its end. The runtime and plugin sessions are handed
-/// back, not dropped, so the end is recorded before they are torn down; so
-/// are the variables of a workflow that succeeded, for waiting clients.
-fn run(shared: &Shared, running: &Running, submit: Submit, leftovers: &mut Leftovers, variables: &mut Option<Vec<u8>>) -> Finish {
-    let context = match context(submit.cwd.as_deref()) {
-        Ok(context) => context,
-        Err(e) => return failed(exit::USAGE, e),
-    };
-    if let Err(e) = enter_for_plugins(submit.cwd.as_deref()) {
-        return failed(exit::USAGE, e);
-    }
-    // An embedder's host (the Python package's), or sessions of plugins.
-    let made = match &shared.host {
-        Some(factory) => (factory.make)(&submit),
-        None => sessions(shared, &submit).map(|h| Arc::new(h) as Arc<dyn Host>),
-    };
-    let host = match made {
-        Ok(host) => host,
-        Err(e) => return failed(exit::USAGE, e),
-    };
-    let source = Source::new(submit.name, submit.source);
-    let program = match oxiida::compile(&source, &*host) {
-        Ok(p) => p,
-        Err(diagnostics) => return not_run(&source, &diagnostics),
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => return failed(exit::RUNTIME, format!("cannot start the workflow's runtime: {e}")),
-    };
-    let mut limits = Limits::default();
-    limits.max_tasks = submit.max_tasks.map_or(limits.max_tasks, |n| n.max(1) as usize);
-    limits.max_fanout = submit.max_fanout.map_or(limits.max_fanout, |n| n.max(1) as usize);
-    let sink = Sink { shared, running };
-    let result = runtime.block_on(oxiida::execute_in(&program, &*host, &sink, limits, &context, &running.interrupt));
-    *leftovers = Some((runtime, host));
-    match result {
-        Ok(vars) => {
-            let map = vars.iter().map(|(name, value)| (name.to_string(), plugin::codec::to_wire(value))).collect();
-            let mut bytes = Vec::new();
-            oxiida_abi::Value::Map(map).encode(&mut bytes);
-            *variables = Some(bytes);
-            Finish { state: state::SUCCEEDED, exit_code: Some(0), error: None }
+/// Gives the runner its job (a warm runner that died meanwhile is replaced
+/// once), then records and forwards its reports until its end, and reaps it.
+async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -> (Finish, Option<Vec<u8>>) {
+    let Runner { mut child, stream } = runner;
+    let stream = match hand_over(stream, job).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            log(&format!("workflow {}: a warm runner did not take its job ({e}); starting another", running.id));
+            kill_group(&child);
+            let _ = child.wait().await;
+            let fresh = match Runner::start(&shared.pool.argv) {
+                Ok(fresh) => fresh,
+                Err(e) => return (failed(exit::RUNTIME, format!("cannot start the workflow's runner: {e}")), None),
+            };
+            child = fresh.child;
+            match hand_over(fresh.stream, job).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    kill_group(&child);
+                    let _ = child.wait().await;
+                    return (failed(exit::RUNTIME, format!("the workflow's runner did not take its job: {e}")), None);
+                }
+            }
         }
-        Err(_) if running.interrupt.is_triggered() => {
-            let why = running.stopped.lock().unwrap_or(state::INTERRUPTED);
-            let error = if why == state::KILLED { "killed by `oxiida workflow kill`" } else { "the daemon stopped while it was running" };
-            Finish { state: why, exit_code: Some(exit::INTERRUPTED.into()), error: Some(error.into()) }
-        }
-        Err(d) => failed(exit::RUNTIME, source.render(&[d], false)),
-    }
-}
-
-/// The client's working directory travels with the run: shell tasks start
-/// there (`Command::current_dir`); the daemon's own stays `/`, shared by
-/// every workflow. Plugin calls run in the daemon's (see docs/daemon.md).
-fn context(cwd: Option<&str>) -> Result<Context, String> {
-    let Some(cwd) = cwd else { return Ok(Context::default()) };
-    match std::fs::metadata(cwd) {
-        Ok(m) if m.is_dir() => Ok(Context { cwd: Some(cwd.into()), env: None }),
-        Ok(_) => Err(format!("cannot enter the working directory {cwd}: not a directory")),
-        Err(e) => Err(format!("cannot enter the working directory {cwd}: {e}")),
-    }
-}
-
-/// Until each workflow runs in a process of its own, plugin calls (which
-/// run on this workflow's threads) find the client's folder only through
-/// this thread's own filesystem context: `unshare(CLONE_FS)` detaches the
-/// thread's working directory from the daemon's. Shell tasks do not need it
-/// (the folder travels with the run). Blocking threads that the runtime
-/// spawns later inherit it from this one.
-fn enter_for_plugins(cwd: Option<&str>) -> Result<(), String> {
-    let Some(cwd) = cwd else { return Ok(()) };
-    // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd, umask and root; it touches no memory.
-    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-        return Err(format!("cannot give the workflow its own working directory: {}", std::io::Error::last_os_error()));
-    }
-    std::env::set_current_dir(cwd).map_err(|e| format!("cannot enter the working directory {cwd}: {e}"))
-}
-
-/// The daemon's default plugins, then the workflow's own, each with a fresh session.
-/// `extra` data for a plugin replaces its session config for this workflow
-/// (a Python client's pickled functions become that session's scope).
-fn sessions(shared: &Shared, submit: &Submit) -> Result<PluginHost, String> {
-    let mut plugins: Vec<(Arc<LoadedPlugin>, String)> = shared.defaults.clone();
-    for spec in &submit.plugins {
-        let loaded = plugin::load(std::path::Path::new(&spec.path))?;
-        shared.loaded(&loaded);
-        let config = String::from_utf8(spec.config.to_vec())
-            .map_err(|_| format!("the config of plugin `{}` is not UTF-8 text, which its session needs", loaded.name))?;
-        plugins.push((loaded, config));
-    }
-    for (name, data) in &submit.extra {
-        let Some((_, config)) = plugins.iter_mut().find(|(p, _)| &p.name == name) else {
-            return Err(format!("data was sent for plugin `{name}`, which this workflow does not have"));
+    };
+    let (rd, wr) = stream.into_split();
+    let mut wr = Some(wr);
+    let mut frames = FramedRead::new(rd, crate::server::codec());
+    let mut end = None;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    loop {
+        let grace = async {
+            match kill_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
         };
-        *config = String::from_utf8(data.to_vec()).map_err(|_| format!("the data sent for plugin `{name}` is not UTF-8 text"))?;
+        tokio::select! {
+            frame = frames.next() => match frame {
+                Some(Ok(frame)) => match rmp_serde::from_slice::<Report>(&frame[HEADER_LEN..]) {
+                    Ok(Report::Loaded { name, path }) => shared.loaded(path.into(), name),
+                    Ok(Report::Output { text }) => {
+                        let seq = running.printed.fetch_add(1, Ordering::Relaxed);
+                        shared.store.output(running.id, seq, text.clone());
+                        running.tell(|| Event::Output(text.clone()));
+                    }
+                    Ok(report @ Report::Finished { .. }) => {
+                        end = Some(report);
+                        break;
+                    }
+                    Err(e) => {
+                        log(&format!("workflow {}: its runner sent a bad report ({e}); killing it", running.id));
+                        break;
+                    }
+                },
+                // The runner closed its socket: it ended or died.
+                _ => break,
+            },
+            // Closing our end tells the runner to stop: it cancels the
+            // workflow, which kills its shell tasks' process groups.
+            () = running.interrupt.triggered(), if wr.is_some() => {
+                if let Some(mut wr) = wr.take() {
+                    let _ = wr.shutdown().await;
+                }
+                kill_at = Some(tokio::time::Instant::now() + KILL_GRACE);
+            }
+            () = grace => {
+                log(&format!("workflow {}: its runner did not stop within {KILL_GRACE:?}; killing its process group", running.id));
+                kill_group(&child);
+                kill_at = None;
+            }
+        }
     }
-    PluginHost::new(&plugins)
+    drop(frames);
+    drop(wr);
+    // A runner that reported its end exits on its own; one that did not is
+    // about to, or is stuck: either way, it is reaped here.
+    let status = match tokio::time::timeout(if end.is_some() { EXIT_GRACE } else { KILL_GRACE }, child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            kill_group(&child);
+            child.wait().await.ok()
+        }
+    };
+    let cancelled = running.interrupt.is_triggered();
+    match end {
+        Some(Report::Finished { state: s, .. }) if s == state::INTERRUPTED => (running.cancelled(), None),
+        Some(Report::Finished { state: s, exit_code, error, variables }) => {
+            let state = [state::SUCCEEDED, state::FAILED, state::KILLED].into_iter().find(|k| *k == s).unwrap_or(state::FAILED);
+            (Finish { state, exit_code, error }, variables.map(|v| v.into_vec()))
+        }
+        _ if cancelled => (running.cancelled(), None),
+        _ => {
+            let why = died(status);
+            log(&format!("workflow {}: {why}", running.id));
+            (failed(exit::RUNTIME, why), None)
+        }
+    }
 }
 
-fn not_run(source: &Source, diagnostics: &[Diagnostic]) -> Finish {
-    let mut text = source.render(diagnostics, false);
-    if diagnostics.iter().all(|d| d.stage == Stage::Runtime) {
-        return failed(exit::RUNTIME, text);
+async fn hand_over(stream: std::os::unix::net::UnixStream, job: &[u8]) -> io::Result<UnixStream> {
+    stream.set_nonblocking(true)?;
+    let mut stream = UnixStream::from_std(stream)?;
+    stream.write_all(job).await?;
+    Ok(stream)
+}
+
+/// SIGKILLs a runner's process group. Only before the runner is reaped:
+/// until then its pid, which is its group's id, cannot be reused.
+fn kill_group(child: &Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill with plain integers.
+        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     }
-    let n = diagnostics.len();
-    text.push_str(&format!("{n} error{} found in {}; nothing was run\n", if n == 1 { "" } else { "s" }, source.name));
-    failed(exit::NOT_RUN, text)
+}
+
+/// Why a runner ended without reporting its workflow's end.
+fn died(status: Option<ExitStatus>) -> String {
+    match status {
+        Some(s) => match (s.signal(), s.code()) {
+            (Some(n), _) => {
+                format!("runner killed by signal {n} ({}){}", signal_name(n), if s.core_dumped() { ", core dumped" } else { "" })
+            }
+            (None, Some(code)) => format!("runner exited with status {code} before the workflow ended"),
+            (None, None) => "runner ended before the workflow did".into(),
+        },
+        None => "runner ended before the workflow did; its status is unknown".into(),
+    }
+}
+
+fn signal_name(n: i32) -> &'static str {
+    match n {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => "another signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_crash_is_named_by_its_signal() {
+        use std::os::unix::process::ExitStatusExt;
+        let segv = std::process::ExitStatus::from_raw(libc::SIGSEGV);
+        assert_eq!(super::died(Some(segv)), "runner killed by signal 11 (SIGSEGV)");
+        let exited = std::process::ExitStatus::from_raw(3 << 8);
+        assert_eq!(super::died(Some(exited)), "runner exited with status 3 before the workflow ended");
+    }
 }

@@ -1,6 +1,8 @@
 //! The Python-bound daemon and its client: `python -m oxiida daemon start`
-//! serves in this interpreter, so every workflow's Python calls run here,
-//! with the environment (sys.path, installed packages) it was started from.
+//! serves from this interpreter, and runs each workflow in a runner process
+//! of its own: this same interpreter (`sys.executable`) with the daemon's
+//! `sys.path`, so every workflow's Python calls see the environment
+//! (sys.path, installed packages) the daemon was started from.
 //! `oxiida.submit` sends a workflow with the caller's functions pickled.
 
 use std::sync::Arc;
@@ -25,10 +27,10 @@ fn paths() -> PyResult<Paths> {
 /// workflow's functions: a pickled dict of names, as bytes.
 const FUNCTIONS: &str = "python";
 
-/// Each submitted workflow's host: the functions its client pickled, in a
-/// fresh namespace of their own, with the client's working directory for
-/// its `=f=` calls (its plain calls run on the workflow's threads, which the
-/// daemon gives that directory).
+/// Each submitted workflow's host, made in its runner: the functions its
+/// client pickled, in a fresh namespace of their own, with the client's
+/// working directory for its `=f=` calls (its plain calls run in the
+/// runner, whose working directory that already is).
 fn workflow_host(submit: &Submit) -> Result<Arc<dyn oxiida::foreign::Host>, String> {
     if let Some(spec) = submit.plugins.first() {
         return Err(format!("this daemon runs the Python functions sent with a workflow; it loads no plugin (`{}`)", spec.path));
@@ -45,22 +47,42 @@ fn workflow_host(submit: &Submit) -> Result<Arc<dyn oxiida::foreign::Host>, Stri
 }
 
 /// Serves a daemon in this process until it is stopped; every workflow runs
-/// on this package's host. `watch` lists the folders whose changes make
-/// every reply carry a warning (site-packages).
+/// in a runner (this interpreter, see [`_runner`]) on this package's host.
+/// `watch` lists the folders whose changes make every reply carry a
+/// warning (site-packages).
 #[pyfunction]
 fn _daemon_serve(py: Python<'_>, watch: Vec<String>) -> PyResult<()> {
     let paths = paths()?;
     let restart = "python -m oxiida daemon restart";
+    let sys = py.import("sys")?;
+    let sys_path: String = sys.getattr("path")?.repr()?.extract()?;
+    // The runner is this interpreter with this sys.path: the environment
+    // the daemon was started from, whatever folder a workflow runs in.
+    let code = format!("import sys; sys.path[:] = {sys_path}; from oxiida import _oxiida; _oxiida._runner()");
     let options = oxiida_daemon::server::Options {
         watch: watch.into_iter().map(Into::into).collect(),
         restart_hint: format!("{restart} (with {})", sys_executable(py)),
-        host: Some(oxiida_daemon::server::HostFactory {
-            name: format!("python (in-process, {})", sys_executable(py)),
-            make: Arc::new(workflow_host),
-        }),
+        runner: vec![sys_executable(py).into(), "-c".into(), code.into()],
+        host_name: Some(format!("python (a runner per workflow, {})", sys_executable(py))),
         ..Default::default()
     };
     py.detach(|| oxiida_daemon::server::serve_with(paths, Vec::new(), options)).map_err(|e| OxiidaError::new_err(e.to_string()))
+}
+
+/// A workflow's runner process (started by the daemon with its socket at
+/// descriptor 3): runs that one workflow on this package's host, flushes
+/// what the functions printed (it goes to the daemon's log), then exits
+/// the process at once.
+#[pyfunction]
+fn _runner(py: Python<'_>) {
+    let factory = oxiida_daemon::runner::HostFactory { make: Arc::new(workflow_host) };
+    let code = py.detach(|| oxiida_daemon::runner::run_from_fd(Some(&factory)));
+    for stream in ["stdout", "stderr"] {
+        if let Ok(out) = py.import("sys").and_then(|sys| sys.getattr(stream)) {
+            let _ = out.call_method0("flush");
+        }
+    }
+    std::process::exit(code)
 }
 
 fn sys_executable(py: Python<'_>) -> String {
@@ -235,6 +257,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_daemon_paths, m)?)?;
     m.add_function(wrap_pyfunction!(_daemon_command, m)?)?;
     m.add_function(wrap_pyfunction!(_daemon_serve, m)?)?;
+    m.add_function(wrap_pyfunction!(_runner, m)?)?;
     m.add_function(wrap_pyfunction!(_daemon_pid, m)?)?;
     m.add_function(wrap_pyfunction!(_submit, m)?)?;
     Ok(())

@@ -168,3 +168,21 @@ def test_ctrl_c_while_waiting_detaches_at_once(private):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_function_that_aborts_fails_its_own_workflow_alone(private):
+    _, tmp_path, _ = private
+
+    def crash():  # takes its whole process down, as a crashing extension would
+        os.abort()
+
+    def chatty():
+        print("said by a function")  # buffered: the runner flushes it to the log
+        return 1
+
+    with pytest.raises(oxiida.OxiidaError, match=r"runner killed by signal 6 \(SIGABRT\)"):
+        oxiida.submit("require crash;\nx = crash();\n", wait=True)
+    # The daemon lives on, and so does the next workflow.
+    assert oxiida.submit("require chatty;\nx = chatty();\n", wait=True) == {"x": 1}
+    log = (tmp_path / "data" / "daemon.log").read_text()
+    assert "runner killed by signal 6 (SIGABRT)" in log and "said by a function" in log

@@ -3,7 +3,8 @@
 //! the host's buffers, and its `boom` function panics: `guard` turns the panic
 //! into an error reply instead of unwinding into the host. `hang(path)`
 //! creates the file `path`, then never returns: the tests of bounded
-//! cancellation need a call that ignores every way of stopping it.
+//! cancellation need a call that ignores every way of stopping it. `abort()`
+//! aborts the whole process (SIGABRT), as a crashing plugin would.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -11,7 +12,7 @@ use std::ffi::{c_char, c_void};
 
 use oxiida_abi::{self as abi, guard, serve, write_error, Status, Value};
 
-const NAMES: &[&str] = &["double", "boom", "echo", "hang"];
+const NAMES: &[&str] = &["double", "boom", "echo", "hang", "abort"];
 
 unsafe extern "C" fn session_new(_config: *const c_char, _len: usize, session: *mut *mut c_void, _e: *mut c_char, _cap: usize) -> i32 {
     // SAFETY: the host passes a valid `void **` (oxiida.h).
@@ -58,6 +59,8 @@ fn run(name: &str, args: &[u8]) -> Result<Value, String> {
             _ => Err("hang takes the path of a file to create".into()),
         },
         "boom" => panic!("boom was called with {} arguments", args.len()),
+        // Takes its whole process down, as a crashing plugin would.
+        "abort" => std::process::abort(),
         _ => Err("no such function".into()),
     }
 }

@@ -1,0 +1,257 @@
+//! A workflow's own process: the runner. The daemon starts it (or keeps it
+//! warm in a small pool) with one end of a socketpair as descriptor
+//! [`FD`]; the runner waits for one [`Job`], enters the submitted working
+//! directory, loads that workflow's plugins fresh, compiles and runs it,
+//! and streams [`Report`]s back: output as it is printed, then how it ended.
+//! It then exits. A runner that crashes takes only its own workflow along.
+//!
+//! The daemon cancels a workflow by closing its end of the socket: the
+//! runner sees the end of the stream and interrupts the workflow, which
+//! kills the process groups of its shell tasks. A runner that does not
+//! finish soon after is killed with its process group by the daemon.
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use oxiida::foreign::Host;
+use oxiida::{Context, Diagnostic, Interrupt, Limits, Output, Source, Stage};
+use oxiida_host::{self as plugin, PluginHost};
+use oxiida_protocol::{exit, state, ByteBuf, PluginSpec, Submit, MAX_FRAME};
+
+/// The descriptor a runner finds its socket on.
+pub const FD: RawFd = 3;
+
+/// The parser recurses on nesting; like the CLI, reserve a roomy stack so
+/// that pathological input is an error, not a crash.
+const STACK_BYTES: usize = 256 << 20;
+
+/// Makes each workflow's [`Host`] from its submission, in the runner: the
+/// Python package's daemon builds its own host, with the functions the
+/// client pickled (`Submit::extra`) as the workflow's scope.
+#[derive(Clone)]
+pub struct HostFactory {
+    /// The error is the reason the workflow cannot start (exit 2).
+    #[allow(clippy::type_complexity)]
+    pub make: Arc<dyn Fn(&Submit) -> Result<Arc<dyn Host>, String> + Send + Sync>,
+}
+
+/// What the daemon sends a runner: the submission, and the daemon's
+/// default plugins (`daemon start --plugin`), loaded before the
+/// submission's own.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Job {
+    pub submit: Submit,
+    #[serde(default)]
+    pub defaults: Vec<PluginSpec>,
+}
+
+/// What a runner tells the daemon, in order: plugins as it loads them,
+/// output as it is printed, then its end (its last frame).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Report {
+    Loaded {
+        name: String,
+        path: String,
+    },
+    Output {
+        text: String,
+    },
+    Finished {
+        state: String,
+        exit_code: Option<i32>,
+        error: Option<String>,
+        /// The top-level variables of a workflow that succeeded: one
+        /// MessagePack map, encoded as foreign-call values are.
+        variables: Option<ByteBuf>,
+    },
+}
+
+/// The runner's end of the socket; reports are whole frames, one writer at
+/// a time.
+struct Reporter(Mutex<UnixStream>);
+
+impl Reporter {
+    fn send(&self, report: &Report) {
+        // The daemon has gone if this fails; the workflow is cancelled by
+        // the reading side, which sees the same end.
+        let _ = std::io::Write::write_all(&mut *self.0.lock(), &oxiida_protocol::encode(report));
+    }
+}
+
+/// Runs one workflow from the socket at [`FD`]: what `oxiida daemon
+/// runner` and the Python package's runner call. `host`, when given, makes
+/// every workflow's host instead of plugin sessions. The caller then exits
+/// the process at once with the status returned (after flushing what it
+/// buffers): calls that ignored cancellation may still be running on
+/// other threads, and must not hold the runner.
+pub fn run_from_fd(host: Option<&HostFactory>) -> i32 {
+    // SAFETY: the daemon hands descriptor FD to the runner, which owns it
+    // from here on; nothing else in this process uses it.
+    let stream = unsafe { UnixStream::from_raw_fd(FD) };
+    run(stream, host)
+}
+
+/// Waits for the job, runs it, reports; the process's exit status.
+pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
+    // An idle runner whose daemon closed the socket has nothing to do.
+    let job = match oxiida_abi::frame::read(&mut stream, MAX_FRAME) {
+        Ok(Some(body)) => body,
+        Ok(None) => return 0,
+        Err(e) => {
+            eprintln!("oxiida runner: cannot read its job: {e}");
+            return 1;
+        }
+    };
+    let Ok(writer) = stream.try_clone() else { return 1 };
+    let reporter = Reporter(Mutex::new(writer));
+    let job: Job = match rmp_serde::from_slice(&job) {
+        Ok(job) => job,
+        Err(e) => {
+            reporter.send(&failed(exit::RUNTIME, format!("internal error: the runner cannot read its job: {e}")));
+            return 1;
+        }
+    };
+    // The daemon closes its end to cancel (or dies): either way, stop.
+    let interrupt = Interrupt::new();
+    let cancel = interrupt.clone();
+    let watching = std::thread::Builder::new().name("oxiida-runner-watch".into()).spawn(move || {
+        let mut byte = [0u8; 1];
+        while matches!(stream.read(&mut byte), Ok(n) if n > 0) {}
+        cancel.trigger();
+    });
+    if watching.is_err() {
+        reporter.send(&failed(exit::RUNTIME, "the runner cannot start its threads".into()));
+        return 1;
+    }
+    let reporter = &reporter;
+    let interrupt = &interrupt;
+    let ended = std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("oxiida-workflow".into())
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(scope, move || std::panic::catch_unwind(AssertUnwindSafe(|| workflow(job, host, reporter, interrupt))));
+        match worker.map(|w| w.join()) {
+            Ok(Ok(Ok(()))) => true,
+            Ok(_) => {
+                reporter.send(&failed(exit::RUNTIME, "internal error: the workflow's runner panicked (see the daemon's log)".into()));
+                false
+            }
+            Err(e) => {
+                reporter.send(&failed(exit::RUNTIME, format!("the runner cannot start the workflow's thread: {e}")));
+                false
+            }
+        }
+    });
+    if ended {
+        0
+    } else {
+        1
+    }
+}
+
+fn failed(code: u8, error: String) -> Report {
+    Report::Finished { state: state::FAILED.into(), exit_code: Some(code.into()), error: Some(error), variables: None }
+}
+
+/// `print` in a runner's workflow: a frame to the daemon, which records it.
+struct Sink<'a>(&'a Reporter);
+
+impl Output for Sink<'_> {
+    fn print(&self, text: &str) {
+        self.0.send(&Report::Output { text: text.to_owned() });
+    }
+}
+
+/// Runs the job and reports its end. Calls still running (a foreign call
+/// that ignores cancellation) do not hold the runner: it exits after this.
+fn workflow(job: Job, factory: Option<&HostFactory>, reporter: &Reporter, interrupt: &Interrupt) {
+    let Job { submit, defaults } = job;
+    // The workflow's working directory is the runner's own, entered only
+    // now: a warm runner waited in the daemon's.
+    let context = match &submit.cwd {
+        None => Context::default(),
+        Some(cwd) => match std::env::set_current_dir(cwd) {
+            Ok(()) => Context { cwd: Some(cwd.into()), env: None },
+            Err(e) => return reporter.send(&failed(exit::USAGE, format!("cannot enter the working directory {cwd}: {e}"))),
+        },
+    };
+    let made = match factory {
+        Some(factory) => (factory.make)(&submit),
+        None => sessions(&defaults, &submit, reporter).map(|h| Arc::new(h) as Arc<dyn Host>),
+    };
+    let host = match made {
+        Ok(host) => host,
+        Err(e) => return reporter.send(&failed(exit::USAGE, e)),
+    };
+    let source = Source::new(submit.name, submit.source);
+    let program = match oxiida::compile(&source, &*host) {
+        Ok(p) => p,
+        Err(diagnostics) => return reporter.send(&not_run(&source, &diagnostics)),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return reporter.send(&failed(exit::RUNTIME, format!("cannot start the workflow's runtime: {e}"))),
+    };
+    let mut limits = Limits::default();
+    limits.max_tasks = submit.max_tasks.map_or(limits.max_tasks, |n| n.max(1) as usize);
+    limits.max_fanout = submit.max_fanout.map_or(limits.max_fanout, |n| n.max(1) as usize);
+    let result = runtime.block_on(oxiida::execute_in(&program, &*host, &Sink(reporter), limits, &context, interrupt));
+    let end = match result {
+        Ok(vars) => {
+            let map = vars.iter().map(|(name, value)| (name.to_string(), plugin::codec::to_wire(value))).collect();
+            let mut bytes = Vec::new();
+            oxiida_abi::Value::Map(map).encode(&mut bytes);
+            Report::Finished { state: state::SUCCEEDED.into(), exit_code: Some(0), error: None, variables: Some(bytes.into()) }
+        }
+        // The daemon knows why it cancelled, and records that.
+        Err(_) if interrupt.is_triggered() => Report::Finished {
+            state: state::INTERRUPTED.into(),
+            exit_code: Some(exit::INTERRUPTED.into()),
+            error: Some("interrupted".into()),
+            variables: None,
+        },
+        Err(d) => failed(exit::RUNTIME, source.render(&[d], false)),
+    };
+    reporter.send(&end);
+    // Left running: calls that ignore cancellation end with the process.
+    runtime.shutdown_background();
+    drop(host);
+}
+
+/// The daemon's default plugins, then the workflow's own, each loaded fresh
+/// with a session of its own. `extra` data for a plugin replaces its
+/// session config for this workflow.
+fn sessions(defaults: &[PluginSpec], submit: &Submit, reporter: &Reporter) -> Result<PluginHost, String> {
+    let mut plugins = Vec::new();
+    for spec in defaults.iter().chain(&submit.plugins) {
+        let loaded = plugin::load(std::path::Path::new(&spec.path))?;
+        reporter.send(&Report::Loaded { name: loaded.name.clone(), path: loaded.path.display().to_string() });
+        let config = String::from_utf8(spec.config.to_vec())
+            .map_err(|_| format!("the config of plugin `{}` is not UTF-8 text, which its session needs", loaded.name))?;
+        plugins.push((loaded, config));
+    }
+    for (name, data) in &submit.extra {
+        let Some((_, config)) = plugins.iter_mut().find(|(p, _)| &p.name == name) else {
+            return Err(format!("data was sent for plugin `{name}`, which this workflow does not have"));
+        };
+        *config = String::from_utf8(data.to_vec()).map_err(|_| format!("the data sent for plugin `{name}` is not UTF-8 text"))?;
+    }
+    PluginHost::new(&plugins)
+}
+
+fn not_run(source: &Source, diagnostics: &[Diagnostic]) -> Report {
+    let mut text = source.render(diagnostics, false);
+    if diagnostics.iter().all(|d| d.stage == Stage::Runtime) {
+        return failed(exit::RUNTIME, text);
+    }
+    let n = diagnostics.len();
+    text.push_str(&format!("{n} error{} found in {}; nothing was run\n", if n == 1 { "" } else { "s" }, source.name));
+    failed(exit::NOT_RUN, text)
+}
