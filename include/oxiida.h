@@ -349,8 +349,10 @@ const oxiida_host *oxiida_host_routines(void);
  *  Free it with `oxiida_runtime_free`. */
 oxiida_runtime *oxiida_runtime_new(void);
 
-/** Frees a runtime (no workflow may be running on it); calls the destructor
- *  of every registered callback's user data. NULL is ignored. */
+/** Frees a runtime (no workflow may be running on it): first waits for any
+ *  call that outlived its `oxiida_runtime_run` (see there) to return, then
+ *  calls the destructor of every registered callback's user data. NULL is
+ *  ignored. */
 void oxiida_runtime_free(oxiida_runtime *runtime);
 
 /** Registers `callback` as the foreign function `name` (NUL-terminated;
@@ -370,7 +372,11 @@ int32_t oxiida_runtime_load_plugin(oxiida_runtime *runtime, const char *spec, ox
 
 /** Checks and runs a workflow. `source` is UTF-8 of `len` bytes; `file_name`
  *  (NUL-terminated, may be NULL) is what errors show. `print` writes to the
- *  process's standard output. Blocks until the workflow ends. */
+ *  process's standard output. Blocks until the workflow ends. When it fails
+ *  or is cancelled, it returns at once with the error: calls still running
+ *  on other threads (a callback or a plugin call that has not returned, in a
+ *  `para` sibling) are not waited for, and may outlive this function until
+ *  `oxiida_runtime_free`, which waits for them. Their results are dropped. */
 int32_t oxiida_runtime_run(oxiida_runtime *runtime, const char *source, size_t len, const char *file_name,
                            oxiida_error **error);
 
