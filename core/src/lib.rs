@@ -15,6 +15,8 @@
 //! assert_eq!(vars[0].1, oxiida::value::Value::Int(1024));
 //! ```
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod builtins;
 pub mod codec;
 pub mod diagnostic;
