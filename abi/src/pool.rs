@@ -109,6 +109,12 @@ impl<T> Pool<T> {
         gone
     }
 
+    /// Looks at the idle items, under the pool's lock (so keep `look` short:
+    /// callers giving items back wait for it), e.g. to plan idle timeouts.
+    pub fn peek_idle<R>(&self, look: impl FnOnce(&[T]) -> R) -> R {
+        look(&self.lock().idle)
+    }
+
     /// How many items are alive (idle, out, or being made).
     pub fn live(&self) -> usize {
         self.lock().live
@@ -216,5 +222,20 @@ mod tests {
         assert_eq!(*pool.get(|| Ok::<u8, ()>(8)).unwrap(), 8);
         assert_eq!(pool.retire(|_| true), vec![8]);
         assert_eq!(pool.live(), 0);
+    }
+
+    #[test]
+    fn idle_items_can_be_looked_at_and_some_retired() {
+        let pool = Pool::new(3);
+        let (a, b, c) =
+            (pool.get(|| Ok::<u8, ()>(1)).unwrap(), pool.get(|| Ok::<u8, ()>(2)).unwrap(), pool.get(|| Ok::<u8, ()>(3)).unwrap());
+        drop((a, c));
+        let mut idle = pool.peek_idle(<[u8]>::to_vec);
+        idle.sort();
+        assert_eq!(idle, vec![1, 3], "only the items given back are idle");
+        assert_eq!(pool.retire(|&item| item == 3), vec![3]);
+        assert_eq!((pool.peek_idle(<[u8]>::len), pool.live()), (1, 2));
+        drop(b);
+        assert_eq!(pool.peek_idle(<[u8]>::len), 2);
     }
 }

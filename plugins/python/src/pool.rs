@@ -17,15 +17,21 @@
 //! when they die. They still die with the host: each asks the kernel to
 //! SIGKILL it when the thread that started it ends (`PR_SET_PDEATHSIG`),
 //! and every worker is started from the pool's one long-lived thread.
+//!
+//! The idle workers and the wait for one when all are busy are the generic
+//! checkout pool's ([`oxiida_abi::pool`], which the Lua plugin's states use
+//! too); this file adds what is particular to processes: starting, reaping,
+//! the idle timeout and killing the calls of a cancelled workflow.
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use oxiida_abi::pool as checkout;
+use parking_lot::Mutex;
 
 use crate::pipe::Replies;
 
@@ -92,29 +98,16 @@ type SpawnRequest = mpsc::Sender<std::io::Result<Child>>;
 
 pub struct Pool {
     python: String,
-    max: usize,
-    inner: Arc<Inner>,
+    /// The live workers, idle or out on a call; shared with the pool's
+    /// thread, which retires those idle for too long.
+    workers: Arc<checkout::Pool<Worker>>,
+    /// Workers running a call: (owner, pid). The calling thread holds the
+    /// `Child` until it has waited for it, so a pid here is never reused.
+    busy: Mutex<Vec<(u64, u32)>>,
     /// Workers are started from one long-lived thread: a worker asks to be
     /// killed when the thread that started it ends (PR_SET_PDEATHSIG).
     /// Dropping the sender ends that thread.
     spawner: Mutex<Option<mpsc::Sender<SpawnRequest>>>,
-}
-
-/// What the pool and its thread share.
-#[derive(Default)]
-struct Inner {
-    state: Mutex<State>,
-    freed: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    idle: Vec<Worker>,
-    /// Live workers, idle or busy.
-    live: usize,
-    /// Workers running a call: (owner, pid). The calling thread holds the
-    /// `Child` until it has waited for it, so a pid here is never reused.
-    busy: Vec<(u64, u32)>,
 }
 
 /// How long a worker may sit idle before it exits: `OXIIDA_WORKER_IDLE_SECS`,
@@ -168,13 +161,13 @@ impl Pool {
     /// reference import in the workers too).
     pub fn new(python: &str, module_path: &str) -> Result<Pool, PoolError> {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        let inner = Arc::new(Inner::default());
-        let (exe, path, watched) = (python.to_owned(), module_path.to_owned(), inner.clone());
+        let workers = Arc::new(checkout::Pool::new(max_workers()));
+        let (exe, path, watched) = (python.to_owned(), module_path.to_owned(), workers.clone());
         std::thread::Builder::new()
             .name("oxiida-workers".into())
             .spawn(move || serve_pool(&exe, &path, &watched, &rx))
             .map_err(|source| PoolError::Start { python: python.to_owned(), source })?;
-        Ok(Pool { python: python.to_owned(), max: max_workers(), inner, spawner: Mutex::new(Some(tx)) })
+        Ok(Pool { python: python.to_owned(), workers, busy: Mutex::new(Vec::new()), spawner: Mutex::new(Some(tx)) })
     }
 
     fn start(&self) -> Result<Worker, PoolError> {
@@ -197,58 +190,40 @@ impl Pool {
         Ok(Worker { idle_since: Instant::now(), child, stdin, stdout, functions: HashSet::new(), contexts: HashSet::new() })
     }
 
-    fn checkout(&self) -> Result<Worker, PoolError> {
-        let mut state = self.inner.state.lock();
-        loop {
-            if let Some(w) = state.idle.pop() {
-                return Ok(w);
-            }
-            if state.live < self.max {
-                state.live += 1;
-                drop(state);
-                return self.start().inspect_err(|_| self.inner.lost());
-            }
-            self.inner.freed.wait(&mut state);
-        }
-    }
-
     #[cfg(feature = "package")]
     /// Kills the workers running calls for `owner` (a workflow that ended or
     /// was cancelled): nobody wants their results, and they must not run on.
     /// The threads waiting for them see the pipe close, reap them and free
     /// the slots; idle workers are not touched.
     pub fn cancel(&self, owner: u64) {
-        let state = self.inner.state.lock();
-        for &(_, pid) in state.busy.iter().filter(|(o, _)| *o == owner) {
+        for &(_, pid) in self.busy.lock().iter().filter(|(o, _)| *o == owner) {
             // SAFETY: kill(2) has no memory effects; the pid is still our
             // unreaped child (its waiter removes it from `busy` first).
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         }
     }
 
-    /// Runs one call for `owner` on a worker, blocking this thread until it answers.
+    /// Runs one call for `owner` on a worker, blocking this thread until it
+    /// answers: an idle worker, else a new one while fewer than the most are
+    /// alive, else the next to come back.
     pub fn call(&self, owner: u64, key: u64, function: &[u8], context: &Context, args: &[u8]) -> Result<Answer, PoolError> {
-        let mut w = self.checkout()?;
+        let mut w = self.workers.get(|| self.start())?;
         let pid = w.child.id();
-        self.inner.state.lock().busy.push((owner, pid));
+        self.busy.lock().push((owner, pid));
         let answer = exchange(&mut w, key, function, context, args);
-        let mut state = self.inner.state.lock();
-        state.busy.retain(|&(_, p)| p != pid);
+        self.busy.lock().retain(|&(_, p)| p != pid);
         match answer {
             Ok(answer) => {
                 w.functions.insert(key);
                 w.contexts.insert(context.key);
                 w.idle_since = Instant::now();
-                state.idle.push(w);
-                drop(state);
-                self.inner.freed.notify_one();
+                drop(w); // back in the pool
                 Ok(answer)
             }
             Err(_) => {
-                drop(state);
-                // The pipe broke: the worker died. Reap it and say how.
-                drop(w.stdin);
-                let how = match w.child.wait() {
+                // The pipe broke: the worker died. Take it out of the pool,
+                // reap it and say how.
+                let how = match reap(w.discard()) {
                     Ok(status) => {
                         use std::os::unix::process::ExitStatusExt;
                         match (status.signal(), status.code()) {
@@ -259,7 +234,6 @@ impl Pool {
                     }
                     Err(e) => format!("could not be waited for ({e})"),
                 };
-                self.inner.lost();
                 Err(PoolError::Died { pid, how })
             }
         }
@@ -271,49 +245,41 @@ impl Drop for Pool {
     /// even a zombie (the process that adopts orphans may not reap them).
     /// No call is running: each holds the pool.
     fn drop(&mut self) {
-        self.inner.retire(|_| true);
+        for w in self.workers.retire(|_| true) {
+            let _ = reap(w);
+        }
         self.spawner.lock().take();
     }
 }
 
-impl Inner {
-    fn lost(&self) {
-        self.state.lock().live -= 1;
-        self.freed.notify_one();
-    }
-
-    /// Ends and reaps the idle workers `expired` picks.
-    fn retire(&self, expired: impl Fn(&Worker) -> bool) {
-        let gone: Vec<Worker> = {
-            let mut state = self.state.lock();
-            let (gone, keep) = std::mem::take(&mut state.idle).into_iter().partition(|w| expired(w));
-            state.idle = keep;
-            gone
-        };
-        for mut w in gone {
-            drop(w.stdin); // EOF: the worker's loop ends
-            let _ = w.child.wait();
-            self.lost();
-        }
-    }
-
-    /// How long until the first idle worker expires (or `timeout`, with none idle).
-    fn next_expiry(&self, timeout: Duration) -> Duration {
-        let state = self.state.lock();
-        state.idle.iter().map(|w| (w.idle_since + timeout).saturating_duration_since(Instant::now())).min().unwrap_or(timeout)
-    }
+/// Waits for a worker to end: closing its stdin ends the loop of one still
+/// alive (EOF), and one that died is reaped, leaving no zombie.
+fn reap(w: Worker) -> std::io::Result<ExitStatus> {
+    let Worker { mut child, stdin, .. } = w;
+    drop(stdin);
+    child.wait()
 }
 
-/// The pool's thread: starts workers when asked, and retires those idle
-/// for longer than the timeout, until the pool is dropped.
-fn serve_pool(python: &str, module_path: &str, inner: &Inner, requests: &mpsc::Receiver<SpawnRequest>) {
+/// How long until the first idle worker expires (or `timeout`, with none idle).
+fn next_expiry(workers: &checkout::Pool<Worker>, timeout: Duration) -> Duration {
+    let first = workers.peek_idle(|idle| idle.iter().map(|w| w.idle_since).min());
+    first.map_or(timeout, |since| (since + timeout).saturating_duration_since(Instant::now()))
+}
+
+/// The pool's thread: starts workers when asked, and retires (ends and
+/// reaps) those idle for longer than the timeout, until the pool is dropped.
+fn serve_pool(python: &str, module_path: &str, workers: &checkout::Pool<Worker>, requests: &mpsc::Receiver<SpawnRequest>) {
     let timeout = idle_timeout();
     loop {
-        match requests.recv_timeout(inner.next_expiry(timeout)) {
+        match requests.recv_timeout(next_expiry(workers, timeout)) {
             Ok(reply) => {
                 let _ = reply.send(spawn(python, module_path));
             }
-            Err(RecvTimeoutError::Timeout) => inner.retire(|w| w.idle_since.elapsed() >= timeout),
+            Err(RecvTimeoutError::Timeout) => {
+                for w in workers.retire(|w| w.idle_since.elapsed() >= timeout) {
+                    let _ = reap(w);
+                }
+            }
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
