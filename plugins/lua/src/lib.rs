@@ -9,8 +9,6 @@ use std::ffi::{c_char, c_void};
 
 use oxiida_abi::{self as abi, serve};
 
-mod convert;
-mod lua_error;
 mod session;
 mod state;
 

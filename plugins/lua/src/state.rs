@@ -4,9 +4,8 @@ use std::collections::HashMap;
 
 use mlua::{Function, Lua, LuaOptions, StdLib, Value as LuaValue};
 use oxiida_abi::{Status, Value};
-
-use crate::convert::{from_lua, to_lua};
-use crate::lua_error::describe;
+use oxiida_lua_shared::convert::{from_lua, to_lua};
+use oxiida_lua_shared::lua_error::describe;
 
 /// The script a session loads into each of its states.
 pub struct Script {

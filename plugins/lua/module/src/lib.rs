@@ -16,11 +16,7 @@ use oxiida::codec;
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
 use oxiida::value::Value;
 use oxiida::{Interrupt, Limits, Output, Source};
-
-#[path = "../../src/convert.rs"]
-mod convert;
-#[path = "../../src/lua_error.rs"]
-mod lua_error;
+use oxiida_lua_shared::{convert, lua_error};
 
 /// The caller's functions. Lua values belong to the thread of their state
 /// (mlua's module mode has no `send`), so the host holds them in [`OnThread`].
