@@ -5,10 +5,10 @@
 //! tokio runtime, so every call back into Lua happens on the thread that owns
 //! the Lua state, with no hand-off; calls in `para` take turns.
 
+use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
-use std::sync::Mutex;
 use std::thread::ThreadId;
 
 use mlua::{Function, Lua, Table};
@@ -73,7 +73,7 @@ fn wrong_thread() -> ForeignError {
 impl EnvHost<'_> {
     fn call_now(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Result<Value, ForeignError> {
         let env = self.env.get().ok_or_else(wrong_thread)?;
-        if self.stopped.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        if self.stopped.lock().is_some() {
             return Err(ForeignError::new(ForeignErrorKind::Internal, "the workflow is stopping: `print` failed"));
         }
         if mode == CallMode::Process {
@@ -155,13 +155,13 @@ struct LuaOut<'a> {
 
 impl Output for LuaOut<'_> {
     fn print(&self, text: &str) {
-        if self.failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        if self.failed.lock().is_some() {
             return;
         }
         match self.write.get() {
             Some(Some(write)) => {
                 if let Err(e) = write.call::<()>((text, "\n")) {
-                    self.failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(lua_error::describe(&e).0);
+                    self.failed.lock().get_or_insert(lua_error::describe(&e).0);
                     self.interrupt.trigger();
                 }
             }
@@ -187,7 +187,7 @@ fn run(lua: &Lua, (source, env, file_name): (String, Option<Table>, Option<Strin
     let interrupt = Interrupt::new();
     let out = LuaOut { write: OnThread::new(write), failed: &failed, interrupt: &interrupt };
     let done = runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &out, limits, &interrupt));
-    if let Some(why) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(why) = failed.lock().take() {
         return Err(mlua::Error::runtime(format!("`print` in the workflow failed: {why}")));
     }
     let vars = done.map_err(|error| mlua::Error::runtime(source.render(&[error], false)))?;
