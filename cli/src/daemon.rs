@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,9 +19,7 @@ use oxiida_protocol::{PluginSpec, Reply, Request, Submit};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `workflow kill` waits to report how the workflow ended.
 const KILL_WAIT: Duration = Duration::from_secs(5);
-/// The descriptor a daemon started by `daemon start` says "ready" on: the
-/// write end of a pipe whose read end `start` waits on.
-const READY_FD: &str = "OXIIDA_DAEMON_READY_FD";
+use oxiida_daemon::server::{ready_pipe, READY_FD};
 
 fn fail(message: impl std::fmt::Display, code: u8) -> u8 {
     eprintln!("oxiida: {message}");
@@ -103,21 +101,6 @@ fn specs_text(plugins: &[PluginSpec]) -> Vec<String> {
         .iter()
         .map(|p| if p.config.is_empty() { p.path.clone() } else { format!("{}={}", p.path, String::from_utf8_lossy(&p.config)) })
         .collect()
-}
-
-/// The ready pipe `daemon start` handed this process, if any; taken out of
-/// the environment so that workflows do not inherit it.
-fn ready_pipe() -> Option<File> {
-    let fd: RawFd = std::env::var(READY_FD).ok()?.parse().ok()?;
-    std::env::remove_var(READY_FD);
-    // SAFETY: F_SETFD on a descriptor number only sets its flags; it fails
-    // (and nothing is taken) when no such descriptor is open.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return None;
-    }
-    // SAFETY: the descriptor is open (checked above) and was handed to this
-    // process by `daemon start` for this one use; nothing else owns it.
-    Some(unsafe { File::from_raw_fd(fd) })
 }
 
 /// A pipe whose two ends close on exec.

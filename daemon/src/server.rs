@@ -221,6 +221,27 @@ pub struct Options {
     pub host_name: Option<String>,
 }
 
+/// The environment variable naming the descriptor a daemon started in the
+/// background says "ready" on: the write end of a pipe whose read end the
+/// starter (`oxiida daemon start`, `python -m oxiida daemon start`) waits on.
+pub const READY_FD: &str = "OXIIDA_DAEMON_READY_FD";
+
+/// The ready pipe this process was handed, if any (for [`Options::ready`]);
+/// taken out of the environment so that workflows do not inherit it.
+pub fn ready_pipe() -> Option<std::fs::File> {
+    use std::os::fd::{FromRawFd, RawFd};
+    let fd: RawFd = std::env::var(READY_FD).ok()?.parse().ok()?;
+    std::env::remove_var(READY_FD);
+    // SAFETY: F_SETFD on a descriptor number only sets its flags; it fails
+    // (and nothing is taken) when no such descriptor is open.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed to this
+    // process by its starter for this one use; nothing else owns it.
+    Some(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 /// Runs a daemon in this process until it is told to stop (a `shutdown`
 /// request, SIGTERM or SIGINT). Every workflow gets a session of each of
 /// `defaults`: loaded plugins, so an embedder can pass one linked into its

@@ -64,7 +64,7 @@ fn _daemon_serve(py: Python<'_>, watch: Vec<String>) -> PyResult<()> {
         restart_hint: format!("{restart} (with {})", sys_executable(py)),
         runner: vec![sys_executable(py).into(), "-c".into(), code.into()],
         host_name: Some(format!("python (a runner per workflow, {})", sys_executable(py))),
-        ..Default::default()
+        ready: oxiida_daemon::server::ready_pipe(),
     };
     py.detach(|| oxiida_daemon::server::serve_with(paths, Vec::new(), options)).map_err(|e| OxiidaError::new_err(e.to_string()))
 }

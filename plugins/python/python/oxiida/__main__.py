@@ -8,9 +8,9 @@ warns every client once that environment's site-packages change.
 import argparse
 import os
 import site
+import select
 import subprocess
 import sys
-import time
 
 from . import _oxiida
 
@@ -54,26 +54,34 @@ def _start(foreground):
             print(f"oxiida: {e}", file=sys.stderr)
             return 1
         return 0
+    # The daemon writes to this pipe once it serves, and closes it unwritten
+    # if it fails first: the wait is a read, not a poll of the socket.
+    ready_read, ready_write = os.pipe()
+    env = dict(os.environ, OXIIDA_DAEMON_READY_FD=str(ready_write))
     with open(log, "ab") as out:
         start_at = out.tell()
         child = subprocess.Popen(
             [sys.executable, "-m", "oxiida", "daemon", "start", "--foreground"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/", start_new_session=True,
+            env=env, pass_fds=(ready_write,),
         )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        pid = _oxiida._daemon_pid()
-        if pid is not None:
-            print(f"daemon started (pid {pid}, Python {sys.executable}); socket {socket}, log {log}")
-            return 0
-        if child.poll() is not None:
-            with open(log, "rb") as f:
-                f.seek(start_at)
-                print(f"oxiida: the daemon did not start:\n{f.read().decode(errors='replace').rstrip()}", file=sys.stderr)
-            return 1
-        time.sleep(0.02)
-    print(f"oxiida: the daemon did not answer within 10 s; see {log}", file=sys.stderr)
-    return 1
+    os.close(ready_write)
+    try:
+        answered, _, _ = select.select([ready_read], [], [], 10)
+        said = os.read(ready_read, 1) if answered else None
+    finally:
+        os.close(ready_read)
+    if said is None:
+        print(f"oxiida: the daemon did not answer within 10 s; see {log}", file=sys.stderr)
+        return 1
+    if not said:
+        child.wait()
+        with open(log, "rb") as f:
+            f.seek(start_at)
+            print(f"oxiida: the daemon did not start:\n{f.read().decode(errors='replace').rstrip()}", file=sys.stderr)
+        return 1
+    print(f"daemon started (pid {child.pid}, Python {sys.executable}); socket {socket}, log {log}")
+    return 0
 
 
 def main(argv=None):
