@@ -58,7 +58,9 @@ def _start(foreground):
     # if it fails first: the wait is a read, not a poll of the socket.
     ready_read, ready_write = os.pipe()
     env = dict(os.environ, OXIIDA_DAEMON_READY_FD=str(ready_write))
-    with open(log, "ab") as out:
+    # The log holds workflows' output: the user's alone (0600), never opened through a link.
+    log_fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(log_fd, "ab") as out:
         start_at = out.tell()
         child = subprocess.Popen(
             [sys.executable, "-m", "oxiida", "daemon", "start", "--foreground"],
