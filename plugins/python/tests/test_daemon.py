@@ -206,3 +206,9 @@ def test_a_runtime_folder_open_to_others_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("OXIIDA_DATA_DIR", str(tmp_path / "data"))
     with pytest.raises(oxiida.OxiidaError, match="has mode 0755"):
         oxiida.submit("x = 1;\n")
+    env = dict(os.environ, OXIIDA_RUNTIME_DIR=str(run), OXIIDA_DATA_DIR=str(tmp_path / "data"))
+    for action in ("start", "status", "stop"):
+        refused = daemon(env, action)
+        assert refused.returncode == 1, (action, refused.stderr)
+        assert "has mode 0755" in refused.stderr and "Traceback" not in refused.stderr, (action, refused.stderr)
+    assert not (run / "daemon.sock").exists()

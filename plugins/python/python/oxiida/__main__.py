@@ -97,12 +97,17 @@ def main(argv=None):
     action.add_parser("restart", help="stop the daemon and start it again with this Python")
     action.add_parser("status", help="pid, uptime, socket, log, plugins, running workflows")
     args = parser.parse_args(argv)
-    if args.action == "start":
-        return _start(args.foreground)
-    if args.action == "restart":
-        stopped = _oxiida._daemon_command("stop")
-        return stopped if stopped else _start(False)
-    return _oxiida._daemon_command(args.action)
+    try:
+        if args.action == "start":
+            return _start(args.foreground)
+        if args.action == "restart":
+            stopped = _oxiida._daemon_command("stop")
+            return stopped if stopped else _start(False)
+        return _oxiida._daemon_command(args.action)
+    except _oxiida.OxiidaError as e:
+        # A runtime folder that cannot be trusted, say: the message, not a traceback.
+        print(f"oxiida: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
