@@ -266,6 +266,20 @@ fn an_unsafe_runtime_folder_is_refused_by_start_and_by_clients() {
     refused(&d, &["the runtime folder", "is a symbolic link", "XDG_RUNTIME_DIR"]);
     assert_eq!(mode(&d.dir.join("elsewhere")), 0o755, "nothing is changed through the link");
     assert!(!d.dir.join("elsewhere/daemon.sock").exists());
+
+    // With XDG_RUNTIME_DIR unset, the fallback $TMPDIR/oxiida-UID is checked the same way.
+    // SAFETY: getuid cannot fail.
+    let fallback = d.dir.join(format!("oxiida-{}", unsafe { libc::getuid() }));
+    std::fs::create_dir(&fallback).unwrap();
+    std::fs::set_permissions(&fallback, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in [&["daemon", "start"][..], &["submit", "--wait", "hi.ox"]] {
+        let mut c = d.cmd(args);
+        let out = c.env_remove("OXIIDA_RUNTIME_DIR").env_remove("XDG_RUNTIME_DIR").env("TMPDIR", &d.dir).output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(&format!("the runtime folder {} has mode 0755", fallback.display())), "{args:?}: {err}");
+    }
+    assert!(!fallback.join("daemon.sock").exists());
 }
 
 /// A second Unix user for the squatting test: its uid and gid, created
@@ -325,20 +339,25 @@ fn another_user_can_neither_squat_the_socket_nor_use_the_daemon() {
     d.write("secret.ox", "print \"the secret is 42\";\n");
     std::fs::set_permissions(d.dir.join("secret.ox"), std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    // 1. The squatter made the runtime folder first (private, but theirs)
-    //    and listens there.
-    let run = d.dir.join("run");
-    std::fs::create_dir(&run).unwrap();
-    std::os::unix::fs::chown(&run, Some(uid), Some(gid)).unwrap();
-    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut fake = python_as(uid, gid, FAKE_DAEMON).arg(d.socket()).stdout(Stdio::piped()).spawn().unwrap();
+    // 1. XDG_RUNTIME_DIR is unset, so the socket would be in the fallback
+    //    $TMPDIR/oxiida-0; the squatter made that folder first (private, but
+    //    theirs) and listens there.
+    let fallback = d.dir.join("oxiida-0");
+    std::fs::create_dir(&fallback).unwrap();
+    std::os::unix::fs::chown(&fallback, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&fallback, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let squatted = fallback.join("daemon.sock");
+    let mut fake = python_as(uid, gid, FAKE_DAEMON).arg(&squatted).stdout(Stdio::piped()).spawn().unwrap();
     let mut line = [0u8; 10];
     fake.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
     assert_eq!(&line, b"listening\n");
-    let out = d.run(&["submit", "--wait", "secret.ox"]);
+    let mut submit = d.cmd(&["submit", "--wait", "secret.ox"]);
+    submit.env_remove("OXIIDA_RUNTIME_DIR").env_remove("XDG_RUNTIME_DIR").env("TMPDIR", &d.dir);
+    let out = submit.output().unwrap();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("is owned by uid {uid}, not you (uid 0)")) && err.contains("intercept"), "{err}");
+    assert!(err.contains(&format!("the runtime folder {} is owned by uid {uid}, not you (uid 0)", fallback.display())), "{err}");
+    assert!(err.contains("intercept") && err.contains("XDG_RUNTIME_DIR"), "{err}");
     assert!(!text(&out.stdout).contains("42"));
 
     // 2. The folder passes (ours, 0700), but the socket in it is the
@@ -346,7 +365,7 @@ fn another_user_can_neither_squat_the_socket_nor_use_the_daemon() {
     let ours = d.dir.join("ours");
     std::fs::create_dir(&ours).unwrap();
     std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::rename(d.socket(), ours.join("daemon.sock")).unwrap();
+    std::fs::rename(&squatted, ours.join("daemon.sock")).unwrap();
     let out = d.cmd(&["submit", "--wait", "secret.ox"]).env("OXIIDA_RUNTIME_DIR", &ours).output().unwrap();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -359,7 +378,7 @@ fn another_user_can_neither_squat_the_socket_nor_use_the_daemon() {
 
     // 3. The squatter cannot use the real daemon: the folder stops them,
     //    and were it open, the daemon would close on them unanswered.
-    std::fs::remove_dir_all(&run).unwrap();
+    let run = d.dir.join("run");
     let mut d = d;
     d.start_foreground(&[]);
     let hello_hex: String = hello().iter().map(|b| format!("{b:02x}")).collect();
