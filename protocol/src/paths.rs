@@ -63,24 +63,6 @@ fn absolute(p: PathBuf) -> PathBuf {
     std::path::absolute(&p).unwrap_or(p)
 }
 
-/// Sets the process's umask to 077 until dropped: what is created meanwhile
-/// is the user's alone. The umask is process-wide.
-pub struct PrivateUmask(libc::mode_t);
-
-impl PrivateUmask {
-    pub fn set() -> PrivateUmask {
-        // SAFETY: umask cannot fail.
-        PrivateUmask(unsafe { libc::umask(0o077) })
-    }
-}
-
-impl Drop for PrivateUmask {
-    fn drop(&mut self) {
-        // SAFETY: as above, restoring the mask.
-        unsafe { libc::umask(self.0) };
-    }
-}
-
 /// Opens `path` without following a final symbolic link (`ELOOP` if it is
 /// one), for `fstat` and `fchmod`.
 fn open_nofollow(path: &Path, directory: bool) -> io::Result<File> {
@@ -179,12 +161,13 @@ impl Paths {
         Ok(true)
     }
 
-    /// Creates both folders (0700, under umask 077), then checks the
-    /// runtime folder (see [`Paths::check_runtime`]): one that another user
-    /// owns, a symbolic link, or one open to others is refused, not fixed.
-    /// An existing data folder of ours is made 0700 through its descriptor.
+    /// Creates both folders (0700: a umask can only take bits away, and the
+    /// process-wide umask is left alone, since clients such as Python's
+    /// call this too), then checks the runtime folder (see
+    /// [`Paths::check_runtime`]): one that another user owns, a symbolic
+    /// link, or one open to others is refused, not fixed. An existing data
+    /// folder of ours is made 0700 through its descriptor.
     pub fn create(&self) -> Result<(), PathsError> {
-        let _umask = PrivateUmask::set();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
