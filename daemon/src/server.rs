@@ -194,6 +194,26 @@ fn bind(paths: &Paths) -> Result<std::os::unix::net::UnixListener, ServeError> {
     Ok(listener)
 }
 
+/// The daemon's umask, 077, until dropped (however `serve_with` returns):
+/// an embedder's process gets its own back.
+struct PrivateUmask(libc::mode_t);
+
+impl PrivateUmask {
+    fn set() -> PrivateUmask {
+        // SAFETY: umask cannot fail.
+        let user = unsafe { libc::umask(0o077) };
+        workflow::set_user_umask(user);
+        PrivateUmask(user)
+    }
+}
+
+impl Drop for PrivateUmask {
+    fn drop(&mut self) {
+        // SAFETY: as above, restoring the user's mask.
+        unsafe { libc::umask(self.0) };
+    }
+}
+
 /// What an embedder adds to a daemon it serves.
 #[derive(Default)]
 pub struct Options {
@@ -249,8 +269,7 @@ pub fn serve(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>) -> Result
 pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, options: Options) -> Result<(), ServeError> {
     // Everything the daemon creates is its user's alone, for its whole life
     // (the umask is process-wide); its runners get the user's umask back.
-    // SAFETY: umask cannot fail.
-    workflow::set_user_umask(unsafe { libc::umask(0o077) });
+    let _umask = PrivateUmask::set();
     paths.create()?;
     open_log(&paths)?;
     let _lock = lock(&paths)?;
