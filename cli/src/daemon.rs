@@ -119,11 +119,7 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 fn spawn_detached(paths: &Paths, specs: Vec<String>) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
     paths.create()?;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&paths.log)
-        .with_context(|| format!("cannot open the log {}", paths.log.display()))?;
+    let mut log = paths.open_log()?;
     let from = log.seek(std::io::SeekFrom::End(0)).unwrap_or(0);
     let exe = std::env::current_exe().context("cannot find the oxiida executable")?;
     let (ready, ready_end) = pipe().context("cannot make a pipe for the daemon")?;

@@ -28,6 +28,8 @@ impl Daemon {
         let dir = std::env::temp_dir().join(format!("oxiida-daemon-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // Private, as the daemon's own folders must be, whatever the umask.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         Daemon { dir, child: None }
     }
 
@@ -184,13 +186,231 @@ fn lifecycle_start_status_second_start_stop_restart() {
     assert_eq!(submit.status.code(), Some(2), "a missing file is a usage error, daemon or not");
 }
 
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
 #[test]
-fn the_socket_is_owner_only() {
-    let d = Daemon::foreground("mode", &[]);
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&d.socket()), 0o600);
+fn everything_the_daemon_keeps_is_private_even_in_an_open_data_folder() {
+    reap_orphans();
+    let mut d = Daemon::new("modes");
+    // What `mkdir -p ~/.local/share/oxiida/plugins` leaves, and a log an
+    // older daemon left readable.
+    std::fs::create_dir_all(d.dir.join("data/plugins")).unwrap();
+    std::fs::set_permissions(d.dir.join("data"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.dir.join("data/daemon.log"), "").unwrap();
+    std::fs::set_permissions(d.dir.join("data/daemon.log"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut start = d.cmd(&["daemon", "start"]);
+    // SAFETY: umask is async-signal-safe. The user's usual umask, which
+    // workflows get back although the daemon runs under 077.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut start, || {
+            libc::umask(0o022);
+            Ok(())
+        })
+    };
+    let out = start.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    d.write("touch.ox", "r = shell {\"touch\", [\"made\"]};\n");
+    let touched = d.run(&["submit", "--wait", "touch.ox"]);
+    assert_eq!(touched.status.code(), Some(0), "{}", text(&touched.stderr));
+    assert_eq!(mode(&d.dir.join("made")), 0o644, "a workflow creates files under the user's umask");
+
     assert_eq!(mode(&d.dir.join("run")), 0o700);
-    assert_eq!(mode(&d.dir.join("data")), 0o700);
+    assert_eq!(mode(&d.socket()), 0o600);
+    assert_eq!(mode(&d.dir.join("data")), 0o700, "an existing data folder is made private");
+    for file in ["data/daemon.log", "data/workflows.sqlite3", "run/daemon.pid", "run/daemon.lock"] {
+        assert_eq!(mode(&d.dir.join(file)), 0o600, "{file}");
+    }
+    for file in ["data/workflows.sqlite3-wal", "data/workflows.sqlite3-shm"] {
+        if d.dir.join(file).exists() {
+            assert_eq!(mode(&d.dir.join(file)), 0o600, "{file}");
+        }
+    }
+    let pid = d.pid().unwrap();
+    assert_eq!(d.run(&["daemon", "stop"]).status.code(), Some(0));
+    // SAFETY: reaping the stopped daemon, an orphan this process adopted.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+
+    // A database an older daemon left readable is closed too.
+    std::fs::set_permissions(d.dir.join("data/workflows.sqlite3"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    d.start_foreground(&[]);
+    assert_eq!(mode(&d.dir.join("data/workflows.sqlite3")), 0o600);
+}
+
+#[test]
+fn an_unsafe_runtime_folder_is_refused_by_start_and_by_clients() {
+    let d = Daemon::new("unsafe");
+    d.write("hi.ox", "print 1;\n");
+    let refused = |d: &Daemon, want: &[&str]| {
+        for args in [&["daemon", "start"][..], &["daemon", "start", "--foreground"], &["submit", "--wait", "hi.ox"], &["daemon", "status"]]
+        {
+            let out = d.run(args);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            for w in want {
+                assert!(err.contains(w), "{args:?} lacks {w:?}: {err}");
+            }
+        }
+    };
+    std::fs::create_dir(d.dir.join("run")).unwrap();
+    std::fs::set_permissions(d.dir.join("run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    refused(&d, &["the runtime folder", "has mode 0755", "chmod 700", "OXIIDA_RUNTIME_DIR"]);
+    assert_eq!(mode(&d.dir.join("run")), 0o755, "refused, not changed");
+    assert!(!d.socket().exists());
+
+    std::fs::remove_dir(d.dir.join("run")).unwrap();
+    std::fs::create_dir(d.dir.join("elsewhere")).unwrap();
+    std::fs::set_permissions(d.dir.join("elsewhere"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(d.dir.join("elsewhere"), d.dir.join("run")).unwrap();
+    refused(&d, &["the runtime folder", "is a symbolic link", "XDG_RUNTIME_DIR"]);
+    assert_eq!(mode(&d.dir.join("elsewhere")), 0o755, "nothing is changed through the link");
+    assert!(!d.dir.join("elsewhere/daemon.sock").exists());
+
+    // With XDG_RUNTIME_DIR unset, the fallback $TMPDIR/oxiida-UID is checked the same way.
+    // SAFETY: getuid cannot fail.
+    let fallback = d.dir.join(format!("oxiida-{}", unsafe { libc::getuid() }));
+    std::fs::create_dir(&fallback).unwrap();
+    std::fs::set_permissions(&fallback, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in [&["daemon", "start"][..], &["submit", "--wait", "hi.ox"]] {
+        let mut c = d.cmd(args);
+        let out = c.env_remove("OXIIDA_RUNTIME_DIR").env_remove("XDG_RUNTIME_DIR").env("TMPDIR", &d.dir).output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(&format!("the runtime folder {} has mode 0755", fallback.display())), "{args:?}: {err}");
+    }
+    assert!(!fallback.join("daemon.sock").exists());
+}
+
+/// A second Unix user for the squatting test: its uid and gid, created
+/// if missing. `None` (and a note) where this test cannot be root.
+fn squatter() -> Option<(u32, u32)> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("note: not root, so the test with a second user is skipped");
+        return None;
+    }
+    let id = |flag: &str| Command::new("id").args([flag, "oxiida-squatter"]).output().ok().filter(|o| o.status.success());
+    if id("-u").is_none() {
+        let made =
+            Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "oxiida-squatter"]).status();
+        if !made.is_ok_and(|s| s.success()) && id("-u").is_none() {
+            eprintln!("note: useradd is missing or failed, so the test with a second user is skipped");
+            return None;
+        }
+    }
+    let num = |flag: &str| text(&id(flag).unwrap().stdout).trim().parse().unwrap();
+    Some((num("-u"), num("-g")))
+}
+
+/// Python, as the squatter: a program outside root's home.
+fn python_as(uid: u32, gid: u32, code: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+    let mut c = Command::new(python);
+    c.args(["-c", code]).uid(uid).gid(gid).current_dir("/").stdin(Stdio::null());
+    c
+}
+
+/// A fake daemon: listens on SOCKET, says "listening", then for each
+/// connection prints what it received (for up to 2 s) and answers nothing.
+const FAKE_DAEMON: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); s.listen(8)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept(); c.settimeout(2); got = b""
+    try:
+        while True:
+            b = c.recv(65536)
+            if not b: break
+            got += b
+    except OSError: pass
+    print("connection, received", len(got), repr(got), flush=True); c.close()
+"#;
+
+#[test]
+fn another_user_can_neither_squat_the_socket_nor_use_the_daemon() {
+    let Some((uid, gid)) = squatter() else { return };
+    let d = Daemon::new("squat");
+    // The squatter may pass through the test's folder, as through /tmp.
+    std::fs::set_permissions(&d.dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    d.write("secret.ox", "print \"the secret is 42\";\n");
+    std::fs::set_permissions(d.dir.join("secret.ox"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // 1. XDG_RUNTIME_DIR is unset, so the socket would be in the fallback
+    //    $TMPDIR/oxiida-0; the squatter made that folder first (private, but
+    //    theirs) and listens there.
+    let fallback = d.dir.join("oxiida-0");
+    std::fs::create_dir(&fallback).unwrap();
+    std::os::unix::fs::chown(&fallback, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&fallback, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let squatted = fallback.join("daemon.sock");
+    let mut fake = python_as(uid, gid, FAKE_DAEMON).arg(&squatted).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = [0u8; 10];
+    fake.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"listening\n");
+    let mut submit = d.cmd(&["submit", "--wait", "secret.ox"]);
+    submit.env_remove("OXIIDA_RUNTIME_DIR").env_remove("XDG_RUNTIME_DIR").env("TMPDIR", &d.dir);
+    let out = submit.output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("the runtime folder {} is owned by uid {uid}, not you (uid 0)", fallback.display())), "{err}");
+    assert!(err.contains("intercept") && err.contains("XDG_RUNTIME_DIR"), "{err}");
+    assert!(!text(&out.stdout).contains("42"));
+
+    // 2. The folder passes (ours, 0700), but the socket in it is the
+    //    squatter's: SO_PEERCRED stops the client before it sends a byte.
+    let ours = d.dir.join("ours");
+    std::fs::create_dir(&ours).unwrap();
+    std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::rename(&squatted, ours.join("daemon.sock")).unwrap();
+    let out = d.cmd(&["submit", "--wait", "secret.ox"]).env("OXIIDA_RUNTIME_DIR", &ours).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("runs as uid {uid}, not as you (uid 0)")) && err.contains("nothing was sent"), "{err}");
+    std::thread::sleep(Duration::from_millis(200));
+    fake.kill().unwrap();
+    let fake_out = fake.wait_with_output().unwrap();
+    let heard = text(&fake_out.stdout);
+    assert_eq!(heard, "connection, received 0 b''\n", "the fake daemon got one empty connection, no source");
+
+    // 3. The squatter cannot use the real daemon: the folder stops them,
+    //    and were it open, the daemon would close on them unanswered.
+    let run = d.dir.join("run");
+    let mut d = d;
+    d.start_foreground(&[]);
+    let hello_hex: String = hello().iter().map(|b| format!("{b:02x}")).collect();
+    let client = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print("cannot connect:", e.strerror); sys.exit(0)
+s.settimeout(10); got = b""
+try:
+    s.sendall(bytes.fromhex(sys.argv[2]))
+    while True:
+        b = s.recv(65536)
+        if not b: break
+        got += b
+except OSError as e: print("error:", e)
+print("received", len(got))
+"#;
+    let tried = text(&python_as(uid, gid, client).arg(d.socket()).arg(&hello_hex).output().unwrap().stdout);
+    assert!(tried.starts_with("cannot connect: Permission denied"), "{tried}");
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let tried = text(&python_as(uid, gid, client).arg(d.socket()).arg(&hello_hex).output().unwrap().stdout);
+    // Closed unanswered (perhaps a reset or a broken pipe: the hello is never read).
+    assert!(tried.ends_with("received 0\n"), "the daemon answers another user nothing: {tried}");
+    let log = std::fs::read_to_string(d.dir.join("data/daemon.log")).unwrap();
+    assert!(log.contains(&format!("refusing a connection from uid {uid}")), "{log}");
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = d.run(&["submit", "--wait", "secret.ox"]);
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "the secret is 42\n".into()), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -160,15 +160,10 @@ fn lock(paths: &Paths) -> Result<Lock, ServeError> {
     Ok(Lock(file))
 }
 
-/// Opens the log; echoes to stderr too unless stderr already is the log
-/// (a background daemon's stderr is).
+/// Opens the log (0600, see `Paths::open_log`); echoes to stderr too
+/// unless stderr already is the log (a background daemon's stderr is).
 fn open_log(paths: &Paths) -> Result<(), ServeError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&paths.log)
-        .map_err(|source| ServeError::Open { path: paths.log.clone(), source })?;
+    let file = paths.open_log()?;
     let log_meta = file.metadata().ok();
     // SAFETY: `stat` is plain data, for which all zeroes is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -197,6 +192,26 @@ fn bind(paths: &Paths) -> Result<std::os::unix::net::UnixListener, ServeError> {
     std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600)).map_err(listen)?;
     listener.set_nonblocking(true).map_err(listen)?;
     Ok(listener)
+}
+
+/// The daemon's umask, 077, until dropped (however `serve_with` returns):
+/// an embedder's process gets its own back.
+struct PrivateUmask(libc::mode_t);
+
+impl PrivateUmask {
+    fn set() -> PrivateUmask {
+        // SAFETY: umask cannot fail.
+        let user = unsafe { libc::umask(0o077) };
+        workflow::set_user_umask(user);
+        PrivateUmask(user)
+    }
+}
+
+impl Drop for PrivateUmask {
+    fn drop(&mut self) {
+        // SAFETY: as above, restoring the user's mask.
+        unsafe { libc::umask(self.0) };
+    }
 }
 
 /// What an embedder adds to a daemon it serves.
@@ -252,10 +267,19 @@ pub fn serve(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>) -> Result
 
 /// `serve`, with an embedder's options.
 pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, options: Options) -> Result<(), ServeError> {
+    // Everything the daemon creates is its user's alone, for its whole life
+    // (the umask is process-wide); its runners get the user's umask back.
+    let _umask = PrivateUmask::set();
     paths.create()?;
     open_log(&paths)?;
     let _lock = lock(&paths)?;
     let loaded = defaults.iter().map(|(p, _)| (p.path.clone(), p.name.clone())).collect();
+    // Records an earlier version (or umask) left readable are made private.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = paths.database.clone().into_os_string();
+        file.push(suffix);
+        oxiida_protocol::paths::make_file_private(std::path::Path::new(&file))?;
+    }
     let store = store::open(&paths.database)?;
     let listener = bind(&paths)?;
     std::fs::write(&paths.pid, format!("{}\n", std::process::id()))
@@ -339,9 +363,20 @@ async fn accept(listener: std::os::unix::net::UnixListener, shared: &Arc<Shared>
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, shared.clone()));
-                }
+                Ok((stream, _)) => match stream.peer_cred() {
+                    Ok(cred) if cred.uid() == oxiida_protocol::paths::uid() => {
+                        tokio::spawn(connection(stream, shared.clone()));
+                    }
+                    // Another user (the socket's mode should have stopped
+                    // them): closed unanswered.
+                    Ok(cred) => log(&format!(
+                        "refusing a connection from uid {} (pid {}): this daemon serves uid {} only",
+                        cred.uid(),
+                        cred.pid().map_or("unknown".into(), |p| p.to_string()),
+                        oxiida_protocol::paths::uid()
+                    )),
+                    Err(e) => log(&format!("refusing a connection whose credentials cannot be read: {e}")),
+                },
                 // Out of descriptors, say: back off a little, keep serving.
                 Err(e) => {
                     log(&format!("cannot accept a connection: {e}"));

@@ -32,6 +32,15 @@ use oxiida::Interrupt;
 use oxiida_abi::frame::HEADER_LEN;
 use oxiida_protocol::{exit, state, Submit};
 
+/// The umask the daemon started with, which runners (and so workflows) get
+/// back: the daemon itself runs under 077.
+static USER_UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0o022);
+
+/// Records the user's umask for runners (see [`USER_UMASK`]).
+pub fn set_user_umask(umask: libc::mode_t) {
+    USER_UMASK.store(umask, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// How long a cancelled runner gets to report its end (it kills its shell
 /// tasks' process groups first) before its process group is killed.
 const KILL_GRACE: Duration = Duration::from_secs(1);
@@ -122,10 +131,11 @@ impl Runner {
         let fd = theirs.as_raw_fd();
         // SAFETY: getpid has no preconditions.
         let daemon = unsafe { libc::getpid() };
+        let umask: libc::mode_t = USER_UMASK.load(std::sync::atomic::Ordering::Relaxed);
         let mut command = tokio::process::Command::new(program);
         command.args(args).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
         // SAFETY: between fork and exec, only async-signal-safe calls
-        // (dup2, fcntl, prctl, getppid, _exit) on descriptors this process owns.
+        // (dup2, fcntl, umask, prctl, getppid, _exit) on descriptors this process owns.
         unsafe {
             command.pre_exec(move || {
                 if fd == runner::FD {
@@ -136,6 +146,8 @@ impl Runner {
                 } else if libc::dup2(fd, runner::FD) < 0 {
                     return Err(io::Error::last_os_error());
                 }
+                // The workflow creates files as its user would, not 077.
+                libc::umask(umask);
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }

@@ -29,6 +29,14 @@ pub enum ConnectError {
     Handshake(#[from] CallError),
     #[error("the daemon answered `hello` with {0:?}")]
     UnexpectedHello(Box<Reply>),
+    /// The runtime folder cannot be trusted (another user's, a link, open to others).
+    #[error(transparent)]
+    Unsafe(#[from] crate::PathsError),
+    /// `SO_PEERCRED` says another user listens on the socket.
+    #[error("the process listening on {} (pid {pid}) runs as uid {owner}, not as you (uid {uid}): another user may be trying to intercept your workflows; nothing was sent. Remove the runtime folder {}, or set XDG_RUNTIME_DIR or OXIIDA_RUNTIME_DIR to a folder of your own", socket.display(), runtime.display())]
+    OtherUser { socket: PathBuf, runtime: PathBuf, pid: i32, owner: u32, uid: u32 },
+    #[error("cannot check who listens on {}: {source}", socket.display())]
+    PeerCredentials { socket: PathBuf, source: io::Error },
 }
 
 /// Why a request got no reply a client can use.
@@ -67,15 +75,39 @@ pub enum StopError {
     Timeout { pid: u32, timeout: Duration },
 }
 
+/// The process at the other end of a Unix socket (`SO_PEERCRED`): its pid
+/// and uid, as they were when the connection was made.
+pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<(i32, u32)> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which this
+    // function owns, on a descriptor the caller keeps open.
+    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &mut len) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.pid, cred.uid))
+}
+
 impl Client {
-    /// Connects and shakes hands.
+    /// Connects and shakes hands, after checking the runtime folder (see
+    /// [`Paths::check_runtime`]) and that the daemon runs as this user
+    /// (`SO_PEERCRED`): nothing is sent to anyone else.
     pub fn connect(paths: &Paths) -> Result<Client, ConnectError> {
         use std::io::ErrorKind::{ConnectionRefused, NotFound};
         let socket = || paths.socket.clone();
+        if !paths.check_runtime()? {
+            return Err(ConnectError::NotRunning { socket: socket() });
+        }
         let stream = UnixStream::connect(&paths.socket).map_err(|source| match source.kind() {
             NotFound | ConnectionRefused => ConnectError::NotRunning { socket: socket() },
             _ => ConnectError::Connect { socket: socket(), source },
         })?;
+        let (pid, owner) = peer_credentials(stream.as_fd()).map_err(|source| ConnectError::PeerCredentials { socket: socket(), source })?;
+        let uid = crate::paths::uid();
+        if owner != uid {
+            return Err(ConnectError::OtherUser { socket: socket(), runtime: paths.runtime.clone(), pid, owner, uid });
+        }
         let mut client = Client { stream, pid: 0 };
         // A daemon that accepts but never answers must not hang the client.
         let _ = client.stream.set_read_timeout(Some(Duration::from_secs(10)));

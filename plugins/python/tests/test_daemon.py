@@ -186,3 +186,29 @@ def test_a_function_that_aborts_fails_its_own_workflow_alone(private):
     assert oxiida.submit("require chatty;\nx = chatty();\n", wait=True) == {"x": 1}
     log = (tmp_path / "data" / "daemon.log").read_text()
     assert "runner killed by signal 6 (SIGABRT)" in log and "said by a function" in log
+
+
+def test_the_daemons_files_are_the_users_alone(private):
+    env, tmp_path, _ = private
+    oxiida.submit("x = 1;\n", wait=True)
+    mode = lambda p: os.lstat(p).st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "run") == 0o700
+    assert mode(tmp_path / "data") == 0o700
+    for name in ("daemon.log", "workflows.sqlite3"):
+        assert mode(tmp_path / "data" / name) == 0o600, name
+
+
+def test_a_runtime_folder_open_to_others_is_refused(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    run.chmod(0o755)
+    monkeypatch.setenv("OXIIDA_RUNTIME_DIR", str(run))
+    monkeypatch.setenv("OXIIDA_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(oxiida.OxiidaError, match="has mode 0755"):
+        oxiida.submit("x = 1;\n")
+    env = dict(os.environ, OXIIDA_RUNTIME_DIR=str(run), OXIIDA_DATA_DIR=str(tmp_path / "data"))
+    for action in ("start", "status", "stop"):
+        refused = daemon(env, action)
+        assert refused.returncode == 1, (action, refused.stderr)
+        assert "has mode 0755" in refused.stderr and "Traceback" not in refused.stderr, (action, refused.stderr)
+    assert not (run / "daemon.sock").exists()

@@ -58,7 +58,9 @@ def _start(foreground):
     # if it fails first: the wait is a read, not a poll of the socket.
     ready_read, ready_write = os.pipe()
     env = dict(os.environ, OXIIDA_DAEMON_READY_FD=str(ready_write))
-    with open(log, "ab") as out:
+    # The log holds workflows' output: the user's alone (0600), never opened through a link.
+    log_fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(log_fd, "ab") as out:
         start_at = out.tell()
         child = subprocess.Popen(
             [sys.executable, "-m", "oxiida", "daemon", "start", "--foreground"],
@@ -95,12 +97,17 @@ def main(argv=None):
     action.add_parser("restart", help="stop the daemon and start it again with this Python")
     action.add_parser("status", help="pid, uptime, socket, log, plugins, running workflows")
     args = parser.parse_args(argv)
-    if args.action == "start":
-        return _start(args.foreground)
-    if args.action == "restart":
-        stopped = _oxiida._daemon_command("stop")
-        return stopped if stopped else _start(False)
-    return _oxiida._daemon_command(args.action)
+    try:
+        if args.action == "start":
+            return _start(args.foreground)
+        if args.action == "restart":
+            stopped = _oxiida._daemon_command("stop")
+            return stopped if stopped else _start(False)
+        return _oxiida._daemon_command(args.action)
+    except _oxiida.OxiidaError as e:
+        # A runtime folder that cannot be trusted, say: the message, not a traceback.
+        print(f"oxiida: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
