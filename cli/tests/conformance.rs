@@ -85,7 +85,7 @@ fn conformance_corpus() {
     names.sort();
     assert!(names.len() >= 40, "only {} cases in {}", names.len(), dir.display());
 
-    let scratch = std::env::temp_dir().join(format!("oxiida-conformance-{}", std::process::id()));
+    let scratch = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oxiida-conformance-{}", std::process::id()));
     fs::create_dir_all(&scratch).unwrap();
     let failures: Vec<String> =
         names.iter().filter_map(|name| check(&dir, name, &scratch).err().map(|why| format!("FAIL {name}: {why}"))).collect();

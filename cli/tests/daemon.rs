@@ -551,7 +551,7 @@ fn stopping_the_daemon_interrupts_workflows_and_tells_waiting_clients() {
 fn example_plugin() -> &'static PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("oxiida-daemon-plugin-{}", std::process::id()));
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oxiida-daemon-plugin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("liboxiida_example.so");
         let src = common::root().join("plugins/c/example.c");

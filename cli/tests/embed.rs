@@ -23,7 +23,7 @@ fn lib_dir() -> PathBuf {
 fn scratch() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("oxiida-embed-{}", std::process::id()));
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oxiida-embed-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     })

@@ -78,7 +78,7 @@ fn examples(file: &str, text: &str) -> Vec<Example> {
 fn doc_examples_print_what_the_docs_say() {
     let examples: Vec<Example> = doc_files().iter().flat_map(|file| examples(file, &read(file))).collect();
     assert!(examples.len() >= 10, "the tour should have examples, found {}", examples.len());
-    let dir = std::env::temp_dir().join(format!("oxiida-readme-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oxiida-readme-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut failures = Vec::new();
     for ex in &examples {
@@ -119,7 +119,7 @@ fn docs_c_plugin_compiles_and_runs() {
         .map(|(_, body, _)| body)
         .collect();
     assert_eq!(blocks.len(), 1, "docs/plugins.md shows one complete C plugin");
-    let dir = std::env::temp_dir().join(format!("oxiida-readme-c-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oxiida-readme-c-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("square.c"), &blocks[0]).unwrap();
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());

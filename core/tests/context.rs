@@ -10,7 +10,7 @@ use oxiida::value::Value;
 use oxiida::{Context, Interrupt, Limits, Source};
 
 fn folder(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("oxiida-context-{name}-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oxiida-context-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.canonicalize().unwrap()
 }

@@ -233,7 +233,7 @@ fn a_failing_branch_cancels_its_siblings() {
 
 #[test]
 fn cancelled_shell_tasks_are_killed_with_their_children() {
-    let dir = std::env::temp_dir().join(format!("oxiida-cancel-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oxiida-cancel-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pidfile = dir.join("pid");
     let pidfile = pidfile.display();
