@@ -829,3 +829,36 @@ fn runners_die_with_their_workflow_and_leave_no_zombie() {
     assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped.stderr));
     assert!(d.child.take().unwrap().wait().unwrap().success());
 }
+
+#[test]
+fn the_daemon_raises_its_open_file_limit_to_the_hard_limit() {
+    use std::os::unix::process::CommandExt;
+    let mut d = Daemon::new("fdlimit");
+    let mut cmd = d.cmd(&["daemon", "start", "--foreground"]);
+    // SAFETY: getrlimit and setrlimit are async-signal-safe; only the soft limit is lowered.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = 256.min(limit.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    d.child = Some(child);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !d.cmd(&["daemon", "status"]).output().unwrap().status.success() {
+        assert!(Instant::now() < until, "the daemon never answered");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("a line for open files");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[3], words[4], "soft limit not raised to the hard one: {line}");
+}

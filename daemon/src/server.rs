@@ -265,6 +265,30 @@ pub fn serve(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>) -> Result
     serve_with(paths, defaults, Options::default())
 }
 
+/// Raises the soft limit on open descriptors to the hard limit: each
+/// running workflow holds several (its runner's socket, pipes, shells), and
+/// the soft limit (often 1,024) would refuse submits long before the
+/// machine runs out. Logged either way.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        log(&format!("cannot read the open-file limit: {}", std::io::Error::last_os_error()));
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+    // SAFETY: setrlimit reads one rlimit from a struct we own; raising the
+    // soft limit up to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        log(&format!("open-file limit raised from {} to {}", limit.rlim_cur, limit.rlim_max));
+    } else {
+        log(&format!("cannot raise the open-file limit from {}: {}", limit.rlim_cur, std::io::Error::last_os_error()));
+    }
+}
+
 /// `serve`, with an embedder's options.
 pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, options: Options) -> Result<(), ServeError> {
     // Everything the daemon creates is its user's alone, for its whole life
@@ -272,6 +296,7 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
     let _umask = PrivateUmask::set();
     paths.create()?;
     open_log(&paths)?;
+    raise_fd_limit();
     let _lock = lock(&paths)?;
     let loaded = defaults.iter().map(|(p, _)| (p.path.clone(), p.name.clone())).collect();
     // Records an earlier version (or umask) left readable are made private.
