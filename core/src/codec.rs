@@ -32,7 +32,18 @@ pub fn from_wire(w: Wire) -> Value {
     }
 }
 
-/// The arguments of a call: one MessagePack array.
-pub fn encode_args(args: &[Value]) -> Vec<u8> {
-    Wire::Array(args.iter().map(to_wire).collect()).to_msgpack()
+/// [`to_wire`], or `None` when `v` nests Arrays and Maps more than `room`
+/// levels deep: the depth is checked while converting, in the same pass.
+pub fn to_wire_within(v: &Value, room: usize) -> Option<Wire> {
+    Some(match v {
+        Value::Array(items) => {
+            let inner = room.checked_sub(1)?;
+            Wire::Array(items.iter().map(|v| to_wire_within(v, inner)).collect::<Option<_>>()?)
+        }
+        Value::Map(m) => {
+            let inner = room.checked_sub(1)?;
+            Wire::Map(m.iter().map(|(k, v)| Some((k.to_string(), to_wire_within(v, inner)?))).collect::<Option<_>>()?)
+        }
+        scalar => to_wire(scalar),
+    })
 }

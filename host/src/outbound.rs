@@ -11,26 +11,20 @@ use oxiida::value::Value;
 
 use crate::codec;
 
-/// Whether `v` nests at most `room` Arrays and Maps deep; looks no deeper,
-/// so a value too deep to convert is refused before it is converted.
-fn fits(v: &Value, room: usize) -> bool {
-    match v {
-        Value::Array(items) => room > 0 && items.iter().all(|v| fits(v, room - 1)),
-        Value::Map(m) => room > 0 && m.iter().all(|(_, v)| fits(v, room - 1)),
-        _ => true,
-    }
-}
-
 /// The arguments as one Array, or `BadArguments` naming the argument that
-/// nests too deep.
+/// nests too deep (checked while converting, not in a pass of its own).
 pub fn to_wire(args: &[Value]) -> Result<Wire, ForeignError> {
     let most = MAX_DEPTH - 1;
-    if let Some(i) = args.iter().position(|a| !fits(a, most)) {
-        let message =
-            format!("argument {} nests Arrays and Maps more than {most} levels deep, the most an argument to a plugin may", i + 1);
-        return Err(ForeignError::new(ForeignErrorKind::BadArguments, message));
+    let mut wires = Vec::with_capacity(args.len());
+    for (i, arg) in args.iter().enumerate() {
+        let Some(wire) = codec::to_wire_within(arg, most) else {
+            let message =
+                format!("argument {} nests Arrays and Maps more than {most} levels deep, the most an argument to a plugin may", i + 1);
+            return Err(ForeignError::new(ForeignErrorKind::BadArguments, message));
+        };
+        wires.push(wire);
     }
-    Ok(Wire::Array(args.iter().map(codec::to_wire).collect()))
+    Ok(Wire::Array(wires))
 }
 
 /// The arguments as one MessagePack array ([`to_wire`]).
