@@ -53,10 +53,7 @@ impl<T> Pool<T> {
 
     /// A pool holding `first` already (counted against `max`).
     pub fn with(max: usize, first: T) -> Self {
-        let pool = Pool::new(max);
-        pool.lock().idle.push(first);
-        pool.lock().live = 1;
-        pool
+        Pool { state: Mutex::new(State { idle: vec![first], live: 1 }), changed: Condvar::new(), max: max.max(1) }
     }
 
     /// The most items this pool holds at once.

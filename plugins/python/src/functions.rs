@@ -281,12 +281,11 @@ impl Functions {
         }
         let module_path: Vec<String> = py.import("sys")?.getattr("path")?.extract()?;
         let (python, module_path) = (worker_python(py), module_path.join(":"));
+        // The package shares one pool per environment; a CLI session owns its own.
         let made = match self.front {
-            Front::Cli => Pool::new(&python, &module_path).map(Arc::new),
             #[cfg(feature = "package")]
             Front::Package => crate::pool::shared(&python, &module_path),
-            #[cfg(not(feature = "package"))]
-            Front::Package => Pool::new(&python, &module_path).map(Arc::new),
+            _ => Pool::new(&python, &module_path).map(Arc::new),
         };
         let made = made.map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
         Ok(pool.insert(made).clone())
