@@ -1,147 +1,15 @@
-//! Daemon mode through the `oxiida` CLI. Every test has its own runtime and
-//! data folders (OXIIDA_RUNTIME_DIR, OXIIDA_DATA_DIR), so none touches a
-//! user's daemon, and a guard that kills its daemon however the test ends.
+//! The daemon's life cycle, its protocol, privacy and runner isolation.
 
-mod common;
+use crate::common::{self, text};
+use crate::support::*;
 
-use common::text;
-
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use oxiida_protocol::{self as protocol, Reply, Request};
-
-/// A test's folders and its daemon, stopped and reaped on drop.
-struct Daemon {
-    dir: PathBuf,
-    /// A `--foreground` daemon this test spawned itself.
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn new(name: &str) -> Daemon {
-        let dir = std::env::temp_dir().join(format!("oxiida-daemon-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // Private, as the daemon's own folders must be, whatever the umask.
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-        Daemon { dir, child: None }
-    }
-
-    /// A daemon serving in a child process of this test.
-    fn foreground(name: &str, args: &[&str]) -> Daemon {
-        let mut d = Daemon::new(name);
-        d.start_foreground(args);
-        d
-    }
-
-    fn start_foreground(&mut self, args: &[&str]) {
-        let log = std::fs::File::create(self.dir.join("foreground.err")).unwrap();
-        let child = self.cmd(&["daemon", "start", "--foreground"]).args(args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
-        self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(10);
-        while !self.cmd(&["daemon", "status"]).output().unwrap().status.success() {
-            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
-            assert!(exited.is_none(), "the daemon exited: {}", std::fs::read_to_string(self.dir.join("foreground.err")).unwrap());
-            assert!(Instant::now() < until, "the daemon never answered");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_oxiida"));
-        c.args(args)
-            .env("OXIIDA_RUNTIME_DIR", self.dir.join("run"))
-            .env("OXIIDA_DATA_DIR", self.dir.join("data"))
-            .current_dir(&self.dir)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn write(&self, file: &str, text: &str) {
-        std::fs::write(self.dir.join(file), text).unwrap();
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("run/daemon.sock")
-    }
-
-    fn pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.dir.join("run/daemon.pid")).ok()?.trim().parse().ok()
-    }
-
-    /// Kills the daemon with SIGKILL, as a crash would, and reaps it.
-    fn kill_hard(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    /// Polls `workflow show ID` until its state is not `running`.
-    fn wait_done(&self, id: &str) -> String {
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            let shown = text(&self.run(&["workflow", "show", id]).stdout);
-            if !shown.contains("state: running") && !shown.contains("state: queued") {
-                return shown;
-            }
-            assert!(Instant::now() < until, "workflow {id} never finished:\n{shown}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill_hard();
-        // One started in the background is not our child: kill it by pid.
-        if let Some(pid) = self.pid().filter(|&p| p > 0) {
-            // SAFETY: signalling and reaping a daemon of this test's folders.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Orphaned daemons (started in the background) become this process's
-/// children, so the guards can reap them: no zombies left behind.
-fn reap_orphans() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        // SAFETY: prctl with plain integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    });
-}
-
-/// The children of every thread of process `pid`.
-fn children(pid: u32) -> Vec<i32> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .flat_map(|t| {
-            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            children.split_whitespace().map(|p| p.parse().unwrap()).collect::<Vec<i32>>()
-        })
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(") ").is_some_and(|(_, s)| !s.starts_with('Z'))
-}
 
 #[test]
 fn lifecycle_start_status_second_start_stop_restart() {
@@ -184,10 +52,6 @@ fn lifecycle_start_status_second_start_stop_restart() {
     assert_eq!(d.run(&["daemon", "stop"]).status.code(), Some(0), "stopping a stopped daemon is fine");
     let submit = d.run(&["submit", "nothing.ox"]);
     assert_eq!(submit.status.code(), Some(2), "a missing file is a usage error, daemon or not");
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
 }
 
 #[test]
@@ -280,36 +144,6 @@ fn an_unsafe_runtime_folder_is_refused_by_start_and_by_clients() {
         assert!(err.contains(&format!("the runtime folder {} has mode 0755", fallback.display())), "{args:?}: {err}");
     }
     assert!(!fallback.join("daemon.sock").exists());
-}
-
-/// A second Unix user for the squatting test: its uid and gid, created
-/// if missing. `None` (and a note) where this test cannot be root.
-fn squatter() -> Option<(u32, u32)> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("note: not root, so the test with a second user is skipped");
-        return None;
-    }
-    let id = |flag: &str| Command::new("id").args([flag, "oxiida-squatter"]).output().ok().filter(|o| o.status.success());
-    if id("-u").is_none() {
-        let made =
-            Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "oxiida-squatter"]).status();
-        if !made.is_ok_and(|s| s.success()) && id("-u").is_none() {
-            eprintln!("note: useradd is missing or failed, so the test with a second user is skipped");
-            return None;
-        }
-    }
-    let num = |flag: &str| text(&id(flag).unwrap().stdout).trim().parse().unwrap();
-    Some((num("-u"), num("-g")))
-}
-
-/// Python, as the squatter: a program outside root's home.
-fn python_as(uid: u32, gid: u32, code: &str) -> Command {
-    use std::os::unix::process::CommandExt;
-    let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
-    let mut c = Command::new(python);
-    c.args(["-c", code]).uid(uid).gid(gid).current_dir("/").stdin(Stdio::null());
-    c
 }
 
 /// A fake daemon: listens on SOCKET, says "listening", then for each
@@ -548,18 +382,6 @@ fn stopping_the_daemon_interrupts_workflows_and_tells_waiting_clients() {
     assert!(text(&d.run(&["workflow", "show", "1"]).stdout).contains("state: interrupted (exit 130)"));
 }
 
-fn example_plugin() -> &'static PathBuf {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("oxiida-daemon-plugin-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("liboxiida_example.so");
-        let src = common::root().join("plugins/c/example.c");
-        common::cc(&["-shared".as_ref(), "-fPIC".as_ref(), src.as_os_str(), "-o".as_ref(), out.as_os_str(), "-lpthread".as_ref()]);
-        out
-    })
-}
-
 #[test]
 fn each_workflow_has_its_own_plugin_sessions() {
     let d = Daemon::foreground("isolation", &[]);
@@ -614,38 +436,6 @@ fn records_survive_sigkill_and_running_workflows_become_interrupted() {
     assert!(shown.contains("spinning") && shown.contains("the daemon stopped"), "{shown}");
     let with_source = text(&d.run(&["workflow", "show", "--source", &spin]).stdout);
     assert!(with_source.contains("while (true)"), "the source is recorded:\n{with_source}");
-}
-
-/// One raw frame to the socket, and the reply's bytes (empty if none).
-fn exchange(socket: &Path, bytes: &[u8], close_write: bool) -> Vec<u8> {
-    let mut s = UnixStream::connect(socket).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(bytes).unwrap();
-    if close_write {
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-    }
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    reply
-}
-
-fn hello() -> Vec<u8> {
-    protocol::encode(&Request::Hello { protocol: protocol::PROTOCOL_VERSION, client: "test".into() })
-}
-
-fn replies(mut bytes: &[u8]) -> Vec<Reply> {
-    let mut all = Vec::new();
-    while let Some(body) = protocol::read_frame(&mut bytes).unwrap() {
-        all.push(protocol::decode_reply(&body).unwrap());
-    }
-    all
-}
-
-fn error_kind(reply: &Reply) -> protocol::ErrorKind {
-    match reply {
-        Reply::Error { kind, .. } => *kind,
-        other => panic!("not an error: {other:?}"),
-    }
 }
 
 #[test]
