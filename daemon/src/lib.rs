@@ -10,6 +10,7 @@
 //! typed ([`ServeError`], [`StoreError`], [`WatchError`]) and keep their causes.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod limits;
 pub mod runner;
 pub mod server;
 pub mod store;

@@ -21,6 +21,7 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use oxiida_abi::frame::HEADER_LEN;
 
+use crate::limits::{format_size, Admitted, Limits, Queue};
 use crate::log;
 use crate::store::{self, Store, StoreError};
 use crate::watch::{WatchError, Watcher};
@@ -37,6 +38,8 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection must say `hello` this soon, or it is closed: connections
 /// that never speak would otherwise hold a task and a descriptor forever.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first wait after a failed `accept` (out of descriptors, say).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long running workflows get to stop when the daemon stops.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 /// How long clients waiting on a workflow get to hear how it ended, when
@@ -77,6 +80,10 @@ pub struct Shared {
     pub defaults: Vec<(Arc<LoadedPlugin>, String)>,
     /// Runners: started ahead, one per workflow.
     pub pool: Pool,
+    /// The daemon's limits (`daemon start --memory-limit ...`).
+    pub limits: Limits,
+    /// Workflows waiting for one of the `--max-running` slots.
+    pub queue: Queue,
     default_specs: Vec<String>,
     started_ms: i64,
     /// Workflows not finished yet; watched, so a stopping daemon learns
@@ -234,6 +241,8 @@ pub struct Options {
     /// What `status` lists as the daemon's plugin when the runners make
     /// their own host (e.g. `python (<interpreter>)`).
     pub host_name: Option<String>,
+    /// Memory and output per workflow, workflows at once, idle connections.
+    pub limits: Limits,
 }
 
 /// The environment variable naming the descriptor a daemon started in the
@@ -320,8 +329,22 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
     let _ = std::env::set_current_dir("/");
     let mut default_specs: Vec<String> = defaults.iter().map(|(p, c)| spec_text(&p.path.display().to_string(), c.as_bytes())).collect();
     default_specs.extend(options.host_name);
+    let limits = options.limits;
+    let (max_running, by_fds) = limits.effective_max_running();
+    log(&format!(
+        "limits: memory {} per workflow, output {} per workflow, {max_running} workflow(s) running at once{}, idle connections closed after {}s",
+        limits.memory.map_or("unlimited".into(), format_size),
+        format_size(limits.output),
+        match by_fds {
+            Some(cap) if cap < limits.max_running => format!(" (asked {}; the open-file limit allows {cap})", limits.max_running),
+            _ => String::new(),
+        },
+        limits.idle_timeout.as_secs()
+    ));
     let shared = Arc::new(Shared {
-        pool: Pool::new(options.runner),
+        pool: Pool::new(options.runner, limits.memory),
+        queue: Queue::new(max_running),
+        limits,
         default_specs,
         paths: paths.clone(),
         store,
@@ -385,10 +408,17 @@ async fn accept(listener: std::os::unix::net::UnixListener, shared: &Arc<Shared>
         // Whoever waits has gone if this fails; serving goes on.
         let _ = std::io::Write::write_all(&mut ready, b"ready\n");
     }
+    // Out of descriptors (EMFILE, ENFILE) or memory: the connection waits in
+    // the backlog while the daemon backs off, logging once per episode.
+    let mut backoff: Option<Duration> = None;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match stream.peer_cred() {
+                Ok((stream, _)) => {
+                    if backoff.take().is_some() {
+                        log("accepting connections again");
+                    }
+                    match stream.peer_cred() {
                     Ok(cred) if cred.uid() == oxiida_protocol::paths::uid() => {
                         tokio::spawn(connection(stream, shared.clone()));
                     }
@@ -401,11 +431,28 @@ async fn accept(listener: std::os::unix::net::UnixListener, shared: &Arc<Shared>
                         oxiida_protocol::paths::uid()
                     )),
                     Err(e) => log(&format!("refusing a connection whose credentials cannot be read: {e}")),
-                },
-                // Out of descriptors, say: back off a little, keep serving.
+                    }
+                }
+                // Never fatal: back off (50 ms, doubling up to 1 s), keep serving.
                 Err(e) => {
-                    log(&format!("cannot accept a connection: {e}"));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let wait = match backoff {
+                        None => {
+                            let hint = match e.raw_os_error() {
+                                Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                                    "; out of open files: fewer --max-running, or a higher `ulimit -n` before `oxiida daemon start`"
+                                }
+                                _ => "",
+                            };
+                            log(&format!("cannot accept a connection: {e}{hint}; retrying, clients wait meanwhile"));
+                            ACCEPT_BACKOFF
+                        }
+                        Some(wait) => (wait * 2).min(Duration::from_secs(1)),
+                    };
+                    backoff = Some(wait);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shared.shutdown.triggered() => return Ok(()),
+                    }
                 }
             },
             () = shared.shutdown.triggered() => return Ok(()),
@@ -418,6 +465,11 @@ async fn accept(listener: std::os::unix::net::UnixListener, shared: &Arc<Shared>
 /// call may never return).
 async fn stop_workflows(shared: &Shared) {
     shared.shutdown.trigger();
+    // Queued ones never start: they end interrupted, their clients told.
+    for w in shared.queue.close() {
+        let error = Some("the daemon stopped while it was queued; submit it again".into());
+        workflow::end_unstarted(shared, &w, store::Finish { state: state::INTERRUPTED, exit_code: Some(130), error }).await;
+    }
     shared.pool.drain().await;
     for w in shared.running() {
         w.stop(state::INTERRUPTED);
@@ -510,7 +562,17 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
     let mut greeted = false;
     loop {
         let frame = if greeted {
-            read_frame(&mut rd).await
+            match tokio::time::timeout(shared.limits.idle_timeout, read_frame(&mut rd)).await {
+                Ok(frame) => frame,
+                Err(_) => {
+                    let secs = shared.limits.idle_timeout.as_secs();
+                    let why = format!(
+                        "closing this connection: no request came for {secs}s (the daemon's --idle-timeout); connect again to go on"
+                    );
+                    send(&mut wr, &Reply::Notice { message: why }).await;
+                    return;
+                }
+            }
         } else {
             match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut rd)).await {
                 Ok(frame) => frame,
@@ -604,13 +666,20 @@ fn status(shared: &Shared) -> Status {
         database: shared.paths.database.display().to_string(),
         default_plugins: shared.default_specs.clone(),
         loaded_plugins: loaded.iter().map(|(path, name)| format!("{name} ({})", path.display())).collect(),
+        limits: Some(protocol::StatusLimits {
+            memory_limit: shared.limits.memory,
+            output_limit: shared.limits.output,
+            max_running: shared.limits.max_running as u64,
+            max_running_effective: shared.queue.max() as u64,
+            idle_timeout_secs: shared.limits.idle_timeout.as_secs(),
+        }),
         running: shared
             .running()
             .iter()
             .map(|w| Summary {
                 id: w.id,
                 name: w.name.clone(),
-                state: state::RUNNING.into(),
+                state: if shared.queue.is_queued(w.id) { state::QUEUED } else { state::RUNNING }.into(),
                 exit_code: None,
                 submitted_ms: w.submitted_ms,
                 finished_ms: None,
@@ -624,6 +693,17 @@ async fn kill(id: u64, wait: bool, shared: &Shared, rd: &mut Frames, wr: &mut Ow
     let found = shared.running.borrow().get(&id).cloned();
     if let Some(w) = found {
         log(&format!("workflow {id}: killing"));
+        // A queued one ends at once, never started.
+        if let Some(w) = shared.queue.remove(id) {
+            let events = wait.then(|| w.watch());
+            let error = Some("killed by `oxiida workflow kill` while it was queued; it never started".into());
+            workflow::end_unstarted(shared, &w, store::Finish { state: state::KILLED, exit_code: Some(130), error }).await;
+            if !send(wr, &Reply::Killing { id }).await {
+                return false;
+            }
+            let Some(events) = events else { return true };
+            return stream(id, events, rd, wr).await;
+        }
         // Watching before stopping: its end cannot be missed.
         let events = wait.then(|| w.watch());
         w.stop(state::KILLED);
@@ -659,11 +739,24 @@ async fn submit(submit: Submit, shared: &Arc<Shared>, rd: &mut Frames, wr: &mut 
     shared.running.send_modify(|all| {
         all.insert(id, running.clone());
     });
-    if let Err(e) = workflow::spawn(shared.clone(), running, submit) {
-        shared.forget(id);
-        let why = format!("cannot start a runner for the workflow: {e}");
-        shared.store.finished(id, store::Finish { state: state::FAILED, exit_code: Some(1), error: Some(why.clone()) });
-        return send(wr, &error(ErrorKind::Internal, why)).await;
+    match shared.queue.admit(running, submit) {
+        Admitted::Start(running, submit) => {
+            if let Err(e) = workflow::spawn(shared.clone(), running, submit) {
+                shared.forget(id);
+                let why = format!("cannot start a runner for the workflow: {e}; see the daemon's log, and submit it again");
+                shared.store.finished(id, store::Finish { state: state::FAILED, exit_code: Some(1), error: Some(why.clone()) });
+                workflow::release(shared).await;
+                return send(wr, &error(ErrorKind::Internal, why)).await;
+            }
+        }
+        Admitted::Queued { ahead } => {
+            log(&format!("workflow {id}: queued, {ahead} ahead of it (--max-running {})", shared.queue.max()));
+        }
+        Admitted::Closed(running) => {
+            let error = Some("the daemon stopped before it started; submit it again".into());
+            workflow::end_unstarted(shared, &running, store::Finish { state: state::INTERRUPTED, exit_code: Some(130), error }).await;
+            return send(wr, &self::error(ErrorKind::Refused, "the daemon is stopping; submit again once it has restarted")).await;
+        }
     }
     if !send(wr, &Reply::Submitted { id }).await {
         return false;

@@ -24,6 +24,7 @@ use tokio::process::Child;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::codec::FramedRead;
 
+use crate::limits::{format_size, Capture};
 use crate::log;
 use crate::runner::{self, Job, Report};
 use crate::server::Shared;
@@ -96,7 +97,7 @@ impl Running {
         rx
     }
 
-    fn tell(&self, make: impl Fn() -> Event) {
+    pub(crate) fn tell(&self, make: impl Fn() -> Event) {
         // A watcher that hung up is dropped; the workflow goes on.
         self.watchers.lock().retain(|w| w.send(make()).is_ok());
     }
@@ -123,7 +124,7 @@ impl Runner {
     /// Must be called on a thread that lives as long as the daemon (a
     /// runtime worker): PR_SET_PDEATHSIG fires when the *thread* that
     /// started the child ends.
-    fn start(argv: &[OsString]) -> io::Result<Runner> {
+    fn start(argv: &[OsString], memory: Option<u64>) -> io::Result<Runner> {
         let Some((program, args)) = argv.split_first() else {
             return Err(io::Error::other("no runner command is configured"));
         };
@@ -132,10 +133,14 @@ impl Runner {
         // SAFETY: getpid has no preconditions.
         let daemon = unsafe { libc::getpid() };
         let umask: libc::mode_t = USER_UMASK.load(std::sync::atomic::Ordering::Relaxed);
+        let address_space = memory.map(memory_rlimit);
         let mut command = tokio::process::Command::new(program);
-        command.args(args).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
+        // Its stderr is a pipe the supervisor reads: what a runner says as
+        // it dies ("memory allocation of N bytes failed") explains it.
+        command.args(args).stdin(Stdio::null()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
         // SAFETY: between fork and exec, only async-signal-safe calls
-        // (dup2, fcntl, umask, prctl, getppid, _exit) on descriptors this process owns.
+        // (dup2, fcntl, umask, setrlimit, prctl, getppid, _exit) on
+        // descriptors this process owns and a struct copied into the closure.
         unsafe {
             command.pre_exec(move || {
                 if fd == runner::FD {
@@ -148,6 +153,12 @@ impl Runner {
                 }
                 // The workflow creates files as its user would, not 077.
                 libc::umask(umask);
+                // The memory limit: soft and hard, so the workflow cannot lift it.
+                if let Some(limit) = &address_space {
+                    if libc::setrlimit(libc::RLIMIT_AS, limit) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -170,26 +181,38 @@ impl Runner {
     }
 }
 
+/// `RLIMIT_AS` for a runner: `bytes`, or the daemon's own hard limit if
+/// that is lower (lowering needs no privilege, raising would).
+fn memory_rlimit(bytes: u64) -> libc::rlimit {
+    let mut own = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut own) };
+    let limit = bytes.min(own.rlim_max);
+    libc::rlimit { rlim_cur: limit, rlim_max: limit }
+}
+
 /// Runners started ahead of their jobs.
 pub struct Pool {
     /// How a runner is started: the daemon's executable with its hidden
     /// runner subcommand, or the Python daemon's own interpreter.
     argv: Vec<OsString>,
+    /// Each runner's `RLIMIT_AS` (`--memory-limit`).
+    memory: Option<u64>,
     idle: Mutex<VecDeque<Runner>>,
     /// Set when the daemon stops: no more runners are started ahead.
     closed: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
-    pub fn new(argv: Vec<OsString>) -> Pool {
-        Pool { argv, idle: Mutex::new(VecDeque::new()), closed: Default::default() }
+    pub fn new(argv: Vec<OsString>, memory: Option<u64>) -> Pool {
+        Pool { argv, memory, idle: Mutex::new(VecDeque::new()), closed: Default::default() }
     }
 
     /// Tops the pool up to [`WARM`] runners. Runs on a runtime worker
     /// (see [`Runner::start`]).
     pub fn fill(&self) {
         while !self.closed.load(Ordering::Relaxed) && self.idle.lock().len() < WARM {
-            match Runner::start(&self.argv) {
+            match Runner::start(&self.argv, self.memory) {
                 Ok(runner) => self.idle.lock().push_back(runner),
                 Err(e) => {
                     log(&format!("cannot start a runner ahead of time: {e}"));
@@ -203,7 +226,7 @@ impl Pool {
     fn take(&self) -> io::Result<Runner> {
         match self.idle.lock().pop_front() {
             Some(runner) => Ok(runner),
-            None => Runner::start(&self.argv),
+            None => Runner::start(&self.argv, self.memory),
         }
     }
 
@@ -227,6 +250,32 @@ pub fn spawn(shared: Arc<Shared>, running: Arc<Running>, submit: Submit) -> io::
     Ok(())
 }
 
+/// Frees the slot of a workflow that ended (or never started) and starts
+/// the first one waiting for it (`--max-running`).
+pub async fn release(shared: &Arc<Shared>) {
+    let mut next = shared.queue.release();
+    while let Some((running, submit)) = next.take() {
+        log(&format!("workflow {}: starting (it was queued)", running.id));
+        if let Err(e) = spawn(shared.clone(), running.clone(), submit) {
+            let why = format!("cannot start a runner for the workflow: {e}; see the daemon's log, and submit it again");
+            log(&format!("workflow {}: {why}", running.id));
+            end_unstarted(shared, &running, failed(exit::RUNTIME, why)).await;
+            next = shared.queue.release();
+        }
+    }
+}
+
+/// Ends a workflow that never got a runner (killed or interrupted while
+/// queued, or no runner could start): committed, forgotten, then told.
+pub async fn end_unstarted(shared: &Shared, running: &Running, finish: Finish) {
+    let (state, exit_code, error) = (finish.state, finish.exit_code, finish.error.clone());
+    if let Err(e) = shared.store.finished_committed(running.id, finish).await {
+        log(&format!("workflow {}: its end was not recorded: {e}", running.id));
+    }
+    shared.forget(running.id);
+    running.tell(|| Event::Finished { state, exit_code, error: error.clone(), variables: None });
+}
+
 async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, runner: Runner) {
     shared.store.started(running.id);
     let job = oxiida_protocol::encode(&Job { submit, defaults: shared.default_plugins() });
@@ -240,6 +289,7 @@ async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, r
     }
     shared.forget(running.id);
     running.tell(|| Event::Finished { state, exit_code, error: error.clone(), variables: variables.clone() });
+    release(&shared).await;
 }
 
 fn failed(code: u8, error: String) -> Finish {
@@ -256,7 +306,7 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
             log(&format!("workflow {}: a warm runner did not take its job ({e}); starting another", running.id));
             kill_group(&child);
             let _ = child.wait().await;
-            let fresh = match Runner::start(&shared.pool.argv) {
+            let fresh = match Runner::start(&shared.pool.argv, shared.pool.memory) {
                 Ok(fresh) => fresh,
                 Err(e) => return (failed(exit::RUNTIME, format!("cannot start the workflow's runner: {e}")), None),
             };
@@ -270,6 +320,13 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
                 }
             }
         }
+    };
+    let (last_words, stderr_done) = read_stderr(running.id, child.stderr.take());
+    let mut capture = Capture::new(shared.limits.output);
+    let emit = |text: String| {
+        let seq = running.printed.fetch_add(1, Ordering::Relaxed);
+        shared.store.output(running.id, seq, text.clone());
+        running.tell(|| Event::Output(text.clone()));
     };
     let (rd, wr) = stream.into_split();
     let mut wr = Some(wr);
@@ -288,9 +345,16 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
                 Some(Ok(frame)) => match rmp_serde::from_slice::<Report>(&frame[HEADER_LEN..]) {
                     Ok(Report::Loaded { name, path }) => shared.loaded(path.into(), name),
                     Ok(Report::Output { text }) => {
-                        let seq = running.printed.fetch_add(1, Ordering::Relaxed);
-                        shared.store.output(running.id, seq, text.clone());
-                        running.tell(|| Event::Output(text.clone()));
+                        let had_cut = capture.cut() > 0;
+                        if let Some(text) = capture.push(text) {
+                            emit(text);
+                        } else if !had_cut && capture.cut() > 0 {
+                            log(&format!(
+                                "workflow {}: its output is over --output-limit {}; the middle is cut",
+                                running.id,
+                                format_size(shared.limits.output)
+                            ));
+                        }
                     }
                     Ok(report @ Report::Finished { .. }) => {
                         end = Some(report);
@@ -330,6 +394,10 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
             child.wait().await.ok()
         }
     };
+    // What was held back (the tail of output over the limit), before the end.
+    for text in capture.finish() {
+        emit(text);
+    }
     let cancelled = running.interrupt.is_triggered();
     match end {
         Some(Report::Finished { state: s, .. }) if s == state::INTERRUPTED => (running.cancelled(), None),
@@ -339,10 +407,99 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
         }
         _ if cancelled => (running.cancelled(), None),
         _ => {
-            let why = died(status);
+            // Its last words explain a death: wait (briefly: a shell task it
+            // started may hold the pipe) until its stderr is read.
+            let _ = tokio::time::timeout(STDERR_GRACE, stderr_done).await;
+            let why = explain(status, &last_words.lock(), shared.limits.memory);
             log(&format!("workflow {}: {why}", running.id));
             (failed(exit::RUNTIME, why), None)
         }
+    }
+}
+
+/// How long a dead runner's stderr gets to be read to its end.
+const STDERR_GRACE: Duration = Duration::from_millis(500);
+/// Lines of a runner's stderr kept to explain its death.
+const LAST_WORDS: usize = 8;
+/// Longer stderr lines are cut, in the log and in the record.
+const STDERR_LINE: usize = 1000;
+
+/// Reads a runner's stderr to its end: every line goes to the daemon's log
+/// prefixed by the workflow's id, and the last few are kept to explain a
+/// death. The task ends when the pipe closes (the runner and whatever it
+/// started that kept its stderr have exited).
+fn read_stderr(id: u64, stderr: Option<tokio::process::ChildStderr>) -> (Arc<Mutex<LastWords>>, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncReadExt;
+    let last = Arc::new(Mutex::new(LastWords::default()));
+    let kept = last.clone();
+    let task = tokio::spawn(async move {
+        let Some(mut stderr) = stderr else { return };
+        let mut buf = vec![0u8; 8192];
+        let mut line: Vec<u8> = Vec::new();
+        let mut long = false;
+        let said = |line: &mut Vec<u8>, long: &mut bool| {
+            let mut text = String::from_utf8_lossy(line).into_owned();
+            if std::mem::take(long) {
+                text.push_str(" [cut]");
+            }
+            line.clear();
+            log(&format!("workflow {id}: stderr: {text}"));
+            let mut kept = kept.lock();
+            if OUT_OF_MEMORY.iter().any(|p| text.to_ascii_lowercase().contains(p)) {
+                kept.alloc_failed = Some(text.clone());
+            }
+            if kept.lines.len() == LAST_WORDS {
+                kept.lines.pop_front();
+            }
+            kept.lines.push_back(text);
+        };
+        loop {
+            let n = match stderr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            for part in buf[..n].split_inclusive(|&b| b == b'\n') {
+                let (body, ends) = match part.strip_suffix(b"\n") {
+                    Some(body) => (body, true),
+                    None => (part, false),
+                };
+                let room = STDERR_LINE.saturating_sub(line.len());
+                long |= body.len() > room;
+                line.extend_from_slice(&body[..body.len().min(room)]);
+                if ends {
+                    said(&mut line, &mut long);
+                }
+            }
+        }
+        if !line.is_empty() {
+            said(&mut line, &mut long);
+        }
+    });
+    (last, task)
+}
+
+/// What a runner says on stderr when an allocation fails (Rust, C, C++, Python).
+const OUT_OF_MEMORY: [&str; 5] = ["memory allocation of", "out of memory", "cannot allocate memory", "memoryerror", "bad_alloc"];
+
+/// What a runner said last on stderr, and the last allocation failure it
+/// reported (a backtrace may follow it).
+#[derive(Default)]
+struct LastWords {
+    lines: VecDeque<String>,
+    alloc_failed: Option<String>,
+}
+
+/// Why a runner died: its status, and what it said last. A death after an
+/// allocation failed, with a memory limit set, is that limit's.
+fn explain(status: Option<ExitStatus>, last: &LastWords, memory: Option<u64>) -> String {
+    let why = died(status);
+    match (memory, &last.alloc_failed) {
+        (Some(limit), Some(said)) => format!(
+            "memory limit {} exceeded: {why}, after `{said}`; start the daemon with a larger --memory-limit (or `none`) if the workflow needs more",
+            format_size(limit)
+        ),
+        _ if last.lines.is_empty() => why,
+        _ => format!("{why}; its last words on stderr: {}", Vec::from(last.lines.clone()).join(" / ")),
     }
 }
 

@@ -232,10 +232,37 @@ pub fn describe(s: &crate::Status) -> String {
         s.database,
         list(&s.default_plugins),
         list(&s.loaded_plugins),
-        s.running.len()
+        s.running.iter().filter(|w| w.state != crate::state::QUEUED).count()
     );
-    for w in &s.running {
+    for w in s.running.iter().filter(|w| w.state != crate::state::QUEUED) {
         out.push_str(&format!("  {:>6}  since {}  {}\n", w.id, utc(w.submitted_ms), w.name));
+    }
+    let queued: Vec<_> = s.running.iter().filter(|w| w.state == crate::state::QUEUED).collect();
+    out.push_str(&format!("queued workflows: {}\n", queued.len()));
+    for w in queued {
+        out.push_str(&format!("  {:>6}  since {}  {}\n", w.id, utc(w.submitted_ms), w.name));
+    }
+    if let Some(l) = &s.limits {
+        let size = |b: u64| {
+            for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+                if b >= 1 << shift && b % (1 << shift) == 0 {
+                    return format!("{} {unit}", b >> shift);
+                }
+            }
+            format!("{b} bytes")
+        };
+        let capped = if l.max_running_effective < l.max_running {
+            format!(" (asked {}; capped by the open-file limit)", l.max_running)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "limits: memory {} per workflow, output {} per workflow, {} running at once{capped}, idle connections closed after {}s\n",
+            l.memory_limit.map_or("unlimited".into(), size),
+            size(l.output_limit),
+            l.max_running_effective,
+            l.idle_timeout_secs
+        ));
     }
     out
 }

@@ -150,7 +150,26 @@ pub struct Status {
     pub default_plugins: Vec<String>,
     /// Every plugin library loaded so far, "name (path)".
     pub loaded_plugins: Vec<String>,
+    /// Workflows not finished: `running`, or `queued` for a slot.
     pub running: Vec<Summary>,
+    /// The limits the daemon was started with (absent from older daemons).
+    #[serde(default)]
+    pub limits: Option<StatusLimits>,
+}
+
+/// `daemon start --memory-limit ... --output-limit ... --max-running ...
+/// --idle-timeout ...`, as the daemon applies them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusLimits {
+    /// Bytes of address space per runner; `None`: no limit.
+    pub memory_limit: Option<u64>,
+    /// Bytes of output kept per workflow (its first and last halves).
+    pub output_limit: u64,
+    /// As asked with `--max-running`.
+    pub max_running: u64,
+    /// As applied: capped by the open-file limit.
+    pub max_running_effective: u64,
+    pub idle_timeout_secs: u64,
 }
 
 /// A workflow in a listing.
