@@ -10,10 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use oxiida_daemon::limits::{self, Limits};
 use oxiida_host as plugin;
 use oxiida_protocol::client::{self, Client, ConnectError};
 use oxiida_protocol::{duration, exit, utc, Paths};
-use oxiida_protocol::{PluginSpec, Reply, Request, Submit};
+use oxiida_protocol::{PluginSpec, Reply, Request, StatusLimits, Submit};
 
 /// How long `start` waits for a new daemon to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,9 +52,76 @@ pub fn resolve_plugins(specs: &[String]) -> anyhow::Result<Vec<PluginSpec>> {
         .collect()
 }
 
+/// `daemon start`'s limits; each is checked as it is parsed, and what was
+/// not given is the daemon's default (or, for `restart`, the old daemon's).
+#[derive(clap::Args, Clone, Default)]
+pub struct DaemonLimits {
+    /// Most memory (address space) each workflow's runner may take: SIZE such as 512M or 4G, or `none` [default: 4G]
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| limits::parse_size(s, true).map(|_| s.to_owned()))]
+    pub memory_limit: Option<String>,
+    /// Most output kept per workflow, its first and last halves, the middle cut [default: 64M]
+    #[arg(long, value_name = "SIZE", value_parser = |s: &str| limits::parse_size(s, false).map(|_| s.to_owned()))]
+    pub output_limit: Option<String>,
+    /// Most workflows running at once; more wait, queued, in submission order [default: 64, capped by the open-file limit]
+    #[arg(long, value_name = "N", value_parser = |s: &str| limits::parse_count(s).map(|_| s.to_owned()))]
+    pub max_running: Option<String>,
+    /// Close a connection that sends no request for SECS seconds [default: 300]
+    #[arg(long, value_name = "SECS", value_parser = |s: &str| limits::parse_secs(s).map(|_| s.to_owned()))]
+    pub idle_timeout: Option<String>,
+}
+
+impl DaemonLimits {
+    /// The limits to serve with: these flags over the defaults.
+    fn limits(&self) -> Limits {
+        let mut l = Limits::default();
+        if let Some(Ok(m)) = self.memory_limit.as_deref().map(|s| limits::parse_size(s, true)) {
+            l.memory = m;
+        }
+        if let Some(Ok(Some(o))) = self.output_limit.as_deref().map(|s| limits::parse_size(s, false)) {
+            l.output = o;
+        }
+        if let Some(Ok(n)) = self.max_running.as_deref().map(limits::parse_count) {
+            l.max_running = n;
+        }
+        if let Some(Ok(t)) = self.idle_timeout.as_deref().map(limits::parse_secs) {
+            l.idle_timeout = t;
+        }
+        l
+    }
+
+    /// The flags given, as `daemon start --foreground` takes them.
+    fn args(&self) -> Vec<String> {
+        let flags = [
+            ("memory-limit", &self.memory_limit),
+            ("output-limit", &self.output_limit),
+            ("max-running", &self.max_running),
+            ("idle-timeout", &self.idle_timeout),
+        ];
+        flags.iter().filter_map(|(name, value)| value.as_ref().map(|v| format!("--{name}={v}"))).collect()
+    }
+
+    /// These flags, and for each one not given, the running daemon's.
+    fn or_running(&self, running: &StatusLimits) -> DaemonLimits {
+        let old = Limits {
+            memory: running.memory_limit,
+            output: running.output_limit,
+            max_running: running.max_running as usize,
+            idle_timeout: Duration::from_secs(running.idle_timeout_secs),
+        }
+        .to_args();
+        let value = |i: usize| old[i].split_once('=').map(|(_, v)| v.to_owned());
+        DaemonLimits {
+            memory_limit: self.memory_limit.clone().or_else(|| value(0)),
+            output_limit: self.output_limit.clone().or_else(|| value(1)),
+            max_running: self.max_running.clone().or_else(|| value(2)),
+            idle_timeout: self.idle_timeout.clone().or_else(|| value(3)),
+        }
+    }
+}
+
 /// `daemon start`: in the foreground, serve here; otherwise start a
 /// detached `daemon start --foreground` and wait until it says it is ready.
-pub fn start(foreground: bool, specs: &[String]) -> u8 {
+pub fn start(foreground: bool, specs: &[String], limits: &DaemonLimits) -> u8 {
     let paths = match paths() {
         Ok(p) => p,
         Err(code) => return code,
@@ -80,14 +148,14 @@ pub fn start(foreground: bool, specs: &[String]) -> u8 {
             Err(e) => return fail(format!("cannot find this executable to start workflows with: {e}"), 1),
         };
         let runner = vec![exe.into_os_string(), "daemon".into(), "runner".into()];
-        let options = oxiida_daemon::server::Options { ready, runner, ..Default::default() };
+        let options = oxiida_daemon::server::Options { ready, runner, limits: limits.limits(), ..Default::default() };
         let served = loaded.and_then(|defaults| Ok(oxiida_daemon::server::serve_with(paths, defaults, options)?));
         return match served {
             Ok(()) => 0,
             Err(e) => fail(format!("{e:#}"), 1),
         };
     }
-    match spawn_detached(&paths, specs_text(&plugins)) {
+    match spawn_detached(&paths, specs_text(&plugins), limits.args()) {
         Ok(pid) => {
             println!("daemon started (pid {pid}); socket {}, log {}", paths.socket.display(), paths.log.display());
             0
@@ -116,7 +184,7 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 /// Starts `daemon start --foreground` detached, and waits on a pipe until
 /// it says it serves (or closes the pipe unwritten: it failed).
-fn spawn_detached(paths: &Paths, specs: Vec<String>) -> anyhow::Result<u32> {
+fn spawn_detached(paths: &Paths, specs: Vec<String>, limits: Vec<String>) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
     paths.create()?;
     let mut log = paths.open_log()?;
@@ -129,6 +197,7 @@ fn spawn_detached(paths: &Paths, specs: Vec<String>) -> anyhow::Result<u32> {
     for spec in specs {
         cmd.arg(format!("--plugin={spec}"));
     }
+    cmd.args(limits);
     let err = log.try_clone()?;
     cmd.stdin(Stdio::null()).stdout(log).stderr(err).current_dir("/");
     // SAFETY: setsid and fcntl are async-signal-safe. setsid detaches the
@@ -174,20 +243,25 @@ pub fn stop() -> u8 {
     0
 }
 
-/// `daemon restart`: keeps the running daemon's plugins unless given new ones.
-pub fn restart(specs: &[String]) -> u8 {
+/// `daemon restart`: keeps the running daemon's plugins unless given new
+/// ones, and each of its limits unless given a new one.
+pub fn restart(specs: &[String], limits: &DaemonLimits) -> u8 {
     let paths = match paths() {
         Ok(p) => p,
         Err(code) => return code,
     };
     let mut specs = specs.to_vec();
-    if specs.is_empty() {
-        if let Some(Ok(Reply::Status(s))) = Client::connect(&paths).ok().map(|mut c| c.call(&Request::Status)) {
+    let mut limits = limits.clone();
+    if let Some(Ok(Reply::Status(s))) = Client::connect(&paths).ok().map(|mut c| c.call(&Request::Status)) {
+        if specs.is_empty() {
             specs = s.default_plugins;
+        }
+        if let Some(running) = &s.limits {
+            limits = limits.or_running(running);
         }
     }
     match stop() {
-        0 => start(false, &specs),
+        0 => start(false, &specs, &limits),
         code => code,
     }
 }

@@ -88,13 +88,17 @@ enum DaemonAction {
         /// Plugins every workflow gets a session of
         #[command(flatten)]
         plugins: PluginArgs,
+        #[command(flatten)]
+        limits: daemon::DaemonLimits,
     },
     /// Stop the daemon; running workflows are recorded as interrupted
     Stop,
-    /// Stop and start again, with the same default plugins unless given
+    /// Stop and start again, with the same default plugins and limits unless given
     Restart {
         #[command(flatten)]
         plugins: PluginArgs,
+        #[command(flatten)]
+        limits: daemon::DaemonLimits,
     },
     /// Show the daemon's pid, uptime, socket, log, plugins and running workflows
     Status,
@@ -167,6 +171,12 @@ impl LimitArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A daemon's runner starts its own roomy thread for the workflow; a
+    // second one here would only spend address space, which
+    // `--memory-limit` counts.
+    if matches!(cli.command, Command::Daemon { action: DaemonAction::Runner }) {
+        std::process::exit(oxiida_daemon::runner::run_from_fd(None));
+    }
     let worker = std::thread::Builder::new().name("oxiida".into()).stack_size(STACK_BYTES).spawn(move || dispatch(cli));
     match worker.map(|w| w.join()) {
         Ok(Ok(code)) => ExitCode::from(code),
@@ -181,9 +191,9 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Check { file, plugins } => check(&file, &plugins),
         Command::Plugins => list_plugins(),
         Command::Daemon { action } => match action {
-            DaemonAction::Start { foreground, plugins } => daemon::start(foreground, &plugins.specs),
+            DaemonAction::Start { foreground, plugins, limits } => daemon::start(foreground, &plugins.specs, &limits),
             DaemonAction::Stop => daemon::stop(),
-            DaemonAction::Restart { plugins } => daemon::restart(&plugins.specs),
+            DaemonAction::Restart { plugins, limits } => daemon::restart(&plugins.specs, &limits),
             DaemonAction::Status => daemon::status(),
             DaemonAction::Runner => std::process::exit(oxiida_daemon::runner::run_from_fd(None)),
         },
