@@ -568,35 +568,6 @@ fn a_workflow_whose_call_never_returns_is_killed_and_the_daemon_still_stops() {
 }
 
 #[test]
-fn a_runner_that_crashes_fails_its_own_workflow_alone() {
-    let plugin = common::workspace_plugin("oxiida-test-plugin", "liboxiida_test_plugin.so");
-    let plugin = plugin.to_str().unwrap();
-    let mut d = Daemon::foreground("crash", &[]);
-    let started = d.dir.join("started");
-    // The healthy one is running (its shell has started) when the other
-    // takes its runner down, and finishes after.
-    d.write(
-        "healthy.ox",
-        &format!("print \"before\";\nr = shell {{\"sh\", [\"-c\", \"echo up > {} && sleep 1\"]}};\nprint \"after\";\n", started.display()),
-    );
-    d.write("crash.ox", "require abort;\nx = abort();\n");
-    let healthy = d.cmd(&["submit", "--wait", "healthy.ox"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    common::wait_for_file(&started);
-    let crashed = d.run(&["submit", "--wait", "--plugin", plugin, "crash.ox"]);
-    assert_eq!(crashed.status.code(), Some(1), "{}", text(&crashed.stderr));
-    assert!(text(&crashed.stderr).contains("runner killed by signal 6 (SIGABRT)"), "{}", text(&crashed.stderr));
-    let healthy = healthy.wait_with_output().unwrap();
-    assert_eq!((healthy.status.code(), text(&healthy.stdout)), (Some(0), "before\nafter\n".into()), "{}", text(&healthy.stderr));
-    let shown = d.wait_done("2");
-    assert!(shown.contains("state: failed (exit 1)") && shown.contains("SIGABRT"), "{shown}");
-    // The daemon lives on, and runs the next workflow.
-    d.write("next.ox", "print \"still here\";\n");
-    let next = d.run(&["submit", "--wait", "next.ox"]);
-    assert_eq!(text(&next.stdout), "still here\n", "{}", text(&next.stderr));
-    assert!(d.child.as_mut().unwrap().try_wait().unwrap().is_none(), "the daemon is alive");
-}
-
-#[test]
 fn runners_die_with_their_workflow_and_leave_no_zombie() {
     let mut d = Daemon::foreground("reap", &[]);
     d.write("one.ox", "print \"one\";\n");

@@ -4,7 +4,8 @@
 //! into an error reply instead of unwinding into the host. `hang(path)`
 //! creates the file `path`, then never returns: the tests of bounded
 //! cancellation need a call that ignores every way of stopping it. `abort()`
-//! aborts the whole process (SIGABRT), as a crashing plugin would.
+//! aborts the whole process (SIGABRT), as a crashing plugin would, and
+//! `segfault()` kills it with SIGSEGV, as a bad pointer would.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -12,7 +13,7 @@ use std::ffi::{c_char, c_void};
 
 use oxiida_abi::{self as abi, guard, serve, write_error, Status, Value};
 
-const NAMES: &[&str] = &["double", "boom", "echo", "hang", "abort"];
+const NAMES: &[&str] = &["double", "boom", "echo", "hang", "abort", "segfault"];
 
 unsafe extern "C" fn session_new(_config: *const c_char, _len: usize, session: *mut *mut c_void, _e: *mut c_char, _cap: usize) -> i32 {
     // SAFETY: the host passes a valid `void **` (oxiida.h).
@@ -61,6 +62,17 @@ fn run(name: &str, args: &[u8]) -> Result<Value, String> {
         "boom" => panic!("boom was called with {} arguments", args.len()),
         // Takes its whole process down, as a crashing plugin would.
         "abort" => std::process::abort(),
+        "segfault" => {
+            // SAFETY: signal and raise take plain integers. Rust's own
+            // SIGSEGV handler (stack overflow detection) returns for a
+            // signal that is not a fault, so the default action is put
+            // back first: it ends the process, which is what this is for.
+            unsafe {
+                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                libc::raise(libc::SIGSEGV);
+            }
+            Err("SIGSEGV did not end the process".into())
+        }
         _ => Err("no such function".into()),
     }
 }
