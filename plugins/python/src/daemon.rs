@@ -49,9 +49,33 @@ fn workflow_host(submit: &Submit) -> Result<Arc<dyn oxiida::foreign::Host>, Stri
 /// Serves a daemon in this process until it is stopped; every workflow runs
 /// in a runner (this interpreter, see [`_runner`]) on this package's host.
 /// `watch` lists the folders whose changes make every reply carry a
-/// warning (site-packages).
+/// warning (site-packages); the limits are `daemon start`'s flags, as text
+/// (`None`: the default), checked as the `oxiida` CLI checks them.
 #[pyfunction]
-fn _daemon_serve(py: Python<'_>, watch: Vec<String>) -> PyResult<()> {
+#[pyo3(signature = (watch, memory_limit=None, output_limit=None, max_running=None, idle_timeout=None))]
+fn _daemon_serve(
+    py: Python<'_>,
+    watch: Vec<String>,
+    memory_limit: Option<String>,
+    output_limit: Option<String>,
+    max_running: Option<String>,
+    idle_timeout: Option<String>,
+) -> PyResult<()> {
+    use oxiida_daemon::limits;
+    let bad = |why: String| OxiidaError::new_err(why);
+    let mut chosen = limits::Limits::default();
+    if let Some(m) = memory_limit {
+        chosen.memory = limits::parse_size(&m, true).map_err(|e| bad(format!("--memory-limit: {e}")))?;
+    }
+    if let Some(o) = output_limit {
+        chosen.output = limits::parse_size(&o, false).map_err(|e| bad(format!("--output-limit: {e}")))?.unwrap_or(chosen.output);
+    }
+    if let Some(n) = max_running {
+        chosen.max_running = limits::parse_count(&n).map_err(|e| bad(format!("--max-running: {e}")))?;
+    }
+    if let Some(t) = idle_timeout {
+        chosen.idle_timeout = limits::parse_secs(&t).map_err(|e| bad(format!("--idle-timeout: {e}")))?;
+    }
     let paths = paths()?;
     let restart = "python -m oxiida daemon restart";
     let sys = py.import("sys")?;
@@ -65,6 +89,7 @@ fn _daemon_serve(py: Python<'_>, watch: Vec<String>) -> PyResult<()> {
         runner: vec![sys_executable(py).into(), "-c".into(), code.into()],
         host_name: Some(format!("python (a runner per workflow, {})", sys_executable(py))),
         ready: oxiida_daemon::server::ready_pipe(),
+        limits: chosen,
     };
     py.detach(|| oxiida_daemon::server::serve_with(paths, Vec::new(), options)).map_err(|e| OxiidaError::new_err(e.to_string()))
 }
@@ -199,6 +224,23 @@ fn _daemon_paths() -> PyResult<(String, String)> {
     Ok((paths.socket.display().to_string(), paths.log.display().to_string()))
 }
 
+/// The running daemon's limits as `daemon start` flags (for `restart`),
+/// or an empty list when none answers.
+#[pyfunction]
+fn _daemon_limit_args(py: Python<'_>) -> PyResult<Vec<String>> {
+    let paths = paths()?;
+    let status = py.detach(|| Client::connect(&paths).ok().map(|mut c| c.call(&Request::Status)));
+    let Some(Ok(Reply::Status(s))) = status else { return Ok(Vec::new()) };
+    let Some(l) = s.limits else { return Ok(Vec::new()) };
+    let limits = oxiida_daemon::limits::Limits {
+        memory: l.memory_limit,
+        output: l.output_limit,
+        max_running: l.max_running as usize,
+        idle_timeout: std::time::Duration::from_secs(l.idle_timeout_secs),
+    };
+    Ok(limits.to_args())
+}
+
 /// `stop` and `status` as the `oxiida` CLI runs them; returns the exit status.
 #[pyfunction]
 fn _daemon_command(py: Python<'_>, name: &str) -> PyResult<u8> {
@@ -259,6 +301,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_daemon_serve, m)?)?;
     m.add_function(wrap_pyfunction!(_runner, m)?)?;
     m.add_function(wrap_pyfunction!(_daemon_pid, m)?)?;
+    m.add_function(wrap_pyfunction!(_daemon_limit_args, m)?)?;
     m.add_function(wrap_pyfunction!(_submit, m)?)?;
     Ok(())
 }

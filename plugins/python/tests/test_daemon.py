@@ -212,3 +212,30 @@ def test_a_runtime_folder_open_to_others_is_refused(tmp_path, monkeypatch):
         assert refused.returncode == 1, (action, refused.stderr)
         assert "has mode 0755" in refused.stderr and "Traceback" not in refused.stderr, (action, refused.stderr)
     assert not (run / "daemon.sock").exists()
+
+
+def test_limits_are_flags_that_restart_keeps_and_a_memory_error_is_a_failed_call(tmp_path, monkeypatch):
+    env = dict(os.environ, OXIIDA_RUNTIME_DIR=str(tmp_path / "run"), OXIIDA_DATA_DIR=str(tmp_path / "data"))
+    for key in ("OXIIDA_RUNTIME_DIR", "OXIIDA_DATA_DIR"):
+        monkeypatch.setenv(key, env[key])
+    bad = daemon(env, "start", "--foreground", "--memory-limit", "lots")
+    assert bad.returncode == 1 and "e.g. 512M, 4G" in bad.stderr
+    started = daemon(env, "start", "--memory-limit", "2G", "--max-running", "3")
+    assert started.returncode == 0, started.stderr
+    try:
+        status = daemon(env, "status").stdout
+        assert "limits: memory 2 GiB per workflow, output 64 MiB per workflow, 3 running at once" in status, status
+
+        def greedy():
+            return len(bytearray(3 << 30))
+
+        # Over the runner's memory limit, Python raises; the runner lives on.
+        with pytest.raises(oxiida.OxiidaError, match="MemoryError"):
+            oxiida.submit("require greedy;\nx = greedy();\n", wait=True)
+        restarted = daemon(env, "restart", "--idle-timeout", "60")
+        assert restarted.returncode == 0, restarted.stderr
+        status = daemon(env, "status").stdout
+        want = "limits: memory 2 GiB per workflow, output 64 MiB per workflow, 3 running at once, idle connections closed after 60s"
+        assert want in status, status
+    finally:
+        daemon(env, "stop")

@@ -1,4 +1,8 @@
-"""`python -m oxiida daemon start [--foreground] | stop | restart | status`
+"""`python -m oxiida daemon start [--foreground] [LIMITS] | stop | restart [LIMITS] | status`
+
+LIMITS are the `oxiida daemon start` flags: --memory-limit SIZE|none,
+--output-limit SIZE, --max-running N, --idle-timeout SECS; `restart` keeps
+the running daemon's unless given new ones.
 
 A daemon started this way is bound to this interpreter: its workflows call
 Python in this environment (its sys.path, its installed packages), and it
@@ -39,7 +43,22 @@ def _watched():
     return folders
 
 
-def _start(foreground):
+_LIMITS = ("memory_limit", "output_limit", "max_running", "idle_timeout")
+
+
+def _limit_args(args):
+    """The limit flags given, as `daemon start --foreground` takes them."""
+    return [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in _LIMITS if getattr(args, name) is not None]
+
+
+def _add_limits(parser):
+    parser.add_argument("--memory-limit", metavar="SIZE", help="most memory (address space) per workflow: 512M, 4G or none [default: 4G]")
+    parser.add_argument("--output-limit", metavar="SIZE", help="most output kept per workflow, its first and last halves [default: 64M]")
+    parser.add_argument("--max-running", metavar="N", help="most workflows running at once; more wait, queued [default: 64]")
+    parser.add_argument("--idle-timeout", metavar="SECS", help="close connections silent this long [default: 300]")
+
+
+def _start(foreground, args):
     pid = _oxiida._daemon_pid()
     socket, log = _oxiida._daemon_paths()
     if pid is not None:
@@ -47,7 +66,7 @@ def _start(foreground):
         return 1
     if foreground:
         try:
-            _oxiida._daemon_serve(_watched())
+            _oxiida._daemon_serve(_watched(), *(getattr(args, name) for name in _LIMITS))
         except KeyboardInterrupt:
             pass
         except _oxiida.OxiidaError as e:
@@ -63,7 +82,7 @@ def _start(foreground):
     with os.fdopen(log_fd, "ab") as out:
         start_at = out.tell()
         child = subprocess.Popen(
-            [sys.executable, "-m", "oxiida", "daemon", "start", "--foreground"],
+            [sys.executable, "-m", "oxiida", "daemon", "start", "--foreground", *_limit_args(args)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/", start_new_session=True,
             env=env, pass_fds=(ready_write,),
         )
@@ -93,16 +112,23 @@ def main(argv=None):
     action = daemon.add_subparsers(dest="action", required=True)
     start = action.add_parser("start", help="start the daemon (detached unless --foreground)")
     start.add_argument("--foreground", action="store_true", help="serve in this terminal")
+    _add_limits(start)
     action.add_parser("stop", help="stop the daemon, cancelling its running workflows")
-    action.add_parser("restart", help="stop the daemon and start it again with this Python")
+    restart = action.add_parser("restart", help="stop the daemon and start it again with this Python, keeping its limits")
+    _add_limits(restart)
     action.add_parser("status", help="pid, uptime, socket, log, plugins, running workflows")
     args = parser.parse_args(argv)
     try:
         if args.action == "start":
-            return _start(args.foreground)
+            return _start(args.foreground, args)
         if args.action == "restart":
+            # Each limit not given again is the running daemon's.
+            for flag in _oxiida._daemon_limit_args():
+                name, value = flag[2:].split("=", 1)
+                if getattr(args, name.replace("-", "_")) is None:
+                    setattr(args, name.replace("-", "_"), value)
             stopped = _oxiida._daemon_command("stop")
-            return stopped if stopped else _start(False)
+            return stopped if stopped else _start(False, args)
         return _oxiida._daemon_command(args.action)
     except _oxiida.OxiidaError as e:
         # A runtime folder that cannot be trusted, say: the message, not a traceback.
