@@ -1,7 +1,9 @@
 //! `cargo bench --bench daemon`: a private daemon (its own runtime and data
 //! folders), then the latency of `oxiida submit --wait` on a one-line
 //! workflow, against `oxiida run` of the same file, and the submits per
-//! second one daemon sustains from several clients at once. Prints figures;
+//! second one daemon sustains from several clients at once, and the memory
+//! (PSS) of the daemon and its runners with 100 workflows waiting on a
+//! shell. Prints figures;
 //! asserts nothing, because this machine is shared and noisy (targets live
 //! in benches/README.md).
 
@@ -17,6 +19,29 @@ const LATENCY_RUNS: usize = 100;
 const CLIENTS: usize = 8;
 const SUBMITS_PER_CLIENT: usize = 100;
 const SOCKET_SUBMITS_PER_CLIENT: usize = 1000;
+/// Workflows waiting on a `sleep` while memory is measured.
+const IDLE_WORKFLOWS: usize = 100;
+/// Above IDLE_WORKFLOWS, so that all of them run rather than queue.
+const MAX_RUNNING: &str = "128";
+
+/// A process's proportional set size in KiB (`/proc/PID/smaps_rollup`):
+/// shared pages split among the processes that map them.
+fn pss_kib(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()).unwrap_or(0)
+}
+
+/// The children of every thread of process `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .flat_map(|t| {
+            let listed = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            listed.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>()
+        })
+        .collect()
+}
 
 fn oxiida(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_oxiida"));
@@ -57,7 +82,13 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("oxiida-bench-daemon-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::write(dir.join("hello.ox"), "print \"hello\";\n").expect("write hello.ox");
-    let daemon = Daemon(oxiida(&dir).args(["daemon", "start", "--foreground"]).stderr(Stdio::null()).spawn().expect("daemon starts"));
+    let daemon = Daemon(
+        oxiida(&dir)
+            .args(["daemon", "start", "--foreground", "--max-running", MAX_RUNNING])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon starts"),
+    );
     let until = Instant::now() + Duration::from_secs(10);
     while oxiida(&dir).args(["daemon", "status"]).stderr(Stdio::null()).status().map_or(true, |s| !s.success()) {
         assert!(Instant::now() < until, "the daemon did not answer");
@@ -138,6 +169,43 @@ fn main() {
         submitted.as_secs_f64(),
         total as f64 / finished.as_secs_f64(),
         finished.as_secs_f64()
+    );
+
+    // Memory: workflows waiting on a shell, each in its runner.
+    let daemon_pid = daemon.0.id();
+    // Before them: the daemon and its warm runners.
+    let idle_kib: u64 = pss_kib(daemon_pid) + children(daemon_pid).iter().map(|&r| pss_kib(r)).sum::<u64>();
+    for _ in 0..IDLE_WORKFLOWS {
+        let submit = Submit { name: "idle.ox".into(), source: "r = shell {\"sleep\", [\"60\"]};\n".into(), ..Submit::default() };
+        match client.call(&Request::Submit(submit)) {
+            Ok(Reply::Submitted { .. }) => {}
+            other => panic!("submit failed: {other:?}"),
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.call(&Request::Status) {
+            Ok(Reply::Status(s)) if s.running.iter().filter(|w| w.state == "running").count() == IDLE_WORKFLOWS => break,
+            Ok(Reply::Status(_)) => std::thread::sleep(Duration::from_millis(20)),
+            other => panic!("status failed: {other:?}"),
+        }
+        assert!(Instant::now() < until, "the idle workflows never all ran");
+    }
+    // Their shells have started once each runner has a child.
+    let until = Instant::now() + Duration::from_secs(30);
+    while children(daemon_pid).iter().filter(|&&r| !children(r).is_empty()).count() < IDLE_WORKFLOWS && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let runners = children(daemon_pid);
+    let daemon_kib = pss_kib(daemon_pid);
+    let runners_kib: u64 = runners.iter().map(|&r| pss_kib(r)).sum();
+    println!(
+        "{IDLE_WORKFLOWS} workflows waiting on a shell: daemon PSS {:.1} MiB, daemon plus {} runners {:.1} MiB PSS ({:.1} MiB before them: {:.0} KiB more per workflow)",
+        daemon_kib as f64 / 1024.0,
+        runners.len(),
+        (daemon_kib + runners_kib) as f64 / 1024.0,
+        idle_kib as f64 / 1024.0,
+        (daemon_kib + runners_kib).saturating_sub(idle_kib) as f64 / IDLE_WORKFLOWS as f64
     );
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
