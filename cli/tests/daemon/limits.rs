@@ -251,3 +251,32 @@ fn restart_keeps_the_limits_and_status_shows_them() {
     assert!(text(&bad.stderr).contains("e.g. 512M, 4G"), "{}", text(&bad.stderr));
     assert_eq!(d.run(&["daemon", "stop"]).status.code(), Some(0));
 }
+
+#[test]
+fn the_accept_loop_survives_running_out_of_descriptors() {
+    let d = foreground_with_nofile("limits-emfile", 64, &[]);
+    // Connections held open until the daemon has no descriptor left; the
+    // rest wait in the socket's backlog.
+    let mut held = Vec::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !d.log().contains("cannot accept a connection") {
+        assert!(Instant::now() < until, "the daemon never ran out of descriptors:\n{}", d.log());
+        if held.len() < 100 {
+            held.push(UnixStream::connect(d.socket()).unwrap());
+        } else {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let log = d.log();
+    assert!(log.contains("out of open files: fewer --max-running, or a higher `ulimit -n`"), "{log}");
+    // Logged once, however long it lasts.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = std::fs::read_to_string(d.dir.join("data/daemon.log")).unwrap();
+    assert_eq!(log.matches("cannot accept a connection").count(), 1, "{log}");
+    drop(held);
+    // It serves again.
+    d.write("one.ox", "print \"back\";\n");
+    let out = d.run(&["submit", "--wait", "one.ox"]);
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "back\n".into()), "{}\n{}", text(&out.stderr), d.log());
+    assert!(d.log().contains("accepting connections again"), "{}", d.log());
+}
