@@ -419,18 +419,18 @@ async fn accept(listener: std::os::unix::net::UnixListener, shared: &Arc<Shared>
                         log("accepting connections again");
                     }
                     match stream.peer_cred() {
-                    Ok(cred) if cred.uid() == oxiida_protocol::paths::uid() => {
-                        tokio::spawn(connection(stream, shared.clone()));
-                    }
-                    // Another user (the socket's mode should have stopped
-                    // them): closed unanswered.
-                    Ok(cred) => log(&format!(
-                        "refusing a connection from uid {} (pid {}): this daemon serves uid {} only",
-                        cred.uid(),
-                        cred.pid().map_or("unknown".into(), |p| p.to_string()),
-                        oxiida_protocol::paths::uid()
-                    )),
-                    Err(e) => log(&format!("refusing a connection whose credentials cannot be read: {e}")),
+                        Ok(cred) if cred.uid() == oxiida_protocol::paths::uid() => {
+                            tokio::spawn(connection(stream, shared.clone()));
+                        }
+                        // Another user (the socket's mode should have stopped
+                        // them): closed unanswered.
+                        Ok(cred) => log(&format!(
+                            "refusing a connection from uid {} (pid {}): this daemon serves uid {} only",
+                            cred.uid(),
+                            cred.pid().map_or("unknown".into(), |p| p.to_string()),
+                            oxiida_protocol::paths::uid()
+                        )),
+                        Err(e) => log(&format!("refusing a connection whose credentials cannot be read: {e}")),
                     }
                 }
                 // Never fatal: back off (50 ms, doubling up to 1 s), keep serving.
