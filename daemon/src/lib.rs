@@ -4,7 +4,8 @@
 //!
 //! Stages: [`server`] (accepting, dispatching) → [`workflow`] (one
 //! workflow's supervisor) → [`runner`] (the workflow's own process, which
-//! compiles and runs it) and [`store`] (the records); [`watch`] is the
+//! compiles and runs it) and [`store`] (the records); [`limits`] bounds
+//! each workflow and queues those past `--max-running`; [`watch`] is the
 //! environment monitor. The wire protocol, paths and client are in
 //! `oxiida-protocol`, which clients link alone. Each stage's errors are
 //! typed ([`ServeError`], [`StoreError`], [`WatchError`]) and keep their causes.

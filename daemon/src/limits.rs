@@ -357,6 +357,23 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_is_first_in_first_out_and_closes() {
+        let w = |id| Arc::new(Running::new(id, format!("w{id}"), 0));
+        let q = Queue::new(1);
+        assert!(matches!(q.admit(w(1), Submit::default()), Admitted::Start(..)));
+        assert!(matches!(q.admit(w(2), Submit::default()), Admitted::Queued { ahead: 0 }));
+        assert!(matches!(q.admit(w(3), Submit::default()), Admitted::Queued { ahead: 1 }));
+        assert!(matches!(q.admit(w(4), Submit::default()), Admitted::Queued { ahead: 2 }));
+        assert!(q.is_queued(3) && q.remove(3).is_some() && !q.is_queued(3));
+        // Workflow 1 ends: its slot goes to 2, the first waiting.
+        assert_eq!(q.release().map(|(w, _)| w.id), Some(2));
+        let left: Vec<u64> = q.close().iter().map(|w| w.id).collect();
+        assert_eq!(left, [4]);
+        assert!(q.release().is_none());
+        assert!(matches!(q.admit(w(5), Submit::default()), Admitted::Closed(..)));
+    }
+
+    #[test]
     fn output_under_the_limit_passes_whole() {
         let mut c = Capture::new(100);
         let lines: Vec<String> = (0..10).map(|i| format!("line {i}")).collect();
