@@ -56,7 +56,7 @@ pub fn resolve_plugins(specs: &[String]) -> anyhow::Result<Vec<PluginSpec>> {
 /// not given is the daemon's default (or, for `restart`, the old daemon's).
 #[derive(clap::Args, Clone, Default)]
 pub struct DaemonLimits {
-    /// Most memory (address space) each workflow's runner may take: SIZE such as 512M or 4G, or `none` [default: 4G]
+    /// Most memory (address space) each workflow's runner may take, about 0.5 GiB of it reserved by the runner itself: SIZE such as 2G or 8G, or `none` [default: 4G]
     #[arg(long, value_name = "SIZE", value_parser = |s: &str| limits::parse_size(s, true).map(|_| s.to_owned()))]
     pub memory_limit: Option<String>,
     /// Most output kept per workflow, its first and last halves, the middle cut [default: 64M]

@@ -100,7 +100,7 @@ enum DaemonAction {
         #[command(flatten)]
         limits: daemon::DaemonLimits,
     },
-    /// Show the daemon's pid, uptime, socket, log, plugins and running workflows
+    /// Show the daemon's pid, uptime, socket, log, plugins, limits, and running and queued workflows
     Status,
     /// Run one workflow for the daemon: its runner process (started by the
     /// daemon, with its socket at descriptor 3)

@@ -52,7 +52,7 @@ def _limit_args(args):
 
 
 def _add_limits(parser):
-    parser.add_argument("--memory-limit", metavar="SIZE", help="most memory (address space) per workflow: 512M, 4G or none [default: 4G]")
+    parser.add_argument("--memory-limit", metavar="SIZE", help="most memory (address space) per workflow, about 0.5 GiB of it reserved by the runner itself: 2G, 8G or none [default: 4G]")
     parser.add_argument("--output-limit", metavar="SIZE", help="most output kept per workflow, its first and last halves [default: 64M]")
     parser.add_argument("--max-running", metavar="N", help="most workflows running at once; more wait, queued [default: 64]")
     parser.add_argument("--idle-timeout", metavar="SECS", help="close connections silent this long [default: 300]")
