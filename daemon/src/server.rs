@@ -22,6 +22,7 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use oxiida_abi::frame::HEADER_LEN;
 
 use crate::log;
+use crate::reap::Reaper;
 use crate::store::{self, Store, StoreError};
 use crate::watch::{WatchError, Watcher};
 use crate::workflow::{self, Event, Pool, Running};
@@ -77,6 +78,8 @@ pub struct Shared {
     pub defaults: Vec<(Arc<LoadedPlugin>, String)>,
     /// Runners: started ahead, one per workflow.
     pub pool: Pool,
+    /// Finds and kills what workflows leave running (cgroups or markers).
+    pub reaper: Reaper,
     default_specs: Vec<String>,
     started_ms: i64,
     /// Workflows not finished yet; watched, so a stopping daemon learns
@@ -306,6 +309,9 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         oxiida_protocol::paths::make_file_private(std::path::Path::new(&file))?;
     }
     let store = store::open(&paths.database)?;
+    // Before any runner starts: what earlier daemons' workflows left.
+    let reaper = Reaper::new(&paths);
+    reaper.clean_leftovers(&store);
     let listener = bind(&paths)?;
     std::fs::write(&paths.pid, format!("{}\n", std::process::id()))
         .map_err(|source| ServeError::PidFile { path: paths.pid.clone(), source })?;
@@ -322,6 +328,7 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
     default_specs.extend(options.host_name);
     let shared = Arc::new(Shared {
         pool: Pool::new(options.runner),
+        reaper,
         default_specs,
         paths: paths.clone(),
         store,
@@ -347,6 +354,7 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         shared.pool.fill();
         let served = accept(listener, &shared, options.ready).await;
         stop_workflows(&shared).await;
+        shared.reaper.end_all();
         // Let waiting clients hear how their workflows ended.
         let _ = tokio::time::timeout(GOODBYE_GRACE, shared.streaming.subscribe().wait_for(|n| *n == 0)).await;
         served

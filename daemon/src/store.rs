@@ -74,6 +74,8 @@ enum Op {
     Insert(New, oneshot::Sender<Result<u64, StoreError>>),
     Started(u64, i64),
     Output(u64, u64, String),
+    /// Appends a sentence to a workflow's error.
+    Note(u64, String),
     /// With a sender, told once the end is committed.
     Finished(u64, Finish, i64, Option<oneshot::Sender<Result<(), StoreError>>>),
     List(oneshot::Sender<Result<Vec<Summary>, StoreError>>),
@@ -133,6 +135,11 @@ impl Store {
 
     pub fn output(&self, id: u64, seq: u64, text: String) {
         self.send(Op::Output(id, seq, text));
+    }
+
+    /// Appends `text` to workflow `id`'s error (what was cleaned up after it).
+    pub fn note(&self, id: u64, text: String) {
+        self.send(Op::Note(id, text));
     }
 
     pub fn finished(&self, id: u64, finish: Finish) {
@@ -247,6 +254,10 @@ fn apply(db: &Connection, op: Op) -> rusqlite::Result<Option<Applied>> {
         }
         Op::Output(id, seq, text) => {
             db.execute("INSERT INTO output (workflow, seq, text) VALUES (?1, ?2, ?3)", params![id as i64, seq as i64, text])?;
+            return Ok(None);
+        }
+        Op::Note(id, text) => {
+            db.execute("UPDATE workflows SET error = coalesce(error || '; ', '') || ?2 WHERE id = ?1", params![id as i64, text])?;
             return Ok(None);
         }
         Op::Finished(id, f, at, to) => {

@@ -134,6 +134,7 @@ impl Runner {
         let umask: libc::mode_t = USER_UMASK.load(std::sync::atomic::Ordering::Relaxed);
         let mut command = tokio::process::Command::new(program);
         command.args(args).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
+        command.env(crate::reap::MARKER, crate::reap::runner_marker());
         // SAFETY: between fork and exec, only async-signal-safe calls
         // (dup2, fcntl, umask, prctl, getppid, _exit) on descriptors this process owns.
         unsafe {
@@ -229,8 +230,13 @@ pub fn spawn(shared: Arc<Shared>, running: Arc<Running>, submit: Submit) -> io::
 
 async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, runner: Runner) {
     shared.store.started(running.id);
-    let job = oxiida_protocol::encode(&Job { submit, defaults: shared.default_plugins() });
+    // In its cgroup before it has its job, so before it starts anything.
+    shared.reaper.contain(running.id, runner.child.id());
+    let job = oxiida_protocol::encode(&Job { submit, defaults: shared.default_plugins(), marker: Some(crate::reap::marker(running.id)) });
     let (finish, variables) = drive(&shared, &running, &job, runner).await;
+    // Whatever it left running (`setsid` ones too) ends with it, before
+    // its end is recorded and told.
+    shared.reaper.end(running.id).await;
     log(&format!("workflow {} {} ({})", running.id, finish.state, finish.exit_code.unwrap_or(-1)));
     // Committed and forgotten before it is told: a client that hears the
     // end (`submit --wait`, `workflow kill`) then finds it ended.
@@ -261,6 +267,7 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
                 Err(e) => return (failed(exit::RUNTIME, format!("cannot start the workflow's runner: {e}")), None),
             };
             child = fresh.child;
+            shared.reaper.contain(running.id, child.id());
             match hand_over(fresh.stream, job).await {
                 Ok(stream) => stream,
                 Err(e) => {
