@@ -43,6 +43,24 @@ pub fn log_to(file: std::fs::File, echo: bool) {
     *logger().lock() = Logger { file: Some(file), echo };
 }
 
+/// Sends the log to a new file at `path` (created 0600, its folder 0700,
+/// never through a symbolic link) when the old one was deleted with its
+/// folder; whether it could.
+pub fn reopen_log(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let folder = path.parent().unwrap_or(path);
+    let opened = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder).and_then(|()| {
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)
+    });
+    match opened {
+        Ok(file) => {
+            logger().lock().file = Some(file);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// One timestamped line in the daemon's log.
 pub fn log(message: &str) {
     let line = format!("{} [{}] {message}\n", utc(now_ms()), std::process::id());

@@ -308,7 +308,7 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         file.push(suffix);
         oxiida_protocol::paths::make_file_private(std::path::Path::new(&file))?;
     }
-    let store = store::open(&paths.database)?;
+    let store = store::open_with(&paths.database, Some(&paths.last_id))?;
     // Before any runner starts: what earlier daemons' workflows left.
     let reaper = Reaper::new(&paths);
     reaper.clean_leftovers(&store);

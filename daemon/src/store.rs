@@ -3,6 +3,7 @@
 //! burst of writes is committed as one transaction, and a read queued after
 //! a write always sees it.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 
@@ -38,22 +39,48 @@ CREATE TABLE IF NOT EXISTS output (
 );
 ";
 
-/// Why the store cannot be opened or did not answer.
+/// Why the store cannot be opened or did not answer. Each message says what
+/// to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the database {}: {source}", path.display())]
+    #[error("cannot open the database {}: {source}{}", path.display(), hint(source))]
     Open { path: PathBuf, source: rusqlite::Error },
-    #[error("cannot prepare the database {}: {source}", path.display())]
+    #[error("cannot prepare the database {}: {source}{}", path.display(), hint(source))]
     Prepare { path: PathBuf, source: rusqlite::Error },
+    #[error("the database {} cannot be written: it, or its folder, is read-only or immutable ({reason}); the daemon must write its records there: make them writable again (`chmod u+w`; `lsattr` shows an immutable file or folder, `chattr -i` clears it), or set OXIIDA_DATA_DIR to a writable folder of your own", path.display())]
+    ReadOnly { path: PathBuf, reason: String },
     #[error("cannot start the database's thread: {0}")]
     Thread(#[source] std::io::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {0}{hint}", hint = hint(.0))]
     Query(#[source] rusqlite::Error),
     /// The batch the operation was in failed to commit; shared by its replies.
-    #[error("cannot commit to the database: {0}")]
+    #[error("cannot commit to the database: {0}{hint}", hint = hint(.0))]
     Commit(#[source] Arc<rusqlite::Error>),
+    #[error("the daemon's data folder {} was deleted or replaced while the daemon ran ({why}), so it can record nothing more: run `oxiida daemon restart`, which starts a new database there (new ids go on after the last one given) and saves this daemon's records beside it", folder.display())]
+    Gone { folder: PathBuf, why: String },
     #[error("the database is closed")]
     Closed,
+}
+
+/// What to do about a database error, when its code says.
+fn hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(ReadOnly | CannotOpen | PermissionDenied | SystemIoFailure | DiskFull) => {
+            "; the database or its folder cannot be written (read-only, immutable, full or failing disk): fix that (`chmod u+w`, `chattr -i`, free some space) and run `oxiida daemon restart`, or set OXIIDA_DATA_DIR to a writable folder"
+        }
+        Some(DatabaseBusy | DatabaseLocked) => "; another program holds the database: close it, then try again",
+        Some(DatabaseCorrupt | NotADatabase) => {
+            "; the database is damaged: move it aside and run `oxiida daemon restart` (new ids go on after the last one given)"
+        }
+        _ => "",
+    }
+}
+
+/// Whether `e` says the database cannot be written.
+fn read_only(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(e.sqlite_error_code(), Some(ReadOnly | CannotOpen | PermissionDenied))
 }
 
 /// A workflow as submitted, before it has an id.
@@ -93,11 +120,31 @@ pub struct Store {
 /// Opens (creating) the database and marks the workflows a dead daemon left
 /// running as interrupted, then serves operations on a thread of its own.
 pub fn open(path: &Path) -> Result<Store, StoreError> {
-    let prepare = |source| StoreError::Prepare { path: path.to_owned(), source };
+    open_with(path, None)
+}
+
+/// `open`, with the file that keeps the highest id ever handed out
+/// (`Paths::last_id`): ids start after it, even in a new database.
+pub fn open_with(path: &Path, last_id: Option<&Path>) -> Result<Store, StoreError> {
+    let prepare = |source: rusqlite::Error| {
+        if read_only(&source) {
+            StoreError::ReadOnly { path: path.to_owned(), reason: source.to_string() }
+        } else {
+            StoreError::Prepare { path: path.to_owned(), source }
+        }
+    };
     let mut db = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+    // SQLite opens a file it cannot write read-only, silently.
+    if db.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(StoreError::ReadOnly { path: path.to_owned(), reason: "it opens read-only".into() });
+    }
+    // EXCLUSIVE before WAL: SQLite then keeps the WAL index in the heap
+    // instead of an mmap'd `-shm` file, whose pages SIGBUS the whole daemon
+    // when the file cannot be grown or read (immutable, full disk). The
+    // daemon is the database's only user anyway (it holds `daemon.lock`).
     // WAL with NORMAL sync: a commit survives the daemon being killed (only
     // a machine crash may lose the last ones) without an fsync per print.
-    db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+    db.execute_batch("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
         .and_then(|()| db.execute_batch(SCHEMA))
         .map_err(prepare)?;
     let lost = db
@@ -111,9 +158,108 @@ pub fn open(path: &Path) -> Result<Store, StoreError> {
     if lost > 0 {
         log(&format!("marked {lost} workflow(s) left running by an earlier daemon as interrupted"));
     }
+    if let Some(file) = last_id {
+        start_after(&db, file).map_err(prepare)?;
+    }
+    let meta = std::fs::metadata(path).map_err(|e| StoreError::Open { path: path.to_owned(), source: io_error(e) })?;
+    let mut guard = Guard { path: path.to_owned(), file: (meta.dev(), meta.ino()), gone: None, last_id: last_id.map(Path::to_owned) };
     let (ops, rx) = mpsc::channel();
-    std::thread::Builder::new().name("oxiida-store".into()).spawn(move || serve(&mut db, &rx)).map_err(StoreError::Thread)?;
+    std::thread::Builder::new().name("oxiida-store".into()).spawn(move || serve(&mut db, &rx, &mut guard)).map_err(StoreError::Thread)?;
     Ok(Store { ops })
+}
+
+fn io_error(e: std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+/// Makes the next id follow the highest one ever handed out, as `file`
+/// keeps it, when the database knows of none as high (it is new, or an
+/// older copy).
+fn start_after(db: &Connection, file: &Path) -> rusqlite::Result<()> {
+    let Some(floor) = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse::<i64>().ok()) else { return Ok(()) };
+    let known: i64 = db.query_row(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'workflows'), 0), coalesce((SELECT max(id) FROM workflows), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    if floor > known {
+        db.execute("DELETE FROM sqlite_sequence WHERE name = 'workflows'", [])?;
+        db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('workflows', ?1)", params![floor])?;
+        log(&format!("the database knows ids up to {known} only; new ids start after {floor}, the highest ever given ({})", file.display()));
+    }
+    Ok(())
+}
+
+/// Writes the highest id handed out, replacing the file at once (a
+/// rename), so that a crash leaves the old value or the new one.
+fn remember_last_id(file: &Path, id: u64) {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".new");
+    let written = std::fs::write(&tmp, format!("{id}\n")).and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        log(&format!("cannot record the highest id given ({id}) in {}: {e}; a new database could reuse ids", file.display()));
+    }
+}
+
+/// Watches that the database the store has open is still the one at its
+/// path: a data folder deleted or replaced under a running daemon leaves
+/// SQLite writing to a file nobody can open again.
+struct Guard {
+    path: PathBuf,
+    /// The device and inode of the file opened.
+    file: (u64, u64),
+    /// Why the database is no longer at its path, once seen.
+    gone: Option<String>,
+    last_id: Option<PathBuf>,
+}
+
+impl Guard {
+    fn folder(&self) -> PathBuf {
+        self.path.parent().map_or_else(PathBuf::new, Path::to_owned)
+    }
+
+    /// Checked before every batch; once gone, gone for this daemon's life.
+    fn check(&mut self) -> Option<String> {
+        if self.gone.is_none() {
+            let why = match std::fs::metadata(&self.path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Some(if self.folder().exists() { "the database file was deleted" } else { "the folder was deleted" }.to_owned())
+                }
+                Err(e) => Some(format!("the database cannot be looked at: {e}")),
+                Ok(m) if (m.dev(), m.ino()) != self.file => Some("the database there is another file now".to_owned()),
+                Ok(_) => None,
+            };
+            if let Some(why) = &why {
+                let message = StoreError::Gone { folder: self.folder(), why: why.clone() }.to_string();
+                log(&message);
+                // The log was in that folder too: start one there again.
+                if crate::reopen_log(&self.folder().join("daemon.log")) {
+                    log(&message);
+                }
+                log("submits are refused from now on; workflows running go on, their records kept in the database this daemon has open (saved when it stops)");
+            }
+            self.gone = why;
+        }
+        self.gone.clone()
+    }
+
+    fn gone_error(&self, why: &str) -> StoreError {
+        StoreError::Gone { folder: self.folder(), why: why.to_owned() }
+    }
+}
+
+/// Copies the database this daemon has open, which is no longer at its
+/// path, beside where it was, so that nothing recorded is lost.
+fn save_gone(db: &Connection, guard: &Guard) {
+    let folder = guard.folder();
+    let to = folder.join(format!("workflows-saved-{}.sqlite3", now_ms()));
+    let saved = std::fs::create_dir_all(&folder)
+        .map_err(|e| e.to_string())
+        .and_then(|()| db.execute("VACUUM INTO ?1", params![to.to_string_lossy()]).map_err(|e| e.to_string()));
+    match saved {
+        Ok(_) => log(&format!("the records this daemon had (its database was deleted or replaced) are saved in {}", to.display())),
+        Err(e) => log(&format!("cannot save this daemon's records (its database was deleted or replaced) in {}: {e}", to.display())),
+    }
 }
 
 impl Store {
@@ -174,7 +320,7 @@ impl Store {
     }
 }
 
-fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>) {
+fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -186,32 +332,75 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>) {
         // Replies wait for the commit: an id handed out is an id on disk.
         let mut replies: Vec<Deferred> = Vec::new();
         let mut closing = None;
+        let gone = guard.check();
         let tx = match db.transaction() {
             Ok(tx) => tx,
             Err(e) => {
-                log(&format!("database error, {} operation(s) lost: {e}", batch.len()));
+                log(&format!("database error: {e}{}", hint(&e)));
+                let e = Arc::new(e);
+                for op in batch {
+                    refuse(op, || StoreError::Commit(e.clone()), &mut closing);
+                }
+                if let Some(done) = closing {
+                    let _ = done.send(());
+                    return;
+                }
                 continue;
             }
         };
+        let mut highest = 0;
         for op in batch {
-            match apply(&tx, op) {
+            // No new workflow once the database is not at its path: its
+            // record would vanish with the daemon.
+            let op = match (op, &gone) {
+                (op @ Op::Insert(..), Some(why)) => {
+                    refuse(op, || guard.gone_error(why), &mut closing);
+                    continue;
+                }
+                (op, _) => op,
+            };
+            match apply(&tx, op, &mut highest) {
                 Ok(Some(Applied::Reply(reply))) => replies.push(reply),
                 Ok(Some(Applied::Close(done))) => closing = Some(done),
                 Ok(None) => {}
-                Err(e) => log(&format!("database error: {e}")),
+                Err(e) => log(&format!("database error: {e}{}", hint(&e))),
             }
         }
         let failed = tx.commit().err().map(Arc::new);
         if let Some(e) = &failed {
-            log(&format!("cannot commit to the database: {e}"));
+            log(&format!("cannot commit to the database: {e}{}", hint(e)));
+        } else if let (Some(file), true) = (&guard.last_id, highest > 0) {
+            // Before the ids are told: a told id is never given again.
+            remember_last_id(file, highest);
         }
         for reply in replies {
             reply(failed.clone());
         }
         if let Some(done) = closing {
+            if gone.is_some() {
+                save_gone(db, guard);
+            }
             let _ = done.send(());
             return;
         }
+    }
+}
+
+/// Answers an operation that cannot be applied with `error`; one without a
+/// reply is logged, so that nothing is lost unsaid.
+fn refuse(op: Op, error: impl Fn() -> StoreError, closing: &mut Option<std::sync::mpsc::Sender<()>>) {
+    match op {
+        Op::Insert(_, to) => drop(to.send(Err(error()))),
+        Op::Finished(id, f, _, to) => {
+            log(&format!("workflow {id}: its end ({} {:?}) was not recorded: {}", f.state, f.exit_code, error()));
+            if let Some(to) = to {
+                let _ = to.send(Err(error()));
+            }
+        }
+        Op::List(to) => drop(to.send(Err(error()))),
+        Op::Show(_, to) => drop(to.send(Err(error()))),
+        Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) => log(&format!("workflow {id}: a change to its record was lost: {}", error())),
+        Op::Close(done) => *closing = Some(done),
     }
 }
 
@@ -234,7 +423,7 @@ fn reply<T: 'static>(to: oneshot::Sender<Result<T, StoreError>>, value: rusqlite
     }))
 }
 
-fn apply(db: &Connection, op: Op) -> rusqlite::Result<Option<Applied>> {
+fn apply(db: &Connection, op: Op, highest: &mut u64) -> rusqlite::Result<Option<Applied>> {
     Ok(Some(match op {
         Op::Insert(new, to) => {
             let inserted = db
@@ -243,6 +432,9 @@ fn apply(db: &Connection, op: Op) -> rusqlite::Result<Option<Applied>> {
                     params![new.name, new.source, new.plugins.join("\n"), new.cwd, now_ms()],
                 )
                 .map(|_| db.last_insert_rowid() as u64);
+            if let Ok(id) = inserted {
+                *highest = (*highest).max(id);
+            }
             reply(to, inserted)
         }
         Op::Started(id, at) => {

@@ -51,6 +51,9 @@ pub struct Paths {
     pub pid: PathBuf,
     pub log: PathBuf,
     pub database: PathBuf,
+    /// The highest workflow id ever handed out, kept outside the database
+    /// so that ids are never reused, even after the database is deleted.
+    pub last_id: PathBuf,
 }
 
 /// This process's user.
@@ -129,6 +132,7 @@ impl Paths {
             socket: runtime.join("daemon.sock"),
             lock: runtime.join("daemon.lock"),
             pid: runtime.join("daemon.pid"),
+            last_id: runtime.join("last-id"),
             log: data.join("daemon.log"),
             database: data.join("workflows.sqlite3"),
             runtime,
