@@ -227,10 +227,8 @@ fn write(path: &Path, text: &str) -> io::Result<()> {
 /// under the cgroup2 mount that `/proc/self/mountinfo` shows holding it.
 fn own_cgroup() -> io::Result<PathBuf> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup")?;
-    let own = cgroups
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or_else(|| io::Error::other("this process is in no cgroup v2 hierarchy"))?;
+    let own =
+        cgroups.lines().find_map(|l| l.strip_prefix("0::")).ok_or_else(|| io::Error::other("this process is in no cgroup v2 hierarchy"))?;
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
     for line in mounts.lines() {
         let Some((before, after)) = line.split_once(" - ") else { continue };

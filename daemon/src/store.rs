@@ -144,9 +144,11 @@ pub fn open_with(path: &Path, last_id: Option<&Path>) -> Result<Store, StoreErro
     // daemon is the database's only user anyway (it holds `daemon.lock`).
     // WAL with NORMAL sync: a commit survives the daemon being killed (only
     // a machine crash may lose the last ones) without an fsync per print.
-    db.execute_batch("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-        .and_then(|()| db.execute_batch(SCHEMA))
-        .map_err(prepare)?;
+    db.execute_batch(
+        "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+    )
+    .and_then(|()| db.execute_batch(SCHEMA))
+    .map_err(prepare)?;
     let lost = db
         .execute(
             "UPDATE workflows SET state = 'interrupted', exit_code = 130, finished_ms = ?1,
@@ -185,7 +187,10 @@ fn start_after(db: &Connection, file: &Path) -> rusqlite::Result<()> {
     if floor > known {
         db.execute("DELETE FROM sqlite_sequence WHERE name = 'workflows'", [])?;
         db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('workflows', ?1)", params![floor])?;
-        log(&format!("the database knows ids up to {known} only; new ids start after {floor}, the highest ever given ({})", file.display()));
+        log(&format!(
+            "the database knows ids up to {known} only; new ids start after {floor}, the highest ever given ({})",
+            file.display()
+        ));
     }
     Ok(())
 }
@@ -399,7 +404,9 @@ fn refuse(op: Op, error: impl Fn() -> StoreError, closing: &mut Option<std::sync
         }
         Op::List(to) => drop(to.send(Err(error()))),
         Op::Show(_, to) => drop(to.send(Err(error()))),
-        Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) => log(&format!("workflow {id}: a change to its record was lost: {}", error())),
+        Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) => {
+            log(&format!("workflow {id}: a change to its record was lost: {}", error()))
+        }
         Op::Close(done) => *closing = Some(done),
     }
 }
