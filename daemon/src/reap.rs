@@ -5,9 +5,11 @@
 //! Two ways, one always on:
 //!
 //! - **A marker in the environment.** Every runner starts with
-//!   [`MARKER`]`=<identity>:runner` and, once it has its job, sets
+//!   [`MARKER`]`=<identity>:runner-<n>` and, once it has its job, sets
 //!   `<identity>:<id>` before it starts anything; every process it starts
-//!   inherits it, `setsid` ones too. The identity names the daemon's data
+//!   inherits it, `setsid` ones too. (What a runner forks without an exec
+//!   shows the runner's first environment in `/proc`, so a workflow's end
+//!   looks for both.) The identity names the daemon's data
 //!   folder. Such processes are found in `/proc` (same uid,
 //!   `/proc/PID/environ`), as Jenkins' ProcessTreeKiller finds a build's. A
 //!   process that clears its environment escapes this.
@@ -38,8 +40,8 @@ use crate::store::Store;
 use oxiida_protocol::Paths;
 
 /// The environment variable that marks a workflow's processes:
-/// `<identity>:<id>` (`<identity>:runner` in a runner still waiting for
-/// its job).
+/// `<identity>:<id>` (`<identity>:runner-<n>` in a runner still waiting
+/// for its job).
 pub const MARKER: &str = "OXIIDA_WORKFLOW";
 /// Set (to anything but `0` or nothing), the daemon uses no cgroups and
 /// finds a workflow's processes by their marker alone.
@@ -53,9 +55,11 @@ const MAX_SCANS: usize = 50;
 
 static IDENTITY: OnceLock<String> = OnceLock::new();
 
-/// What a runner's environment starts with, before it knows its workflow.
+/// What a runner's environment starts with, before it knows its workflow:
+/// one of its own.
 pub fn runner_marker() -> String {
-    format!("{}:runner", IDENTITY.get().map_or("", String::as_str))
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!("{}:runner-{}", IDENTITY.get().map_or("", String::as_str), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The marker of workflow `id`'s processes.
@@ -146,15 +150,15 @@ impl Reaper {
         }
     }
 
-    /// Kills whatever workflow `id` left running (its runner has ended):
-    /// its cgroup, removed after, or the processes carrying its marker.
-    /// How many processes were killed.
-    pub async fn end(&self, id: u64) -> usize {
+    /// Kills whatever workflow `id` left running (its runner, first marked
+    /// `runner`, has ended): its cgroup, removed after, or the processes
+    /// carrying its marker or its runner's first one. How many were killed.
+    pub async fn end(&self, id: u64, runner: &str) -> usize {
         let dir = self.placed.lock().remove(&id);
-        let marker = marker(id);
+        let (marker, runner) = (marker(id), runner.to_owned());
         let killed = tokio::task::spawn_blocking(move || match dir {
             Some(dir) => kill_cgroup(&dir),
-            None => sweep(|m| m == marker.as_bytes()).into_values().sum(),
+            None => sweep(|m| m == marker.as_bytes() || m == runner.as_bytes()).into_values().sum(),
         })
         .await
         .unwrap_or(0);
@@ -188,7 +192,7 @@ impl Reaper {
                     log(&format!("workflow {id}: {what} killed (an earlier daemon died while it ran)"));
                     store.note(id, format!("{what} killed when the daemon restarted"));
                 }
-                None => log(&format!("{what} killed: runners an earlier daemon left")),
+                None => log(&format!("{what} killed: runners an earlier daemon left, or what they forked")),
             }
         }
     }

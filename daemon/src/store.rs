@@ -178,7 +178,7 @@ fn io_error(e: std::io::Error) -> rusqlite::Error {
 /// keeps it, when the database knows of none as high (it is new, or an
 /// older copy).
 fn start_after(db: &Connection, file: &Path) -> rusqlite::Result<()> {
-    let Some(floor) = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse::<i64>().ok()) else { return Ok(()) };
+    let floor = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse::<i64>().ok()).unwrap_or(0);
     let known: i64 = db.query_row(
         "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'workflows'), 0), coalesce((SELECT max(id) FROM workflows), 0))",
         [],
@@ -191,6 +191,10 @@ fn start_after(db: &Connection, file: &Path) -> rusqlite::Result<()> {
             "the database knows ids up to {known} only; new ids start after {floor}, the highest ever given ({})",
             file.display()
         ));
+    } else if known > floor {
+        // A database older than the file (or no file yet): from now on,
+        // deleting the database cannot bring its ids back.
+        remember_last_id(file, known as u64);
     }
     Ok(())
 }
@@ -554,6 +558,49 @@ mod tests {
         assert_eq!((record.output.as_str(), record.plugins.len()), ("1\n", 1));
         assert!(rt.block_on(store.show(999)).unwrap().is_none());
         store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ids_go_on_after_the_highest_given_even_in_a_new_database() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-ids-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (path, mark) = (dir.join("db.sqlite3"), dir.join("last-id"));
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let new = || New { name: "a.ox".into(), source: "print 1;".into(), plugins: vec![], cwd: None };
+        let store = open_with(&path, Some(&mark)).unwrap();
+        let ids: Vec<u64> = (0..3).map(|_| rt.block_on(store.insert(new())).unwrap()).collect();
+        assert_eq!(std::fs::read_to_string(&mark).unwrap().trim(), "3", "written before the ids were told");
+        store.close();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let store = open_with(&path, Some(&mark)).unwrap();
+        assert_eq!(rt.block_on(store.insert(new())).unwrap(), ids[2] + 1);
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_database_deleted_under_the_store_refuses_new_workflows_and_is_saved() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-gone-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let new = || New { name: "a.ox".into(), source: "print 1;".into(), plugins: vec![], cwd: None };
+        let store = open(&path).unwrap();
+        let id = rt.block_on(store.insert(new())).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let e = rt.block_on(store.insert(new())).unwrap_err();
+        assert!(matches!(e, StoreError::Gone { .. }), "{e}");
+        assert!(e.to_string().contains("oxiida daemon restart"), "{e}");
+        // What was recorded is still readable, and saved when the store closes.
+        assert!(rt.block_on(store.show(id)).unwrap().is_some());
+        store.close();
+        let saved = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("workflows-saved-"));
+        assert_eq!(saved.count(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -113,6 +113,9 @@ impl Running {
 pub struct Runner {
     child: Child,
     stream: std::os::unix::net::UnixStream,
+    /// Its marker until it has its job (crate::reap), which what it forks
+    /// without an exec keeps.
+    marker: String,
 }
 
 impl Runner {
@@ -134,7 +137,8 @@ impl Runner {
         let umask: libc::mode_t = USER_UMASK.load(std::sync::atomic::Ordering::Relaxed);
         let mut command = tokio::process::Command::new(program);
         command.args(args).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
-        command.env(crate::reap::MARKER, crate::reap::runner_marker());
+        let marker = crate::reap::runner_marker();
+        command.env(crate::reap::MARKER, &marker);
         // SAFETY: between fork and exec, only async-signal-safe calls
         // (dup2, fcntl, umask, prctl, getppid, _exit) on descriptors this process owns.
         unsafe {
@@ -161,7 +165,7 @@ impl Runner {
         }
         let child = command.spawn()?;
         drop(theirs);
-        Ok(Runner { child, stream: ours })
+        Ok(Runner { child, stream: ours, marker })
     }
 
     /// SIGKILLs the runner's process group, then reaps the runner.
@@ -232,11 +236,12 @@ async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, r
     shared.store.started(running.id);
     // In its cgroup before it has its job, so before it starts anything.
     shared.reaper.contain(running.id, runner.child.id());
+    let runner_marker = runner.marker.clone();
     let job = oxiida_protocol::encode(&Job { submit, defaults: shared.default_plugins(), marker: Some(crate::reap::marker(running.id)) });
     let (finish, variables) = drive(&shared, &running, &job, runner).await;
     // Whatever it left running (`setsid` ones too) ends with it, before
     // its end is recorded and told.
-    shared.reaper.end(running.id).await;
+    shared.reaper.end(running.id, &runner_marker).await;
     log(&format!("workflow {} {} ({})", running.id, finish.state, finish.exit_code.unwrap_or(-1)));
     // Committed and forgotten before it is told: a client that hears the
     // end (`submit --wait`, `workflow kill`) then finds it ended.
@@ -255,7 +260,7 @@ fn failed(code: u8, error: String) -> Finish {
 /// Gives the runner its job (a warm runner that died meanwhile is replaced
 /// once), then records and forwards its reports until its end, and reaps it.
 async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -> (Finish, Option<Vec<u8>>) {
-    let Runner { mut child, stream } = runner;
+    let Runner { mut child, stream, .. } = runner;
     let stream = match hand_over(stream, job).await {
         Ok(stream) => stream,
         Err(e) => {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub enum PathsError {
     #[error("cannot find a data folder for the daemon: set HOME or OXIIDA_DATA_DIR")]
     NoDataFolder,
-    #[error("cannot create {}: {source}", path.display())]
+    #[error("cannot create {}: {source}; check that you can write there (`ls -ld`, and `lsattr -d` for an immutable folder), or set OXIIDA_DATA_DIR or OXIIDA_RUNTIME_DIR to folders of your own", path.display())]
     Create { path: PathBuf, source: io::Error },
     #[error("cannot read {}: {source}", path.display())]
     Inspect { path: PathBuf, source: io::Error },
