@@ -358,6 +358,13 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) {
             }
         };
         let mut highest = 0;
+        let touched: std::collections::BTreeSet<u64> = batch
+            .iter()
+            .filter_map(|op| match op {
+                Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) | Op::Finished(id, ..) => Some(*id),
+                _ => None,
+            })
+            .collect();
         for op in batch {
             // No new workflow once the database is not at its path: its
             // record would vanish with the daemon.
@@ -378,6 +385,10 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) {
         let failed = tx.commit().err().map(Arc::new);
         if let Some(e) = &failed {
             log(&format!("cannot commit to the database: {e}{}", hint(e)));
+            if !touched.is_empty() {
+                let ids: Vec<String> = touched.iter().map(u64::to_string).collect();
+                log(&format!("changes to the records of workflow(s) {} were lost with that commit", ids.join(", ")));
+            }
         } else if let (Some(file), true) = (&guard.last_id, highest > 0) {
             // Before the ids are told: a told id is never given again.
             remember_last_id(file, highest);
