@@ -30,7 +30,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -53,18 +52,20 @@ const GONE_WITHIN: Duration = Duration::from_secs(5);
 /// as it is killed could otherwise keep one going forever.
 const MAX_SCANS: usize = 50;
 
-static IDENTITY: OnceLock<String> = OnceLock::new();
+/// The identity of the data folder of the daemon serving in this process
+/// (an embedder may serve more than once, one after the other).
+static IDENTITY: Mutex<String> = Mutex::new(String::new());
 
 /// What a runner's environment starts with, before it knows its workflow:
 /// one of its own.
 pub fn runner_marker() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    format!("{}:runner-{}", IDENTITY.get().map_or("", String::as_str), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!("{}:runner-{}", IDENTITY.lock(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The marker of workflow `id`'s processes.
 pub fn marker(id: u64) -> String {
-    format!("{}:{id}", IDENTITY.get().map_or("", String::as_str))
+    format!("{}:{id}", IDENTITY.lock())
 }
 
 /// The identity of a data folder: a hash of its canonical path, so that the
@@ -96,7 +97,7 @@ impl Reaper {
     /// Works out the identity and whether cgroups can be used; logs which.
     pub fn new(paths: &Paths) -> Reaper {
         let identity = identity(&paths.data);
-        let _ = IDENTITY.set(identity.clone());
+        IDENTITY.lock().clone_from(&identity);
         let cgroups = if std::env::var_os(NO_CGROUPS).is_some_and(|v| !v.is_empty() && v != "0") {
             log(&format!("{NO_CGROUPS} is set: workflows' processes are found by their marker ({MARKER}) alone"));
             None
@@ -140,6 +141,11 @@ impl Reaper {
             }
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
+                // A warm runner that died meanwhile: its workflow starts
+                // another, and cgroups still work.
+                if e.raw_os_error() == Some(libc::ESRCH) {
+                    return;
+                }
                 if self.usable.swap(false, Ordering::Relaxed) {
                     log(&format!(
                         "cannot move a runner into the cgroup {} ({e}): from now on, workflows' processes are found by their marker alone",

@@ -166,7 +166,18 @@ pub fn open_with(path: &Path, last_id: Option<&Path>) -> Result<Store, StoreErro
     let meta = std::fs::metadata(path).map_err(|e| StoreError::Open { path: path.to_owned(), source: io_error(e) })?;
     let mut guard = Guard { path: path.to_owned(), file: (meta.dev(), meta.ino()), gone: None, last_id: last_id.map(Path::to_owned) };
     let (ops, rx) = mpsc::channel();
-    std::thread::Builder::new().name("oxiida-store".into()).spawn(move || serve(&mut db, &rx, &mut guard)).map_err(StoreError::Thread)?;
+    let serving = move || {
+        let closing = serve(&mut db, &rx, &mut guard);
+        // Closed before it says so: SQLite then checkpoints and removes the
+        // WAL, which a daemon exiting right after would leave behind.
+        if let Err((_, e)) = db.close() {
+            log(&format!("cannot close the database: {e}"));
+        }
+        if let Some(done) = closing {
+            let _ = done.send(());
+        }
+    };
+    std::thread::Builder::new().name("oxiida-store".into()).spawn(serving).map_err(StoreError::Thread)?;
     Ok(Store { ops })
 }
 
@@ -329,7 +340,9 @@ impl Store {
     }
 }
 
-fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) {
+/// Serves operations until `Close` (whose sender it returns) or until
+/// every handle is gone.
+fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) -> Option<std::sync::mpsc::Sender<()>> {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -350,9 +363,8 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) {
                 for op in batch {
                     refuse(op, || StoreError::Commit(e.clone()), &mut closing);
                 }
-                if let Some(done) = closing {
-                    let _ = done.send(());
-                    return;
+                if closing.is_some() {
+                    return closing;
                 }
                 continue;
             }
@@ -396,14 +408,14 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) {
         for reply in replies {
             reply(failed.clone());
         }
-        if let Some(done) = closing {
+        if closing.is_some() {
             if gone.is_some() {
                 save_gone(db, guard);
             }
-            let _ = done.send(());
-            return;
+            return closing;
         }
     }
+    None
 }
 
 /// Answers an operation that cannot be applied with `error`; one without a

@@ -258,3 +258,72 @@ fn faults_an_immutable_store_gives_clear_errors_and_no_sigbus() {
     let why = text(&out.stderr);
     assert!(why.contains("read-only or immutable") && why.contains("chattr -i") && why.contains("OXIIDA_DATA_DIR"), "{why}");
 }
+
+/// Kills a daemon another user started in `run`, if one is running.
+struct TheirDaemon(std::path::PathBuf);
+
+impl Drop for TheirDaemon {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.0.join("daemon.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|&p| p > 0) {
+            // SAFETY: signalling and reaping the daemon this test started as the other user.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn faults_a_read_only_store_is_refused_clearly_for_a_user_bound_by_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // As root, mode bits do not bind: the second user's do.
+    let Some((uid, gid)) = squatter() else { return };
+    reap_orphans();
+    let d = Daemon::new("readonly-user");
+    let mode = std::fs::Permissions::from_mode;
+    std::fs::set_permissions(&d.dir, mode(0o711)).unwrap();
+    let home = d.dir.join("user");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&home, mode(0o700)).unwrap();
+    let _theirs = TheirDaemon(home.join("run"));
+    let as_user = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oxiida"));
+        c.args(args)
+            .env("OXIIDA_RUNTIME_DIR", home.join("run"))
+            .env("OXIIDA_DATA_DIR", home.join("data"))
+            .current_dir(&home)
+            .stdin(std::process::Stdio::null())
+            .uid(uid)
+            .gid(gid);
+        c.output().unwrap()
+    };
+    // A daemon of theirs makes the database, and stops.
+    let started = as_user(&["daemon", "start"]);
+    assert_eq!(started.status.code(), Some(0), "{}", text(&started.stderr));
+    let pid: i32 = std::fs::read_to_string(home.join("run/daemon.pid")).unwrap().trim().parse().unwrap();
+    assert_eq!(as_user(&["daemon", "stop"]).status.code(), Some(0));
+    assert!(!home.join("data/workflows.sqlite3-wal").exists(), "a stopped daemon leaves its WAL checkpointed and removed");
+    // SAFETY: reaping the stopped daemon, an orphan this process adopted.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+
+    // A database they cannot write.
+    let db = home.join("data/workflows.sqlite3");
+    std::fs::set_permissions(&db, mode(0o400)).unwrap();
+    let refused = as_user(&["daemon", "start"]);
+    let why = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{why}");
+    assert!(why.contains("read-only or immutable") && why.contains("chmod u+w") && why.contains("OXIIDA_DATA_DIR"), "{why}");
+
+    // A data folder they cannot write (SQLite must create its WAL there).
+    std::fs::set_permissions(&db, mode(0o600)).unwrap();
+    std::fs::set_permissions(home.join("data"), mode(0o500)).unwrap();
+    let refused = as_user(&["daemon", "start"]);
+    let why = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{why}");
+    assert!(why.contains("cannot be written") && why.contains("OXIIDA_DATA_DIR"), "{why}");
+    std::fs::set_permissions(home.join("data"), mode(0o700)).unwrap();
+}
