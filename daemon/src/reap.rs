@@ -89,8 +89,16 @@ pub struct Reaper {
     /// Cleared when moving a runner into its cgroup failed once: the
     /// markers alone are used from then on.
     usable: AtomicBool,
-    /// The cgroup of each workflow that has one.
-    placed: Mutex<HashMap<u64, PathBuf>>,
+    /// What finds each running workflow's processes.
+    placed: Mutex<HashMap<u64, Placed>>,
+}
+
+/// A running workflow's cgroup, if it has one, and its runners' first
+/// markers.
+#[derive(Default)]
+struct Placed {
+    cgroup: Option<PathBuf>,
+    runners: Vec<String>,
 }
 
 impl Reaper {
@@ -122,10 +130,12 @@ impl Reaper {
         Reaper { identity, usable: AtomicBool::new(cgroups.is_some()), cgroups, placed: Mutex::new(HashMap::new()) }
     }
 
-    /// Moves workflow `id`'s runner (`pid`, which has started nothing yet)
-    /// into a cgroup of its own. Without cgroups, or if this fails (logged;
-    /// no cgroups are used from then on), its marker is what finds it.
-    pub fn contain(&self, id: u64, pid: Option<u32>) {
+    /// Moves workflow `id`'s runner (`pid`, which has started nothing yet,
+    /// first marked `runner`) into a cgroup of its own. Without cgroups, or
+    /// if this fails (logged; no cgroups are used from then on), the
+    /// markers are what find its processes.
+    pub fn contain(&self, id: u64, pid: Option<u32>, runner: &str) {
+        self.placed.lock().entry(id).or_default().runners.push(runner.to_owned());
         let (Some(parent), Some(pid)) = (&self.cgroups, pid) else { return };
         if !self.usable.load(Ordering::Relaxed) {
             return;
@@ -137,7 +147,7 @@ impl Reaper {
         };
         match moved {
             Ok(()) => {
-                self.placed.lock().insert(id, dir);
+                self.placed.lock().entry(id).or_default().cgroup = Some(dir);
             }
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
@@ -156,15 +166,15 @@ impl Reaper {
         }
     }
 
-    /// Kills whatever workflow `id` left running (its runner, first marked
-    /// `runner`, has ended): its cgroup, removed after, or the processes
-    /// carrying its marker or its runner's first one. How many were killed.
-    pub async fn end(&self, id: u64, runner: &str) -> usize {
-        let dir = self.placed.lock().remove(&id);
-        let (marker, runner) = (marker(id), runner.to_owned());
-        let killed = tokio::task::spawn_blocking(move || match dir {
+    /// Kills whatever workflow `id` left running (its runner has ended):
+    /// its cgroup, removed after, or the processes carrying its marker or
+    /// its runners' first ones. How many were killed.
+    pub async fn end(&self, id: u64) -> usize {
+        let placed = self.placed.lock().remove(&id).unwrap_or_default();
+        let marker = marker(id);
+        let killed = tokio::task::spawn_blocking(move || match placed.cgroup {
             Some(dir) => kill_cgroup(&dir),
-            None => sweep(|m| m == marker.as_bytes() || m == runner.as_bytes()).into_values().sum(),
+            None => sweep(|m| m == marker.as_bytes() || placed.runners.iter().any(|r| m == r.as_bytes())).into_values().sum(),
         })
         .await
         .unwrap_or(0);
@@ -206,7 +216,7 @@ impl Reaper {
     /// When the daemon stops: kills what its workflows still run (those that
     /// did not end within the grace), and removes its cgroups.
     pub fn end_all(&self) {
-        let placed: Vec<(u64, PathBuf)> = self.placed.lock().drain().collect();
+        let placed: Vec<(u64, PathBuf)> = self.placed.lock().drain().filter_map(|(id, p)| Some((id, p.cgroup?))).collect();
         for (id, dir) in placed {
             let n = kill_cgroup(&dir);
             if n > 0 {

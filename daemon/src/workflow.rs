@@ -235,13 +235,12 @@ pub fn spawn(shared: Arc<Shared>, running: Arc<Running>, submit: Submit) -> io::
 async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, runner: Runner) {
     shared.store.started(running.id);
     // In its cgroup before it has its job, so before it starts anything.
-    shared.reaper.contain(running.id, runner.child.id());
-    let runner_marker = runner.marker.clone();
+    shared.reaper.contain(running.id, runner.child.id(), &runner.marker);
     let job = oxiida_protocol::encode(&Job { submit, defaults: shared.default_plugins(), marker: Some(crate::reap::marker(running.id)) });
     let (finish, variables) = drive(&shared, &running, &job, runner).await;
     // Whatever it left running (`setsid` ones too) ends with it, before
     // its end is recorded and told.
-    shared.reaper.end(running.id, &runner_marker).await;
+    shared.reaper.end(running.id).await;
     log(&format!("workflow {} {} ({})", running.id, finish.state, finish.exit_code.unwrap_or(-1)));
     // Committed and forgotten before it is told: a client that hears the
     // end (`submit --wait`, `workflow kill`) then finds it ended.
@@ -272,7 +271,7 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
                 Err(e) => return (failed(exit::RUNTIME, format!("cannot start the workflow's runner: {e}")), None),
             };
             child = fresh.child;
-            shared.reaper.contain(running.id, child.id());
+            shared.reaper.contain(running.id, child.id(), &fresh.marker);
             match hand_over(fresh.stream, job).await {
                 Ok(stream) => stream,
                 Err(e) => {
