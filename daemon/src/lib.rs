@@ -5,9 +5,10 @@
 //! Stages: [`server`] (accepting, dispatching) → [`workflow`] (one
 //! workflow's supervisor) → [`runner`] (the workflow's own process, which
 //! compiles and runs it) and [`store`] (the records); [`watch`] is the
-//! environment monitor, and [`reap`] finds and kills what workflows leave. The wire protocol, paths and client are in
-//! `oxiida-protocol`, which clients link alone. Each stage's errors are
-//! typed ([`ServeError`], [`StoreError`], [`WatchError`]) and keep their causes.
+//! environment monitor, and [`reap`] finds and kills what workflows leave
+//! running. The wire protocol, paths and client are in `oxiida-protocol`,
+//! which clients link alone. Each stage's errors are typed ([`ServeError`],
+//! [`StoreError`], [`WatchError`]) and keep their causes.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod reap;
