@@ -6,12 +6,14 @@
 //! workflow's supervisor) → [`runner`] (the workflow's own process, which
 //! compiles and runs it) and [`store`] (the records); [`limits`] bounds
 //! each workflow and queues those past `--max-running`; [`watch`] is the
-//! environment monitor. The wire protocol, paths and client are in
-//! `oxiida-protocol`, which clients link alone. Each stage's errors are
-//! typed ([`ServeError`], [`StoreError`], [`WatchError`]) and keep their causes.
+//! environment monitor, and [`reap`] finds and kills what workflows leave
+//! running. The wire protocol, paths and client are in `oxiida-protocol`,
+//! which clients link alone. Each stage's errors are typed ([`ServeError`],
+//! [`StoreError`], [`WatchError`]) and keep their causes.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod limits;
+pub mod reap;
 pub mod runner;
 pub mod server;
 pub mod store;
@@ -42,6 +44,24 @@ fn logger() -> &'static Mutex<Logger> {
 /// Sends the daemon's log to `file`, and to stderr too when `echo`.
 pub fn log_to(file: std::fs::File, echo: bool) {
     *logger().lock() = Logger { file: Some(file), echo };
+}
+
+/// Sends the log to a new file at `path` (created 0600, its folder 0700,
+/// never through a symbolic link) when the old one was deleted with its
+/// folder; whether it could.
+pub fn reopen_log(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let folder = path.parent().unwrap_or(path);
+    let opened = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(folder).and_then(|()| {
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)
+    });
+    match opened {
+        Ok(file) => {
+            logger().lock().file = Some(file);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// One timestamped line in the daemon's log.

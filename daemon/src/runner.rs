@@ -49,6 +49,9 @@ pub struct Job {
     pub submit: Submit,
     #[serde(default)]
     pub defaults: Vec<PluginSpec>,
+    /// The value of [`crate::reap::MARKER`] for the workflow's processes.
+    #[serde(default)]
+    pub marker: Option<String>,
 }
 
 /// What a runner tells the daemon, in order: plugins as it loads them,
@@ -118,6 +121,7 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
             return 1;
         }
     };
+    mark(&job);
     // The daemon closes its end to cancel (or dies): either way, stop.
     let interrupt = Interrupt::new();
     let cancel = interrupt.clone();
@@ -156,6 +160,17 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
     }
 }
 
+/// Marks every process the workflow starts, `setsid` ones too, as this
+/// workflow's (`OXIIDA_WORKFLOW=<identity>:<id>`), so that the daemon can
+/// find what it leaves (crate::reap). Called while the runner has one
+/// thread, before it starts anything. An environment made for shell tasks
+/// (`Context::env`) must keep this variable.
+fn mark(job: &Job) {
+    if let Some(marker) = &job.marker {
+        std::env::set_var(crate::reap::MARKER, marker);
+    }
+}
+
 fn failed(code: u8, error: String) -> Report {
     Report::Finished { state: state::FAILED.into(), exit_code: Some(code.into()), error: Some(error), variables: None }
 }
@@ -172,7 +187,7 @@ impl Output for Sink<'_> {
 /// Runs the job and reports its end. Calls still running (a foreign call
 /// that ignores cancellation) do not hold the runner: it exits after this.
 fn workflow(job: Job, factory: Option<&HostFactory>, reporter: &Reporter, interrupt: &Interrupt) {
-    let Job { submit, defaults } = job;
+    let Job { submit, defaults, .. } = job;
     // The workflow's working directory is the runner's own, entered only
     // now: a warm runner waited in the daemon's.
     let context = match &submit.cwd {

@@ -23,6 +23,7 @@ use oxiida_abi::frame::HEADER_LEN;
 
 use crate::limits::{format_size, Admitted, Limits, Queue};
 use crate::log;
+use crate::reap::Reaper;
 use crate::store::{self, Store, StoreError};
 use crate::watch::{WatchError, Watcher};
 use crate::workflow::{self, Event, Pool, Running};
@@ -84,6 +85,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Workflows waiting for one of the `--max-running` slots.
     pub queue: Queue,
+    /// Finds and kills what workflows leave running (cgroups or markers).
+    pub reaper: Reaper,
     default_specs: Vec<String>,
     started_ms: i64,
     /// Workflows not finished yet; watched, so a stopping daemon learns
@@ -314,7 +317,10 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         file.push(suffix);
         oxiida_protocol::paths::make_file_private(std::path::Path::new(&file))?;
     }
-    let store = store::open(&paths.database)?;
+    let store = store::open_with(&paths.database, Some(&paths.last_id))?;
+    // Before any runner starts: what earlier daemons' workflows left.
+    let reaper = Reaper::new(&paths);
+    reaper.clean_leftovers(&store);
     let listener = bind(&paths)?;
     std::fs::write(&paths.pid, format!("{}\n", std::process::id()))
         .map_err(|source| ServeError::PidFile { path: paths.pid.clone(), source })?;
@@ -345,6 +351,7 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         pool: Pool::new(options.runner, limits.memory),
         queue: Queue::new(max_running),
         limits,
+        reaper,
         default_specs,
         paths: paths.clone(),
         store,
@@ -370,6 +377,7 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         shared.pool.fill();
         let served = accept(listener, &shared, options.ready).await;
         stop_workflows(&shared).await;
+        shared.reaper.end_all();
         // Let waiting clients hear how their workflows ended.
         let _ = tokio::time::timeout(GOODBYE_GRACE, shared.streaming.subscribe().wait_for(|n| *n == 0)).await;
         served

@@ -3,6 +3,7 @@
 //! burst of writes is committed as one transaction, and a read queued after
 //! a write always sees it.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 
@@ -38,22 +39,48 @@ CREATE TABLE IF NOT EXISTS output (
 );
 ";
 
-/// Why the store cannot be opened or did not answer.
+/// Why the store cannot be opened or did not answer. Each message says what
+/// to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the database {}: {source}", path.display())]
+    #[error("cannot open the database {}: {source}{}", path.display(), hint(source))]
     Open { path: PathBuf, source: rusqlite::Error },
-    #[error("cannot prepare the database {}: {source}", path.display())]
+    #[error("cannot prepare the database {}: {source}{}", path.display(), hint(source))]
     Prepare { path: PathBuf, source: rusqlite::Error },
+    #[error("the database {} cannot be written: it, or its folder, is read-only or immutable ({reason}); the daemon must write its records there: make them writable again (`chmod u+w`; `lsattr` shows an immutable file or folder, `chattr -i` clears it), or set OXIIDA_DATA_DIR to a writable folder of your own", path.display())]
+    ReadOnly { path: PathBuf, reason: String },
     #[error("cannot start the database's thread: {0}")]
     Thread(#[source] std::io::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {0}{hint}", hint = hint(.0))]
     Query(#[source] rusqlite::Error),
     /// The batch the operation was in failed to commit; shared by its replies.
-    #[error("cannot commit to the database: {0}")]
+    #[error("cannot commit to the database: {0}{hint}", hint = hint(.0))]
     Commit(#[source] Arc<rusqlite::Error>),
+    #[error("the daemon's data folder {} was deleted or replaced while the daemon ran ({why}), so it can record nothing more: run `oxiida daemon restart`, which starts a new database there (new ids go on after the last one given) and saves this daemon's records beside it", folder.display())]
+    Gone { folder: PathBuf, why: String },
     #[error("the database is closed")]
     Closed,
+}
+
+/// What to do about a database error, when its code says.
+fn hint(e: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(ReadOnly | CannotOpen | PermissionDenied | SystemIoFailure | DiskFull) => {
+            "; the database or its folder cannot be written (read-only, immutable, full or failing disk): fix that (`chmod u+w`, `chattr -i`, free some space) and run `oxiida daemon restart`, or set OXIIDA_DATA_DIR to a writable folder"
+        }
+        Some(DatabaseBusy | DatabaseLocked) => "; another program holds the database: close it, then try again",
+        Some(DatabaseCorrupt | NotADatabase) => {
+            "; the database is damaged: move it aside and run `oxiida daemon restart` (new ids go on after the last one given)"
+        }
+        _ => "",
+    }
+}
+
+/// Whether `e` says the database cannot be written.
+fn read_only(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(e.sqlite_error_code(), Some(ReadOnly | CannotOpen | PermissionDenied))
 }
 
 /// A workflow as submitted, before it has an id.
@@ -74,6 +101,8 @@ enum Op {
     Insert(New, oneshot::Sender<Result<u64, StoreError>>),
     Started(u64, i64),
     Output(u64, u64, String),
+    /// Appends a sentence to a workflow's error.
+    Note(u64, String),
     /// With a sender, told once the end is committed.
     Finished(u64, Finish, i64, Option<oneshot::Sender<Result<(), StoreError>>>),
     List(oneshot::Sender<Result<Vec<Summary>, StoreError>>),
@@ -91,13 +120,35 @@ pub struct Store {
 /// Opens (creating) the database and marks the workflows a dead daemon left
 /// running as interrupted, then serves operations on a thread of its own.
 pub fn open(path: &Path) -> Result<Store, StoreError> {
-    let prepare = |source| StoreError::Prepare { path: path.to_owned(), source };
+    open_with(path, None)
+}
+
+/// `open`, with the file that keeps the highest id ever handed out
+/// (`Paths::last_id`): ids start after it, even in a new database.
+pub fn open_with(path: &Path, last_id: Option<&Path>) -> Result<Store, StoreError> {
+    let prepare = |source: rusqlite::Error| {
+        if read_only(&source) {
+            StoreError::ReadOnly { path: path.to_owned(), reason: source.to_string() }
+        } else {
+            StoreError::Prepare { path: path.to_owned(), source }
+        }
+    };
     let mut db = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+    // SQLite opens a file it cannot write read-only, silently.
+    if db.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(StoreError::ReadOnly { path: path.to_owned(), reason: "it opens read-only".into() });
+    }
+    // EXCLUSIVE before WAL: SQLite then keeps the WAL index in the heap
+    // instead of an mmap'd `-shm` file, whose pages SIGBUS the whole daemon
+    // when the file cannot be grown or read (immutable, full disk). The
+    // daemon is the database's only user anyway (it holds `daemon.lock`).
     // WAL with NORMAL sync: a commit survives the daemon being killed (only
     // a machine crash may lose the last ones) without an fsync per print.
-    db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-        .and_then(|()| db.execute_batch(SCHEMA))
-        .map_err(prepare)?;
+    db.execute_batch(
+        "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+    )
+    .and_then(|()| db.execute_batch(SCHEMA))
+    .map_err(prepare)?;
     let lost = db
         .execute(
             "UPDATE workflows SET state = 'interrupted', exit_code = 130, finished_ms = ?1,
@@ -109,9 +160,126 @@ pub fn open(path: &Path) -> Result<Store, StoreError> {
     if lost > 0 {
         log(&format!("marked {lost} workflow(s) left running by an earlier daemon as interrupted"));
     }
+    if let Some(file) = last_id {
+        start_after(&db, file).map_err(prepare)?;
+    }
+    let meta = std::fs::metadata(path).map_err(|e| StoreError::Open { path: path.to_owned(), source: io_error(e) })?;
+    let mut guard = Guard { path: path.to_owned(), file: (meta.dev(), meta.ino()), gone: None, last_id: last_id.map(Path::to_owned) };
     let (ops, rx) = mpsc::channel();
-    std::thread::Builder::new().name("oxiida-store".into()).spawn(move || serve(&mut db, &rx)).map_err(StoreError::Thread)?;
+    let serving = move || {
+        let closing = serve(&mut db, &rx, &mut guard);
+        // Closed before it says so: SQLite then checkpoints and removes the
+        // WAL, which a daemon exiting right after would leave behind.
+        if let Err((_, e)) = db.close() {
+            log(&format!("cannot close the database: {e}"));
+        }
+        if let Some(done) = closing {
+            let _ = done.send(());
+        }
+    };
+    std::thread::Builder::new().name("oxiida-store".into()).spawn(serving).map_err(StoreError::Thread)?;
     Ok(Store { ops })
+}
+
+fn io_error(e: std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+/// Makes the next id follow the highest one ever handed out, as `file`
+/// keeps it, when the database knows of none as high (it is new, or an
+/// older copy).
+fn start_after(db: &Connection, file: &Path) -> rusqlite::Result<()> {
+    let floor = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse::<i64>().ok()).unwrap_or(0);
+    let known: i64 = db.query_row(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'workflows'), 0), coalesce((SELECT max(id) FROM workflows), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    if floor > known {
+        db.execute("DELETE FROM sqlite_sequence WHERE name = 'workflows'", [])?;
+        db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('workflows', ?1)", params![floor])?;
+        log(&format!(
+            "the database knows ids up to {known} only; new ids start after {floor}, the highest ever given ({})",
+            file.display()
+        ));
+    } else if known > floor {
+        // A database older than the file (or no file yet): from now on,
+        // deleting the database cannot bring its ids back.
+        remember_last_id(file, known as u64);
+    }
+    Ok(())
+}
+
+/// Writes the highest id handed out, replacing the file at once (a
+/// rename), so that a crash leaves the old value or the new one.
+fn remember_last_id(file: &Path, id: u64) {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".new");
+    let written = std::fs::write(&tmp, format!("{id}\n")).and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        log(&format!("cannot record the highest id given ({id}) in {}: {e}; a new database could reuse ids", file.display()));
+    }
+}
+
+/// Watches that the database the store has open is still the one at its
+/// path: a data folder deleted or replaced under a running daemon leaves
+/// SQLite writing to a file nobody can open again.
+struct Guard {
+    path: PathBuf,
+    /// The device and inode of the file opened.
+    file: (u64, u64),
+    /// Why the database is no longer at its path, once seen.
+    gone: Option<String>,
+    last_id: Option<PathBuf>,
+}
+
+impl Guard {
+    fn folder(&self) -> PathBuf {
+        self.path.parent().map_or_else(PathBuf::new, Path::to_owned)
+    }
+
+    /// Checked before every batch; once gone, gone for this daemon's life.
+    fn check(&mut self) -> Option<String> {
+        if self.gone.is_none() {
+            let why = match std::fs::metadata(&self.path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Some(if self.folder().exists() { "the database file was deleted" } else { "the folder was deleted" }.to_owned())
+                }
+                Err(e) => Some(format!("the database cannot be looked at: {e}")),
+                Ok(m) if (m.dev(), m.ino()) != self.file => Some("the database there is another file now".to_owned()),
+                Ok(_) => None,
+            };
+            if let Some(why) = &why {
+                let message = StoreError::Gone { folder: self.folder(), why: why.clone() }.to_string();
+                log(&message);
+                // The log was in that folder too: start one there again.
+                if crate::reopen_log(&self.folder().join("daemon.log")) {
+                    log(&message);
+                }
+                log("submits are refused from now on; workflows running go on, their records kept in the database this daemon has open (saved when it stops)");
+            }
+            self.gone = why;
+        }
+        self.gone.clone()
+    }
+
+    fn gone_error(&self, why: &str) -> StoreError {
+        StoreError::Gone { folder: self.folder(), why: why.to_owned() }
+    }
+}
+
+/// Copies the database this daemon has open, which is no longer at its
+/// path, beside where it was, so that nothing recorded is lost.
+fn save_gone(db: &Connection, guard: &Guard) {
+    let folder = guard.folder();
+    let to = folder.join(format!("workflows-saved-{}.sqlite3", now_ms()));
+    let saved = std::fs::create_dir_all(&folder)
+        .map_err(|e| e.to_string())
+        .and_then(|()| db.execute("VACUUM INTO ?1", params![to.to_string_lossy()]).map_err(|e| e.to_string()));
+    match saved {
+        Ok(_) => log(&format!("the records this daemon had (its database was deleted or replaced) are saved in {}", to.display())),
+        Err(e) => log(&format!("cannot save this daemon's records (its database was deleted or replaced) in {}: {e}", to.display())),
+    }
 }
 
 impl Store {
@@ -133,6 +301,11 @@ impl Store {
 
     pub fn output(&self, id: u64, seq: u64, text: String) {
         self.send(Op::Output(id, seq, text));
+    }
+
+    /// Appends `text` to workflow `id`'s error (what was cleaned up after it).
+    pub fn note(&self, id: u64, text: String) {
+        self.send(Op::Note(id, text));
     }
 
     pub fn finished(&self, id: u64, finish: Finish) {
@@ -167,7 +340,9 @@ impl Store {
     }
 }
 
-fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>) {
+/// Serves operations until `Close` (whose sender it returns) or until
+/// every handle is gone.
+fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) -> Option<std::sync::mpsc::Sender<()>> {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -179,32 +354,87 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>) {
         // Replies wait for the commit: an id handed out is an id on disk.
         let mut replies: Vec<Deferred> = Vec::new();
         let mut closing = None;
+        let gone = guard.check();
         let tx = match db.transaction() {
             Ok(tx) => tx,
             Err(e) => {
-                log(&format!("database error, {} operation(s) lost: {e}", batch.len()));
+                log(&format!("database error: {e}{}", hint(&e)));
+                let e = Arc::new(e);
+                for op in batch {
+                    refuse(op, || StoreError::Commit(e.clone()), &mut closing);
+                }
+                if closing.is_some() {
+                    return closing;
+                }
                 continue;
             }
         };
+        let mut highest = 0;
+        let touched: std::collections::BTreeSet<u64> = batch
+            .iter()
+            .filter_map(|op| match op {
+                Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) | Op::Finished(id, ..) => Some(*id),
+                _ => None,
+            })
+            .collect();
         for op in batch {
-            match apply(&tx, op) {
+            // No new workflow once the database is not at its path: its
+            // record would vanish with the daemon.
+            let op = match (op, &gone) {
+                (op @ Op::Insert(..), Some(why)) => {
+                    refuse(op, || guard.gone_error(why), &mut closing);
+                    continue;
+                }
+                (op, _) => op,
+            };
+            match apply(&tx, op, &mut highest) {
                 Ok(Some(Applied::Reply(reply))) => replies.push(reply),
                 Ok(Some(Applied::Close(done))) => closing = Some(done),
                 Ok(None) => {}
-                Err(e) => log(&format!("database error: {e}")),
+                Err(e) => log(&format!("database error: {e}{}", hint(&e))),
             }
         }
         let failed = tx.commit().err().map(Arc::new);
         if let Some(e) = &failed {
-            log(&format!("cannot commit to the database: {e}"));
+            log(&format!("cannot commit to the database: {e}{}", hint(e)));
+            if !touched.is_empty() {
+                let ids: Vec<String> = touched.iter().map(u64::to_string).collect();
+                log(&format!("changes to the records of workflow(s) {} were lost with that commit", ids.join(", ")));
+            }
+        } else if let (Some(file), true) = (&guard.last_id, highest > 0) {
+            // Before the ids are told: a told id is never given again.
+            remember_last_id(file, highest);
         }
         for reply in replies {
             reply(failed.clone());
         }
-        if let Some(done) = closing {
-            let _ = done.send(());
-            return;
+        if closing.is_some() {
+            if gone.is_some() {
+                save_gone(db, guard);
+            }
+            return closing;
         }
+    }
+    None
+}
+
+/// Answers an operation that cannot be applied with `error`; one without a
+/// reply is logged, so that nothing is lost unsaid.
+fn refuse(op: Op, error: impl Fn() -> StoreError, closing: &mut Option<std::sync::mpsc::Sender<()>>) {
+    match op {
+        Op::Insert(_, to) => drop(to.send(Err(error()))),
+        Op::Finished(id, f, _, to) => {
+            log(&format!("workflow {id}: its end ({} {:?}) was not recorded: {}", f.state, f.exit_code, error()));
+            if let Some(to) = to {
+                let _ = to.send(Err(error()));
+            }
+        }
+        Op::List(to) => drop(to.send(Err(error()))),
+        Op::Show(_, to) => drop(to.send(Err(error()))),
+        Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) => {
+            log(&format!("workflow {id}: a change to its record was lost: {}", error()))
+        }
+        Op::Close(done) => *closing = Some(done),
     }
 }
 
@@ -227,7 +457,7 @@ fn reply<T: 'static>(to: oneshot::Sender<Result<T, StoreError>>, value: rusqlite
     }))
 }
 
-fn apply(db: &Connection, op: Op) -> rusqlite::Result<Option<Applied>> {
+fn apply(db: &Connection, op: Op, highest: &mut u64) -> rusqlite::Result<Option<Applied>> {
     Ok(Some(match op {
         Op::Insert(new, to) => {
             let inserted = db
@@ -236,6 +466,9 @@ fn apply(db: &Connection, op: Op) -> rusqlite::Result<Option<Applied>> {
                     params![new.name, new.source, new.plugins.join("\n"), new.cwd, now_ms()],
                 )
                 .map(|_| db.last_insert_rowid() as u64);
+            if let Ok(id) = inserted {
+                *highest = (*highest).max(id);
+            }
             reply(to, inserted)
         }
         Op::Started(id, at) => {
@@ -247,6 +480,10 @@ fn apply(db: &Connection, op: Op) -> rusqlite::Result<Option<Applied>> {
         }
         Op::Output(id, seq, text) => {
             db.execute("INSERT INTO output (workflow, seq, text) VALUES (?1, ?2, ?3)", params![id as i64, seq as i64, text])?;
+            return Ok(None);
+        }
+        Op::Note(id, text) => {
+            db.execute("UPDATE workflows SET error = coalesce(error || '; ', '') || ?2 WHERE id = ?1", params![id as i64, text])?;
             return Ok(None);
         }
         Op::Finished(id, f, at, to) => {
@@ -344,6 +581,49 @@ mod tests {
         assert_eq!((record.output.as_str(), record.plugins.len()), ("1\n", 1));
         assert!(rt.block_on(store.show(999)).unwrap().is_none());
         store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ids_go_on_after_the_highest_given_even_in_a_new_database() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-ids-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (path, mark) = (dir.join("db.sqlite3"), dir.join("last-id"));
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let new = || New { name: "a.ox".into(), source: "print 1;".into(), plugins: vec![], cwd: None };
+        let store = open_with(&path, Some(&mark)).unwrap();
+        let ids: Vec<u64> = (0..3).map(|_| rt.block_on(store.insert(new())).unwrap()).collect();
+        assert_eq!(std::fs::read_to_string(&mark).unwrap().trim(), "3", "written before the ids were told");
+        store.close();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let store = open_with(&path, Some(&mark)).unwrap();
+        assert_eq!(rt.block_on(store.insert(new())).unwrap(), ids[2] + 1);
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_database_deleted_under_the_store_refuses_new_workflows_and_is_saved() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-gone-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let new = || New { name: "a.ox".into(), source: "print 1;".into(), plugins: vec![], cwd: None };
+        let store = open(&path).unwrap();
+        let id = rt.block_on(store.insert(new())).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let e = rt.block_on(store.insert(new())).unwrap_err();
+        assert!(matches!(e, StoreError::Gone { .. }), "{e}");
+        assert!(e.to_string().contains("oxiida daemon restart"), "{e}");
+        // What was recorded is still readable, and saved when the store closes.
+        assert!(rt.block_on(store.show(id)).unwrap().is_some());
+        store.close();
+        let saved = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("workflows-saved-"));
+        assert_eq!(saved.count(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

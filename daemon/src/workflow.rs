@@ -114,6 +114,9 @@ impl Running {
 pub struct Runner {
     child: Child,
     stream: std::os::unix::net::UnixStream,
+    /// Its marker until it has its job (crate::reap), which what it forks
+    /// without an exec keeps.
+    marker: String,
 }
 
 impl Runner {
@@ -138,6 +141,8 @@ impl Runner {
         // Its stderr is a pipe the supervisor reads: what a runner says as
         // it dies ("memory allocation of N bytes failed") explains it.
         command.args(args).stdin(Stdio::null()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
+        let marker = crate::reap::runner_marker();
+        command.env(crate::reap::MARKER, &marker);
         // SAFETY: between fork and exec, only async-signal-safe calls
         // (dup2, fcntl, umask, setrlimit, prctl, getppid, _exit) on
         // descriptors this process owns and a struct copied into the closure.
@@ -171,7 +176,7 @@ impl Runner {
         }
         let child = command.spawn()?;
         drop(theirs);
-        Ok(Runner { child, stream: ours })
+        Ok(Runner { child, stream: ours, marker })
     }
 
     /// SIGKILLs the runner's process group, then reaps the runner.
@@ -278,8 +283,13 @@ pub async fn end_unstarted(shared: &Shared, running: &Running, finish: Finish) {
 
 async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, runner: Runner) {
     shared.store.started(running.id);
-    let job = oxiida_protocol::encode(&Job { submit, defaults: shared.default_plugins() });
+    // In its cgroup before it has its job, so before it starts anything.
+    shared.reaper.contain(running.id, runner.child.id(), &runner.marker);
+    let job = oxiida_protocol::encode(&Job { submit, defaults: shared.default_plugins(), marker: Some(crate::reap::marker(running.id)) });
     let (finish, variables) = drive(&shared, &running, &job, runner).await;
+    // Whatever it left running (`setsid` ones too) ends with it, before
+    // its end is recorded and told.
+    shared.reaper.end(running.id).await;
     log(&format!("workflow {} {} ({})", running.id, finish.state, finish.exit_code.unwrap_or(-1)));
     // Committed and forgotten before it is told: a client that hears the
     // end (`submit --wait`, `workflow kill`) then finds it ended.
@@ -299,7 +309,7 @@ fn failed(code: u8, error: String) -> Finish {
 /// Gives the runner its job (a warm runner that died meanwhile is replaced
 /// once), then records and forwards its reports until its end, and reaps it.
 async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -> (Finish, Option<Vec<u8>>) {
-    let Runner { mut child, stream } = runner;
+    let Runner { mut child, stream, .. } = runner;
     let stream = match hand_over(stream, job).await {
         Ok(stream) => stream,
         Err(e) => {
@@ -311,6 +321,7 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
                 Err(e) => return (failed(exit::RUNTIME, format!("cannot start the workflow's runner: {e}")), None),
             };
             child = fresh.child;
+            shared.reaper.contain(running.id, child.id(), &fresh.marker);
             match hand_over(fresh.stream, job).await {
                 Ok(stream) => stream,
                 Err(e) => {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub enum PathsError {
     #[error("cannot find a data folder for the daemon: set HOME or OXIIDA_DATA_DIR")]
     NoDataFolder,
-    #[error("cannot create {}: {source}", path.display())]
+    #[error("cannot create {}: {source}; check that you can write there (`ls -ld`, and `lsattr -d` for an immutable folder), or set OXIIDA_DATA_DIR or OXIIDA_RUNTIME_DIR to folders of your own", path.display())]
     Create { path: PathBuf, source: io::Error },
     #[error("cannot read {}: {source}", path.display())]
     Inspect { path: PathBuf, source: io::Error },
@@ -51,6 +51,9 @@ pub struct Paths {
     pub pid: PathBuf,
     pub log: PathBuf,
     pub database: PathBuf,
+    /// The highest workflow id ever handed out, kept outside the database
+    /// so that ids are never reused, even after the database is deleted.
+    pub last_id: PathBuf,
 }
 
 /// This process's user.
@@ -129,6 +132,7 @@ impl Paths {
             socket: runtime.join("daemon.sock"),
             lock: runtime.join("daemon.lock"),
             pid: runtime.join("daemon.pid"),
+            last_id: runtime.join("last-id"),
             log: data.join("daemon.log"),
             database: data.join("workflows.sqlite3"),
             runtime,

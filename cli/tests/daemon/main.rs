@@ -7,4 +7,5 @@ mod common;
 mod support;
 
 mod basics;
+mod faults;
 mod limits;

@@ -38,8 +38,15 @@ impl Daemon {
     }
 
     pub fn start_foreground(&mut self, args: &[&str]) {
+        self.start_foreground_env(args, &[]);
+    }
+
+    /// `start_foreground`, with these environment variables set for the daemon.
+    pub fn start_foreground_env(&mut self, args: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir.join("foreground.err")).unwrap();
-        let child = self.cmd(&["daemon", "start", "--foreground"]).args(args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let mut cmd = self.cmd(&["daemon", "start", "--foreground"]);
+        cmd.args(args).envs(env.iter().copied()).stdout(Stdio::null()).stderr(log);
+        let child = cmd.spawn().unwrap();
         self.child = Some(child);
         let until = Instant::now() + Duration::from_secs(10);
         while !self.cmd(&["daemon", "status"]).output().unwrap().status.success() {
@@ -109,7 +116,27 @@ impl Drop for Daemon {
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
         }
+        remove_cgroups(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Kills what a test's daemon left in its workflows' cgroups (the test
+/// killed it with SIGKILL) and removes them: the log names their parent.
+fn remove_cgroups(dir: &Path) {
+    let log = std::fs::read_to_string(dir.join("data/daemon.log")).unwrap_or_default();
+    let parents: std::collections::BTreeSet<&str> =
+        log.lines().filter_map(|l| l.split_once("workflows run in cgroups under ")).map(|(_, p)| p).collect();
+    for parent in parents {
+        let children = std::fs::read_dir(parent).into_iter().flatten().flatten().filter(|e| e.path().is_dir());
+        for child in children {
+            let _ = std::fs::write(child.path().join("cgroup.kill"), "1");
+            let until = Instant::now() + Duration::from_secs(5);
+            while std::fs::remove_dir(child.path()).is_err() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_dir(parent);
     }
 }
 
