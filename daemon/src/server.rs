@@ -496,8 +496,47 @@ async fn read_frame(rd: &mut Frames) -> Frame {
     }
 }
 
+/// Sends a reply, in as many frames as it takes to keep each one under
+/// the limit (see `protocol::split`).
 async fn send(wr: &mut OwnedWriteHalf, reply: &Reply) -> bool {
-    wr.write_all(&protocol::encode(reply)).await.is_ok()
+    let big = matches!(reply, Reply::Output { text, .. } if text.len() > protocol::CHUNK)
+        || matches!(reply, Reply::Finished { .. } | Reply::Workflow(_));
+    if !big {
+        return wr.write_all(&protocol::encode(reply)).await.is_ok();
+    }
+    for frame in protocol::split(reply.clone()) {
+        if wr.write_all(&protocol::encode(&frame)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The summaries' share of a `workflows` frame: a page whose names are
+/// long is cut short (and says there is more) rather than over a frame.
+const LIST_BYTES: usize = protocol::MAX_FRAME / 2;
+
+/// One page of the records (`workflow list`).
+async fn list(query: protocol::List, shared: &Shared) -> Reply {
+    if let Some(s) = query.state.as_deref().filter(|s| !state::ALL.contains(s)) {
+        return error(ErrorKind::BadRequest, format!("no state `{s}`: use one of {}", state::ALL.join(", ")));
+    }
+    let limit = query.limit.unwrap_or(protocol::LIST_DEFAULT).clamp(1, protocol::LIST_MAX);
+    let page = store::Page { limit, since_ms: query.since_ms, state: query.state, before: query.before };
+    match shared.store.list(page).await {
+        Ok((mut workflows, mut more)) => {
+            let mut bytes = 0;
+            if let Some(cut) = workflows.iter().position(|w| {
+                bytes += w.name.len() + 96;
+                bytes > LIST_BYTES
+            }) {
+                workflows.truncate(cut.max(1));
+                more = true;
+            }
+            Reply::Workflows { workflows, more }
+        }
+        Err(e) => error(ErrorKind::Internal, e.to_string()),
+    }
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> Reply {
@@ -574,10 +613,7 @@ async fn handle(request: Request, shared: &Arc<Shared>, rd: &mut Frames, wr: &mu
         Request::Hello { .. } => error(ErrorKind::Handshake, "this connection has already shaken hands"),
         Request::Status => Reply::Status(status(shared)),
         Request::Submit(submit) => return self::submit(submit, shared, rd, wr).await,
-        Request::List => match shared.store.list().await {
-            Ok(workflows) => Reply::Workflows { workflows },
-            Err(e) => error(ErrorKind::Internal, e.to_string()),
-        },
+        Request::List(query) => list(query, shared).await,
         Request::Show { id } => match shared.store.show(id).await {
             Ok(Some(record)) => Reply::Workflow(record),
             Ok(None) => error(ErrorKind::NotFound, format!("no workflow {id}")),
@@ -679,8 +715,8 @@ async fn stream(id: u64, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(Event::Output(text)) => {
-                    if !send(wr, &Reply::Output { id, text }).await {
+                Some(Event::Output { text, more }) => {
+                    if !send(wr, &Reply::Output { id, text, more }).await {
                         return false;
                     }
                 }

@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS output (
     text TEXT NOT NULL,
     PRIMARY KEY (workflow, seq)
 );
+-- For `list`'s pages (added in 0.2; `IF NOT EXISTS` builds them once in an
+-- older database, the first time a daemon opens it).
+CREATE INDEX IF NOT EXISTS workflows_by_state ON workflows(state, id);
+CREATE INDEX IF NOT EXISTS workflows_by_submitted ON workflows(submitted_ms);
 ";
 
 /// Why the store cannot be opened or did not answer.
@@ -64,6 +68,14 @@ pub struct New {
     pub cwd: Option<String>,
 }
 
+/// Which records one `list` answers with: the newest first.
+pub struct Page {
+    pub limit: u32,
+    pub since_ms: Option<i64>,
+    pub state: Option<String>,
+    pub before: Option<u64>,
+}
+
 pub struct Finish {
     pub state: &'static str,
     pub exit_code: Option<i32>,
@@ -76,7 +88,9 @@ enum Op {
     Output(u64, u64, String),
     /// With a sender, told once the end is committed.
     Finished(u64, Finish, i64, Option<oneshot::Sender<Result<(), StoreError>>>),
-    List(oneshot::Sender<Result<Vec<Summary>, StoreError>>),
+    /// The page, and whether more records match.
+    #[allow(clippy::type_complexity)]
+    List(Page, oneshot::Sender<Result<(Vec<Summary>, bool), StoreError>>),
     Show(u64, oneshot::Sender<Result<Option<Record>, StoreError>>),
     /// Commits, then ends the thread; the sender learns when it is done.
     Close(std::sync::mpsc::Sender<()>),
@@ -147,9 +161,10 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    pub async fn list(&self) -> Result<Vec<Summary>, StoreError> {
+    /// One page of summaries, newest first, and whether more match.
+    pub async fn list(&self, page: Page) -> Result<(Vec<Summary>, bool), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Op::List(tx));
+        self.send(Op::List(page, tx));
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -261,15 +276,35 @@ fn apply(db: &Connection, op: Op) -> rusqlite::Result<Option<Applied>> {
                 None => return updated.map(|()| None),
             }
         }
-        Op::List(to) => reply(to, list(db)),
+        Op::List(page, to) => reply(to, list(db, &page)),
         Op::Show(id, to) => reply(to, show(db, id)),
         Op::Close(done) => Applied::Close(done),
     }))
 }
 
-fn list(db: &Connection) -> rusqlite::Result<Vec<Summary>> {
-    let mut stmt = db.prepare_cached("SELECT id, name, state, exit_code, submitted_ms, finished_ms FROM workflows ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
+/// A page through indexes alone, whatever the table's size: ids grow with
+/// submission times, so `since` becomes a lower bound on the id (the
+/// smallest id submitted since then, one lookup in `workflows_by_submitted`),
+/// and the page is a walk down the ids (the table itself, or
+/// `workflows_by_state` for one state) from `before`, stopping after
+/// `limit + 1` rows. The time is still checked on every row (`+` keeps
+/// the planner off that index), in case the clock went back.
+fn list(db: &Connection, page: &Page) -> rusqlite::Result<(Vec<Summary>, bool)> {
+    let from: i64 = match page.since_ms {
+        None => 0,
+        Some(since) => db
+            .prepare_cached("SELECT min(id) FROM workflows WHERE submitted_ms >= ?1")?
+            .query_row(params![since], |r| r.get::<_, Option<i64>>(0))?
+            .unwrap_or(i64::MAX),
+    };
+    let before = page.before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+    let sql = format!(
+        "SELECT id, substr(name, 1, 1024), state, exit_code, submitted_ms, finished_ms FROM workflows
+         WHERE id >= ?1 AND id < ?2 AND +submitted_ms >= ?3 {} ORDER BY id DESC LIMIT ?5",
+        if page.state.is_some() { "AND state = ?4" } else { "AND ?4 IS NULL" }
+    );
+    let mut stmt = db.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![from, before, page.since_ms.unwrap_or(i64::MIN), page.state, i64::from(page.limit) + 1], |r| {
         Ok(Summary {
             id: r.get::<_, i64>(0)? as u64,
             name: r.get(1)?,
@@ -279,7 +314,38 @@ fn list(db: &Connection) -> rusqlite::Result<Vec<Summary>> {
             finished_ms: r.get(5)?,
         })
     })?;
-    rows.collect()
+    let mut all = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = all.len() > page.limit as usize;
+    all.truncate(page.limit as usize);
+    Ok((all, more))
+}
+
+/// For benchmarks and tests: adds `count` finished workflows to the
+/// database at `path` (created if missing), in one transaction, through
+/// this module's schema. The first was submitted `span_ms` ago, the last
+/// now; their states go round succeeded, failed, killed, interrupted,
+/// succeeded. Not for use on a database a daemon has open.
+#[doc(hidden)]
+pub fn fill(path: &Path, count: u64, span_ms: i64) -> Result<(), StoreError> {
+    let prepare = |source| StoreError::Prepare { path: path.to_owned(), source };
+    let mut db = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+    db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;").and_then(|()| db.execute_batch(SCHEMA)).map_err(prepare)?;
+    let tx = db.transaction().map_err(StoreError::Query)?;
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO workflows (name, source, plugins, state, exit_code, submitted_ms, started_ms, finished_ms)
+                 VALUES (?1, 'print 1;', '', ?2, ?3, ?4, ?4, ?4 + 5)",
+            )
+            .map_err(StoreError::Query)?;
+        let (now, states) = (now_ms(), [("succeeded", 0), ("failed", 1), ("killed", 130), ("interrupted", 130), ("succeeded", 0)]);
+        for i in 0..count {
+            let (state, code) = states[(i % 5) as usize];
+            let at = now - span_ms + (span_ms as i128 * i128::from(i) / i128::from(count.max(1))) as i64;
+            insert.execute(params![format!("wf{}.ox", i + 1), state, code, at]).map_err(StoreError::Query)?;
+        }
+    }
+    tx.commit().map_err(StoreError::Query)
 }
 
 fn show(db: &Connection, id: u64) -> rusqlite::Result<Option<Record>> {
@@ -337,7 +403,10 @@ mod tests {
         store.close();
 
         let store = open(&path).unwrap();
-        let all = rt.block_on(store.list()).unwrap();
+        let page = Page { limit: 10, since_ms: None, state: None, before: None };
+        let (mut all, more) = rt.block_on(store.list(page)).unwrap();
+        all.reverse();
+        assert!(!more);
         let states: Vec<(&str, &str)> = all.iter().map(|s| (s.name.as_str(), s.state.as_str())).collect();
         assert_eq!(states, [("done.ox", "succeeded"), ("left.ox", "interrupted")]);
         let record = rt.block_on(store.show(done)).unwrap().unwrap();

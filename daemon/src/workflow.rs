@@ -53,8 +53,17 @@ const WARM: usize = 2;
 /// What a waiting client hears about its workflow.
 #[derive(Debug)]
 pub enum Event {
-    Output(String),
-    Finished { state: &'static str, exit_code: Option<i32>, error: Option<String>, variables: Option<Vec<u8>> },
+    /// A printed value, or a piece of one that goes on in the next (`more`).
+    Output {
+        text: String,
+        more: bool,
+    },
+    Finished {
+        state: &'static str,
+        exit_code: Option<i32>,
+        error: Option<String>,
+        variables: Option<Vec<u8>>,
+    },
 }
 
 /// A workflow that has not finished yet, as the server sees it.
@@ -275,6 +284,10 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
     let mut wr = Some(wr);
     let mut frames = FramedRead::new(rd, crate::server::codec());
     let mut end = None;
+    // A printed value that came in pieces, recorded once whole; and the
+    // pieces of the end's long fields.
+    let mut line = String::new();
+    let mut parts = oxiida_protocol::Parts::default();
     let mut kill_at: Option<tokio::time::Instant> = None;
     loop {
         let grace = async {
@@ -287,11 +300,15 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
             frame = frames.next() => match frame {
                 Some(Ok(frame)) => match rmp_serde::from_slice::<Report>(&frame[HEADER_LEN..]) {
                     Ok(Report::Loaded { name, path }) => shared.loaded(path.into(), name),
-                    Ok(Report::Output { text }) => {
-                        let seq = running.printed.fetch_add(1, Ordering::Relaxed);
-                        shared.store.output(running.id, seq, text.clone());
-                        running.tell(|| Event::Output(text.clone()));
+                    Ok(Report::Output { text, more }) => {
+                        running.tell(|| Event::Output { text: text.clone(), more });
+                        line.push_str(&text);
+                        if !more {
+                            let seq = running.printed.fetch_add(1, Ordering::Relaxed);
+                            shared.store.output(running.id, seq, std::mem::take(&mut line));
+                        }
                     }
+                    Ok(Report::Part { field, data }) => parts.add(field, &data),
                     Ok(report @ Report::Finished { .. }) => {
                         end = Some(report);
                         break;
@@ -334,6 +351,12 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
     match end {
         Some(Report::Finished { state: s, .. }) if s == state::INTERRUPTED => (running.cancelled(), None),
         Some(Report::Finished { state: s, exit_code, error, variables }) => {
+            // The long fields sent ahead in parts, put back.
+            let mut whole = oxiida_protocol::Reply::Finished { id: running.id, state: s.clone(), exit_code, error, variables };
+            if let Err(e) = parts.fill(&mut whole) {
+                log(&format!("workflow {}: its runner sent bad parts ({e})", running.id));
+            }
+            let oxiida_protocol::Reply::Finished { error, variables, .. } = whole else { unreachable!("filled in place") };
             let state = [state::SUCCEEDED, state::FAILED, state::KILLED].into_iter().find(|k| *k == s).unwrap_or(state::FAILED);
             (Finish { state, exit_code, error }, variables.map(|v| v.into_vec()))
         }
