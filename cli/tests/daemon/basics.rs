@@ -519,7 +519,7 @@ fn two_hundred_concurrent_submits_all_complete_and_are_recorded() {
     });
     let until = Instant::now() + Duration::from_secs(60);
     loop {
-        let list = text(&d.run(&["workflow", "list"]).stdout);
+        let list = text(&d.run(&["workflow", "list", "--limit", "1000"]).stdout);
         let rows: Vec<&str> = list.lines().skip(1).collect();
         assert_eq!(rows.len(), CLIENTS * EACH, "every submit is recorded");
         if rows.iter().all(|r| r.contains(" succeeded ")) {
