@@ -591,7 +591,11 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                 send(&mut wr, &Reply::Hello { protocol: v, server: env!("CARGO_PKG_VERSION").into(), pid: std::process::id() }).await
             }
             (false, Request::Hello { protocol: v, .. }) => {
-                let why = format!("this daemon speaks protocol version {}, the client {v}", protocol::PROTOCOL_VERSION);
+                let why = format!(
+                    "this daemon (oxiida {}) speaks protocol version {}, the client {v}: use a client of the daemon's version, or restart the daemon from the client's (`oxiida daemon restart`)",
+                    env!("CARGO_PKG_VERSION"),
+                    protocol::PROTOCOL_VERSION
+                );
                 send(&mut wr, &error(ErrorKind::Handshake, why)).await;
                 false
             }

@@ -283,18 +283,20 @@ fn apply(db: &Connection, op: Op) -> rusqlite::Result<Option<Applied>> {
 }
 
 /// A page through indexes alone, whatever the table's size: ids grow with
-/// submission times, so `since` becomes a lower bound on the id (the
-/// smallest id submitted since then, one lookup in `workflows_by_submitted`),
-/// and the page is a walk down the ids (the table itself, or
-/// `workflows_by_state` for one state) from `before`, stopping after
-/// `limit + 1` rows. The time is still checked on every row (`+` keeps
-/// the planner off that index), in case the clock went back.
+/// submission times, so `since` becomes a lower bound on the id (the id of
+/// the first workflow submitted since then, one lookup in
+/// `workflows_by_submitted`), and the page is a walk down the ids (the
+/// table itself, or `workflows_by_state` for one state) from `before`,
+/// stopping after `limit + 1` rows. The time is still checked on every row
+/// (`+` keeps the planner off that index). Only if the clock was set back
+/// between two submissions can the bound skip a workflow that matches.
 fn list(db: &Connection, page: &Page) -> rusqlite::Result<(Vec<Summary>, bool)> {
     let from: i64 = match page.since_ms {
         None => 0,
         Some(since) => db
-            .prepare_cached("SELECT min(id) FROM workflows WHERE submitted_ms >= ?1")?
-            .query_row(params![since], |r| r.get::<_, Option<i64>>(0))?
+            .prepare_cached("SELECT id FROM workflows WHERE submitted_ms >= ?1 ORDER BY submitted_ms, id LIMIT 1")?
+            .query_row(params![since], |r| r.get::<_, i64>(0))
+            .optional()?
             .unwrap_or(i64::MAX),
     };
     let before = page.before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
@@ -413,6 +415,63 @@ mod tests {
         assert_eq!((record.output.as_str(), record.plugins.len()), ("1\n", 1));
         assert!(rt.block_on(store.show(999)).unwrap().is_none());
         store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_older_database_gets_its_indexes_when_opened() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-upgrade-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        let before_indexes = SCHEMA.split("-- For `list`").next().unwrap();
+        Connection::open(&path).unwrap().execute_batch(before_indexes).unwrap();
+        let indexes = |db: &Connection| -> Vec<String> {
+            let mut stmt =
+                db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'workflows_by_%' ORDER BY name").unwrap();
+            stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        assert!(indexes(&Connection::open(&path).unwrap()).is_empty());
+        open(&path).unwrap().close();
+        assert_eq!(indexes(&Connection::open(&path).unwrap()), ["workflows_by_state", "workflows_by_submitted"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_page_is_read_through_indexes_however_it_is_filtered() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-pages-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        fill(&path, 1000, 1_000_000).unwrap();
+        let db = Connection::open(&path).unwrap();
+        let pages = [
+            Page { limit: 10, since_ms: None, state: None, before: None },
+            Page { limit: 10, since_ms: Some(now_ms() - 500_000), state: None, before: Some(900) },
+            Page { limit: 10, since_ms: None, state: Some("failed".into()), before: Some(500) },
+            Page { limit: 10, since_ms: Some(0), state: Some("killed".into()), before: None },
+        ];
+        for page in &pages {
+            let (rows, more) = list(&db, page).unwrap();
+            assert!(rows.len() == 10 && more, "a full page, and more");
+            assert!(rows.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+            assert!(rows.iter().all(|r| page.state.as_deref().is_none_or(|s| r.state == s) && r.id < page.before.unwrap_or(u64::MAX)));
+        }
+        // No step of any plan walks the whole table or sorts it.
+        let sql = |state: bool| {
+            format!(
+                "EXPLAIN QUERY PLAN SELECT id FROM workflows WHERE id >= 1 AND id < 900 AND +submitted_ms >= 0 {} ORDER BY id DESC LIMIT 11",
+                if state { "AND state = 'failed'" } else { "" }
+            )
+        };
+        for query in [
+            sql(false),
+            sql(true),
+            "EXPLAIN QUERY PLAN SELECT id FROM workflows WHERE submitted_ms >= 5 ORDER BY submitted_ms, id LIMIT 1".into(),
+        ] {
+            let plan: Vec<String> =
+                db.prepare(&query).unwrap().query_map([], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+            let plan = plan.join("; ");
+            assert!(plan.contains("SEARCH") && !plan.contains("TEMP B-TREE"), "{query}: {plan}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
