@@ -499,8 +499,15 @@ async fn read_frame(rd: &mut Frames) -> Frame {
 /// Sends a reply, in as many frames as it takes to keep each one under
 /// the limit (see `protocol::split`).
 async fn send(wr: &mut OwnedWriteHalf, reply: &Reply) -> bool {
-    let big = matches!(reply, Reply::Output { text, .. } if text.len() > protocol::CHUNK)
-        || matches!(reply, Reply::Finished { .. } | Reply::Workflow(_));
+    let long = |n: usize| n > protocol::CHUNK;
+    let big = match reply {
+        Reply::Output { text, .. } => long(text.len()),
+        Reply::Finished { error, variables, .. } => {
+            error.as_ref().is_some_and(|e| long(e.len())) || variables.as_ref().is_some_and(|v| long(v.len()))
+        }
+        Reply::Workflow(r) => long(r.source.len()) || long(r.output.len()) || r.error.as_ref().is_some_and(|e| long(e.len())),
+        _ => false,
+    };
     if !big {
         return wr.write_all(&protocol::encode(reply)).await.is_ok();
     }

@@ -338,6 +338,11 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
     }
     drop(frames);
     drop(wr);
+    // A value cut short by the runner's end is recorded as far as it came.
+    if !line.is_empty() {
+        let seq = running.printed.fetch_add(1, Ordering::Relaxed);
+        shared.store.output(running.id, seq, line);
+    }
     // A runner that reported its end exits on its own; one that did not is
     // about to, or is stuck: either way, it is reaped here.
     let status = match tokio::time::timeout(if end.is_some() { EXIT_GRACE } else { KILL_GRACE }, child.wait()).await {
