@@ -656,7 +656,8 @@ fn status(shared: &Shared) -> Status {
             .iter()
             .map(|w| Summary {
                 id: w.id,
-                name: w.name.clone(),
+                // Cut as `list` cuts it: many long names must not outgrow a frame.
+                name: w.name.chars().take(1024).collect(),
                 state: state::RUNNING.into(),
                 exit_code: None,
                 submitted_ms: w.submitted_ms,
