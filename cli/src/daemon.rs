@@ -318,6 +318,12 @@ fn with_client(then: impl FnOnce(&mut Client) -> anyhow::Result<u8>) -> u8 {
     }
 }
 
+/// `2026-11-26T00:30:13.250Z`: a time `--since` reads back to the millisecond.
+fn rfc3339(ms: i64) -> String {
+    let text = utc(ms);
+    format!("{}.{:03}Z", text.trim_end_matches('Z').replacen(' ', "T", 1), ms.rem_euclid(1000))
+}
+
 /// `workflow list`: one page, printed oldest first (the newest nearest
 /// the prompt), and on stderr how to see the next one when there is more.
 pub fn list(limit: u32, since: Option<&str>, status: Option<String>, before: Option<u64>) -> u8 {
@@ -340,8 +346,9 @@ pub fn list(limit: u32, since: Option<&str>, status: Option<String>, before: Opt
             if limit != oxiida_protocol::LIST_DEFAULT {
                 next.push_str(&format!(" --limit {limit}"));
             }
-            if let Some(since) = since {
-                next.push_str(&format!(" --since '{since}'"));
+            // The same instant on every page, even when given as an age.
+            if let Some(ms) = since_ms {
+                next.push_str(&format!(" --since {}", rfc3339(ms)));
             }
             if let Some(status) = &status {
                 next.push_str(&format!(" --status {status}"));

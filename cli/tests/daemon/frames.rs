@@ -203,6 +203,13 @@ fn frames_list_pages_filters_and_says_how_to_see_more() {
     assert_eq!(ids, (272..=300).collect::<Vec<_>>());
     let (ids, _) = listed(&d, &["--since", "24h", "--status", "succeeded"]);
     assert_eq!(ids, [275, 276, 280, 281, 285, 286, 290, 291, 295, 296, 300]);
+    // The next page keeps the same instant, written out.
+    let (ids, err) = listed(&d, &["--since", "1d", "--limit", "20"]);
+    assert_eq!(ids, (281..=300).collect::<Vec<_>>());
+    let next = err.split('`').nth(1).unwrap_or_else(|| panic!("no next page in {err:?}"));
+    assert!(next.starts_with("oxiida workflow list --before 281 --limit 20 --since 20") && next.ends_with('Z'), "{next}");
+    let args: Vec<&str> = next.split(' ').skip(3).collect();
+    assert_eq!(listed(&d, &args).0, (272..=280).collect::<Vec<_>>());
     // A time as the list prints it can be pasted back.
     let listing = text(&d.run(&["workflow", "list", "--limit", "300"]).stdout);
     let row = listing.lines().find(|l| l.trim_start().starts_with("250 ")).unwrap();
