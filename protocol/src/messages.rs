@@ -22,8 +22,9 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// The most bytes of text or data one `output` or `part` frame carries:
 /// anything larger is sent in pieces, so no frame nears [`MAX_FRAME`].
 pub const CHUNK: usize = 1 << 20;
-/// The most workflows one `list` answers with; `list`'s default is [`LIST_DEFAULT`].
+/// The most workflows one `list` answers with.
 pub const LIST_MAX: u32 = 10_000;
+/// How many workflows a `list` without a `limit` answers with.
 pub const LIST_DEFAULT: u32 = 100;
 
 /// What a client asks. The first request on a connection must be `Hello`.
@@ -444,6 +445,23 @@ mod tests {
     }
 
     #[test]
+    fn an_environment_may_be_sent_as_text_or_bytes() {
+        let text = rmp_serde::to_vec_named(&shapes::WithEnv {
+            kind: "submit",
+            name: "a",
+            source: "b",
+            env: [("HOME", "/home/me")].into_iter().collect(),
+        })
+        .unwrap();
+        let Ok(Request::Submit(submit)) = decode_request(&text) else { panic!("not a submit") };
+        let env = submit.env.unwrap();
+        assert_eq!(env.get(&ByteBuf::from(b"HOME".to_vec())).map(|v| v.as_slice()), Some(&b"/home/me"[..]));
+        let bytes = encode(&Request::Submit(Submit { env: Some(env.clone()), ..Submit::default() }));
+        let Ok(Request::Submit(back)) = decode_request(&bytes[4..]) else { panic!("not a submit") };
+        assert_eq!(back.env, Some(env));
+    }
+
+    #[test]
     fn a_list_without_fields_is_a_list_of_the_default_page() {
         let bare = rmp_serde::to_vec_named(&shapes::Tag { kind: "list" }).unwrap();
         let Ok(Request::List(list)) = decode_request(&bare) else { panic!("not a list") };
@@ -494,6 +512,14 @@ mod tests {
         pub struct Tag {
             #[serde(rename = "type")]
             pub kind: &'static str,
+        }
+        #[derive(serde::Serialize)]
+        pub struct WithEnv {
+            #[serde(rename = "type")]
+            pub kind: &'static str,
+            pub name: &'static str,
+            pub source: &'static str,
+            pub env: std::collections::BTreeMap<&'static str, &'static str>,
         }
         #[derive(serde::Serialize)]
         pub struct Minimal {
