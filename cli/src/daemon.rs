@@ -287,6 +287,8 @@ pub struct SubmitArgs<'a> {
     pub max_tasks: Option<u32>,
     pub max_fanout: Option<u32>,
     pub wait: bool,
+    /// Send this process's environment (`submit` without `--no-env`).
+    pub env: bool,
 }
 
 /// `submit`: prints the workflow's id, or with `wait` streams it and exits
@@ -317,10 +319,15 @@ pub fn submit(args: SubmitArgs) -> u8 {
         max_tasks: args.max_tasks,
         max_fanout: args.max_fanout,
         extra: Default::default(),
+        env: args.env.then(|| {
+            use std::os::unix::ffi::OsStringExt;
+            std::env::vars_os().map(|(k, v)| (k.into_vec().into(), v.into_vec().into())).collect()
+        }),
     });
     let id = match client.call(&request) {
         Ok(Reply::Submitted { id }) => id,
         Ok(other) => return fail(format!("unexpected reply {other:?}"), 1),
+        Err(e @ client::CallError::TooLarge { .. }) => return fail(format!("cannot submit {}: {e}", args.file.display()), exit::USAGE),
         Err(e) => return fail(e, 1),
     };
     if !args.wait {
@@ -337,9 +344,12 @@ fn follow(client: &mut Client, id: u64) -> u8 {
     let mut out = std::io::stdout().lock();
     loop {
         match client.recv() {
-            Ok(Reply::Output { text, .. }) => {
+            Ok(Reply::Output { text, more, .. }) => {
                 // A closed stdout (`| head`) must not stop the workflow.
-                let _ = out.write_all(text.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
+                let _ = out
+                    .write_all(text.as_bytes())
+                    .and_then(|()| if more { Ok(()) } else { out.write_all(b"\n") })
+                    .and_then(|()| out.flush());
             }
             Ok(Reply::Finished { error, exit_code, .. }) => {
                 if let Some(error) = error {
@@ -382,14 +392,42 @@ fn with_client(then: impl FnOnce(&mut Client) -> anyhow::Result<u8>) -> u8 {
     }
 }
 
-pub fn list() -> u8 {
+/// `2026-11-26T00:30:13.250Z`: a time `--since` reads back to the millisecond.
+fn rfc3339(ms: i64) -> String {
+    let text = utc(ms);
+    format!("{}.{:03}Z", text.trim_end_matches('Z').replacen(' ', "T", 1), ms.rem_euclid(1000))
+}
+
+/// `workflow list`: one page, printed oldest first (the newest nearest
+/// the prompt), and on stderr how to see the next one when there is more.
+pub fn list(limit: u32, since: Option<&str>, status: Option<String>, before: Option<u64>) -> u8 {
+    let since_ms = match since.map(|t| oxiida_protocol::parse_time(t, oxiida_protocol::now_ms())).transpose() {
+        Ok(ms) => ms,
+        Err(e) => return fail(format!("--since: {e}"), exit::USAGE),
+    };
+    let query = oxiida_protocol::List { limit: Some(limit), since_ms, state: status.clone(), before };
     with_client(|client| {
-        let Reply::Workflows { workflows } = client.call(&Request::List)? else { bail!("unexpected reply") };
+        let Reply::Workflows { mut workflows, more } = client.call(&Request::List(query))? else { bail!("unexpected reply") };
+        workflows.reverse();
         println!("{:>6}  {:<11}  {:>4}  {:<20}  {:>9}  NAME", "ID", "STATE", "EXIT", "SUBMITTED", "TOOK");
-        for w in workflows {
+        for w in &workflows {
             let code = w.exit_code.map_or("-".into(), |c| c.to_string());
             let took = w.finished_ms.map_or("-".into(), |f| duration(f - w.submitted_ms));
             println!("{:>6}  {:<11}  {code:>4}  {:<20}  {took:>9}  {}", w.id, w.state, utc(w.submitted_ms), w.name);
+        }
+        if let (true, Some(oldest)) = (more, workflows.first()) {
+            let mut next = format!("oxiida workflow list --before {}", oldest.id);
+            if limit != oxiida_protocol::LIST_DEFAULT {
+                next.push_str(&format!(" --limit {limit}"));
+            }
+            // The same instant on every page, even when given as an age.
+            if let Some(ms) = since_ms {
+                next.push_str(&format!(" --since {}", rfc3339(ms)));
+            }
+            if let Some(status) = &status {
+                next.push_str(&format!(" --status {status}"));
+            }
+            eprintln!("oxiida: {} shown; older ones match too: `{next}`", workflows.len());
         }
         Ok(0)
     })

@@ -70,6 +70,10 @@ enum Command {
         /// Stream its output and exit with its status (Ctrl-C detaches; it keeps running)
         #[arg(long)]
         wait: bool,
+        /// Run it with the daemon's environment variables instead of this
+        /// shell's (which are sent by default)
+        #[arg(long)]
+        no_env: bool,
     },
     /// List, inspect or kill the daemon's workflows
     Workflow {
@@ -110,8 +114,24 @@ enum DaemonAction {
 
 #[derive(Subcommand)]
 enum WorkflowAction {
-    /// Every recorded workflow
-    List,
+    /// The recorded workflows, newest last: one page (100 by default)
+    List {
+        /// At most this many (1 to 10000)
+        #[arg(long, value_name = "N", default_value_t = oxiida_protocol::LIST_DEFAULT,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(oxiida_protocol::LIST_MAX)))]
+        limit: u32,
+        /// Only those submitted since TIME: an age (30s, 10m, 2h, 3d, 1w) or
+        /// an RFC 3339 time (2026-11-26T00:30:13Z, 2026-11-26)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only those in STATE
+        #[arg(long, value_name = "STATE",
+              value_parser = clap::builder::PossibleValuesParser::new(oxiida_protocol::state::ALL))]
+        status: Option<String>,
+        /// Only those with a smaller id: the next (older) page
+        #[arg(long, value_name = "ID")]
+        before: Option<u64>,
+    },
     /// One workflow's state, times, output and error
     Show {
         id: u64,
@@ -171,9 +191,8 @@ impl LimitArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A daemon's runner starts its own roomy thread for the workflow; a
-    // second one here would only spend address space, which
-    // `--memory-limit` counts.
+    // A runner stays on this thread, the process's only one, until it has
+    // its job: it may then make the submitted environment its own.
     if matches!(cli.command, Command::Daemon { action: DaemonAction::Runner }) {
         std::process::exit(oxiida_daemon::runner::run_from_fd(None));
     }
@@ -197,15 +216,16 @@ fn dispatch(cli: Cli) -> u8 {
             DaemonAction::Status => daemon::status(),
             DaemonAction::Runner => std::process::exit(oxiida_daemon::runner::run_from_fd(None)),
         },
-        Command::Submit { file, plugins, limits, wait } => daemon::submit(daemon::SubmitArgs {
+        Command::Submit { file, plugins, limits, wait, no_env } => daemon::submit(daemon::SubmitArgs {
             file: &file,
             plugins: &plugins.specs,
             max_tasks: limits.max_tasks,
             max_fanout: limits.max_fanout,
             wait,
+            env: !no_env,
         }),
         Command::Workflow { action } => match action {
-            WorkflowAction::List => daemon::list(),
+            WorkflowAction::List { limit, since, status, before } => daemon::list(limit, since.as_deref(), status, before),
             WorkflowAction::Show { id, source } => daemon::show(id, source),
             WorkflowAction::Kill { id } => daemon::kill(id),
         },

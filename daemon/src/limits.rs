@@ -221,47 +221,70 @@ impl Queue {
     }
 }
 
+/// A printed value, or a piece of one that goes on in the next (`more`):
+/// runners send a long print in pieces of at most 1 MiB, so that no frame
+/// outgrows the protocol's limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub text: String,
+    pub more: bool,
+}
+
+impl Piece {
+    pub fn line(text: impl Into<String>) -> Piece {
+        Piece { text: text.into(), more: false }
+    }
+
+    /// Its bytes in the output: the text, and a newline if it ends a line.
+    fn cost(&self) -> usize {
+        self.text.len() + usize::from(!self.more)
+    }
+}
+
 /// A workflow's captured output, bounded: the first half of the limit goes
 /// to the record and to waiting clients as it is printed; after that the
-/// last half is kept (in memory, at most half the limit plus one report)
+/// last half is kept (in memory, at most half the limit plus one piece)
 /// and released when the workflow ends, behind one marker line that says
-/// how much was cut. Cuts fall on UTF-8 boundaries, across reports.
+/// how much was cut. Cuts fall on UTF-8 boundaries, across pieces.
 pub struct Capture {
     limit: u64,
-    /// Bytes the head can still take (each line counts its newline).
+    /// Bytes the head can still take (a piece that ends a line counts its newline).
     head_left: usize,
     half: usize,
-    /// Bytes of `tail.front()` that belong to the head: the line that
+    /// Bytes of `tail.front()` that belong to the head: the piece that
     /// crossed the head's end, kept whole unless something must be cut.
     crossing: usize,
-    /// The head's share of the crossing line, once split off.
+    /// The head's share of the crossing piece, once split off.
     head_piece: Option<String>,
-    tail: VecDeque<String>,
+    tail: VecDeque<Piece>,
     tail_bytes: usize,
     cut: u64,
+    /// Whether the last piece let through ended mid-line.
+    open: bool,
 }
 
 impl Capture {
     pub fn new(limit: u64) -> Capture {
         let half = usize::try_from(limit / 2).unwrap_or(usize::MAX);
-        Capture { limit, head_left: half, half, crossing: 0, head_piece: None, tail: VecDeque::new(), tail_bytes: 0, cut: 0 }
+        Capture { limit, head_left: half, half, crossing: 0, head_piece: None, tail: VecDeque::new(), tail_bytes: 0, cut: 0, open: false }
     }
 
-    /// One printed line: `Some` to record and forward now, `None` when it
+    /// One printed piece: `Some` to record and forward now, `None` when it
     /// is held (or cut) until the end.
-    pub fn push(&mut self, text: String) -> Option<String> {
-        let cost = text.len() + 1;
+    pub fn push(&mut self, piece: Piece) -> Option<Piece> {
+        let cost = piece.cost();
         if self.tail.is_empty() && self.head_piece.is_none() && cost <= self.head_left {
             self.head_left -= cost;
-            return Some(text);
+            self.open = piece.more;
+            return Some(piece);
         }
         if self.tail.is_empty() && self.head_piece.is_none() && self.head_left > 0 {
-            // The line crossing the head's end: its head share is decided later.
-            self.crossing = floor_boundary(&text, self.head_left.saturating_sub(1));
+            // The piece crossing the head's end: its head share is decided later.
+            self.crossing = floor_boundary(&piece.text, self.head_left.saturating_sub(1));
             self.head_left = 0;
         }
         self.tail_bytes += cost;
-        self.tail.push_back(text);
+        self.tail.push_back(piece);
         self.trim();
         None
     }
@@ -272,8 +295,8 @@ impl Capture {
         }
         if self.crossing > 0 {
             if let Some(front) = self.tail.front_mut() {
-                let rest = front.split_off(self.crossing);
-                self.head_piece = Some(std::mem::replace(front, rest));
+                let rest = front.text.split_off(self.crossing);
+                self.head_piece = Some(std::mem::replace(&mut front.text, rest));
                 self.tail_bytes -= self.crossing;
             }
             self.crossing = 0;
@@ -281,14 +304,14 @@ impl Capture {
         while self.tail_bytes > self.half {
             let excess = self.tail_bytes - self.half;
             let Some(front) = self.tail.front_mut() else { break };
-            if front.len() <= excess {
-                // The whole line goes, its newline with it.
-                self.cut += front.len() as u64 + 1;
-                self.tail_bytes -= front.len() + 1;
+            if front.cost() <= excess {
+                // The whole piece goes, its newline with it.
+                self.cut += front.cost() as u64;
+                self.tail_bytes -= front.cost();
                 self.tail.pop_front();
             } else {
-                let at = ceil_boundary(front, excess);
-                front.drain(..at);
+                let at = ceil_boundary(&front.text, excess);
+                front.text.drain(..at);
                 self.cut += at as u64;
                 self.tail_bytes -= at;
             }
@@ -301,17 +324,22 @@ impl Capture {
     }
 
     /// What was held, in order, when the workflow ends: the head's share of
-    /// the crossing line, the marker (if anything was cut), the tail.
-    pub fn finish(self) -> Vec<String> {
-        let mut out = Vec::with_capacity(self.tail.len() + 2);
-        out.extend(self.head_piece);
+    /// the crossing piece, the marker on a line of its own (if anything was
+    /// cut), the tail.
+    pub fn finish(self) -> Vec<Piece> {
+        let mut out = Vec::with_capacity(self.tail.len() + 3);
+        let open = self.open || self.head_piece.is_some();
+        out.extend(self.head_piece.map(|text| Piece { text, more: true }));
         if self.cut > 0 {
-            out.push(format!(
+            if open {
+                out.push(Piece::line(""));
+            }
+            out.push(Piece::line(format!(
                 "[oxiida: {} bytes of output cut here: the daemon keeps a workflow's first and last {} (--output-limit {})]",
                 self.cut,
                 format_size(self.limit / 2),
                 format_size(self.limit)
-            ));
+            )));
         }
         out.extend(self.tail);
         out
@@ -376,9 +404,9 @@ mod tests {
     #[test]
     fn output_under_the_limit_passes_whole() {
         let mut c = Capture::new(100);
-        let lines: Vec<String> = (0..10).map(|i| format!("line {i}")).collect();
-        let passed: Vec<String> = lines.iter().filter_map(|l| c.push(l.clone())).collect();
-        let all: Vec<String> = passed.into_iter().chain(c.finish()).collect();
+        let lines: Vec<Piece> = (0..10).map(|i| Piece { text: format!("line {i}"), more: i % 3 == 0 }).collect();
+        let passed: Vec<Piece> = lines.iter().filter_map(|l| c.push(l.clone())).collect();
+        let all: Vec<Piece> = passed.into_iter().chain(c.finish()).collect();
         assert_eq!(all, lines);
     }
 
@@ -387,18 +415,36 @@ mod tests {
         let mut c = Capture::new(20);
         let mut passed = Vec::new();
         for chunk in ["héllo", "wörld-wörld", "ééééééééééééééééééé", "end"] {
-            passed.extend(c.push(chunk.to_owned()));
+            passed.extend(c.push(Piece::line(chunk)).map(|p| p.text));
         }
         let cut = c.cut();
-        let rest = c.finish();
+        let rest: Vec<String> = c.finish().into_iter().map(|p| p.text).collect();
         assert_eq!(passed, ["héllo"]);
         assert!(cut > 0);
         assert!(rest.iter().any(|l| l.contains(&format!("{cut} bytes of output cut here"))), "{rest:?}");
         assert_eq!(rest.last().unwrap(), "end");
-        let kept: usize = passed.iter().chain(rest.iter().filter(|l| !l.starts_with("[oxiida"))).map(|l| l.len() + 1).sum();
+        let kept: usize =
+            passed.iter().chain(rest.iter().filter(|l| !l.is_empty() && !l.starts_with("[oxiida"))).map(|l| l.len() + 1).sum();
         // The line split at the head's end gains one newline.
         assert!(kept <= 21, "{rest:?}");
         let total: usize = ["héllo", "wörld-wörld", "ééééééééééééééééééé", "end"].iter().map(|l| l.len() + 1).sum();
         assert!((total..=total + 1).contains(&(kept + cut as usize)), "{kept} + {cut} vs {total}");
+    }
+
+    #[test]
+    fn a_print_in_pieces_is_cut_like_a_line_and_the_marker_gets_a_line_of_its_own() {
+        // One 100-byte print in pieces of 10, under a limit of 40.
+        let mut c = Capture::new(40);
+        let pieces: Vec<Piece> = (0..10).map(|i| Piece { text: format!("{i}{}", "x".repeat(9)), more: i < 9 }).collect();
+        let passed: Vec<Piece> = pieces.iter().filter_map(|p| c.push(p.clone())).collect();
+        assert_eq!(passed, pieces[..2], "the head: 20 bytes, no newline yet");
+        let cut = c.cut();
+        let rest = c.finish();
+        let text: String = passed.iter().chain(&rest).map(|p| format!("{}{}", p.text, if p.more { "" } else { "\n" })).collect();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "head, marker, tail: {text:?}");
+        assert!(lines[0].starts_with("0xxxxxxxxx1xxxxxxxxx") && lines[1].contains(&format!("{cut} bytes of output cut")), "{text:?}");
+        assert!(lines[2].ends_with("9xxxxxxxxx") && lines[2].len() <= 20, "{text:?}");
+        assert_eq!(lines[0].len() + lines[2].len() + cut as usize, 100);
     }
 }

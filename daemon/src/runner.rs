@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use oxiida::foreign::Host;
 use oxiida::{Context, Diagnostic, Interrupt, Limits, Output, Source, Stage};
 use oxiida_host::{self as plugin, PluginHost};
-use oxiida_protocol::{exit, state, ByteBuf, PluginSpec, Submit, MAX_FRAME};
+use oxiida_protocol::{exit, state, ByteBuf, PluginSpec, Submit, CHUNK, MAX_FRAME};
 
 /// The descriptor a runner finds its socket on.
 pub const FD: RawFd = 3;
@@ -39,6 +39,11 @@ pub struct HostFactory {
     /// The error is the reason the workflow cannot start (exit 2).
     #[allow(clippy::type_complexity)]
     pub make: Arc<dyn Fn(&Submit) -> Result<Arc<dyn Host>, String> + Send + Sync>,
+    /// Called once the runner has made the submitted environment its
+    /// process's own (see [`adopt_env`]), while it is still the process's
+    /// only thread: an embedder updates its own view of the environment
+    /// (Python's `os.environ`, read once at start).
+    pub env_adopted: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// What the daemon sends a runner: the submission, and the daemon's
@@ -63,8 +68,18 @@ pub enum Report {
         name: String,
         path: String,
     },
+    /// A printed value, or a piece of one (`more`: it goes on in the next
+    /// `output`), so that no report is over a frame.
     Output {
         text: String,
+        #[serde(default)]
+        more: bool,
+    },
+    /// A piece of a field of the `finished` report that follows (`error`,
+    /// `variables`), which leaves that field empty: as the protocol's `part`.
+    Part {
+        field: String,
+        data: ByteBuf,
     },
     Finished {
         state: String,
@@ -86,6 +101,26 @@ impl Reporter {
         // the reading side, which sees the same end.
         let _ = std::io::Write::write_all(&mut *self.0.lock(), &oxiida_protocol::encode(report));
     }
+
+    /// A workflow's end, its long fields sent ahead in `part` reports.
+    fn finish(&self, report: Report) {
+        let Report::Finished { state, exit_code, mut error, mut variables } = report else { return self.send(&report) };
+        let mut out = self.0.lock();
+        let mut part = |field: &str, data: &[u8]| {
+            for piece in oxiida_protocol::data_pieces(data) {
+                let part = Report::Part { field: field.into(), data: ByteBuf::from(piece) };
+                let _ = std::io::Write::write_all(&mut *out, &oxiida_protocol::encode(&part));
+            }
+        };
+        if error.as_ref().is_some_and(|e| e.len() > CHUNK) {
+            part("error", error.take().unwrap_or_default().as_bytes());
+        }
+        if variables.as_ref().is_some_and(|v| v.len() > CHUNK) {
+            part("variables", &variables.take().unwrap_or_default());
+        }
+        let end = Report::Finished { state, exit_code, error, variables };
+        let _ = std::io::Write::write_all(&mut *out, &oxiida_protocol::encode(&end));
+    }
 }
 
 /// Runs one workflow from the socket at [`FD`]: what `oxiida daemon
@@ -104,7 +139,8 @@ pub fn run_from_fd(host: Option<&HostFactory>) -> i32 {
 /// Waits for the job, runs it, reports; the process's exit status.
 pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
     // An idle runner whose daemon closed the socket has nothing to do.
-    let job = match oxiida_abi::frame::read(&mut stream, MAX_FRAME) {
+    // A submission that fit in a frame, and the daemon's default plugins.
+    let job = match oxiida_abi::frame::read(&mut stream, 2 * MAX_FRAME) {
         Ok(Some(body)) => body,
         Ok(None) => return 0,
         Err(e) => {
@@ -121,7 +157,16 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
             return 1;
         }
     };
-    mark(&job);
+    // Before any thread is started: the submitted environment becomes the
+    // process's own, or, if that cannot be done soundly, the workflow's.
+    let mut env = job.submit.env.clone().and_then(adopt_env);
+    if job.submit.env.is_some() && env.is_none() {
+        if let Some(adopted) = host.and_then(|h| h.env_adopted.as_ref()) {
+            adopted();
+        }
+    }
+    // After the environment is settled: the marker must survive it.
+    mark(&job, env.as_mut());
     // The daemon closes its end to cancel (or dies): either way, stop.
     let interrupt = Interrupt::new();
     let cancel = interrupt.clone();
@@ -140,7 +185,7 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
         let worker = std::thread::Builder::new()
             .name("oxiida-workflow".into())
             .stack_size(STACK_BYTES)
-            .spawn_scoped(scope, move || std::panic::catch_unwind(AssertUnwindSafe(|| workflow(job, host, reporter, interrupt))));
+            .spawn_scoped(scope, move || std::panic::catch_unwind(AssertUnwindSafe(|| workflow(job, env, host, reporter, interrupt))));
         match worker.map(|w| w.join()) {
             Ok(Ok(Ok(()))) => true,
             Ok(_) => {
@@ -165,10 +210,55 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
 /// find what it leaves (crate::reap). Called while the runner has one
 /// thread, before it starts anything. An environment made for shell tasks
 /// (`Context::env`) must keep this variable.
-fn mark(job: &Job) {
-    if let Some(marker) = &job.marker {
+fn mark(job: &Job, env: Option<&mut Env>) {
+    let Some(marker) = &job.marker else { return };
+    if let Some(env) = env {
+        // The workflow's own environment, which shell tasks get whole.
+        env.retain(|(name, _)| name != crate::reap::MARKER);
+        env.push((crate::reap::MARKER.into(), marker.into()));
+    }
+    // Sound only while nothing else can read the environment (see
+    // `adopt_env`); otherwise the runner's own marker, set by the daemon
+    // at its start, stays, and the daemon finds its processes by it too.
+    if only_thread() {
         std::env::set_var(crate::reap::MARKER, marker);
     }
+}
+
+/// Whether this is the process's only thread. Counting threads starts
+/// none; with one, no other can appear until this thread starts it.
+fn only_thread() -> bool {
+    std::fs::read_dir("/proc/self/task").map(Iterator::count).ok() == Some(1)
+}
+
+type Env = Vec<(std::ffi::OsString, std::ffi::OsString)>;
+
+/// Makes `env` the whole environment of this process, so that shell tasks
+/// and plugins (a C `getenv`, Python's `os.environ`) all see it: `None`.
+/// Changing the environment is sound only while no other thread can read
+/// it, so this is done only when this is the process's only thread (the
+/// runner calls it before it starts any); otherwise the environment is
+/// returned, for the workflow's [`Context`], and only its shell tasks see
+/// it. Entries no environment can hold (a name with `=` or NUL) are left out.
+pub fn adopt_env(env: std::collections::BTreeMap<ByteBuf, ByteBuf>) -> Option<Env> {
+    use std::os::unix::ffi::OsStringExt;
+    let env: Env = env
+        .into_iter()
+        .filter(|(k, v)| !k.is_empty() && !k.contains(&b'=') && !k.contains(&0) && !v.contains(&0))
+        .map(|(k, v)| (std::ffi::OsString::from_vec(k.into_vec()), std::ffi::OsString::from_vec(v.into_vec())))
+        .collect();
+    if !only_thread() {
+        return Some(env);
+    }
+    // Sound: this is the only thread (checked just above), so nothing reads
+    // the environment while it changes.
+    for (name, _) in std::env::vars_os() {
+        std::env::remove_var(name);
+    }
+    for (name, value) in env {
+        std::env::set_var(name, value);
+    }
+    None
 }
 
 fn failed(code: u8, error: String) -> Report {
@@ -180,20 +270,24 @@ struct Sink<'a>(&'a Reporter);
 
 impl Output for Sink<'_> {
     fn print(&self, text: &str) {
-        self.0.send(&Report::Output { text: text.to_owned() });
+        let pieces = oxiida_protocol::text_pieces(text);
+        let last = pieces.len() - 1;
+        for (i, piece) in pieces.into_iter().enumerate() {
+            self.0.send(&Report::Output { text: piece.to_owned(), more: i < last });
+        }
     }
 }
 
 /// Runs the job and reports its end. Calls still running (a foreign call
 /// that ignores cancellation) do not hold the runner: it exits after this.
-fn workflow(job: Job, factory: Option<&HostFactory>, reporter: &Reporter, interrupt: &Interrupt) {
+fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter: &Reporter, interrupt: &Interrupt) {
     let Job { submit, defaults, .. } = job;
     // The workflow's working directory is the runner's own, entered only
     // now: a warm runner waited in the daemon's.
     let context = match &submit.cwd {
-        None => Context::default(),
+        None => Context { cwd: None, env },
         Some(cwd) => match std::env::set_current_dir(cwd) {
-            Ok(()) => Context { cwd: Some(cwd.into()), env: None },
+            Ok(()) => Context { cwd: Some(cwd.into()), env },
             Err(e) => return reporter.send(&failed(exit::USAGE, format!("cannot enter the working directory {cwd}: {e}"))),
         },
     };
@@ -208,7 +302,7 @@ fn workflow(job: Job, factory: Option<&HostFactory>, reporter: &Reporter, interr
     let source = Source::new(submit.name, submit.source);
     let program = match oxiida::compile(&source, &*host) {
         Ok(p) => p,
-        Err(diagnostics) => return reporter.send(&not_run(&source, &diagnostics)),
+        Err(diagnostics) => return reporter.finish(not_run(&source, &diagnostics)),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -234,7 +328,7 @@ fn workflow(job: Job, factory: Option<&HostFactory>, reporter: &Reporter, interr
         },
         Err(d) => failed(exit::RUNTIME, source.render(&[d], false)),
     };
-    reporter.send(&end);
+    reporter.finish(end);
     // Left running: calls that ignore cancellation end with the process.
     runtime.shutdown_background();
     drop(host);

@@ -556,8 +556,54 @@ async fn read_frame(rd: &mut Frames) -> Frame {
     }
 }
 
+/// Sends a reply, in as many frames as it takes to keep each one under
+/// the limit (see `protocol::split`).
 async fn send(wr: &mut OwnedWriteHalf, reply: &Reply) -> bool {
-    wr.write_all(&protocol::encode(reply)).await.is_ok()
+    let long = |n: usize| n > protocol::CHUNK;
+    let big = match reply {
+        Reply::Output { text, .. } => long(text.len()),
+        Reply::Finished { error, variables, .. } => {
+            error.as_ref().is_some_and(|e| long(e.len())) || variables.as_ref().is_some_and(|v| long(v.len()))
+        }
+        Reply::Workflow(r) => long(r.source.len()) || long(r.output.len()) || r.error.as_ref().is_some_and(|e| long(e.len())),
+        _ => false,
+    };
+    if !big {
+        return wr.write_all(&protocol::encode(reply)).await.is_ok();
+    }
+    for frame in protocol::split(reply.clone()) {
+        if wr.write_all(&protocol::encode(&frame)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The summaries' share of a `workflows` frame: a page whose names are
+/// long is cut short (and says there is more) rather than over a frame.
+const LIST_BYTES: usize = protocol::MAX_FRAME / 2;
+
+/// One page of the records (`workflow list`).
+async fn list(query: protocol::List, shared: &Shared) -> Reply {
+    if let Some(s) = query.state.as_deref().filter(|s| !state::ALL.contains(s)) {
+        return error(ErrorKind::BadRequest, format!("no state `{s}`: use one of {}", state::ALL.join(", ")));
+    }
+    let limit = query.limit.unwrap_or(protocol::LIST_DEFAULT).clamp(1, protocol::LIST_MAX);
+    let page = store::Page { limit, since_ms: query.since_ms, state: query.state, before: query.before };
+    match shared.store.list(page).await {
+        Ok((mut workflows, mut more)) => {
+            let mut bytes = 0;
+            if let Some(cut) = workflows.iter().position(|w| {
+                bytes += w.name.len() + 96;
+                bytes > LIST_BYTES
+            }) {
+                workflows.truncate(cut.max(1));
+                more = true;
+            }
+            Reply::Workflows { workflows, more }
+        }
+        Err(e) => error(ErrorKind::Internal, e.to_string()),
+    }
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> Reply {
@@ -622,7 +668,11 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                 send(&mut wr, &Reply::Hello { protocol: v, server: env!("CARGO_PKG_VERSION").into(), pid: std::process::id() }).await
             }
             (false, Request::Hello { protocol: v, .. }) => {
-                let why = format!("this daemon speaks protocol version {}, the client {v}", protocol::PROTOCOL_VERSION);
+                let why = format!(
+                    "this daemon (oxiida {}) speaks protocol version {}, the client {v}: use a client of the daemon's version, or restart the daemon from the client's (`oxiida daemon restart`)",
+                    env!("CARGO_PKG_VERSION"),
+                    protocol::PROTOCOL_VERSION
+                );
                 send(&mut wr, &error(ErrorKind::Handshake, why)).await;
                 false
             }
@@ -644,10 +694,7 @@ async fn handle(request: Request, shared: &Arc<Shared>, rd: &mut Frames, wr: &mu
         Request::Hello { .. } => error(ErrorKind::Handshake, "this connection has already shaken hands"),
         Request::Status => Reply::Status(status(shared)),
         Request::Submit(submit) => return self::submit(submit, shared, rd, wr).await,
-        Request::List => match shared.store.list().await {
-            Ok(workflows) => Reply::Workflows { workflows },
-            Err(e) => error(ErrorKind::Internal, e.to_string()),
-        },
+        Request::List(query) => list(query, shared).await,
         Request::Show { id } => match shared.store.show(id).await {
             Ok(Some(record)) => Reply::Workflow(record),
             Ok(None) => error(ErrorKind::NotFound, format!("no workflow {id}")),
@@ -686,7 +733,8 @@ fn status(shared: &Shared) -> Status {
             .iter()
             .map(|w| Summary {
                 id: w.id,
-                name: w.name.clone(),
+                // Cut as `list` cuts it: many long names must not outgrow a frame.
+                name: w.name.chars().take(1024).collect(),
                 state: if shared.queue.is_queued(w.id) { state::QUEUED } else { state::RUNNING }.into(),
                 exit_code: None,
                 submitted_ms: w.submitted_ms,
@@ -780,8 +828,8 @@ async fn stream(id: u64, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(Event::Output(text)) => {
-                    if !send(wr, &Reply::Output { id, text }).await {
+                Some(Event::Output { text, more }) => {
+                    if !send(wr, &Reply::Output { id, text, more }).await {
                         return false;
                     }
                 }

@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS output (
     text TEXT NOT NULL,
     PRIMARY KEY (workflow, seq)
 );
+-- For `list`'s pages (added in 0.2; `IF NOT EXISTS` builds them once in an
+-- older database, the first time a daemon opens it).
+CREATE INDEX IF NOT EXISTS workflows_by_state ON workflows(state, id);
+CREATE INDEX IF NOT EXISTS workflows_by_submitted ON workflows(submitted_ms);
 ";
 
 /// Why the store cannot be opened or did not answer. Each message says what
@@ -91,6 +95,14 @@ pub struct New {
     pub cwd: Option<String>,
 }
 
+/// Which records one `list` answers with: the newest first.
+pub struct Page {
+    pub limit: u32,
+    pub since_ms: Option<i64>,
+    pub state: Option<String>,
+    pub before: Option<u64>,
+}
+
 pub struct Finish {
     pub state: &'static str,
     pub exit_code: Option<i32>,
@@ -105,7 +117,9 @@ enum Op {
     Note(u64, String),
     /// With a sender, told once the end is committed.
     Finished(u64, Finish, i64, Option<oneshot::Sender<Result<(), StoreError>>>),
-    List(oneshot::Sender<Result<Vec<Summary>, StoreError>>),
+    /// The page, and whether more records match.
+    #[allow(clippy::type_complexity)]
+    List(Page, oneshot::Sender<Result<(Vec<Summary>, bool), StoreError>>),
     Show(u64, oneshot::Sender<Result<Option<Record>, StoreError>>),
     /// Commits, then ends the thread; the sender learns when it is done.
     Close(std::sync::mpsc::Sender<()>),
@@ -320,9 +334,10 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    pub async fn list(&self) -> Result<Vec<Summary>, StoreError> {
+    /// One page of summaries, newest first, and whether more match.
+    pub async fn list(&self, page: Page) -> Result<(Vec<Summary>, bool), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Op::List(tx));
+        self.send(Op::List(page, tx));
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -429,7 +444,7 @@ fn refuse(op: Op, error: impl Fn() -> StoreError, closing: &mut Option<std::sync
                 let _ = to.send(Err(error()));
             }
         }
-        Op::List(to) => drop(to.send(Err(error()))),
+        Op::List(_, to) => drop(to.send(Err(error()))),
         Op::Show(_, to) => drop(to.send(Err(error()))),
         Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) => {
             log(&format!("workflow {id}: a change to its record was lost: {}", error()))
@@ -498,15 +513,37 @@ fn apply(db: &Connection, op: Op, highest: &mut u64) -> rusqlite::Result<Option<
                 None => return updated.map(|()| None),
             }
         }
-        Op::List(to) => reply(to, list(db)),
+        Op::List(page, to) => reply(to, list(db, &page)),
         Op::Show(id, to) => reply(to, show(db, id)),
         Op::Close(done) => Applied::Close(done),
     }))
 }
 
-fn list(db: &Connection) -> rusqlite::Result<Vec<Summary>> {
-    let mut stmt = db.prepare_cached("SELECT id, name, state, exit_code, submitted_ms, finished_ms FROM workflows ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
+/// A page through indexes alone, whatever the table's size: ids grow with
+/// submission times, so `since` becomes a lower bound on the id (the id of
+/// the first workflow submitted since then, one lookup in
+/// `workflows_by_submitted`), and the page is a walk down the ids (the
+/// table itself, or `workflows_by_state` for one state) from `before`,
+/// stopping after `limit + 1` rows. The time is still checked on every row
+/// (`+` keeps the planner off that index). Only if the clock was set back
+/// between two submissions can the bound skip a workflow that matches.
+fn list(db: &Connection, page: &Page) -> rusqlite::Result<(Vec<Summary>, bool)> {
+    let from: i64 = match page.since_ms {
+        None => 0,
+        Some(since) => db
+            .prepare_cached("SELECT id FROM workflows WHERE submitted_ms >= ?1 ORDER BY submitted_ms, id LIMIT 1")?
+            .query_row(params![since], |r| r.get::<_, i64>(0))
+            .optional()?
+            .unwrap_or(i64::MAX),
+    };
+    let before = page.before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+    let sql = format!(
+        "SELECT id, substr(name, 1, 1024), state, exit_code, submitted_ms, finished_ms FROM workflows
+         WHERE id >= ?1 AND id < ?2 AND +submitted_ms >= ?3 {} ORDER BY id DESC LIMIT ?5",
+        if page.state.is_some() { "AND state = ?4" } else { "AND ?4 IS NULL" }
+    );
+    let mut stmt = db.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![from, before, page.since_ms.unwrap_or(i64::MIN), page.state, i64::from(page.limit) + 1], |r| {
         Ok(Summary {
             id: r.get::<_, i64>(0)? as u64,
             name: r.get(1)?,
@@ -516,7 +553,38 @@ fn list(db: &Connection) -> rusqlite::Result<Vec<Summary>> {
             finished_ms: r.get(5)?,
         })
     })?;
-    rows.collect()
+    let mut all = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = all.len() > page.limit as usize;
+    all.truncate(page.limit as usize);
+    Ok((all, more))
+}
+
+/// For benchmarks and tests: adds `count` finished workflows to the
+/// database at `path` (created if missing), in one transaction, through
+/// this module's schema. The first was submitted `span_ms` ago, the last
+/// now; their states go round succeeded, failed, killed, interrupted,
+/// succeeded. Not for use on a database a daemon has open.
+#[doc(hidden)]
+pub fn fill(path: &Path, count: u64, span_ms: i64) -> Result<(), StoreError> {
+    let prepare = |source| StoreError::Prepare { path: path.to_owned(), source };
+    let mut db = Connection::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+    db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;").and_then(|()| db.execute_batch(SCHEMA)).map_err(prepare)?;
+    let tx = db.transaction().map_err(StoreError::Query)?;
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO workflows (name, source, plugins, state, exit_code, submitted_ms, started_ms, finished_ms)
+                 VALUES (?1, 'print 1;', '', ?2, ?3, ?4, ?4, ?4 + 5)",
+            )
+            .map_err(StoreError::Query)?;
+        let (now, states) = (now_ms(), [("succeeded", 0), ("failed", 1), ("killed", 130), ("interrupted", 130), ("succeeded", 0)]);
+        for i in 0..count {
+            let (state, code) = states[(i % 5) as usize];
+            let at = now - span_ms + (span_ms as i128 * i128::from(i) / i128::from(count.max(1))) as i64;
+            insert.execute(params![format!("wf{}.ox", i + 1), state, code, at]).map_err(StoreError::Query)?;
+        }
+    }
+    tx.commit().map_err(StoreError::Query)
 }
 
 fn show(db: &Connection, id: u64) -> rusqlite::Result<Option<Record>> {
@@ -574,7 +642,10 @@ mod tests {
         store.close();
 
         let store = open(&path).unwrap();
-        let all = rt.block_on(store.list()).unwrap();
+        let page = Page { limit: 10, since_ms: None, state: None, before: None };
+        let (mut all, more) = rt.block_on(store.list(page)).unwrap();
+        all.reverse();
+        assert!(!more);
         let states: Vec<(&str, &str)> = all.iter().map(|s| (s.name.as_str(), s.state.as_str())).collect();
         assert_eq!(states, [("done.ox", "succeeded"), ("left.ox", "interrupted")]);
         let record = rt.block_on(store.show(done)).unwrap().unwrap();
@@ -624,6 +695,63 @@ mod tests {
         store.close();
         let saved = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("workflows-saved-"));
         assert_eq!(saved.count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_older_database_gets_its_indexes_when_opened() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-upgrade-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        let before_indexes = SCHEMA.split("-- For `list`").next().unwrap();
+        Connection::open(&path).unwrap().execute_batch(before_indexes).unwrap();
+        let indexes = |db: &Connection| -> Vec<String> {
+            let mut stmt =
+                db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'workflows_by_%' ORDER BY name").unwrap();
+            stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        assert!(indexes(&Connection::open(&path).unwrap()).is_empty());
+        open(&path).unwrap().close();
+        assert_eq!(indexes(&Connection::open(&path).unwrap()), ["workflows_by_state", "workflows_by_submitted"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_page_is_read_through_indexes_however_it_is_filtered() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-pages-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        fill(&path, 1000, 1_000_000).unwrap();
+        let db = Connection::open(&path).unwrap();
+        let pages = [
+            Page { limit: 10, since_ms: None, state: None, before: None },
+            Page { limit: 10, since_ms: Some(now_ms() - 500_000), state: None, before: Some(900) },
+            Page { limit: 10, since_ms: None, state: Some("failed".into()), before: Some(500) },
+            Page { limit: 10, since_ms: Some(0), state: Some("killed".into()), before: None },
+        ];
+        for page in &pages {
+            let (rows, more) = list(&db, page).unwrap();
+            assert!(rows.len() == 10 && more, "a full page, and more");
+            assert!(rows.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+            assert!(rows.iter().all(|r| page.state.as_deref().is_none_or(|s| r.state == s) && r.id < page.before.unwrap_or(u64::MAX)));
+        }
+        // No step of any plan walks the whole table or sorts it.
+        let sql = |state: bool| {
+            format!(
+                "EXPLAIN QUERY PLAN SELECT id FROM workflows WHERE id >= 1 AND id < 900 AND +submitted_ms >= 0 {} ORDER BY id DESC LIMIT 11",
+                if state { "AND state = 'failed'" } else { "" }
+            )
+        };
+        for query in [
+            sql(false),
+            sql(true),
+            "EXPLAIN QUERY PLAN SELECT id FROM workflows WHERE submitted_ms >= 5 ORDER BY submitted_ms, id LIMIT 1".into(),
+        ] {
+            let plan: Vec<String> =
+                db.prepare(&query).unwrap().query_map([], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+            let plan = plan.join("; ");
+            assert!(plan.contains("SEARCH") && !plan.contains("TEMP B-TREE"), "{query}: {plan}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,7 +24,7 @@ use tokio::process::Child;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::codec::FramedRead;
 
-use crate::limits::{format_size, Capture};
+use crate::limits::{format_size, Capture, Piece};
 use crate::log;
 use crate::runner::{self, Job, Report};
 use crate::server::Shared;
@@ -54,8 +54,17 @@ const WARM: usize = 2;
 /// What a waiting client hears about its workflow.
 #[derive(Debug)]
 pub enum Event {
-    Output(String),
-    Finished { state: &'static str, exit_code: Option<i32>, error: Option<String>, variables: Option<Vec<u8>> },
+    /// A printed value, or a piece of one that goes on in the next (`more`).
+    Output {
+        text: String,
+        more: bool,
+    },
+    Finished {
+        state: &'static str,
+        exit_code: Option<i32>,
+        error: Option<String>,
+        variables: Option<Vec<u8>>,
+    },
 }
 
 /// A workflow that has not finished yet, as the server sees it.
@@ -334,15 +343,23 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
     };
     let (last_words, stderr_done) = read_stderr(running.id, child.stderr.take());
     let mut capture = Capture::new(shared.limits.output);
-    let emit = |text: String| {
-        let seq = running.printed.fetch_add(1, Ordering::Relaxed);
-        shared.store.output(running.id, seq, text.clone());
-        running.tell(|| Event::Output(text.clone()));
+    // A print that came in pieces is recorded once whole (the capture
+    // bounds it); its pieces go to waiting clients as they come.
+    let mut line = String::new();
+    let mut emit = |piece: Piece| {
+        running.tell(|| Event::Output { text: piece.text.clone(), more: piece.more });
+        line.push_str(&piece.text);
+        if !piece.more {
+            let seq = running.printed.fetch_add(1, Ordering::Relaxed);
+            shared.store.output(running.id, seq, std::mem::take(&mut line));
+        }
     };
     let (rd, wr) = stream.into_split();
     let mut wr = Some(wr);
     let mut frames = FramedRead::new(rd, crate::server::codec());
     let mut end = None;
+    // The pieces of the end's long fields.
+    let mut parts = oxiida_protocol::Parts::default();
     let mut kill_at: Option<tokio::time::Instant> = None;
     loop {
         let grace = async {
@@ -355,9 +372,9 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
             frame = frames.next() => match frame {
                 Some(Ok(frame)) => match rmp_serde::from_slice::<Report>(&frame[HEADER_LEN..]) {
                     Ok(Report::Loaded { name, path }) => shared.loaded(path.into(), name),
-                    Ok(Report::Output { text }) => {
+                    Ok(Report::Output { text, more }) => {
                         let had_cut = capture.cut() > 0;
-                        if let Some(text) = capture.push(text) {
+                        if let Some(text) = capture.push(Piece { text, more }) {
                             emit(text);
                         } else if !had_cut && capture.cut() > 0 {
                             log(&format!(
@@ -367,6 +384,7 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
                             ));
                         }
                     }
+                    Ok(Report::Part { field, data }) => parts.add(field, &data),
                     Ok(report @ Report::Finished { .. }) => {
                         end = Some(report);
                         break;
@@ -406,13 +424,24 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
         }
     };
     // What was held back (the tail of output over the limit), before the end.
-    for text in capture.finish() {
-        emit(text);
+    for piece in capture.finish() {
+        emit(piece);
+    }
+    // A value cut short by the runner's end is recorded as far as it came.
+    if !line.is_empty() {
+        let seq = running.printed.fetch_add(1, Ordering::Relaxed);
+        shared.store.output(running.id, seq, line);
     }
     let cancelled = running.interrupt.is_triggered();
     match end {
         Some(Report::Finished { state: s, .. }) if s == state::INTERRUPTED => (running.cancelled(), None),
         Some(Report::Finished { state: s, exit_code, error, variables }) => {
+            // The long fields sent ahead in parts, put back.
+            let mut whole = oxiida_protocol::Reply::Finished { id: running.id, state: s.clone(), exit_code, error, variables };
+            if let Err(e) = parts.fill(&mut whole) {
+                log(&format!("workflow {}: its runner sent bad parts ({e})", running.id));
+            }
+            let oxiida_protocol::Reply::Finished { error, variables, .. } = whole else { unreachable!("filled in place") };
             let state = [state::SUCCEEDED, state::FAILED, state::KILLED].into_iter().find(|k| *k == s).unwrap_or(state::FAILED);
             (Finish { state, exit_code, error }, variables.map(|v| v.into_vec()))
         }

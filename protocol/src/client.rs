@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::messages::{self as protocol, ErrorKind, Reply, ReplyError, Request, PROTOCOL_VERSION};
+use crate::messages::{self as protocol, ErrorKind, Parts, Reply, ReplyError, Request, MAX_FRAME, PROTOCOL_VERSION};
 use crate::Paths;
 
 pub struct Client {
@@ -42,6 +42,9 @@ pub enum ConnectError {
 /// Why a request got no reply a client can use.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// The request would be a frame over [`MAX_FRAME`]; nothing was sent.
+    #[error("the request is {size} bytes, over the daemon's limit of {} MiB per message; nothing was sent. Keep large data out of the workflow's source (have the workflow read it from a file) and out of the environment", MAX_FRAME >> 20)]
+    TooLarge { size: usize },
     #[error("cannot send to the daemon: {0}")]
     Send(#[source] io::Error),
     #[error("cannot read from the daemon: {0}")]
@@ -138,18 +141,32 @@ impl Client {
         unsafe { libc::poll(&mut fd, 1, ms) > 0 }
     }
 
+    /// Sends one request; one over [`MAX_FRAME`] is refused here, unsent.
     pub fn send(&mut self, request: &Request) -> Result<(), CallError> {
-        protocol::write_frame(&mut self.stream, request).map_err(CallError::Send)
+        use std::io::Write;
+        let frame = protocol::encode(request);
+        if frame.len() - oxiida_abi::frame::HEADER_LEN > MAX_FRAME {
+            return Err(CallError::TooLarge { size: frame.len() - oxiida_abi::frame::HEADER_LEN });
+        }
+        self.stream.write_all(&frame).map_err(CallError::Send)
     }
 
     /// The next reply, after printing any notices; an error reply is an Err.
+    /// Fields sent ahead in `part` frames are put back: a reply comes
+    /// whole, however many frames it took. A long printed value still
+    /// comes as several `output` replies (`more`), as it was streamed.
     pub fn recv(&mut self) -> Result<Reply, CallError> {
+        let mut parts = Parts::default();
         loop {
             let body = protocol::read_frame(&mut self.stream).map_err(CallError::Read)?.ok_or(CallError::Closed)?;
             match protocol::decode_reply(&body)? {
                 Reply::Notice { message } => eprintln!("oxiida: daemon notice: {message}"),
                 Reply::Error { kind, message } => return Err(CallError::Daemon { kind, message }),
-                reply => return Ok(reply),
+                Reply::Part { field, data } => parts.add(field, &data),
+                mut reply => {
+                    parts.fill(&mut reply)?;
+                    return Ok(reply);
+                }
             }
         }
     }

@@ -11,11 +11,21 @@ use oxiida_abi::frame;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-/// Bumped when a change would make an older peer misread a frame.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped when a change would make an older peer misread a frame. 2: a
+/// field too big for one frame comes ahead of its reply in `part` frames,
+/// and one printed value may span several `output` frames (`more`); a
+/// version-1 client would have taken such a reply for an empty field.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Larger frames are refused before they are read: a bad length must not
 /// make the daemon allocate gigabytes.
 pub const MAX_FRAME: usize = 16 << 20;
+/// The most bytes of text or data one `output` or `part` frame carries:
+/// anything larger is sent in pieces, so no frame nears [`MAX_FRAME`].
+pub const CHUNK: usize = 1 << 20;
+/// The most workflows one `list` answers with.
+pub const LIST_MAX: u32 = 10_000;
+/// How many workflows a `list` without a `limit` answers with.
+pub const LIST_DEFAULT: u32 = 100;
 
 /// What a client asks. The first request on a connection must be `Hello`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,7 +37,7 @@ pub enum Request {
     },
     Status,
     Submit(Submit),
-    List,
+    List(List),
     Show {
         id: u64,
     },
@@ -43,6 +53,25 @@ pub enum Request {
 
 /// The request names, for telling "unknown request" from "bad request".
 const REQUESTS: [&str; 7] = ["hello", "status", "submit", "list", "show", "kill", "shutdown"];
+
+/// One page of the records, newest first. Every field is optional (a
+/// client that sends none gets the newest [`LIST_DEFAULT`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct List {
+    /// At most this many (capped at [`LIST_MAX`]).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Only workflows submitted at or after this time (ms since the epoch).
+    #[serde(default)]
+    pub since_ms: Option<i64>,
+    /// Only workflows in this state (see [`crate::state::ALL`]).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only workflows with a smaller id: the next page after one whose
+    /// oldest workflow had this id.
+    #[serde(default)]
+    pub before: Option<u64>,
+}
 
 /// A plugin for one workflow: a library path the client resolved (the
 /// daemon's working directory and search path are not the client's), and
@@ -75,6 +104,11 @@ pub struct Submit {
     /// plugin's session config (e.g. functions pickled by a Python client).
     #[serde(default)]
     pub extra: BTreeMap<String, ByteBuf>,
+    /// The whole environment the workflow runs with (its runner's own
+    /// process environment), names and values as bytes; `None`: the
+    /// daemon's. The CLI sends its own unless `submit --no-env`.
+    #[serde(default)]
+    pub env: Option<BTreeMap<ByteBuf, ByteBuf>>,
 }
 
 /// What the daemon answers. Any reply may be preceded by `notice` frames.
@@ -98,9 +132,20 @@ pub enum Reply {
     Submitted {
         id: u64,
     },
+    /// One printed value, or a piece of one: `more` says that the value
+    /// goes on in the next `output` frame (no newline after this piece).
     Output {
         id: u64,
         text: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        more: bool,
+    },
+    /// A piece of field `field` of the next reply that is not a `part`
+    /// (nor a `notice` or `output`): that reply leaves the field empty, and
+    /// its value is the concatenation of its parts' `data`.
+    Part {
+        field: String,
+        data: ByteBuf,
     },
     Finished {
         id: u64,
@@ -114,6 +159,10 @@ pub enum Reply {
     },
     Workflows {
         workflows: Vec<Summary>,
+        /// More workflows match than this page holds: ask again with
+        /// `before` set to the last id of this page.
+        #[serde(default)]
+        more: bool,
     },
     Workflow(Record),
     Killing {
@@ -212,8 +261,134 @@ pub struct RequestError {
 
 /// A reply this client cannot read.
 #[derive(Debug, thiserror::Error)]
-#[error("the daemon sent a reply this client cannot read: {0}")]
-pub struct ReplyError(#[from] rmp_serde::decode::Error);
+pub enum ReplyError {
+    #[error("the daemon sent a reply this client cannot read: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    /// `part` frames that do not fit the reply after them.
+    #[error("the daemon sent a reply this client cannot read: {0}")]
+    Parts(String),
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The largest `n <= at` where `text` may be cut (a character boundary),
+/// and never 0 when `at` is not: a piece always has a character in it.
+fn cut(text: &str, at: usize) -> usize {
+    if at >= text.len() {
+        return text.len();
+    }
+    let back = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    if back > 0 {
+        back
+    } else {
+        (at..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len())
+    }
+}
+
+/// `text` in pieces of at most [`CHUNK`] bytes, each whole UTF-8; one
+/// (maybe empty) piece for a short text.
+pub fn text_pieces(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::with_capacity(text.len() / CHUNK + 1);
+    let mut rest = text;
+    loop {
+        let n = cut(rest, CHUNK);
+        pieces.push(&rest[..n]);
+        rest = &rest[n..];
+        if rest.is_empty() {
+            return pieces;
+        }
+    }
+}
+
+/// `data` in pieces of at most [`CHUNK`] bytes, cut between UTF-8
+/// characters when it is text (a text split this way keeps every piece
+/// valid, for readers that decode each one).
+pub fn data_pieces(data: &[u8]) -> Vec<&[u8]> {
+    match std::str::from_utf8(data) {
+        Ok(text) => text_pieces(text).into_iter().map(str::as_bytes).collect(),
+        Err(_) => data.chunks(CHUNK).collect(),
+    }
+}
+
+/// One reply as the frames it is sent in, none of them over [`MAX_FRAME`]:
+/// a printed value longer than [`CHUNK`] becomes several `output` frames
+/// (`more` on all but the last); a `finished` or `workflow` field longer
+/// than that goes ahead of its reply in `part` frames, and the reply
+/// leaves it empty. [`Parts`] puts the fields back together.
+pub fn split(reply: Reply) -> Vec<Reply> {
+    fn take(field: &str, value: &mut Vec<u8>, parts: &mut Vec<Reply>) {
+        if value.len() > CHUNK {
+            let data = std::mem::take(value);
+            parts.extend(data_pieces(&data).into_iter().map(|d| Reply::Part { field: field.into(), data: ByteBuf::from(d) }));
+        }
+    }
+    fn take_text(field: &str, value: &mut String, parts: &mut Vec<Reply>) {
+        let mut bytes = std::mem::take(value).into_bytes();
+        take(field, &mut bytes, parts);
+        *value = String::from_utf8(bytes).expect("a text split on character boundaries stays text");
+    }
+    let mut frames = Vec::new();
+    match reply {
+        Reply::Output { id, text, more } if text.len() > CHUNK => {
+            let pieces = text_pieces(&text);
+            let last = pieces.len() - 1;
+            frames.extend(pieces.into_iter().enumerate().map(|(i, p)| Reply::Output { id, text: p.into(), more: more || i < last }));
+        }
+        Reply::Finished { id, state, exit_code, mut error, mut variables } => {
+            if let Some(e) = error.as_mut() {
+                take_text("error", e, &mut frames);
+            }
+            if let Some(v) = variables.as_mut() {
+                take("variables", v, &mut frames);
+            }
+            frames.push(Reply::Finished { id, state, exit_code, error, variables });
+        }
+        Reply::Workflow(mut record) => {
+            take_text("source", &mut record.source, &mut frames);
+            take_text("output", &mut record.output, &mut frames);
+            if let Some(e) = record.error.as_mut() {
+                take_text("error", e, &mut frames);
+            }
+            frames.push(Reply::Workflow(record));
+        }
+        other => frames.push(other),
+    }
+    frames
+}
+
+/// The `part` frames read ahead of a reply, for [`Parts::fill`].
+#[derive(Debug, Default)]
+pub struct Parts(BTreeMap<String, Vec<u8>>);
+
+impl Parts {
+    pub fn add(&mut self, field: String, data: &[u8]) {
+        self.0.entry(field).or_default().extend_from_slice(data);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Puts the parts read so far into `reply`'s fields, and forgets them.
+    pub fn fill(&mut self, reply: &mut Reply) -> Result<(), ReplyError> {
+        let parts = std::mem::take(&mut self.0);
+        for (field, data) in parts {
+            let text =
+                |data: Vec<u8>| String::from_utf8(data).map_err(|_| ReplyError::Parts(format!("the parts of `{field}` are not UTF-8")));
+            match (&mut *reply, field.as_str()) {
+                (Reply::Finished { variables, .. }, "variables") => *variables = Some(ByteBuf::from(data)),
+                (Reply::Finished { error, .. }, "error") => *error = Some(text(data)?),
+                (Reply::Workflow(r), "source") => r.source = text(data)?,
+                (Reply::Workflow(r), "output") => r.output = text(data)?,
+                (Reply::Workflow(r), "error") => r.error = Some(text(data)?),
+                _ => return Err(ReplyError::Parts(format!("`part` frames of `{field}` came before a reply without that field"))),
+            }
+        }
+        Ok(())
+    }
+}
 
 /// One message as a frame: its MessagePack body behind the one framing,
 /// `oxiida_abi::frame`.
@@ -288,11 +463,82 @@ mod tests {
         assert!(frame_len((MAX_FRAME as u32 + 1).to_be_bytes()).is_err());
     }
 
+    #[test]
+    fn an_environment_may_be_sent_as_text_or_bytes() {
+        let text = rmp_serde::to_vec_named(&shapes::WithEnv {
+            kind: "submit",
+            name: "a",
+            source: "b",
+            env: [("HOME", "/home/me")].into_iter().collect(),
+        })
+        .unwrap();
+        let Ok(Request::Submit(submit)) = decode_request(&text) else { panic!("not a submit") };
+        let env = submit.env.unwrap();
+        assert_eq!(env.get(&ByteBuf::from(b"HOME".to_vec())).map(|v| v.as_slice()), Some(&b"/home/me"[..]));
+        let bytes = encode(&Request::Submit(Submit { env: Some(env.clone()), ..Submit::default() }));
+        let Ok(Request::Submit(back)) = decode_request(&bytes[4..]) else { panic!("not a submit") };
+        assert_eq!(back.env, Some(env));
+    }
+
+    #[test]
+    fn a_list_without_fields_is_a_list_of_the_default_page() {
+        let bare = rmp_serde::to_vec_named(&shapes::Tag { kind: "list" }).unwrap();
+        let Ok(Request::List(list)) = decode_request(&bare) else { panic!("not a list") };
+        assert!(list.limit.is_none() && list.state.is_none() && list.since_ms.is_none() && list.before.is_none());
+    }
+
+    #[test]
+    fn long_fields_go_ahead_in_parts_and_come_back_whole() {
+        // Three-byte characters, so that CHUNK falls inside one.
+        let text: String = "a€".repeat(CHUNK / 2);
+        let bytes = vec![7u8; 3 * CHUNK + 5];
+        let finished = Reply::Finished {
+            id: 1,
+            state: "succeeded".into(),
+            exit_code: Some(0),
+            error: Some(text.clone()),
+            variables: Some(bytes.clone().into()),
+        };
+        let frames = split(finished);
+        assert_eq!(frames.len(), 2 + 4 + 1);
+        let mut parts = Parts::default();
+        for frame in &frames {
+            let encoded = encode(frame);
+            assert!(encoded.len() - 4 <= CHUNK + 64, "a frame of {} bytes", encoded.len());
+            match decode_reply(&encoded[4..]).unwrap() {
+                Reply::Part { field, data } => {
+                    if field == "error" {
+                        assert!(std::str::from_utf8(&data).is_ok(), "each piece of a text is whole UTF-8");
+                    }
+                    parts.add(field, &data)
+                }
+                mut last => {
+                    parts.fill(&mut last).unwrap();
+                    let Reply::Finished { error, variables, .. } = last else { panic!("not the end") };
+                    assert_eq!((error.unwrap(), variables.unwrap().into_vec()), (text.clone(), bytes.clone()));
+                }
+            }
+        }
+        let output = split(Reply::Output { id: 1, text: text.clone(), more: false });
+        let mores: Vec<bool> = output.iter().map(|o| matches!(o, Reply::Output { more: true, .. })).collect();
+        assert_eq!(mores, [true, false]);
+        let joined: String = output.into_iter().map(|o| if let Reply::Output { text, .. } = o { text } else { panic!() }).collect();
+        assert_eq!(joined, text);
+    }
+
     mod shapes {
         #[derive(serde::Serialize)]
         pub struct Tag {
             #[serde(rename = "type")]
             pub kind: &'static str,
+        }
+        #[derive(serde::Serialize)]
+        pub struct WithEnv {
+            #[serde(rename = "type")]
+            pub kind: &'static str,
+            pub name: &'static str,
+            pub source: &'static str,
+            pub env: std::collections::BTreeMap<&'static str, &'static str>,
         }
         #[derive(serde::Serialize)]
         pub struct Minimal {

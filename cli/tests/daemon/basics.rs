@@ -465,7 +465,7 @@ fn bad_bytes_get_error_replies_and_the_daemon_serves_on() {
         kind: &'static str,
     }
     let odd = |kind| protocol::encode(&Odd { kind });
-    let after = [hello(), odd("frobnicate"), odd("show"), hello(), protocol::encode(&Request::List)].concat();
+    let after = [hello(), odd("frobnicate"), odd("show"), hello(), protocol::encode(&Request::List(Default::default()))].concat();
     let r = replies(&exchange(&sock, &after, true));
     assert_eq!((error_kind(&r[1]), error_kind(&r[2]), error_kind(&r[3])), (UnknownRequest, BadRequest, Handshake), "{r:?}");
     assert!(matches!(r[4], Reply::Workflows { .. }), "{r:?}");
@@ -519,7 +519,7 @@ fn two_hundred_concurrent_submits_all_complete_and_are_recorded() {
     });
     let until = Instant::now() + Duration::from_secs(60);
     loop {
-        let list = text(&d.run(&["workflow", "list"]).stdout);
+        let list = text(&d.run(&["workflow", "list", "--limit", "1000"]).stdout);
         let rows: Vec<&str> = list.lines().skip(1).collect();
         assert_eq!(rows.len(), CLIENTS * EACH, "every submit is recorded");
         if rows.iter().all(|r| r.contains(" succeeded ")) {

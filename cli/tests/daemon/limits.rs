@@ -132,7 +132,7 @@ fn five_hundred_waiting_clients_under_a_low_open_file_limit_all_succeed() {
         let status = text(&d.run(&["daemon", "status"]).stdout);
         let queued = status.lines().find_map(|l| l.strip_prefix("queued workflows: ")).and_then(|n| n.parse::<usize>().ok());
         seen_queued = queued.is_some_and(|n| n > 0);
-        if text(&d.run(&["workflow", "list"]).stdout).lines().filter(|l| l.contains("succeeded")).count() == CLIENTS {
+        if text(&d.run(&["workflow", "list", "--limit", "1000"]).stdout).lines().filter(|l| l.contains("succeeded")).count() == CLIENTS {
             break;
         }
     }
@@ -140,7 +140,7 @@ fn five_hundred_waiting_clients_under_a_low_open_file_limit_all_succeed() {
         let out = client.wait_with_output().unwrap();
         assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "ok\n".into()), "{}", text(&out.stderr));
     }
-    let list = text(&d.run(&["workflow", "list"]).stdout);
+    let list = text(&d.run(&["workflow", "list", "--limit", "1000"]).stdout);
     assert_eq!(list.lines().filter(|l| l.contains(" succeeded ")).count(), CLIENTS, "{list}");
     let log = d.log();
     assert!(seen_queued || log.contains(": queued, "), "no workflow was ever queued:\n{log}");
@@ -176,6 +176,27 @@ fn output_over_the_limit_keeps_head_marker_and_tail_and_the_daemon_stays_small()
     let peak_kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").parse().unwrap();
     assert!(peak_kib < 96 << 10, "the daemon's peak RSS was {peak_kib} KiB for 256 MiB printed");
     eprintln!("daemon peak RSS {peak_kib} KiB for 256 MiB printed");
+}
+
+#[test]
+fn one_print_longer_than_the_limit_keeps_its_start_and_end_around_a_marker_line() {
+    let d = Daemon::foreground("limits-one-print", &["--output-limit", "1M"]);
+    // One print of 8 MiB (runners send it in pieces of 1 MiB), then a short one.
+    d.write("long.ox", "s = \"a\";\ni = 0;\nwhile (i < 23) { s = s + s; i = i + 1; }\nprint \"<\" + s + \">\";\nprint \"after\";\n");
+    let out = d.run(&["submit", "--wait", "long.ox"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&d.run(&["workflow", "show", "1"]).stdout);
+    for (what, all) in
+        [("the waiting client", text(&out.stdout)), ("the record", shown.split_once("--- output ---\n").unwrap().1.to_owned())]
+    {
+        let lines: Vec<&str> = all.lines().collect();
+        assert_eq!(lines.len(), 4, "{what}: head, marker, tail, after");
+        assert!(lines[0].starts_with("<aaa") && !lines[0].contains('>'), "{what}: the head");
+        assert!(lines[1].starts_with("[oxiida: ") && lines[1].contains("--output-limit 1 MiB"), "{what}: {}", lines[1]);
+        assert!(lines[2].ends_with("aaa>") && !lines[2].contains('<'), "{what}: the tail");
+        assert_eq!(lines[3], "after", "{what}");
+        assert!(all.len() < (1 << 20) + 4096, "{what}: {} bytes kept", all.len());
+    }
 }
 
 #[test]

@@ -8,4 +8,5 @@ mod support;
 
 mod basics;
 mod faults;
+mod frames;
 mod limits;

@@ -12,7 +12,7 @@ use oxiida_protocol::ByteBuf;
 use oxiida_protocol::Paths;
 use oxiida_protocol::{Reply, Request, Submit};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::convert::Crossing;
 use crate::functions::{unpickle_scope, Front, Functions};
@@ -41,7 +41,12 @@ fn workflow_host(submit: &Submit) -> Result<Arc<dyn oxiida::foreign::Host>, Stri
             None => PyDict::new(py).unbind(),
         };
         let cwd = submit.cwd.clone().unwrap_or_else(|| "/".into());
-        let functions = Functions::new(Some(scope), "the functions sent with the workflow", Front::Package, Context::new(cwd, None));
+        // `=f=` calls get the client's environment as `oxiida.run`'s get
+        // their caller's; plain calls have it already (see `env_adopted`).
+        let env = submit.env.as_ref().map(|env| {
+            env.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())).collect()
+        });
+        let functions = Functions::new(Some(scope), "the functions sent with the workflow", Front::Package, Context::new(cwd, env));
         Ok(Arc::new(PyHost::new(functions)) as Arc<dyn oxiida::foreign::Host>)
     })
 }
@@ -100,7 +105,7 @@ fn _daemon_serve(
 /// the process at once.
 #[pyfunction]
 fn _runner(py: Python<'_>) {
-    let factory = oxiida_daemon::runner::HostFactory { make: Arc::new(workflow_host) };
+    let factory = oxiida_daemon::runner::HostFactory { make: Arc::new(workflow_host), env_adopted: Some(Arc::new(refresh_environ)) };
     let code = py.detach(|| oxiida_daemon::runner::run_from_fd(Some(&factory)));
     for stream in ["stdout", "stderr"] {
         if let Ok(out) = py.import("sys").and_then(|sys| sys.getattr(stream)) {
@@ -108,6 +113,28 @@ fn _runner(py: Python<'_>) {
         }
     }
     std::process::exit(code)
+}
+
+/// Python read the environment into `os.environ` when it started; once the
+/// runner has made the client's environment its own, `os.environ` is made
+/// the same (clearing and refilling it sets the process's environment
+/// again, to the same values). Called while the runner is still its
+/// process's only thread.
+fn refresh_environ() {
+    use std::os::unix::ffi::OsStrExt;
+    let refreshed = Python::attach(|py| -> PyResult<()> {
+        let environ = py.import("os")?.getattr("environb")?;
+        let now = PyDict::new(py);
+        for (name, value) in std::env::vars_os() {
+            now.set_item(PyBytes::new(py, name.as_bytes()), PyBytes::new(py, value.as_bytes()))?;
+        }
+        environ.call_method0("clear")?;
+        environ.call_method1("update", (now,))?;
+        Ok(())
+    });
+    if let Err(e) = refreshed {
+        eprintln!("oxiida runner: os.environ was not updated to the client's environment: {e}");
+    }
 }
 
 fn sys_executable(py: Python<'_>) -> String {
@@ -126,7 +153,7 @@ fn _daemon_pid(py: Python<'_>) -> PyResult<Option<u32>> {
 /// its prints to sys.stdout and returns its variables, or raises. The
 /// daemon's notices (an environment warning) go to stderr, as the CLI's do.
 #[pyfunction]
-#[pyo3(signature = (source, file_name, pickled, cwd, wait))]
+#[pyo3(signature = (source, file_name, pickled, cwd, wait, env))]
 fn _submit<'py>(
     py: Python<'py>,
     source: String,
@@ -134,6 +161,7 @@ fn _submit<'py>(
     pickled: Vec<u8>,
     cwd: String,
     wait: bool,
+    env: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let paths = paths()?;
     let mut client = py.detach(|| Client::connect(&paths)).map_err(|e| match e {
@@ -145,7 +173,8 @@ fn _submit<'py>(
     })?;
     let mut extra = std::collections::BTreeMap::new();
     extra.insert(FUNCTIONS.to_owned(), ByteBuf::from(pickled));
-    let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, ..Submit::default() };
+    let env = env.map(|env| env.into_iter().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).collect());
+    let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, env, ..Submit::default() };
     py.detach(|| client.send(&Request::Submit(submit))).map_err(|e| OxiidaError::new_err(e.to_string()))?;
     if wait {
         client.wait_forever();
@@ -161,7 +190,9 @@ fn _submit<'py>(
             Reply::Submitted { id } if !wait => return Ok(id.into_pyobject(py)?.into_any()),
             Reply::Submitted { .. } => {}
             // Streamed prints go where `oxiida.run`'s do.
-            Reply::Output { text, .. } => oxiida::Output::print(&PyStdout, &text),
+            // A long value comes in pieces: no newline until its last.
+            Reply::Output { text, more: false, .. } => oxiida::Output::print(&PyStdout, &text),
+            Reply::Output { text, .. } => print_py(py, &text),
             Reply::Finished { state, error, variables, .. } => {
                 if let Some(error) = error {
                     return Err(OxiidaError::new_err(error));

@@ -239,3 +239,38 @@ def test_limits_are_flags_that_restart_keeps_and_a_memory_error_is_a_failed_call
         assert want in status, status
     finally:
         daemon(env, "stop")
+
+
+def test_a_workflow_runs_with_the_callers_environment(private, monkeypatch, capsys):
+    # Set after the daemon started: only the caller has it.
+    monkeypatch.setenv("OXIIDA_TEST_FROM_CLIENT", "set by the caller")
+
+    def seen(name):
+        return os.environ.get(name, "<unset>")
+
+    source = (
+        'require seen;\nplain = seen("OXIIDA_TEST_FROM_CLIENT");\nforked = =seen=("OXIIDA_TEST_FROM_CLIENT");\n'
+        'shelled = shell {"sh", ["-c", "echo -n ${OXIIDA_TEST_FROM_CLIENT-<unset>}"]}.stdout;\n'
+    )
+    out = oxiida.submit(source, wait=True)
+    assert out == {"plain": "set by the caller", "forked": "set by the caller", "shelled": "set by the caller"}
+    # The daemon's own environment, which never had it.
+    out = oxiida.submit(source, wait=True, env=False)
+    assert out == {"plain": "<unset>", "forked": "<unset>", "shelled": "<unset>"}
+    # Exactly the mapping given.
+    out = oxiida.submit('require seen;\nmine = seen("MINE");\nother = seen("OXIIDA_TEST_FROM_CLIENT");\n', wait=True, env={"MINE": "only this"})
+    assert out == {"mine": "only this", "other": "<unset>"}
+
+
+def test_values_over_a_frame_come_back_whole(private, capsys):
+    def big():
+        return "ab€é💡x" * (1 << 21)  # 24 MiB, over one 16 MiB frame
+
+    out = oxiida.submit("require big;\ns = big();\nprint s;\n", wait=True)
+    assert out["s"] == big()
+    assert capsys.readouterr().out == big() + "\n"
+
+
+def test_a_submission_over_a_frame_is_refused_unsent(private):
+    with pytest.raises(oxiida.OxiidaError, match=r"over the daemon's limit of 16 MiB per message; nothing was sent"):
+        oxiida.submit('s = "' + "x" * (17 << 20) + '";\n')

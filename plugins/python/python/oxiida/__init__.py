@@ -79,6 +79,7 @@ def submit(
     *,
     wait: bool = False,
     file_name: str = "<workflow>",
+    env: Union[bool, Mapping[str, str]] = True,
 ) -> Union[int, dict]:
     """Sends a workflow to the Python daemon (`python -m oxiida daemon start`).
 
@@ -88,7 +89,9 @@ def submit(
     workflow's own namespace. Without `wait`, returns the workflow's id at
     once; with it, prints its output to sys.stdout as it comes and returns
     its variables, or raises OxiidaError. Errors in the source raise here,
-    before anything is sent."""
+    before anything is sent. The workflow runs with the caller's environment
+    variables (`os.environ`, as it is now); `env=False` runs it with the
+    daemon's instead, and a mapping gives it exactly those variables."""
     import cloudpickle
 
     scope = dict(scope) if scope is not None else _caller_scope(1)
@@ -97,4 +100,10 @@ def submit(
         root = dotted.split(".")[0]
         if root in scope and not isinstance(scope[root], types.ModuleType):
             names[root] = scope[root]
-    return _submit(source, file_name, cloudpickle.dumps(names), os.getcwd(), wait)
+    if env is True:
+        sent = list(os.environb.items())
+    elif env is False:
+        sent = None
+    else:
+        sent = [(os.fsencode(k), os.fsencode(v)) for k, v in env.items()]
+    return _submit(source, file_name, cloudpickle.dumps(names), os.getcwd(), wait, sent)
