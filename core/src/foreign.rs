@@ -6,6 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub use crate::diagnostic::Cause;
 use crate::value::Value;
@@ -130,6 +131,10 @@ impl ForeignError {
     }
 }
 
+/// A call's keyword arguments, in the order written: `f(x, steps = 100)`
+/// passes `[("steps", 100)]`. Language 0.3.
+pub type Keywords = Vec<(Arc<str>, Value)>;
+
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Value, ForeignError>> + Send + 'static>>;
 
 /// What a workflow needs from its environment of foreign functions.
@@ -143,14 +148,30 @@ pub trait Host: Send + Sync {
     /// name cannot be provided; it becomes a resolve error at the `require`.
     fn resolve(&self, name: &ForeignName) -> Result<(), String>;
 
-    /// Calls a name that `resolve` accepted.
-    fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture;
+    /// Called by the resolver, before anything runs, for each required name
+    /// that some call passes keyword arguments to. `Err` explains why the
+    /// name cannot take them (e.g. which plugin does not declare
+    /// `OXIIDA_CAP_KEYWORDS`); it becomes an error at that call. The default
+    /// refuses: a host that ignored keywords would drop them silently.
+    fn keywords(&self, _name: &ForeignName) -> Result<(), String> {
+        Err("this host does not pass keyword arguments to foreign functions".into())
+    }
+
+    /// Calls a name that `resolve` accepted. `keywords` is empty unless
+    /// `keywords` accepted the name.
+    fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: Keywords, mode: CallMode) -> CallFuture;
 
     /// Runs a call on the calling thread, blocking it, when the host can;
     /// `None` means "use `call`". The interpreter asks only when the
     /// embedder allows it (`Limits::inline_calls`) and nothing else in the
     /// workflow is running, which saves two thread hand-offs per call.
-    fn call_here(&self, _name: &ForeignName, _args: &[Value], _mode: CallMode) -> Option<Result<Value, ForeignError>> {
+    fn call_here(
+        &self,
+        _name: &ForeignName,
+        _args: &[Value],
+        _keywords: &[(Arc<str>, Value)],
+        _mode: CallMode,
+    ) -> Option<Result<Value, ForeignError>> {
         None
     }
 }
@@ -164,7 +185,7 @@ impl Host for NoHost {
         Err("no language plugin is loaded".into())
     }
 
-    fn call(&self, name: &ForeignName, _args: Vec<Value>, _mode: CallMode) -> CallFuture {
+    fn call(&self, name: &ForeignName, _args: Vec<Value>, _keywords: Keywords, _mode: CallMode) -> CallFuture {
         let err = ForeignError::new(ForeignErrorKind::NotFound, format!("`{name}` is not provided"));
         Box::pin(async move { Err(err) })
     }

@@ -68,7 +68,13 @@ impl Host for TestHost {
         }
     }
 
-    fn call_here(&self, name: &ForeignName, args: &[Value], _mode: CallMode) -> Option<Result<Value, ForeignError>> {
+    fn call_here(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        _keywords: &[(std::sync::Arc<str>, Value)],
+        _mode: CallMode,
+    ) -> Option<Result<Value, ForeignError>> {
         let (Value::Int(a), Value::Int(b)) = (args.first()?, args.get(1)?) else { return None };
         (name.dotted() == "add").then(|| {
             self.state.inline_calls.fetch_add(1, Ordering::SeqCst);
@@ -76,7 +82,7 @@ impl Host for TestHost {
         })
     }
 
-    fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
+    fn call(&self, name: &ForeignName, args: Vec<Value>, _keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
         let state = self.state.clone();
         let name = name.dotted();
         state.calls.lock().unwrap().push((name.clone(), mode));

@@ -152,7 +152,7 @@ impl Host for PluginHost {
         Ok(())
     }
 
-    fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
+    fn call(&self, name: &ForeignName, args: Vec<Value>, _keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
         let ready = self.session_for(name, mode).and_then(|session| Ok((session, outbound::encode(&args)?)));
         let dotted = name.dotted();
         Box::pin(async move {
@@ -163,7 +163,13 @@ impl Host for PluginHost {
         })
     }
 
-    fn call_here(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Option<Result<Value, ForeignError>> {
+    fn call_here(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        _keywords: &[(std::sync::Arc<str>, Value)],
+        mode: CallMode,
+    ) -> Option<Result<Value, ForeignError>> {
         Some(self.session_for(name, mode).and_then(|session| session.call(&name.dotted(), &outbound::encode(args)?, mode)))
     }
 }

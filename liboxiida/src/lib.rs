@@ -84,8 +84,8 @@ impl Host for EmbedHost {
         })
     }
 
-    fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
-        let Some(cb) = self.callback(name) else { return self.plugins.call(name, args, mode) };
+    fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: lang::foreign::Keywords, mode: CallMode) -> CallFuture {
+        let Some(cb) = self.callback(name) else { return self.plugins.call(name, args, keywords, mode) };
         let dotted = name.dotted();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || cb.invoke(&dotted, &args))
@@ -94,10 +94,16 @@ impl Host for EmbedHost {
         })
     }
 
-    fn call_here(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Option<Result<Value, ForeignError>> {
+    fn call_here(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        keywords: &[(std::sync::Arc<str>, Value)],
+        mode: CallMode,
+    ) -> Option<Result<Value, ForeignError>> {
         match self.callback(name) {
             Some(cb) => Some(cb.invoke(&name.dotted(), args)),
-            None => self.plugins.call_here(name, args, mode),
+            None => self.plugins.call_here(name, args, keywords, mode),
         }
     }
 }

@@ -13,7 +13,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::{error, Fallible, Flow, Frame, Interpreter};
 use crate::diagnostic::{Diagnostic, Span, Stage};
-use crate::foreign::{CallMode, ForeignErrorKind};
+use crate::foreign::{CallMode, ForeignErrorKind, Keywords};
 use crate::ir::{Branch, Expr, Slot, Stmt};
 use crate::shell;
 use crate::value::Value;
@@ -125,10 +125,17 @@ impl Interpreter<'_> {
         }
     }
 
-    pub(super) async fn call_foreign(&self, function: usize, args: Vec<Value>, mode: CallMode, span: Span) -> Fallible<Value> {
+    pub(super) async fn call_foreign(
+        &self,
+        function: usize,
+        args: Vec<Value>,
+        keywords: Keywords,
+        mode: CallMode,
+        span: Span,
+    ) -> Fallible<Value> {
         let foreign = &self.program.foreign[function];
         let here = if self.limits.inline_calls && self.concurrent.load(Ordering::Relaxed) == 0 {
-            self.host.call_here(&foreign.name, &args, mode)
+            self.host.call_here(&foreign.name, &args, &keywords, mode)
         } else {
             None
         };
@@ -136,7 +143,7 @@ impl Interpreter<'_> {
             Some(result) => result,
             None => {
                 let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
-                self.host.call(&foreign.name, args, mode).await
+                self.host.call(&foreign.name, args, keywords, mode).await
             }
         };
         let err = match result {

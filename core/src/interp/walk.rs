@@ -158,7 +158,7 @@ macro_rules! walker {
                 ExprKind::Array(items) => Ok(Value::array(all!($mode self, items, f))),
                 ExprKind::Foreign { function, args, mode } => tasks_only!($mode {
                     let args = all!($mode self, args, f);
-                    self.call_foreign(*function, args, *mode, e.span).await
+                    self.call_foreign(*function, args, Vec::new(), *mode, e.span).await
                 }),
                 ExprKind::Shell { cmd, args, stdin } => tasks_only!($mode self.shell(cmd, args, stdin.as_deref(), e.span, f).await),
                 ExprKind::ShellPipe(units) => tasks_only!($mode self.shell_pipe(units, e.span).await),

@@ -226,10 +226,16 @@ impl oxiida::foreign::Host for Requires {
         Ok(())
     }
 
+    /// The runner's host decides; this one only lists names.
+    fn keywords(&self, _: &oxiida::foreign::ForeignName) -> Result<(), String> {
+        Ok(())
+    }
+
     fn call(
         &self,
         name: &oxiida::foreign::ForeignName,
         _: Vec<oxiida::value::Value>,
+        _: oxiida::foreign::Keywords,
         _: oxiida::foreign::CallMode,
     ) -> oxiida::foreign::CallFuture {
         let err = oxiida::foreign::ForeignError::new(oxiida::foreign::ForeignErrorKind::NotFound, format!("`{name}` is not provided"));

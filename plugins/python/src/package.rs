@@ -78,7 +78,7 @@ impl Host for PyHost {
         self.functions.resolve(&name.dotted())
     }
 
-    fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
+    fn call(&self, name: &ForeignName, args: Vec<Value>, _keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
         let functions = self.functions.clone();
         let dotted = name.dotted();
         Box::pin(async move {
@@ -89,7 +89,13 @@ impl Host for PyHost {
     }
 
     /// Inline: the workflow runs on a thread of its own, never the caller's.
-    fn call_here(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Option<Result<Value, ForeignError>> {
+    fn call_here(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        _keywords: &[(std::sync::Arc<str>, Value)],
+        mode: CallMode,
+    ) -> Option<Result<Value, ForeignError>> {
         Some(self.functions.call(&name.dotted(), args, mode == CallMode::Process).map_err(foreign_error))
     }
 }

@@ -114,12 +114,18 @@ impl Host for EnvHost<'_> {
 
     /// Runs at once: the interpreter awaits the future as soon as it has
     /// it, on this same thread, so there is nothing to gain by deferring.
-    fn call(&self, name: &ForeignName, args: Vec<Value>, mode: CallMode) -> CallFuture {
+    fn call(&self, name: &ForeignName, args: Vec<Value>, _keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
         let result = self.call_now(name, &args, mode);
         Box::pin(async move { result })
     }
 
-    fn call_here(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Option<Result<Value, ForeignError>> {
+    fn call_here(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        _keywords: &[(std::sync::Arc<str>, Value)],
+        mode: CallMode,
+    ) -> Option<Result<Value, ForeignError>> {
         Some(self.call_now(name, args, mode))
     }
 }
