@@ -290,10 +290,13 @@ fn the_accept_loop_survives_running_out_of_descriptors() {
     }
     let log = d.log();
     assert!(log.contains("out of open files: fewer --max-running, or a higher `ulimit -n`"), "{log}");
-    // Logged once, however long it lasts.
+    // Logged once, however long it lasts. (Connections that never say
+    // hello are closed after 5 s, so on a slow machine one episode may end
+    // and another begin: each is logged once.)
     std::thread::sleep(Duration::from_millis(500));
     let log = std::fs::read_to_string(d.dir.join("data/daemon.log")).unwrap();
-    assert_eq!(log.matches("cannot accept a connection").count(), 1, "{log}");
+    let episode = log.split("accepting connections again").next().unwrap();
+    assert_eq!(episode.matches("cannot accept a connection").count(), 1, "{log}");
     drop(held);
     // It serves again.
     d.write("one.ox", "print \"back\";\n");
