@@ -287,6 +287,10 @@ fn keywords_to_a_plugin_that_cannot_read_them_are_refused_before_running() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(65), "`oxiida check` finds it too: {}", stderr(&out));
+    // A name no plugin provides has its one error, not a second about keywords.
+    let out = run(&["run", "--plugin", &plugin_arg("")], "require nope;\nx = nope(a = 1);\n");
+    assert_eq!(out.status.code(), Some(65));
+    assert!(stderr(&out).contains("1 error found") && !stderr(&out).contains("keyword"), "{}", stderr(&out));
 }
 
 #[test]

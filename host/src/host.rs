@@ -153,11 +153,14 @@ impl Host for PluginHost {
     }
 
     /// A plugin of ABI version 3 or newer that declares `CAP_KEYWORDS`
-    /// takes keyword arguments; any other is refused, by name.
+    /// takes keyword arguments; any other is refused, by name. A name that
+    /// `resolve` refused has its error already, and never runs: no second one.
     fn keywords(&self, name: &ForeignName) -> Result<(), String> {
         let index = self.providers.lock().get(name).copied();
-        let Some(index) = index else { return Err(format!("`{name}` was never resolved")) };
-        keywords_refused(&self.sessions[index].plugin).map_or(Ok(()), Err)
+        match index {
+            Some(index) => keywords_refused(&self.sessions[index].plugin).map_or(Ok(()), Err),
+            None => Ok(()),
+        }
     }
 
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: Keywords, mode: CallMode) -> CallFuture {
