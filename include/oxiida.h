@@ -5,7 +5,8 @@
  * A plugin is a shared library exporting one symbol, `oxiida_plugin_init`.
  * The host (the oxiida runtime) calls it with a table of routines, and the
  * plugin returns its own table. A foreign call is one message: a function
- * name plus its arguments as one MessagePack array. A plugin written in C
+ * name plus its arguments as one MessagePack array (and, since version 3,
+ * its keyword arguments as one MessagePack map). A plugin written in C
  * needs nothing but this header: the host's routines decode arguments and
  * encode results, so no MessagePack library is required.
  *
@@ -20,6 +21,13 @@
  *     deprecated alias), OXIIDA_MAX_DEPTH (the same limit both ways, 128
  *     levels), OXIIDA_ERROR_CAP. The tables are those of version 1, so
  *     version-1 plugins load unchanged.
+ *   Version 3: keyword arguments (`f(x, steps = 100)`): `oxiida_message`
+ *     gains `kwargs` and `kwargs_len` at its end, OXIIDA_CAP_KEYWORDS, and
+ *     section 5 gains `oxiida_callback_kw` and `oxiida_runtime_register_kw`.
+ *     Plugins of versions 1 and 2 load unchanged: they read the message's
+ *     first fields only, and since they cannot declare OXIIDA_CAP_KEYWORDS
+ *     the host never sends them keyword arguments (a workflow that passes
+ *     some is refused before it runs).
  *
  * Names: a function that makes an object ends in `_new`, the one that ends
  * it in `_free`. Strings are UTF-8 with an explicit length and are NOT
@@ -58,7 +66,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 /** The ABI version this header describes (see "Versioning" above). */
-#define OXIIDA_ABI_VERSION 2
+#define OXIIDA_ABI_VERSION 3
 /** The oldest plugin ABI version a host built from this header accepts. */
 #define OXIIDA_ABI_MIN_COMPATIBLE 1
 
@@ -116,6 +124,12 @@ extern "C" {
  *  fresh interpreter state (the Lua plugin). Without this flag the host
  *  fails a `=f=` call to the plugin itself, without calling it. */
 #define OXIIDA_CAP_PROCESS_MODE (1u << 1)
+/** (Version 3.) The plugin reads `oxiida_message.kwargs`: calls to it may
+ *  pass keyword arguments (`f(x, steps = 100)`). Without this flag (and in
+ *  a plugin whose `abi_version` is below 3, whatever its flags) a workflow
+ *  that passes keyword arguments to one of its functions is refused before
+ *  it runs, with an error that names the plugin. */
+#define OXIIDA_CAP_KEYWORDS (1u << 2)
 
 /** `oxiida_reply.host_owned` bits: parts the host allocated and frees itself. */
 #define OXIIDA_OWNED_VALUE (1u << 0)
@@ -127,8 +141,10 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 /**
- * One foreign call, built by the host. Everything it points to is owned by
- * the host and valid only during the `call` that receives it.
+ * One foreign call, built by the host. Everything it points to (the name,
+ * the arguments' and the keyword arguments' bytes) is owned by the host and
+ * valid only during the `call` that receives it: copy what must outlive it,
+ * and never free or write to it.
  */
 typedef struct oxiida_message {
     uint32_t struct_size;
@@ -142,6 +158,17 @@ typedef struct oxiida_message {
     /** The arguments: one MessagePack array. */
     const uint8_t *args;
     size_t args_len;
+    /** (Version 3.) The keyword arguments: one MessagePack map from String
+     *  keys to values, in the order written (`f(x, steps = 100, tag = "a")`
+     *  sends {"steps": 100, "tag": "a"}), or NULL and 0 when the call passes
+     *  none. Sent only to a plugin that declares OXIIDA_CAP_KEYWORDS. Read it
+     *  like `args` (`decode`, then `len`, `key` and `item`; the map is a
+     *  level of nesting, as the arguments' array is, so a value in it nests
+     *  at most OXIIDA_MAX_DEPTH - 1 levels). Check `struct_size` first:
+     *  read these two fields only when `struct_size >= offsetof(
+     *  oxiida_message, kwargs_len) + sizeof(size_t)`. */
+    const uint8_t *kwargs;
+    size_t kwargs_len;
 } oxiida_message;
 
 /**
@@ -341,6 +368,17 @@ typedef struct oxiida_error oxiida_error;
 typedef int32_t (*oxiida_callback)(void *user_data, const oxiida_value *args, oxiida_value **result, char *error,
                                    size_t error_cap);
 
+/**
+ * (Version 3.) A foreign function that also takes keyword arguments, for
+ * `oxiida_runtime_register_kw`. As `oxiida_callback`, plus `kwargs`: a Map
+ * of the keyword arguments in the order written, empty (never NULL) when the
+ * call passes none, borrowed like `args` for the duration of the call (each
+ * value in it nests at most OXIIDA_MAX_DEPTH - 1 levels). Read it with
+ * `len`, `key` and `item`.
+ */
+typedef int32_t (*oxiida_callback_kw)(void *user_data, const oxiida_value *args, const oxiida_value *kwargs,
+                                      oxiida_value **result, char *error, size_t error_cap);
+
 /** The host routines (Section 3), for reading arguments and building results
  *  in callbacks. Valid for the life of the process. */
 const oxiida_host *oxiida_host_routines(void);
@@ -363,6 +401,14 @@ void oxiida_runtime_free(oxiida_runtime *runtime);
  *  it like any foreign function. */
 int32_t oxiida_runtime_register(oxiida_runtime *runtime, const char *name, oxiida_callback callback, void *user_data,
                                 void (*destroy)(void *user_data), oxiida_error **error);
+
+/** (Version 3.) As `oxiida_runtime_register`, for a callback that takes
+ *  keyword arguments (`f(x, steps = 100)`). A function registered with
+ *  `oxiida_runtime_register` takes none: a workflow that passes it some is
+ *  refused before it runs (OXIIDA_ERROR_RESOLVE), with an error saying to
+ *  register it with this function. Both share one set of names. */
+int32_t oxiida_runtime_register_kw(oxiida_runtime *runtime, const char *name, oxiida_callback_kw callback,
+                                   void *user_data, void (*destroy)(void *user_data), oxiida_error **error);
 
 /** Loads a plugin for later runs: `spec` (NUL-terminated) is a path or a
  *  name, optionally followed by `=CONFIG`, as for `oxiida run --plugin`.

@@ -28,8 +28,13 @@ pub use status::{Status, UnknownStatus};
 pub use value::{DecodeError, Reader, Value};
 
 /// `OXIIDA_ABI_VERSION`. 2 added `oxiida_error_free`, `OXIIDA_MAX_DEPTH` and
-/// `OXIIDA_ERROR_CAP`; the tables are those of version 1.
-pub const OXIIDA_ABI_VERSION: u32 = 2;
+/// `OXIIDA_ERROR_CAP`; the tables are those of version 1. 3 appended the
+/// keyword arguments to [`Message`] (`kwargs`, `kwargs_len`), added
+/// [`CAP_KEYWORDS`] and liboxiida's `oxiida_runtime_register_kw`; plugins of
+/// versions 1 and 2 load unchanged and get no keyword arguments.
+pub const OXIIDA_ABI_VERSION: u32 = 3;
+/// The first ABI version whose plugins may declare [`CAP_KEYWORDS`].
+pub const KEYWORDS_SINCE: u32 = 3;
 pub const OXIIDA_ABI_MIN_COMPATIBLE: u32 = 1;
 pub const PLUGIN_INIT_SYMBOL: &str = "oxiida_plugin_init";
 
@@ -71,6 +76,10 @@ pub const ERROR_RUNTIME: u32 = 3;
 
 pub const CAP_CONCURRENT_CALLS: u32 = 1 << 0;
 pub const CAP_PROCESS_MODE: u32 = 1 << 1;
+/// `OXIIDA_CAP_KEYWORDS` (version 3): the plugin reads `Message::kwargs`, so
+/// calls to it may pass keyword arguments; without it they are refused
+/// before the workflow runs.
+pub const CAP_KEYWORDS: u32 = 1 << 2;
 
 pub const OWNED_VALUE: u32 = 1 << 0;
 pub const OWNED_MESSAGE: u32 = 1 << 1;
@@ -86,6 +95,18 @@ pub struct Message {
     pub name_len: usize,
     pub args: *const u8,
     pub args_len: usize,
+    /// Version 3: the keyword arguments, one MessagePack map in the order
+    /// written; NULL and 0 when the call passes none.
+    pub kwargs: *const u8,
+    pub kwargs_len: usize,
+}
+
+impl Message {
+    /// Whether this message is long enough to carry `kwargs` (a host of
+    /// version 3 or newer built it): what a plugin checks before reading it.
+    pub fn has_kwargs_field(&self) -> bool {
+        self.struct_size as usize >= std::mem::offset_of!(Message, kwargs_len) + std::mem::size_of::<usize>()
+    }
 }
 
 /// `oxiida_reply`: the answer to one call.

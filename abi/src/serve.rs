@@ -102,8 +102,10 @@ pub unsafe fn resolve<S>(
     }
 }
 
-/// `call`: decodes the arguments, runs `run(session, name, args, in_process_mode)`
-/// and writes its value or failure into `reply`.
+/// `call` for a plugin that takes no keyword arguments (it does not declare
+/// `CAP_KEYWORDS`): decodes the arguments, runs `run(session, name, args,
+/// in_process_mode)` and writes its value or failure into `reply`. Keyword
+/// arguments, which the host never sends such a plugin, fail the call.
 ///
 /// # Safety
 /// The arguments are those the host passes to `call`; `session` came from [`session_new`] with `S`.
@@ -114,27 +116,73 @@ pub unsafe fn call<S>(
     reply: *mut Reply,
     run: impl FnOnce(&S, &str, &[Value], bool) -> Result<Value, Failure>,
 ) {
+    let run = |s: &S, name: &str, args: &[Value], keywords: &[(String, Value)], process| {
+        if !keywords.is_empty() {
+            let message = format!("the {plugin} plugin takes no keyword arguments; pass them as positional arguments");
+            return Err(Failure::new(Status::BadArguments, message));
+        }
+        run(s, name, args, process)
+    };
+    // SAFETY: the caller's contract, passed on unchanged.
+    unsafe { call_with_keywords(plugin, session, message, reply, run) }
+}
+
+/// `call` for a plugin that declares `CAP_KEYWORDS`: decodes the arguments
+/// and the keyword arguments (in the order written; empty when the call
+/// passes none, or the message predates them), runs `run(session, name,
+/// args, keywords, in_process_mode)` and writes its value or failure into
+/// `reply`.
+///
+/// # Safety
+/// The arguments are those the host passes to `call`; `session` came from [`session_new`] with `S`.
+pub unsafe fn call_with_keywords<S>(
+    plugin: &str,
+    session: *mut c_void,
+    message: *const Message,
+    reply: *mut Reply,
+    run: impl FnOnce(&S, &str, &[Value], &[(String, Value)], bool) -> Result<Value, Failure>,
+) {
     // SAFETY: the session is a live S from `session_new`; the host's message
     // and reply are valid and unaliased for the duration of the call.
     let (session, m, reply) = unsafe { (&*session.cast::<S>(), &*message, &mut *reply) };
     // SAFETY: the message's (pointer, length) pairs are valid during the call.
     let name = unsafe { text(m.name, m.name_len) };
-    let args: &[u8] = if m.args.is_null() {
-        &[]
-    } else {
-        // SAFETY: as above; not NULL.
-        unsafe { std::slice::from_raw_parts(m.args, m.args_len) }
-    };
+    // SAFETY: as above.
+    let args = unsafe { bytes(m.args, m.args_len) };
+    // SAFETY: as above, and `kwargs` is read only when the message has it.
+    let kwargs = if m.has_kwargs_field() { unsafe { bytes(m.kwargs, m.kwargs_len) } } else { &[] };
     let outcome = guard(
-        || match Value::decode(args) {
-            Ok(Value::Array(args)) => run(session, name, &args, m.mode == MODE_PROCESS),
-            _ => Err(Failure::new(Status::Internal, "malformed arguments")),
+        || {
+            let keywords = match kwargs {
+                [] => Vec::new(),
+                bytes => match Value::decode(bytes) {
+                    Ok(Value::Map(entries)) => entries,
+                    _ => return Err(Failure::new(Status::Internal, "malformed keyword arguments")),
+                },
+            };
+            match Value::decode(args) {
+                Ok(Value::Array(args)) => run(session, name, &args, &keywords, m.mode == MODE_PROCESS),
+                _ => Err(Failure::new(Status::Internal, "malformed arguments")),
+            }
         },
         |panic| Err(Failure::new(Status::Internal, format!("the {plugin} plugin panicked: {panic}"))),
     );
     match outcome {
         Ok(v) => reply_value(reply, &v),
         Err(f) => reply_error(reply, f.status, &f.message, f.traceback.as_deref()),
+    }
+}
+
+/// Borrowed bytes from a C (pointer, length) pair: empty when NULL.
+///
+/// # Safety
+/// `ptr` must be NULL or valid for `len` bytes for the lifetime `'a`.
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if ptr.is_null() {
+        &[]
+    } else {
+        // SAFETY: not NULL, and the caller promised `len` readable bytes for 'a.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
     }
 }
 
@@ -146,4 +194,55 @@ pub unsafe fn call<S>(
 pub unsafe extern "C" fn reply_free(_session: *mut c_void, reply: *mut Reply) {
     // SAFETY: the host passes the reply this plugin filled, once.
     unsafe { crate::free_reply(&mut *reply) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{free_reply, MODE_THREAD};
+
+    /// Runs `call_with_keywords` on `message` with a function that answers
+    /// `[args, keywords as a Map]`, and returns the reply's value.
+    fn answer(message: &Message) -> Value {
+        let mut session = ();
+        let mut reply = Reply::empty();
+        let echo = |_: &(), _: &str, args: &[Value], keywords: &[(String, Value)], _| {
+            Ok(Value::Array(vec![Value::Array(args.to_vec()), Value::Map(keywords.to_vec())]))
+        };
+        // SAFETY: a live session, message and reply for the duration of the call.
+        unsafe { call_with_keywords("test", (&mut session as *mut ()).cast(), message, &mut reply, echo) };
+        // SAFETY: the reply `call_with_keywords` filled, read then freed once.
+        let value = Value::decode(unsafe { std::slice::from_raw_parts(reply.value, reply.value_len) }).unwrap();
+        // SAFETY: as above.
+        unsafe { free_reply(&mut reply) };
+        value
+    }
+
+    #[test]
+    fn keywords_are_read_in_order_and_only_from_messages_that_have_them() {
+        let args = Value::Array(vec![Value::Int(1)]).to_msgpack();
+        let kwargs = Value::Map(vec![("steps".into(), Value::Int(100)), ("tag".into(), Value::Str("a".into()))]).to_msgpack();
+        let name = "f";
+        let mut m = Message {
+            struct_size: std::mem::size_of::<Message>() as u32,
+            mode: MODE_THREAD,
+            name: name.as_ptr().cast(),
+            name_len: name.len(),
+            args: args.as_ptr(),
+            args_len: args.len(),
+            kwargs: kwargs.as_ptr(),
+            kwargs_len: kwargs.len(),
+        };
+        let Value::Array(got) = answer(&m) else { panic!("not an array") };
+        assert_eq!(got[1], Value::Map(vec![("steps".into(), Value::Int(100)), ("tag".into(), Value::Str("a".into()))]));
+        // A message of a version-2 host ends before `kwargs`: never read.
+        m.struct_size = std::mem::offset_of!(Message, kwargs) as u32;
+        let Value::Array(got) = answer(&m) else { panic!("not an array") };
+        assert_eq!(got, [Value::Array(vec![Value::Int(1)]), Value::Map(Vec::new())]);
+        // NULL: no keyword arguments.
+        m.struct_size = std::mem::size_of::<Message>() as u32;
+        (m.kwargs, m.kwargs_len) = (std::ptr::null(), 0);
+        let Value::Array(got) = answer(&m) else { panic!("not an array") };
+        assert_eq!(got[1], Value::Map(Vec::new()));
+    }
 }

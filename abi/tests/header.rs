@@ -26,7 +26,7 @@ const PROBE: &str = r#"
 #define C(c) printf(#c " %lu\n", (unsigned long)(c));
 int main(void) {
     S(oxiida_message) O(oxiida_message, mode) O(oxiida_message, name) O(oxiida_message, name_len)
-    O(oxiida_message, args) O(oxiida_message, args_len)
+    O(oxiida_message, args) O(oxiida_message, args_len) O(oxiida_message, kwargs) O(oxiida_message, kwargs_len)
     S(oxiida_reply) O(oxiida_reply, status) O(oxiida_reply, value) O(oxiida_reply, value_len) O(oxiida_reply, message)
     O(oxiida_reply, message_len) O(oxiida_reply, traceback) O(oxiida_reply, traceback_len) O(oxiida_reply, host_owned)
     O(oxiida_reply, plugin_data)
@@ -40,7 +40,7 @@ int main(void) {
     C(OXIIDA_ABI_VERSION) C(OXIIDA_ABI_MIN_COMPATIBLE) C(OXIIDA_NIL) C(OXIIDA_BOOL) C(OXIIDA_INT) C(OXIIDA_FLOAT)
     C(OXIIDA_STRING) C(OXIIDA_ARRAY) C(OXIIDA_MAP) C(OXIIDA_MODE_THREAD) C(OXIIDA_MODE_PROCESS) C(OXIIDA_STATUS_OK)
     C(OXIIDA_STATUS_NOT_FOUND) C(OXIIDA_STATUS_BAD_ARGUMENTS) C(OXIIDA_STATUS_RAISED) C(OXIIDA_STATUS_WORKER_CRASHED)
-    C(OXIIDA_STATUS_INTERNAL) C(OXIIDA_CAP_CONCURRENT_CALLS) C(OXIIDA_CAP_PROCESS_MODE) C(OXIIDA_OWNED_VALUE)
+    C(OXIIDA_STATUS_INTERNAL) C(OXIIDA_CAP_CONCURRENT_CALLS) C(OXIIDA_CAP_PROCESS_MODE) C(OXIIDA_CAP_KEYWORDS) C(OXIIDA_OWNED_VALUE)
     C(OXIIDA_OWNED_MESSAGE) C(OXIIDA_OWNED_TRACEBACK) C(OXIIDA_MAX_DEPTH) C(OXIIDA_ERROR_CAP) C(OXIIDA_ERROR_USAGE)
     C(OXIIDA_ERROR_SYNTAX) C(OXIIDA_ERROR_RESOLVE) C(OXIIDA_ERROR_RUNTIME)
     return 0;
@@ -54,7 +54,7 @@ fn rust_side() -> Vec<(String, usize)> {
         };
     }
     let mut all = Vec::new();
-    all.extend(o!("oxiida_message", Message, mode, name, name_len, args, args_len));
+    all.extend(o!("oxiida_message", Message, mode, name, name_len, args, args_len, kwargs, kwargs_len));
     all.extend(o!(
         "oxiida_reply",
         Reply,
@@ -94,7 +94,7 @@ fn rust_side() -> Vec<(String, usize)> {
         reply_error
     ));
     all.extend(o!("oxiida_plugin", Plugin, name, capabilities, session_new, session_free, resolve, call, reply_free));
-    let constants: [(&str, u32); 28] = [
+    let constants: [(&str, u32); 29] = [
         ("OXIIDA_ABI_VERSION", OXIIDA_ABI_VERSION),
         ("OXIIDA_ABI_MIN_COMPATIBLE", OXIIDA_ABI_MIN_COMPATIBLE),
         ("OXIIDA_NIL", KIND_NIL),
@@ -114,6 +114,7 @@ fn rust_side() -> Vec<(String, usize)> {
         ("OXIIDA_STATUS_INTERNAL", Status::Internal.into()),
         ("OXIIDA_CAP_CONCURRENT_CALLS", CAP_CONCURRENT_CALLS),
         ("OXIIDA_CAP_PROCESS_MODE", CAP_PROCESS_MODE),
+        ("OXIIDA_CAP_KEYWORDS", CAP_KEYWORDS),
         ("OXIIDA_OWNED_VALUE", OWNED_VALUE),
         ("OXIIDA_OWNED_MESSAGE", OWNED_MESSAGE),
         ("OXIIDA_OWNED_TRACEBACK", OWNED_TRACEBACK),

@@ -1,6 +1,7 @@
 //! The C embedding API: `tests/c/embed.c`, compiled against
 //! `include/oxiida.h` and linked with liboxiida, registers callbacks, runs
-//! workflows calling them (in `para` too), checks every error path, and runs
+//! workflows calling them (in `para` too, and with keyword arguments through
+//! `oxiida_runtime_register_kw`), checks every error path, and runs
 //! 10,000 calls under valgrind without a definite leak.
 
 mod common;
@@ -64,7 +65,7 @@ fn a_c_program_embeds_oxiida() {
     let out = Command::new(embed_program()).arg("check").arg(&plugin).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "embed.c checks failed:\n{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "49\ntrue\n10\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "49\ntrue\n6\n30\n10\nHi, you\n");
 }
 
 #[test]
@@ -113,5 +114,5 @@ fn the_install_rule_puts_header_library_and_pkg_config_in_place() {
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let ran = Command::new(&exe).arg("check").output().unwrap();
     assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
-    assert_eq!(String::from_utf8_lossy(&ran.stdout), "49\ntrue\n");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "49\ntrue\n6\n30\n");
 }

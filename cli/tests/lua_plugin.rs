@@ -36,6 +36,11 @@ function bump() counter = counter + 1; return counter end
 function boom(x)
   error("bad " .. tostring(x))
 end
+function greet(name, opts)
+  opts = opts or {}
+  return (opts.greeting or "hello") .. ", " .. name .. (opts.mark or "")
+end
+function count_args(...) return select('#', ...) end
 function give_function() return print end
 function give_mixed() return { 1, x = 2 } end
 function give_hole() return { 1, nil, 3 } end
@@ -147,4 +152,16 @@ fn a_script_that_fails_to_load_is_a_clear_error_at_session_start() {
     assert!(text(&out.stderr).contains("syntax.lua:2:"), "{}", text(&out.stderr));
     let out = run(&format!("={}", scratch().join("absent.lua").display()), "print 1;\n");
     assert!(text(&out.stderr).contains("cannot read the script"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn keyword_arguments_arrive_as_one_extra_final_table() {
+    let out = run(
+        &script(),
+        "require greet, count_args;\nprint greet(\"you\");\nprint greet(\"you\", greeting = \"Hi\", mark = \"!\");\n\
+         print count_args(1, 2);\nprint count_args(1, 2, k = 3);\nprint =greet=(\"fresh\", greeting = \"Hey\");\n\
+         para { a = greet(\"a\", mark = \"?\"); b = greet(\"b\", greeting = \"Yo\"); }\nprint a + \" \" + b;\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello, you\nHi, you!\n2\n3\nHey, fresh\nhello, a? Yo, b\n");
 }

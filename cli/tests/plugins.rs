@@ -118,7 +118,7 @@ fn plugins_are_found_by_name_and_listed() {
     example();
     let path = scratch().display().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_oxiida")).arg("plugins").env("OXIIDA_PLUGIN_PATH", &path).output().unwrap();
-    assert!(stdout(&out).contains("example\tABI 2\t"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("example\tABI 3\t"), "{}", stdout(&out));
     let file = scratch().join("by-name.ox");
     std::fs::write(&file, "require greet;\nprint greet(\"you\");\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
@@ -159,7 +159,7 @@ fn unusable_libraries_are_refused_with_the_reason() {
     let garbage = scratch().join("libgarbage.so");
     std::fs::write(&garbage, "this is not an ELF file").unwrap();
     let cases = [
-        (future, "built for oxiida ABI version 99, but this oxiida accepts versions 1 to 2"),
+        (future, "built for oxiida ABI version 99, but this oxiida accepts versions 1 to 3"),
         (refusing, "failed to initialise: no licence file"),
         (plain, "is not an oxiida plugin: it does not export `oxiida_plugin_init`"),
         (garbage, "cannot load plugin"),
@@ -242,4 +242,79 @@ fn what_the_host_sends_a_plugin_decodes_and_what_it_returns_comes_back() {
     assert_eq!(back.status.code(), Some(1));
     let err = stderr(&back);
     assert!(err.contains("the result nests Arrays and Maps more than 128 levels") && !err.contains("bad value"), "{err}");
+}
+
+#[test]
+fn a_c_plugin_reads_a_keyword_argument() {
+    let wf = "require greet;\nprint greet(\"you\", greeting = \"Hi\");\nprint greet(\"you\");\npara { a = greet(\"a\", greeting = \"Yo\"); b = greet(\"b\"); }\nprint a + \" \" + b;\n";
+    let out = run(&["run", "--plugin", &plugin_arg("=Hello")], wf);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Hi, you\nHello, you\nYo, a Hello, b\n");
+    // What the plugin refuses is an ordinary foreign error at the call.
+    let out = run(&["run", "--plugin", &plugin_arg("")], "require greet;\nprint \"before\";\nx = greet(\"you\", greting = \"Hi\");\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "before\n");
+    let err = stderr(&out);
+    assert!(err.contains(":3:5") && err.contains("greet takes one keyword argument, `greeting`"), "{err}");
+}
+
+#[test]
+fn keywords_to_a_plugin_that_cannot_read_them_are_refused_before_running() {
+    // The same example built without OXIIDA_CAP_KEYWORDS, and built as a
+    // plugin of ABI version 2 (before keyword arguments existed).
+    let serial = build("oxiida_nokw", &root().join("plugins/c/example.c"), &["-DEXAMPLE_CAPS=0", "-DEXAMPLE_NAME=\"nokw\""]);
+    let old = build("oxiida_abi2", &root().join("plugins/c/example.c"), &["-DEXAMPLE_ABI=2", "-DEXAMPLE_NAME=\"old\""]);
+    for (lib, want) in [
+        (&serial, "plugin `nokw` does not take keyword arguments (it does not declare OXIIDA_CAP_KEYWORDS); pass the values as positional arguments"),
+        (&old, "plugin `old` was built for oxiida ABI version 2, which has no keyword arguments (they came in version 3); pass the values as positional arguments, or rebuild the plugin"),
+    ] {
+        let lib = lib.to_str().unwrap();
+        let out = run(&["run", "--plugin", lib], "require greet;\nprint \"before\";\nx = greet(\"you\", greeting = \"Hi\");\n");
+        assert_eq!(out.status.code(), Some(65), "{lib}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "nothing runs");
+        let err = stderr(&out);
+        assert!(err.contains(":3:5") && err.contains(want), "{lib}: {err}");
+        // Without keywords, the plugin works as before.
+        let out = run(&["run", "--plugin", &format!("{lib}=Hey")], "require greet, add;\nprint greet(\"you\");\nprint add(1, 2);\n");
+        assert_eq!(stdout(&out), "Hey, you\n3\n", "{lib}: {}", stderr(&out));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
+        .args(["check", "--plugin", serial.to_str().unwrap()])
+        .arg(scratch().join({
+            std::fs::write(scratch().join("kw-check.ox"), "require greet;\nx = greet(\"you\", greeting = \"Hi\");\n").unwrap();
+            "kw-check.ox"
+        }))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65), "`oxiida check` finds it too: {}", stderr(&out));
+    // A name no plugin provides has its one error, not a second about keywords.
+    let out = run(&["run", "--plugin", &plugin_arg("")], "require nope;\nx = nope(a = 1);\n");
+    assert_eq!(out.status.code(), Some(65));
+    assert!(stderr(&out).contains("1 error found") && !stderr(&out).contains("keyword"), "{}", stderr(&out));
+}
+
+#[test]
+fn keyword_arguments_reach_a_plugin_as_one_map_in_the_order_written() {
+    let plugin = rust_test_plugin().to_str().unwrap();
+    let out = run(
+        &["run", "--plugin", plugin],
+        "require echo_kw;\nprint echo_kw(1, [2], zeta = 3, alpha = [4, \"x\"], mid = nil);\nprint echo_kw();\nprint echo_kw(only = true);\n\
+         para { a = echo_kw(k = 1); b = echo_kw(k = 2); }\nprint [a, b];\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "[[1, [2]], {\"zeta\": 3, \"alpha\": [4, \"x\"], \"mid\": nil}]\n[[], {}]\n[[], {\"only\": true}]\n\
+         [[[], {\"k\": 1}], [[], {\"k\": 2}]]\n"
+    );
+    // The keywords' Map is a level, as the arguments' Array is: a keyword
+    // value may nest 127 levels (the outbound unit test checks the edge;
+    // here 126 come back inside echo_kw's two levels), and 128 are refused
+    // by name before the plugin sees them.
+    let deep = |levels: usize| format!("require echo_kw;\nx = 1;\ni = 0;\nwhile (i < {levels}) {{ x = [x]; i = i + 1; }}\n");
+    let ok = run(&["run", "--plugin", plugin], &(deep(126) + "print echo_kw(deep = x)[1][\"deep\"] == x;\n"));
+    assert_eq!(stdout(&ok), "true\n", "{}", stderr(&ok));
+    let sent = run(&["run", "--plugin", plugin], &(deep(128) + "y = echo_kw(1, deep = x);\n"));
+    assert_eq!(sent.status.code(), Some(1));
+    assert!(stderr(&sent).contains("keyword argument `deep` nests Arrays and Maps more than 127 levels"), "{}", stderr(&sent));
 }

@@ -46,6 +46,12 @@ def big():
 def thing():
     return object()
 
+def scale(x, factor=2, *, offset=0):
+    return x * factor + offset
+
+def keywords(*args, **kwargs):
+    return [list(args), list(kwargs.items())]
+
 if __name__ == "__main__":
     print("the script's main part must not run")
 "#;
@@ -132,4 +138,40 @@ fn process_calls_run_in_worker_processes() {
         assert_eq!(out.status.code(), Some(1));
         assert!(text(&out.stderr).contains("No module named 'cloudpickle'"), "{}", text(&out.stderr));
     }
+}
+
+#[test]
+fn keyword_arguments_are_python_keyword_arguments() {
+    let out = run(
+        &script(),
+        "require scale, keywords;\nprint scale(5);\nprint scale(5, factor = 3);\nprint scale(5, offset = 1, factor = 10);\n\
+         print keywords(1, b = 2, a = [3]);\npara { x = scale(1, offset = 1); y = scale(2, offset = 2); }\nprint [x, y];\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "10\n15\n51\n[[1], [[\"b\", 2], [\"a\", [3]]]]\n[3, 6]\n");
+    // An unexpected keyword is Python's own TypeError, at the call.
+    let out = run(&script(), "require scale;\nprint \"before\";\nx = scale(1, factr = 3);\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "before\n");
+    let err = text(&out.stderr);
+    assert!(err.contains(":3:5") && err.contains("TypeError: scale() got an unexpected keyword argument 'factr'"), "{err}");
+}
+
+#[test]
+fn process_calls_take_keyword_arguments_too() {
+    let has_cloudpickle = Command::new("python3").args(["-c", "import cloudpickle"]).status().is_ok_and(|s| s.success());
+    if !has_cloudpickle {
+        eprintln!("note: the workers' Python lacks cloudpickle; `=f=` with keywords is not tested here");
+        return;
+    }
+    let out = run(
+        &script(),
+        "require scale, keywords;\nprint =scale=(5, offset = 1);\nprint =scale=(5);\npara for i in range(3) { print =scale=(i, factor = 0, offset = 7); }\n\
+         print =keywords=(z = 1, a = 2);\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "11\n10\n7\n7\n7\n[[], [[\"z\", 1], [\"a\", 2]]]\n");
+    let out = run(&script(), "require scale;\nx = =scale=(1, factr = 3);\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("TypeError: scale() got an unexpected keyword argument 'factr'"), "{}", text(&out.stderr));
 }

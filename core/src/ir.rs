@@ -90,13 +90,41 @@ pub enum ExprKind {
     Const(Value),
     Var(Slot),
     Assign(Slot, Box<Expr>),
-    Unary { op: UnaryOp, expr: Box<Expr> },
-    Binary { op: BinaryOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
-    Builtin { function: Builtin, args: Vec<Expr> },
-    Foreign { function: usize, args: Vec<Expr>, mode: CallMode },
-    Field { expr: Box<Expr>, name: Arc<str> },
-    Index { expr: Box<Expr>, index: Box<Expr> },
+    Unary {
+        op: UnaryOp,
+        expr: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        op_span: Span,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Builtin {
+        function: Builtin,
+        args: Vec<Expr>,
+    },
+    /// `keywords` in written order, after every positional argument; the
+    /// names are interned once here and only cloned (a count) per call.
+    Foreign {
+        function: usize,
+        args: Vec<Expr>,
+        keywords: Vec<(Arc<str>, Expr)>,
+        mode: CallMode,
+    },
+    Field {
+        expr: Box<Expr>,
+        name: Arc<str>,
+    },
+    Index {
+        expr: Box<Expr>,
+        index: Box<Expr>,
+    },
     Array(Vec<Expr>),
-    Shell { cmd: Box<Expr>, args: Vec<Expr>, stdin: Option<Box<Expr>> },
+    Shell {
+        cmd: Box<Expr>,
+        args: Vec<Expr>,
+        stdin: Option<Box<Expr>>,
+    },
     ShellPipe(Vec<Vec<String>>),
 }

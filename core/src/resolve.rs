@@ -28,6 +28,7 @@ pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host, after_synt
         slots: HashMap::new(),
         foreign: Vec::new(),
         required: HashMap::new(),
+        keywords_ok: HashMap::new(),
         scope: Scope::default(),
         loop_ctx: LoopCtx::None,
         depth: 0,
@@ -71,6 +72,9 @@ struct Resolver<'a> {
     foreign: Vec<ir::Foreign>,
     /// Binding name -> (index into `foreign`, where it was required).
     required: HashMap<String, (usize, Span)>,
+    /// The host's answer to `keywords` for each required function (by
+    /// index) that some call passes keyword arguments to: asked once.
+    keywords_ok: HashMap<usize, Result<(), String>>,
     scope: Scope,
     loop_ctx: LoopCtx,
     depth: usize,
@@ -356,7 +360,7 @@ impl Resolver<'_> {
             ExprKind::Binary { op, op_span, lhs, rhs } => {
                 ir::ExprKind::Binary { op: *op, op_span: *op_span, lhs: self.boxed(lhs), rhs: self.boxed(rhs) }
             }
-            ExprKind::Call { callee, args, process } => self.call(callee, args, *process),
+            ExprKind::Call { callee, args, keywords, process } => self.call(callee, args, keywords, *process),
             ExprKind::Field { expr, name } => ir::ExprKind::Field { expr: self.boxed(expr), name: Arc::from(name.name.as_str()) },
             ExprKind::Index { expr, index } => ir::ExprKind::Index { expr: self.boxed(expr), index: self.boxed(index) },
             ExprKind::Array(items) => ir::ExprKind::Array(self.exprs(items)),
@@ -377,8 +381,27 @@ impl Resolver<'_> {
         ir::Expr { kind, span, task }
     }
 
-    fn call(&mut self, callee: &ast::Expr, args: &[ast::Expr], process: bool) -> ir::ExprKind {
+    /// Keyword arguments in written order; a name given twice is an error.
+    fn keywords(&mut self, keywords: &[ast::Keyword]) -> Vec<(Arc<str>, ir::Expr)> {
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut out = Vec::with_capacity(keywords.len());
+        for k in keywords {
+            let name = k.name.name.as_str();
+            if let Some(&first) = seen.get(name) {
+                let line = self.line_of(first);
+                self.error(k.name.span, format!("keyword argument `{name}` is given twice"))
+                    .set_hint(format!("`{name}` is already given on line {line}; pass each keyword once"));
+            }
+            seen.insert(name, k.name.span);
+            let value = self.expr(&k.value);
+            out.push((Arc::from(name), value));
+        }
+        out
+    }
+
+    fn call(&mut self, callee: &ast::Expr, args: &[ast::Expr], keywords: &[ast::Keyword], process: bool) -> ir::ExprKind {
         let args = self.exprs(args);
+        let keywords = self.keywords(keywords);
         let ExprKind::Var(id) = &callee.kind else {
             self.error(callee.span, "only a named function can be called")
                 .set_hint("call a builtin or a required function by its name: `f(x)`");
@@ -389,6 +412,9 @@ impl Resolver<'_> {
             if process {
                 self.error(callee.span, format!("`{name}` is a builtin: it runs inside oxiida, not in a worker process"))
                     .set_hint(format!("write `{name}(...)`"));
+            } else if let Some((name_of_first, _)) = keywords.first() {
+                self.error(callee.span, format!("builtins take no keyword arguments, and `{name_of_first}` is given to {name}()"))
+                    .set_hint(format!("pass the value by position: `{name}(...)`"));
             } else if !function.arity().contains(&args.len()) {
                 let (lo, hi) = (function.arity().start().to_owned(), function.arity().end().to_owned());
                 let want = if lo == hi { format!("{lo}") } else { format!("{lo} or {hi}") };
@@ -398,7 +424,18 @@ impl Resolver<'_> {
         }
         if let Some(&(function, _)) = self.required.get(name) {
             let mode = if process { CallMode::Process } else { CallMode::Thread };
-            return ir::ExprKind::Foreign { function, args, mode };
+            if !keywords.is_empty() {
+                let host = self.host;
+                let foreign_name = &self.foreign[function].name;
+                let answer = self.keywords_ok.entry(function).or_insert_with(|| host.keywords(foreign_name)).clone();
+                if let Err(why) = answer {
+                    let dotted = self.foreign[function].name.dotted();
+                    self.error(callee.span, format!("`{name}` cannot take keyword arguments here"))
+                        .set_label(why)
+                        .set_hint(format!("pass them by position, or load a plugin for `{dotted}` that declares keyword arguments"));
+                }
+            }
+            return ir::ExprKind::Foreign { function, args, keywords, mode };
         }
         if self.scope.defined.contains(name) {
             self.error(id.span, format!("`{name}` is a variable, not a function"))

@@ -22,6 +22,8 @@ struct State {
     dropped_unfinished: AtomicUsize,
     inline_calls: AtomicUsize,
     calls: Mutex<Vec<(String, CallMode)>>,
+    /// Every name `Host::keywords` was asked about, in order.
+    keyword_asks: Mutex<Vec<String>>,
 }
 
 /// Counts a call as in flight until dropped, noting drops before the end.
@@ -52,7 +54,7 @@ struct TestHost {
     state: Arc<State>,
 }
 
-const FUNCTIONS: &[&str] = &["add", "math.sqrt", "mode", "fail", "gate", "slow", "hang", "echo"];
+const FUNCTIONS: &[&str] = &["add", "math.sqrt", "mode", "fail", "gate", "slow", "hang", "echo", "kw"];
 
 impl Host for TestHost {
     fn resolve(&self, name: &ForeignName) -> Result<(), String> {
@@ -65,6 +67,16 @@ impl Host for TestHost {
             Ok(())
         } else {
             Err("the test host has no such function".into())
+        }
+    }
+
+    /// Only `kw` takes keyword arguments.
+    fn keywords(&self, name: &ForeignName) -> Result<(), String> {
+        self.state.keyword_asks.lock().unwrap().push(name.dotted());
+        if name.dotted() == "kw" {
+            Ok(())
+        } else {
+            Err(format!("the test host's `{}` takes no keywords", name.dotted()))
         }
     }
 
@@ -82,7 +94,7 @@ impl Host for TestHost {
         })
     }
 
-    fn call(&self, name: &ForeignName, args: Vec<Value>, _keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
+    fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
         let state = self.state.clone();
         let name = name.dotted();
         state.calls.lock().unwrap().push((name.clone(), mode));
@@ -99,6 +111,12 @@ impl Host for TestHost {
                 },
                 "mode" => Ok(Value::str(if mode == CallMode::Process { "process" } else { "thread" })),
                 "echo" => Ok(args.into_iter().next().unwrap_or_default()),
+                // What arrived: the positional arguments, then `name=value` in order.
+                "kw" => {
+                    let mut seen: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                    seen.extend(keywords.iter().map(|(k, v)| format!("{k}={v}")));
+                    Ok(Value::from(format!("{mode:?}: {}", seen.join(" "))))
+                }
                 "fail" => Err(ForeignError::new(ForeignErrorKind::Raised, "ValueError: bad input")
                     .with_traceback("Traceback (most recent call last):\n  File \"script.py\", line 3, in fail")),
                 "gate" => {
@@ -198,6 +216,53 @@ fn requires_that_no_host_provides_are_reported_together() {
     assert!(errors.iter().all(|e| e.stage == Stage::Resolve));
     assert!(errors[0].message.contains("nothere"));
     assert!(errors[1].message.contains("lua") && errors[1].label.as_deref().unwrap().contains("lua"));
+}
+
+#[test]
+fn keyword_arguments_reach_the_host_in_written_order() {
+    let host = TestHost::default();
+    let src = "require kw;\nx = 5;\nprint kw(1, x, steps = x * 2, name = \"Si\", a = [1]);\nprint =kw=(tol = 0.5);\nprint kw();";
+    let (lines, result) = run(&host, src);
+    result.unwrap();
+    assert_eq!(lines, ["Thread: 1 5 steps=10 name=Si a=[1]", "Process: tol=0.5", "Thread: "]);
+    assert_eq!(*host.state.keyword_asks.lock().unwrap(), ["kw"], "asked once per name, before running");
+}
+
+#[test]
+fn keywords_a_host_refuses_are_errors_at_each_call_before_running() {
+    let host = TestHost::default();
+    let src = "require echo, kw;\nprint \"never\";\necho(1, k = 2);\n=echo=(1, k = 2);\nkw(a = 1, a = 2);\nlen([1], x = 2);";
+    let errors = oxiida::compile(&Source::new("test.ox", src), &host).expect_err("should not compile");
+    let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "`echo` cannot take keyword arguments here",
+            "`echo` cannot take keyword arguments here",
+            "keyword argument `a` is given twice",
+            "builtins take no keyword arguments, and `x` is given to len()",
+        ]
+    );
+    assert_eq!(errors[0].label.as_deref(), Some("the test host's `echo` takes no keywords"));
+    assert_eq!(errors[0].span.start, src.find("echo(1").unwrap());
+    assert!(errors.iter().all(|e| e.hint.is_some()));
+    assert_eq!(*host.state.keyword_asks.lock().unwrap(), ["echo", "kw"], "asked once per name");
+}
+
+#[test]
+fn the_default_host_refuses_keywords() {
+    struct Plain;
+    impl Host for Plain {
+        fn resolve(&self, _: &ForeignName) -> Result<(), String> {
+            Ok(())
+        }
+        fn call(&self, _: &ForeignName, _: Vec<Value>, _: oxiida::foreign::Keywords, _: CallMode) -> CallFuture {
+            Box::pin(async { Ok(Value::Nil) })
+        }
+    }
+    let errors = oxiida::compile(&Source::new("t.ox", "require f;\nf(1);\nf(k = 1);"), &Plain).expect_err("refused");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].label.as_deref().unwrap().contains("does not pass keyword arguments"), "{errors:?}");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::loader::LoadedPlugin;
 use crate::plugin::{CallFailure, PluginSession};
 use crate::{codec, outbound};
-use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
+use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host, Keywords};
 use oxiida::value::Value;
 
 /// Why a workflow's sessions could not be opened; each names the plugin.
@@ -40,9 +40,9 @@ struct Session {
 }
 
 impl Session {
-    fn call(&self, name: &str, args: &[u8], mode: CallMode) -> Result<Value, ForeignError> {
+    fn call(&self, name: &str, args: &[u8], kwargs: Option<&[u8]>, mode: CallMode) -> Result<Value, ForeignError> {
         let mode = if mode == CallMode::Process { abi::MODE_PROCESS } else { abi::MODE_THREAD };
-        self.raw.call(name, args, mode).map(codec::from_wire).map_err(|failure| match failure {
+        self.raw.call(name, args, kwargs, mode).map(codec::from_wire).map_err(|failure| match failure {
             CallFailure::BadValue(e) => {
                 ForeignError::new(ForeignErrorKind::Internal, format!("plugin `{}` returned a bad value: {e}", self.plugin.name))
             }
@@ -152,12 +152,25 @@ impl Host for PluginHost {
         Ok(())
     }
 
-    fn call(&self, name: &ForeignName, args: Vec<Value>, _keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
-        let ready = self.session_for(name, mode).and_then(|session| Ok((session, outbound::encode(&args)?)));
+    /// A plugin of ABI version 3 or newer that declares `CAP_KEYWORDS`
+    /// takes keyword arguments; any other is refused, by name. A name that
+    /// `resolve` refused has its error already, and never runs: no second one.
+    fn keywords(&self, name: &ForeignName) -> Result<(), String> {
+        let index = self.providers.lock().get(name).copied();
+        match index {
+            Some(index) => keywords_refused(&self.sessions[index].plugin).map_or(Ok(()), Err),
+            None => Ok(()),
+        }
+    }
+
+    fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: Keywords, mode: CallMode) -> CallFuture {
+        let ready = self
+            .session_for(name, mode, &keywords)
+            .and_then(|session| Ok((session, outbound::encode(&args)?, outbound::encode_keywords(&keywords)?)));
         let dotted = name.dotted();
         Box::pin(async move {
-            let (session, bytes) = ready?;
-            tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, mode))
+            let (session, bytes, kwargs) = ready?;
+            tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, kwargs.as_deref(), mode))
                 .await
                 .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
         })
@@ -167,15 +180,18 @@ impl Host for PluginHost {
         &self,
         name: &ForeignName,
         args: &[Value],
-        _keywords: &[(std::sync::Arc<str>, Value)],
+        keywords: &[(Arc<str>, Value)],
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
-        Some(self.session_for(name, mode).and_then(|session| session.call(&name.dotted(), &outbound::encode(args)?, mode)))
+        Some(self.session_for(name, mode, keywords).and_then(|session| {
+            let kwargs = outbound::encode_keywords(keywords)?;
+            session.call(&name.dotted(), &outbound::encode(args)?, kwargs.as_deref(), mode)
+        }))
     }
 }
 
 impl PluginHost {
-    fn session_for(&self, name: &ForeignName, mode: CallMode) -> Result<Arc<Session>, ForeignError> {
+    fn session_for(&self, name: &ForeignName, mode: CallMode, keywords: &[(Arc<str>, Value)]) -> Result<Arc<Session>, ForeignError> {
         let index = self.providers.lock().get(name).copied();
         let session = index
             .map(|i| self.sessions[i].clone())
@@ -186,6 +202,34 @@ impl PluginHost {
                 format!("plugin `{}` cannot run calls in a worker process; call it as `f(...)`, not `=f=(...)`", session.plugin.name),
             ));
         }
+        // The resolver asked `keywords` first; this only keeps a host that
+        // skipped it from sending keyword arguments where none are read.
+        if !keywords.is_empty() {
+            if let Some(why) = keywords_refused(&session.plugin) {
+                return Err(ForeignError::new(ForeignErrorKind::BadArguments, why));
+            }
+        }
         Ok(session)
     }
+}
+
+/// Why `plugin` cannot take keyword arguments, or `None` when it can: it
+/// must be built for ABI version 3 or newer and declare `CAP_KEYWORDS`.
+fn keywords_refused(plugin: &LoadedPlugin) -> Option<String> {
+    let name = &plugin.name;
+    if plugin.abi_version < abi::KEYWORDS_SINCE {
+        return Some(format!(
+            "plugin `{name}` was built for oxiida ABI version {}, which has no keyword arguments (they came in version {}); \
+             pass the values as positional arguments, or rebuild the plugin against a newer oxiida.h and declare OXIIDA_CAP_KEYWORDS",
+            plugin.abi_version,
+            abi::KEYWORDS_SINCE
+        ));
+    }
+    if !plugin.has(abi::CAP_KEYWORDS) {
+        return Some(format!(
+            "plugin `{name}` does not take keyword arguments (it does not declare OXIIDA_CAP_KEYWORDS); \
+             pass the values as positional arguments instead"
+        ));
+    }
+    None
 }

@@ -4,6 +4,8 @@
 //! it, so that what the host sends always decodes (`oxiida.h`,
 //! OXIIDA_MAX_DEPTH).
 
+use std::sync::Arc;
+
 use oxiida_abi::{Value as Wire, MAX_DEPTH};
 
 use oxiida::foreign::{ForeignError, ForeignErrorKind};
@@ -32,6 +34,33 @@ pub fn encode(args: &[Value]) -> Result<Vec<u8>, ForeignError> {
     Ok(to_wire(args)?.to_msgpack())
 }
 
+/// The keyword arguments as one Map in the order written, which counts as a
+/// level as the arguments' Array does, or `BadArguments` naming the keyword
+/// argument that nests too deep.
+pub fn keywords_to_wire(keywords: &[(Arc<str>, Value)]) -> Result<Wire, ForeignError> {
+    let most = MAX_DEPTH - 1;
+    let mut entries = Vec::with_capacity(keywords.len());
+    for (name, value) in keywords {
+        let Some(wire) = codec::to_wire_within(value, most) else {
+            let message = format!(
+                "keyword argument `{name}` nests Arrays and Maps more than {most} levels deep, the most an argument to a plugin may"
+            );
+            return Err(ForeignError::new(ForeignErrorKind::BadArguments, message));
+        };
+        entries.push((name.to_string(), wire));
+    }
+    Ok(Wire::Map(entries))
+}
+
+/// The keyword arguments as one MessagePack map ([`keywords_to_wire`]), or
+/// `None` when there are none: the message then carries NULL.
+pub fn encode_keywords(keywords: &[(Arc<str>, Value)]) -> Result<Option<Vec<u8>>, ForeignError> {
+    if keywords.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(keywords_to_wire(keywords)?.to_msgpack()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +77,18 @@ mod tests {
         let err = encode(&[Value::Nil, nested(most + 1)]).unwrap_err();
         assert_eq!(err.kind, ForeignErrorKind::BadArguments);
         assert!(err.message.starts_with("argument 2 nests"), "{}", err.message);
+    }
+
+    #[test]
+    fn keyword_arguments_are_one_map_in_the_order_written_with_the_same_depth_limit() {
+        let most = MAX_DEPTH - 1;
+        assert_eq!(encode_keywords(&[]).unwrap(), None);
+        let kw = |v: Value| vec![(Arc::from("steps"), Value::Int(100)), (Arc::from("deep"), v)];
+        let bytes = encode_keywords(&kw(nested(most))).unwrap().unwrap();
+        let Ok(Wire::Map(entries)) = Wire::decode(&bytes) else { panic!("not a map") };
+        assert_eq!(entries.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["steps", "deep"]);
+        let err = encode_keywords(&kw(nested(most + 1))).unwrap_err();
+        assert_eq!(err.kind, ForeignErrorKind::BadArguments);
+        assert!(err.message.starts_with("keyword argument `deep` nests"), "{}", err.message);
     }
 }

@@ -103,9 +103,12 @@ impl PluginSession {
         }
     }
 
-    /// Runs one call: `args` is one MessagePack array, `mode` a MODE_*.
-    pub fn call(&self, name: &str, args: &[u8], mode: u32) -> Result<abi::Value, CallFailure> {
+    /// Runs one call: `args` is one MessagePack array, `kwargs` one
+    /// MessagePack map (`None`: the call passes no keyword arguments, sent
+    /// as NULL), `mode` a MODE_*.
+    pub fn call(&self, name: &str, args: &[u8], kwargs: Option<&[u8]>, mode: u32) -> Result<abi::Value, CallFailure> {
         let _turn = self.one_at_a_time.as_ref().map(Mutex::lock);
+        let (kwargs, kwargs_len) = kwargs.map_or((std::ptr::null(), 0), |k| (k.as_ptr(), k.len()));
         let message = abi::Message {
             struct_size: std::mem::size_of::<abi::Message>() as u32,
             mode,
@@ -113,6 +116,8 @@ impl PluginSession {
             name_len: name.len(),
             args: args.as_ptr(),
             args_len: args.len(),
+            kwargs,
+            kwargs_len,
         };
         let mut reply = abi::Reply::empty();
         let table = self.plugin.0;

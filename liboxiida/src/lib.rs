@@ -17,10 +17,20 @@ use lang::{Diagnostic, Limits, Source, Stage};
 use oxiida_host::{codec, routines, LoadedPlugin, PluginHost};
 
 pub type Callback = unsafe extern "C" fn(*mut c_void, *const OpaqueValue, *mut *mut OpaqueValue, *mut c_char, usize) -> i32;
+/// `oxiida_callback_kw` (version 3): as [`Callback`], with the keyword arguments' Map after the arguments.
+pub type CallbackKw =
+    unsafe extern "C" fn(*mut c_void, *const OpaqueValue, *const OpaqueValue, *mut *mut OpaqueValue, *mut c_char, usize) -> i32;
+
+/// Which registration a callback came from: only `Keywords` ones take keyword arguments.
+#[derive(Clone, Copy)]
+enum Function {
+    Plain(Callback),
+    Keywords(CallbackKw),
+}
 
 /// A registered callback and its user data.
 struct Registered {
-    callback: Callback,
+    callback: Function,
     user_data: *mut c_void,
     destroy: Option<unsafe extern "C" fn(*mut c_void)>,
 }
@@ -41,13 +51,28 @@ impl Drop for Registered {
 }
 
 impl Registered {
-    fn invoke(&self, name: &str, args: &[Value]) -> Result<Value, ForeignError> {
+    fn invoke(&self, name: &str, args: &[Value], keywords: &[(Arc<str>, Value)]) -> Result<Value, ForeignError> {
         let wire = oxiida_host::outbound::to_wire(args)?;
         let mut result: *mut OpaqueValue = std::ptr::null_mut();
         let mut error = ErrorBuf::new();
-        // SAFETY: as the header's `oxiida_callback` describes; `wire` outlives the call.
-        let status =
-            unsafe { (self.callback)(self.user_data, (&wire as *const abi::Value).cast(), &mut result, error.as_mut_ptr(), error.cap()) };
+        let args = (&wire as *const abi::Value).cast();
+        let status = match self.callback {
+            Function::Plain(callback) => {
+                if let Some((first, _)) = keywords.first() {
+                    // `keywords` refused this before the run; a host that skipped it lands here.
+                    return Err(ForeignError::new(ForeignErrorKind::BadArguments, plain_refuses(name, first)));
+                }
+                // SAFETY: as the header's `oxiida_callback` describes; `wire` outlives the call.
+                unsafe { callback(self.user_data, args, &mut result, error.as_mut_ptr(), error.cap()) }
+            }
+            Function::Keywords(callback) => {
+                let kwargs = oxiida_host::outbound::keywords_to_wire(keywords)?;
+                let kwargs = (&kwargs as *const abi::Value).cast();
+                // SAFETY: as the header's `oxiida_callback_kw` describes; `wire`
+                // and `kwargs` outlive the call.
+                unsafe { callback(self.user_data, args, kwargs, &mut result, error.as_mut_ptr(), error.cap()) }
+            }
+        };
         // SAFETY: values handed to the host are Box<abi::Value> from its routines.
         let value = (!result.is_null()).then(|| *unsafe { Box::from_raw(result.cast::<abi::Value>()) });
         if status == 0 {
@@ -56,6 +81,14 @@ impl Registered {
         let message = error.message_or(|| format!("the callback for `{name}` failed"));
         Err(ForeignError::new(ForeignErrorKind::Raised, message))
     }
+}
+
+/// Why a callback registered without keywords refuses a call that passes some.
+fn plain_refuses(name: &str, first: &str) -> String {
+    format!(
+        "`{name}` was registered with oxiida_runtime_register, so it takes no keyword arguments (this call passes `{first}`); \
+         register it with oxiida_runtime_register_kw to receive them, or pass the values as positional arguments"
+    )
 }
 
 /// One workflow's host: registered callbacks first, then plugins.
@@ -84,11 +117,27 @@ impl Host for EmbedHost {
         })
     }
 
+    /// A callback takes keyword arguments when it was registered with
+    /// `oxiida_runtime_register_kw`; a plugin, when the plugin host says so.
+    fn keywords(&self, name: &ForeignName) -> Result<(), String> {
+        match self.callback(name) {
+            Some(cb) => match cb.callback {
+                Function::Keywords(_) => Ok(()),
+                Function::Plain(_) => Err(format!(
+                    "`{}` was registered with oxiida_runtime_register, which passes no keyword arguments; \
+                     register it with oxiida_runtime_register_kw to receive them",
+                    name.dotted()
+                )),
+            },
+            None => self.plugins.keywords(name),
+        }
+    }
+
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: lang::foreign::Keywords, mode: CallMode) -> CallFuture {
         let Some(cb) = self.callback(name) else { return self.plugins.call(name, args, keywords, mode) };
         let dotted = name.dotted();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || cb.invoke(&dotted, &args))
+            tokio::task::spawn_blocking(move || cb.invoke(&dotted, &args, &keywords))
                 .await
                 .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the callback's thread failed: {e}"))))
         })
@@ -98,11 +147,11 @@ impl Host for EmbedHost {
         &self,
         name: &ForeignName,
         args: &[Value],
-        keywords: &[(std::sync::Arc<str>, Value)],
+        keywords: &[(Arc<str>, Value)],
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
         match self.callback(name) {
-            Some(cb) => Some(cb.invoke(&name.dotted(), args)),
+            Some(cb) => Some(cb.invoke(&name.dotted(), args, keywords)),
             None => self.plugins.call_here(name, args, keywords, mode),
         }
     }
@@ -222,18 +271,20 @@ pub unsafe extern "C" fn oxiida_runtime_free(runtime: *mut Runtime) {
     }
 }
 
+/// Registers `callback` under `name` for both registration functions.
+///
 /// # Safety
-/// As `oxiida.h` describes.
-#[no_mangle]
-pub unsafe extern "C" fn oxiida_runtime_register(
+/// As `oxiida.h` describes for `oxiida_runtime_register`.
+unsafe fn register(
+    what: &str,
     runtime: *mut Runtime,
     name: *const c_char,
-    callback: Option<Callback>,
+    callback: Option<Function>,
     user_data: *mut c_void,
     destroy: Option<unsafe extern "C" fn(*mut c_void)>,
     error: *mut *mut EmbedError,
 ) -> i32 {
-    entry("oxiida_runtime_register", error, || {
+    entry(what, error, || {
         // SAFETY: NULL or a live runtime, used by one thread at a time (the header).
         let rt = unsafe { runtime.as_mut() }.ok_or_else(|| EmbedError::usage("the runtime is NULL"))?;
         // SAFETY: NULL or NUL-terminated (the header).
@@ -245,6 +296,36 @@ pub unsafe extern "C" fn oxiida_runtime_register(
         rt.callbacks.insert(name.to_owned(), Arc::new(Registered { callback, user_data, destroy }));
         Ok(())
     })
+}
+
+/// # Safety
+/// As `oxiida.h` describes.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_runtime_register(
+    runtime: *mut Runtime,
+    name: *const c_char,
+    callback: Option<Callback>,
+    user_data: *mut c_void,
+    destroy: Option<unsafe extern "C" fn(*mut c_void)>,
+    error: *mut *mut EmbedError,
+) -> i32 {
+    // SAFETY: the same contract.
+    unsafe { register("oxiida_runtime_register", runtime, name, callback.map(Function::Plain), user_data, destroy, error) }
+}
+
+/// # Safety
+/// As `oxiida.h` describes.
+#[no_mangle]
+pub unsafe extern "C" fn oxiida_runtime_register_kw(
+    runtime: *mut Runtime,
+    name: *const c_char,
+    callback: Option<CallbackKw>,
+    user_data: *mut c_void,
+    destroy: Option<unsafe extern "C" fn(*mut c_void)>,
+    error: *mut *mut EmbedError,
+) -> i32 {
+    // SAFETY: the same contract.
+    unsafe { register("oxiida_runtime_register_kw", runtime, name, callback.map(Function::Keywords), user_data, destroy, error) }
 }
 
 /// # Safety

@@ -3,7 +3,8 @@
  * Build: cc -shared -fPIC -O2 -I include plugins/c/example.c -o liboxiida_example.so -lpthread
  * Use:   oxiida run --plugin ./liboxiida_example.so=Hello wf.ox
  *
- * Functions: add(a, b), greet(name), sum(numbers), stats(numbers) -> Map,
+ * Functions: add(a, b), greet(name, greeting = ...) (the keyword argument,
+ * when given, replaces the session's greeting), sum(numbers), stats(numbers) -> Map,
  * fail(text) (always an error), slow(ms), rendezvous() (returns once two
  * calls are inside it at the same time: proof that calls overlap), inside()
  * (how many calls were inside it at once during its 50 ms), remember(x)
@@ -118,9 +119,27 @@ static int64_t inside(void) {
     return most;
 }
 
+/* The keyword arguments (a Map), or NULL when the call passes none. The
+ * fields exist only in messages of ABI version 3 and newer: check the size. */
+static oxiida_value *keywords(const oxiida_message *m) {
+    if (m->struct_size < offsetof(oxiida_message, kwargs_len) + sizeof(size_t) || !m->kwargs) return NULL;
+    return H->decode(m->kwargs, m->kwargs_len);
+}
+
+/* The keyword argument `name` in `kwargs`, borrowed; NULL when absent. */
+static const oxiida_value *keyword(const oxiida_value *kwargs, const char *name) {
+    size_t i, len;
+    for (i = 0; i < H->len(kwargs); i++) {
+        const char *key = H->key(kwargs, i, &len);
+        if (len == strlen(name) && memcmp(key, name, len) == 0) return H->item(kwargs, i);
+    }
+    return NULL;
+}
+
 static void call(void *sp, const oxiida_message *m, oxiida_reply *reply) {
     session *s = sp;
     oxiida_value *args = H->decode(m->args, m->args_len);
+    oxiida_value *kwargs = keywords(m);
     size_t n = H->len(args);
     const oxiida_value *a = H->item(args, 0), *b = H->item(args, 1);
     char buf[256];
@@ -134,12 +153,24 @@ static void call(void *sp, const oxiida_message *m, oxiida_reply *reply) {
             H->reply_value(reply, H->new_float(H->as_float(a) + H->as_float(b)));
         }
     } else if (IS("greet")) {
-        size_t len = 0;
-        const char *name = H->as_string(a, &len);
+        size_t len = 0, glen = strlen(s->greeting), i;
+        const char *name = H->as_string(a, &len), *greeting = s->greeting;
+        const oxiida_value *given = keyword(kwargs, "greeting");
+        int unknown = 0;
+        for (i = 0; i < H->len(kwargs); i++) {
+            size_t klen;
+            const char *key = H->key(kwargs, i, &klen);
+            if (!(klen == 8 && memcmp(key, "greeting", 8) == 0)) unknown = 1;
+        }
+        if (given) greeting = H->as_string(given, &glen);
         if (!name) {
             error_reply(reply, OXIIDA_STATUS_BAD_ARGUMENTS, "greet takes a String");
+        } else if (unknown) {
+            error_reply(reply, OXIIDA_STATUS_BAD_ARGUMENTS, "greet takes one keyword argument, `greeting`");
+        } else if (!greeting) {
+            error_reply(reply, OXIIDA_STATUS_BAD_ARGUMENTS, "greet's `greeting` must be a String");
         } else {
-            int w = snprintf(buf, sizeof buf, "%s, %.*s", s->greeting, (int)len, name);
+            int w = snprintf(buf, sizeof buf, "%.*s, %.*s", (int)glen, greeting, (int)len, name);
             H->reply_value(reply, H->new_string(buf, (size_t)w < sizeof buf ? (size_t)w : sizeof buf - 1));
         }
     } else if (IS("sum") || IS("stats")) {
@@ -201,6 +232,7 @@ static void call(void *sp, const oxiida_message *m, oxiida_reply *reply) {
     }
 #undef IS
     H->value_free(args);
+    H->value_free(kwargs);
 }
 
 /* Tests build a second copy under another name, to load two plugins at once. */
@@ -208,12 +240,15 @@ static void call(void *sp, const oxiida_message *m, oxiida_reply *reply) {
 #define EXAMPLE_NAME "example"
 #endif
 #ifndef EXAMPLE_CAPS
-#define EXAMPLE_CAPS OXIIDA_CAP_CONCURRENT_CALLS
+#define EXAMPLE_CAPS (OXIIDA_CAP_CONCURRENT_CALLS | OXIIDA_CAP_KEYWORDS)
+#endif
+/* ... and under an older ABI version, as a plugin built before keyword arguments. */
+#ifndef EXAMPLE_ABI
+#define EXAMPLE_ABI OXIIDA_ABI_VERSION
 #endif
 
 static const oxiida_plugin PLUGIN = {
-    OXIIDA_ABI_VERSION,   sizeof(oxiida_plugin), EXAMPLE_NAME, EXAMPLE_CAPS, session_new, session_free,
-    resolve,              call,                  NULL,
+    EXAMPLE_ABI, sizeof(oxiida_plugin), EXAMPLE_NAME, EXAMPLE_CAPS, session_new, session_free, resolve, call, NULL,
 };
 
 const oxiida_plugin *oxiida_plugin_init(const oxiida_host *host, char *error, size_t cap) {

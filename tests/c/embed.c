@@ -42,6 +42,30 @@ static int32_t square(void *data, const oxiida_value *args, oxiida_value **resul
 
 static void destroy_counter(void *data) { ((counter *)data)->destroyed = 1; }
 
+/* scale(x, factor = 2): registered with oxiida_runtime_register_kw. The
+ * keyword arguments are a Map, empty (never NULL) when the call passes none. */
+static int32_t scale(void *data, const oxiida_value *args, const oxiida_value *kwargs, oxiida_value **result, char *error,
+                     size_t cap) {
+    int64_t factor = 2;
+    size_t i, len;
+    (void)data;
+    if (H->kind(kwargs) != OXIIDA_MAP) {
+        snprintf(error, cap, "scale: the keyword arguments are not a Map");
+        return -1;
+    }
+    for (i = 0; i < H->len(kwargs); i++) {
+        const char *key = H->key(kwargs, i, &len);
+        if (len == 6 && memcmp(key, "factor", 6) == 0 && H->kind(H->item(kwargs, i)) == OXIIDA_INT) {
+            factor = H->as_int(H->item(kwargs, i));
+        } else {
+            snprintf(error, cap, "scale takes one Int keyword argument, `factor`, not `%.*s`", (int)len, key);
+            return -1;
+        }
+    }
+    *result = H->new_int(H->as_int(H->item(args, 0)) * factor);
+    return 0;
+}
+
 /* Returns true once two calls are inside at the same time (10 s at most). */
 static pthread_mutex_t meet_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t meet_cond = PTHREAD_COND_INITIALIZER;
@@ -145,6 +169,28 @@ static int check(const char *plugin) {
     EXPECT(run(rt, "require square, meet;\nx = square(7);\nprint x;\npara { a = meet(); b = meet(); }\nprint a and b;\n", &err) == 0);
     EXPECT(c.calls == 1);
 
+    /* Keyword arguments: to a callback registered for them, and refused
+     * before running for one registered without. */
+    EXPECT(oxiida_runtime_register_kw(rt, "scale", scale, NULL, NULL, &err) == 0);
+    EXPECT(oxiida_runtime_register_kw(rt, "square", scale, NULL, NULL, &err) == -1);
+    EXPECT(err && strstr(oxiida_error_message(err), "already registered"));
+    oxiida_error_free(err);
+    err = NULL;
+    EXPECT(oxiida_runtime_register_kw(rt, "nothing", NULL, NULL, NULL, &err) == -1);
+    oxiida_error_free(err);
+    err = NULL;
+    EXPECT(run(rt, "require scale;\nprint scale(3);\nprint scale(3, factor = 10);\n", &err) == 0);
+    EXPECT(run(rt, "require scale;\nx = scale(3, factr = 10);\n", &err) == -1);
+    EXPECT(oxiida_error_stage(err) == OXIIDA_ERROR_RUNTIME);
+    EXPECT(err && strstr(oxiida_error_message(err), "scale takes one Int keyword argument, `factor`, not `factr`") != NULL);
+    oxiida_error_free(err);
+    err = NULL;
+    EXPECT(run(rt, "require square;\nprint 1;\nx = square(3, factor = 2);\n", &err) == -1);
+    EXPECT(oxiida_error_stage(err) == OXIIDA_ERROR_RESOLVE && oxiida_error_line(err) == 3);
+    EXPECT(err && strstr(oxiida_error_report(err), "register it with oxiida_runtime_register_kw") != NULL);
+    oxiida_error_free(err);
+    err = NULL;
+
     EXPECT(run(rt, "require refuse;\nx = 1;\ny = refuse(\"no way\");\n", &err) == -1);
     EXPECT(oxiida_error_stage(err) == OXIIDA_ERROR_RUNTIME);
     EXPECT(oxiida_error_line(err) == 3 && oxiida_error_column(err) == 5);
@@ -171,6 +217,7 @@ static int check(const char *plugin) {
         char again[4096];
         EXPECT(oxiida_runtime_load_plugin(rt, plugin, &err) == 0);
         EXPECT(run(rt, "require add, square;\nprint add(square(3), 1);\n", &err) == 0);
+        EXPECT(run(rt, "require greet;\nprint greet(\"you\", greeting = \"Hi\");\n", &err) == 0);
         /* The same plugin twice, even with another config, is an error naming it. */
         snprintf(again, sizeof again, "%s=Other", plugin);
         EXPECT(oxiida_runtime_load_plugin(rt, again, &err) == -1);

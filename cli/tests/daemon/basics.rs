@@ -410,6 +410,19 @@ fn each_workflow_has_its_own_plugin_sessions() {
 }
 
 #[test]
+fn submitted_workflows_pass_keyword_arguments_to_plugins() {
+    let d = Daemon::foreground("keywords", &[]);
+    let plugin = example_plugin().display().to_string();
+    d.write("kw.ox", "require greet;\nprint greet(\"you\", greeting = \"Hi\");\nprint greet(\"you\");\n");
+    let out = d.run(&["submit", "--wait", "--plugin", &format!("{plugin}=Howdy"), "kw.ox"]);
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "Hi, you\nHowdy, you\n".into()), "{}", text(&out.stderr));
+    d.write("bad.ox", "require greet;\nx = greet(\"you\", greting = \"Hi\");\n");
+    let out = d.run(&["submit", "--wait", "--plugin", &plugin, "bad.ox"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("greet takes one keyword argument, `greeting`"), "{}", text(&out.stderr));
+}
+
+#[test]
 fn records_survive_sigkill_and_running_workflows_become_interrupted() {
     let mut d = Daemon::foreground("sigkill", &[]);
     d.write("done.ox", "print \"finished\";\n");

@@ -156,9 +156,13 @@ macro_rules! walker {
                     ops::index(&v, &i).map_err(|m| error(index.span, m))
                 }
                 ExprKind::Array(items) => Ok(Value::array(all!($mode self, items, f))),
-                ExprKind::Foreign { function, args, mode } => tasks_only!($mode {
+                ExprKind::Foreign { function, args, keywords, mode } => tasks_only!($mode {
                     let args = all!($mode self, args, f);
-                    self.call_foreign(*function, args, Vec::new(), *mode, e.span).await
+                    let mut named = Vec::with_capacity(keywords.len());
+                    for (name, value) in keywords {
+                        named.push((name.clone(), rec!($mode self.eval(value, f))?));
+                    }
+                    self.call_foreign(*function, args, named, *mode, e.span).await
                 }),
                 ExprKind::Shell { cmd, args, stdin } => tasks_only!($mode self.shell(cmd, args, stdin.as_deref(), e.span, f).await),
                 ExprKind::ShellPipe(units) => tasks_only!($mode self.shell_pipe(units, e.span).await),

@@ -139,6 +139,13 @@ impl UnaryOp {
     }
 }
 
+/// A keyword argument, `name = value`, of a call (language 0.3).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Keyword {
+    pub name: Ident,
+    pub value: Expr,
+}
+
 /// One stage of a `shellpipe`: `"sort" "-n"`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShellUnit {
@@ -172,10 +179,13 @@ pub enum ExprKind {
         lhs: Box<Expr>,
         rhs: Box<Expr>,
     },
-    /// `f(a, b)` (process = false) or `=f=(a, b)` (process = true).
+    /// `f(a, b, k = c)` (process = false) or `=f=(a, b, k = c)` (process = true).
+    /// The parser has checked that every keyword argument follows the
+    /// positional ones, so `args` then `keywords` is the written order.
     Call {
         callee: Box<Expr>,
         args: Vec<Expr>,
+        keywords: Vec<Keyword>,
         process: bool,
     },
     /// `expr.name`

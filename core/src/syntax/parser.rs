@@ -347,7 +347,7 @@ fn unary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> {
 
 /// What can follow an expression in a postfix chain, with the span it ends at.
 enum Suffix {
-    Call(Vec<Expr>, Span),
+    Call(CallArgs, Span),
     Field(Ident),
     Index(Expr, Span),
 }
@@ -368,11 +368,12 @@ fn postfix<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
         ));
         let chain = primary(expr).foldl(suffix.repeated(), apply_suffix);
         let eq = just(Token::Assign).map_with(|_, e| to_span(e.span()));
-        let process =
-            eq.then(postfix).then_ignore(just(Token::Assign)).then(call_args).map(|((eq, callee), (args, end)): ((Span, Expr), _)| Expr {
+        let process = eq.then(postfix).then_ignore(just(Token::Assign)).then(call_args).map(
+            |((eq, callee), ((args, keywords), end)): ((Span, Expr), (CallArgs, Span))| Expr {
                 span: eq.to(end),
-                kind: ExprKind::Call { callee: Box::new(callee), args, process: true },
-            });
+                kind: ExprKind::Call { callee: Box::new(callee), args, keywords, process: true },
+            },
+        );
         process.or(chain)
     })
     .boxed()
@@ -381,7 +382,9 @@ fn postfix<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
 fn apply_suffix(expr: Expr, suffix: Suffix) -> Expr {
     let start = expr.span;
     match suffix {
-        Suffix::Call(args, end) => Expr { span: start.to(end), kind: ExprKind::Call { callee: Box::new(expr), args, process: false } },
+        Suffix::Call((args, keywords), end) => {
+            Expr { span: start.to(end), kind: ExprKind::Call { callee: Box::new(expr), args, keywords, process: false } }
+        }
         Suffix::Field(name) => Expr { span: start.to(name.span), kind: ExprKind::Field { expr: Box::new(expr), name } },
         Suffix::Index(index, end) => Expr { span: start.to(end), kind: ExprKind::Index { expr: Box::new(expr), index: Box::new(index) } },
     }
@@ -392,11 +395,45 @@ fn args<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> impl Parser<'t, I, Ve
     expr.separated_by(just(Token::Comma)).allow_trailing().collect()
 }
 
-/// `"(" args? ")"` with the span of the parentheses.
-fn call_args<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> impl Parser<'t, I, (Vec<Expr>, Span), Extra<'t>> + Clone {
-    args(expr)
+/// The positional and keyword arguments of a call.
+type CallArgs = (Vec<Expr>, Vec<Keyword>);
+
+/// One argument as written: `arg := IDENT "=" expr | expr`.
+enum Arg {
+    Positional(Expr),
+    Keyword(Keyword),
+}
+
+/// `"(" args? ")"` with the span of the parentheses. Inside the parentheses
+/// `name = value` is a keyword argument, never an assignment; keyword
+/// arguments must follow every positional one.
+fn call_args<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> impl Parser<'t, I, (CallArgs, Span), Extra<'t>> + Clone {
+    let keyword = ident().then_ignore(just(Token::Assign)).then(expr.clone()).map(|(name, value)| Arg::Keyword(Keyword { name, value }));
+    let arg = keyword.or(expr.map(Arg::Positional));
+    arg.separated_by(just(Token::Comma))
+        .allow_trailing()
+        .collect::<Vec<_>>()
         .delimited_by(just(Token::LParen), just(Token::RParen))
-        .recover_with(via_parser(nested(Token::LParen, Token::RParen).map(|err: Expr| vec![err])))
+        .validate(|written, _, emitter| {
+            let mut args = Vec::new();
+            let mut keywords: Vec<Keyword> = Vec::new();
+            for arg in written {
+                match arg {
+                    Arg::Keyword(k) => keywords.push(k),
+                    Arg::Positional(e) => {
+                        if let Some(first) = keywords.first() {
+                            let diag = syntax_error(e.span, "a positional argument cannot follow a keyword argument")
+                                .with_label(format!("after `{} = ...`", first.name.name))
+                                .with_hint("put the positional arguments first: `f(x, y, name = value)`");
+                            emitter.emit(custom_error(e.span, diag));
+                        }
+                        args.push(e);
+                    }
+                }
+            }
+            (args, keywords)
+        })
+        .recover_with(via_parser(nested(Token::LParen, Token::RParen).map(|err: Expr| (vec![err], Vec::new()))))
         .map_with(|args, e| (args, to_span(e.span())))
 }
 

@@ -40,9 +40,11 @@ fn sexpr(e: &Expr) -> String {
         ExprKind::Binary { op, lhs, rhs, .. } => {
             format!("({} {} {})", op.symbol(), sexpr(lhs), sexpr(rhs))
         }
-        ExprKind::Call { callee, args, process } => {
+        ExprKind::Call { callee, args, keywords, process } => {
             let kind = if *process { "process" } else { "call" };
-            format!("({kind} {} [{}])", sexpr(callee), list(args))
+            let mut all: Vec<String> = args.iter().map(sexpr).collect();
+            all.extend(keywords.iter().map(|k| format!("{}={}", k.name.name, sexpr(&k.value))));
+            format!("({kind} {} [{}])", sexpr(callee), all.join(" "))
         }
         ExprKind::Field { expr, name } => format!("(. {} {})", sexpr(expr), name.name),
         ExprKind::Index { expr, index } => format!("([] {} {})", sexpr(expr), sexpr(index)),
@@ -106,6 +108,25 @@ fn calls_fields_and_indexes_chain() {
     assert_eq!(expr("=f=(x);"), "(process f [x])");
     assert_eq!(expr("=m.run=();"), "(process (. m run) [])");
     assert_eq!(expr("=f=(a, b,) + 1;"), "(+ (process f [a b]) 1)");
+}
+
+#[test]
+fn keyword_arguments_are_never_assignments() {
+    assert_eq!(expr("f(x, steps = 100);"), "(call f [x steps=100])");
+    assert_eq!(expr("f(b = 1);"), "(call f [b=1])");
+    assert_eq!(expr("=f=(a, k = b == c,);"), "(process f [a k=(== b c)])");
+    assert_eq!(expr("f(k = v = 1);"), "(call f [k=(= v 1)])", "the value may itself be an assignment");
+    assert_eq!(expr("f((b = 1));"), "(call f [(= b 1)])", "parentheses make it an assignment again");
+    assert_eq!(expr("[b = 1];"), "[(= b 1)]", "only argument lists take keywords");
+}
+
+#[test]
+fn positional_after_keyword_is_a_syntax_error() {
+    let errs = errors("f(a = 1, 2);\ng(k = 1, x, y);");
+    let messages: Vec<&str> = errs.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(messages, ["a positional argument cannot follow a keyword argument"; 3], "{errs:#?}");
+    assert_eq!(errs[0].span, Span::new(9, 10));
+    assert!(errs[0].hint.as_deref().unwrap().contains("first"));
 }
 
 #[test]

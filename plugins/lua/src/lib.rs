@@ -32,14 +32,21 @@ unsafe extern "C" fn resolve(session: *mut c_void, name: *const c_char, len: usi
 
 unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, reply: *mut abi::Reply) {
     // SAFETY: the host's arguments, on a session made by `session_new` above.
-    unsafe { serve::call("Lua", session, message, reply, Session::call) }
+    unsafe { serve::call_with_keywords("Lua", session, message, reply, Session::call) }
 }
 
 /// CAP_PROCESS_MODE: `=f=` calls are isolated on a fresh Lua state rather
 /// than in another process. Lua states share nothing, and with no global
-/// lock a process would add a round trip and no parallelism.
-static PLUGIN: abi::Plugin =
-    abi::Plugin::rust(c"lua", abi::CAP_CONCURRENT_CALLS | abi::CAP_PROCESS_MODE, session_new, session_free, resolve, call);
+/// lock a process would add a round trip and no parallelism. CAP_KEYWORDS:
+/// keyword arguments arrive as one extra final table argument.
+static PLUGIN: abi::Plugin = abi::Plugin::rust(
+    c"lua",
+    abi::CAP_CONCURRENT_CALLS | abi::CAP_PROCESS_MODE | abi::CAP_KEYWORDS,
+    session_new,
+    session_free,
+    resolve,
+    call,
+);
 
 /// # Safety
 /// Called by the oxiida host as `oxiida.h` describes.

@@ -52,12 +52,13 @@ impl Session {
     }
 
     /// `isolated` (`=f=`): on a fresh state of its own, dropped afterwards.
-    pub fn call(&self, dotted: &str, args: &[Value], isolated: bool) -> Result<Value, Failure> {
+    /// Keyword arguments, when the call passes any, are one extra final table.
+    pub fn call(&self, dotted: &str, args: &[Value], keywords: &[(String, Value)], isolated: bool) -> Result<Value, Failure> {
         if isolated {
             let mut state = State::new(self.script.as_ref()).map_err(internal)?;
-            return state.call(dotted, args);
+            return state.call(dotted, args, keywords);
         }
-        self.state()?.call(dotted, args)
+        self.state()?.call(dotted, args, keywords)
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use mlua::{Function, Lua, LuaOptions, StdLib, Value as LuaValue};
 use oxiida_abi::{Status, Value};
-use oxiida_lua_shared::convert::{from_lua, to_lua};
+use oxiida_lua_shared::convert::{from_lua, to_lua_args};
 use oxiida_lua_shared::lua_error::describe;
 
 /// The script a session loads into each of its states.
@@ -53,9 +53,9 @@ impl State {
         Ok(f)
     }
 
-    pub fn call(&mut self, dotted: &str, args: &[Value]) -> Result<Value, Failure> {
+    pub fn call(&mut self, dotted: &str, args: &[Value], keywords: &[(String, Value)]) -> Result<Value, Failure> {
         let f = self.lookup(dotted).map_err(|message| Failure { status: Status::NotFound, message, traceback: None })?;
-        call(&self.lua, dotted, &f, args)
+        call(&self.lua, dotted, &f, args, keywords)
     }
 }
 
@@ -82,10 +82,11 @@ pub fn find(root: mlua::Table, dotted: &str) -> Result<Function, String> {
     }
 }
 
-/// Calls `f` with `args`; its first result is the call's value.
-pub fn call(lua: &Lua, dotted: &str, f: &Function, args: &[Value]) -> Result<Value, Failure> {
+/// Calls `f` with `args`, then the keyword arguments as one table when there
+/// are any; its first result is the call's value.
+pub fn call(lua: &Lua, dotted: &str, f: &Function, args: &[Value], keywords: &[(String, Value)]) -> Result<Value, Failure> {
     let internal = |e: mlua::Error| Failure { status: Status::Internal, message: e.to_string(), traceback: None };
-    let args = args.iter().map(|a| to_lua(lua, a)).collect::<mlua::Result<mlua::MultiValue>>().map_err(internal)?;
+    let args = to_lua_args(lua, args, keywords).map_err(internal)?;
     let results = f.call::<mlua::MultiValue>(args).map_err(|e| {
         let (message, traceback) = describe(&e);
         Failure { status: Status::Raised, message, traceback }

@@ -125,5 +125,40 @@ test("oxiida.run inside a callback is refused, not a crash", function()
   contains(err, "cannot be called from a function that a workflow is calling")
 end)
 
+test("keyword arguments arrive as one extra final table", function()
+  local got = {}
+  local env = {
+    greet = function(name, opts)
+      opts = opts or {}
+      return (opts.greeting or "hello") .. ", " .. name .. (opts.mark or "")
+    end,
+    count = function(...)
+      got[#got + 1] = select("#", ...)
+      return select("#", ...)
+    end,
+  }
+  local out = oxiida.run([[
+    require greet, count;
+    a = greet("you");
+    b = greet("you", greeting = "Hi", mark = "!");
+    n = count(1, 2);
+    k = count(1, 2, steps = 100, tags = ["x"]);
+    para { p = greet("p", mark = "?"); q = greet("q"); }
+  ]], env)
+  assert(out.a == "hello, you" and out.b == "Hi, you!", tostring(out.a) .. " " .. tostring(out.b))
+  assert(out.n == 2 and out.k == 3 and out.p == "hello, p?" and out.q == "hello, q", ("%s %s %s %s"):format(out.n, out.k, out.p, out.q))
+  local seen
+  env.peek = function(opts)
+    seen = opts
+    return true
+  end
+  oxiida.run('require peek; x = peek(steps = 100, tags = ["x"]);', env)
+  assert(seen.steps == 100 and seen.tags[1] == "x")
+  local ok, err = pcall(oxiida.run, 'require greet;\nx = greet("you", greeting = [1]);\n', env, "kw.ox")
+  assert(not ok)
+  contains(err, "`greet` raised an error")
+  contains(err, "kw.ox:2:5")
+end)
+
 print(("%d passed, %d failed"):format(passed, failed))
 os.exit(failed == 0 and 0 or 1)

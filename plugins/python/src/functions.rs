@@ -239,24 +239,38 @@ impl Functions {
         })
     }
 
-    /// Calls `dotted` with `args`, here or (`process`) in a worker process.
-    pub fn call<V: Crossing>(&self, dotted: &str, args: &[V], process: bool) -> Result<V, CallError> {
+    /// Calls `dotted` with `args` and the keyword arguments `keywords` (as
+    /// `f(*args, **keywords)`), here or (`process`) in a worker process. An
+    /// unexpected keyword is the function's own `TypeError`, raised as any
+    /// exception is.
+    pub fn call<K: AsRef<str>, V: Crossing>(&self, dotted: &str, args: &[V], keywords: &[(K, V)], process: bool) -> Result<V, CallError> {
         let resolved = self.resolved.lock().get(dotted).cloned();
         let resolved = resolved.ok_or_else(|| CallError::new(Kind::NotFound, format!("`{dotted}` was never resolved")))?;
         let _entered = self.running.enter();
         Python::attach(|py| {
             let args = args.iter().map(|a| a.to_python(py)).collect::<PyResult<Vec<_>>>().and_then(|a| PyTuple::new(py, a));
             let args = args.map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
-            let result = if process { self.call_in_worker(py, dotted, &resolved, args)? } else { self.call_here(py, &resolved, args)? };
+            let kwargs = python_keywords(py, keywords).map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
+            let result = if process {
+                self.call_in_worker(py, dotted, &resolved, args, kwargs)?
+            } else {
+                self.call_here(py, &resolved, args, kwargs)?
+            };
             from_python(&result).map_err(|why| CallError::new(Kind::BadArguments, format!("the result of `{dotted}` cannot cross: {why}")))
         })
     }
 
-    fn call_here<'py>(&self, py: Python<'py>, resolved: &Resolved, args: Bound<'py, PyTuple>) -> Result<Bound<'py, PyAny>, CallError> {
+    fn call_here<'py>(
+        &self,
+        py: Python<'py>,
+        resolved: &Resolved,
+        args: Bound<'py, PyTuple>,
+        kwargs: Option<Bound<'py, PyDict>>,
+    ) -> Result<Bound<'py, PyAny>, CallError> {
         // SAFETY: a plain C call with no arguments; the GIL is held.
         let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
         self.running.state.lock().threads.push(ident);
-        let result = resolved.function.bind(py).call1(args);
+        let result = resolved.function.bind(py).call(args, kwargs.as_ref());
         self.running.state.lock().threads.retain(|&i| i != ident);
         result.map_err(|e| {
             let (message, traceback) = describe(py, &e);
@@ -299,6 +313,7 @@ impl Functions {
         dotted: &str,
         resolved: &Resolved,
         args: Bound<'py, PyTuple>,
+        kwargs: Option<Bound<'py, PyDict>>,
     ) -> Result<Bound<'py, PyAny>, CallError> {
         let cannot_send =
             |e: PyErr| CallError::python(py, Kind::BadArguments, &format!("`{dotted}` cannot be sent to a worker process: "), &e);
@@ -314,14 +329,21 @@ impl Functions {
             let bytes = pickle_context(py, &self.context).map_err(cannot_send)?;
             let _ = self.context.pickled.set(bytes);
         }
-        let args: Vec<u8> =
-            py.import("pickle").and_then(|m| m.call_method1("dumps", (args, 5))).and_then(|b| b.extract()).map_err(cannot_send)?;
+        // With keyword arguments, the worker gets `(args, kwargs)` (and a flag saying so).
+        let with_keywords = kwargs.is_some();
+        let dumps = |payload: Bound<'py, PyAny>| py.import("pickle").and_then(|m| m.call_method1("dumps", (payload, 5)));
+        let payload = match kwargs {
+            Some(kwargs) => PyTuple::new(py, [args.into_any(), kwargs.into_any()]).map(Bound::into_any),
+            None => Ok(args.into_any()),
+        };
+        let args: Vec<u8> = payload.and_then(dumps).and_then(|b| b.extract()).map_err(cannot_send)?;
         let pool = self.pool(py).map_err(|e| CallError::python(py, Kind::WorkerCrashed, "", &e))?;
         let context = &*self.context;
-        let answer = py.detach(|| pool.call(self.owner, resolved.key, function, context, &args)).map_err(|e: PoolError| {
-            let kind = if matches!(e, PoolError::Died { .. }) { Kind::WorkerCrashed } else { Kind::Internal };
-            CallError::new(kind, e.to_string())
-        })?;
+        let answer =
+            py.detach(|| pool.call(self.owner, resolved.key, function, context, &args, with_keywords)).map_err(|e: PoolError| {
+                let kind = if matches!(e, PoolError::Died { .. }) { Kind::WorkerCrashed } else { Kind::Internal };
+                CallError::new(kind, e.to_string())
+            })?;
         let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (PyBytes::new(py, &bytes),));
         match answer {
             Answer::Returned(bytes) => loads(bytes)
@@ -343,6 +365,19 @@ impl Functions {
             }
         }
     }
+}
+
+/// The keyword arguments as a dict in the order written, or `None` when the
+/// call passes none (then the function is called with positional ones only).
+fn python_keywords<'py, K: AsRef<str>, V: Crossing>(py: Python<'py>, keywords: &[(K, V)]) -> PyResult<Option<Bound<'py, PyDict>>> {
+    if keywords.is_empty() {
+        return Ok(None);
+    }
+    let kwargs = PyDict::new(py);
+    for (k, v) in keywords {
+        kwargs.set_item(k.as_ref(), v.to_python(py)?)?;
+    }
+    Ok(Some(kwargs))
 }
 
 /// `(cwd, env or None)`, as the worker reads it.

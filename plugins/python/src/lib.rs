@@ -67,13 +67,22 @@ unsafe extern "C" fn resolve(session: *mut c_void, name: *const c_char, len: usi
 }
 
 unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, reply: *mut abi::Reply) {
-    let run = |s: &Session, name: &str, args: &[abi::Value], process| s.0.call(name, args, process).map_err(failure);
+    let run = |s: &Session, name: &str, args: &[abi::Value], keywords: &[(String, abi::Value)], process| {
+        s.0.call(name, args, keywords, process).map_err(failure)
+    };
     // SAFETY: the arguments are the host's; the session came from `session_new`.
-    unsafe { serve::call("Python", session, message, reply, run) }
+    unsafe { serve::call_with_keywords("Python", session, message, reply, run) }
 }
 
-static PLUGIN: abi::Plugin =
-    abi::Plugin::rust(c"python", abi::CAP_CONCURRENT_CALLS | abi::CAP_PROCESS_MODE, session_new, session_free, resolve, call);
+/// CAP_KEYWORDS: `f(x, steps = 100)` calls `f(x, steps=100)`.
+static PLUGIN: abi::Plugin = abi::Plugin::rust(
+    c"python",
+    abi::CAP_CONCURRENT_CALLS | abi::CAP_PROCESS_MODE | abi::CAP_KEYWORDS,
+    session_new,
+    session_free,
+    resolve,
+    call,
+);
 
 /// # Safety
 /// Called by the oxiida host as `oxiida.h` describes.

@@ -78,11 +78,17 @@ impl Host for PyHost {
         self.functions.resolve(&name.dotted())
     }
 
-    fn call(&self, name: &ForeignName, args: Vec<Value>, _keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
+    /// Python functions take keyword arguments (`f(*args, **kwargs)`); one
+    /// that does not expect a keyword raises its own `TypeError` when called.
+    fn keywords(&self, _name: &ForeignName) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
         let functions = self.functions.clone();
         let dotted = name.dotted();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || functions.call(&dotted, &args, mode == CallMode::Process).map_err(foreign_error))
+            tokio::task::spawn_blocking(move || functions.call(&dotted, &args, &keywords, mode == CallMode::Process).map_err(foreign_error))
                 .await
                 .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
         })
@@ -93,10 +99,10 @@ impl Host for PyHost {
         &self,
         name: &ForeignName,
         args: &[Value],
-        _keywords: &[(std::sync::Arc<str>, Value)],
+        keywords: &[(std::sync::Arc<str>, Value)],
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
-        Some(self.functions.call(&name.dotted(), args, mode == CallMode::Process).map_err(foreign_error))
+        Some(self.functions.call(&name.dotted(), args, keywords, mode == CallMode::Process).map_err(foreign_error))
     }
 }
 

@@ -206,11 +206,21 @@ impl Pool {
     /// Runs one call for `owner` on a worker, blocking this thread until it
     /// answers: an idle worker, else a new one while fewer than the most are
     /// alive, else the next to come back.
-    pub fn call(&self, owner: u64, key: u64, function: &[u8], context: &Context, args: &[u8]) -> Result<Answer, PoolError> {
+    /// `args` is the pickled argument tuple or, `with_keywords`, the pickled
+    /// `(arguments, keyword arguments)` pair.
+    pub fn call(
+        &self,
+        owner: u64,
+        key: u64,
+        function: &[u8],
+        context: &Context,
+        args: &[u8],
+        with_keywords: bool,
+    ) -> Result<Answer, PoolError> {
         let mut w = self.workers.get(|| self.start())?;
         let pid = w.child.id();
         self.busy.lock().push((owner, pid));
-        let answer = exchange(&mut w, key, function, context, args);
+        let answer = exchange(&mut w, key, function, context, args, with_keywords);
         self.busy.lock().retain(|&(_, p)| p != pid);
         match answer {
             Ok(answer) => {
@@ -320,18 +330,19 @@ fn spawn(python: &str, module_path: &str) -> std::io::Result<Child> {
 /// One call: the frame out, the reply frame back.
 ///
 /// A call frame's body: u64 function key, u64 context key, u8 flags (1: the
-/// function follows, 2: the context follows), then each that follows as a
-/// u32 length and its bytes, then the pickled argument tuple. A reply's
+/// function follows, 2: the context follows, 4: the pickle is an
+/// `(arguments, keyword arguments)` pair), then each that follows as a u32
+/// length and its bytes, then the pickled argument tuple (or pair). A reply's
 /// body: u8 status (0 returned, 1 raised), then the pickle. Integers are
 /// big-endian, as the frame header is.
-fn exchange(w: &mut Worker, key: u64, function: &[u8], context: &Context, args: &[u8]) -> std::io::Result<Answer> {
+fn exchange(w: &mut Worker, key: u64, function: &[u8], context: &Context, args: &[u8], with_keywords: bool) -> std::io::Result<Answer> {
     let send_function = !w.functions.contains(&key);
     let pickled_context = context.pickled.get().map(Vec::as_slice).unwrap_or_default();
     let send_context = !w.contexts.contains(&context.key);
     let mut body = Vec::with_capacity(32 + function.len() + pickled_context.len() + args.len());
     body.extend_from_slice(&key.to_be_bytes());
     body.extend_from_slice(&context.key.to_be_bytes());
-    body.push(u8::from(send_function) | (u8::from(send_context) << 1));
+    body.push(u8::from(send_function) | (u8::from(send_context) << 1) | (u8::from(with_keywords) << 2));
     for (send, bytes) in [(send_function, function), (send_context, pickled_context)] {
         if send {
             body.extend_from_slice(&u32::try_from(bytes.len()).map_err(std::io::Error::other)?.to_be_bytes());

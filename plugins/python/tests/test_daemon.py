@@ -274,3 +274,13 @@ def test_values_over_a_frame_come_back_whole(private, capsys):
 def test_a_submission_over_a_frame_is_refused_unsent(private):
     with pytest.raises(oxiida.OxiidaError, match=r"over the daemon's limit of 16 MiB per message; nothing was sent"):
         oxiida.submit('s = "' + "x" * (17 << 20) + '";\n')
+
+
+def test_submitted_workflows_pass_keyword_arguments(private):
+    def scaled(x, factor=2, *, offset=0):
+        return x * factor + offset
+
+    out = oxiida.submit("require scaled;\na = scaled(5, offset = 1);\nb = =scaled=(5, factor = 3);\nc = scaled(5);\n", wait=True)
+    assert out == {"a": 11, "b": 15, "c": 10}
+    with pytest.raises(oxiida.OxiidaError, match="unexpected keyword argument 'factr'"):
+        oxiida.submit("require scaled;\nx = scaled(1, factr = 3);\n", wait=True)

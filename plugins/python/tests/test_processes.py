@@ -199,3 +199,17 @@ def test_a_function_writing_to_fd_1_or_reading_stdin_cannot_break_the_pipe():
         return [x, len(os.read(0, 10))]
 
     assert oxiida.run("require noisy;\nx = =noisy=(5);\n")["x"] == [5, 0]
+
+
+def test_process_calls_take_keyword_arguments():
+    def scaled(x, factor=2, *, offset=0):
+        return (x * factor + offset, os.getpid())
+
+    out = oxiida.run(
+        "require scaled;\na = =scaled=(5, offset = 1);\nb = =scaled=(5);\nc = [];\n"
+        "para for i in range(4) { r = =scaled=(i, factor = 0, offset = 7); }\nd = =scaled=(1, factor = 10, offset = 1);\n"
+    )
+    assert [out[k][0] for k in "abd"] == [11, 10, 11]
+    assert out["a"][1] != os.getpid()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'factr'"):
+        oxiida.run("require scaled;\nx = =scaled=(1, factr = 3);\n")

@@ -245,3 +245,34 @@ def test_the_task_limit_bounds_calls_running_at_once():
 
     oxiida.run("require tracked;\npara for i in range(12) { tracked(); }\n", max_tasks=3)
     assert now[1] <= 3
+
+
+def scale(x, factor=2, *, offset=0):
+    return x * factor + offset
+
+
+def test_keyword_arguments_are_python_keyword_arguments():
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append((args, list(kwargs.items())))
+        return len(kwargs)
+
+    out = oxiida.run(
+        "require scale, record;\na = scale(5);\nb = scale(5, factor = 3);\nc = scale(5, offset = 1, factor = 10);\n"
+        "n = record(1, zeta = [1, nil], alpha = \"x\");\npara { p = scale(1, offset = 1); q = scale(2, offset = 2); }\n"
+    )
+    assert (out["a"], out["b"], out["c"], out["p"], out["q"]) == (10, 15, 51, 3, 6)
+    # In the order written, values converted as positional ones are.
+    assert out["n"] == 2 and seen == [((1,), [("zeta", [1, None]), ("alpha", "x")])]
+
+
+def test_an_unexpected_keyword_is_the_functions_own_type_error():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'factr'") as info:
+        oxiida.run("require scale;\nx = scale(1, factr = 3);\n", file_name="kw.ox")
+    if hasattr(info.value, "__notes__"):
+        assert any("kw.ox:2:5" in note for note in info.value.__notes__)
+
+
+def test_keywords_in_a_workflow_that_only_checks():
+    oxiida.check("require scale;\nx = scale(1, offset = 3);\n")

@@ -5,7 +5,9 @@
 //! creates the file `path`, then never returns: the tests of bounded
 //! cancellation need a call that ignores every way of stopping it. `abort()`
 //! aborts the whole process (SIGABRT), as a crashing plugin would, and
-//! `segfault()` kills it with SIGSEGV, as a bad pointer would.
+//! `segfault()` kills it with SIGSEGV, as a bad pointer would. It declares
+//! `CAP_KEYWORDS`: `echo_kw(...)` answers `[arguments, keyword arguments]`,
+//! the second a Map in the order the host sent it.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -13,7 +15,7 @@ use std::ffi::{c_char, c_void};
 
 use oxiida_abi::{self as abi, guard, serve, write_error, Status, Value};
 
-const NAMES: &[&str] = &["double", "boom", "echo", "hang", "abort", "segfault"];
+const NAMES: &[&str] = &["double", "boom", "echo", "echo_kw", "hang", "abort", "segfault"];
 
 unsafe extern "C" fn session_new(_config: *const c_char, _len: usize, session: *mut *mut c_void, _e: *mut c_char, _cap: usize) -> i32 {
     // SAFETY: the host passes a valid `void **` (oxiida.h).
@@ -34,9 +36,17 @@ unsafe extern "C" fn resolve(_session: *mut c_void, name: *const c_char, len: us
     Status::NotFound.into()
 }
 
-fn run(name: &str, args: &[u8]) -> Result<Value, String> {
+fn run(name: &str, args: &[u8], kwargs: &[u8]) -> Result<Value, String> {
     let Value::Array(args) = Value::decode(args).map_err(|e| e.to_string())? else { return Err("arguments are not an array".into()) };
+    let kwargs = match kwargs {
+        [] => Value::Map(Vec::new()),
+        bytes => match Value::decode(bytes).map_err(|e| e.to_string())? {
+            map @ Value::Map(_) => map,
+            _ => return Err("keyword arguments are not a map".into()),
+        },
+    };
     match name {
+        "echo_kw" => Ok(Value::Array(vec![Value::Array(args), kwargs])),
         "double" => match args.first() {
             Some(Value::Int(i)) => Ok(Value::Int(i * 2)),
             _ => Err("double takes an Int".into()),
@@ -82,8 +92,15 @@ unsafe extern "C" fn call(_session: *mut c_void, message: *const abi::Message, r
     let (m, reply) = unsafe { (&*message, &mut *reply) };
     // SAFETY: the message's (pointer, length) pairs are valid during the call.
     let (name, args) = unsafe { (serve::text(m.name, m.name_len), std::slice::from_raw_parts(m.args, m.args_len)) };
+    let kwargs = if m.has_kwargs_field() && !m.kwargs.is_null() {
+        // SAFETY: as above: the message is long enough to have the pair, and
+        // a non-NULL `kwargs` is valid for `kwargs_len` bytes.
+        unsafe { std::slice::from_raw_parts(m.kwargs, m.kwargs_len) }
+    } else {
+        &[]
+    };
     let answer = guard(
-        || run(name, args).map_err(|e| (Status::BadArguments, e)),
+        || run(name, args, kwargs).map_err(|e| (Status::BadArguments, e)),
         |panic| Err((Status::Internal, format!("the plugin panicked: {panic}"))),
     );
     match answer {
@@ -92,7 +109,8 @@ unsafe extern "C" fn call(_session: *mut c_void, message: *const abi::Message, r
     }
 }
 
-static PLUGIN: abi::Plugin = abi::Plugin::rust(c"rust-test", abi::CAP_CONCURRENT_CALLS, session_new, session_free, resolve, call);
+static PLUGIN: abi::Plugin =
+    abi::Plugin::rust(c"rust-test", abi::CAP_CONCURRENT_CALLS | abi::CAP_KEYWORDS, session_new, session_free, resolve, call);
 
 /// # Safety
 /// Called by the oxiida host as `oxiida.h` describes.

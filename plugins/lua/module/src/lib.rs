@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
+use std::sync::Arc;
 use std::thread::ThreadId;
 
 use mlua::{Function, Lua, Table};
@@ -71,7 +72,7 @@ fn wrong_thread() -> ForeignError {
 }
 
 impl EnvHost<'_> {
-    fn call_now(&self, name: &ForeignName, args: &[Value], mode: CallMode) -> Result<Value, ForeignError> {
+    fn call_now(&self, name: &ForeignName, args: &[Value], keywords: &[(Arc<str>, Value)], mode: CallMode) -> Result<Value, ForeignError> {
         let env = self.env.get().ok_or_else(wrong_thread)?;
         if self.stopped.lock().is_some() {
             return Err(ForeignError::new(ForeignErrorKind::Internal, "the workflow is stopping: `print` failed"));
@@ -84,7 +85,9 @@ impl EnvHost<'_> {
         }
         let function = env.functions.borrow().get(name).cloned();
         let function = function.ok_or_else(|| ForeignError::new(ForeignErrorKind::NotFound, format!("`{name}` was never resolved")))?;
-        let args = args.iter().map(|a| convert::to_lua(&env.lua, &codec::to_wire(a))).collect::<mlua::Result<mlua::MultiValue>>();
+        let args: Vec<_> = args.iter().map(codec::to_wire).collect();
+        let keywords: Vec<_> = keywords.iter().map(|(k, v)| (k.to_string(), codec::to_wire(v))).collect();
+        let args = convert::to_lua_args(&env.lua, &args, &keywords);
         let args = args.map_err(|e| ForeignError::new(ForeignErrorKind::Internal, e.to_string()))?;
         let results = function.call::<mlua::MultiValue>(args).map_err(|e| {
             let (message, traceback) = lua_error::describe(&e);
@@ -112,10 +115,15 @@ impl Host for EnvHost<'_> {
         Ok(())
     }
 
+    /// Lua functions take keyword arguments as one extra final table.
+    fn keywords(&self, _name: &ForeignName) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Runs at once: the interpreter awaits the future as soon as it has
     /// it, on this same thread, so there is nothing to gain by deferring.
-    fn call(&self, name: &ForeignName, args: Vec<Value>, _keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
-        let result = self.call_now(name, &args, mode);
+    fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
+        let result = self.call_now(name, &args, &keywords, mode);
         Box::pin(async move { result })
     }
 
@@ -123,10 +131,10 @@ impl Host for EnvHost<'_> {
         &self,
         name: &ForeignName,
         args: &[Value],
-        _keywords: &[(std::sync::Arc<str>, Value)],
+        keywords: &[(Arc<str>, Value)],
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
-        Some(self.call_now(name, args, mode))
+        Some(self.call_now(name, args, keywords, mode))
     }
 }
 

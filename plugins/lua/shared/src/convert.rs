@@ -33,6 +33,20 @@ pub fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
     })
 }
 
+/// A call's Lua arguments: `args`, then, when the call passes keyword
+/// arguments, one table of them (`f(x, steps = 100)` calls `f(x, {steps = 100})`).
+pub fn to_lua_args(lua: &Lua, args: &[Value], keywords: &[(String, Value)]) -> mlua::Result<mlua::MultiValue> {
+    let mut all = args.iter().map(|a| to_lua(lua, a)).collect::<mlua::Result<mlua::MultiValue>>()?;
+    if !keywords.is_empty() {
+        let t = lua.create_table_with_capacity(0, keywords.len())?;
+        for (k, v) in keywords {
+            t.raw_set(k.as_str(), to_lua(lua, v)?)?;
+        }
+        all.push_back(LuaValue::Table(t));
+    }
+    Ok(all)
+}
+
 /// Why a Lua value cannot cross, in words for the user.
 pub fn from_lua(v: &LuaValue) -> Result<Value, String> {
     from_lua_at(v, 0)

@@ -11,7 +11,9 @@
 
 Required names are looked up in the caller's locals, then its globals, then
 builtins (or in the mapping passed as `scope`); dotted names that are not in
-scope import modules (`require math.sqrt;`).
+scope import modules (`require math.sqrt;`). Keyword arguments in the
+workflow are Python keyword arguments: `relax(s, steps = 100)` calls
+`relax(s, steps=100)`, in plain and `=f=` calls alike.
 """
 
 import atexit

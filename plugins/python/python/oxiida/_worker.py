@@ -6,8 +6,9 @@ its stdin and reads reply frames from its stdout.
 A frame is a 4-byte big-endian length, then that many bytes of body (the
 framing of `oxiida_abi::frame`). A call's body: u64 function key, u64
 context key, u8 flags (1: the cloudpickled function follows, 2: the pickled
-context follows), each that follows as a u32 length and its bytes, then the
-pickled argument tuple. A context is (working directory, environment dict or
+context follows, 4: the last pickle is an (argument tuple, keyword dict)
+pair), each that follows as a u32 length and its bytes, then the pickled
+argument tuple (or pair). A context is (working directory, environment dict or
 None): the worker enters it for the call and leaves it after. A reply's body
 is u8 status (0 ok, 1 raised), then the pickle of the result, or of (type
 name, message, formatted traceback, pickled exception or None). Integers are
@@ -176,7 +177,11 @@ def main():
                 functions[key] = cloudpickle.loads(function)
             contexts.enter(context)
             entered = True
-            status, payload = 0, pickle.dumps(functions[key](*pickle.loads(args)), protocol=5)
+            if flags & 4:
+                positional, keywords = pickle.loads(args)
+            else:
+                positional, keywords = pickle.loads(args), {}
+            status, payload = 0, pickle.dumps(functions[key](*positional, **keywords), protocol=5)
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
             status, payload = 1, pickle.dumps((type(e).__name__, str(e), _traceback(e), _pickled(e, cloudpickle or pickle)), protocol=5)
         finally:
