@@ -121,6 +121,8 @@ pub enum ExprKind {
         index: Box<Expr>,
     },
     Array(Vec<Expr>),
+    /// Keys must evaluate to Strings.
+    Map(Vec<(Expr, Expr)>),
     Shell {
         cmd: Box<Expr>,
         args: Vec<Expr>,

@@ -364,6 +364,7 @@ impl Resolver<'_> {
             ExprKind::Field { expr, name } => ir::ExprKind::Field { expr: self.boxed(expr), name: Arc::from(name.name.as_str()) },
             ExprKind::Index { expr, index } => ir::ExprKind::Index { expr: self.boxed(expr), index: self.boxed(index) },
             ExprKind::Array(items) => ir::ExprKind::Array(self.exprs(items)),
+            ExprKind::Map(entries) => ir::ExprKind::Map(entries.iter().map(|(k, v)| (self.expr(k), self.expr(v))).collect()),
             ExprKind::Shell { cmd, args, stdin } => {
                 ir::ExprKind::Shell { cmd: self.boxed(cmd), args: self.exprs(args), stdin: stdin.as_ref().map(|s| self.boxed(s)) }
             }
@@ -377,6 +378,7 @@ impl Resolver<'_> {
             ir::ExprKind::Binary { lhs, rhs, .. } => lhs.task || rhs.task,
             ir::ExprKind::Index { expr, index } => expr.task || index.task,
             ir::ExprKind::Builtin { args, .. } | ir::ExprKind::Array(args) => args.iter().any(|a| a.task),
+            ir::ExprKind::Map(entries) => entries.iter().any(|(k, v)| k.task || v.task),
         };
         ir::Expr { kind, span, task }
     }

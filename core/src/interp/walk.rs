@@ -15,10 +15,18 @@
 use futures_util::future::BoxFuture;
 
 use super::{error, peek, Fallible, Flow, Frame, Interpreter};
+use crate::diagnostic::{Diagnostic, Span};
 use crate::ir::{Expr, ExprKind, Stmt, StmtKind};
 use crate::ops;
 use crate::syntax::ast::BinaryOp;
-use crate::value::Value;
+use crate::value::{Map, Value};
+
+fn map_key(span: Span, found: &Value) -> Box<Diagnostic> {
+    Box::new(
+        Diagnostic::new(crate::diagnostic::Stage::Runtime, span, format!("a Map key must be a String, found {}", found.a_type()))
+            .with_hint("convert the key with `str(...)`"),
+    )
+}
 
 /// A child evaluated in the walk's mode: `rec!(sync self.eval(x, f))` is the
 /// call itself; `rec!(async self.eval(x, f))` is `self.eval_any(x, f).await`.
@@ -156,6 +164,19 @@ macro_rules! walker {
                     ops::index(&v, &i).map_err(|m| error(index.span, m))
                 }
                 ExprKind::Array(items) => Ok(Value::array(all!($mode self, items, f))),
+                ExprKind::Map(entries) => {
+                    let mut map = Map::with_capacity(entries.len());
+                    for (key, value) in entries {
+                        let k = match rec!($mode self.eval(key, f))? {
+                            Value::Str(k) => k,
+                            other => return Err(map_key(key.span, &other)),
+                        };
+                        let v = rec!($mode self.eval(value, f))?;
+                        // A repeated key keeps its first place and takes the later value.
+                        map.insert(k, v);
+                    }
+                    Ok(Value::map(map))
+                }
                 ExprKind::Foreign { function, args, keywords, mode } => tasks_only!($mode {
                     let args = all!($mode self, args, f);
                     let mut named = Vec::with_capacity(keywords.len());

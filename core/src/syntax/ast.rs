@@ -98,6 +98,8 @@ pub enum BinaryOp {
     Sub,
     Mul,
     Div,
+    /// `%`: the remainder of floor division (0.3).
+    Mod,
     Pow,
     Eq,
     Ne,
@@ -105,6 +107,8 @@ pub enum BinaryOp {
     Le,
     Gt,
     Ge,
+    /// `a in b`: element, key or substring (0.3).
+    In,
     And,
     Or,
 }
@@ -116,6 +120,7 @@ impl BinaryOp {
             BinaryOp::Sub => "-",
             BinaryOp::Mul => "*",
             BinaryOp::Div => "/",
+            BinaryOp::Mod => "%",
             BinaryOp::Pow => "^",
             BinaryOp::Eq => "==",
             BinaryOp::Ne => "!=",
@@ -123,6 +128,7 @@ impl BinaryOp {
             BinaryOp::Le => "<=",
             BinaryOp::Gt => ">",
             BinaryOp::Ge => ">=",
+            BinaryOp::In => "in",
             BinaryOp::And => "and",
             BinaryOp::Or => "or",
         }
@@ -200,6 +206,8 @@ pub enum ExprKind {
     },
     /// `[a, b, c]`
     Array(Vec<Expr>),
+    /// `{"k": v, ...}` (0.3): keys are expressions, in written order.
+    Map(Vec<(Expr, Expr)>),
     /// `shell {cmd}`, `shell {cmd, [args]}`, `shell {cmd, [args], stdin}`
     Shell {
         cmd: Box<Expr>,

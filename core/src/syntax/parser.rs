@@ -234,7 +234,17 @@ fn skip_group<'t, I: TokenInput<'t>>(inp: &mut InputRef<'t, '_, I, Extra<'t>>, c
 fn is_stmt_keyword(tok: &Token) -> bool {
     matches!(
         tok,
-        Token::Print | Token::Require | Token::If | Token::While | Token::For | Token::Seq | Token::Para | Token::Break | Token::Continue
+        Token::Print
+            | Token::Require
+            | Token::If
+            | Token::While
+            | Token::For
+            | Token::Seq
+            | Token::Para
+            | Token::Break
+            | Token::Continue
+            | Token::Fn
+            | Token::Return
     )
 }
 
@@ -264,7 +274,8 @@ fn expr<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + Clone 
     recursive(|expr| {
         let expr = expr.boxed();
         let unary = unary(expr.clone());
-        let factor = binary(unary, select! { Token::Star => BinaryOp::Mul, Token::Slash => BinaryOp::Div });
+        let factor =
+            binary(unary, select! { Token::Star => BinaryOp::Mul, Token::Slash => BinaryOp::Div, Token::Percent => BinaryOp::Mod });
         let term = binary(factor, select! { Token::Plus => BinaryOp::Add, Token::Minus => BinaryOp::Sub });
         let compare = binary(
             term,
@@ -273,6 +284,7 @@ fn expr<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + Clone 
                 Token::Le => BinaryOp::Le,
                 Token::Gt => BinaryOp::Gt,
                 Token::Ge => BinaryOp::Ge,
+                Token::In => BinaryOp::In,
             },
         );
         let equality = binary(compare, select! { Token::EqEq => BinaryOp::Eq, Token::NotEq => BinaryOp::Ne });
@@ -328,6 +340,12 @@ fn unary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> {
             Token::Bang => UnaryOp::Not,
         }
         .map_with(|op, e| (op, to_span(e.span())));
+        // `-9223372036854775808` is i64::MIN, whose magnitude alone is no Int
+        // (nor is it under `^`, which binds tighter than `-`).
+        let int_min = just(Token::Minus)
+            .then(just(Token::IntMinMagnitude))
+            .then_ignore(just(Token::Caret).not().rewind())
+            .map_with(|_, e| Expr { kind: ExprKind::Int(i64::MIN), span: to_span(e.span()) });
         let prefixed = op.then(unary.clone()).map(|((op, op_span), expr): (_, Expr)| Expr {
             span: op_span.to(expr.span),
             kind: ExprKind::Unary { op, op_span, expr: Box::new(expr) },
@@ -340,7 +358,7 @@ fn unary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> {
                 kind: ExprKind::Binary { op: BinaryOp::Pow, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) },
             },
         });
-        prefixed.or(power).labelled("expression")
+        choice((int_min, prefixed, power)).labelled("expression")
     })
     .boxed()
 }
@@ -450,6 +468,12 @@ fn primary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
         Token::Error(_) => ExprKind::Error,
     }
     .map_with(|kind, e| Expr { kind, span: to_span(e.span()) });
+    let too_large = just(Token::IntMinMagnitude).validate(|_, e, emitter| {
+        let span = to_span(e.span());
+        emitter.emit(custom_error(span, super::lexer::int_overflow(span)));
+        Expr { kind: ExprKind::Error, span }
+    });
+    let literal = literal.or(too_large);
     // The span of a parenthesised expression includes the parentheses.
     let paren = expr
         .clone()
@@ -460,7 +484,17 @@ fn primary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
         .delimited_by(just(Token::LBracket), just(Token::RBracket))
         .map_with(|items, e| Expr { kind: ExprKind::Array(items), span: to_span(e.span()) })
         .recover_with(via_parser(nested(Token::LBracket, Token::RBracket)));
-    choice((literal, paren, array, shell(expr), shellpipe())).labelled("expression").boxed()
+    // Where an expression is expected, `{` starts a map literal (a statement
+    // that starts with `{` is a block: `block` comes first in `stmt`).
+    let entry = expr.clone().then_ignore(just(Token::Colon)).then(expr.clone());
+    let map = entry
+        .separated_by(just(Token::Comma))
+        .allow_trailing()
+        .collect()
+        .delimited_by(just(Token::LBrace), just(Token::RBrace))
+        .map_with(|entries, e| Expr { kind: ExprKind::Map(entries), span: to_span(e.span()) })
+        .recover_with(via_parser(nested(Token::LBrace, Token::RBrace)));
+    choice((literal, paren, array, map, shell(expr), shellpipe())).labelled("expression").boxed()
 }
 
 /// `"shell" "{" expr ("," "[" args? "]" ("," expr)?)? "}"`
