@@ -12,6 +12,8 @@
 //! was, and an operator, an error message or a loop's bookkeeping cannot
 //! differ between code with tasks and code without.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 
 use super::{error, peek, Fallible, Flow, Frame, Interpreter};
@@ -20,6 +22,26 @@ use crate::ir::{Expr, ExprKind, Stmt, StmtKind};
 use crate::ops;
 use crate::syntax::ast::BinaryOp;
 use crate::value::{Map, Value};
+
+/// `a + b` for `AddTo`, which owns `a`: an Array that nothing else holds
+/// grows in place. On an error, `a` comes back to be put back.
+fn add_owned(a: Value, b: Value, op_span: Span) -> Result<Value, (Value, Box<Diagnostic>)> {
+    match (a, b) {
+        (Value::Array(mut xs), Value::Array(ys)) => {
+            // A copy only when `xs` is shared: the semantics of `xs + ys` either way.
+            let items = Arc::make_mut(&mut xs);
+            match Arc::try_unwrap(ys) {
+                Ok(ys) => items.extend(ys),
+                Err(ys) => items.extend(ys.iter().cloned()),
+            }
+            Ok(Value::Array(xs))
+        }
+        (a, b) => match ops::binary(BinaryOp::Add, &a, &b) {
+            Ok(sum) => Ok(sum),
+            Err(m) => Err((a, error(op_span, m))),
+        },
+    }
+}
 
 fn map_key(span: Span, found: &Value) -> Box<Diagnostic> {
     Box::new(
@@ -35,6 +57,16 @@ macro_rules! rec {
     (async $this:ident . exec ($($a:tt)*)) => { $this.exec_any($($a)*).await };
     (async $this:ident . eval ($($a:tt)*)) => { $this.eval_any($($a)*).await };
     (async $this:ident . test ($($a:tt)*)) => { $this.test_any($($a)*).await };
+}
+
+/// The first form in the sync walk, the second in the async walk.
+macro_rules! pick {
+    (sync, $sync:expr, $async:expr) => {
+        $sync
+    };
+    (async, $sync:expr, $async:expr) => {
+        $async
+    };
 }
 
 /// Code that only the async walk can reach: tasks and `para` blocks.
@@ -94,8 +126,10 @@ macro_rules! walker {
                 StmtKind::While { cond, body } => {
                     while rec!($mode self.test(cond, f, "the condition of `while`"))? {
                         self.check_interrupt(s.span)?;
-                        if rec!($mode self.exec(body, f))? == Flow::Break {
-                            break;
+                        match rec!($mode self.exec(body, f))? {
+                            Flow::Break => break,
+                            Flow::Return => return Ok(Flow::Return),
+                            Flow::Next | Flow::Continue => {}
                         }
                     }
                 }
@@ -104,10 +138,39 @@ macro_rules! walker {
                     for item in items {
                         self.check_interrupt(s.span)?;
                         f[*var as usize] = Some(item);
-                        if rec!($mode self.exec(body, f))? == Flow::Break {
-                            break;
+                        match rec!($mode self.exec(body, f))? {
+                            Flow::Break => break,
+                            Flow::Return => return Ok(Flow::Return),
+                            Flow::Next | Flow::Continue => {}
                         }
                     }
+                }
+                StmtKind::Return(value) => {
+                    let v = match value {
+                        Some(e) => rec!($mode self.eval(e, f))?,
+                        None => Value::Nil,
+                    };
+                    f.ret = Some(v);
+                    return Ok(Flow::Return);
+                }
+                StmtKind::AddTo { slot, value, op_span, target_span } => {
+                    let at = *slot as usize;
+                    if f[at].is_none() {
+                        return Err(self.load(*slot, *target_span, f).expect_err("the slot is empty"));
+                    }
+                    // Adding a constant or a variable that is not an Array (`i = i + 1`): no copies.
+                    if let Some(b) = peek(value, f).filter(|b| !matches!(b, Value::Array(_))) {
+                        let sum = ops::binary(BinaryOp::Add, f[at].as_ref().expect("checked above"), b).map_err(|m| error(*op_span, m))?;
+                        f[at] = Some(sum);
+                        return Ok(Flow::Next);
+                    }
+                    let b = rec!($mode self.eval(value, f))?;
+                    // `value` cannot rebind the slot (the resolver checked), so it is still set.
+                    let a = f[at].take().expect("checked above");
+                    f[at] = Some(add_owned(a, b, *op_span).map_err(|(a, err)| {
+                        f[at] = Some(a);
+                        err
+                    })?);
                 }
                 StmtKind::Nop => {}
                 StmtKind::Para(branches) => tasks_only!($mode self.para(branches, f).await?),
@@ -162,6 +225,14 @@ macro_rules! walker {
                     let v = rec!($mode self.eval(expr, f))?;
                     let i = rec!($mode self.eval(index, f))?;
                     ops::index(&v, &i).map_err(|m| error(index.span, m))
+                }
+                ExprKind::Call { function, args } => {
+                    let mut callee = self.enter(*function, f, e.span)?;
+                    for (slot, arg) in args {
+                        callee[*slot as usize] = Some(rec!($mode self.eval(arg, f))?);
+                    }
+                    let func = &self.program.functions[*function as usize];
+                    pick!($mode, self.run_call(func, callee), self.run_call_async(func, callee).await)
                 }
                 ExprKind::Array(items) => Ok(Value::array(all!($mode self, items, f))),
                 ExprKind::Map(entries) => {

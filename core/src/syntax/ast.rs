@@ -60,8 +60,28 @@ pub enum StmtKind {
         iter: Expr,
         body: Box<Stmt>,
     },
+    /// `fn name(params) { body }` (0.3); only at the top level, which
+    /// `syntax::parse` checks.
+    Fn(Box<FnDef>),
+    /// `return expr;` or `return;` (0.3)
+    Return(Option<Expr>),
     /// Stands where the parser recovered from a syntax error (already reported).
     Error,
+}
+
+/// A workflow function (language 0.3).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FnDef {
+    pub name: Ident,
+    pub params: Vec<Param>,
+    pub body: Vec<Stmt>,
+}
+
+/// `name` or `name = default`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: Ident,
+    pub default: Option<Expr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -64,7 +64,8 @@ fn stmt<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Stmt, Extra<'t>> + Clone 
             block(stmt.clone()),
             if_stmt(expr.clone(), stmt.clone()),
             while_stmt(expr.clone(), stmt.clone()),
-            for_stmt(expr.clone(), stmt),
+            for_stmt(expr.clone(), stmt.clone()),
+            fn_def(expr.clone(), stmt),
             simple_stmt(expr),
         ))
         .labelled("statement")
@@ -80,6 +81,7 @@ fn simple_stmt<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> impl Parser<'t
         require().map(StmtKind::Require),
         just(Token::Break).to(StmtKind::Break),
         just(Token::Continue).to(StmtKind::Continue),
+        just(Token::Return).ignore_then(expr.clone().or_not()).map(StmtKind::Return),
         expr.map(StmtKind::Expr),
     ))
     .then_ignore(just(Token::Semi))
@@ -113,6 +115,28 @@ fn block<'t, I: TokenInput<'t>>(stmt: Boxed<'t, 't, I, Stmt, Extra<'t>>) -> impl
                 emitter.emit(custom_error(open, unclosed(Token::LBrace, open)));
             }
             StmtKind::Block { kind, body }
+        })
+}
+
+/// `"fn" IDENT "(" params? ")" "{" stmt* "}"`; a missing `}` is reported at the `{`.
+fn fn_def<'t, I: TokenInput<'t>>(
+    expr: ExprParser<'t, I>,
+    stmt: Boxed<'t, 't, I, Stmt, Extra<'t>>,
+) -> impl Parser<'t, I, StmtKind, Extra<'t>> + Clone {
+    let param = ident().then(just(Token::Assign).ignore_then(expr).or_not()).map(|(name, default)| Param { name, default });
+    let params = param.separated_by(just(Token::Comma)).allow_trailing().collect().delimited_by(just(Token::LParen), just(Token::RParen));
+    let open = just(Token::LBrace).map_with(|_, e| to_span(e.span()));
+    just(Token::Fn)
+        .ignore_then(ident())
+        .then(params)
+        .then(open)
+        .then(stmt.repeated().collect())
+        .then(just(Token::RBrace).or_not())
+        .validate(|((((name, params), open), body), close), _, emitter| {
+            if close.is_none() {
+                emitter.emit(custom_error(open, unclosed(Token::LBrace, open)));
+            }
+            StmtKind::Fn(Box::new(FnDef { name, params, body }))
         })
 }
 
