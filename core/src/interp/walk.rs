@@ -282,3 +282,39 @@ impl Interpreter<'_> {
     walker!(sync, exec, eval);
     walker!(async, exec_async, eval_async);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(n: i64) -> Value {
+        Value::array((0..n).map(Value::Int).collect())
+    }
+
+    #[test]
+    fn an_array_held_once_grows_in_place() {
+        let xs = ints(3);
+        let Value::Array(arc) = &xs else { unreachable!() };
+        let before = Arc::as_ptr(arc);
+        let Ok(Value::Array(grown)) = add_owned(xs, ints(1), Span::default()) else { panic!("not an Array") };
+        assert_eq!(Arc::as_ptr(&grown), before, "the same allocation, appended to");
+        assert_eq!(Value::Array(grown).to_string(), "[0, 1, 2, 0]");
+    }
+
+    #[test]
+    fn a_shared_array_is_copied_and_left_as_it_was() {
+        let xs = ints(2);
+        let kept = xs.clone();
+        let Ok(sum) = add_owned(xs, ints(1), Span::default()) else { panic!("adds") };
+        assert_eq!(sum.to_string(), "[0, 1, 0]");
+        assert_eq!(kept.to_string(), "[0, 1]");
+    }
+
+    #[test]
+    fn a_failed_add_gives_the_value_back() {
+        let Err((back, err)) = add_owned(ints(1), Value::Int(2), Span::new(3, 4)) else { panic!("Array + Int fails") };
+        assert_eq!(back.to_string(), "[0]");
+        assert!(err.message.contains("Array and Int"));
+        assert_eq!(err.span, Span::new(3, 4));
+    }
+}
