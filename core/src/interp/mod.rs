@@ -91,6 +91,8 @@ pub(crate) struct Frame {
     function: u32,
     /// What `return` left for the call.
     ret: Option<Value>,
+    /// Empty slot vectors for the calls this frame makes (see `callee`).
+    spare: Vec<Vec<Option<Value>>>,
 }
 
 /// `Frame::function` of the top level.
@@ -102,7 +104,27 @@ pub const MAX_CALL_DEPTH: u32 = 1000;
 
 impl Frame {
     fn new(size: usize, depth: u32, function: u32) -> Self {
-        Frame { slots: vec![None; size], depth, function, ret: None }
+        Frame { slots: vec![None; size], depth, function, ret: None, spare: Vec::new() }
+    }
+
+    /// The frame of a call made from this one, built from a spare slot
+    /// vector when there is one: the spares travel down the call chain and
+    /// come back with `recycle`, so a call allocates nothing once its
+    /// depth has been reached before (malloc and free were a sixth of a
+    /// trivial call's instructions).
+    fn callee(&mut self, size: usize, function: u32) -> Frame {
+        let mut spare = std::mem::take(&mut self.spare);
+        let mut slots = spare.pop().unwrap_or_default();
+        slots.resize(size, None);
+        Frame { slots, depth: self.depth + 1, function, ret: None, spare }
+    }
+
+    /// Takes back the spares of a finished callee, and its slots as one more.
+    fn recycle(&mut self, mut callee: Frame) {
+        let mut slots = std::mem::take(&mut callee.slots);
+        slots.clear();
+        self.spare = std::mem::take(&mut callee.spare);
+        self.spare.push(slots);
     }
 }
 
@@ -207,6 +229,7 @@ pub(crate) fn error(span: Span, message: impl Into<String>) -> Box<Diagnostic> {
 impl Interpreter<'_> {
     /// Loops call this every iteration: pure computation never awaits, so
     /// it could not be cancelled otherwise.
+    #[inline(always)]
     fn check_interrupt(&self, span: Span) -> Fallible<()> {
         if self.interrupt.is_triggered() {
             return Err(Box::new(interrupted(span)));
@@ -240,23 +263,24 @@ impl Interpreter<'_> {
     /// The frame of a call of `function` from `caller`, or the error of
     /// one call too deep. Checks the interrupt too: a recursion without
     /// loops would not see it otherwise.
-    fn enter(&self, function: u32, caller: &Frame, span: Span) -> Fallible<Frame> {
+    #[inline]
+    fn enter(&self, function: u32, caller: &mut Frame, span: Span) -> Fallible<Frame> {
         let callee = &self.program.functions[function as usize];
         let depth = caller.depth + 1;
         if depth > MAX_CALL_DEPTH {
-            let name = &callee.name;
-            return Err(Box::new(
-                Diagnostic::new(
-                    Stage::Runtime,
-                    span,
-                    format!("too many nested calls: calling `{name}` here nests more than {MAX_CALL_DEPTH}"),
-                )
-                .with_label(format!("the call {depth} levels deep"))
-                .with_hint(format!("does the recursion of `{name}` reach its base case? A loop (`while`, `for`) needs no nesting")),
-            ));
+            return Err(self.too_deep(&callee.name, depth, span));
         }
         self.check_interrupt(span)?;
-        Ok(Frame::new(callee.slot_names.len(), depth, function))
+        Ok(caller.callee(callee.slot_names.len(), function))
+    }
+
+    #[cold]
+    fn too_deep(&self, name: &str, depth: u32, span: Span) -> Box<Diagnostic> {
+        Box::new(
+            Diagnostic::new(Stage::Runtime, span, format!("too many nested calls: calling `{name}` here nests more than {MAX_CALL_DEPTH}"))
+                .with_label(format!("the call {depth} levels deep"))
+                .with_hint(format!("does the recursion of `{name}` reach its base case? A loop (`while`, `for`) needs no nesting")),
+        )
     }
 
     /// Conditions and `and`/`or`/`!` operands must be Bool: no truthiness.

@@ -60,44 +60,53 @@ impl Interpreter<'_> {
 
     /// The body of a call whose arguments are bound, on the synchronous
     /// path: defaults for the parameters not given, then the statements.
-    /// `maybe_grow` moves to a fresh stack segment (on the heap) when less
-    /// than `RED_ZONE` is left, so nesting is bounded by `MAX_CALL_DEPTH`
-    /// alone, never by the thread's stack.
-    pub(super) fn run_call(&self, func: &Function, mut frame: Frame) -> Fallible<Value> {
-        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || {
-            for (i, p) in func.params.iter().enumerate() {
-                if let (None, Some(default)) = (&frame[i], &p.default) {
-                    let v = self.eval(default, &mut frame)?;
-                    frame[i] = Some(v);
-                }
+    /// Every `GROW_EVERY` levels, `maybe_grow` moves to a fresh stack
+    /// segment (on the heap) when less than `RED_ZONE` is left, so nesting
+    /// is bounded by `MAX_CALL_DEPTH` alone, never by the thread's stack.
+    pub(super) fn run_call(&self, func: &Function, frame: &mut Frame) -> Fallible<Value> {
+        if frame.depth % GROW_EVERY == 0 {
+            stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.call_body(func, frame))
+        } else {
+            self.call_body(func, frame)
+        }
+    }
+
+    fn call_body(&self, func: &Function, frame: &mut Frame) -> Fallible<Value> {
+        for (i, p) in func.params.iter().enumerate() {
+            if let (None, Some(default)) = (&frame[i], &p.default) {
+                let v = self.eval(default, frame)?;
+                frame[i] = Some(v);
             }
-            for s in &func.body {
-                // Only `return` leaves a body early: loops keep `break` and `continue`.
-                if self.exec(s, &mut frame)? != Flow::Next {
-                    break;
-                }
+        }
+        for s in &func.body {
+            // Only `return` leaves a body early: loops keep `break` and `continue`.
+            if self.exec(s, frame)? != Flow::Next {
+                break;
             }
-            Ok(frame.ret.take().unwrap_or_default())
-        })
+        }
+        Ok(frame.ret.take().unwrap_or_default())
     }
 
     /// `run_call` on the async path. The future is polled through `Grow`,
     /// which gives the nested polls (one per call level) the same room.
     pub(super) fn run_call_async<'s>(&'s self, func: &'s Function, mut frame: Frame) -> Grow<BoxFuture<'s, Fallible<Value>>> {
-        Grow(Box::pin(async move {
-            for (i, p) in func.params.iter().enumerate() {
-                if let (None, Some(default)) = (&frame[i], &p.default) {
-                    let v = self.eval_any(default, &mut frame).await?;
-                    frame[i] = Some(v);
+        Grow(
+            frame.depth % GROW_EVERY == 0,
+            Box::pin(async move {
+                for (i, p) in func.params.iter().enumerate() {
+                    if let (None, Some(default)) = (&frame[i], &p.default) {
+                        let v = self.eval_any(default, &mut frame).await?;
+                        frame[i] = Some(v);
+                    }
                 }
-            }
-            for s in &func.body {
-                if self.exec_any(s, &mut frame).await? != Flow::Next {
-                    break;
+                for s in &func.body {
+                    if self.exec_any(s, &mut frame).await? != Flow::Next {
+                        break;
+                    }
                 }
-            }
-            Ok(frame.ret.take().unwrap_or_default())
-        }))
+                Ok(frame.ret.take().unwrap_or_default())
+            }),
+        )
     }
 
     /// Runs every branch at once; the first failure cancels the rest.
@@ -220,18 +229,26 @@ impl Interpreter<'_> {
 
 /// Below this much native stack, a call continues on a new segment.
 const RED_ZONE: usize = 1024 * 1024;
+/// Calls between two looks at the stack: 8 levels take at most about
+/// 250 KiB (31 KiB per level on the async path of a debug build, the most
+/// measured), well inside the red zone.
+const GROW_EVERY: u32 = 8;
 /// The size of such a segment.
 const STACK_SEGMENT: usize = 8 * 1024 * 1024;
 
 /// A call's future, polled with room on the stack (see `run_call`).
-pub(super) struct Grow<F>(F);
+pub(super) struct Grow<F>(bool, F);
 
 impl<F: Future + Unpin> Future for Grow<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let inner = &mut self.0;
-        stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || Pin::new(inner).poll(cx))
+        let Grow(check, inner) = &mut *self;
+        if *check {
+            stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || Pin::new(inner).poll(cx))
+        } else {
+            Pin::new(inner).poll(cx)
+        }
     }
 }
 

@@ -229,10 +229,22 @@ macro_rules! walker {
                 ExprKind::Call { function, args } => {
                     let mut callee = self.enter(*function, f, e.span)?;
                     for (slot, arg) in args {
-                        callee[*slot as usize] = Some(rec!($mode self.eval(arg, f))?);
+                        let v = match peek(arg, f) {
+                            Some(v) => v.clone(),
+                            None => rec!($mode self.eval(arg, f))?,
+                        };
+                        callee[*slot as usize] = Some(v);
                     }
                     let func = &self.program.functions[*function as usize];
-                    pick!($mode, self.run_call(func, callee), self.run_call_async(func, callee).await)
+                    pick!(
+                        $mode,
+                        {
+                            let result = self.run_call(func, &mut callee);
+                            f.recycle(callee);
+                            result
+                        },
+                        self.run_call_async(func, callee).await
+                    )
                 }
                 ExprKind::Array(items) => Ok(Value::array(all!($mode self, items, f))),
                 ExprKind::Map(entries) => {
