@@ -19,7 +19,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use super::{error, Fallible, Flow, Frame, Interpreter};
 use crate::diagnostic::{Diagnostic, Span, Stage};
 use crate::foreign::{CallMode, ForeignErrorKind, Keywords};
-use crate::ir::{Branch, Expr, Function, Slot, Stmt};
+use crate::ir::{Branch, Expr, Function, Slot, Stmt, StmtKind};
 use crate::shell;
 use crate::value::Value;
 
@@ -79,6 +79,11 @@ impl Interpreter<'_> {
             }
         }
         for s in &func.body {
+            // A `return` directly in the body (most functions end with one)
+            // gives its value without a trip through `exec` and the frame.
+            if let StmtKind::Return(Some(e)) = &s.kind {
+                return self.eval(e, frame);
+            }
             // Only `return` leaves a body early: loops keep `break` and `continue`.
             if self.exec(s, frame)? != Flow::Next {
                 break;
