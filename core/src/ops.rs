@@ -49,7 +49,7 @@ pub fn binary(op: BinaryOp, a: &Value, b: &Value) -> OpResult {
         Div => {
             let (x, y) = floats(a, b).ok_or_else(|| mismatch("/", a, b))?;
             if y == 0.0 {
-                return Err(format!("division by zero ({} / {})", a, b));
+                return Err(format!("division by zero ({a} / {b}): check the divisor before `/`"));
             }
             Ok(Float(x / y))
         }
@@ -84,7 +84,7 @@ fn modulo(a: &Value, b: &Value) -> OpResult {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => {
             if *y == 0 {
-                return Err(format!("division by zero ({x} % {y})"));
+                return Err(format!("division by zero ({x} % {y}): check the divisor before `%`"));
             }
             // `wrapping_rem`: i64::MIN % -1 is 0 (only the quotient overflows).
             let r = x.wrapping_rem(*y);
@@ -93,7 +93,7 @@ fn modulo(a: &Value, b: &Value) -> OpResult {
         _ => {
             let (x, y) = floats(a, b).ok_or_else(|| mismatch("%", a, b))?;
             if y == 0.0 {
-                return Err(format!("division by zero ({a} % {b})"));
+                return Err(format!("division by zero ({a} % {b}): check the divisor before `%`"));
             }
             Ok(Value::Float(float_divmod(x, y).1))
         }
@@ -105,15 +105,23 @@ pub fn floor_div(a: &Value, b: &Value) -> OpResult {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => {
             if *y == 0 {
-                return Err(format!("division by zero (div({x}, {y}))"));
+                return Err(format!("division by zero (div({x}, {y})): check the divisor before calling div()"));
             }
-            let q = x.checked_div(*y).ok_or_else(|| format!("integer overflow: div({x}, {y}) does not fit in 64 bits"))?;
+            let q = x
+                .checked_div(*y)
+                .ok_or_else(|| format!("integer overflow: div({x}, {y}) does not fit in 64 bits; use floats: div(float(a), b)"))?;
             Ok(Value::Int(if x % y != 0 && (*x < 0) != (*y < 0) { q - 1 } else { q }))
         }
         _ => {
-            let (x, y) = floats(a, b).ok_or_else(|| format!("div() cannot divide {} by {}", a.a_type(), b.a_type()))?;
+            let (x, y) = floats(a, b).ok_or_else(|| {
+                format!(
+                    "div() cannot divide {} by {}: it takes Ints and Floats (convert with `int(...)` or `float(...)`)",
+                    a.a_type(),
+                    b.a_type()
+                )
+            })?;
             if y == 0.0 {
-                return Err(format!("division by zero (div({a}, {b}))"));
+                return Err(format!("division by zero (div({a}, {b})): check the divisor before calling div()"));
             }
             Ok(Value::Float(float_divmod(x, y).0))
         }
