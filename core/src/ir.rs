@@ -146,6 +146,8 @@ pub enum ExprKind {
     Call {
         function: u32,
         args: Vec<(Slot, Expr)>,
+        /// The line of the call, for the "called from" notes of an error.
+        line: u32,
     },
     /// `keywords` in written order, after every positional argument; the
     /// names are interned once here and only cloned (a count) per call.

@@ -179,7 +179,7 @@ fn flag_expr(e: &mut ir::Expr, fn_sync: &[bool]) -> bool {
         K::Index { expr, index } => flag_expr(expr, fn_sync) | flag_expr(index, fn_sync),
         K::Builtin { args, .. } | K::Array(args) => any(args),
         K::Map(entries) => entries.iter_mut().fold(false, |any, (k, v)| flag_expr(k, fn_sync) | flag_expr(v, fn_sync) | any),
-        K::Call { function, args } => {
+        K::Call { function, args, .. } => {
             let args = args.iter_mut().fold(false, |any, (_, a)| flag_expr(a, fn_sync) | any);
             args | !fn_sync[*function as usize]
         }
@@ -772,7 +772,8 @@ impl Resolver<'_> {
             self.error(id.span, format!("this call to `{name}` is missing the argument{s} {}", missing.join(", ")))
                 .set_hint(format!("it is defined as `{}`; pass every parameter that has no default", listing()));
         }
-        ir::ExprKind::Call { function: function as u32, args: bound }
+        let line = self.line_of(id.span) as u32;
+        ir::ExprKind::Call { function: function as u32, args: bound, line }
     }
 }
 

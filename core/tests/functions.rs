@@ -92,6 +92,23 @@ fn an_error_inside_a_call_points_into_the_function() {
     let err = result.unwrap_err();
     assert!(err.message.contains("Int and String"), "{}", err.message);
     assert_eq!(&src[err.span.start..err.span.end], "+");
+    assert_eq!(err.notes, ["in `f`, called at line 4"]);
+}
+
+#[test]
+fn an_error_lists_the_calls_it_left_with_recursion_counted_once() {
+    let src = "fn a(n) { return b(n); }\nfn b(n) { if (n == 0) { return 1 / n; } return a(n - 1); }\nfn deep(n) { return deep(n + 1); }\n";
+    let (_, result) = run(&format!("{src}print a(1);"));
+    assert_eq!(
+        result.unwrap_err().notes,
+        ["in `b`, called at line 1", "in `a`, called at line 2", "in `b`, called at line 1", "in `a`, called at line 4"]
+    );
+    let (_, result) = run(&format!("{src}print a(20);"));
+    let notes = result.unwrap_err().notes;
+    assert_eq!(notes.len(), 9, "eight calls, then a summary: {notes:?}");
+    assert_eq!(notes[8], "... and the calls that led there");
+    let (_, result) = run(&format!("{src}print deep(0);"));
+    assert_eq!(result.unwrap_err().notes, ["in `deep`, called at line 3 (and 998 more times)", "in `deep`, called at line 4"]);
 }
 
 #[test]

@@ -43,6 +43,35 @@ fn add_owned(a: Value, b: Value, op_span: Span) -> Result<Value, (Value, Box<Dia
     }
 }
 
+/// Notes on an error that left a call: where each call was, innermost
+/// first, as a traceback. The same call repeated (a recursion) is one
+/// note with a count, and past `SHOWN` calls the rest is summed up.
+#[cold]
+fn called_from(mut err: Box<Diagnostic>, name: &str, line: u32) -> Box<Diagnostic> {
+    const SHOWN: usize = 8;
+    let note = format!("in `{name}`, called at line {line}");
+    if let Some(last) = err.notes.last_mut() {
+        let repeats = if *last == note {
+            Some(0)
+        } else {
+            last.strip_prefix(&note)
+                .and_then(|rest| rest.strip_prefix(" (and "))
+                .and_then(|rest| rest.split(' ').next()?.parse::<u32>().ok())
+        };
+        if let Some(n) = repeats {
+            *last = format!("{note} (and {} more times)", n + 1);
+            return err;
+        }
+    }
+    let calls = err.notes.iter().filter(|n| n.starts_with("in `") || n.starts_with("... ")).count();
+    if calls < SHOWN {
+        err.notes.push(note);
+    } else if calls == SHOWN {
+        err.notes.push("... and the calls that led there".to_owned());
+    }
+    err
+}
+
 fn map_key(span: Span, found: &Value) -> Box<Diagnostic> {
     Box::new(
         Diagnostic::new(crate::diagnostic::Stage::Runtime, span, format!("a Map key must be a String, found {}", found.a_type()))
@@ -226,7 +255,7 @@ macro_rules! walker {
                     let i = rec!($mode self.eval(index, f))?;
                     ops::index(&v, &i).map_err(|m| error(index.span, m))
                 }
-                ExprKind::Call { function, args } => {
+                ExprKind::Call { function, args, line } => {
                     let mut callee = self.enter(*function, f, e.span)?;
                     for (slot, arg) in args {
                         let v = match peek(arg, f) {
@@ -236,7 +265,7 @@ macro_rules! walker {
                         callee[*slot as usize] = Some(v);
                     }
                     let func = &self.program.functions[*function as usize];
-                    pick!(
+                    let result = pick!(
                         $mode,
                         {
                             let result = self.run_call(func, &mut callee);
@@ -244,7 +273,8 @@ macro_rules! walker {
                             result
                         },
                         self.run_call_async(func, callee).await
-                    )
+                    );
+                    result.map_err(|err| called_from(err, &func.name, *line))
                 }
                 ExprKind::Array(items) => Ok(Value::array(all!($mode self, items, f))),
                 ExprKind::Map(entries) => {
