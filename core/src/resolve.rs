@@ -33,6 +33,7 @@ pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host, after_synt
         foreign: Vec::new(),
         required: HashMap::new(),
         keywords_ok: HashMap::new(),
+        keyword_names: HashSet::new(),
         scope: Scope::default(),
         loop_ctx: LoopCtx::None,
         depth: 0,
@@ -245,6 +246,9 @@ struct Resolver<'a> {
     /// The host's answer to `keywords` for each required function (by
     /// index) that some call passes keyword arguments to: asked once.
     keywords_ok: HashMap<usize, Result<(), String>>,
+    /// Every name passed as a keyword argument so far (for a hint: before
+    /// 0.3, `f(b = 1)` assigned `b`).
+    keyword_names: HashSet<String>,
     scope: Scope,
     loop_ctx: LoopCtx,
     depth: usize,
@@ -565,7 +569,13 @@ impl Resolver<'_> {
         } else if let Some(why) = self.scope.gone.get(name).cloned() {
             self.error(id.span, format!("`{name}` cannot be read here")).set_label(why);
         } else if !self.lenient {
-            let hint = self.similar(name).map(|s| format!("did you mean `{s}`?"));
+            let hint = if self.keyword_names.contains(name) {
+                Some(format!(
+                    "`{name} = ...` inside a call's parentheses is a keyword argument, not an assignment: assign `{name}` in a statement of its own"
+                ))
+            } else {
+                self.similar(name).map(|s| format!("did you mean `{s}`?"))
+            };
             let d = self.error(id.span, format!("`{name}` is not defined"));
             d.set_label(format!("no earlier statement assigns `{name}`"));
             d.hint = hint;
@@ -663,6 +673,7 @@ impl Resolver<'_> {
                     .set_hint(format!("`{name}` is already given on line {line}; pass each keyword once"));
             }
             seen.insert(name, k.name.span);
+            self.keyword_names.insert(name.to_owned());
             let value = self.expr(&k.value);
             out.push((Arc::from(name), k.name.span, value));
         }
@@ -952,6 +963,14 @@ mod tests {
         assert!(resolve_src("fn f(a, b = a * 2) { c = a + b; return c; }\nc = 1; print f(c);").is_ok());
         assert_eq!(messages("fn f(a = b, b = 1) { }"), ["`b` is not defined"], "a default sees only the parameters before it");
         assert_eq!(messages("fn f() { break; }\nwhile (true) { f(); }"), ["`break` outside of a loop"]);
+    }
+
+    #[test]
+    fn a_keyword_argument_is_not_an_assignment() {
+        let errors = resolve_src("fn f(a, b = 0) { return a; }\nx = f(1, b = 2);\nprint b;").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].message, "`b` is not defined");
+        assert!(errors[0].hint.as_deref().unwrap().contains("keyword argument, not an assignment"), "{errors:?}");
     }
 
     #[test]
