@@ -82,7 +82,7 @@ pub struct Context {
 pub type Variables = Vec<(Arc<str>, Value)>;
 
 /// The variables of the top level or of one call, by slot.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Frame {
     slots: Vec<Option<Value>>,
     /// Calls between this frame and the top level (0 there).
@@ -133,6 +133,13 @@ impl Frame {
         }
         self.spare = spare;
         self.spare.push(slots);
+    }
+}
+
+/// A `para` branch's copy: the variables, not the spares (it makes its own).
+impl Clone for Frame {
+    fn clone(&self) -> Self {
+        Frame { slots: self.slots.clone(), depth: self.depth, function: self.function, ret: self.ret.clone(), spare: Vec::new() }
     }
 }
 
