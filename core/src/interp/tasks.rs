@@ -105,6 +105,9 @@ impl Interpreter<'_> {
                     }
                 }
                 for s in &func.body {
+                    if let StmtKind::Return(Some(e)) = &s.kind {
+                        return self.eval_any(e, &mut frame).await;
+                    }
                     if self.exec_any(s, &mut frame).await? != Flow::Next {
                         break;
                     }
