@@ -189,7 +189,11 @@ macro_rules! walker {
                     }
                     // Adding a constant or a variable that is not an Array (`i = i + 1`): no copies.
                     if let Some(b) = peek(value, f).filter(|b| !matches!(b, Value::Array(_))) {
-                        let sum = ops::binary(BinaryOp::Add, f[at].as_ref().expect("checked above"), b).map_err(|m| error(*op_span, m))?;
+                        let a = f[at].as_ref().expect("checked above");
+                        let sum = match (a, b) {
+                            (Value::Int(x), Value::Int(y)) if x.checked_add(*y).is_some() => Value::Int(x + y),
+                            _ => ops::binary(BinaryOp::Add, a, b).map_err(|m| error(*op_span, m))?,
+                        };
                         f[at] = Some(sum);
                         return Ok(Flow::Next);
                     }
@@ -236,6 +240,12 @@ macro_rules! walker {
                 ExprKind::Binary { op, op_span, lhs, rhs } => {
                     // Both operands constants or variables: no clone.
                     if let (Some(a), Some(b)) = (peek(lhs, f), peek(rhs, f)) {
+                        // Int + Int without the call (an overflow goes on to `ops`, for its error).
+                        if let (BinaryOp::Add, Value::Int(x), Value::Int(y)) = (op, a, b) {
+                            if let Some(sum) = x.checked_add(*y) {
+                                return Ok(Value::Int(sum));
+                            }
+                        }
                         return ops::binary(*op, a, b).map_err(|m| error(*op_span, m));
                     }
                     let a = rec!($mode self.eval(lhs, f))?;
