@@ -278,7 +278,7 @@ impl Interpreter<'_> {
     /// The frame of a call of `function` from `caller`, or the error of
     /// one call too deep. Checks the interrupt too: a recursion without
     /// loops would not see it otherwise.
-    #[inline]
+    #[inline(always)]
     fn enter(&self, function: u32, caller: &mut Frame, span: Span) -> Fallible<Frame> {
         let callee = &self.program.functions[function as usize];
         let depth = caller.depth + 1;

@@ -63,6 +63,7 @@ impl Interpreter<'_> {
     /// Every `GROW_EVERY` levels, `maybe_grow` moves to a fresh stack
     /// segment (on the heap) when less than `RED_ZONE` is left, so nesting
     /// is bounded by `MAX_CALL_DEPTH` alone, never by the thread's stack.
+    #[inline(always)]
     pub(super) fn run_call(&self, func: &Function, frame: &mut Frame) -> Fallible<Value> {
         if frame.depth % GROW_EVERY == 0 {
             stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.call_body(func, frame))
@@ -71,6 +72,7 @@ impl Interpreter<'_> {
         }
     }
 
+    #[inline(always)]
     fn call_body(&self, func: &Function, frame: &mut Frame) -> Fallible<Value> {
         for (i, p) in func.params.iter().enumerate() {
             if let (None, Some(default)) = (&frame[i], &p.default) {
