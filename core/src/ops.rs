@@ -161,8 +161,8 @@ fn contains(a: &Value, b: &Value) -> OpResult {
         (_, Value::Array(items)) => Ok(Value::Bool(items.iter().any(|x| x == a))),
         (Value::Str(key), Value::Map(m)) => Ok(Value::Bool(m.contains_key(key))),
         (Value::Str(part), Value::Str(whole)) => Ok(Value::Bool(whole.contains(part.as_ref()))),
-        (_, Value::Map(_)) => Err(format!("`in` a Map looks for a String key, found {}", a.a_type())),
-        (_, Value::Str(_)) => Err(format!("`in` a String looks for a String, found {}", a.a_type())),
+        (_, Value::Map(_)) => Err(format!("`in` a Map looks for a String key, found {}: convert it with `str(...)`", a.a_type())),
+        (_, Value::Str(_)) => Err(format!("`in` a String looks for a String, found {}: convert it with `str(...)`", a.a_type())),
         _ => Err(format!(
             "cannot apply `in` to {} and {}: the right operand must be an Array, a Map or a String",
             a.type_name(),
