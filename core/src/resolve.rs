@@ -302,6 +302,14 @@ impl Resolver<'_> {
         let kind = match &s.kind {
             StmtKind::Expr(e) => ir::StmtKind::Expr(self.expr(e)),
             StmtKind::Print(e) => ir::StmtKind::Print(self.expr(e)),
+            StmtKind::Require(req) if self.ret_ctx != RetCtx::Top => {
+                self.error(s.span, "`require` inside a function")
+                    .set_label("foreign names are declared for the whole workflow")
+                    .set_hint("move the `require` to the top level: every function sees the names it declares");
+                // Still declared, so that calls in the body are not reported too.
+                self.require(req);
+                ir::StmtKind::Nop
+            }
             StmtKind::Require(req) => {
                 self.require(req);
                 ir::StmtKind::Nop
@@ -971,6 +979,16 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].message, "`b` is not defined");
         assert!(errors[0].hint.as_deref().unwrap().contains("keyword argument, not an assignment"), "{errors:?}");
+    }
+
+    #[test]
+    fn require_only_at_the_top_level() {
+        let m = messages("fn f() { require g; g(); }");
+        assert_eq!(m[0], "`require` inside a function");
+        assert!(m[1..].iter().all(|m| m.contains("no host provides")), "only NoHost's refusal besides: {m:?}");
+        let m = messages("fn f() { return g(1); }\nrequire g;");
+        assert_eq!(m.len(), 1, "the call in f sees the later top-level require: {m:?}");
+        assert!(m[0].contains("no host provides"));
     }
 
     #[test]
