@@ -61,6 +61,19 @@ fn recursion_to_100_000_stops_at_the_limit_with_an_error_naming_the_function() {
     }
 }
 
+/// Each level nests a `para` too: its poll goes through the block's
+/// futures, the deepest stack per call of all.
+const PARA_DEPTH: &str = "fn down(n) { if (n == 0) { return 0; } para { a = down(n - 1); b = 1; } return a + b; }\n";
+
+#[test]
+fn recursion_through_para_blocks_stays_within_the_stack() {
+    let (lines, result) = run(&format!("{PARA_DEPTH}print down(999);"));
+    result.unwrap();
+    assert_eq!(lines, ["999"]);
+    let (_, result) = run(&format!("{PARA_DEPTH}print down(5000);"));
+    assert!(result.unwrap_err().message.contains("too many nested calls"));
+}
+
 #[test]
 fn calls_return_values_and_leave_the_caller_untouched() {
     let src = "fn f(a, b = a + 1) { a = a * 10; for i in range(5) { if (i == 3) { return [a, b, i]; } } return nil; }
