@@ -4,7 +4,7 @@
 # foreign-call seam, plugins, liboxiida), the Python package's pytest suite (in .venv, with
 # pytest and cloudpickle installed there), the Lua module under lua5.4
 # (installed with apt-get when missing) and, when it sits beside
-# this checkout, the shared conformance suite.
+# this checkout, the shared conformance suite (and its lang-0.3 folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +63,12 @@ shared=../shared/conformance
 if [ -f "$shared/run.sh" ]; then
   echo "shared conformance suite:"
   bash "$shared/run.sh" "${CARGO_TARGET_DIR:-$PWD/target}/debug/oxiida"
+  # Language 0.3's cases (functions, maps, keyword arguments, %, div, in),
+  # in a folder of their own, run by the same script.
+  if [ -d "$shared/lang-0.3" ]; then
+    echo "shared conformance suite, language 0.3:"
+    bash "$shared/run.sh" "${CARGO_TARGET_DIR:-$PWD/target}/debug/oxiida" "$(cd "$shared/lang-0.3" && pwd)"
+  fi
 else
   echo "note: $shared not found (it is not shipped with oxiida); shared suite skipped"
 fi

@@ -1,7 +1,9 @@
 //! `cargo bench --bench loop`: the counting loop through the `oxiida` CLI
-//! against the same loop in CPython, measured in the same run, and the
-//! CLI's start-up time. Prints times and ratios; asserts nothing, because
-//! this machine is shared and noisy (targets and figures: benches/README.md).
+//! against the same loop in CPython, measured in the same run, the cost of
+//! a call of a workflow function (language 0.3) against a call of a Python
+//! function, building an Array by `xs = xs + [x]`, and the CLI's start-up
+//! time. Prints times and ratios; asserts nothing, because this machine is
+//! shared and noisy (targets and figures: benches/README.md).
 
 use std::path::Path;
 use std::process::Command;
@@ -10,6 +12,10 @@ use std::time::{Duration, Instant};
 const N: u64 = 10_000_000;
 const RUNS: usize = 5;
 const STARTUP_RUNS: usize = 40;
+/// Calls of `inc` in the call benchmark.
+const CALLS: u64 = 1_000_000;
+/// Elements appended one `xs = xs + [x]` at a time.
+const APPENDS: u64 = 100_000;
 
 fn time(cmd: &mut Command) -> Duration {
     let start = Instant::now();
@@ -73,5 +79,36 @@ fn main() {
         ox_start.as_secs_f64() * 1e3,
         py_start.as_secs_f64() * 1e3
     );
+
+    // A call's cost: the same loop with and without the call, so the loop
+    // itself and start-up cancel out.
+    let called = dir.join("call.ox");
+    let inline = dir.join("inline.ox");
+    let counting = |body: &str| format!("i = 0; s = 0; while (i < {CALLS}) {{ {body} i = i + 1; }}\n");
+    std::fs::write(&called, format!("fn inc(x) {{ return x + 1; }}\n{}", counting("s = inc(s);"))).expect("write call.ox");
+    std::fs::write(&inline, counting("s = s + 1;")).expect("write inline.ox");
+    let py_counting = |body: &str| format!("def inc(x):\n    return x + 1\ni = 0\ns = 0\nwhile i < {CALLS}:\n    {body}\n    i = i + 1\n");
+    let ox_call = best(RUNS, || run(&called));
+    let ox_inline = best(RUNS, || run(&inline));
+    let py_call = best(RUNS, || python(&py_counting("s = inc(s)")));
+    let py_inline = best(RUNS, || python(&py_counting("s = s + 1")));
+    let per_call = |with: Duration, without: Duration| with.saturating_sub(without).as_nanos() as f64 / CALLS as f64;
+    let (ox_call_ns, py_call_ns) = (per_call(ox_call, ox_inline), per_call(py_call, py_inline));
+    println!("function call, {CALLS} calls of `inc(x) {{ return x + 1; }}` minus the same loop without the call (best of {RUNS}):");
+    println!("  oxiida  {ox_call_ns:>6.1} ns/call  ({:.3} s with, {:.3} s without)", ox_call.as_secs_f64(), ox_inline.as_secs_f64());
+    println!("  CPython {py_call_ns:>6.1} ns/call  ({:.3} s with, {:.3} s without)", py_call.as_secs_f64(), py_inline.as_secs_f64());
+    println!("  ratio oxiida/CPython: {:.2}x per call (target <= 2.0x)", ox_call_ns / py_call_ns);
+
+    // `xs = xs + [x]`: in place in oxiida when `xs` is not shared; CPython
+    // copies the list each time (quadratic), so it runs once.
+    let appended = dir.join("append.ox");
+    std::fs::write(&appended, format!("xs = []; i = 0; while (i < {APPENDS}) {{ xs = xs + [i]; i = i + 1; }}\nprint len(xs);\n"))
+        .expect("write append.ox");
+    let ox_append = best(RUNS, || run(&appended));
+    let py_append = best(1, || python(&format!("xs = []\ni = 0\nwhile i < {APPENDS}:\n    xs = xs + [i]\n    i = i + 1\n")));
+    println!("building a {APPENDS}-element array with `xs = xs + [x]`:");
+    println!("  oxiida  {:>9.3} s (best of {RUNS})", ox_append.as_secs_f64());
+    println!("  CPython {:>9.3} s (one run: quadratic)", py_append.as_secs_f64());
+    println!("  ratio oxiida/CPython: {:.4}x", ox_append.as_secs_f64() / py_append.as_secs_f64());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,6 +12,8 @@ pub enum Builtin {
     Int,
     Float,
     Keys,
+    /// `div(a, b)`: floor division (0.3).
+    Div,
 }
 
 impl Builtin {
@@ -23,6 +25,7 @@ impl Builtin {
             "int" => Builtin::Int,
             "float" => Builtin::Float,
             "keys" => Builtin::Keys,
+            "div" => Builtin::Div,
             _ => return None,
         })
     }
@@ -35,6 +38,7 @@ impl Builtin {
             Builtin::Int => "int",
             Builtin::Float => "float",
             Builtin::Keys => "keys",
+            Builtin::Div => "div",
         }
     }
 
@@ -42,6 +46,7 @@ impl Builtin {
     pub fn arity(self) -> std::ops::RangeInclusive<usize> {
         match self {
             Builtin::Range => 1..=2,
+            Builtin::Div => 2..=2,
             _ => 1..=1,
         }
     }
@@ -96,6 +101,7 @@ impl Builtin {
                 }
                 _ => Err(wrong()),
             },
+            Builtin::Div => crate::ops::floor_div(&args[0], &args[1]),
             Builtin::Keys => match arg {
                 Value::Map(m) => Ok(Value::array(m.keys().map(|k| Value::Str(k.clone())).collect())),
                 _ => Err(wrong()),

@@ -22,6 +22,30 @@ pub struct Program {
     /// Variables readable at the end of the program, in order of first
     /// assignment: what an embedder gets back.
     pub outputs: Vec<Slot>,
+    /// Workflow functions (0.3), indexed by `ExprKind::Call::function`.
+    pub functions: Vec<Function>,
+}
+
+/// A workflow function. A call runs `body` in a frame of its own with
+/// `slot_names.len()` slots, the parameters first (parameter `i` is slot `i`).
+#[derive(Debug)]
+pub struct Function {
+    pub name: Arc<str>,
+    pub params: Vec<Param>,
+    pub body: Vec<Stmt>,
+    /// Variable names by slot, parameters first.
+    pub slot_names: Vec<Arc<str>>,
+    /// Neither the body nor a default holds a task or a `para`, nor calls a
+    /// function that does: its calls run on the synchronous path.
+    pub sync: bool,
+}
+
+#[derive(Debug)]
+pub struct Param {
+    pub name: Arc<str>,
+    /// Evaluated in the callee's frame, after the arguments are bound, when
+    /// the call does not give this parameter.
+    pub default: Option<Expr>,
 }
 
 #[derive(Debug)]
@@ -73,7 +97,19 @@ pub enum StmtKind {
         iter: Expr,
         body: Box<Stmt>,
     },
-    /// `require` does its work at resolve time.
+    /// `return e;` (`None`: `return;`): the value goes to the frame, and
+    /// `Flow::Return` unwinds to the call.
+    Return(Option<Expr>),
+    /// `name = name + value;` where `value` cannot rebind `name`: the
+    /// value is taken out of its slot while adding, so an Array no one else
+    /// holds grows in place (a loop of appends is linear, not quadratic).
+    AddTo {
+        slot: Slot,
+        value: Expr,
+        op_span: Span,
+        target_span: Span,
+    },
+    /// `require` and `fn` do their work at resolve time.
     Nop,
 }
 
@@ -81,7 +117,8 @@ pub enum StmtKind {
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
-    /// Contains a shell task or foreign call, so must be awaited.
+    /// Contains a shell task, a foreign call or a call of a function that is
+    /// not `sync`, so must be awaited.
     pub task: bool,
 }
 
@@ -104,6 +141,14 @@ pub enum ExprKind {
         function: Builtin,
         args: Vec<Expr>,
     },
+    /// A workflow function; each argument in written order with the
+    /// parameter (callee slot) it binds.
+    Call {
+        function: u32,
+        args: Vec<(Slot, Expr)>,
+        /// The line of the call, for the "called from" notes of an error.
+        line: u32,
+    },
     /// `keywords` in written order, after every positional argument; the
     /// names are interned once here and only cloned (a count) per call.
     Foreign {
@@ -121,6 +166,8 @@ pub enum ExprKind {
         index: Box<Expr>,
     },
     Array(Vec<Expr>),
+    /// Keys must evaluate to Strings.
+    Map(Vec<(Expr, Expr)>),
     Shell {
         cmd: Box<Expr>,
         args: Vec<Expr>,

@@ -49,10 +49,12 @@ pub fn binary(op: BinaryOp, a: &Value, b: &Value) -> OpResult {
         Div => {
             let (x, y) = floats(a, b).ok_or_else(|| mismatch("/", a, b))?;
             if y == 0.0 {
-                return Err(format!("division by zero ({} / {})", a, b));
+                return Err(format!("division by zero ({a} / {b}): check the divisor before `/`"));
             }
             Ok(Float(x / y))
         }
+        Mod => modulo(a, b),
+        In => contains(a, b),
         Pow => match (a, b) {
             (Int(x), Int(y)) if *y >= 0 => {
                 u32::try_from(*y).ok().and_then(|y| x.checked_pow(y)).map(Int).ok_or_else(|| overflow("^", *x, *y))
@@ -73,6 +75,99 @@ pub fn binary(op: BinaryOp, a: &Value, b: &Value) -> OpResult {
             Ok(Value::Bool(yes))
         }
         And | Or => unreachable!("the interpreter evaluates `and`/`or` itself"),
+    }
+}
+
+/// `a % b`: the remainder of floor division, as in Python (its sign is the
+/// divisor's).
+fn modulo(a: &Value, b: &Value) -> OpResult {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => {
+            if *y == 0 {
+                return Err(format!("division by zero ({x} % {y}): check the divisor before `%`"));
+            }
+            // `wrapping_rem`: i64::MIN % -1 is 0 (only the quotient overflows).
+            let r = x.wrapping_rem(*y);
+            Ok(Value::Int(if r != 0 && (r < 0) != (*y < 0) { r + y } else { r }))
+        }
+        _ => {
+            let (x, y) = floats(a, b).ok_or_else(|| mismatch("%", a, b))?;
+            if y == 0.0 {
+                return Err(format!("division by zero ({a} % {b}): check the divisor before `%`"));
+            }
+            Ok(Value::Float(float_divmod(x, y).1))
+        }
+    }
+}
+
+/// `div(a, b)`: floor division, as Python's `a // b`.
+pub fn floor_div(a: &Value, b: &Value) -> OpResult {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => {
+            if *y == 0 {
+                return Err(format!("division by zero (div({x}, {y})): check the divisor before calling div()"));
+            }
+            let q = x
+                .checked_div(*y)
+                .ok_or_else(|| format!("integer overflow: div({x}, {y}) does not fit in 64 bits; use floats: div(float(a), b)"))?;
+            Ok(Value::Int(if x % y != 0 && (*x < 0) != (*y < 0) { q - 1 } else { q }))
+        }
+        _ => {
+            let (x, y) = floats(a, b).ok_or_else(|| {
+                format!(
+                    "div() cannot divide {} by {}: it takes Ints and Floats (convert with `int(...)` or `float(...)`)",
+                    a.a_type(),
+                    b.a_type()
+                )
+            })?;
+            if y == 0.0 {
+                return Err(format!("division by zero (div({a}, {b})): check the divisor before calling div()"));
+            }
+            Ok(Value::Float(float_divmod(x, y).0))
+        }
+    }
+}
+
+/// CPython's `float_divmod`: the floored quotient and the remainder with the
+/// divisor's sign, exact where `(x / y).floor()` would round.
+fn float_divmod(x: f64, y: f64) -> (f64, f64) {
+    let mut rem = x % y;
+    let mut div = (x - rem) / y;
+    if rem != 0.0 {
+        if (y < 0.0) != (rem < 0.0) {
+            rem += y;
+            div -= 1.0;
+        }
+    } else {
+        rem = 0.0_f64.copysign(y);
+    }
+    let floordiv = if div != 0.0 {
+        let f = div.floor();
+        if div - f > 0.5 {
+            f + 1.0
+        } else {
+            f
+        }
+    } else {
+        0.0_f64.copysign(x / y)
+    };
+    (floordiv, rem)
+}
+
+/// `a in b`: an element of an Array (by `==`), a key of a Map, a substring
+/// of a String.
+fn contains(a: &Value, b: &Value) -> OpResult {
+    match (a, b) {
+        (_, Value::Array(items)) => Ok(Value::Bool(items.iter().any(|x| x == a))),
+        (Value::Str(key), Value::Map(m)) => Ok(Value::Bool(m.contains_key(key))),
+        (Value::Str(part), Value::Str(whole)) => Ok(Value::Bool(whole.contains(part.as_ref()))),
+        (_, Value::Map(_)) => Err(format!("`in` a Map looks for a String key, found {}: convert it with `str(...)`", a.a_type())),
+        (_, Value::Str(_)) => Err(format!("`in` a String looks for a String, found {}: convert it with `str(...)`", a.a_type())),
+        _ => Err(format!(
+            "cannot apply `in` to {} and {}: the right operand must be an Array, a Map or a String",
+            a.type_name(),
+            b.type_name()
+        )),
     }
 }
 
@@ -212,6 +307,44 @@ mod tests {
         assert!(err.contains("String") && err.contains("Int"), "{err}");
         let err = b(Lt, "a", 1).unwrap_err();
         assert!(err.contains("String") && err.contains("Int"), "{err}");
+    }
+
+    #[test]
+    fn modulo_and_div_floor_as_in_python() {
+        assert_eq!(b(Mod, -7, 2), Ok(Value::Int(1)));
+        assert_eq!(b(Mod, 7, -2), Ok(Value::Int(-1)));
+        assert_eq!(b(Mod, -7, -2), Ok(Value::Int(-1)));
+        assert_eq!(b(Mod, i64::MIN, -1), Ok(Value::Int(0)));
+        assert!(matches!(b(Mod, 7.5, 2), Ok(Value::Float(x)) if x == 1.5));
+        assert!(matches!(b(Mod, -7.5, 2), Ok(Value::Float(x)) if x == 0.5));
+        assert!(matches!(b(Mod, 1, -0.0), Err(m) if m.contains("zero")));
+        assert!(matches!(b(Mod, 5, 0), Err(m) if m.contains("zero")));
+        let err = b(Mod, "a", 2).unwrap_err();
+        assert!(err.contains("`%`") && err.contains("String") && err.contains("Int"), "{err}");
+        let d = |x: Value, y: Value| floor_div(&x, &y);
+        assert_eq!(d(Value::Int(-7), Value::Int(2)), Ok(Value::Int(-4)));
+        assert_eq!(d(Value::Int(7), Value::Int(-2)), Ok(Value::Int(-4)));
+        assert_eq!(d(Value::Int(6), Value::Int(3)), Ok(Value::Int(2)));
+        assert!(matches!(d(Value::Float(7.5), Value::Int(2)), Ok(Value::Float(x)) if x == 3.0));
+        assert!(matches!(d(Value::Float(-7.5), Value::Int(2)), Ok(Value::Float(x)) if x == -4.0));
+        assert!(matches!(d(Value::Int(i64::MIN), Value::Int(-1)), Err(m) if m.contains("overflow")));
+        assert!(matches!(d(Value::Int(1), Value::Int(0)), Err(m) if m.contains("zero")));
+        assert!(matches!(d(Value::str("a"), Value::Int(1)), Err(m) if m.contains("a String by an Int")));
+    }
+
+    #[test]
+    fn membership() {
+        let xs = Value::array(vec![Value::Int(1), Value::array(vec![Value::Int(2)])]);
+        assert_eq!(b(In, 1.0, xs.clone()), Ok(Value::Bool(true)));
+        assert_eq!(binary(In, &Value::array(vec![Value::Int(2)]), &xs), Ok(Value::Bool(true)));
+        assert_eq!(b(In, 3, xs), Ok(Value::Bool(false)));
+        assert_eq!(b(In, "ell", "hello"), Ok(Value::Bool(true)));
+        assert_eq!(b(In, "", "x"), Ok(Value::Bool(true)));
+        let m = Value::map([(std::sync::Arc::from("k"), Value::Nil)].into_iter().collect());
+        assert_eq!(binary(In, &Value::str("k"), &m), Ok(Value::Bool(true)));
+        assert!(matches!(binary(In, &Value::Int(1), &m), Err(e) if e.contains("an Int")));
+        assert!(matches!(b(In, 1, "1"), Err(e) if e.contains("an Int")));
+        assert!(matches!(b(In, 1, 2), Err(e) if e.contains("Int and Int")));
     }
 
     #[test]

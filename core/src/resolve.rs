@@ -20,6 +20,10 @@ const MAX_DEPTH: usize = 200;
 /// names those holes might have defined or required are not reported.
 pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host, after_syntax_errors: bool) -> Result<ir::Program, Vec<Diagnostic>> {
     let mut r = Resolver {
+        fns: HashMap::new(),
+        sigs: Vec::new(),
+        top_vars: HashSet::new(),
+        ret_ctx: RetCtx::Top,
         lenient: after_syntax_errors,
         host,
         source,
@@ -29,18 +33,179 @@ pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host, after_synt
         foreign: Vec::new(),
         required: HashMap::new(),
         keywords_ok: HashMap::new(),
+        keyword_names: HashSet::new(),
         scope: Scope::default(),
         loop_ctx: LoopCtx::None,
         depth: 0,
         too_deep: false,
     };
-    let body = r.stmts(&program.stmts);
+    let defs: Vec<&ast::FnDef> = program
+        .stmts
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StmtKind::Fn(def) => Some(&**def),
+            _ => None,
+        })
+        .collect();
+    let registered: Vec<&ast::FnDef> = defs.into_iter().filter(|def| r.declare(def)).collect();
+    let mut body = r.stmts(&program.stmts);
+    let mut outputs: Vec<Slot> = r.scope.defined.iter().map(|n| r.slots[n]).collect();
+    outputs.sort_unstable();
+    let slot_names = std::mem::take(&mut r.slot_names);
+    r.top_vars = std::mem::take(&mut r.slots).into_keys().collect();
+    let mut functions: Vec<ir::Function> = registered.iter().map(|def| r.function(def)).collect();
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
-    let mut outputs: Vec<Slot> = r.scope.defined.iter().map(|n| r.slots[n]).collect();
-    outputs.sort_unstable();
-    Ok(ir::Program { body, slot_names: r.slot_names, foreign: r.foreign, outputs })
+    set_flags(&mut body, &mut functions);
+    Ok(ir::Program { body, slot_names, foreign: r.foreign, outputs, functions })
+}
+
+/// Where a `return` is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RetCtx {
+    Top,
+    Fn,
+    /// In a `para` branch or `para for` body (of a function).
+    Para,
+}
+
+/// A function's name and parameters, known before any body is resolved.
+struct Sig {
+    name: String,
+    span: Span,
+    /// Name and whether it has a default.
+    params: Vec<(String, bool)>,
+}
+
+/// Which functions run synchronously and which nodes must be awaited,
+/// computed once after everything is resolved: a call is a task when its
+/// callee is, and a callee is when anything it runs or calls is. Starting
+/// from "every function is sync", a pass marks what calls an async one,
+/// until nothing changes (recursion converges: it adds no task).
+fn set_flags(body: &mut [ir::Stmt], functions: &mut [ir::Function]) {
+    let mut sync = vec![true; functions.len()];
+    loop {
+        let mut changed = false;
+        for (i, f) in functions.iter_mut().enumerate() {
+            let mut now = true;
+            for p in &mut f.params {
+                if let Some(d) = &mut p.default {
+                    now &= !flag_expr(d, &sync);
+                }
+            }
+            for st in &mut f.body {
+                now &= flag_stmt(st, &sync);
+            }
+            if now != sync[i] {
+                sync[i] = now;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (f, s) in functions.iter_mut().zip(sync.iter()) {
+        f.sync = *s;
+    }
+    for st in body {
+        flag_stmt(st, &sync);
+    }
+}
+
+/// Sets `sync` on `s` and everything in it; returns it.
+fn flag_stmt(s: &mut ir::Stmt, fn_sync: &[bool]) -> bool {
+    use ir::StmtKind as K;
+    let sync = match &mut s.kind {
+        K::Expr(e) | K::Print(e) | K::AddTo { value: e, .. } => !flag_expr(e, fn_sync),
+        K::Return(e) => !e.as_mut().is_some_and(|e| flag_expr(e, fn_sync)),
+        K::Block(b) => {
+            // Every statement gets its flag, so no short-circuit.
+            let mut all = true;
+            for s in b {
+                all &= flag_stmt(s, fn_sync);
+            }
+            all
+        }
+        K::Para(branches) => {
+            for b in branches {
+                flag_stmt(&mut b.stmt, fn_sync);
+            }
+            false
+        }
+        K::ParaFor { iter, body, .. } => {
+            flag_expr(iter, fn_sync);
+            flag_stmt(body, fn_sync);
+            false
+        }
+        K::If { cond, then, els } => {
+            let c = !flag_expr(cond, fn_sync);
+            let t = flag_stmt(then, fn_sync);
+            let e = els.as_mut().is_none_or(|e| flag_stmt(e, fn_sync));
+            c && t && e
+        }
+        K::While { cond, body } => !flag_expr(cond, fn_sync) & flag_stmt(body, fn_sync),
+        K::For { iter, body, .. } => !flag_expr(iter, fn_sync) & flag_stmt(body, fn_sync),
+        K::Break | K::Continue | K::Nop => true,
+    };
+    s.sync = sync;
+    sync
+}
+
+/// Sets `task` on `e` and everything in it; returns it.
+fn flag_expr(e: &mut ir::Expr, fn_sync: &[bool]) -> bool {
+    use ir::ExprKind as K;
+    let any = |items: &mut Vec<ir::Expr>| items.iter_mut().fold(false, |any, a| flag_expr(a, fn_sync) | any);
+    let task = match &mut e.kind {
+        K::Shell { cmd, args, stdin } => {
+            flag_expr(cmd, fn_sync);
+            any(args);
+            if let Some(s) = stdin {
+                flag_expr(s, fn_sync);
+            }
+            true
+        }
+        K::ShellPipe(_) => true,
+        K::Foreign { args, keywords, .. } => {
+            any(args);
+            for (_, k) in keywords {
+                flag_expr(k, fn_sync);
+            }
+            true
+        }
+        K::Const(_) | K::Var(_) => false,
+        K::Assign(_, e) | K::Unary { expr: e, .. } | K::Field { expr: e, .. } => flag_expr(e, fn_sync),
+        K::Binary { lhs, rhs, .. } => flag_expr(lhs, fn_sync) | flag_expr(rhs, fn_sync),
+        K::Index { expr, index } => flag_expr(expr, fn_sync) | flag_expr(index, fn_sync),
+        K::Builtin { args, .. } | K::Array(args) => any(args),
+        K::Map(entries) => entries.iter_mut().fold(false, |any, (k, v)| flag_expr(k, fn_sync) | flag_expr(v, fn_sync) | any),
+        K::Call { function, args, .. } => {
+            let args = args.iter_mut().fold(false, |any, (_, a)| flag_expr(a, fn_sync) | any);
+            args | !fn_sync[*function as usize]
+        }
+    };
+    e.task = task;
+    task
+}
+
+/// Whether evaluating `e` can assign `slot` (of the same frame).
+fn writes(e: &ir::Expr, slot: Slot) -> bool {
+    use ir::ExprKind as K;
+    match &e.kind {
+        K::Assign(s, v) => *s == slot || writes(v, slot),
+        K::Const(_) | K::Var(_) | K::ShellPipe(_) => false,
+        K::Unary { expr, .. } | K::Field { expr, .. } => writes(expr, slot),
+        K::Binary { lhs, rhs, .. } => writes(lhs, slot) || writes(rhs, slot),
+        K::Index { expr, index } => writes(expr, slot) || writes(index, slot),
+        K::Builtin { args, .. } | K::Array(args) => args.iter().any(|a| writes(a, slot)),
+        K::Foreign { args, keywords, .. } => args.iter().any(|a| writes(a, slot)) || keywords.iter().any(|(_, k)| writes(k, slot)),
+        K::Call { args, .. } => args.iter().any(|(_, a)| writes(a, slot)),
+        K::Map(entries) => entries.iter().any(|(k, v)| writes(k, slot) || writes(v, slot)),
+        K::Shell { cmd, args, stdin } => {
+            writes(cmd, slot) || args.iter().any(|a| writes(a, slot)) || stdin.as_ref().is_some_and(|s| writes(s, slot))
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,6 +227,12 @@ struct Scope {
 }
 
 struct Resolver<'a> {
+    /// Workflow functions by name: index into `sigs` and `Program::functions`.
+    fns: HashMap<String, usize>,
+    sigs: Vec<Sig>,
+    /// The top level's variables, which a function cannot read (for the hint).
+    top_vars: HashSet<String>,
+    ret_ctx: RetCtx,
     /// Stay quiet about unknown names (see `resolve`).
     lenient: bool,
     host: &'a dyn Host,
@@ -75,6 +246,9 @@ struct Resolver<'a> {
     /// The host's answer to `keywords` for each required function (by
     /// index) that some call passes keyword arguments to: asked once.
     keywords_ok: HashMap<usize, Result<(), String>>,
+    /// Every name passed as a keyword argument so far (for a hint: before
+    /// 0.3, `f(b = 1)` assigned `b`).
+    keyword_names: HashSet<String>,
     scope: Scope,
     loop_ctx: LoopCtx,
     depth: usize,
@@ -128,6 +302,14 @@ impl Resolver<'_> {
         let kind = match &s.kind {
             StmtKind::Expr(e) => ir::StmtKind::Expr(self.expr(e)),
             StmtKind::Print(e) => ir::StmtKind::Print(self.expr(e)),
+            StmtKind::Require(req) if self.ret_ctx != RetCtx::Top => {
+                self.error(s.span, "`require` inside a function")
+                    .set_label("foreign names are declared for the whole workflow")
+                    .set_hint("move the `require` to the top level: every function sees the names it declares");
+                // Still declared, so that calls in the body are not reported too.
+                self.require(req);
+                ir::StmtKind::Nop
+            }
             StmtKind::Require(req) => {
                 self.require(req);
                 ir::StmtKind::Nop
@@ -152,19 +334,94 @@ impl Resolver<'_> {
                 ir::StmtKind::For { var, iter, body }
             }
             StmtKind::For { para: true, var, iter, body } => self.para_for(var, iter, body),
-            StmtKind::Error => ir::StmtKind::Nop,
+            // Declared beforehand and resolved after the top level (a nested
+            // one is a syntax error already).
+            StmtKind::Fn(_) | StmtKind::Error => ir::StmtKind::Nop,
+            StmtKind::Return(value) => self.ret(s.span, value.as_ref()),
         };
         self.depth -= 1;
-        let sync = match &kind {
-            ir::StmtKind::Expr(e) | ir::StmtKind::Print(e) => !e.task,
-            ir::StmtKind::Block(b) => b.iter().all(|s| s.sync),
-            ir::StmtKind::Para(_) | ir::StmtKind::ParaFor { .. } => false,
-            ir::StmtKind::If { cond, then, els } => !cond.task && then.sync && els.as_ref().is_none_or(|e| e.sync),
-            ir::StmtKind::While { cond, body } => !cond.task && body.sync,
-            ir::StmtKind::For { iter, body, .. } => !iter.task && body.sync,
-            ir::StmtKind::Break | ir::StmtKind::Continue | ir::StmtKind::Nop => true,
-        };
-        ir::Stmt { kind, span, sync }
+        // `sync` is set once everything is resolved (`set_flags`).
+        ir::Stmt { kind: add_in_place(kind), span, sync: true }
+    }
+
+    fn ret(&mut self, span: Span, value: Option<&ast::Expr>) -> ir::StmtKind {
+        match self.ret_ctx {
+            RetCtx::Fn => {}
+            RetCtx::Top => {
+                self.error(span, "`return` outside of a function")
+                    .set_hint("`return` ends a call of a `fn`; a workflow ends after its last statement");
+            }
+            RetCtx::Para => {
+                self.error(span, "`return` cannot leave a `para` branch or a `para for` body")
+                    .set_label("a branch runs beside others and cannot end its caller")
+                    .set_hint("assign a variable in the branch, and `return` it after the block");
+            }
+        }
+        ir::StmtKind::Return(value.map(|v| self.expr(v)))
+    }
+
+    /// Registers a top-level function before anything is resolved; false
+    /// (with an error) when its name is taken.
+    fn declare(&mut self, def: &ast::FnDef) -> bool {
+        let name = &def.name.name;
+        if Builtin::lookup(name).is_some() {
+            self.error(def.name.span, format!("`{name}` is a builtin, so a function cannot use that name"))
+                .set_hint(format!("give the function another name, e.g. `my_{name}`"));
+            return false;
+        }
+        if let Some(&i) = self.fns.get(name) {
+            let line = self.line_of(self.sigs[i].span);
+            self.error(def.name.span, format!("function `{name}` is already defined (line {line})"))
+                .set_hint("rename one of them: functions, builtins and required names share one namespace");
+            return false;
+        }
+        let mut params: Vec<(String, bool)> = Vec::new();
+        let mut first_default: Option<&str> = None;
+        for p in &def.params {
+            let pname = &p.name.name;
+            if params.iter().any(|(n, _)| n == pname) {
+                self.error(p.name.span, format!("parameter `{pname}` is listed twice in `{name}`")).set_hint("rename one of them");
+                continue;
+            }
+            match (&p.default, first_default) {
+                (Some(_), None) => first_default = Some(pname),
+                (None, Some(before)) => {
+                    self.error(p.name.span, format!("parameter `{pname}` needs a default: it follows `{before}`, which has one"))
+                        .set_hint(format!("give `{pname}` a default, or move it before the parameters that have one"));
+                }
+                _ => {}
+            }
+            params.push((pname.clone(), p.default.is_some()));
+        }
+        self.fns.insert(name.clone(), self.sigs.len());
+        self.sigs.push(Sig { name: name.clone(), span: def.name.span, params });
+        true
+    }
+
+    /// Resolves a function's defaults and body in a scope of their own.
+    fn function(&mut self, def: &ast::FnDef) -> ir::Function {
+        let saved_scope = std::mem::take(&mut self.scope);
+        let saved_loop = std::mem::replace(&mut self.loop_ctx, LoopCtx::None);
+        let saved_ret = std::mem::replace(&mut self.ret_ctx, RetCtx::Fn);
+        let mut seen = HashSet::new();
+        let unique: Vec<&ast::Param> = def.params.iter().filter(|p| seen.insert(p.name.name.as_str())).collect();
+        // Parameter i is slot i, whatever a default may assign.
+        for p in &unique {
+            self.slot(&p.name.name);
+        }
+        let mut params = Vec::new();
+        for p in unique {
+            let default = p.default.as_ref().map(|d| self.expr(d));
+            self.write(&p.name);
+            params.push(ir::Param { name: Arc::from(p.name.name.as_str()), default });
+        }
+        let body = self.stmts(&def.body);
+        self.scope = saved_scope;
+        self.loop_ctx = saved_loop;
+        self.ret_ctx = saved_ret;
+        self.slots.clear();
+        let slot_names = std::mem::take(&mut self.slot_names);
+        ir::Function { name: Arc::from(def.name.name.as_str()), params, body, slot_names, sync: true }
     }
 
     fn loop_body(&mut self, body: &ast::Stmt, ctx: LoopCtx) -> Box<ir::Stmt> {
@@ -200,6 +457,10 @@ impl Resolver<'_> {
     fn para(&mut self, body: &[ast::Stmt]) -> ir::StmtKind {
         let outer = self.scope.clone();
         let saved_loop = std::mem::replace(&mut self.loop_ctx, LoopCtx::None);
+        let saved_ret = self.ret_ctx;
+        if saved_ret == RetCtx::Fn {
+            self.ret_ctx = RetCtx::Para;
+        }
         let mut branches = Vec::new();
         let mut creators: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, s) in body.iter().enumerate() {
@@ -212,6 +473,7 @@ impl Resolver<'_> {
             branches.push(ir::Branch { stmt, exports: Vec::new() });
         }
         self.loop_ctx = saved_loop;
+        self.ret_ctx = saved_ret;
         self.scope = outer;
         let mut names: Vec<_> = creators.into_iter().collect();
         names.sort();
@@ -245,7 +507,12 @@ impl Resolver<'_> {
             self.write(var)
         };
         self.scope.frozen.extend(outer.defined.iter().cloned());
+        let saved_ret = self.ret_ctx;
+        if saved_ret == RetCtx::Fn {
+            self.ret_ctx = RetCtx::Para;
+        }
         let body = self.loop_body(body, LoopCtx::ParaFor);
+        self.ret_ctx = saved_ret;
         let created: Vec<String> = self.scope.defined.difference(&outer.defined).cloned().collect();
         self.scope = outer;
         let why = format!("it exists only inside each iteration of the `para for` at line {}", self.line_of(var.span));
@@ -263,6 +530,15 @@ impl Resolver<'_> {
             if Builtin::lookup(&binding.name).is_some() {
                 self.error(binding.span, format!("`{}` is a builtin, so a required function cannot use that name", binding.name))
                     .set_hint(format!("bind it under another name: `require {} as my_{};`", name.dotted(), binding.name));
+                continue;
+            }
+            if let Some(&i) = self.fns.get(&binding.name) {
+                let line = self.line_of(self.sigs[i].span);
+                self.error(
+                    binding.span,
+                    format!("`{}` is a function of this workflow (line {line}), so a required name cannot use it", binding.name),
+                )
+                .set_hint(format!("bind it under another name: `require {} as my_{};`", name.dotted(), binding.name));
                 continue;
             }
             if let Some(&(_, first)) = self.required.get(&binding.name) {
@@ -291,10 +567,23 @@ impl Resolver<'_> {
         }
         if self.required.contains_key(name) {
             self.error(id.span, format!("`{name}` is a required function, not a value")).set_hint(format!("call it: `{name}(...)`"));
+        } else if self.fns.contains_key(name) {
+            self.error(id.span, format!("`{name}` is a function, not a value"))
+                .set_hint(format!("call it: `{name}(...)`; functions cannot be stored, passed or printed"));
+        } else if self.ret_ctx != RetCtx::Top && self.top_vars.contains(name) && !self.scope.gone.contains_key(name) {
+            self.error(id.span, format!("`{name}` is a variable of the workflow, which a function cannot read"))
+                .set_label("a function sees only its parameters and its own variables")
+                .set_hint(format!("pass it as an argument: add a parameter `{name}` and call the function with `{name} = {name}`"));
         } else if let Some(why) = self.scope.gone.get(name).cloned() {
             self.error(id.span, format!("`{name}` cannot be read here")).set_label(why);
         } else if !self.lenient {
-            let hint = self.similar(name).map(|s| format!("did you mean `{s}`?"));
+            let hint = if self.keyword_names.contains(name) {
+                Some(format!(
+                    "`{name} = ...` inside a call's parentheses is a keyword argument, not an assignment: assign `{name}` in a statement of its own"
+                ))
+            } else {
+                self.similar(name).map(|s| format!("did you mean `{s}`?"))
+            };
             let d = self.error(id.span, format!("`{name}` is not defined"));
             d.set_label(format!("no earlier statement assigns `{name}`"));
             d.hint = hint;
@@ -308,6 +597,11 @@ impl Resolver<'_> {
         if self.required.contains_key(name) {
             self.error(id.span, format!("cannot assign to `{name}`: it names a required function"))
                 .set_hint("choose another variable name, or require the function `as` another name");
+            return self.slot(name);
+        }
+        if self.fns.contains_key(name) {
+            self.error(id.span, format!("cannot assign to `{name}`: it names a function"))
+                .set_hint("choose another variable name: functions and variables cannot share a name");
             return self.slot(name);
         }
         if self.scope.frozen.contains(name) {
@@ -364,25 +658,19 @@ impl Resolver<'_> {
             ExprKind::Field { expr, name } => ir::ExprKind::Field { expr: self.boxed(expr), name: Arc::from(name.name.as_str()) },
             ExprKind::Index { expr, index } => ir::ExprKind::Index { expr: self.boxed(expr), index: self.boxed(index) },
             ExprKind::Array(items) => ir::ExprKind::Array(self.exprs(items)),
+            ExprKind::Map(entries) => ir::ExprKind::Map(entries.iter().map(|(k, v)| (self.expr(k), self.expr(v))).collect()),
             ExprKind::Shell { cmd, args, stdin } => {
                 ir::ExprKind::Shell { cmd: self.boxed(cmd), args: self.exprs(args), stdin: stdin.as_ref().map(|s| self.boxed(s)) }
             }
             ExprKind::ShellPipe(units) => ir::ExprKind::ShellPipe(units.iter().map(|u| u.words.clone()).collect()),
         };
         self.depth -= 1;
-        let task = match &kind {
-            ir::ExprKind::Shell { .. } | ir::ExprKind::ShellPipe(_) | ir::ExprKind::Foreign { .. } => true,
-            ir::ExprKind::Const(_) | ir::ExprKind::Var(_) => false,
-            ir::ExprKind::Assign(_, e) | ir::ExprKind::Unary { expr: e, .. } | ir::ExprKind::Field { expr: e, .. } => e.task,
-            ir::ExprKind::Binary { lhs, rhs, .. } => lhs.task || rhs.task,
-            ir::ExprKind::Index { expr, index } => expr.task || index.task,
-            ir::ExprKind::Builtin { args, .. } | ir::ExprKind::Array(args) => args.iter().any(|a| a.task),
-        };
-        ir::Expr { kind, span, task }
+        // `task` is set once everything is resolved (`set_flags`).
+        ir::Expr { kind, span, task: false }
     }
 
     /// Keyword arguments in written order; a name given twice is an error.
-    fn keywords(&mut self, keywords: &[ast::Keyword]) -> Vec<(Arc<str>, ir::Expr)> {
+    fn keywords(&mut self, keywords: &[ast::Keyword]) -> Vec<(Arc<str>, Span, ir::Expr)> {
         let mut seen: HashMap<&str, Span> = HashMap::new();
         let mut out = Vec::with_capacity(keywords.len());
         for k in keywords {
@@ -393,8 +681,9 @@ impl Resolver<'_> {
                     .set_hint(format!("`{name}` is already given on line {line}; pass each keyword once"));
             }
             seen.insert(name, k.name.span);
+            self.keyword_names.insert(name.to_owned());
             let value = self.expr(&k.value);
-            out.push((Arc::from(name), value));
+            out.push((Arc::from(name), k.name.span, value));
         }
         out
     }
@@ -408,11 +697,18 @@ impl Resolver<'_> {
             return ir::ExprKind::Const(Value::Nil);
         };
         let name = &id.name;
+        if let Some(&function) = self.fns.get(name) {
+            if process {
+                self.error(callee.span, format!("`{name}` is a workflow function: `=f=(...)` is for foreign functions"))
+                    .set_hint(format!("call it as `{name}(...)`; a foreign function it calls can use `=g=(...)` itself"));
+            }
+            return self.bind(function, id, args, keywords);
+        }
         if let Some(function) = Builtin::lookup(name) {
             if process {
                 self.error(callee.span, format!("`{name}` is a builtin: it runs inside oxiida, not in a worker process"))
                     .set_hint(format!("write `{name}(...)`"));
-            } else if let Some((name_of_first, _)) = keywords.first() {
+            } else if let Some((name_of_first, _, _)) = keywords.first() {
                 self.error(callee.span, format!("builtins take no keyword arguments, and `{name_of_first}` is given to {name}()"))
                     .set_hint(format!("pass the value by position: `{name}(...)`"));
             } else if !function.arity().contains(&args.len()) {
@@ -435,16 +731,86 @@ impl Resolver<'_> {
                         .set_hint(format!("pass them by position, or load a plugin for `{dotted}` that declares keyword arguments"));
                 }
             }
+            let keywords = keywords.into_iter().map(|(k, _, v)| (k, v)).collect();
             return ir::ExprKind::Foreign { function, args, keywords, mode };
         }
         if self.scope.defined.contains(name) {
             self.error(id.span, format!("`{name}` is a variable, not a function"))
                 .set_hint("only builtins and required foreign functions can be called");
         } else if !self.lenient {
-            self.error(id.span, format!("`{name}` is neither a builtin nor a required function"))
-                .set_hint(format!("to call a foreign function, declare it first: `require {name};`"));
+            self.error(id.span, format!("`{name}` is not a function, a builtin or a required name"))
+                .set_hint(format!("define it with `fn {name}(...) {{ ... }}`, or declare a foreign function first: `require {name};`"));
         }
         ir::ExprKind::Const(Value::Nil)
+    }
+
+    /// Binds a call's arguments to the function's parameters: positional
+    /// ones in order, then keywords by name. Every mismatch is an error now.
+    fn bind(&mut self, function: usize, id: &ast::Ident, args: Vec<ir::Expr>, keywords: Vec<(Arc<str>, Span, ir::Expr)>) -> ir::ExprKind {
+        let sig = &self.sigs[function];
+        let name = sig.name.clone();
+        let params = sig.params.clone();
+        let listing = || {
+            let list: Vec<String> = params.iter().map(|(p, d)| if *d { format!("{p} = ...") } else { p.clone() }).collect();
+            format!("{name}({})", list.join(", "))
+        };
+        let mut given = vec![false; params.len()];
+        let mut bound = Vec::with_capacity(args.len() + keywords.len());
+        if args.len() > params.len() {
+            let n = params.len();
+            self.error(id.span, format!("`{name}` takes {n} argument{}, but {} are given", if n == 1 { "" } else { "s" }, args.len()))
+                .set_hint(format!("it is defined as `{}`", listing()));
+        }
+        for (i, arg) in args.into_iter().enumerate().take(params.len()) {
+            given[i] = true;
+            bound.push((i as Slot, arg));
+        }
+        for (k, at, value) in keywords {
+            match params.iter().position(|(p, _)| **p == *k) {
+                None => {
+                    self.error(at, format!("`{name}` has no parameter `{k}`")).set_hint(format!("it is defined as `{}`", listing()));
+                }
+                Some(i) if given[i] => {
+                    self.error(at, format!("parameter `{k}` of `{name}` is given twice"))
+                        .set_hint("pass it either by position or by keyword, once");
+                }
+                Some(i) => {
+                    given[i] = true;
+                    bound.push((i as Slot, value));
+                }
+            }
+        }
+        let missing: Vec<String> = params
+            .iter()
+            .zip(&given)
+            .filter(|((_, has_default), given)| !**given && !*has_default)
+            .map(|((p, _), _)| format!("`{p}`"))
+            .collect();
+        if !missing.is_empty() {
+            let s = if missing.len() == 1 { "" } else { "s" };
+            self.error(id.span, format!("this call to `{name}` is missing the argument{s} {}", missing.join(", ")))
+                .set_hint(format!("it is defined as `{}`; pass every parameter that has no default", listing()));
+        }
+        let line = self.line_of(id.span) as u32;
+        ir::ExprKind::Call { function: function as u32, args: bound, line }
+    }
+}
+
+/// `name = name + value;` becomes `AddTo` when `value` cannot rebind
+/// `name` (then the old value may be taken out of its slot while adding).
+fn add_in_place(kind: ir::StmtKind) -> ir::StmtKind {
+    use crate::syntax::ast::BinaryOp;
+    let ir::StmtKind::Expr(ir::Expr { kind: ir::ExprKind::Assign(slot, value), span, task }) = kind else { return kind };
+    match value.kind {
+        ir::ExprKind::Binary { op: BinaryOp::Add, op_span, lhs, rhs }
+            if matches!(lhs.kind, ir::ExprKind::Var(s) if s == slot) && !writes(&rhs, slot) =>
+        {
+            ir::StmtKind::AddTo { slot, value: *rhs, op_span, target_span: lhs.span }
+        }
+        other => {
+            let value = Box::new(ir::Expr { kind: other, ..*value });
+            ir::StmtKind::Expr(ir::Expr { kind: ir::ExprKind::Assign(slot, value), span, task })
+        }
     }
 }
 
@@ -543,7 +909,7 @@ mod tests {
     #[test]
     fn calls_are_to_builtins_or_required_names_only() {
         assert_eq!(messages("x = 1; x(2);"), ["`x` is a variable, not a function"]);
-        assert_eq!(messages("foo(1);"), ["`foo` is neither a builtin nor a required function"]);
+        assert_eq!(messages("foo(1);"), ["`foo` is not a function, a builtin or a required name"]);
         assert_eq!(messages("len(1, 2);"), ["len() takes 1 argument, not 2"]);
         assert_eq!(messages("range();"), ["range() takes 1 or 2 arguments, not 0"]);
         assert!(messages("=len=([1]);")[0].contains("builtin"));
@@ -557,6 +923,101 @@ mod tests {
         assert_eq!(sync, [true, true, false, false]);
         let ir::StmtKind::Expr(e) = &p.body[2].kind else { panic!() };
         assert!(e.task);
+    }
+
+    #[test]
+    fn functions_are_checked_before_running() {
+        let m = messages("fn f(a, b = 1, c) { return a; }\nfn f() { }\nfn g(x, x) { }\nfn len() { }\nrequire f;\nf = 2;\ny = f;\n=g=(1);");
+        assert_eq!(
+            m,
+            [
+                "parameter `c` needs a default: it follows `b`, which has one",
+                "function `f` is already defined (line 1)",
+                "parameter `x` is listed twice in `g`",
+                "`len` is a builtin, so a function cannot use that name",
+                "`f` is a function of this workflow (line 1), so a required name cannot use it",
+                "cannot assign to `f`: it names a function",
+                "`f` is a function, not a value",
+                "`g` is a workflow function: `=f=(...)` is for foreign functions",
+            ]
+        );
+    }
+
+    #[test]
+    fn calls_bind_positionally_then_by_keyword() {
+        let src = "fn f(a, b = 2, c = 3) { return [a, b, c]; }\nf(1, c = 5);\nf(1, 2, 3, 4);\nf(c = 1);\nf(1, a = 2);\nf(1, d = 1);";
+        let m = messages(src);
+        assert_eq!(
+            m,
+            [
+                "`f` takes 3 arguments, but 4 are given",
+                "this call to `f` is missing the argument `a`",
+                "parameter `a` of `f` is given twice",
+                "`f` has no parameter `d`",
+            ]
+        );
+        let p = resolve_src("fn f(a, b = 2, c = 3) { return [a, b, c]; }\nx = f(1, c = 5);").unwrap();
+        let ir::StmtKind::Expr(ir::Expr { kind: ir::ExprKind::Assign(_, call), .. }) = &p.body[1].kind else { panic!() };
+        let ir::ExprKind::Call { args, .. } = &call.kind else { panic!("{call:?}") };
+        assert_eq!(args.iter().map(|(slot, _)| *slot).collect::<Vec<_>>(), [0, 2], "slots of the parameters, in written order");
+    }
+
+    #[test]
+    fn a_function_sees_only_its_parameters_and_locals() {
+        let errors = resolve_src("total = 1;\nfn f(a) { return a + total; }").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("`total` is a variable of the workflow"));
+        assert!(errors[0].hint.as_deref().unwrap().contains("pass it as an argument"));
+        assert!(resolve_src("fn f(a, b = a * 2) { c = a + b; return c; }\nc = 1; print f(c);").is_ok());
+        assert_eq!(messages("fn f(a = b, b = 1) { }"), ["`b` is not defined"], "a default sees only the parameters before it");
+        assert_eq!(messages("fn f() { break; }\nwhile (true) { f(); }"), ["`break` outside of a loop"]);
+    }
+
+    #[test]
+    fn a_keyword_argument_is_not_an_assignment() {
+        let errors = resolve_src("fn f(a, b = 0) { return a; }\nx = f(1, b = 2);\nprint b;").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].message, "`b` is not defined");
+        assert!(errors[0].hint.as_deref().unwrap().contains("keyword argument, not an assignment"), "{errors:?}");
+    }
+
+    #[test]
+    fn require_only_at_the_top_level() {
+        let m = messages("fn f() { require g; g(); }");
+        assert_eq!(m[0], "`require` inside a function");
+        assert!(m[1..].iter().all(|m| m.contains("no host provides")), "only NoHost's refusal besides: {m:?}");
+        let m = messages("fn f() { return g(1); }\nrequire g;");
+        assert_eq!(m.len(), 1, "the call in f sees the later top-level require: {m:?}");
+        assert!(m[0].contains("no host provides"));
+    }
+
+    #[test]
+    fn return_only_ends_a_function_from_its_own_flow() {
+        let m = messages("return;\nfn f() { para { return 1; } para for i in [1] { return; } while (true) { return 2; } }");
+        assert_eq!(
+            m,
+            [
+                "`return` outside of a function",
+                "`return` cannot leave a `para` branch or a `para for` body",
+                "`return` cannot leave a `para` branch or a `para for` body",
+            ]
+        );
+    }
+
+    #[test]
+    fn sync_flags_follow_calls_transitively() {
+        let src = "fn pure(n) { if (n > 0) { return pure(n - 1); } return 0; }\nfn sh() { return shell {\"true\"}; }\nfn via(n) { if (n > 0) { return via(n - 1); } return sh(); }\nfn par() { para { a = 1; } }\nfn dflt(x = sh()) { }\nx = pure(3);\ny = via(1);";
+        let p = resolve_src(src).unwrap();
+        let sync: Vec<(&str, bool)> = p.functions.iter().map(|f| (&*f.name, f.sync)).collect();
+        assert_eq!(sync, [("pure", true), ("sh", false), ("via", false), ("par", false), ("dflt", false)]);
+        assert_eq!(p.body.iter().map(|s| s.sync).collect::<Vec<_>>(), [true, true, true, true, true, true, false]);
+    }
+
+    #[test]
+    fn appending_to_itself_is_lowered_to_add_in_place() {
+        let p = resolve_src("xs = []; xs = xs + [1]; ys = xs + [2]; xs = xs + [xs = 3]; xs = [0] + xs;").unwrap();
+        let kinds: Vec<bool> = p.body.iter().map(|s| matches!(s.kind, ir::StmtKind::AddTo { .. })).collect();
+        assert_eq!(kinds, [false, true, false, false, false], "not when the value may rebind it, nor for another name");
     }
 
     #[test]

@@ -81,7 +81,82 @@ pub struct Context {
 /// The workflow's variables when it ended, in order of first assignment.
 pub type Variables = Vec<(Arc<str>, Value)>;
 
-pub(crate) type Frame = Vec<Option<Value>>;
+/// The variables of the top level or of one call, by slot.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    slots: Vec<Option<Value>>,
+    /// Calls between this frame and the top level (0 there).
+    depth: u32,
+    /// Whose frame: an index into `Program::functions`, or `TOP`.
+    function: u32,
+    /// What `return` left for the call.
+    ret: Option<Value>,
+    /// Empty slot vectors for the calls this frame makes (see `callee`).
+    spare: Vec<Vec<Option<Value>>>,
+}
+
+/// `Frame::function` of the top level.
+const TOP: u32 = u32::MAX;
+
+/// More nested calls than this is an error, not a crash: see
+/// ARCHITECTURE.md (call frames and the depth limit).
+pub const MAX_CALL_DEPTH: u32 = 1000;
+
+impl Frame {
+    fn new(size: usize, depth: u32, function: u32) -> Self {
+        Frame { slots: vec![None; size], depth, function, ret: None, spare: Vec::new() }
+    }
+
+    /// The frame of a call made from this one, built from a spare slot
+    /// vector when there is one: the spares travel down the call chain and
+    /// come back with `recycle`, so a call allocates nothing once its
+    /// depth has been reached before (malloc and free were a sixth of a
+    /// trivial call's instructions).
+    #[inline]
+    fn callee(&mut self, size: usize, function: u32) -> Frame {
+        let mut spare = std::mem::take(&mut self.spare);
+        let mut slots = spare.pop().unwrap_or_default();
+        // A spare keeps its length, all `None`: the same function's next
+        // call finds it the right size.
+        if slots.len() != size {
+            slots.resize(size, None);
+        }
+        Frame { slots, depth: self.depth + 1, function, ret: None, spare }
+    }
+
+    /// Takes back the spares of a finished callee, and its slots as one more.
+    #[inline]
+    fn recycle(&mut self, callee: Frame) {
+        let Frame { mut slots, spare, .. } = callee;
+        for slot in &mut slots {
+            *slot = None;
+        }
+        self.spare = spare;
+        self.spare.push(slots);
+    }
+}
+
+/// A `para` branch's copy: the variables, not the spares (it makes its own).
+impl Clone for Frame {
+    fn clone(&self) -> Self {
+        Frame { slots: self.slots.clone(), depth: self.depth, function: self.function, ret: self.ret.clone(), spare: Vec::new() }
+    }
+}
+
+impl std::ops::Index<usize> for Frame {
+    type Output = Option<Value>;
+    #[inline(always)]
+    fn index(&self, slot: usize) -> &Option<Value> {
+        &self.slots[slot]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Frame {
+    #[inline(always)]
+    fn index_mut(&mut self, slot: usize) -> &mut Option<Value> {
+        &mut self.slots[slot]
+    }
+}
 pub(crate) type Fallible<T> = Result<T, Box<Diagnostic>>;
 
 /// What a statement tells the loop around it.
@@ -90,6 +165,8 @@ pub(crate) enum Flow {
     Next,
     Break,
     Continue,
+    /// A `return` ran; its value is in the frame.
+    Return,
 }
 
 /// Runs a resolved program to its end.
@@ -129,7 +206,7 @@ pub async fn execute_in(
         interrupt,
         concurrent: AtomicUsize::new(0),
     };
-    let mut frame: Frame = vec![None; program.slot_names.len()];
+    let mut frame = Frame::new(program.slot_names.len(), 0, TOP);
     let whole = program.body.first().map_or(Span::default(), |s| s.span);
     tokio::select! {
         done = interp.block(&program.body, &mut frame) => done.map_err(|e| *e)?,
@@ -167,6 +244,7 @@ pub(crate) fn error(span: Span, message: impl Into<String>) -> Box<Diagnostic> {
 impl Interpreter<'_> {
     /// Loops call this every iteration: pure computation never awaits, so
     /// it could not be cancelled otherwise.
+    #[inline(always)]
     fn check_interrupt(&self, span: Span) -> Fallible<()> {
         if self.interrupt.is_triggered() {
             return Err(Box::new(interrupted(span)));
@@ -178,7 +256,11 @@ impl Interpreter<'_> {
         match &frame[slot as usize] {
             Some(v) => Ok(v.clone()),
             None => {
-                let name = &self.program.slot_names[slot as usize];
+                let names = match frame.function {
+                    TOP => &self.program.slot_names,
+                    f => &self.program.functions[f as usize].slot_names,
+                };
+                let name = &names[slot as usize];
                 Err(Box::new(Diagnostic::new(Stage::Runtime, span, format!("`{name}` has no value here")).with_label(format!(
                     "the statement that assigns `{name}` has not run (a branch not taken, or a loop that ran zero times)"
                 ))))
@@ -191,6 +273,29 @@ impl Interpreter<'_> {
             Value::Str(s) => self.out.print(s),
             other => self.out.print(&other.to_string()),
         }
+    }
+
+    /// The frame of a call of `function` from `caller`, or the error of
+    /// one call too deep. Checks the interrupt too: a recursion without
+    /// loops would not see it otherwise.
+    #[inline(always)]
+    fn enter(&self, function: u32, caller: &mut Frame, span: Span) -> Fallible<Frame> {
+        let callee = &self.program.functions[function as usize];
+        let depth = caller.depth + 1;
+        if depth > MAX_CALL_DEPTH {
+            return Err(self.too_deep(&callee.name, depth, span));
+        }
+        self.check_interrupt(span)?;
+        Ok(caller.callee(callee.slot_names.len(), function))
+    }
+
+    #[cold]
+    fn too_deep(&self, name: &str, depth: u32, span: Span) -> Box<Diagnostic> {
+        Box::new(
+            Diagnostic::new(Stage::Runtime, span, format!("too many nested calls: calling `{name}` here nests more than {MAX_CALL_DEPTH}"))
+                .with_label(format!("the call {depth} levels deep"))
+                .with_hint(format!("does the recursion of `{name}` reach its base case? A loop (`while`, `for`) needs no nesting")),
+        )
     }
 
     /// Conditions and `and`/`or`/`!` operands must be Bool: no truthiness.

@@ -7,14 +7,19 @@
 //! copies never disagree). Dropping the set of branches cancels them: their
 //! shell processes are killed and foreign results dropped.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::{error, Fallible, Flow, Frame, Interpreter};
 use crate::diagnostic::{Diagnostic, Span, Stage};
 use crate::foreign::{CallMode, ForeignErrorKind, Keywords};
-use crate::ir::{Branch, Expr, Slot, Stmt};
+use crate::ir::{Branch, Expr, Function, Slot, Stmt, StmtKind};
 use crate::shell;
 use crate::value::Value;
 
@@ -51,6 +56,67 @@ impl Interpreter<'_> {
         } else {
             self.test(e, f, what)
         }
+    }
+
+    /// The body of a call whose arguments are bound, on the synchronous
+    /// path: defaults for the parameters not given, then the statements.
+    /// Every `GROW_EVERY` levels, `maybe_grow` moves to a fresh stack
+    /// segment (on the heap) when less than `RED_ZONE` is left, so nesting
+    /// is bounded by `MAX_CALL_DEPTH` alone, never by the thread's stack.
+    #[inline(always)]
+    pub(super) fn run_call(&self, func: &Function, frame: &mut Frame) -> Fallible<Value> {
+        if frame.depth % GROW_EVERY == 0 {
+            stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || self.call_body(func, frame))
+        } else {
+            self.call_body(func, frame)
+        }
+    }
+
+    #[inline(always)]
+    fn call_body(&self, func: &Function, frame: &mut Frame) -> Fallible<Value> {
+        for (i, p) in func.params.iter().enumerate() {
+            if let (None, Some(default)) = (&frame[i], &p.default) {
+                let v = self.eval(default, frame)?;
+                frame[i] = Some(v);
+            }
+        }
+        for s in &func.body {
+            // A `return` directly in the body (most functions end with one)
+            // gives its value without a trip through `exec` and the frame.
+            if let StmtKind::Return(Some(e)) = &s.kind {
+                return self.eval(e, frame);
+            }
+            // Only `return` leaves a body early: loops keep `break` and `continue`.
+            if self.exec(s, frame)? != Flow::Next {
+                break;
+            }
+        }
+        Ok(frame.ret.take().unwrap_or_default())
+    }
+
+    /// `run_call` on the async path. The future is polled through `Grow`,
+    /// which gives the nested polls (one per call level) the same room.
+    pub(super) fn run_call_async<'s>(&'s self, func: &'s Function, mut frame: Frame) -> Grow<BoxFuture<'s, Fallible<Value>>> {
+        Grow(
+            frame.depth % GROW_EVERY == 0,
+            Box::pin(async move {
+                for (i, p) in func.params.iter().enumerate() {
+                    if let (None, Some(default)) = (&frame[i], &p.default) {
+                        let v = self.eval_any(default, &mut frame).await?;
+                        frame[i] = Some(v);
+                    }
+                }
+                for s in &func.body {
+                    if let StmtKind::Return(Some(e)) = &s.kind {
+                        return self.eval_any(e, &mut frame).await;
+                    }
+                    if self.exec_any(s, &mut frame).await? != Flow::Next {
+                        break;
+                    }
+                }
+                Ok(frame.ret.take().unwrap_or_default())
+            }),
+        )
     }
 
     /// Runs every branch at once; the first failure cancels the rest.
@@ -168,6 +234,31 @@ impl Interpreter<'_> {
         }
         d.cause = err.cause;
         Err(Box::new(d))
+    }
+}
+
+/// Below this much native stack, a call continues on a new segment.
+const RED_ZONE: usize = 1024 * 1024;
+/// Calls between two looks at the stack: 8 levels take at most about
+/// 250 KiB (31 KiB per level on the async path of a debug build, the most
+/// measured), well inside the red zone.
+const GROW_EVERY: u32 = 8;
+/// The size of such a segment.
+const STACK_SEGMENT: usize = 8 * 1024 * 1024;
+
+/// A call's future, polled with room on the stack (see `run_call`).
+pub(super) struct Grow<F>(bool, F);
+
+impl<F: Future + Unpin> Future for Grow<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Grow(check, inner) = &mut *self;
+        if *check {
+            stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, || Pin::new(inner).poll(cx))
+        } else {
+            Pin::new(inner).poll(cx)
+        }
     }
 }
 

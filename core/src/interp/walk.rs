@@ -12,13 +12,72 @@
 //! was, and an operator, an error message or a loop's bookkeeping cannot
 //! differ between code with tasks and code without.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 
 use super::{error, peek, Fallible, Flow, Frame, Interpreter};
+use crate::diagnostic::{Diagnostic, Span};
 use crate::ir::{Expr, ExprKind, Stmt, StmtKind};
 use crate::ops;
 use crate::syntax::ast::BinaryOp;
-use crate::value::Value;
+use crate::value::{Map, Value};
+
+/// `a + b` for `AddTo`, which owns `a`: an Array that nothing else holds
+/// grows in place. On an error, `a` comes back to be put back.
+fn add_owned(a: Value, b: Value, op_span: Span) -> Result<Value, (Value, Box<Diagnostic>)> {
+    match (a, b) {
+        (Value::Array(mut xs), Value::Array(ys)) => {
+            // A copy only when `xs` is shared: the semantics of `xs + ys` either way.
+            let items = Arc::make_mut(&mut xs);
+            match Arc::try_unwrap(ys) {
+                Ok(ys) => items.extend(ys),
+                Err(ys) => items.extend(ys.iter().cloned()),
+            }
+            Ok(Value::Array(xs))
+        }
+        (a, b) => match ops::binary(BinaryOp::Add, &a, &b) {
+            Ok(sum) => Ok(sum),
+            Err(m) => Err((a, error(op_span, m))),
+        },
+    }
+}
+
+/// Notes on an error that left a call: where each call was, innermost
+/// first, as a traceback. The same call repeated (a recursion) is one
+/// note with a count, and past `SHOWN` calls the rest is summed up.
+#[cold]
+fn called_from(mut err: Box<Diagnostic>, name: &str, line: u32) -> Box<Diagnostic> {
+    const SHOWN: usize = 8;
+    let note = format!("in `{name}`, called at line {line}");
+    if let Some(last) = err.notes.last_mut() {
+        let repeats = if *last == note {
+            Some(0)
+        } else {
+            last.strip_prefix(&note)
+                .and_then(|rest| rest.strip_prefix(" (and "))
+                .and_then(|rest| rest.split(' ').next()?.parse::<u32>().ok())
+        };
+        if let Some(n) = repeats {
+            *last = format!("{note} (and {} more times)", n + 1);
+            return err;
+        }
+    }
+    let calls = err.notes.iter().filter(|n| n.starts_with("in `") || n.starts_with("... ")).count();
+    if calls < SHOWN {
+        err.notes.push(note);
+    } else if calls == SHOWN {
+        err.notes.push("... and the calls that led there".to_owned());
+    }
+    err
+}
+
+fn map_key(span: Span, found: &Value) -> Box<Diagnostic> {
+    Box::new(
+        Diagnostic::new(crate::diagnostic::Stage::Runtime, span, format!("a Map key must be a String, found {}", found.a_type()))
+            .with_hint("convert the key with `str(...)`"),
+    )
+}
 
 /// A child evaluated in the walk's mode: `rec!(sync self.eval(x, f))` is the
 /// call itself; `rec!(async self.eval(x, f))` is `self.eval_any(x, f).await`.
@@ -27,6 +86,16 @@ macro_rules! rec {
     (async $this:ident . exec ($($a:tt)*)) => { $this.exec_any($($a)*).await };
     (async $this:ident . eval ($($a:tt)*)) => { $this.eval_any($($a)*).await };
     (async $this:ident . test ($($a:tt)*)) => { $this.test_any($($a)*).await };
+}
+
+/// The first form in the sync walk, the second in the async walk.
+macro_rules! pick {
+    (sync, $sync:expr, $async:expr) => {
+        $sync
+    };
+    (async, $sync:expr, $async:expr) => {
+        $async
+    };
 }
 
 /// Code that only the async walk can reach: tasks and `para` blocks.
@@ -86,8 +155,10 @@ macro_rules! walker {
                 StmtKind::While { cond, body } => {
                     while rec!($mode self.test(cond, f, "the condition of `while`"))? {
                         self.check_interrupt(s.span)?;
-                        if rec!($mode self.exec(body, f))? == Flow::Break {
-                            break;
+                        match rec!($mode self.exec(body, f))? {
+                            Flow::Break => break,
+                            Flow::Return => return Ok(Flow::Return),
+                            Flow::Next | Flow::Continue => {}
                         }
                     }
                 }
@@ -96,10 +167,43 @@ macro_rules! walker {
                     for item in items {
                         self.check_interrupt(s.span)?;
                         f[*var as usize] = Some(item);
-                        if rec!($mode self.exec(body, f))? == Flow::Break {
-                            break;
+                        match rec!($mode self.exec(body, f))? {
+                            Flow::Break => break,
+                            Flow::Return => return Ok(Flow::Return),
+                            Flow::Next | Flow::Continue => {}
                         }
                     }
+                }
+                StmtKind::Return(value) => {
+                    let v = match value {
+                        Some(e) => rec!($mode self.eval(e, f))?,
+                        None => Value::Nil,
+                    };
+                    f.ret = Some(v);
+                    return Ok(Flow::Return);
+                }
+                StmtKind::AddTo { slot, value, op_span, target_span } => {
+                    let at = *slot as usize;
+                    if f[at].is_none() {
+                        return Err(self.load(*slot, *target_span, f).expect_err("the slot is empty"));
+                    }
+                    // Adding a constant or a variable that is not an Array (`i = i + 1`): no copies.
+                    if let Some(b) = peek(value, f).filter(|b| !matches!(b, Value::Array(_))) {
+                        let a = f[at].as_ref().expect("checked above");
+                        let sum = match (a, b) {
+                            (Value::Int(x), Value::Int(y)) if x.checked_add(*y).is_some() => Value::Int(x + y),
+                            _ => ops::binary(BinaryOp::Add, a, b).map_err(|m| error(*op_span, m))?,
+                        };
+                        f[at] = Some(sum);
+                        return Ok(Flow::Next);
+                    }
+                    let b = rec!($mode self.eval(value, f))?;
+                    // `value` cannot rebind the slot (the resolver checked), so it is still set.
+                    let a = f[at].take().expect("checked above");
+                    f[at] = Some(add_owned(a, b, *op_span).map_err(|(a, err)| {
+                        f[at] = Some(a);
+                        err
+                    })?);
                 }
                 StmtKind::Nop => {}
                 StmtKind::Para(branches) => tasks_only!($mode self.para(branches, f).await?),
@@ -136,6 +240,12 @@ macro_rules! walker {
                 ExprKind::Binary { op, op_span, lhs, rhs } => {
                     // Both operands constants or variables: no clone.
                     if let (Some(a), Some(b)) = (peek(lhs, f), peek(rhs, f)) {
+                        // Int + Int without the call (an overflow goes on to `ops`, for its error).
+                        if let (BinaryOp::Add, Value::Int(x), Value::Int(y)) = (op, a, b) {
+                            if let Some(sum) = x.checked_add(*y) {
+                                return Ok(Value::Int(sum));
+                            }
+                        }
                         return ops::binary(*op, a, b).map_err(|m| error(*op_span, m));
                     }
                     let a = rec!($mode self.eval(lhs, f))?;
@@ -155,7 +265,41 @@ macro_rules! walker {
                     let i = rec!($mode self.eval(index, f))?;
                     ops::index(&v, &i).map_err(|m| error(index.span, m))
                 }
+                ExprKind::Call { function, args, line } => {
+                    let mut callee = self.enter(*function, f, e.span)?;
+                    for (slot, arg) in args {
+                        let v = match peek(arg, f) {
+                            Some(v) => v.clone(),
+                            None => rec!($mode self.eval(arg, f))?,
+                        };
+                        callee[*slot as usize] = Some(v);
+                    }
+                    let func = &self.program.functions[*function as usize];
+                    let result = pick!(
+                        $mode,
+                        {
+                            let result = self.run_call(func, &mut callee);
+                            f.recycle(callee);
+                            result
+                        },
+                        self.run_call_async(func, callee).await
+                    );
+                    result.map_err(|err| called_from(err, &func.name, *line))
+                }
                 ExprKind::Array(items) => Ok(Value::array(all!($mode self, items, f))),
+                ExprKind::Map(entries) => {
+                    let mut map = Map::with_capacity(entries.len());
+                    for (key, value) in entries {
+                        let k = match rec!($mode self.eval(key, f))? {
+                            Value::Str(k) => k,
+                            other => return Err(map_key(key.span, &other)),
+                        };
+                        let v = rec!($mode self.eval(value, f))?;
+                        // A repeated key keeps its first place and takes the later value.
+                        map.insert(k, v);
+                    }
+                    Ok(Value::map(map))
+                }
                 ExprKind::Foreign { function, args, keywords, mode } => tasks_only!($mode {
                     let args = all!($mode self, args, f);
                     let mut named = Vec::with_capacity(keywords.len());
@@ -189,4 +333,40 @@ macro_rules! walker {
 impl Interpreter<'_> {
     walker!(sync, exec, eval);
     walker!(async, exec_async, eval_async);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(n: i64) -> Value {
+        Value::array((0..n).map(Value::Int).collect())
+    }
+
+    #[test]
+    fn an_array_held_once_grows_in_place() {
+        let xs = ints(3);
+        let Value::Array(arc) = &xs else { unreachable!() };
+        let before = Arc::as_ptr(arc);
+        let Ok(Value::Array(grown)) = add_owned(xs, ints(1), Span::default()) else { panic!("not an Array") };
+        assert_eq!(Arc::as_ptr(&grown), before, "the same allocation, appended to");
+        assert_eq!(Value::Array(grown).to_string(), "[0, 1, 2, 0]");
+    }
+
+    #[test]
+    fn a_shared_array_is_copied_and_left_as_it_was() {
+        let xs = ints(2);
+        let kept = xs.clone();
+        let Ok(sum) = add_owned(xs, ints(1), Span::default()) else { panic!("adds") };
+        assert_eq!(sum.to_string(), "[0, 1, 0]");
+        assert_eq!(kept.to_string(), "[0, 1]");
+    }
+
+    #[test]
+    fn a_failed_add_gives_the_value_back() {
+        let Err((back, err)) = add_owned(ints(1), Value::Int(2), Span::new(3, 4)) else { panic!("Array + Int fails") };
+        assert_eq!(back.to_string(), "[0]");
+        assert!(err.message.contains("Array and Int"));
+        assert_eq!(err.span, Span::new(3, 4));
+    }
 }

@@ -60,8 +60,28 @@ pub enum StmtKind {
         iter: Expr,
         body: Box<Stmt>,
     },
+    /// `fn name(params) { body }` (0.3); only at the top level, which
+    /// `syntax::parse` checks.
+    Fn(Box<FnDef>),
+    /// `return expr;` or `return;` (0.3)
+    Return(Option<Expr>),
     /// Stands where the parser recovered from a syntax error (already reported).
     Error,
+}
+
+/// A workflow function (language 0.3).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FnDef {
+    pub name: Ident,
+    pub params: Vec<Param>,
+    pub body: Vec<Stmt>,
+}
+
+/// `name` or `name = default`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: Ident,
+    pub default: Option<Expr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -98,6 +118,8 @@ pub enum BinaryOp {
     Sub,
     Mul,
     Div,
+    /// `%`: the remainder of floor division (0.3).
+    Mod,
     Pow,
     Eq,
     Ne,
@@ -105,6 +127,8 @@ pub enum BinaryOp {
     Le,
     Gt,
     Ge,
+    /// `a in b`: element, key or substring (0.3).
+    In,
     And,
     Or,
 }
@@ -116,6 +140,7 @@ impl BinaryOp {
             BinaryOp::Sub => "-",
             BinaryOp::Mul => "*",
             BinaryOp::Div => "/",
+            BinaryOp::Mod => "%",
             BinaryOp::Pow => "^",
             BinaryOp::Eq => "==",
             BinaryOp::Ne => "!=",
@@ -123,6 +148,7 @@ impl BinaryOp {
             BinaryOp::Le => "<=",
             BinaryOp::Gt => ">",
             BinaryOp::Ge => ">=",
+            BinaryOp::In => "in",
             BinaryOp::And => "and",
             BinaryOp::Or => "or",
         }
@@ -200,6 +226,8 @@ pub enum ExprKind {
     },
     /// `[a, b, c]`
     Array(Vec<Expr>),
+    /// `{"k": v, ...}` (0.3): keys are expressions, in written order.
+    Map(Vec<(Expr, Expr)>),
     /// `shell {cmd}`, `shell {cmd, [args]}`, `shell {cmd, [args], stdin}`
     Shell {
         cmd: Box<Expr>,

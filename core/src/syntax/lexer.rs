@@ -12,6 +12,9 @@ use crate::diagnostic::{Diagnostic, Span, Stage};
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Token {
     Int(i64),
+    /// `9223372036854775808` (2^63): an Int only right after a `-`, which
+    /// the parser folds into i64::MIN; anywhere else it is too large.
+    IntMinMagnitude,
     Float(f64),
     Str(String),
     Ident(String),
@@ -36,6 +39,8 @@ pub(super) enum Token {
     ShellPipe,
     Break,
     Continue,
+    Fn,
+    Return,
     // Punctuation.
     LParen,
     RParen,
@@ -57,6 +62,8 @@ pub(super) enum Token {
     Minus,
     Star,
     Slash,
+    Percent,
+    Colon,
     Caret,
     Bang,
     Pipe,
@@ -101,6 +108,8 @@ impl Token {
             "shellpipe" => Token::ShellPipe,
             "break" => Token::Break,
             "continue" => Token::Continue,
+            "fn" => Token::Fn,
+            "return" => Token::Return,
             _ => return None,
         })
     }
@@ -132,6 +141,8 @@ impl Token {
             Token::ShellPipe => "shellpipe",
             Token::Break => "break",
             Token::Continue => "continue",
+            Token::Fn => "fn",
+            Token::Return => "return",
             Token::LParen => "(",
             Token::RParen => ")",
             Token::LBracket => "[",
@@ -152,6 +163,8 @@ impl Token {
             Token::Minus => "-",
             Token::Star => "*",
             Token::Slash => "/",
+            Token::Percent => "%",
+            Token::Colon => ":",
             Token::Caret => "^",
             Token::Bang => "!",
             Token::Pipe => "|",
@@ -162,7 +175,7 @@ impl Token {
     /// How the token is named in "expected ..." messages.
     pub(super) fn describe(&self) -> String {
         match self {
-            Token::Int(_) | Token::Float(_) => "number".into(),
+            Token::Int(_) | Token::IntMinMagnitude | Token::Float(_) => "number".into(),
             Token::Str(_) => "string".into(),
             Token::Ident(_) => "identifier".into(),
             Token::Error(_) => "invalid token".into(),
@@ -225,7 +238,11 @@ fn number_token(text: &str) -> Token {
         Token::Float(text.parse().unwrap_or(f64::NAN))
     } else {
         // Only digits, so the one possible failure is overflow.
-        text.parse().map_or(Token::Error(LexError::IntOverflow), Token::Int)
+        match text.parse() {
+            Ok(n) => Token::Int(n),
+            Err(_) if text.trim_start_matches('0') == "9223372036854775808" => Token::IntMinMagnitude,
+            Err(_) => Token::Error(LexError::IntOverflow),
+        }
     }
 }
 
@@ -271,7 +288,7 @@ fn punct<'s>() -> impl Parser<'s, &'s str, Token, LexExtra<'s>> + Clone {
         just("&&").to(Token::Error(LexError::CStyleOperator("&&"))),
         just("||").to(Token::Error(LexError::CStyleOperator("||"))),
     ));
-    two.or(one_of("()[]{},;.=<>+-*/^!|").map(single_punct))
+    two.or(one_of("()[]{},;.=<>+-*/%:^!|").map(single_punct))
 }
 
 fn single_punct(c: char) -> Token {
@@ -292,6 +309,8 @@ fn single_punct(c: char) -> Token {
         '-' => Token::Minus,
         '*' => Token::Star,
         '/' => Token::Slash,
+        '%' => Token::Percent,
+        ':' => Token::Colon,
         '^' => Token::Caret,
         '!' => Token::Bang,
         '|' => Token::Pipe,
@@ -327,10 +346,12 @@ fn error_diagnostics(err: &LexError, span: Span, src: &str) -> Vec<Diagnostic> {
                 diag(*s, format!("unknown escape `{text}` in string")).with_hint("valid escapes are \\n \\t \\r \\\\ \\\" \\0")
             })
             .collect(),
-        LexError::IntOverflow => {
-            vec![diag(span, "integer literal does not fit in 64 bits".into()).with_hint("write it as a float, e.g. 1e19")]
-        }
+        LexError::IntOverflow => vec![int_overflow(span)],
     }
+}
+
+pub(super) fn int_overflow(span: Span) -> Diagnostic {
+    Diagnostic::new(Stage::Syntax, span, "integer literal does not fit in 64 bits").with_hint("write it as a float, e.g. 1e19")
 }
 
 fn show_char(c: char) -> String {

@@ -18,6 +18,7 @@ fn integers_and_floats() {
     assert_eq!(toks("4.0 0.5"), vec![Token::Float(4.0), Token::Float(0.5)]);
     assert_eq!(toks("1e3 2.5e-3 1E+3"), vec![Token::Float(1e3), Token::Float(2.5e-3), Token::Float(1e3)]);
     assert_eq!(toks("9223372036854775807"), vec![Token::Int(i64::MAX)]);
+    assert_eq!(toks("9223372036854775808"), vec![Token::IntMinMagnitude], "only `-` before it makes it an Int");
 }
 
 #[test]

@@ -64,7 +64,8 @@ fn stmt<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Stmt, Extra<'t>> + Clone 
             block(stmt.clone()),
             if_stmt(expr.clone(), stmt.clone()),
             while_stmt(expr.clone(), stmt.clone()),
-            for_stmt(expr.clone(), stmt),
+            for_stmt(expr.clone(), stmt.clone()),
+            fn_def(expr.clone(), stmt),
             simple_stmt(expr),
         ))
         .labelled("statement")
@@ -80,6 +81,7 @@ fn simple_stmt<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> impl Parser<'t
         require().map(StmtKind::Require),
         just(Token::Break).to(StmtKind::Break),
         just(Token::Continue).to(StmtKind::Continue),
+        just(Token::Return).ignore_then(expr.clone().or_not()).map(StmtKind::Return),
         expr.map(StmtKind::Expr),
     ))
     .then_ignore(just(Token::Semi))
@@ -113,6 +115,28 @@ fn block<'t, I: TokenInput<'t>>(stmt: Boxed<'t, 't, I, Stmt, Extra<'t>>) -> impl
                 emitter.emit(custom_error(open, unclosed(Token::LBrace, open)));
             }
             StmtKind::Block { kind, body }
+        })
+}
+
+/// `"fn" IDENT "(" params? ")" "{" stmt* "}"`; a missing `}` is reported at the `{`.
+fn fn_def<'t, I: TokenInput<'t>>(
+    expr: ExprParser<'t, I>,
+    stmt: Boxed<'t, 't, I, Stmt, Extra<'t>>,
+) -> impl Parser<'t, I, StmtKind, Extra<'t>> + Clone {
+    let param = ident().then(just(Token::Assign).ignore_then(expr).or_not()).map(|(name, default)| Param { name, default });
+    let params = param.separated_by(just(Token::Comma)).allow_trailing().collect().delimited_by(just(Token::LParen), just(Token::RParen));
+    let open = just(Token::LBrace).map_with(|_, e| to_span(e.span()));
+    just(Token::Fn)
+        .ignore_then(ident())
+        .then(params)
+        .then(open)
+        .then(stmt.repeated().collect())
+        .then(just(Token::RBrace).or_not())
+        .validate(|((((name, params), open), body), close), _, emitter| {
+            if close.is_none() {
+                emitter.emit(custom_error(open, unclosed(Token::LBrace, open)));
+            }
+            StmtKind::Fn(Box::new(FnDef { name, params, body }))
         })
 }
 
@@ -234,7 +258,17 @@ fn skip_group<'t, I: TokenInput<'t>>(inp: &mut InputRef<'t, '_, I, Extra<'t>>, c
 fn is_stmt_keyword(tok: &Token) -> bool {
     matches!(
         tok,
-        Token::Print | Token::Require | Token::If | Token::While | Token::For | Token::Seq | Token::Para | Token::Break | Token::Continue
+        Token::Print
+            | Token::Require
+            | Token::If
+            | Token::While
+            | Token::For
+            | Token::Seq
+            | Token::Para
+            | Token::Break
+            | Token::Continue
+            | Token::Fn
+            | Token::Return
     )
 }
 
@@ -264,7 +298,8 @@ fn expr<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + Clone 
     recursive(|expr| {
         let expr = expr.boxed();
         let unary = unary(expr.clone());
-        let factor = binary(unary, select! { Token::Star => BinaryOp::Mul, Token::Slash => BinaryOp::Div });
+        let factor =
+            binary(unary, select! { Token::Star => BinaryOp::Mul, Token::Slash => BinaryOp::Div, Token::Percent => BinaryOp::Mod });
         let term = binary(factor, select! { Token::Plus => BinaryOp::Add, Token::Minus => BinaryOp::Sub });
         let compare = binary(
             term,
@@ -273,6 +308,7 @@ fn expr<'t, I: TokenInput<'t>>() -> impl Parser<'t, I, Expr, Extra<'t>> + Clone 
                 Token::Le => BinaryOp::Le,
                 Token::Gt => BinaryOp::Gt,
                 Token::Ge => BinaryOp::Ge,
+                Token::In => BinaryOp::In,
             },
         );
         let equality = binary(compare, select! { Token::EqEq => BinaryOp::Eq, Token::NotEq => BinaryOp::Ne });
@@ -328,6 +364,12 @@ fn unary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> {
             Token::Bang => UnaryOp::Not,
         }
         .map_with(|op, e| (op, to_span(e.span())));
+        // `-9223372036854775808` is i64::MIN, whose magnitude alone is no Int
+        // (nor is it under `^`, which binds tighter than `-`).
+        let int_min = just(Token::Minus)
+            .then(just(Token::IntMinMagnitude))
+            .then_ignore(just(Token::Caret).not().rewind())
+            .map_with(|_, e| Expr { kind: ExprKind::Int(i64::MIN), span: to_span(e.span()) });
         let prefixed = op.then(unary.clone()).map(|((op, op_span), expr): (_, Expr)| Expr {
             span: op_span.to(expr.span),
             kind: ExprKind::Unary { op, op_span, expr: Box::new(expr) },
@@ -340,7 +382,7 @@ fn unary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> {
                 kind: ExprKind::Binary { op: BinaryOp::Pow, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) },
             },
         });
-        prefixed.or(power).labelled("expression")
+        choice((int_min, prefixed, power)).labelled("expression")
     })
     .boxed()
 }
@@ -450,6 +492,12 @@ fn primary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
         Token::Error(_) => ExprKind::Error,
     }
     .map_with(|kind, e| Expr { kind, span: to_span(e.span()) });
+    let too_large = just(Token::IntMinMagnitude).validate(|_, e, emitter| {
+        let span = to_span(e.span());
+        emitter.emit(custom_error(span, super::lexer::int_overflow(span)));
+        Expr { kind: ExprKind::Error, span }
+    });
+    let literal = literal.or(too_large);
     // The span of a parenthesised expression includes the parentheses.
     let paren = expr
         .clone()
@@ -460,7 +508,17 @@ fn primary<'t, I: TokenInput<'t>>(expr: ExprParser<'t, I>) -> ExprParser<'t, I> 
         .delimited_by(just(Token::LBracket), just(Token::RBracket))
         .map_with(|items, e| Expr { kind: ExprKind::Array(items), span: to_span(e.span()) })
         .recover_with(via_parser(nested(Token::LBracket, Token::RBracket)));
-    choice((literal, paren, array, shell(expr), shellpipe())).labelled("expression").boxed()
+    // Where an expression is expected, `{` starts a map literal (a statement
+    // that starts with `{` is a block: `block` comes first in `stmt`).
+    let entry = expr.clone().then_ignore(just(Token::Colon)).then(expr.clone());
+    let map = entry
+        .separated_by(just(Token::Comma))
+        .allow_trailing()
+        .collect()
+        .delimited_by(just(Token::LBrace), just(Token::RBrace))
+        .map_with(|entries, e| Expr { kind: ExprKind::Map(entries), span: to_span(e.span()) })
+        .recover_with(via_parser(nested(Token::LBrace, Token::RBrace)));
+    choice((literal, paren, array, map, shell(expr), shellpipe())).labelled("expression").boxed()
 }
 
 /// `"shell" "{" expr ("," "[" args? "]" ("," expr)?)? "}"`

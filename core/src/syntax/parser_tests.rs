@@ -49,6 +49,10 @@ fn sexpr(e: &Expr) -> String {
         ExprKind::Field { expr, name } => format!("(. {} {})", sexpr(expr), name.name),
         ExprKind::Index { expr, index } => format!("([] {} {})", sexpr(expr), sexpr(index)),
         ExprKind::Array(items) => format!("[{}]", list(items)),
+        ExprKind::Map(entries) => {
+            let entries: Vec<String> = entries.iter().map(|(k, v)| format!("{}: {}", sexpr(k), sexpr(v))).collect();
+            format!("{{{}}}", entries.join(", "))
+        }
         ExprKind::Shell { cmd, args, stdin } => {
             let stdin = stdin.as_ref().map_or("-".into(), |s| sexpr(s));
             format!("(shell {} [{}] {stdin})", sexpr(cmd), list(args))
@@ -74,6 +78,37 @@ fn precedence() {
     assert_eq!(expr("!a != -b;"), "(!= (! a) (- b))");
     assert_eq!(expr("(1 + 2) * 3;"), "(* (+ 1 2) 3)");
     assert_eq!(expr("+x;"), "(+ x)");
+}
+
+#[test]
+fn the_smallest_int_literal() {
+    assert_eq!(expr("-9223372036854775808;"), "-9223372036854775808");
+    assert_eq!(expr("div(-9223372036854775808, -1);"), "(call div [-9223372036854775808 (- 1)])");
+    for src in ["9223372036854775808;", "- 9223372036854775808 ^ 0;", "x = 9223372036854775808 + 1;"] {
+        let errs = errors(src);
+        assert_eq!(errs.len(), 1, "{src}: {errs:?}");
+        assert_eq!(errs[0].message, "integer literal does not fit in 64 bits");
+    }
+}
+
+#[test]
+fn modulo_and_in() {
+    assert_eq!(expr("a + b % c * d;"), "(+ a (* (% b c) d))");
+    assert_eq!(expr("-7 % 2;"), "(% (- 7) 2)");
+    assert_eq!(expr("x in xs == y < z;"), "(== (in x xs) (< y z))");
+    assert_eq!(expr("a + 1 in b and c;"), "(and (in (+ a 1) b) c)");
+}
+
+#[test]
+fn map_literals_where_expressions_go() {
+    assert_eq!(expr("m = {\"a\": 1, k: [2], \"c\": {},};"), "(= m {\"a\": 1, k: [2], \"c\": {}})");
+    assert_eq!(expr("f({});"), "(call f [{}])");
+    assert_eq!(expr("print_it = {\"x\": {\"y\": 1}}.x.y;"), "(= print_it (. (. {\"x\": {\"y\": 1}} x) y))");
+    // A statement that starts with `{` is a block.
+    let stmts = ok("{ x = 1; }");
+    assert!(matches!(&stmts[0].kind, StmtKind::Block { kind: BlockKind::Plain, .. }));
+    assert!(!errors("{\"a\": 1};").is_empty());
+    assert!(!errors("x = {\"a\" 1};").is_empty());
 }
 
 #[test]
@@ -400,6 +435,10 @@ mod fuzz {
                 "shellpipe",
                 "break",
                 "continue",
+                "fn",
+                "return",
+                "%",
+                ":",
                 "(",
                 ")",
                 "[",

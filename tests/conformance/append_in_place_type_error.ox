@@ -1,0 +1,3 @@
+// a failed `xs = xs + ...` leaves `xs` as it was
+xs = [1];
+xs = xs + 2;

@@ -1,0 +1,5 @@
+// foreign names are declared at the top level
+fn f(x) {
+    require relax;
+    return x;
+}
