@@ -82,7 +82,7 @@ fn values_that_cannot_cross_are_clear_errors() {
     let out = run(&script(), "require big;\nx = big();\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("the result of `big` cannot cross: the int 1180591620717411303424 does not fit in 64 bits"),
+        text(&out.stderr).contains("cannot return int from `big`: the int 1180591620717411303424 does not fit in 64 bits"),
         "{}",
         text(&out.stderr)
     );

@@ -130,7 +130,10 @@ fn from_python_at<V: Crossing>(obj: &Bound<'_, PyAny>, depth: usize) -> Result<V
         return Ok(V::bool(b.is_true()));
     }
     if obj.is_instance_of::<PyInt>() {
-        return obj.extract::<i64>().map(V::int).map_err(|_| CannotCross(format!("the int {obj} does not fit in 64 bits")));
+        return obj
+            .extract::<i64>()
+            .map(V::int)
+            .map_err(|_| CannotCross(format!("the int {obj} does not fit in 64 bits; pass it as a str or a float")));
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         return Ok(V::float(f.value()));
@@ -148,14 +151,14 @@ fn from_python_at<V: Crossing>(obj: &Bound<'_, PyAny>, depth: usize) -> Result<V
         let mut entries = Vec::with_capacity(dict.len());
         for (k, v) in dict.iter() {
             let Ok(key) = k.cast::<PyString>() else {
-                return Err(CannotCross(format!("a dict key must be a str, found `{}`", type_name(&k))));
+                return Err(CannotCross(format!("a dict key must be a str, found `{}`; convert the keys with str()", type_name(&k))));
             };
             entries.push((key.to_string(), from_python_at(&v, depth + 1)?));
         }
         return Ok(V::map(entries));
     }
     Err(CannotCross(format!(
-        "a value of type `{}` cannot cross into oxiida (use None, bool, int, float, str, list, tuple or dict)",
+        "a value of type `{}` cannot cross into oxiida; convert it to None, bool, int, float, str, list, tuple or dict",
         type_name(obj)
     )))
 }

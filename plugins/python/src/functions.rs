@@ -160,6 +160,16 @@ pub struct Functions {
     scope: Option<Py<PyDict>>,
     /// What `scope` is, for errors.
     scope_name: &'static str,
+    /// What to do when a name is not found (`oxiida.run` found the scope
+    /// itself: it says where it looked, and to pass `scope=`).
+    hint: Option<String>,
+    /// Where the coroutines of `async def` functions are awaited.
+    event_loop: Mutex<Option<EventLoop>>,
+    /// The coroutines being awaited now, as concurrent futures: cancelled
+    /// with the workflow.
+    awaiting: Mutex<Vec<Py<PyAny>>>,
+    /// Set when the workflow is over: no coroutine is awaited after it.
+    ended: std::sync::atomic::AtomicBool,
     resolved: Mutex<HashMap<String, Arc<Resolved>>>,
     front: Front,
     /// Where this workflow's `=f=` calls run, once one has.
@@ -175,6 +185,10 @@ impl Functions {
         Functions {
             scope,
             scope_name,
+            hint: None,
+            event_loop: Mutex::new(None),
+            awaiting: Mutex::new(Vec::new()),
+            ended: std::sync::atomic::AtomicBool::new(false),
             resolved: Mutex::new(HashMap::new()),
             front,
             pool: Mutex::new(None),
@@ -182,6 +196,100 @@ impl Functions {
             context,
             running: Arc::default(),
         }
+    }
+
+    /// Adds `hint` to the error of a name that is not found.
+    #[cfg(feature = "package")]
+    pub fn with_hint(mut self, hint: Option<String>) -> Functions {
+        self.hint = hint;
+        self
+    }
+
+    /// Awaits the coroutines of `async def` functions on `event_loop` (the
+    /// caller's, under `oxiida.run_async`) rather than on a private one.
+    #[cfg(feature = "package")]
+    pub fn with_loop(self, event_loop: Py<PyAny>) -> Functions {
+        *self.event_loop.lock() = Some(EventLoop::Caller(event_loop));
+        self
+    }
+
+    /// The workflow is over, or abandoned: its `=f=` calls are killed, the
+    /// coroutines it awaits are cancelled, and its private loop (if it made
+    /// one) stops. Its plain calls still running end on their own.
+    pub fn end(&self, py: Python<'_>) {
+        self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        #[cfg(feature = "package")]
+        self.cancel_workers();
+        let awaiting = std::mem::take(&mut *self.awaiting.lock());
+        for future in awaiting {
+            let _ = future.bind(py).call_method0("cancel");
+        }
+        let private = match &*self.event_loop.lock() {
+            Some(EventLoop::Private(helper)) => Some(helper.clone_ref(py)),
+            _ => None,
+        };
+        if let Some(helper) = private {
+            let _ = helper.bind(py).call_method0("close");
+        }
+    }
+
+    /// The loop that coroutines are awaited on: the caller's, or this
+    /// workflow's private one (made here, the first time). No lock is held
+    /// while Python runs: starting a thread releases the GIL.
+    fn event_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let known = match &*self.event_loop.lock() {
+            Some(EventLoop::Caller(l)) => Some((l.clone_ref(py), false)),
+            Some(EventLoop::Private(helper)) => Some((helper.clone_ref(py), true)),
+            None => None,
+        };
+        match known {
+            Some((l, false)) => return Ok(l.into_bound(py)),
+            Some((helper, true)) => return helper.bind(py).getattr("loop"),
+            None => {}
+        }
+        let made = loop_helpers(py)?.getattr("PrivateLoop")?.call0()?;
+        let mut slot = self.event_loop.lock();
+        let kept = match &*slot {
+            Some(EventLoop::Private(helper)) => Some(helper.clone_ref(py)),
+            Some(EventLoop::Caller(l)) => Some(l.clone_ref(py)),
+            None => None,
+        };
+        let Some(kept) = kept else {
+            *slot = Some(EventLoop::Private(made.clone().unbind()));
+            drop(slot);
+            return made.getattr("loop");
+        };
+        // Another call made one first: keep it and close this one.
+        let is_private = matches!(&*slot, Some(EventLoop::Private(_)));
+        drop(slot);
+        made.call_method0("close")?;
+        if is_private {
+            kept.bind(py).getattr("loop")
+        } else {
+            Ok(kept.into_bound(py))
+        }
+    }
+
+    /// Awaits a coroutine on the workflow's loop from this (the call's)
+    /// thread, which waits with the GIL released; its result, or what it raised.
+    fn await_coroutine<'py>(&self, py: Python<'py>, coroutine: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let event_loop = match self.event_loop(py) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = coroutine.call_method0("close");
+                return Err(e);
+            }
+        };
+        let future = loop_helpers(py)?.getattr("submit")?.call1((coroutine, event_loop))?;
+        let id = future.as_ptr() as usize;
+        self.awaiting.lock().push(future.clone().unbind());
+        // Ended meanwhile: `end` may have missed this one.
+        if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = future.call_method0("cancel");
+        }
+        let result = future.call_method0("result");
+        self.awaiting.lock().retain(|f| f.as_ptr() as usize != id);
+        result
     }
 
     #[cfg(feature = "package")]
@@ -225,9 +333,13 @@ impl Functions {
         Python::attach(|py| {
             let obj = self.lookup(py, dotted).map_err(|e| {
                 let (message, _) = describe(py, &e);
-                match &self.scope {
+                let found = match &self.scope {
                     Some(_) => format!("`{dotted}` is not found in {}, nor as a builtin or module ({message})", self.scope_name),
                     None => format!("`{dotted}` is not found as a builtin or module ({message})"),
+                };
+                match &self.hint {
+                    Some(hint) => format!("{found}; {hint}"),
+                    None => found,
                 }
             })?;
             if !obj.is_callable() {
@@ -256,7 +368,8 @@ impl Functions {
             } else {
                 self.call_here(py, &resolved, args, kwargs)?
             };
-            from_python(&result).map_err(|why| CallError::new(Kind::BadArguments, format!("the result of `{dotted}` cannot cross: {why}")))
+            from_python(&result)
+                .map_err(|why| CallError::new(Kind::BadArguments, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
         })
     }
 
@@ -271,6 +384,11 @@ impl Functions {
         let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
         self.running.state.lock().threads.push(ident);
         let result = resolved.function.bind(py).call(args, kwargs.as_ref());
+        // An `async def` function: its coroutine is awaited on the workflow's loop.
+        let result = match result {
+            Ok(r) if is_coroutine(py, &r) => self.await_coroutine(py, r),
+            other => other,
+        };
         self.running.state.lock().threads.retain(|&i| i != ident);
         result.map_err(|e| {
             let (message, traceback) = describe(py, &e);
@@ -315,18 +433,24 @@ impl Functions {
         args: Bound<'py, PyTuple>,
         kwargs: Option<Bound<'py, PyDict>>,
     ) -> Result<Bound<'py, PyAny>, CallError> {
-        let cannot_send =
-            |e: PyErr| CallError::python(py, Kind::BadArguments, &format!("`{dotted}` cannot be sent to a worker process: "), &e);
+        // Transport failures say so: the function never ran.
+        let cannot_send = |what: &str, e: PyErr| {
+            let (message, traceback) = describe(py, &e);
+            let message = format!(
+                "could not send {what} to the worker (pickling failed: {message}); make it picklable with cloudpickle, or call `{dotted}` without `=f=`"
+            );
+            CallError { kind: Kind::BadArguments, message, traceback, exception: None }
+        };
         let function = match resolved.pickled.get() {
             Some(bytes) => bytes,
             None => {
                 let dumps = py.import("cloudpickle").and_then(|m| m.call_method1("dumps", (resolved.function.bind(py),)));
-                let bytes: Vec<u8> = dumps.and_then(|b| b.extract()).map_err(cannot_send)?;
+                let bytes: Vec<u8> = dumps.and_then(|b| b.extract()).map_err(|e| cannot_send(&format!("`{dotted}`"), e))?;
                 resolved.pickled.get_or_init(|| bytes)
             }
         };
         if self.context.pickled.get().is_none() {
-            let bytes = pickle_context(py, &self.context).map_err(cannot_send)?;
+            let bytes = pickle_context(py, &self.context).map_err(|e| cannot_send("the working directory and environment", e))?;
             let _ = self.context.pickled.set(bytes);
         }
         // With keyword arguments, the worker gets `(args, kwargs)` (and a flag saying so).
@@ -336,7 +460,8 @@ impl Functions {
             Some(kwargs) => PyTuple::new(py, [args.into_any(), kwargs.into_any()]).map(Bound::into_any),
             None => Ok(args.into_any()),
         };
-        let args: Vec<u8> = payload.and_then(dumps).and_then(|b| b.extract()).map_err(cannot_send)?;
+        let args: Vec<u8> =
+            payload.and_then(dumps).and_then(|b| b.extract()).map_err(|e| cannot_send(&format!("the arguments of `{dotted}`"), e))?;
         let pool = self.pool(py).map_err(|e| CallError::python(py, Kind::WorkerCrashed, "", &e))?;
         let context = &*self.context;
         let answer =
@@ -346,8 +471,24 @@ impl Functions {
             })?;
         let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (PyBytes::new(py, &bytes),));
         match answer {
-            Answer::Returned(bytes) => loads(bytes)
-                .map_err(|e| CallError::python(py, Kind::Internal, &format!("the result of `{dotted}` could not be unpickled: "), &e)),
+            Answer::Returned(bytes) => loads(bytes).map_err(|e| {
+                let (message, traceback) = describe(py, &e);
+                let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message}); return None, bool, int, float, str, list, tuple or dict");
+                CallError { kind: Kind::BadArguments, message, traceback, exception: None }
+            }),
+            // The worker checks what it returns as this process would: the same words.
+            Answer::CannotCross(bytes) => {
+                let (type_name, why): (String, String) =
+                    loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| ("value".into(), "(unreadable)".into()));
+                Err(CallError::new(Kind::BadArguments, format!("cannot return {type_name} from `{dotted}`: {why}")))
+            }
+            Answer::CannotPickle(bytes) => {
+                let why: String = loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| "(unreadable)".into());
+                Err(CallError::new(
+                    Kind::BadArguments,
+                    format!("could not send the result of `{dotted}` back from the worker (pickling failed: {why}); return None, bool, int, float, str, list, tuple or dict"),
+                ))
+            }
             Answer::Raised(bytes) => {
                 let (kind, text, traceback, exception): (String, String, String, Option<Vec<u8>>) = loads(bytes)
                     .and_then(|t| t.extract())
@@ -365,6 +506,31 @@ impl Functions {
             }
         }
     }
+}
+
+/// Where coroutines are awaited: the caller's loop, or a private one (a
+/// `PrivateLoop` of `_loop.py`, owned by this workflow).
+enum EventLoop {
+    Caller(Py<PyAny>),
+    Private(Py<PyAny>),
+}
+
+/// `_loop.py`, loaded once per process from the text built in.
+fn loop_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static HELPERS: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+    HELPERS
+        .get_or_try_init(py, || {
+            let code = std::ffi::CString::new(include_str!("../python/oxiida/_loop.py"))
+                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+            PyModule::from_code(py, &code, c"oxiida/_loop.py", c"oxiida_loop").map(Bound::unbind)
+        })
+        .map(|m| m.bind(py))
+}
+
+/// Whether `obj` is a coroutine (what calling an `async def` function returns).
+fn is_coroutine(py: Python<'_>, obj: &Bound<'_, PyAny>) -> bool {
+    static COROUTINE: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+    COROUTINE.import(py, "types", "CoroutineType").is_ok_and(|t| obj.is_instance(t).unwrap_or(false))
 }
 
 /// The keyword arguments as a dict in the order written, or `None` when the

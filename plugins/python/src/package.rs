@@ -116,17 +116,30 @@ fn caller_context(py: Python<'_>) -> PyResult<Arc<Context>> {
     Ok(Context::new(cwd, Some(env)))
 }
 
-/// Makes the host for a scope and compiles `source` against it.
-fn prepare(py: Python<'_>, source: &Source, scope: Bound<'_, PyDict>) -> PyResult<(Arc<PyHost>, oxiida::ir::Program)> {
-    let functions = Functions::new(Some(scope.unbind()), "the scope of `oxiida.run`", Front::Package, caller_context(py)?);
+/// Makes the host for a scope and compiles `source` against it. `hint` is
+/// added to the error of a name not found; `event_loop`, when given, is
+/// where `async def` functions are awaited.
+fn prepare(
+    py: Python<'_>,
+    source: &Source,
+    scope: Bound<'_, PyDict>,
+    hint: Option<String>,
+    event_loop: Option<Py<PyAny>>,
+) -> PyResult<(Arc<PyHost>, oxiida::ir::Program)> {
+    let mut functions =
+        Functions::new(Some(scope.unbind()), "the scope of `oxiida.run`", Front::Package, caller_context(py)?).with_hint(hint);
+    if let Some(event_loop) = event_loop {
+        functions = functions.with_loop(event_loop);
+    }
     let host = Arc::new(PyHost::new(functions));
     let program = oxiida::compile(source, &*host).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
     Ok((host, program))
 }
 
 #[pyfunction]
-fn _check(py: Python<'_>, source: &str, scope: Bound<'_, PyDict>, file_name: &str) -> PyResult<()> {
-    prepare(py, &Source::new(file_name, source), scope).map(drop)
+#[pyo3(signature = (source, scope, file_name, hint=None))]
+fn _check(py: Python<'_>, source: &str, scope: Bound<'_, PyDict>, file_name: &str, hint: Option<String>) -> PyResult<()> {
+    prepare(py, &Source::new(file_name, source), scope, hint, None).map(drop)
 }
 
 /// The workflow error as a Python exception: the original one when a
@@ -160,28 +173,21 @@ const STACK_BYTES: usize = 64 << 20;
 
 type Outcome = Result<oxiida::Variables, Box<oxiida::Diagnostic>>;
 
-#[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS))]
-fn _run<'py>(
-    py: Python<'py>,
-    source: &str,
-    scope: Bound<'py, PyDict>,
-    file_name: &str,
-    max_tasks: usize,
-    max_fanout: usize,
-) -> PyResult<Bound<'py, PyDict>> {
-    let source = Source::new(file_name, source);
-    let (host, program) = prepare(py, &source, scope)?;
-    let limits = Limits { inline_calls: true, max_tasks: max_tasks.max(1), max_fanout: max_fanout.max(1) };
-    let interrupt = Interrupt::new();
-    // The thread drops its end when the workflow is over: the caller wakes.
-    let (done, ended) = UnixStream::pair().map_err(|e| OxiidaError::new_err(format!("cannot make a socket pair: {e}")))?;
-    let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
-    let (thread_host, thread_interrupt, thread_outcome) = (host.clone(), interrupt.clone(), outcome.clone());
+/// Starts the workflow on a thread of its own; `finished` gets its outcome
+/// on that thread, without the GIL.
+fn launch(
+    host: Arc<PyHost>,
+    program: oxiida::ir::Program,
+    limits: Limits,
+    interrupt: Interrupt,
+    finished: impl FnOnce(Outcome) + Send + 'static,
+) -> PyResult<()> {
     std::thread::Builder::new()
         .name("oxiida-run".into())
         .stack_size(STACK_BYTES)
         .spawn(move || {
+            let thread_host = host;
+            let thread_interrupt = interrupt;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(limits.max_tasks).build();
             let ran = match runtime {
                 // Attached once, then detached: the thread keeps its Python
@@ -203,15 +209,52 @@ fn _run<'py>(
                     format!("cannot start a runtime: {e}"),
                 ))),
             };
-            *thread_outcome.lock() = Some(ran);
-            drop(done);
+            finished(ran);
         })
-        .map_err(|e| OxiidaError::new_err(format!("cannot start the workflow's thread: {e}")))?;
+        .map(drop)
+        .map_err(|e| OxiidaError::new_err(format!("cannot start the workflow's thread: {e}")))
+}
+
+fn limits(max_tasks: usize, max_fanout: usize) -> Limits {
+    Limits { inline_calls: true, max_tasks: max_tasks.max(1), max_fanout: max_fanout.max(1) }
+}
+
+/// The workflow's variables as a dict.
+fn variables<'py>(py: Python<'py>, vars: oxiida::Variables) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    for (name, value) in vars {
+        out.set_item(&*name, value.to_python(py)?)?;
+    }
+    Ok(out)
+}
+
+#[pyfunction]
+#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS, hint=None))]
+fn _run<'py>(
+    py: Python<'py>,
+    source: &str,
+    scope: Bound<'py, PyDict>,
+    file_name: &str,
+    max_tasks: usize,
+    max_fanout: usize,
+    hint: Option<String>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let source = Source::new(file_name, source);
+    let (host, program) = prepare(py, &source, scope, hint, None)?;
+    let interrupt = Interrupt::new();
+    // The thread drops its end when the workflow is over: the caller wakes.
+    let (done, ended) = UnixStream::pair().map_err(|e| OxiidaError::new_err(format!("cannot make a socket pair: {e}")))?;
+    let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
+    let thread_outcome = outcome.clone();
+    launch(host.clone(), program, limits(max_tasks, max_fanout), interrupt.clone(), move |ran| {
+        *thread_outcome.lock() = Some(ran);
+        drop(done);
+    })?;
     // Ctrl-C: stop the workflow, its `=f=` workers and its plain calls, and
     // raise at once; what still runs ends on its own.
     let abandon = |err: PyErr| {
         interrupt.trigger();
-        host.functions.cancel_workers();
+        host.functions.end(py);
         host.functions.running.interrupt(py);
         outlive(&host.functions.running);
         Err(err)
@@ -233,15 +276,74 @@ fn _run<'py>(
     }
     drop(wakeup);
     let outcome = outcome.lock().take().expect("the workflow's thread sets its outcome before it ends");
-    // `=f=` calls still running (a `para` sibling failed) are not wanted.
-    host.functions.cancel_workers();
+    // `=f=` calls and coroutines still running (a `para` sibling failed) are not wanted.
+    host.functions.end(py);
     outlive(&host.functions.running);
     let vars = outcome.map_err(|d| workflow_error(py, &source, &d))?;
-    let out = PyDict::new(py);
-    for (name, value) in vars {
-        out.set_item(&*name, value.to_python(py)?)?;
+    variables(py, vars)
+}
+
+/// A workflow started by `_start` (`oxiida.run_async`), to cancel it.
+#[pyclass(module = "oxiida._oxiida", frozen)]
+struct Started {
+    host: Arc<PyHost>,
+    interrupt: Interrupt,
+}
+
+#[pymethods]
+impl Started {
+    /// Stops the workflow as Ctrl-C stops `oxiida.run`'s: its `=f=` workers
+    /// are killed, its coroutines cancelled, and its plain calls still
+    /// running get a KeyboardInterrupt. Its `done` is then never called.
+    fn cancel(&self, py: Python<'_>) {
+        self.interrupt.trigger();
+        self.host.functions.end(py);
+        self.host.functions.running.interrupt(py);
+        outlive(&self.host.functions.running);
     }
-    Ok(out)
+}
+
+/// `oxiida.run_async`'s half in Rust: compiles (errors raise here), starts
+/// the workflow on a thread of its own and returns at once. When the
+/// workflow ends (and was not cancelled), `done(True, variables)` or
+/// `done(False, exception)` is called on the workflow's thread; coroutines
+/// of `async def` functions are awaited on `event_loop`.
+#[pyfunction]
+#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, hint=None))]
+#[allow(clippy::too_many_arguments)]
+fn _start(
+    py: Python<'_>,
+    source: &str,
+    scope: Bound<'_, PyDict>,
+    file_name: &str,
+    max_tasks: usize,
+    max_fanout: usize,
+    event_loop: Py<PyAny>,
+    done: Py<PyAny>,
+    hint: Option<String>,
+) -> PyResult<Started> {
+    let source = Source::new(file_name, source);
+    let (host, program) = prepare(py, &source, scope, hint, Some(event_loop))?;
+    let interrupt = Interrupt::new();
+    let (thread_host, thread_interrupt) = (host.clone(), interrupt.clone());
+    launch(host.clone(), program, limits(max_tasks, max_fanout), interrupt.clone(), move |ran| {
+        Python::attach(|py| {
+            thread_host.functions.end(py);
+            outlive(&thread_host.functions.running);
+            if thread_interrupt.is_triggered() {
+                return; // cancelled: nobody waits for the outcome
+            }
+            let settled = match ran {
+                Ok(vars) => variables(py, vars).map(|d| (true, d.into_any())),
+                Err(d) => Err(workflow_error(py, &source, &d)),
+            };
+            let settled = settled.unwrap_or_else(|e| (false, e.into_value(py).into_bound(py).into_any()));
+            if let Err(e) = done.bind(py).call1(settled) {
+                e.write_unraisable(py, Some(done.bind(py)));
+            }
+        })
+    })?;
+    Ok(Started { host, interrupt })
 }
 
 /// Python's signal wakeup fd, pointed at a socket of ours while the main
@@ -358,6 +460,8 @@ fn _oxiida(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("OxiidaError", m.py().get_type::<OxiidaError>())?;
     m.add_function(wrap_pyfunction!(_run, m)?)?;
     m.add_function(wrap_pyfunction!(_check, m)?)?;
+    m.add_function(wrap_pyfunction!(_start, m)?)?;
+    m.add_class::<Started>()?;
     crate::daemon::register(m)?;
     Ok(())
 }

@@ -56,6 +56,10 @@ pub enum PoolError {
 pub enum Answer {
     Returned(Vec<u8>),
     Raised(Vec<u8>),
+    /// The result is no value oxiida takes: the pickled (type name, why).
+    CannotCross(Vec<u8>),
+    /// The result could not be pickled: the pickled text of the error.
+    CannotPickle(Vec<u8>),
 }
 
 /// Where one workflow's `=f=` calls run: its working directory and, when
@@ -333,7 +337,8 @@ fn spawn(python: &str, module_path: &str) -> std::io::Result<Child> {
 /// function follows, 2: the context follows, 4: the pickle is an
 /// `(arguments, keyword arguments)` pair), then each that follows as a u32
 /// length and its bytes, then the pickled argument tuple (or pair). A reply's
-/// body: u8 status (0 returned, 1 raised), then the pickle. Integers are
+/// body: u8 status (0 returned, 1 raised, 2 the result cannot cross, 3 the
+/// result cannot be pickled), then the pickle. Integers are
 /// big-endian, as the frame header is.
 fn exchange(w: &mut Worker, key: u64, function: &[u8], context: &Context, args: &[u8], with_keywords: bool) -> std::io::Result<Answer> {
     let send_function = !w.functions.contains(&key);
@@ -359,5 +364,10 @@ fn exchange(w: &mut Worker, key: u64, function: &[u8], context: &Context, args: 
     }
     let status = w.stdout.read(1)?[0];
     let pickle = w.stdout.read(len - 1)?;
-    Ok(if status == 0 { Answer::Returned(pickle) } else { Answer::Raised(pickle) })
+    Ok(match status {
+        0 => Answer::Returned(pickle),
+        2 => Answer::CannotCross(pickle),
+        3 => Answer::CannotPickle(pickle),
+        _ => Answer::Raised(pickle),
+    })
 }

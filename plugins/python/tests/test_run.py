@@ -45,9 +45,9 @@ def test_nan_crosses():
 
 
 def test_values_that_cannot_cross_name_the_function():
-    with pytest.raises(oxiida.OxiidaError, match=r"the result of `big` cannot cross: the int 1180591620717411303424 does not fit in 64 bits"):
+    with pytest.raises(oxiida.OxiidaError, match=r"cannot return int from `big`: the int 1180591620717411303424 does not fit in 64 bits"):
         oxiida.run("require big;\nx = big();\n", {"big": lambda: 2**70})
-    with pytest.raises(oxiida.OxiidaError, match=r"`object` cannot cross"):
+    with pytest.raises(oxiida.OxiidaError, match=r"cannot return object from `thing`: a value of type `object` cannot cross"):
         oxiida.run("require thing;\nx = thing();\n", {"thing": object})
 
 

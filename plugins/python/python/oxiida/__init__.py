@@ -14,6 +14,11 @@ builtins (or in the mapping passed as `scope`); dotted names that are not in
 scope import modules (`require math.sqrt;`). Keyword arguments in the
 workflow are Python keyword arguments: `relax(s, steps = 100)` calls
 `relax(s, steps=100)`, in plain and `=f=` calls alike.
+
+From asyncio, `await oxiida.run_async(source)` runs a workflow without
+blocking the event loop. A required `async def` function is awaited: on the
+caller's loop under `run_async`, on a loop of the workflow's own under `run`,
+and in the worker process for `=f=`.
 """
 
 import atexit
@@ -21,14 +26,15 @@ import builtins
 import os
 import sys
 import types
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Coroutine, Dict, Mapping, Optional, Tuple, Union
 
+from . import _async
 from ._oxiida import OxiidaError, _check, _required, _run, _shutdown, _submit
 
 # `=f=` worker processes end with the script, and are reaped.
 atexit.register(_shutdown)
 
-__all__ = ["run", "check", "submit", "OxiidaError", "RemoteTraceback"]
+__all__ = ["run", "run_async", "check", "submit", "OxiidaError", "RemoteTraceback"]
 
 
 class RemoteTraceback(Exception):
@@ -43,12 +49,28 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.tb}"""'
 
 
-def _caller_scope(depth: int) -> dict:
+def _caller_scope(depth: int) -> Dict[str, Any]:
     frame = sys._getframe(depth + 1)
     scope = dict(builtins.__dict__)
     scope.update(frame.f_globals)
     scope.update(frame.f_locals)
     return scope
+
+
+def _scope_and_hint(scope: Optional[Mapping[str, Any]], depth: int, api: str) -> Tuple[Dict[str, Any], Optional[str]]:
+    # The scope given, or the caller's, with what to say when a name is not
+    # in it: where it looked (under `asyncio.to_thread(oxiida.run, src)`,
+    # that is the executor's frame, which has none of the script's names).
+    if scope is not None:
+        return dict(scope), None
+    frame = sys._getframe(depth + 1)
+    where = f"`{frame.f_code.co_name}` in {frame.f_code.co_filename}"
+    hint = (
+        f"{api} looked for it where it was called, {where}; when it is called from "
+        f"elsewhere (another thread, `asyncio.to_thread`, a library), pass the "
+        f"functions as `scope=`, e.g. `{api}(source, scope={{\"f\": f}})` or `scope=globals()`"
+    )
+    return _caller_scope(depth + 1), hint
 
 
 def run(
@@ -66,13 +88,33 @@ def run(
     file:line:col. `max_tasks` bounds the calls running at once (each plain
     call holds a thread while it runs), `max_fanout` the iterations of one
     `para for` in flight."""
-    scope = dict(scope) if scope is not None else _caller_scope(1)
-    return _run(source, scope, file_name, max_tasks, max_fanout)
+    names, hint = _scope_and_hint(scope, 1, "oxiida.run")
+    return _run(source, names, file_name, max_tasks, max_fanout, hint)
+
+
+def run_async(
+    source: str,
+    scope: Optional[Mapping[str, Any]] = None,
+    *,
+    file_name: str = "<workflow>",
+    max_tasks: int = 1024,
+    max_fanout: int = 1024,
+) -> Coroutine[Any, Any, Dict[str, Any]]:
+    """`await oxiida.run_async(source)`: runs a workflow as `run` does,
+    without blocking the event loop; returns its variables or raises as
+    `run` does. The workflow runs on a thread of its own; its required
+    `async def` functions are awaited on this loop. Cancelling the awaiting
+    task cancels the workflow. Names are looked up where `run_async` is
+    called, not where it is awaited; errors in the source raise when it is
+    awaited, before anything runs."""
+    names, hint = _scope_and_hint(scope, 1, "oxiida.run_async")
+    return _async.run_async(source, names, file_name, max_tasks, max_fanout, hint)
 
 
 def check(source: str, scope: Optional[Mapping[str, Any]] = None, *, file_name: str = "<workflow>") -> None:
     """Reports syntax and name errors (as OxiidaError) without running anything."""
-    _check(source, dict(scope) if scope is not None else _caller_scope(1), file_name)
+    names, hint = _scope_and_hint(scope, 1, "oxiida.check")
+    _check(source, names, file_name, hint)
 
 
 def submit(

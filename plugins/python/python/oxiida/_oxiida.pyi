@@ -1,11 +1,27 @@
 # Types of the native module behind the `oxiida` package (built by maturin
 # from plugins/python/src/package.rs and daemon.rs). The public API is typed in __init__.py.
-from typing import Any
+from typing import Any, Callable
 
 class OxiidaError(Exception): ...
 
-def _run(source: str, scope: dict[str, Any], file_name: str, max_tasks: int = ..., max_fanout: int = ...) -> dict[str, Any]: ...
-def _check(source: str, scope: dict[str, Any], file_name: str) -> None: ...
+def _run(
+    source: str, scope: dict[str, Any], file_name: str, max_tasks: int = ..., max_fanout: int = ..., hint: str | None = ...
+) -> dict[str, Any]: ...
+def _check(source: str, scope: dict[str, Any], file_name: str, hint: str | None = ...) -> None: ...
+
+class Started:
+    def cancel(self) -> None: ...
+
+def _start(
+    source: str,
+    scope: dict[str, Any],
+    file_name: str,
+    max_tasks: int,
+    max_fanout: int,
+    event_loop: Any,
+    done: Callable[[bool, Any], None],
+    hint: str | None = ...,
+) -> Started: ...
 def _shutdown() -> None: ...
 
 # The Python-bound daemon (plugins/python/src/daemon.rs).

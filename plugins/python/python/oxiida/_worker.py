@@ -11,8 +11,15 @@ pair), each that follows as a u32 length and its bytes, then the pickled
 argument tuple (or pair). A context is (working directory, environment dict or
 None): the worker enters it for the call and leaves it after. A reply's body
 is u8 status (0 ok, 1 raised), then the pickle of the result, or of (type
-name, message, formatted traceback, pickled exception or None). Integers are
-big-endian.
+name, message, formatted traceback, pickled exception or None). Status 2:
+the result is no value oxiida takes, and the pickle is of (its type name,
+why); status 3: the result could not be pickled, and the pickle is of the
+error's text. Integers are big-endian.
+
+A result crosses as it would from a plain call: subclasses of int, float,
+str, list, tuple and dict (an IntEnum, a namedtuple) as their base values,
+and anything else is refused here with the words the caller uses. A call
+of an `async def` function is awaited on the worker's own event loop.
 """
 
 import os
@@ -22,6 +29,56 @@ import struct
 import sys
 import time
 import traceback
+import types
+
+# What the caller's conversion refuses deeper than (plugins/python/src/convert.rs).
+MAX_DEPTH = 100
+
+
+class _CannotCross(Exception):
+    pass
+
+
+def _plain(value, depth=0):
+    # The result as the plain values a plain call would give the workflow.
+    if depth > MAX_DEPTH:
+        raise _CannotCross(f"it is nested more than {MAX_DEPTH} levels deep (or contains itself)")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        plain = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _CannotCross(f"a dict key must be a str, found `{type(key).__name__}`; convert the keys with str()")
+            plain[str(key)] = _plain(item, depth + 1)
+        return plain
+    raise _CannotCross(
+        f"a value of type `{type(value).__name__}` cannot cross into oxiida; "
+        "convert it to None, bool, int, float, str, list, tuple or dict"
+    )
+
+
+_loop = None
+
+
+def _await(coroutine):
+    # One event loop for the worker's life: a function's loop-bound state
+    # (a client session) survives between calls, as in one workflow.
+    global _loop
+    if _loop is None:
+        import asyncio
+
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+    return _loop.run_until_complete(coroutine)
 
 
 def _die_with_parent(parent):
@@ -181,12 +238,23 @@ def main():
                 positional, keywords = pickle.loads(args)
             else:
                 positional, keywords = pickle.loads(args), {}
-            status, payload = 0, pickle.dumps(functions[key](*positional, **keywords), protocol=5)
+            result = functions[key](*positional, **keywords)
+            if isinstance(result, types.CoroutineType):
+                result = _await(result)
+            status = 0
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
             status, payload = 1, pickle.dumps((type(e).__name__, str(e), _traceback(e), _pickled(e, cloudpickle or pickle)), protocol=5)
         finally:
             if entered:
                 contexts.leave(context)
+        if status == 0:
+            try:
+                payload = pickle.dumps(_plain(result), protocol=5)
+            except _CannotCross as e:
+                status, payload = 2, pickle.dumps((type(result).__name__, str(e)), protocol=5)
+            except Exception as e:  # noqa: BLE001 - said as a transport failure, not as raised
+                status, payload = 3, pickle.dumps(f"{type(e).__name__}: {e}", protocol=5)
+            result = None
         _write_all(out, struct.pack(">IB", len(payload) + 1, status) + payload)
 
 
