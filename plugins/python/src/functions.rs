@@ -482,6 +482,13 @@ impl Functions {
                     loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| ("value".into(), "(unreadable)".into()));
                 Err(CallError::new(Kind::BadArguments, format!("cannot return {type_name} from `{dotted}`: {why}")))
             }
+            Answer::CannotLoad(bytes) => {
+                let why: String = loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| "(unreadable)".into());
+                Err(CallError::new(
+                    Kind::BadArguments,
+                    format!("could not load `{dotted}` in the worker (unpickling failed: {why}); make the module that defines it importable there (workers get this interpreter's sys.path and need cloudpickle), or call `{dotted}` without `=f=`"),
+                ))
+            }
             Answer::CannotPickle(bytes) => {
                 let why: String = loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| "(unreadable)".into());
                 Err(CallError::new(

@@ -60,6 +60,9 @@ pub enum Answer {
     CannotCross(Vec<u8>),
     /// The result could not be pickled: the pickled text of the error.
     CannotPickle(Vec<u8>),
+    /// The function could not be unpickled in the worker: the pickled text
+    /// of the error. The worker does not have it.
+    CannotLoad(Vec<u8>),
 }
 
 /// Where one workflow's `=f=` calls run: its working directory and, when
@@ -228,7 +231,9 @@ impl Pool {
         self.busy.lock().retain(|&(_, p)| p != pid);
         match answer {
             Ok(answer) => {
-                w.functions.insert(key);
+                if !matches!(answer, Answer::CannotLoad(_)) {
+                    w.functions.insert(key);
+                }
                 w.contexts.insert(context.key);
                 w.idle_since = Instant::now();
                 drop(w); // back in the pool
@@ -338,7 +343,7 @@ fn spawn(python: &str, module_path: &str) -> std::io::Result<Child> {
 /// `(arguments, keyword arguments)` pair), then each that follows as a u32
 /// length and its bytes, then the pickled argument tuple (or pair). A reply's
 /// body: u8 status (0 returned, 1 raised, 2 the result cannot cross, 3 the
-/// result cannot be pickled), then the pickle. Integers are
+/// result cannot be pickled, 4 the function cannot be unpickled), then the pickle. Integers are
 /// big-endian, as the frame header is.
 fn exchange(w: &mut Worker, key: u64, function: &[u8], context: &Context, args: &[u8], with_keywords: bool) -> std::io::Result<Answer> {
     let send_function = !w.functions.contains(&key);
@@ -368,6 +373,7 @@ fn exchange(w: &mut Worker, key: u64, function: &[u8], context: &Context, args: 
         0 => Answer::Returned(pickle),
         2 => Answer::CannotCross(pickle),
         3 => Answer::CannotPickle(pickle),
+        4 => Answer::CannotLoad(pickle),
         _ => Answer::Raised(pickle),
     })
 }

@@ -13,8 +13,8 @@ None): the worker enters it for the call and leaves it after. A reply's body
 is u8 status (0 ok, 1 raised), then the pickle of the result, or of (type
 name, message, formatted traceback, pickled exception or None). Status 2:
 the result is no value oxiida takes, and the pickle is of (its type name,
-why); status 3: the result could not be pickled, and the pickle is of the
-error's text. Integers are big-endian.
+why); status 3: the result could not be pickled, and status 4: the function
+could not be unpickled here, each with the pickle of the error's text. Integers are big-endian.
 
 A result crosses as it would from a plain call: subclasses of int, float,
 str, list, tuple and dict (an IntEnum, a namedtuple) as their base values,
@@ -36,6 +36,10 @@ MAX_DEPTH = 100
 
 
 class _CannotCross(Exception):
+    pass
+
+
+class _CannotLoad(Exception):
     pass
 
 
@@ -228,10 +232,13 @@ def main():
         args = body[at:]
         entered = False
         try:
-            if cloudpickle is None:
-                raise missing
             if function is not None:
-                functions[key] = cloudpickle.loads(function)
+                try:
+                    if cloudpickle is None:
+                        raise missing
+                    functions[key] = cloudpickle.loads(function)
+                except Exception as e:  # noqa: BLE001 - the function never ran: said so
+                    raise _CannotLoad(f"{type(e).__name__}: {e}") from None
             contexts.enter(context)
             entered = True
             if flags & 4:
@@ -242,6 +249,8 @@ def main():
             if isinstance(result, types.CoroutineType):
                 result = _await(result)
             status = 0
+        except _CannotLoad as e:
+            status, payload = 4, pickle.dumps(str(e), protocol=5)
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
             status, payload = 1, pickle.dumps((type(e).__name__, str(e), _traceback(e), _pickled(e, cloudpickle or pickle)), protocol=5)
         finally:
