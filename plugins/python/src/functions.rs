@@ -518,6 +518,8 @@ impl Functions {
 /// Where coroutines are awaited: the caller's loop, or a private one (a
 /// `PrivateLoop` of `_loop.py`, owned by this workflow).
 enum EventLoop {
+    /// Only the package's `run_async` has a caller's loop.
+    #[cfg_attr(not(feature = "package"), allow(dead_code))]
     Caller(Py<PyAny>),
     Private(Py<PyAny>),
 }

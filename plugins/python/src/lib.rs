@@ -55,8 +55,14 @@ unsafe extern "C" fn session_new(config: *const c_char, len: usize, out: *mut *m
 
 unsafe extern "C" fn session_free(session: *mut c_void) {
     // Dropping Python objects needs the GIL; dropping the pool stops and
-    // reaps its idle workers (no call is running any more).
-    let close = |session: Box<Session>| Python::attach(|_| drop(session));
+    // reaps its idle workers (no call is running any more). The session's
+    // event loop, if an `async def` function made one, stops too.
+    let close = |session: Box<Session>| {
+        Python::attach(|py| {
+            session.0.end(py);
+            drop(session)
+        })
+    };
     // SAFETY: the session came from `session_new` and no call runs on it.
     unsafe { serve::session_free(session, close) }
 }
