@@ -80,7 +80,7 @@ def run(
     file_name: str = "<workflow>",
     max_tasks: int = 1024,
     max_fanout: int = 1024,
-) -> dict:
+) -> Dict[str, Any]:
     """Checks and runs a workflow; returns its top-level variables.
 
     A Python exception raised by a called function is raised again; other
@@ -124,7 +124,7 @@ def submit(
     wait: bool = False,
     file_name: str = "<workflow>",
     env: Union[bool, Mapping[str, str]] = True,
-) -> Union[int, dict]:
+) -> Union[int, Dict[str, Any]]:
     """Sends a workflow to the Python daemon (`python -m oxiida daemon start`).
 
     The functions it requires travel with it, by value where cloudpickle
@@ -136,7 +136,7 @@ def submit(
     before anything is sent. The workflow runs with the caller's environment
     variables (`os.environ`, as it is now); `env=False` runs it with the
     daemon's instead, and a mapping gives it exactly those variables."""
-    import cloudpickle
+    import cloudpickle  # type: ignore[import-untyped]
 
     scope = dict(scope) if scope is not None else _caller_scope(1)
     names = {}

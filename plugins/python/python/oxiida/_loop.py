@@ -9,19 +9,21 @@ under `oxiida.run` (a `PrivateLoop`, made on the first such call).
 """
 
 import asyncio
+import concurrent.futures
 import threading
+from typing import Any, Coroutine
 
 
 class PrivateLoop:
     """An event loop on a thread of its own, serving one workflow's async
     calls (calls in `para` overlap on it) until `close`."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._serve, name="oxiida-async", daemon=True)
         self.thread.start()
 
-    def _serve(self):
+    def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_forever()
@@ -36,7 +38,7 @@ class PrivateLoop:
             asyncio.set_event_loop(None)
             self.loop.close()
 
-    def close(self):
+    def close(self) -> None:
         """Stops the loop; its thread cancels what still runs and ends."""
         try:
             self.loop.call_soon_threadsafe(self.loop.stop)
@@ -44,7 +46,7 @@ class PrivateLoop:
             pass
 
 
-def submit(coroutine, loop):
+def submit(coroutine: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop) -> "concurrent.futures.Future[Any]":
     """The coroutine, scheduled on `loop` (from another thread), as a
     concurrent future; cancelling that future cancels it."""
     try:
