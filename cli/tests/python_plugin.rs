@@ -52,6 +52,11 @@ def scale(x, factor=2, *, offset=0):
 def keywords(*args, **kwargs):
     return [list(args), list(kwargs.items())]
 
+async def later(x):
+    import asyncio
+    await asyncio.sleep(0.3)
+    return [x, id(asyncio.get_running_loop())]
+
 if __name__ == "__main__":
     print("the script's main part must not run")
 "#;
@@ -62,6 +67,17 @@ fn run(config: &str, workflow: &str) -> Output {
 
 fn script() -> String {
     format!("={}", scratch().join("script.py").display())
+}
+
+#[test]
+fn async_functions_are_awaited_on_one_loop_per_session_and_in_workers() {
+    let out = run(
+        &script(),
+        "require later;\npara { a = later(1); b = later(2); }\nprint a[0] + b[0];\nprint a[1] == b[1];\nc = =later=(3);\nprint c[0];\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The same loop for both calls; the worker awaited the third.
+    assert_eq!(text(&out.stdout), "3\ntrue\n3\n");
 }
 
 #[test]
