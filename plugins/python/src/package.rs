@@ -126,8 +126,8 @@ fn prepare(
     hint: Option<String>,
     event_loop: Option<Py<PyAny>>,
 ) -> PyResult<(Arc<PyHost>, oxiida::ir::Program)> {
-    let mut functions =
-        Functions::new(Some(scope.unbind()), "the scope of `oxiida.run`", Front::Package, caller_context(py)?).with_hint(hint);
+    let scope_name = if event_loop.is_some() { "the scope of `oxiida.run_async`" } else { "the scope of `oxiida.run`" };
+    let mut functions = Functions::new(Some(scope.unbind()), scope_name, Front::Package, caller_context(py)?).with_hint(hint);
     if let Some(event_loop) = event_loop {
         functions = functions.with_loop(event_loop);
     }
