@@ -9,6 +9,10 @@
 //! itself call `oxiida.run` or `asyncio.run`. The caller waits with the GIL
 //! released, woken by the workflow's end or by a signal: Ctrl-C raises one
 //! KeyboardInterrupt in the caller at once.
+//!
+//! `oxiida.run_async` starts the same thread with `_start` and returns at
+//! once: the workflow's end is handed to the caller's event loop by a
+//! callback, and cancelling the awaiting task cancels the workflow.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
