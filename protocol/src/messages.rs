@@ -109,6 +109,11 @@ pub struct Submit {
     /// daemon's. The CLI sends its own unless `submit --no-env`.
     #[serde(default)]
     pub env: Option<BTreeMap<ByteBuf, ByteBuf>>,
+    /// The workflow's inputs (variables bound before its first statement):
+    /// one MessagePack map from name to value, encoded as foreign-call
+    /// values are. `None`: no inputs (what clients before inputs send).
+    #[serde(default)]
+    pub inputs: Option<ByteBuf>,
 }
 
 /// What the daemon answers. Any reply may be preceded by `notice` frames.
