@@ -116,17 +116,58 @@ fn caller_context(py: Python<'_>) -> PyResult<Arc<Context>> {
     Ok(Context::new(cwd, Some(env)))
 }
 
-/// Makes the host for a scope and compiles `source` against it.
-fn prepare(py: Python<'_>, source: &Source, scope: Bound<'_, PyDict>) -> PyResult<(Arc<PyHost>, oxiida::ir::Program)> {
+/// Makes the host for a scope and compiles `source` against it, with
+/// `inputs` (names) as the workflow's inputs.
+fn prepare(py: Python<'_>, source: &Source, scope: Bound<'_, PyDict>, inputs: &[&str]) -> PyResult<(Arc<PyHost>, oxiida::ir::Program)> {
     let functions = Functions::new(Some(scope.unbind()), "the scope of `oxiida.run`", Front::Package, caller_context(py)?);
     let host = Arc::new(PyHost::new(functions));
-    let program = oxiida::compile(source, &*host).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
+    let program =
+        oxiida::compile_with_inputs(source, &*host, inputs).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
     Ok((host, program))
 }
 
+/// `inputs=` of `oxiida.run` (and `submit`): a mapping of names to values,
+/// each value converted as a function's result is. `None` is no inputs.
+/// The error names the input and says what crosses.
+pub(crate) fn inputs_from_python<V: Crossing>(inputs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, V)>> {
+    let Some(inputs) = inputs.filter(|i| !i.is_none()) else { return Ok(Vec::new()) };
+    let items = inputs.call_method0("items").map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "inputs must be a mapping of names to values, such as {{\"n\": 5}}, not a {}",
+            crate::convert::type_name(inputs)
+        ))
+    })?;
+    let mut out = Vec::new();
+    for item in items.try_iter()? {
+        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        let Ok(name) = name.extract::<String>() else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "input names must be str, not {}: the name is the variable the workflow reads",
+                crate::convert::type_name(&name)
+            )));
+        };
+        let value = crate::convert::from_python::<V>(&value)
+            .map_err(|why| OxiidaError::new_err(format!("input `{name}` cannot cross into the workflow: {why}")))?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// The names of `inputs=` for `check`: a mapping's keys (its values may be
+/// anything) or any iterable of str.
+fn input_names(inputs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(inputs) = inputs.filter(|i| !i.is_none()) else { return Ok(Vec::new()) };
+    inputs.try_iter()?.map(|name| name?.extract::<String>()).collect::<PyResult<_>>().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err("inputs must be a mapping whose keys are str (the names the workflow reads)")
+    })
+}
+
 #[pyfunction]
-fn _check(py: Python<'_>, source: &str, scope: Bound<'_, PyDict>, file_name: &str) -> PyResult<()> {
-    prepare(py, &Source::new(file_name, source), scope).map(drop)
+#[pyo3(signature = (source, scope, file_name, inputs=None))]
+fn _check(py: Python<'_>, source: &str, scope: Bound<'_, PyDict>, file_name: &str, inputs: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    let names = input_names(inputs.as_ref())?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    prepare(py, &Source::new(file_name, source), scope, &names).map(drop)
 }
 
 /// The workflow error as a Python exception: the original one when a
@@ -161,7 +202,7 @@ const STACK_BYTES: usize = 64 << 20;
 type Outcome = Result<oxiida::Variables, Box<oxiida::Diagnostic>>;
 
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS))]
+#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS, inputs=None))]
 fn _run<'py>(
     py: Python<'py>,
     source: &str,
@@ -169,9 +210,13 @@ fn _run<'py>(
     file_name: &str,
     max_tasks: usize,
     max_fanout: usize,
+    inputs: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let source = Source::new(file_name, source);
-    let (host, program) = prepare(py, &source, scope)?;
+    let inputs: Vec<(String, Value)> = inputs_from_python(inputs.as_ref())?;
+    let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
+    let (host, program) = prepare(py, &source, scope, &names)?;
+    let inputs: Vec<(Arc<str>, Value)> = inputs.into_iter().map(|(n, v)| (Arc::from(n), v)).collect();
     let limits = Limits { inline_calls: true, max_tasks: max_tasks.max(1), max_fanout: max_fanout.max(1) };
     let interrupt = Interrupt::new();
     // The thread drops its end when the workflow is over: the caller wakes.
@@ -190,7 +235,15 @@ fn _run<'py>(
                 Ok(runtime) => Python::attach(|py| {
                     py.detach(|| {
                         let done = runtime
-                            .block_on(oxiida::execute_with_interrupt(&program, &*thread_host, &PyStdout, limits, &thread_interrupt))
+                            .block_on(oxiida::execute_with_inputs(
+                                &program,
+                                inputs,
+                                &*thread_host,
+                                &PyStdout,
+                                limits,
+                                &oxiida::Context::default(),
+                                &thread_interrupt,
+                            ))
                             .map_err(Box::new);
                         // Plain calls still running on threads cannot be stopped; do not wait for them.
                         runtime.shutdown_background();
@@ -356,6 +409,9 @@ fn _shutdown(py: Python<'_>) {
 fn _oxiida(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add("OxiidaError", m.py().get_type::<OxiidaError>())?;
+    // The workspace's version: the package's (maturin reads it from
+    // Cargo.toml), the CLI's and the daemon's are the same one.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(_run, m)?)?;
     m.add_function(wrap_pyfunction!(_check, m)?)?;
     crate::daemon::register(m)?;

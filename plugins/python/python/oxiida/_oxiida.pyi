@@ -1,17 +1,32 @@
 # Types of the native module behind the `oxiida` package (built by maturin
 # from plugins/python/src/package.rs and daemon.rs). The public API is typed in __init__.py.
-from typing import Any
+from typing import Any, Iterable, Mapping
+
+__version__: str
 
 class OxiidaError(Exception): ...
 
-def _run(source: str, scope: dict[str, Any], file_name: str, max_tasks: int = ..., max_fanout: int = ...) -> dict[str, Any]: ...
-def _check(source: str, scope: dict[str, Any], file_name: str) -> None: ...
+def _run(
+    source: str,
+    scope: dict[str, Any],
+    file_name: str,
+    max_tasks: int = ...,
+    max_fanout: int = ...,
+    inputs: Mapping[str, Any] | None = ...,
+) -> dict[str, Any]: ...
+def _check(source: str, scope: dict[str, Any], file_name: str, inputs: Iterable[str] | None = ...) -> None: ...
 def _shutdown() -> None: ...
 
 # The Python-bound daemon (plugins/python/src/daemon.rs).
-def _required(source: str, file_name: str) -> list[str]: ...
+def _required(source: str, file_name: str, inputs: list[str] = ...) -> list[str]: ...
 def _submit(
-    source: str, file_name: str, pickled: bytes, cwd: str, wait: bool, env: list[tuple[bytes, bytes]] | None
+    source: str,
+    file_name: str,
+    pickled: bytes,
+    cwd: str,
+    wait: bool,
+    env: list[tuple[bytes, bytes]] | None,
+    inputs: Mapping[str, Any] | None = ...,
 ) -> int | dict[str, Any]: ...
 def _daemon_serve(watch: list[str]) -> None: ...
 def _daemon_pid() -> int | None: ...
