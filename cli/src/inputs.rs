@@ -71,7 +71,9 @@ fn from_json(v: serde_json::Value) -> Result<Value, String> {
         J::Bool(b) => Value::Bool(b),
         J::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => Value::Int(i),
-            (None, _) if n.is_u64() => return Err(format!("{n} is too large for an Int; write it with a fraction (e.g. {n}.0) for a Float")),
+            (None, _) if n.is_u64() => {
+                return Err(format!("{n} is too large for an Int; write it with a fraction (e.g. {n}.0) for a Float"))
+            }
             (None, Some(x)) => Value::Float(x),
             (None, None) => return Err(format!("{n} is not a number oxiida can hold")),
         },

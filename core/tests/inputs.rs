@@ -36,15 +36,8 @@ fn run_program(program: &oxiida::ir::Program, inputs: Vec<(&str, Value)>) -> (Ve
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let out = Collect::default();
     let inputs = inputs.into_iter().map(|(n, v)| (Arc::from(n), v)).collect();
-    let result = rt.block_on(oxiida::execute_with_inputs(
-        program,
-        inputs,
-        &NoHost,
-        &out,
-        Limits::default(),
-        &Context::default(),
-        &Interrupt::new(),
-    ));
+    let result =
+        rt.block_on(oxiida::execute_with_inputs(program, inputs, &NoHost, &out, Limits::default(), &Context::default(), &Interrupt::new()));
     (out.0.into_inner().unwrap(), result)
 }
 
@@ -91,7 +84,13 @@ fn an_input_cannot_take_the_name_of_a_builtin_function_or_required_name() {
         fn resolve(&self, _: &ForeignName) -> Result<(), String> {
             Ok(())
         }
-        fn call(&self, _: &ForeignName, _: Vec<Value>, _: oxiida::foreign::Keywords, _: oxiida::foreign::CallMode) -> oxiida::foreign::CallFuture {
+        fn call(
+            &self,
+            _: &ForeignName,
+            _: Vec<Value>,
+            _: oxiida::foreign::Keywords,
+            _: oxiida::foreign::CallMode,
+        ) -> oxiida::foreign::CallFuture {
             unreachable!("never called")
         }
     }

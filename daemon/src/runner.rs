@@ -327,8 +327,7 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter:
     let mut limits = Limits::default();
     limits.max_tasks = submit.max_tasks.map_or(limits.max_tasks, |n| n.max(1) as usize);
     limits.max_fanout = submit.max_fanout.map_or(limits.max_fanout, |n| n.max(1) as usize);
-    let result =
-        runtime.block_on(oxiida::execute_with_inputs(&program, inputs, &*host, &Sink(reporter), limits, &context, interrupt));
+    let result = runtime.block_on(oxiida::execute_with_inputs(&program, inputs, &*host, &Sink(reporter), limits, &context, interrupt));
     let end = match result {
         Ok(vars) => {
             let map = vars.iter().map(|(name, value)| (name.to_string(), plugin::codec::to_wire(value))).collect();

@@ -213,7 +213,7 @@ pub async fn execute_with_inputs(
     interrupt: &Interrupt,
 ) -> Result<Variables, Diagnostic> {
     let mut frame = Frame::new(program.slot_names.len(), 0, TOP);
-    bind_inputs(program, inputs, &mut frame)?;
+    bind_inputs(program, inputs, &mut frame).map_err(|e| *e)?;
     let interp = Interpreter {
         program,
         host,
@@ -238,8 +238,8 @@ pub async fn execute_with_inputs(
 }
 
 /// Puts each input's value in its slot (input `i` is slot `i`).
-fn bind_inputs(program: &Program, inputs: Vec<(Arc<str>, Value)>, frame: &mut Frame) -> Result<(), Diagnostic> {
-    let refuse = |message: String, hint: &str| Err(Diagnostic::new(Stage::Runtime, Span::default(), message).with_hint(hint));
+fn bind_inputs(program: &Program, inputs: Vec<(Arc<str>, Value)>, frame: &mut Frame) -> Fallible<()> {
+    let refuse = |message: String, hint: &str| Err(Box::new(Diagnostic::new(Stage::Runtime, Span::default(), message).with_hint(hint)));
     for (name, value) in inputs {
         let Some(slot) = program.inputs.iter().position(|n| *n == name) else {
             let declared: Vec<&str> = program.inputs.iter().map(|n| &**n).collect();

@@ -97,10 +97,7 @@ pub fn parse_constant(text: &str) -> Result<crate::value::Value, String> {
     let wrapped = format!("({text}\n);");
     let (program, diags) = parse(&wrapped);
     if let Some(d) = diags.first() {
-        return Err(format!(
-            "it is not a literal of the language ({}); quote a String as \"...\" (in a shell: '\"Si\"')",
-            d.message
-        ));
+        return Err(format!("it is not a literal of the language ({}); quote a String as \"...\" (in a shell: '\"Si\"')", d.message));
     }
     match &program.stmts[..] {
         [ast::Stmt { kind: ast::StmtKind::Expr(e), .. }] => constant(e),

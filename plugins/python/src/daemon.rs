@@ -154,6 +154,8 @@ fn _daemon_pid(py: Python<'_>) -> PyResult<Option<u32>> {
 /// daemon's notices (an environment warning) go to stderr, as the CLI's do.
 #[pyfunction]
 #[pyo3(signature = (source, file_name, pickled, cwd, wait, env, inputs=None))]
+// A #[pyfunction]'s parameters are its Python signature, called from __init__.py.
+#[allow(clippy::too_many_arguments)]
 fn _submit<'py>(
     py: Python<'py>,
     source: String,

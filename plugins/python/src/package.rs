@@ -157,9 +157,11 @@ pub(crate) fn inputs_from_python<V: Crossing>(inputs: Option<&Bound<'_, PyAny>>)
 /// anything) or any iterable of str.
 fn input_names(inputs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     let Some(inputs) = inputs.filter(|i| !i.is_none()) else { return Ok(Vec::new()) };
-    inputs.try_iter()?.map(|name| name?.extract::<String>()).collect::<PyResult<_>>().map_err(|_| {
-        pyo3::exceptions::PyTypeError::new_err("inputs must be a mapping whose keys are str (the names the workflow reads)")
-    })
+    inputs
+        .try_iter()?
+        .map(|name| name?.extract::<String>())
+        .collect::<PyResult<_>>()
+        .map_err(|_| pyo3::exceptions::PyTypeError::new_err("inputs must be a mapping whose keys are str (the names the workflow reads)"))
 }
 
 #[pyfunction]
