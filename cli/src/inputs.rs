@@ -11,7 +11,7 @@ use oxiida::value::{Map, Value};
 pub struct InputArgs {
     /// Give the workflow an input: a variable bound before its first
     /// statement. VALUE is a literal of the language: 5, 2.5, '"Si"', true,
-    /// nil, [1, 2], '{"k": 1}'. Repeatable.
+    /// nil, [1, 2], '{"k": 1}'. Repeatable; `check` needs only NAME.
     #[arg(long = "input", value_name = "NAME=VALUE")]
     pub input: Vec<String>,
     /// Read inputs from a JSON object: each key an input (a number without

@@ -55,7 +55,7 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         plugins: PluginArgs,
-        /// (`check` needs the names only: `--input NAME` is enough)
+        // `check` needs the names only: `--input NAME` is enough.
         #[command(flatten)]
         inputs: InputArgs,
     },

@@ -1,8 +1,10 @@
 //! Inputs through the daemon: `submit --input/--inputs` sends them in
 //! `Submit::inputs`, and the runner binds them before the first statement.
 
+use oxiida_protocol::{self as protocol, Reply, Request};
+
 use crate::common::text;
-use crate::support::Daemon;
+use crate::support::{exchange, hello, replies, Daemon};
 
 #[test]
 fn submitted_inputs_are_bound_by_the_runner() {
@@ -25,6 +27,23 @@ fn submitted_inputs_are_bound_by_the_runner() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("`five` is a name, not a literal"), "{}", text(&out.stderr));
     assert_eq!(text(&d.run(&["workflow", "list"]).stdout), before);
+}
+
+#[test]
+fn inputs_that_are_not_one_map_fail_the_workflow_before_it_runs() {
+    let d = Daemon::foreground("bad-inputs", &[]);
+    for (bytes, says) in [
+        (oxiida_abi::Value::Int(5).to_msgpack(), "the submitted inputs are not a map of names to values"),
+        (b"\xc1".to_vec(), "the submitted inputs are not valid MessagePack"),
+    ] {
+        let submit =
+            protocol::Submit { name: "bad.ox".into(), source: "print \"ran\";".into(), inputs: Some(bytes.into()), ..Default::default() };
+        let r = replies(&exchange(&d.socket(), &[hello(), protocol::encode(&Request::Submit(submit))].concat(), true));
+        let Some(Reply::Submitted { id }) = r.get(1) else { panic!("not submitted: {r:?}") };
+        let shown = d.wait_done(&id.to_string());
+        assert!(shown.contains("state: failed (exit 2)") && shown.contains(says), "{shown}");
+        assert!(!shown.contains("ran"), "{shown}");
+    }
 }
 
 #[test]

@@ -252,10 +252,11 @@ impl oxiida::foreign::Host for Requires {
 /// The dotted names `source` requires; its errors (all of them) raise
 /// OxiidaError here, before anything is sent.
 #[pyfunction]
-#[pyo3(signature = (source, file_name, inputs=Vec::new()))]
-fn _required(source: &str, file_name: &str, inputs: Vec<String>) -> PyResult<Vec<String>> {
+#[pyo3(signature = (source, file_name, inputs=None))]
+fn _required(source: &str, file_name: &str, inputs: Option<Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     let source = oxiida::Source::new(file_name, source);
     let requires = Requires::default();
+    let inputs = crate::package::input_names(inputs.as_ref())?;
     let names: Vec<&str> = inputs.iter().map(String::as_str).collect();
     oxiida::compile_with_inputs(&source, &requires, &names).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
     Ok(requires.0.into_inner())

@@ -155,7 +155,7 @@ pub(crate) fn inputs_from_python<V: Crossing>(inputs: Option<&Bound<'_, PyAny>>)
 
 /// The names of `inputs=` for `check`: a mapping's keys (its values may be
 /// anything) or any iterable of str.
-fn input_names(inputs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+pub(crate) fn input_names(inputs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     let Some(inputs) = inputs.filter(|i| !i.is_none()) else { return Ok(Vec::new()) };
     inputs
         .try_iter()?

@@ -90,6 +90,8 @@ def test_submit_sends_the_inputs_to_the_daemon(private, capsys):  # noqa: F811
         oxiida.submit("y = n;\n", wait=True)
     with pytest.raises(oxiida.OxiidaError, match="input `n` cannot cross"):
         oxiida.submit("y = n;\n", inputs={"n": object()}, wait=True)
+    with pytest.raises(TypeError, match="inputs must be a mapping"):
+        oxiida.submit("y = n;\n", inputs=[("n", 1)], wait=True)
 
 
 def test_one_version_for_the_package_the_workspace_and_the_daemon(private):  # noqa: F811

@@ -113,7 +113,7 @@ def submit(
 
     scope = dict(scope) if scope is not None else _caller_scope(1)
     names = {}
-    for dotted in _required(source, file_name, list(inputs) if inputs is not None else []):
+    for dotted in _required(source, file_name, inputs):
         root = dotted.split(".")[0]
         if root in scope and not isinstance(scope[root], types.ModuleType):
             names[root] = scope[root]
