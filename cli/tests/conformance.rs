@@ -1,5 +1,6 @@
 //! Runs the project's conformance corpus (`tests/conformance/` at the workspace root)
-//! through `oxiida run`, with the same rules as the shared `run.sh`:
+//! through `oxiida run`, with the rules of the shared `run.sh` (and `.args`,
+//! which that script does not know, so cases with inputs live here only):
 //!   NAME.out   exact standard output
 //!   NAME.exit  expected exit status (default 0)
 //!   NAME.err   lines that must each appear somewhere in standard error
