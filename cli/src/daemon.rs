@@ -283,6 +283,7 @@ pub fn status() -> u8 {
 
 pub struct SubmitArgs<'a> {
     pub file: &'a Path,
+    pub inputs: &'a crate::InputArgs,
     pub plugins: &'a [String],
     pub max_tasks: Option<u32>,
     pub max_fanout: Option<u32>,
@@ -294,6 +295,16 @@ pub struct SubmitArgs<'a> {
 /// `submit`: prints the workflow's id, or with `wait` streams it and exits
 /// as `oxiida run` would have.
 pub fn submit(args: SubmitArgs) -> u8 {
+    // Read before anything else: a bad value is a usage error, and the
+    // daemon never sees it.
+    let inputs = match args.inputs.read(false) {
+        Ok(inputs) if inputs.is_empty() => None,
+        Ok(inputs) => {
+            let map = inputs.iter().map(|(name, value)| (name.to_string(), oxiida::codec::to_wire(value))).collect();
+            Some(oxiida_abi::Value::Map(map).to_msgpack().into())
+        }
+        Err(e) => return fail(e, exit::USAGE),
+    };
     let source = match std::fs::read_to_string(args.file) {
         Ok(text) => text,
         Err(e) => return fail(format!("cannot read {}: {e}", args.file.display()), exit::USAGE),
@@ -323,6 +334,7 @@ pub fn submit(args: SubmitArgs) -> u8 {
             use std::os::unix::ffi::OsStringExt;
             std::env::vars_os().map(|(k, v)| (k.into_vec().into(), v.into_vec().into())).collect()
         }),
+        inputs,
     });
     let id = match client.call(&request) {
         Ok(Reply::Submitted { id }) => id,

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 mod daemon;
+mod inputs;
+use inputs::InputArgs;
 use oxiida::interp::Stdout;
 use oxiida::{Diagnostic, Interrupt, Limits, Source, Stage};
 use oxiida_host::{self as plugin, PluginHost};
@@ -27,7 +29,7 @@ const STACK_BYTES: usize = 256 << 20;
     name = "oxiida",
     version,
     about = "Run oxiida workflows: shell tasks and foreign functions, in sequence or in parallel",
-    after_help = "Examples:\n  oxiida run examples/hello.ox\n  oxiida check workflow.ox\n  oxiida run --max-tasks 4 workflow.ox\n\nExit status: 0 success, 1 runtime error, 2 usage error, 65 errors found before running."
+    after_help = "Examples:\n  oxiida run examples/hello.ox\n  oxiida check workflow.ox\n  oxiida run --max-tasks 4 workflow.ox\n  oxiida run --input n=5 --input 'el=\"Si\"' workflow.ox\n\nExit status: 0 success, 1 runtime error, 2 usage error, 65 errors found before running."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,6 +46,8 @@ enum Command {
         plugins: PluginArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        inputs: InputArgs,
     },
     /// Check a workflow for syntax and name errors without running anything
     Check {
@@ -51,6 +55,9 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         plugins: PluginArgs,
+        // `check` needs the names only: `--input NAME` is enough.
+        #[command(flatten)]
+        inputs: InputArgs,
     },
     /// List the plugins found on the search path, with their ABI versions
     Plugins,
@@ -67,6 +74,8 @@ enum Command {
         plugins: PluginArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        inputs: InputArgs,
         /// Stream its output and exit with its status (Ctrl-C detaches; it keeps running)
         #[arg(long)]
         wait: bool,
@@ -206,8 +215,8 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> u8 {
     match cli.command {
-        Command::Run { file, plugins, limits } => run(&file, &plugins, limits.limits()),
-        Command::Check { file, plugins } => check(&file, &plugins),
+        Command::Run { file, plugins, limits, inputs } => run(&file, &plugins, limits.limits(), &inputs),
+        Command::Check { file, plugins, inputs } => check(&file, &plugins, &inputs),
         Command::Plugins => list_plugins(),
         Command::Daemon { action } => match action {
             DaemonAction::Start { foreground, plugins, limits } => daemon::start(foreground, &plugins.specs, &limits),
@@ -216,7 +225,8 @@ fn dispatch(cli: Cli) -> u8 {
             DaemonAction::Status => daemon::status(),
             DaemonAction::Runner => std::process::exit(oxiida_daemon::runner::run_from_fd(None)),
         },
-        Command::Submit { file, plugins, limits, wait, no_env } => daemon::submit(daemon::SubmitArgs {
+        Command::Submit { file, plugins, limits, inputs, wait, no_env } => daemon::submit(daemon::SubmitArgs {
+            inputs: &inputs,
             file: &file,
             plugins: &plugins.specs,
             max_tasks: limits.max_tasks,
@@ -287,12 +297,25 @@ fn prepare(path: &Path, plugins: &PluginArgs) -> Result<(Source, PluginHost), u8
     Ok((load(path)?, plugin_host(plugins)?))
 }
 
-fn check(path: &Path, plugins: &PluginArgs) -> u8 {
+/// The inputs given on the command line, or the exit status (usage).
+fn read_inputs(args: &InputArgs, names_only: bool) -> Result<inputs::Inputs, u8> {
+    args.read(names_only).map_err(|e| {
+        eprintln!("oxiida: {e}");
+        EXIT_USAGE
+    })
+}
+
+fn check(path: &Path, plugins: &PluginArgs, inputs: &InputArgs) -> u8 {
+    let inputs = match read_inputs(inputs, true) {
+        Ok(inputs) => inputs,
+        Err(code) => return code,
+    };
     let (source, host) = match prepare(path, plugins) {
         Ok(ready) => ready,
         Err(code) => return code,
     };
-    match oxiida::compile(&source, &host) {
+    let names: Vec<&str> = inputs.iter().map(|(n, _)| &**n).collect();
+    match oxiida::compile_with_inputs(&source, &host, &names) {
         Ok(_) => {
             println!("{}: ok", source.name);
             0
@@ -301,12 +324,17 @@ fn check(path: &Path, plugins: &PluginArgs) -> u8 {
     }
 }
 
-fn run(path: &Path, plugins: &PluginArgs, limits: Limits) -> u8 {
+fn run(path: &Path, plugins: &PluginArgs, limits: Limits, inputs: &InputArgs) -> u8 {
+    let inputs = match read_inputs(inputs, false) {
+        Ok(inputs) => inputs,
+        Err(code) => return code,
+    };
     let (source, host) = match prepare(path, plugins) {
         Ok(ready) => ready,
         Err(code) => return code,
     };
-    let program = match oxiida::compile(&source, &host) {
+    let names: Vec<&str> = inputs.iter().map(|(n, _)| &**n).collect();
+    let program = match oxiida::compile_with_inputs(&source, &host, &names) {
         Ok(p) => p,
         Err(diagnostics) => return report(&source, &diagnostics),
     };
@@ -324,7 +352,9 @@ fn run(path: &Path, plugins: &PluginArgs, limits: Limits) -> u8 {
     if let Err(e) = &signals {
         eprintln!("oxiida: warning: cannot watch for Ctrl-C ({e}); it will stop oxiida without cancelling tasks");
     }
-    let code = match runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &Stdout, limits, &interrupt)) {
+    let context = oxiida::Context::default();
+    let run = oxiida::execute_with_inputs(&program, inputs, &host, &Stdout, limits, &context, &interrupt);
+    let code = match runtime.block_on(run) {
         Ok(_) => 0,
         Err(_) if interrupt.is_triggered() => EXIT_INTERRUPTED,
         Err(d) => report(&source, &[d]),

@@ -115,3 +115,82 @@ fn ctrl_c_stops_a_loop_that_never_awaits() {
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
 }
+
+#[test]
+fn inputs_from_the_command_line_and_a_json_file_are_bound_before_the_first_statement() {
+    let dir = workdir("inputs");
+    std::fs::write(dir.join("wf.ox"), "print n * 2;\nprint el;\nprint cfg;\n").unwrap();
+    let out = oxiida(&dir, &["run", "wf.ox", "--input", "n=21", "--input", "el=\"Si\"", "--input", "cfg={\"k\": [1, -2.5, nil, true]}"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "42\nSi\n{\"k\": [1, -2.5, nil, true]}\n");
+
+    // JSON: a number without a fraction is an Int, with one a Float; keys keep their order.
+    std::fs::write(dir.join("in.json"), "{\"n\": 2, \"el\": 1.0, \"cfg\": {\"b\": null, \"a\": [false]}}").unwrap();
+    let out = oxiida(&dir, &["run", "wf.ox", "--inputs", "in.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "4\n1.0\n{\"b\": nil, \"a\": [false]}\n");
+
+    // Both together, each name once.
+    std::fs::write(dir.join("some.json"), "{\"n\": 5}").unwrap();
+    let out = oxiida(&dir, &["run", "wf.ox", "--inputs", "some.json", "--input", "el=1", "--input", "cfg=nil"]);
+    assert_eq!(text(&out.stdout), "10\n1\nnil\n");
+    let out = oxiida(&dir, &["run", "wf.ox", "--inputs", "some.json", "--input", "n=1", "--input", "el=1", "--input", "cfg=nil"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("input `n` is given twice"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_bad_input_is_a_usage_error_that_says_what_to_write() {
+    let dir = workdir("bad-inputs");
+    std::fs::write(dir.join("wf.ox"), "print \"ran\";\nprint n;\n").unwrap();
+    std::fs::write(dir.join("list.json"), "[1]").unwrap();
+    std::fs::write(dir.join("broken.json"), "{\"n\": ").unwrap();
+    std::fs::write(dir.join("huge.json"), "{\"n\": 18446744073709551615}").unwrap();
+    for (args, says) in [
+        (&["--input", "n=Si"][..], "`Si` is a name, not a literal; a String is written in double quotes"),
+        (&["--input", "n=1 + 1"], "only literals are allowed"),
+        (&["--input", "n="], "the value is empty"),
+        (&["--input", "n"], "give a value as NAME=VALUE, e.g. --input n=5"),
+        (&["--input", "n=[1,"], "not a literal of the language"),
+        (&["--inputs", "list.json"], "must hold one JSON object of names to values"),
+        (&["--inputs", "broken.json"], "is not valid JSON"),
+        (&["--inputs", "huge.json"], "too large for an Int"),
+        (&["--inputs", "missing.json"], "cannot read missing.json"),
+    ] {
+        let mut all = vec!["run", "wf.ox"];
+        all.extend_from_slice(args);
+        let out = oxiida(&dir, &all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing ran");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // A name the language refuses is found before running, like any resolve error.
+    let out = oxiida(&dir, &["run", "wf.ox", "--input", "len=1", "--input", "if=2"]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(err.contains("input `len` has the name of a builtin") && err.contains("input `if` is not a valid variable name"), "{err}");
+}
+
+#[test]
+fn check_needs_only_the_names_of_the_inputs() {
+    let dir = workdir("check-inputs");
+    std::fs::write(dir.join("wf.ox"), "print n + m;\n").unwrap();
+    let out = oxiida(&dir, &["check", "wf.ox", "--input", "n", "--input", "m=2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "wf.ox: ok\n");
+    let out = oxiida(&dir, &["check", "wf.ox", "--input", "n"]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(text(&out.stderr).contains("`m` is not defined"), "{}", text(&out.stderr));
+    // A value given to check must still be a literal.
+    assert_eq!(oxiida(&dir, &["check", "wf.ox", "--input", "n", "--input", "m=two"]).status.code(), Some(2));
+}
+
+#[test]
+fn the_version_is_the_workspace_version() {
+    let dir = workdir("version");
+    let out = oxiida(&dir, &["--version"]);
+    assert_eq!(text(&out.stdout), format!("oxiida {}\n", env!("CARGO_PKG_VERSION")));
+}

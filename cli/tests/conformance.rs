@@ -1,8 +1,11 @@
 //! Runs the project's conformance corpus (`tests/conformance/` at the workspace root)
-//! through `oxiida run`, with the same rules as the shared `run.sh`:
+//! through `oxiida run`, with the rules of the shared `run.sh` (and `.args`,
+//! which that script does not know, so cases with inputs live here only):
 //!   NAME.out   exact standard output
 //!   NAME.exit  expected exit status (default 0)
 //!   NAME.err   lines that must each appear somewhere in standard error
+//!   NAME.args  more arguments for `oxiida run`, one per line (the program's
+//!              inputs: `--input` then `n=5` on the next line)
 //! Every failing case is collected, then reported together.
 
 use std::fs;
@@ -40,8 +43,10 @@ fn check(dir: &Path, name: &str, scratch: &Path) -> Result<(), String> {
         None => 0,
     };
     let (out_path, err_path) = (scratch.join(format!("{name}.stdout")), scratch.join(format!("{name}.stderr")));
+    let extra: Vec<String> = read("args").unwrap_or_default().lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_oxiida"))
         .args(["run", &format!("{name}.ox")])
+        .args(&extra)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(fs::File::create(&out_path).unwrap())

@@ -1,7 +1,9 @@
 //! The docs' examples are tests. Every ```oxiida block of README.md and of
 //! every docs/*.md runs through the CLI and must print exactly the ```text
 //! block that follows it; every ```oxiida-error block must fail, and each
-//! line of its ```text block must appear in what it wrote to stderr. Every
+//! line of its ```text block must appear in what it wrote to stderr. After
+//! `oxiida`, the info string may hold more `oxiida run` arguments, split on
+//! spaces (```oxiida --input n=5 runs with that input). Every
 //! relative link in those files (and in ARCHITECTURE.md and benches/README.md)
 //! must point to a file that exists, and to a heading of it when it names one.
 
@@ -14,6 +16,8 @@ struct Example {
     code: String,
     expect_error: bool,
     expected: String,
+    /// More `oxiida run` arguments, from the info string.
+    args: Vec<String>,
 }
 
 fn root() -> PathBuf {
@@ -60,7 +64,8 @@ fn examples(file: &str, text: &str) -> Vec<Example> {
     let blocks = fences(text);
     let mut out = Vec::new();
     for (i, (info, code, line)) in blocks.iter().enumerate() {
-        let expect_error = match info.as_str() {
+        let mut words = info.split_whitespace();
+        let expect_error = match words.next().unwrap_or_default() {
             "oxiida" => false,
             "oxiida-error" => true,
             _ => continue,
@@ -69,7 +74,8 @@ fn examples(file: &str, text: &str) -> Vec<Example> {
             Some((next, body, _)) if next == "text" => body.clone(),
             _ => panic!("{file}:{line}: an oxiida example must be followed by a ```text block with its output"),
         };
-        out.push(Example { at: format!("{file}:{line}"), code: code.clone(), expect_error, expected });
+        let args = words.map(str::to_owned).collect();
+        out.push(Example { at: format!("{file}:{line}"), code: code.clone(), expect_error, expected, args });
     }
     out
 }
@@ -87,6 +93,7 @@ fn doc_examples_print_what_the_docs_say() {
         let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
             .arg("run")
             .arg(&file)
+            .args(&ex.args)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .output()

@@ -24,6 +24,10 @@ pub struct Program {
     pub outputs: Vec<Slot>,
     /// Workflow functions (0.3), indexed by `ExprKind::Call::function`.
     pub functions: Vec<Function>,
+    /// The program's inputs, in the order they were given to
+    /// [`crate::compile_with_inputs`]: input `i` is slot `i`, bound before
+    /// the first statement.
+    pub inputs: Vec<Arc<str>>,
 }
 
 /// A workflow function. A call runs `body` in a frame of its own with

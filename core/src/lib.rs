@@ -30,7 +30,7 @@ pub mod syntax;
 pub mod value;
 
 pub use diagnostic::{Diagnostic, Stage};
-pub use interp::{execute, execute_in, execute_with_interrupt, Context, Interrupt, Limits, Output, Variables};
+pub use interp::{execute, execute_in, execute_with_inputs, execute_with_interrupt, Context, Interrupt, Limits, Output, Variables};
 
 /// A workflow's text and the name its diagnostics show.
 #[derive(Clone, Debug)]
@@ -53,8 +53,20 @@ impl Source {
 /// Parses and resolves a workflow: every error found before running, or a
 /// program ready for [`execute`]. Required names are checked against `host`.
 pub fn compile(source: &Source, host: &dyn foreign::Host) -> Result<ir::Program, Vec<Diagnostic>> {
+    compile_with_inputs(source, host, &[])
+}
+
+/// Like [`compile`], for a workflow that gets `inputs` from outside: each is
+/// a top-level variable assigned before the first statement, so reading it
+/// is fine and an unknown name is still an error before anything runs. Run
+/// the program with [`execute_with_inputs`], which binds their values.
+///
+/// An input must be named like a variable, and not like a builtin, a
+/// function of the workflow or a `require`d name. Like every top-level
+/// variable, a function cannot read it, and an assignment rebinds it.
+pub fn compile_with_inputs(source: &Source, host: &dyn foreign::Host, inputs: &[&str]) -> Result<ir::Program, Vec<Diagnostic>> {
     let (ast, mut errors) = syntax::parse(&source.text);
-    match resolve::resolve(&ast, &source.text, host, !errors.is_empty()) {
+    match resolve::resolve(&ast, &source.text, host, inputs, !errors.is_empty()) {
         Ok(program) if errors.is_empty() => Ok(program),
         Ok(_) => Err(errors),
         Err(more) => {

@@ -18,7 +18,16 @@ const MAX_DEPTH: usize = 200;
 
 /// `after_syntax_errors`: the tree has holes where the parser recovered, so
 /// names those holes might have defined or required are not reported.
-pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host, after_syntax_errors: bool) -> Result<ir::Program, Vec<Diagnostic>> {
+///
+/// `inputs` are the program's inputs: variables assigned before the first
+/// statement, slots `0..inputs.len()` in that order.
+pub fn resolve(
+    program: &ast::Program,
+    source: &str,
+    host: &dyn Host,
+    inputs: &[&str],
+    after_syntax_errors: bool,
+) -> Result<ir::Program, Vec<Diagnostic>> {
     let mut r = Resolver {
         fns: HashMap::new(),
         sigs: Vec::new(),
@@ -38,6 +47,7 @@ pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host, after_synt
         loop_ctx: LoopCtx::None,
         depth: 0,
         too_deep: false,
+        inputs: HashSet::new(),
     };
     let defs: Vec<&ast::FnDef> = program
         .stmts
@@ -48,6 +58,7 @@ pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host, after_synt
         })
         .collect();
     let registered: Vec<&ast::FnDef> = defs.into_iter().filter(|def| r.declare(def)).collect();
+    let input_names = r.inputs(inputs);
     let mut body = r.stmts(&program.stmts);
     let mut outputs: Vec<Slot> = r.scope.defined.iter().map(|n| r.slots[n]).collect();
     outputs.sort_unstable();
@@ -58,7 +69,7 @@ pub fn resolve(program: &ast::Program, source: &str, host: &dyn Host, after_synt
         return Err(r.errors);
     }
     set_flags(&mut body, &mut functions);
-    Ok(ir::Program { body, slot_names, foreign: r.foreign, outputs, functions })
+    Ok(ir::Program { body, slot_names, foreign: r.foreign, outputs, functions, inputs: input_names })
 }
 
 /// Where a `return` is.
@@ -253,6 +264,8 @@ struct Resolver<'a> {
     loop_ctx: LoopCtx,
     depth: usize,
     too_deep: bool,
+    /// The program's inputs (for the error when a `require` takes one's name).
+    inputs: HashSet<String>,
 }
 
 impl Resolver<'_> {
@@ -287,6 +300,41 @@ impl Resolver<'_> {
             return false;
         }
         true
+    }
+
+    /// Binds the inputs before the first statement: each one a variable with
+    /// a slot of its own, first. Functions were declared already, so a
+    /// clash with one is found here; a clash with a required name is found
+    /// at the `require`. The errors point at the start of the source, since
+    /// an input is written nowhere in it.
+    fn inputs(&mut self, inputs: &[&str]) -> Vec<Arc<str>> {
+        let at = Span::new(0, 0);
+        let mut names = Vec::with_capacity(inputs.len());
+        for &name in inputs {
+            if !crate::syntax::is_identifier(name) {
+                self.error(at, format!("input `{name}` is not a valid variable name"))
+                    .set_label("inputs are variables bound before the first statement")
+                    .set_hint("name an input like a variable: letters, digits and `_`, not starting with a digit, and not a keyword");
+            } else if Builtin::lookup(name).is_some() {
+                self.error(at, format!("input `{name}` has the name of a builtin"))
+                    .set_label("inputs are variables bound before the first statement")
+                    .set_hint(format!("give the input another name, e.g. `my_{name}`, and read it under that name"));
+            } else if let Some(&i) = self.fns.get(name) {
+                let span = self.sigs[i].span;
+                self.error(span, format!("input `{name}` has the name of a function of this workflow"))
+                    .set_label("functions and variables cannot share a name")
+                    .set_hint(format!("rename the function, or give the input another name, e.g. `{name}_in`"));
+            } else if !self.inputs.insert(name.to_owned()) {
+                self.error(at, format!("input `{name}` is given twice")).set_hint("give each input once");
+                continue;
+            }
+            // A slot even for a refused name, so that input i is slot i.
+            let slot = self.slot(name);
+            debug_assert_eq!(slot as usize, names.len());
+            self.scope.defined.insert(name.to_owned());
+            names.push(Arc::from(name));
+        }
+        names
     }
 
     fn stmts(&mut self, stmts: &[ast::Stmt]) -> Vec<ir::Stmt> {
@@ -547,7 +595,14 @@ impl Resolver<'_> {
                     .set_hint("use `as` to give one of them another name");
                 continue;
             }
-            if self.scope.defined.contains(&binding.name) || self.slots.contains_key(&binding.name) {
+            if self.inputs.contains(&binding.name) {
+                self.error(binding.span, format!("`{}` is an input of the workflow, so a required name cannot use it", binding.name))
+                    .set_hint(format!(
+                        "bind the function under another name (`require {} as my_{};`), or give the input another name",
+                        name.dotted(),
+                        binding.name
+                    ));
+            } else if self.scope.defined.contains(&binding.name) || self.slots.contains_key(&binding.name) {
                 self.error(binding.span, format!("`{}` is already a variable of the workflow", binding.name))
                     .set_hint("use `as` to bind the function under another name");
             }
@@ -571,7 +626,8 @@ impl Resolver<'_> {
             self.error(id.span, format!("`{name}` is a function, not a value"))
                 .set_hint(format!("call it: `{name}(...)`; functions cannot be stored, passed or printed"));
         } else if self.ret_ctx != RetCtx::Top && self.top_vars.contains(name) && !self.scope.gone.contains_key(name) {
-            self.error(id.span, format!("`{name}` is a variable of the workflow, which a function cannot read"))
+            let what = if self.inputs.contains(name) { "an input" } else { "a variable" };
+            self.error(id.span, format!("`{name}` is {what} of the workflow, which a function cannot read"))
                 .set_label("a function sees only its parameters and its own variables")
                 .set_hint(format!("pass it as an argument: add a parameter `{name}` and call the function with `{name} = {name}`"));
         } else if let Some(why) = self.scope.gone.get(name).cloned() {
@@ -837,7 +893,7 @@ mod tests {
     fn resolve_src(src: &str) -> Result<ir::Program, Vec<Diagnostic>> {
         let (ast, errors) = crate::syntax::parse(src);
         assert!(errors.is_empty(), "syntax errors: {errors:?}");
-        resolve(&ast, src, &NoHost, false)
+        resolve(&ast, src, &NoHost, &[], false)
     }
 
     fn messages(src: &str) -> Vec<String> {

@@ -261,6 +261,17 @@ pub fn adopt_env(env: std::collections::BTreeMap<ByteBuf, ByteBuf>) -> Option<En
     None
 }
 
+/// The inputs of a submitted workflow: one MessagePack map (`Submit::inputs`).
+fn decode_inputs(bytes: &[u8]) -> Result<Vec<(Arc<str>, oxiida::value::Value)>, String> {
+    match oxiida_abi::Value::decode(bytes) {
+        Ok(oxiida_abi::Value::Map(entries)) => {
+            Ok(entries.into_iter().map(|(name, value)| (Arc::from(name), plugin::codec::from_wire(value))).collect())
+        }
+        Ok(_) => Err("the submitted inputs are not a map of names to values; send one MessagePack map".into()),
+        Err(e) => Err(format!("the submitted inputs are not valid MessagePack ({}); send one MessagePack map of names to values", e.0)),
+    }
+}
+
 fn failed(code: u8, error: String) -> Report {
     Report::Finished { state: state::FAILED.into(), exit_code: Some(code.into()), error: Some(error), variables: None }
 }
@@ -299,8 +310,13 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter:
         Ok(host) => host,
         Err(e) => return reporter.send(&failed(exit::USAGE, e)),
     };
+    let inputs = match submit.inputs.as_ref().map(|bytes| decode_inputs(bytes)).transpose() {
+        Ok(inputs) => inputs.unwrap_or_default(),
+        Err(e) => return reporter.send(&failed(exit::USAGE, e)),
+    };
+    let names: Vec<&str> = inputs.iter().map(|(name, _)| &**name).collect();
     let source = Source::new(submit.name, submit.source);
-    let program = match oxiida::compile(&source, &*host) {
+    let program = match oxiida::compile_with_inputs(&source, &*host, &names) {
         Ok(p) => p,
         Err(diagnostics) => return reporter.finish(not_run(&source, &diagnostics)),
     };
@@ -311,7 +327,7 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter:
     let mut limits = Limits::default();
     limits.max_tasks = submit.max_tasks.map_or(limits.max_tasks, |n| n.max(1) as usize);
     limits.max_fanout = submit.max_fanout.map_or(limits.max_fanout, |n| n.max(1) as usize);
-    let result = runtime.block_on(oxiida::execute_in(&program, &*host, &Sink(reporter), limits, &context, interrupt));
+    let result = runtime.block_on(oxiida::execute_with_inputs(&program, inputs, &*host, &Sink(reporter), limits, &context, interrupt));
     let end = match result {
         Ok(vars) => {
             let map = vars.iter().map(|(name, value)| (name.to_string(), plugin::codec::to_wire(value))).collect();

@@ -109,6 +109,11 @@ pub struct Submit {
     /// daemon's. The CLI sends its own unless `submit --no-env`.
     #[serde(default)]
     pub env: Option<BTreeMap<ByteBuf, ByteBuf>>,
+    /// The workflow's inputs (variables bound before its first statement):
+    /// one MessagePack map from name to value, encoded as foreign-call
+    /// values are. `None`: no inputs (what clients before inputs send).
+    #[serde(default)]
+    pub inputs: Option<ByteBuf>,
 }
 
 /// What the daemon answers. Any reply may be preceded by `notice` frames.
@@ -448,9 +453,17 @@ mod tests {
         assert_eq!(frame_len(frame[..4].try_into().unwrap()).unwrap(), frame.len() - 4);
         let Request::Submit(back) = decode_request(body(&frame)).unwrap() else { panic!("not a submit") };
         assert_eq!((back.name.as_str(), back.wait), ("wf.ox", true));
-        // Old clients omit optional fields.
+        // Old clients omit optional fields, inputs among them.
         let minimal = rmp_serde::to_vec_named(&shapes::Minimal { kind: "submit", name: "a", source: "b" }).unwrap();
-        assert!(matches!(decode_request(&minimal), Ok(Request::Submit(_))));
+        assert!(matches!(decode_request(&minimal), Ok(Request::Submit(Submit { inputs: None, .. }))));
+    }
+
+    #[test]
+    fn inputs_travel_as_one_messagepack_map() {
+        let map = oxiida_abi::Value::Map(vec![("n".into(), oxiida_abi::Value::Int(5))]).to_msgpack();
+        let bytes = encode(&Request::Submit(Submit { inputs: Some(ByteBuf::from(map.clone())), ..Submit::default() }));
+        let Ok(Request::Submit(back)) = decode_request(&bytes[4..]) else { panic!("not a submit") };
+        assert_eq!(back.inputs.as_deref().map(|b| b.as_slice()), Some(&map[..]));
     }
 
     #[test]

@@ -9,4 +9,5 @@ mod support;
 mod basics;
 mod faults;
 mod frames;
+mod inputs;
 mod limits;

@@ -196,6 +196,24 @@ pub async fn execute_in(
     context: &Context,
     interrupt: &Interrupt,
 ) -> Result<Variables, Diagnostic> {
+    execute_with_inputs(program, Vec::new(), host, out, limits, context, interrupt).await
+}
+
+/// Like [`execute_in`], for a program compiled with
+/// [`crate::compile_with_inputs`]: `inputs` gives each of its inputs a value
+/// (by name, in any order), bound before the first statement. A missing or
+/// unknown name is an error, and nothing runs.
+pub async fn execute_with_inputs(
+    program: &Program,
+    inputs: Vec<(Arc<str>, Value)>,
+    host: &dyn Host,
+    out: &dyn Output,
+    limits: Limits,
+    context: &Context,
+    interrupt: &Interrupt,
+) -> Result<Variables, Diagnostic> {
+    let mut frame = Frame::new(program.slot_names.len(), 0, TOP);
+    bind_inputs(program, inputs, &mut frame).map_err(|e| *e)?;
     let interp = Interpreter {
         program,
         host,
@@ -206,7 +224,6 @@ pub async fn execute_in(
         interrupt,
         concurrent: AtomicUsize::new(0),
     };
-    let mut frame = Frame::new(program.slot_names.len(), 0, TOP);
     let whole = program.body.first().map_or(Span::default(), |s| s.span);
     tokio::select! {
         done = interp.block(&program.body, &mut frame) => done.map_err(|e| *e)?,
@@ -218,6 +235,26 @@ pub async fn execute_in(
         .iter()
         .filter_map(|&slot| Some((program.slot_names[slot as usize].clone(), frame[slot as usize].clone()?)))
         .collect())
+}
+
+/// Puts each input's value in its slot (input `i` is slot `i`).
+fn bind_inputs(program: &Program, inputs: Vec<(Arc<str>, Value)>, frame: &mut Frame) -> Fallible<()> {
+    let refuse = |message: String, hint: &str| Err(Box::new(Diagnostic::new(Stage::Runtime, Span::default(), message).with_hint(hint)));
+    for (name, value) in inputs {
+        let Some(slot) = program.inputs.iter().position(|n| *n == name) else {
+            let declared: Vec<&str> = program.inputs.iter().map(|n| &**n).collect();
+            let hint = format!(
+                "compile the workflow with `{name}` among its inputs (it has {})",
+                if declared.is_empty() { "none".to_owned() } else { declared.join(", ") }
+            );
+            return refuse(format!("`{name}` is not an input of this workflow"), &hint);
+        };
+        frame[slot] = Some(value);
+    }
+    if let Some(missing) = program.inputs.iter().enumerate().find(|&(slot, _)| frame[slot].is_none()) {
+        return refuse(format!("input `{}` has no value", missing.1), "give every input the workflow was compiled with a value");
+    }
+    Ok(())
 }
 
 fn interrupted(span: Span) -> Diagnostic {

@@ -153,7 +153,9 @@ fn _daemon_pid(py: Python<'_>) -> PyResult<Option<u32>> {
 /// its prints to sys.stdout and returns its variables, or raises. The
 /// daemon's notices (an environment warning) go to stderr, as the CLI's do.
 #[pyfunction]
-#[pyo3(signature = (source, file_name, pickled, cwd, wait, env))]
+#[pyo3(signature = (source, file_name, pickled, cwd, wait, env, inputs=None))]
+// A #[pyfunction]'s parameters are its Python signature, called from __init__.py.
+#[allow(clippy::too_many_arguments)]
 fn _submit<'py>(
     py: Python<'py>,
     source: String,
@@ -162,7 +164,11 @@ fn _submit<'py>(
     cwd: String,
     wait: bool,
     env: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    inputs: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    // Converted before connecting: a value that cannot cross raises here.
+    let inputs: Vec<(String, oxiida_abi::Value)> = crate::package::inputs_from_python(inputs.as_ref())?;
+    let inputs = (!inputs.is_empty()).then(|| ByteBuf::from(oxiida_abi::Value::Map(inputs).to_msgpack()));
     let paths = paths()?;
     let mut client = py.detach(|| Client::connect(&paths)).map_err(|e| match e {
         ConnectError::NotRunning { .. } => OxiidaError::new_err(format!(
@@ -174,7 +180,7 @@ fn _submit<'py>(
     let mut extra = std::collections::BTreeMap::new();
     extra.insert(FUNCTIONS.to_owned(), ByteBuf::from(pickled));
     let env = env.map(|env| env.into_iter().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).collect());
-    let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, env, ..Submit::default() };
+    let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, env, inputs, ..Submit::default() };
     py.detach(|| client.send(&Request::Submit(submit))).map_err(|e| OxiidaError::new_err(e.to_string()))?;
     if wait {
         client.wait_forever();
@@ -246,10 +252,13 @@ impl oxiida::foreign::Host for Requires {
 /// The dotted names `source` requires; its errors (all of them) raise
 /// OxiidaError here, before anything is sent.
 #[pyfunction]
-fn _required(source: &str, file_name: &str) -> PyResult<Vec<String>> {
+#[pyo3(signature = (source, file_name, inputs=None))]
+fn _required(source: &str, file_name: &str, inputs: Option<Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     let source = oxiida::Source::new(file_name, source);
     let requires = Requires::default();
-    oxiida::compile(&source, &requires).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
+    let inputs = crate::package::input_names(inputs.as_ref())?;
+    let names: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    oxiida::compile_with_inputs(&source, &requires, &names).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
     Ok(requires.0.into_inner())
 }
 

@@ -343,7 +343,14 @@ impl Functions {
                 }
             })?;
             if !obj.is_callable() {
-                return Err(format!("`{dotted}` is a {}, not a function", type_name(&obj)));
+                let mut why = format!("`{dotted}` is a {}, not a function", type_name(&obj));
+                // A plain value of the caller's scope: the workflow gets it as an input.
+                if self.front == Front::Package && !dotted.contains('.') {
+                    why.push_str(&format!(
+                        "; to give the workflow its value, drop the `require` and pass it as an input: `inputs={{\"{dotted}\": {dotted}}}`"
+                    ));
+                }
+                return Err(why);
             }
             let resolved = Arc::new(Resolved { function: obj.unbind(), key: next_key(), pickled: OnceLock::new() });
             self.resolved.lock().insert(dotted.to_owned(), resolved);

@@ -120,13 +120,15 @@ fn caller_context(py: Python<'_>) -> PyResult<Arc<Context>> {
     Ok(Context::new(cwd, Some(env)))
 }
 
-/// Makes the host for a scope and compiles `source` against it. `hint` is
-/// added to the error of a name not found; `event_loop`, when given, is
-/// where `async def` functions are awaited.
+/// Makes the host for a scope and compiles `source` against it, with
+/// `inputs` (names) as the workflow's inputs. `hint` is added to the error
+/// of a name not found; `event_loop`, when given, is where `async def`
+/// functions are awaited.
 fn prepare(
     py: Python<'_>,
     source: &Source,
     scope: Bound<'_, PyDict>,
+    inputs: &[&str],
     hint: Option<String>,
     event_loop: Option<Py<PyAny>>,
 ) -> PyResult<(Arc<PyHost>, oxiida::ir::Program)> {
@@ -136,14 +138,62 @@ fn prepare(
         functions = functions.with_loop(event_loop);
     }
     let host = Arc::new(PyHost::new(functions));
-    let program = oxiida::compile(source, &*host).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
+    let program =
+        oxiida::compile_with_inputs(source, &*host, inputs).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
     Ok((host, program))
 }
 
+/// `inputs=` of `oxiida.run` (and `submit`): a mapping of names to values,
+/// each value converted as a function's result is. `None` is no inputs.
+/// The error names the input and says what crosses.
+pub(crate) fn inputs_from_python<V: Crossing>(inputs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, V)>> {
+    let Some(inputs) = inputs.filter(|i| !i.is_none()) else { return Ok(Vec::new()) };
+    let items = inputs.call_method0("items").map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "inputs must be a mapping of names to values, such as {{\"n\": 5}}, not a {}",
+            crate::convert::type_name(inputs)
+        ))
+    })?;
+    let mut out = Vec::new();
+    for item in items.try_iter()? {
+        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        let Ok(name) = name.extract::<String>() else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "input names must be str, not {}: the name is the variable the workflow reads",
+                crate::convert::type_name(&name)
+            )));
+        };
+        let value = crate::convert::from_python::<V>(&value)
+            .map_err(|why| OxiidaError::new_err(format!("input `{name}` cannot cross into the workflow: {why}")))?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// The names of `inputs=` for `check`: a mapping's keys (its values may be
+/// anything) or any iterable of str.
+pub(crate) fn input_names(inputs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(inputs) = inputs.filter(|i| !i.is_none()) else { return Ok(Vec::new()) };
+    inputs
+        .try_iter()?
+        .map(|name| name?.extract::<String>())
+        .collect::<PyResult<_>>()
+        .map_err(|_| pyo3::exceptions::PyTypeError::new_err("inputs must be a mapping whose keys are str (the names the workflow reads)"))
+}
+
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, hint=None))]
-fn _check(py: Python<'_>, source: &str, scope: Bound<'_, PyDict>, file_name: &str, hint: Option<String>) -> PyResult<()> {
-    prepare(py, &Source::new(file_name, source), scope, hint, None).map(drop)
+#[pyo3(signature = (source, scope, file_name, inputs=None, hint=None))]
+fn _check(
+    py: Python<'_>,
+    source: &str,
+    scope: Bound<'_, PyDict>,
+    file_name: &str,
+    inputs: Option<Bound<'_, PyAny>>,
+    hint: Option<String>,
+) -> PyResult<()> {
+    let names = input_names(inputs.as_ref())?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    prepare(py, &Source::new(file_name, source), scope, &names, hint, None).map(drop)
 }
 
 /// The workflow error as a Python exception: the original one when a
@@ -182,6 +232,7 @@ type Outcome = Result<oxiida::Variables, Box<oxiida::Diagnostic>>;
 fn launch(
     host: Arc<PyHost>,
     program: oxiida::ir::Program,
+    inputs: Vec<(Arc<str>, Value)>,
     limits: Limits,
     interrupt: Interrupt,
     finished: impl FnOnce(Outcome) + Send + 'static,
@@ -200,7 +251,15 @@ fn launch(
                 Ok(runtime) => Python::attach(|py| {
                     py.detach(|| {
                         let done = runtime
-                            .block_on(oxiida::execute_with_interrupt(&program, &*thread_host, &PyStdout, limits, &thread_interrupt))
+                            .block_on(oxiida::execute_with_inputs(
+                                &program,
+                                inputs,
+                                &*thread_host,
+                                &PyStdout,
+                                limits,
+                                &oxiida::Context::default(),
+                                &thread_interrupt,
+                            ))
                             .map_err(Box::new);
                         // Plain calls still running on threads cannot be stopped; do not wait for them.
                         runtime.shutdown_background();
@@ -219,6 +278,15 @@ fn launch(
         .map_err(|e| OxiidaError::new_err(format!("cannot start the workflow's thread: {e}")))
 }
 
+/// `inputs=` as the runtime's values, and their names.
+type Inputs = Vec<(Arc<str>, Value)>;
+
+fn workflow_inputs(inputs: Option<&Bound<'_, PyAny>>) -> PyResult<(Inputs, Vec<String>)> {
+    let inputs: Vec<(String, Value)> = inputs_from_python(inputs)?;
+    let names = inputs.iter().map(|(n, _)| n.clone()).collect();
+    Ok((inputs.into_iter().map(|(n, v)| (Arc::from(n), v)).collect(), names))
+}
+
 fn limits(max_tasks: usize, max_fanout: usize) -> Limits {
     Limits { inline_calls: true, max_tasks: max_tasks.max(1), max_fanout: max_fanout.max(1) }
 }
@@ -233,7 +301,8 @@ fn variables<'py>(py: Python<'py>, vars: oxiida::Variables) -> PyResult<Bound<'p
 }
 
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS, hint=None))]
+#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS, inputs=None, hint=None))]
+#[allow(clippy::too_many_arguments)]
 fn _run<'py>(
     py: Python<'py>,
     source: &str,
@@ -241,16 +310,19 @@ fn _run<'py>(
     file_name: &str,
     max_tasks: usize,
     max_fanout: usize,
+    inputs: Option<Bound<'py, PyAny>>,
     hint: Option<String>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let source = Source::new(file_name, source);
-    let (host, program) = prepare(py, &source, scope, hint, None)?;
+    let (inputs, names) = workflow_inputs(inputs.as_ref())?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (host, program) = prepare(py, &source, scope, &names, hint, None)?;
     let interrupt = Interrupt::new();
     // The thread drops its end when the workflow is over: the caller wakes.
     let (done, ended) = UnixStream::pair().map_err(|e| OxiidaError::new_err(format!("cannot make a socket pair: {e}")))?;
     let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
     let thread_outcome = outcome.clone();
-    launch(host.clone(), program, limits(max_tasks, max_fanout), interrupt.clone(), move |ran| {
+    launch(host.clone(), program, inputs, limits(max_tasks, max_fanout), interrupt.clone(), move |ran| {
         *thread_outcome.lock() = Some(ran);
         drop(done);
     })?;
@@ -313,7 +385,7 @@ impl Started {
 /// `done(False, exception)` is called on the workflow's thread; coroutines
 /// of `async def` functions are awaited on `event_loop`.
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, hint=None))]
+#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, inputs=None, hint=None))]
 #[allow(clippy::too_many_arguments)]
 fn _start(
     py: Python<'_>,
@@ -324,13 +396,16 @@ fn _start(
     max_fanout: usize,
     event_loop: Py<PyAny>,
     done: Py<PyAny>,
+    inputs: Option<Bound<'_, PyAny>>,
     hint: Option<String>,
 ) -> PyResult<Started> {
     let source = Source::new(file_name, source);
-    let (host, program) = prepare(py, &source, scope, hint, Some(event_loop))?;
+    let (inputs, names) = workflow_inputs(inputs.as_ref())?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (host, program) = prepare(py, &source, scope, &names, hint, Some(event_loop))?;
     let interrupt = Interrupt::new();
     let (thread_host, thread_interrupt) = (host.clone(), interrupt.clone());
-    launch(host.clone(), program, limits(max_tasks, max_fanout), interrupt.clone(), move |ran| {
+    launch(host.clone(), program, inputs, limits(max_tasks, max_fanout), interrupt.clone(), move |ran| {
         Python::attach(|py| {
             thread_host.functions.end(py);
             outlive(&thread_host.functions.running);
@@ -462,6 +537,9 @@ fn _shutdown(py: Python<'_>) {
 fn _oxiida(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add("OxiidaError", m.py().get_type::<OxiidaError>())?;
+    // The workspace's version: the package's (maturin reads it from
+    // Cargo.toml), the CLI's and the daemon's are the same one.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(_run, m)?)?;
     m.add_function(wrap_pyfunction!(_check, m)?)?;
     m.add_function(wrap_pyfunction!(_start, m)?)?;

@@ -185,3 +185,13 @@ def test_a_given_scope_gets_no_hint():
     with pytest.raises(oxiida.OxiidaError) as raised:
         oxiida.run("require nowhere;\n", {})
     assert "scope=" not in str(raised.value)
+
+
+def test_run_async_takes_inputs_as_run_does():
+    async def main():
+        out = await oxiida.run_async("require double_later;\ny = double_later(n);\n", inputs={"n": 4})
+        with pytest.raises(oxiida.OxiidaError, match="input `n` cannot cross"):
+            await oxiida.run_async("y = n;\n", inputs={"n": object()})
+        return out
+
+    assert asyncio.run(main()) == {"n": 4, "y": 8}

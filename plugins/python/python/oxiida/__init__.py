@@ -29,12 +29,12 @@ import types
 from typing import Any, Coroutine, Dict, Mapping, Optional, Tuple, Union
 
 from . import _async
-from ._oxiida import OxiidaError, _check, _required, _run, _shutdown, _submit
+from ._oxiida import OxiidaError, __version__, _check, _required, _run, _shutdown, _submit
 
 # `=f=` worker processes end with the script, and are reaped.
 atexit.register(_shutdown)
 
-__all__ = ["run", "run_async", "check", "submit", "OxiidaError", "RemoteTraceback"]
+__all__ = ["run", "run_async", "check", "submit", "OxiidaError", "RemoteTraceback", "__version__"]
 
 
 class RemoteTraceback(Exception):
@@ -77,50 +77,64 @@ def run(
     source: str,
     scope: Optional[Mapping[str, Any]] = None,
     *,
+    inputs: Optional[Mapping[str, Any]] = None,
     file_name: str = "<workflow>",
     max_tasks: int = 1024,
     max_fanout: int = 1024,
 ) -> Dict[str, Any]:
     """Checks and runs a workflow; returns its top-level variables.
 
-    A Python exception raised by a called function is raised again; other
-    errors raise OxiidaError (those found before running all at once), with
-    file:line:col. `max_tasks` bounds the calls running at once (each plain
-    call holds a thread while it runs), `max_fanout` the iterations of one
-    `para for` in flight."""
+    `inputs` maps names to values that the workflow reads as variables
+    assigned before its first statement (converted as a function's result
+    is: None, bool, int, float, str, list, tuple and dict with str keys);
+    they come back among its variables. A Python exception raised by a
+    called function is raised again; other errors raise OxiidaError (those
+    found before running all at once), with file:line:col. `max_tasks`
+    bounds the calls running at once (each plain call holds a thread while
+    it runs), `max_fanout` the iterations of one `para for` in flight."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run")
-    return _run(source, names, file_name, max_tasks, max_fanout, hint)
+    return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint)
 
 
 def run_async(
     source: str,
     scope: Optional[Mapping[str, Any]] = None,
     *,
+    inputs: Optional[Mapping[str, Any]] = None,
     file_name: str = "<workflow>",
     max_tasks: int = 1024,
     max_fanout: int = 1024,
 ) -> Coroutine[Any, Any, Dict[str, Any]]:
     """`await oxiida.run_async(source)`: runs a workflow as `run` does,
-    without blocking the event loop; returns its variables or raises as
-    `run` does. The workflow runs on a thread of its own; its required
-    `async def` functions are awaited on this loop. Cancelling the awaiting
-    task cancels the workflow. Names are looked up where `run_async` is
-    called, not where it is awaited; errors in the source raise when it is
-    awaited, before anything runs."""
+    without blocking the event loop; takes the same arguments, returns its
+    variables or raises as `run` does. The workflow runs on a thread of its
+    own; its required `async def` functions are awaited on this loop.
+    Cancelling the awaiting task cancels the workflow. Names are looked up
+    where `run_async` is called, not where it is awaited; errors in the
+    source or the inputs raise when it is awaited, before anything runs."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run_async")
-    return _async.run_async(source, names, file_name, max_tasks, max_fanout, hint)
+    return _async.run_async(source, names, file_name, max_tasks, max_fanout, inputs, hint)
 
 
-def check(source: str, scope: Optional[Mapping[str, Any]] = None, *, file_name: str = "<workflow>") -> None:
-    """Reports syntax and name errors (as OxiidaError) without running anything."""
+def check(
+    source: str,
+    scope: Optional[Mapping[str, Any]] = None,
+    *,
+    inputs: Optional[Mapping[str, Any]] = None,
+    file_name: str = "<workflow>",
+) -> None:
+    """Reports syntax and name errors (as OxiidaError) without running
+    anything. Only the names of `inputs` matter here; its values may be
+    anything."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.check")
-    _check(source, names, file_name, hint)
+    _check(source, names, file_name, inputs, hint)
 
 
 def submit(
     source: str,
     scope: Optional[Mapping[str, Any]] = None,
     *,
+    inputs: Optional[Mapping[str, Any]] = None,
     wait: bool = False,
     file_name: str = "<workflow>",
     env: Union[bool, Mapping[str, str]] = True,
@@ -135,12 +149,14 @@ def submit(
     its variables, or raises OxiidaError. Errors in the source raise here,
     before anything is sent. The workflow runs with the caller's environment
     variables (`os.environ`, as it is now); `env=False` runs it with the
-    daemon's instead, and a mapping gives it exactly those variables."""
+    daemon's instead, and a mapping gives it exactly those variables.
+    `inputs` are the workflow's inputs, as for `run`: they travel with it,
+    converted here (a value that cannot cross raises before anything is sent)."""
     import cloudpickle  # type: ignore[import-untyped]
 
     scope = dict(scope) if scope is not None else _caller_scope(1)
     names = {}
-    for dotted in _required(source, file_name):
+    for dotted in _required(source, file_name, inputs):
         root = dotted.split(".")[0]
         if root in scope and not isinstance(scope[root], types.ModuleType):
             names[root] = scope[root]
@@ -150,4 +166,4 @@ def submit(
         sent = None
     else:
         sent = [(os.fsencode(k), os.fsencode(v)) for k, v in env.items()]
-    return _submit(source, file_name, cloudpickle.dumps(names), os.getcwd(), wait, sent)
+    return _submit(source, file_name, cloudpickle.dumps(names), os.getcwd(), wait, sent, inputs)

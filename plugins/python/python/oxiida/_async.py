@@ -4,7 +4,7 @@ its end is handed to the loop with `call_soon_threadsafe`, and cancelling
 the awaiting task cancels the workflow."""
 
 import asyncio
-from typing import Any, Coroutine, Dict, Optional
+from typing import Any, Coroutine, Dict, Mapping, Optional
 
 from ._oxiida import _start
 
@@ -24,6 +24,7 @@ async def _await_workflow(
     file_name: str,
     max_tasks: int,
     max_fanout: int,
+    inputs: Optional[Mapping[str, Any]],
     hint: Optional[str],
 ) -> Dict[str, Any]:
     loop = asyncio.get_running_loop()
@@ -35,7 +36,7 @@ async def _await_workflow(
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    started = _start(source, scope, file_name, max_tasks, max_fanout, loop, done, hint)
+    started = _start(source, scope, file_name, max_tasks, max_fanout, loop, done, inputs, hint)
     try:
         return await future
     except asyncio.CancelledError:
@@ -49,6 +50,7 @@ def run_async(
     file_name: str,
     max_tasks: int,
     max_fanout: int,
+    inputs: Optional[Mapping[str, Any]],
     hint: Optional[str],
 ) -> Coroutine[Any, Any, Dict[str, Any]]:
-    return _await_workflow(source, scope, file_name, max_tasks, max_fanout, hint)
+    return _await_workflow(source, scope, file_name, max_tasks, max_fanout, inputs, hint)

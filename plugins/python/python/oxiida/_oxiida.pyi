@@ -1,13 +1,23 @@
 # Types of the native module behind the `oxiida` package (built by maturin
 # from plugins/python/src/package.rs and daemon.rs). The public API is typed in __init__.py.
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
+
+__version__: str
 
 class OxiidaError(Exception): ...
 
 def _run(
-    source: str, scope: dict[str, Any], file_name: str, max_tasks: int = ..., max_fanout: int = ..., hint: str | None = ...
+    source: str,
+    scope: dict[str, Any],
+    file_name: str,
+    max_tasks: int = ...,
+    max_fanout: int = ...,
+    inputs: Mapping[str, Any] | None = ...,
+    hint: str | None = ...,
 ) -> dict[str, Any]: ...
-def _check(source: str, scope: dict[str, Any], file_name: str, hint: str | None = ...) -> None: ...
+def _check(
+    source: str, scope: dict[str, Any], file_name: str, inputs: Iterable[str] | None = ..., hint: str | None = ...
+) -> None: ...
 
 class Started:
     def cancel(self) -> None: ...
@@ -20,14 +30,21 @@ def _start(
     max_fanout: int,
     event_loop: Any,
     done: Callable[[bool, Any], None],
+    inputs: Mapping[str, Any] | None = ...,
     hint: str | None = ...,
 ) -> Started: ...
 def _shutdown() -> None: ...
 
 # The Python-bound daemon (plugins/python/src/daemon.rs).
-def _required(source: str, file_name: str) -> list[str]: ...
+def _required(source: str, file_name: str, inputs: Iterable[str] | None = ...) -> list[str]: ...
 def _submit(
-    source: str, file_name: str, pickled: bytes, cwd: str, wait: bool, env: list[tuple[bytes, bytes]] | None
+    source: str,
+    file_name: str,
+    pickled: bytes,
+    cwd: str,
+    wait: bool,
+    env: list[tuple[bytes, bytes]] | None,
+    inputs: Mapping[str, Any] | None = ...,
 ) -> int | dict[str, Any]: ...
 def _daemon_serve(watch: list[str]) -> None: ...
 def _daemon_pid() -> int | None: ...

@@ -1,0 +1,2 @@
+print "ran";
+fn f() { return 1; }

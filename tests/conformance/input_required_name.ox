@@ -1,0 +1,2 @@
+print "ran";
+require g;

@@ -1,0 +1,2 @@
+// Inputs do not make other names known.
+print n + m;
