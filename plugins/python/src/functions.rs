@@ -273,6 +273,11 @@ impl Functions {
     /// Awaits a coroutine on the workflow's loop from this (the call's)
     /// thread, which waits with the GIL released; its result, or what it raised.
     fn await_coroutine<'py>(&self, py: Python<'py>, coroutine: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        // A call of a workflow that is over (cancelled): no loop is made for it.
+        if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = coroutine.call_method0("close");
+            return Err(pyo3::exceptions::asyncio::CancelledError::new_err("the workflow was cancelled"));
+        }
         let event_loop = match self.event_loop(py) {
             Ok(l) => l,
             Err(e) => {
