@@ -121,7 +121,7 @@ pub fn from_python<V: Crossing>(obj: &Bound<'_, PyAny>) -> Result<V, CannotCross
 
 fn from_python_at<V: Crossing>(obj: &Bound<'_, PyAny>, depth: usize) -> Result<V, CannotCross> {
     if depth > MAX_DEPTH {
-        return Err(CannotCross(format!("it is nested more than {MAX_DEPTH} levels deep (or contains itself)")));
+        return Err(CannotCross(format!("it is nested more than {MAX_DEPTH} levels deep (or contains itself); return a flatter value")));
     }
     if obj.is_none() {
         return Ok(V::nil());
@@ -139,7 +139,9 @@ fn from_python_at<V: Crossing>(obj: &Bound<'_, PyAny>, depth: usize) -> Result<V
         return Ok(V::float(f.value()));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return s.to_str().map(V::str).map_err(|e| CannotCross(format!("a str that is not valid UTF-8 ({e})")));
+        return s.to_str().map(V::str).map_err(|e| {
+            CannotCross(format!("a str that is not valid UTF-8 ({e}); clean it first, e.g. with s.encode(\"utf-8\", \"replace\").decode()"))
+        });
     }
     if let Ok(list) = obj.cast::<PyList>() {
         return list.iter().map(|i| from_python_at(&i, depth + 1)).collect::<Result<_, _>>().map(V::array);

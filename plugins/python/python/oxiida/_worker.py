@@ -46,7 +46,7 @@ class _CannotLoad(Exception):
 def _plain(value, depth=0):
     # The result as the plain values a plain call would give the workflow.
     if depth > MAX_DEPTH:
-        raise _CannotCross(f"it is nested more than {MAX_DEPTH} levels deep (or contains itself)")
+        raise _CannotCross(f"it is nested more than {MAX_DEPTH} levels deep (or contains itself); return a flatter value")
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
