@@ -10,6 +10,7 @@ import pytest
 
 import oxiida
 from _support import wait_until
+from test_daemon import private  # noqa: F401 - the fixture of a daemon in private folders
 
 
 async def double_later(x):
@@ -195,3 +196,12 @@ def test_run_async_takes_inputs_as_run_does():
         return out
 
     assert asyncio.run(main()) == {"n": 4, "y": 8}
+
+
+def test_a_submitted_workflow_awaits_its_async_functions(private):  # noqa: F811 - the daemon fixture
+    async def shifted(x):  # a closure of this test: travels by value
+        await asyncio.sleep(0.01)
+        return x + 10
+
+    out = oxiida.submit("require shifted;\na = shifted(1);\nb = =shifted=(2);\n", wait=True)
+    assert out == {"a": 11, "b": 12}
