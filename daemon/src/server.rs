@@ -88,6 +88,8 @@ pub struct Shared {
     /// Finds and kills what workflows leave running (cgroups or markers).
     pub reaper: Reaper,
     default_specs: Vec<String>,
+    /// [`Options::environment`], for `status`.
+    environment_name: Option<String>,
     started_ms: i64,
     /// Workflows not finished yet; watched, so a stopping daemon learns
     /// when the last one has ended.
@@ -246,6 +248,9 @@ pub struct Options {
     pub host_name: Option<String>,
     /// Memory and output per workflow, workflows at once, idle connections.
     pub limits: Limits,
+    /// What `status` reports as the daemon's environment: the Python
+    /// package's `sys.prefix`, so a client of another one can refuse it.
+    pub environment: Option<String>,
 }
 
 /// The environment variable naming the descriptor a daemon started in the
@@ -353,6 +358,7 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         limits,
         reaper,
         default_specs,
+        environment_name: options.environment,
         paths: paths.clone(),
         store,
         defaults,
@@ -721,6 +727,7 @@ fn status(shared: &Shared) -> Status {
         database: shared.paths.database.display().to_string(),
         default_plugins: shared.default_specs.clone(),
         loaded_plugins: loaded.iter().map(|(path, name)| format!("{name} ({})", path.display())).collect(),
+        environment: shared.environment_name.clone(),
         limits: Some(protocol::StatusLimits {
             memory_limit: shared.limits.memory,
             output_limit: shared.limits.output,

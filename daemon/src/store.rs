@@ -43,6 +43,22 @@ CREATE INDEX IF NOT EXISTS workflows_by_state ON workflows(state, id);
 CREATE INDEX IF NOT EXISTS workflows_by_submitted ON workflows(submitted_ms);
 ";
 
+/// Columns added after 0.2, each added to an older database the first time
+/// a daemon opens it: a succeeded workflow's variables (for
+/// `oxiida.result(id)`), MessagePack as in the `finished` reply.
+const ADDED: [(&str, &str); 1] = [("variables", "ALTER TABLE workflows ADD COLUMN variables BLOB")];
+
+fn add_columns(db: &Connection) -> rusqlite::Result<()> {
+    for (column, sql) in ADDED {
+        let have: i64 =
+            db.query_row("SELECT count(*) FROM pragma_table_info('workflows') WHERE name = ?1", params![column], |r| r.get(0))?;
+        if have == 0 {
+            db.execute_batch(sql)?;
+        }
+    }
+    Ok(())
+}
+
 /// Why the store cannot be opened or did not answer. Each message says what
 /// to do.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +129,8 @@ enum Op {
     Insert(New, oneshot::Sender<Result<u64, StoreError>>),
     Started(u64, i64),
     Output(u64, u64, String),
+    /// A succeeded workflow's variables, sent before its end.
+    Variables(u64, Vec<u8>),
     /// Appends a sentence to a workflow's error.
     Note(u64, String),
     /// With a sender, told once the end is committed.
@@ -162,6 +180,7 @@ pub fn open_with(path: &Path, last_id: Option<&Path>) -> Result<Store, StoreErro
         "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
     )
     .and_then(|()| db.execute_batch(SCHEMA))
+    .and_then(|()| add_columns(&db))
     .map_err(prepare)?;
     let lost = db
         .execute(
@@ -317,6 +336,12 @@ impl Store {
         self.send(Op::Output(id, seq, text));
     }
 
+    /// Keeps a succeeded workflow's variables; sent before its end, so
+    /// committed with it or before.
+    pub fn variables(&self, id: u64, bytes: Vec<u8>) {
+        self.send(Op::Variables(id, bytes));
+    }
+
     /// Appends `text` to workflow `id`'s error (what was cleaned up after it).
     pub fn note(&self, id: u64, text: String) {
         self.send(Op::Note(id, text));
@@ -446,7 +471,7 @@ fn refuse(op: Op, error: impl Fn() -> StoreError, closing: &mut Option<std::sync
         }
         Op::List(_, to) => drop(to.send(Err(error()))),
         Op::Show(_, to) => drop(to.send(Err(error()))),
-        Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) => {
+        Op::Started(id, _) | Op::Output(id, ..) | Op::Variables(id, _) | Op::Note(id, _) => {
             log(&format!("workflow {id}: a change to its record was lost: {}", error()))
         }
         Op::Close(done) => *closing = Some(done),
@@ -495,6 +520,10 @@ fn apply(db: &Connection, op: Op, highest: &mut u64) -> rusqlite::Result<Option<
         }
         Op::Output(id, seq, text) => {
             db.execute("INSERT INTO output (workflow, seq, text) VALUES (?1, ?2, ?3)", params![id as i64, seq as i64, text])?;
+            return Ok(None);
+        }
+        Op::Variables(id, bytes) => {
+            db.execute("UPDATE workflows SET variables = ?2 WHERE id = ?1", params![id as i64, bytes])?;
             return Ok(None);
         }
         Op::Note(id, text) => {
@@ -590,7 +619,7 @@ pub fn fill(path: &Path, count: u64, span_ms: i64) -> Result<(), StoreError> {
 fn show(db: &Connection, id: u64) -> rusqlite::Result<Option<Record>> {
     let record = db
         .query_row(
-            "SELECT id, name, source, plugins, cwd, state, exit_code, error, submitted_ms, started_ms, finished_ms
+            "SELECT id, name, source, plugins, cwd, state, exit_code, error, submitted_ms, started_ms, finished_ms, variables
              FROM workflows WHERE id = ?1",
             params![id as i64],
             |r| {
@@ -608,6 +637,7 @@ fn show(db: &Connection, id: u64) -> rusqlite::Result<Option<Record>> {
                     started_ms: r.get(9)?,
                     finished_ms: r.get(10)?,
                     output: String::new(),
+                    variables: r.get::<_, Option<Vec<u8>>>(11)?.map(serde_bytes::ByteBuf::from),
                 })
             },
         )

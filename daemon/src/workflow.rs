@@ -303,6 +303,9 @@ async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, r
     // Committed and forgotten before it is told: a client that hears the
     // end (`submit --wait`, `workflow kill`) then finds it ended.
     let (state, exit_code, error) = (finish.state, finish.exit_code, finish.error.clone());
+    if let Some(bytes) = &variables {
+        shared.store.variables(running.id, bytes.clone());
+    }
     if let Err(e) = shared.store.finished_committed(running.id, finish).await {
         log(&format!("workflow {}: its end was not recorded: {e}", running.id));
     }

@@ -204,6 +204,10 @@ pub struct Status {
     /// The limits the daemon was started with (absent from older daemons).
     #[serde(default)]
     pub limits: Option<StatusLimits>,
+    /// The Python environment (`sys.prefix`) whose interpreter runs the
+    /// workflows of a daemon started from Python; absent otherwise.
+    #[serde(default)]
+    pub environment: Option<String>,
 }
 
 /// `daemon start --memory-limit ... --output-limit ... --max-running ...
@@ -248,6 +252,10 @@ pub struct Record {
     pub finished_ms: Option<i64>,
     /// The printed lines, each ending in a newline.
     pub output: String,
+    /// The top-level variables of a workflow that succeeded, as in
+    /// `finished` (absent from older daemons, and for other workflows).
+    #[serde(default)]
+    pub variables: Option<ByteBuf>,
 }
 
 /// A body that is not a request the daemon can serve; the framing is
@@ -351,6 +359,9 @@ pub fn split(reply: Reply) -> Vec<Reply> {
             if let Some(e) = record.error.as_mut() {
                 take_text("error", e, &mut frames);
             }
+            if let Some(v) = record.variables.as_mut() {
+                take("variables", v, &mut frames);
+            }
             frames.push(Reply::Workflow(record));
         }
         other => frames.push(other),
@@ -383,6 +394,7 @@ impl Parts {
                 (Reply::Workflow(r), "source") => r.source = text(data)?,
                 (Reply::Workflow(r), "output") => r.output = text(data)?,
                 (Reply::Workflow(r), "error") => r.error = Some(text(data)?),
+                (Reply::Workflow(r), "variables") => r.variables = Some(ByteBuf::from(data)),
                 _ => return Err(ReplyError::Parts(format!("`part` frames of `{field}` came before a reply without that field"))),
             }
         }

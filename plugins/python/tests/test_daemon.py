@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -88,26 +89,41 @@ def test_status_and_a_second_start(private):
     assert again.returncode == 1 and "already running" in again.stderr
 
 
-def test_a_change_in_a_watched_folder_warns_every_reply_until_restart(private, capfd):
+def changed_warnings(call):
+    """The EnvironmentChangedWarnings `call()` issues (every one: the
+    filter shows repeats too), and the other warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    ours = [w for w in caught if issubclass(w.category, oxiida.EnvironmentChangedWarning)]
+    return ours, [w for w in caught if w not in ours]
+
+
+def test_a_change_in_a_watched_folder_warns_every_call_once_until_restart(private, capfd):
     env, tmp_path, watched = private
     log = (tmp_path / "data" / "daemon.log").read_text()
     assert "site-packages" in log and str(watched) in log
-    assert oxiida.submit("x = 1;\n", wait=True) == {"x": 1}
-    assert "environment changed" not in capfd.readouterr().err
+    ours, _ = changed_warnings(lambda: oxiida.submit("x = 1;\n", wait=True))
+    assert ours == []
     (watched / "newly_installed.py").write_text("x = 1\n")
     for _ in range(100):  # inotify is asynchronous
-        oxiida.submit("x = 1;\n", wait=True)
-        err = capfd.readouterr().err
-        if "environment changed" in err:
+        ours, others = changed_warnings(lambda: oxiida.submit("x = 1;\n", wait=True))
+        if ours:
             break
         time.sleep(0.05)
-    assert "newly_installed.py" in err and "python -m oxiida daemon restart" in err
-    oxiida.submit("x = 1;\n")
-    assert "environment changed" in capfd.readouterr().err  # still, on every reply
+    assert len(ours) == 1 and others == []  # once per call, though every reply says it
+    message = str(ours[0].message)
+    assert "newly_installed.py" in message and "python -m oxiida daemon restart" in message
+    assert ours[0].filename == __file__  # it points at the caller's line
+    assert issubclass(oxiida.EnvironmentChangedWarning, UserWarning)
+    for call in (lambda: oxiida.submit("x = 1;\n"), lambda: oxiida.workflows(), lambda: oxiida.status(1)):
+        ours, _ = changed_warnings(call)
+        assert len(ours) == 1  # still, on every call
+    assert "environment changed" not in capfd.readouterr().err  # a warning, not a write to stderr
     restarted = daemon(env, "restart")
     assert restarted.returncode == 0, restarted.stderr
-    oxiida.submit("x = 1;\n", wait=True)
-    assert "environment changed" not in capfd.readouterr().err
+    ours, _ = changed_warnings(lambda: oxiida.submit("x = 1;\n", wait=True))
+    assert ours == []
 
 
 def test_no_daemon_is_a_clear_error(tmp_path, monkeypatch):

@@ -24,11 +24,13 @@ import types
 from typing import Any, Mapping, Optional, Union
 
 from ._oxiida import OxiidaError, _check, _required, _run, _shutdown, _submit
+from ._daemon import *  # noqa: F401,F403 (workflows, status, result, output, kill, their types and errors)
+from ._daemon import __all__ as _daemon_all
 
 # `=f=` worker processes end with the script, and are reaped.
 atexit.register(_shutdown)
 
-__all__ = ["run", "check", "submit", "OxiidaError", "RemoteTraceback"]
+__all__ = ["run", "check", "submit", "OxiidaError", "RemoteTraceback", *_daemon_all]
 
 
 class RemoteTraceback(Exception):
@@ -90,7 +92,10 @@ def submit(
     daemon imports them from its own environment); they live in that
     workflow's own namespace. Without `wait`, returns the workflow's id at
     once; with it, prints its output to sys.stdout as it comes and returns
-    its variables, or raises OxiidaError. Errors in the source raise here,
+    its variables, or raises WorkflowFailedError (an OxiidaError); Ctrl-C
+    stops the wait, not the workflow (`result(id)` waits again). A daemon
+    of another Python environment is refused (WrongEnvironmentError), none
+    running raises DaemonNotRunningError. Errors in the source raise here,
     before anything is sent. The workflow runs with the caller's environment
     variables (`os.environ`, as it is now); `env=False` runs it with the
     daemon's instead, and a mapping gives it exactly those variables."""

@@ -1,0 +1,169 @@
+"""The daemon as an API: oxiida.workflows, status, result, output, kill,
+their errors, Ctrl-C while waiting, and a daemon of another environment.
+Each test runs its own daemon in private folders (test_daemon's fixture)."""
+
+import datetime
+import os
+import signal
+import site
+import subprocess
+import sys
+import time
+
+import pytest
+
+import oxiida
+from test_daemon import private  # noqa: F401 (a fixture)
+
+
+def test_workflows_status_output_and_result(private):  # noqa: F811
+    started = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    first = oxiida.submit('print "one";\nx = 1;\n', file_name="one.ox")
+    second = oxiida.submit('print "two";\nprint "2";\ny = [1, 2.5, "s"];\n', file_name="two.ox")
+    assert oxiida.result(second, timeout=30) == {"y": [1, 2.5, "s"]}
+    assert oxiida.result(first, timeout=30) == {"x": 1}
+
+    listed = oxiida.workflows()
+    assert [w.id for w in listed] == [second, first]  # newest first
+    assert isinstance(listed[0], oxiida.WorkflowSummary)
+    assert listed[0].name == "two.ox" and listed[0].state == "succeeded" and listed[0].exit_code == 0
+    assert listed[0].submitted >= started and listed[0].finished >= listed[0].submitted
+    assert [w.id for w in oxiida.workflows(limit=1)] == [second]
+    assert [w.id for w in oxiida.workflows(before=second)] == [first]
+    assert oxiida.workflows(status="failed") == []
+    assert oxiida.workflows(since=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)) == []
+
+    s = oxiida.status(second)
+    assert isinstance(s, oxiida.WorkflowStatus) and s.done
+    assert (s.id, s.name, s.state, s.exit_code, s.error) == (second, "two.ox", "succeeded", 0, None)
+    assert s.started is not None and s.finished >= s.started and s.cwd == os.getcwd()
+    assert s.source.startswith('print "two";')
+    assert oxiida.output(second) == "two\n2\n"
+
+
+def test_workflows_pages_through_the_daemons_list(private, monkeypatch):  # noqa: F811
+    ids = [oxiida.submit(f"x = {i};\n") for i in range(5)]
+    monkeypatch.setattr(oxiida._daemon, "_PAGE", 2)  # three requests for five
+    assert [w.id for w in oxiida.workflows(limit=None)] == ids[::-1]
+    assert [w.id for w in oxiida.workflows(limit=3)] == ids[:1:-1]
+    with pytest.raises(ValueError, match="no workflow state 'done'"):
+        oxiida.workflows(status="done")
+
+
+def test_a_failed_workflow_raises_from_result_and_submit(private):  # noqa: F811
+    def fails():
+        raise ValueError("bad input")
+
+    id = oxiida.submit("require fails;\nx = fails();\n", file_name="wf.ox")
+    with pytest.raises(oxiida.WorkflowFailedError, match="ValueError: bad input") as info:
+        oxiida.result(id, timeout=30)
+    assert isinstance(info.value, oxiida.OxiidaError)
+    assert (info.value.id, info.value.state) == (id, "failed") and "wf.ox:2:5" in info.value.error
+    assert oxiida.status(id).state == "failed"
+    with pytest.raises(oxiida.WorkflowFailedError, match="ValueError: bad input"):
+        oxiida.submit("require fails;\nx = fails();\n", wait=True)
+
+
+def test_a_timeout_then_kill(private):  # noqa: F811
+    def nap():  # a closure: travels by value (the daemon cannot import this module)
+        time.sleep(30)
+
+    id = oxiida.submit("require nap;\nprint \"napping\";\nx = nap();\n")
+    began = time.monotonic()
+    with pytest.raises(oxiida.ResultTimeoutError, match=rf"oxiida.result\({id}\)") as info:
+        oxiida.result(id, timeout=0.5)
+    assert isinstance(info.value, TimeoutError) and 0.5 <= time.monotonic() - began < 5
+    assert oxiida.status(id).state == "running" and not oxiida.status(id).done
+    assert [w.id for w in oxiida.workflows(status="running")] == [id]
+    for _ in range(100):  # the print is recorded as it comes
+        if oxiida.output(id) == "napping\n":
+            break
+        time.sleep(0.05)
+    assert oxiida.output(id) == "napping\n"
+    oxiida.kill(id)  # waits for its end
+    assert oxiida.status(id).state == "killed"
+    with pytest.raises(oxiida.WorkflowFailedError, match="killed") as info:
+        oxiida.result(id)
+    assert info.value.state == "killed"
+    with pytest.raises(oxiida.OxiidaError, match="not running: it killed"):
+        oxiida.kill(id)
+
+
+def test_an_unknown_id_and_no_daemon_say_what_to_do(private, tmp_path, monkeypatch):  # noqa: F811
+    for call in (oxiida.status, oxiida.result, oxiida.output, oxiida.kill):
+        with pytest.raises(oxiida.UnknownWorkflowError, match=r"no workflow 4242.*oxiida.workflows\(\)"):
+            call(4242)
+    with pytest.raises(TypeError, match="non-negative int"):
+        oxiida.status("1")
+    monkeypatch.setenv("OXIIDA_RUNTIME_DIR", str(tmp_path / "elsewhere"))
+    for call in (oxiida.workflows, lambda: oxiida.status(1), lambda: oxiida.submit("x = 1;\n")):
+        with pytest.raises(oxiida.DaemonNotRunningError, match=r"no daemon is running .*-m oxiida daemon start") as info:
+            call()
+        assert isinstance(info.value, oxiida.OxiidaError)
+
+
+WAITING = """
+import time, oxiida
+def nap():
+    time.sleep(30)
+print("submitting", flush=True)
+try:
+    oxiida.submit("require nap;\\nx = nap();\\n", wait=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+def test_ctrl_c_while_waiting_says_how_to_reattach(private):  # noqa: F811
+    env, tmp_path, _ = private
+    script = tmp_path / "waiting.py"
+    script.write_text(WAITING)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "submitting"
+        for _ in range(100):
+            if oxiida.workflows(status="running"):
+                break
+            time.sleep(0.05)
+        [running] = oxiida.workflows(status="running")
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.stdout.readline().strip() == "KeyboardInterrupt"
+        assert proc.wait(timeout=10) == 0
+        err = proc.stderr.read()
+        assert f"workflow {running.id} goes on" in err and f"oxiida.result({running.id})" in err, err
+        assert oxiida.status(running.id).state == "running"  # detached, not killed
+        oxiida.kill(running.id)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def other_venv(tmp_path):
+    """A second virtual environment that imports this oxiida (its
+    site-packages added to the new one's through a .pth file)."""
+    venv = tmp_path / "other-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    theirs = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True, check=True)
+    ours = [p for p in site.getsitepackages() if os.path.isdir(p)]
+    lines = "".join(f"import site; site.addsitedir({p!r})\n" for p in ours)
+    with open(os.path.join(theirs.stdout.strip(), "this_oxiida.pth"), "w") as f:
+        f.write(lines)
+    return venv, python
+
+
+def test_a_daemon_of_another_environment_is_refused(private, tmp_path):  # noqa: F811
+    env, _, _ = private
+    venv, python = other_venv(tmp_path)
+    code = "import oxiida\ntry:\n    oxiida.submit('x = 1;\\n', wait=True)\nexcept oxiida.WrongEnvironmentError as e:\n    print(e)\n"
+    out = subprocess.run([str(python), "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert f"the environment {sys.prefix}, not this one ({venv})" in out.stdout, out.stdout
+    assert f"{python} -m oxiida daemon start" in out.stdout
+    # The daemon's own environment is served.
+    assert oxiida.submit("x = 1;\n", wait=True) == {"x": 1}
+    # And the other venv's calls that run no Python (listing) still work.
+    listed = subprocess.run([str(python), "-c", "import oxiida; print(len(oxiida.workflows()))"], env=env, capture_output=True, text=True)
+    assert listed.stdout.strip() == "1", listed.stderr
