@@ -38,13 +38,22 @@ const STACK_BYTES: usize = 256 << 20;
 pub struct HostFactory {
     /// The error is the reason the workflow cannot start (exit 2).
     #[allow(clippy::type_complexity)]
-    pub make: Arc<dyn Fn(&Submit) -> Result<Arc<dyn Host>, String> + Send + Sync>,
+    pub make: Arc<dyn Fn(&Submit, Printer) -> Result<Arc<dyn Host>, String> + Send + Sync>,
     /// Called once the runner has made the submitted environment its
     /// process's own (see [`adopt_env`]), while it is still the process's
     /// only thread: an embedder updates its own view of the environment
     /// (Python's `os.environ`, read once at start).
     pub env_adopted: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Called when the workflow has run, before its end is reported: an
+    /// embedder sends what it still buffers for the [`Printer`].
+    pub finishing: Option<Arc<dyn Fn() + Send + Sync>>,
 }
+
+/// Prints into the workflow's output, as its own `print` does, in order
+/// with it: `(text, more)`, `more` saying that the printed value goes on in
+/// the next piece (no newline after this one). A host's functions print
+/// through it (the Python package routes their `sys.stdout` here).
+pub type Printer = Arc<dyn Fn(&str, bool) + Send + Sync>;
 
 /// What the daemon sends a runner: the submission, and the daemon's
 /// default plugins (`daemon start --plugin`), loaded before the
@@ -149,7 +158,7 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
         }
     };
     let Ok(writer) = stream.try_clone() else { return 1 };
-    let reporter = Reporter(Mutex::new(writer));
+    let reporter = Arc::new(Reporter(Mutex::new(writer)));
     let job: Job = match rmp_serde::from_slice(&job) {
         Ok(job) => job,
         Err(e) => {
@@ -179,13 +188,13 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
         reporter.send(&failed(exit::RUNTIME, "the runner cannot start its threads".into()));
         return 1;
     }
-    let reporter = &reporter;
+    let shared_reporter = &reporter;
+    let reporter = &*reporter;
     let interrupt = &interrupt;
     let ended = std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
-            .name("oxiida-workflow".into())
-            .stack_size(STACK_BYTES)
-            .spawn_scoped(scope, move || std::panic::catch_unwind(AssertUnwindSafe(|| workflow(job, env, host, reporter, interrupt))));
+        let worker = std::thread::Builder::new().name("oxiida-workflow".into()).stack_size(STACK_BYTES).spawn_scoped(scope, move || {
+            std::panic::catch_unwind(AssertUnwindSafe(|| workflow(job, env, host, shared_reporter, interrupt)))
+        });
         match worker.map(|w| w.join()) {
             Ok(Ok(Ok(()))) => true,
             Ok(_) => {
@@ -268,19 +277,27 @@ fn failed(code: u8, error: String) -> Report {
 /// `print` in a runner's workflow: a frame to the daemon, which records it.
 struct Sink<'a>(&'a Reporter);
 
-impl Output for Sink<'_> {
-    fn print(&self, text: &str) {
+impl Sink<'_> {
+    /// A printed value, or a piece of one (`more`), in frames of at most `CHUNK`.
+    fn piece(&self, text: &str, more: bool) {
         let pieces = oxiida_protocol::text_pieces(text);
         let last = pieces.len() - 1;
         for (i, piece) in pieces.into_iter().enumerate() {
-            self.0.send(&Report::Output { text: piece.to_owned(), more: i < last });
+            self.0.send(&Report::Output { text: piece.to_owned(), more: more || i < last });
         }
+    }
+}
+
+impl Output for Sink<'_> {
+    fn print(&self, text: &str) {
+        self.piece(text, false);
     }
 }
 
 /// Runs the job and reports its end. Calls still running (a foreign call
 /// that ignores cancellation) do not hold the runner: it exits after this.
-fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter: &Reporter, interrupt: &Interrupt) {
+fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, shared_reporter: &Arc<Reporter>, interrupt: &Interrupt) {
+    let reporter = &**shared_reporter;
     let Job { submit, defaults, .. } = job;
     // The workflow's working directory is the runner's own, entered only
     // now: a warm runner waited in the daemon's.
@@ -292,7 +309,11 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter:
         },
     };
     let made = match factory {
-        Some(factory) => (factory.make)(&submit),
+        Some(factory) => {
+            let to = shared_reporter.clone();
+            let printer: Printer = Arc::new(move |text: &str, more: bool| Sink(&to).piece(text, more));
+            (factory.make)(&submit, printer)
+        }
         None => sessions(&defaults, &submit, reporter).map(|h| Arc::new(h) as Arc<dyn Host>),
     };
     let host = match made {
@@ -328,6 +349,9 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter:
         },
         Err(d) => failed(exit::RUNTIME, source.render(&[d], false)),
     };
+    if let Some(finishing) = factory.and_then(|f| f.finishing.as_ref()) {
+        finishing();
+    }
     reporter.finish(end);
     // Left running: calls that ignore cancellation end with the process.
     runtime.shutdown_background();

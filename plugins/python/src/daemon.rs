@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use oxiida_daemon::runner::Printer;
 use oxiida_protocol::client::{Client, ConnectError};
 use oxiida_protocol::ByteBuf;
 use oxiida_protocol::Paths;
@@ -118,11 +119,16 @@ const FUNCTIONS: &str = "python";
 /// client pickled, in a fresh namespace of their own, with the client's
 /// working directory for its `=f=` calls (its plain calls run in the
 /// runner, whose working directory that already is).
-fn workflow_host(submit: &Submit) -> Result<Arc<dyn oxiida::foreign::Host>, String> {
+fn workflow_host(submit: &Submit, printer: Printer) -> Result<Arc<dyn oxiida::foreign::Host>, String> {
     if let Some(spec) = submit.plugins.first() {
         return Err(format!("this daemon runs the Python functions sent with a workflow; it loads no plugin (`{}`)", spec.path));
     }
     Python::attach(|py| {
+        // What the functions print is the workflow's output, in order with
+        // its own prints (not the daemon's log).
+        let stdout =
+            Bound::new(py, WorkflowStdout { printer, pending: parking_lot::Mutex::new(String::new()) }).map_err(|e| e.to_string())?;
+        py.import("sys").and_then(|sys| sys.setattr("stdout", stdout)).map_err(|e| e.to_string())?;
         let scope = match submit.extra.get(FUNCTIONS) {
             Some(pickled) => unpickle_scope(py, pickled).map_err(|e| e.to_string())?,
             None => PyDict::new(py).unbind(),
@@ -136,6 +142,63 @@ fn workflow_host(submit: &Submit) -> Result<Arc<dyn oxiida::foreign::Host>, Stri
         let functions = Functions::new(Some(scope), "the functions sent with the workflow", Front::Package, Context::new(cwd, env));
         Ok(Arc::new(PyHost::new(functions)) as Arc<dyn oxiida::foreign::Host>)
     })
+}
+
+/// A runner's `sys.stdout`: each whole line written is one printed value of
+/// the workflow; a partial line waits for its end, or goes as a piece
+/// (`more`) on `flush`. Writes from several threads share one buffer, as
+/// they share a terminal.
+#[pyclass(module = "oxiida", frozen)]
+struct WorkflowStdout {
+    printer: Printer,
+    pending: parking_lot::Mutex<String>,
+}
+
+#[pymethods]
+impl WorkflowStdout {
+    fn write(&self, text: &str) -> usize {
+        let mut pending = self.pending.lock();
+        pending.push_str(text);
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            (self.printer)(&line[..end], false);
+        }
+        text.chars().count()
+    }
+
+    fn flush(&self) {
+        let rest = std::mem::take(&mut *self.pending.lock());
+        if !rest.is_empty() {
+            (self.printer)(&rest, true);
+        }
+    }
+
+    fn isatty(&self) -> bool {
+        false
+    }
+
+    fn writable(&self) -> bool {
+        true
+    }
+
+    #[getter]
+    fn encoding(&self) -> &'static str {
+        "utf-8"
+    }
+}
+
+/// Before the workflow's end is reported: what `sys.stdout` still holds.
+fn flush_stdout() {
+    Python::attach(|py| {
+        if let Ok(out) = py.import("sys").and_then(|sys| sys.getattr("stdout")) {
+            if let Ok(ours) = out.cast::<WorkflowStdout>() {
+                let rest = std::mem::take(&mut *ours.get().pending.lock());
+                if !rest.is_empty() {
+                    (ours.get().printer)(&rest, false);
+                }
+            }
+        }
+    });
 }
 
 /// Serves a daemon in this process until it is stopped; every workflow runs
@@ -193,7 +256,11 @@ fn _daemon_serve(
 /// the process at once.
 #[pyfunction]
 fn _runner(py: Python<'_>) {
-    let factory = oxiida_daemon::runner::HostFactory { make: Arc::new(workflow_host), env_adopted: Some(Arc::new(refresh_environ)) };
+    let factory = oxiida_daemon::runner::HostFactory {
+        make: Arc::new(workflow_host),
+        env_adopted: Some(Arc::new(refresh_environ)),
+        finishing: Some(Arc::new(flush_stdout)),
+    };
     let code = py.detach(|| oxiida_daemon::runner::run_from_fd(Some(&factory)));
     for stream in ["stdout", "stderr"] {
         if let Ok(out) = py.import("sys").and_then(|sys| sys.getattr(stream)) {

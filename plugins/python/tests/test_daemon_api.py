@@ -167,3 +167,30 @@ def test_a_daemon_of_another_environment_is_refused(private, tmp_path):  # noqa:
     # And the other venv's calls that run no Python (listing) still work.
     listed = subprocess.run([str(python), "-c", "import oxiida; print(len(oxiida.workflows()))"], env=env, capture_output=True, text=True)
     assert listed.stdout.strip() == "1", listed.stderr
+
+
+def test_prints_of_called_functions_reach_the_waiting_client_in_order(private, capfd):  # noqa: F811
+    def shout(word):
+        print(f"function says {word}")
+        print("no newline yet", end="")
+        sys.stdout.flush()
+        print(" - now one")
+        return word.upper()
+
+    src = 'require shout;\nprint "before";\na = shout("hi");\nprint "between";\nb = shout("yo");\nprint "after";\n'
+    assert oxiida.submit(src, wait=True) == {"a": "HI", "b": "YO"}
+    expected = (
+        "before\nfunction says hi\nno newline yet - now one\n"
+        "between\nfunction says yo\nno newline yet - now one\nafter\n"
+    )
+    assert capfd.readouterr().out == expected
+    id = oxiida.workflows(limit=1)[0].id
+    assert oxiida.output(id) == expected  # recorded too, not in the daemon's log
+
+
+def test_a_partial_line_left_at_the_end_is_printed(private, capfd):  # noqa: F811
+    def trailing():
+        print("unfinished", end="")
+
+    assert oxiida.submit("require trailing;\nx = trailing();\n", wait=True) == {"x": None}
+    assert capfd.readouterr().out == "unfinished\n"
