@@ -47,6 +47,11 @@ pub struct HostFactory {
     /// Called when the workflow has run, before its end is reported: an
     /// embedder sends what it still buffers for the [`Printer`].
     pub finishing: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Makes what a client needs to raise a failed workflow's error as its
+    /// own (the Python package: the exception a function raised, pickled);
+    /// carried, opaque, to waiting clients and into the record.
+    #[allow(clippy::type_complexity)]
+    pub exception: Option<Arc<dyn Fn(&Source, &Diagnostic) -> Option<Vec<u8>> + Send + Sync>>,
 }
 
 /// Prints into the workflow's output, as its own `print` does, in order
@@ -97,6 +102,9 @@ pub enum Report {
         /// The top-level variables of a workflow that succeeded: one
         /// MessagePack map, encoded as foreign-call values are.
         variables: Option<ByteBuf>,
+        /// [`HostFactory::exception`]'s account of a failure.
+        #[serde(default)]
+        exception: Option<ByteBuf>,
     },
 }
 
@@ -113,7 +121,7 @@ impl Reporter {
 
     /// A workflow's end, its long fields sent ahead in `part` reports.
     fn finish(&self, report: Report) {
-        let Report::Finished { state, exit_code, mut error, mut variables } = report else { return self.send(&report) };
+        let Report::Finished { state, exit_code, mut error, mut variables, mut exception } = report else { return self.send(&report) };
         let mut out = self.0.lock();
         let mut part = |field: &str, data: &[u8]| {
             for piece in oxiida_protocol::data_pieces(data) {
@@ -127,7 +135,10 @@ impl Reporter {
         if variables.as_ref().is_some_and(|v| v.len() > CHUNK) {
             part("variables", &variables.take().unwrap_or_default());
         }
-        let end = Report::Finished { state, exit_code, error, variables };
+        if exception.as_ref().is_some_and(|v| v.len() > CHUNK) {
+            part("exception", &exception.take().unwrap_or_default());
+        }
+        let end = Report::Finished { state, exit_code, error, variables, exception };
         let _ = std::io::Write::write_all(&mut *out, &oxiida_protocol::encode(&end));
     }
 }
@@ -271,7 +282,7 @@ pub fn adopt_env(env: std::collections::BTreeMap<ByteBuf, ByteBuf>) -> Option<En
 }
 
 fn failed(code: u8, error: String) -> Report {
-    Report::Finished { state: state::FAILED.into(), exit_code: Some(code.into()), error: Some(error), variables: None }
+    Report::Finished { state: state::FAILED.into(), exit_code: Some(code.into()), error: Some(error), variables: None, exception: None }
 }
 
 /// `print` in a runner's workflow: a frame to the daemon, which records it.
@@ -338,7 +349,13 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, shared_re
             let map = vars.iter().map(|(name, value)| (name.to_string(), plugin::codec::to_wire(value))).collect();
             let mut bytes = Vec::new();
             oxiida_abi::Value::Map(map).encode(&mut bytes);
-            Report::Finished { state: state::SUCCEEDED.into(), exit_code: Some(0), error: None, variables: Some(bytes.into()) }
+            Report::Finished {
+                state: state::SUCCEEDED.into(),
+                exit_code: Some(0),
+                error: None,
+                variables: Some(bytes.into()),
+                exception: None,
+            }
         }
         // The daemon knows why it cancelled, and records that.
         Err(_) if interrupt.is_triggered() => Report::Finished {
@@ -346,8 +363,15 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, shared_re
             exit_code: Some(exit::INTERRUPTED.into()),
             error: Some("interrupted".into()),
             variables: None,
+            exception: None,
         },
-        Err(d) => failed(exit::RUNTIME, source.render(&[d], false)),
+        Err(d) => {
+            let mut end = failed(exit::RUNTIME, source.render(&[d.clone()], false));
+            if let (Some(describe), Report::Finished { exception, .. }) = (factory.and_then(|f| f.exception.as_ref()), &mut end) {
+                *exception = describe(&source, &d).map(ByteBuf::from);
+            }
+            end
+        }
     };
     if let Some(finishing) = factory.and_then(|f| f.finishing.as_ref()) {
         finishing();

@@ -568,8 +568,10 @@ async fn send(wr: &mut OwnedWriteHalf, reply: &Reply) -> bool {
     let long = |n: usize| n > protocol::CHUNK;
     let big = match reply {
         Reply::Output { text, .. } => long(text.len()),
-        Reply::Finished { error, variables, .. } => {
-            error.as_ref().is_some_and(|e| long(e.len())) || variables.as_ref().is_some_and(|v| long(v.len()))
+        Reply::Finished { error, variables, exception, .. } => {
+            error.as_ref().is_some_and(|e| long(e.len()))
+                || variables.as_ref().is_some_and(|v| long(v.len()))
+                || exception.as_ref().is_some_and(|v| long(v.len()))
         }
         Reply::Workflow(r) => long(r.source.len()) || long(r.output.len()) || r.error.as_ref().is_some_and(|e| long(e.len())),
         _ => false,
@@ -840,9 +842,10 @@ async fn stream(id: u64, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>
                         return false;
                     }
                 }
-                Some(Event::Finished { state, exit_code, error, variables }) => {
+                Some(Event::Finished { state, exit_code, error, variables, exception }) => {
                     let variables = variables.map(serde_bytes::ByteBuf::from);
-                    return send(wr, &Reply::Finished { id, state: state.into(), exit_code, error, variables }).await;
+                    let exception = exception.map(serde_bytes::ByteBuf::from);
+                    return send(wr, &Reply::Finished { id, state: state.into(), exit_code, error, variables, exception }).await;
                 }
                 None => return send(wr, &self::error(ErrorKind::Internal, "the workflow ended without a result")).await,
             },

@@ -45,8 +45,16 @@ CREATE INDEX IF NOT EXISTS workflows_by_submitted ON workflows(submitted_ms);
 
 /// Columns added after 0.2, each added to an older database the first time
 /// a daemon opens it: a succeeded workflow's variables (for
-/// `oxiida.result(id)`), MessagePack as in the `finished` reply.
-const ADDED: [(&str, &str); 1] = [("variables", "ALTER TABLE workflows ADD COLUMN variables BLOB")];
+/// `oxiida.result(id)`), MessagePack as in the `finished` reply, and a
+/// failed one's exception as its host made it (Python: pickled).
+const ADDED: [(&str, &str); 2] = [
+    (KEPT_VARIABLES, "ALTER TABLE workflows ADD COLUMN variables BLOB"),
+    (KEPT_EXCEPTION, "ALTER TABLE workflows ADD COLUMN exception BLOB"),
+];
+
+/// The columns [`Store::keep`] writes.
+pub const KEPT_VARIABLES: &str = "variables";
+pub const KEPT_EXCEPTION: &str = "exception";
 
 fn add_columns(db: &Connection) -> rusqlite::Result<()> {
     for (column, sql) in ADDED {
@@ -129,8 +137,8 @@ enum Op {
     Insert(New, oneshot::Sender<Result<u64, StoreError>>),
     Started(u64, i64),
     Output(u64, u64, String),
-    /// A succeeded workflow's variables, sent before its end.
-    Variables(u64, Vec<u8>),
+    /// A column of [`ADDED`] (variables, exception), sent before the end.
+    Keep(u64, &'static str, Vec<u8>),
     /// Appends a sentence to a workflow's error.
     Note(u64, String),
     /// With a sender, told once the end is committed.
@@ -336,10 +344,11 @@ impl Store {
         self.send(Op::Output(id, seq, text));
     }
 
-    /// Keeps a succeeded workflow's variables; sent before its end, so
-    /// committed with it or before.
-    pub fn variables(&self, id: u64, bytes: Vec<u8>) {
-        self.send(Op::Variables(id, bytes));
+    /// Keeps a workflow's variables or exception (`KEPT_*`); sent before
+    /// its end, so committed with it or before.
+    pub fn keep(&self, id: u64, column: &'static str, bytes: Vec<u8>) {
+        debug_assert!(ADDED.iter().any(|(c, _)| *c == column));
+        self.send(Op::Keep(id, column, bytes));
     }
 
     /// Appends `text` to workflow `id`'s error (what was cleaned up after it).
@@ -471,7 +480,7 @@ fn refuse(op: Op, error: impl Fn() -> StoreError, closing: &mut Option<std::sync
         }
         Op::List(_, to) => drop(to.send(Err(error()))),
         Op::Show(_, to) => drop(to.send(Err(error()))),
-        Op::Started(id, _) | Op::Output(id, ..) | Op::Variables(id, _) | Op::Note(id, _) => {
+        Op::Started(id, _) | Op::Output(id, ..) | Op::Keep(id, ..) | Op::Note(id, _) => {
             log(&format!("workflow {id}: a change to its record was lost: {}", error()))
         }
         Op::Close(done) => *closing = Some(done),
@@ -522,8 +531,9 @@ fn apply(db: &Connection, op: Op, highest: &mut u64) -> rusqlite::Result<Option<
             db.execute("INSERT INTO output (workflow, seq, text) VALUES (?1, ?2, ?3)", params![id as i64, seq as i64, text])?;
             return Ok(None);
         }
-        Op::Variables(id, bytes) => {
-            db.execute("UPDATE workflows SET variables = ?2 WHERE id = ?1", params![id as i64, bytes])?;
+        Op::Keep(id, column, bytes) => {
+            // `column` is one of ADDED's names, never input.
+            db.execute(&format!("UPDATE workflows SET {column} = ?2 WHERE id = ?1"), params![id as i64, bytes])?;
             return Ok(None);
         }
         Op::Note(id, text) => {
@@ -619,7 +629,7 @@ pub fn fill(path: &Path, count: u64, span_ms: i64) -> Result<(), StoreError> {
 fn show(db: &Connection, id: u64) -> rusqlite::Result<Option<Record>> {
     let record = db
         .query_row(
-            "SELECT id, name, source, plugins, cwd, state, exit_code, error, submitted_ms, started_ms, finished_ms, variables
+            "SELECT id, name, source, plugins, cwd, state, exit_code, error, submitted_ms, started_ms, finished_ms, variables, exception
              FROM workflows WHERE id = ?1",
             params![id as i64],
             |r| {
@@ -638,6 +648,7 @@ fn show(db: &Connection, id: u64) -> rusqlite::Result<Option<Record>> {
                     finished_ms: r.get(10)?,
                     output: String::new(),
                     variables: r.get::<_, Option<Vec<u8>>>(11)?.map(serde_bytes::ByteBuf::from),
+                    exception: r.get::<_, Option<Vec<u8>>>(12)?.map(serde_bytes::ByteBuf::from),
                 })
             },
         )

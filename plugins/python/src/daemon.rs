@@ -201,6 +201,27 @@ fn flush_stdout() {
     });
 }
 
+/// A failed workflow's exception for its client (`Finished::exception`):
+/// the exception a called function raised, as `oxiida._daemon._pack`
+/// pickles it with its traceback's text; None for other errors.
+fn pack_exception(source: &oxiida::Source, error: &oxiida::Diagnostic) -> Option<Vec<u8>> {
+    let raised = error.cause.as_ref()?.downcast_ref::<crate::package::Raised>()?;
+    // Where in the workflow, without the traceback the exception carries.
+    let mut brief = error.clone();
+    brief.notes.clear();
+    let place = source.render(&[brief], false);
+    Python::attach(|py| {
+        let packed = py.import("oxiida._daemon").and_then(|m| m.getattr("_pack")?.call1((raised.0.bind(py), &place))?.extract::<Vec<u8>>());
+        match packed {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                eprintln!("oxiida runner: the exception cannot be sent to the client: {e}");
+                None
+            }
+        }
+    })
+}
+
 /// Serves a daemon in this process until it is stopped; every workflow runs
 /// in a runner (this interpreter, see [`_runner`]) on this package's host.
 /// `watch` lists the folders whose changes make every reply carry a
@@ -260,6 +281,7 @@ fn _runner(py: Python<'_>) {
         make: Arc::new(workflow_host),
         env_adopted: Some(Arc::new(refresh_environ)),
         finishing: Some(Arc::new(flush_stdout)),
+        exception: Some(Arc::new(pack_exception)),
     };
     let code = py.detach(|| oxiida_daemon::runner::run_from_fd(Some(&factory)));
     for stream in ["stdout", "stderr"] {
@@ -399,9 +421,10 @@ fn receive<'py>(py: Python<'py>, client: &mut Client, wait: bool, id: &mut Optio
             // A long value comes in pieces: no newline until its last.
             Reply::Output { text, more: false, .. } => oxiida::Output::print(&PyStdout, &text),
             Reply::Output { text, .. } => print_py(py, &text),
-            Reply::Finished { id, state, error, variables, .. } => {
+            Reply::Finished { id, state, error, variables, exception, .. } => {
                 if state != oxiida_protocol::state::SUCCEEDED {
-                    return Err(failed(py, id, &state, error.as_deref())?);
+                    let exception = exception.map(|e| PyBytes::new(py, &e));
+                    return Err(failed(py, id, &state, error.as_deref(), exception)?);
                 }
                 return Ok(variables_dict(py, variables.as_ref().map(|v| v.as_slice()))?.into_any());
             }
@@ -412,10 +435,11 @@ fn receive<'py>(py: Python<'py>, client: &mut Client, wait: bool, id: &mut Optio
 }
 
 /// The error a workflow that did not succeed raises: built by
-/// `oxiida._daemon._failed` (WorkflowFailedError, with `id` and `state`).
-fn failed(py: Python<'_>, id: u64, state: &str, error: Option<&str>) -> PyResult<PyErr> {
+/// `oxiida._daemon._failed` (the function's own exception, else
+/// WorkflowFailedError).
+fn failed<'py>(py: Python<'py>, id: u64, state: &str, error: Option<&str>, exception: Option<Bound<'py, PyBytes>>) -> PyResult<PyErr> {
     let make = py.import("oxiida._daemon")?.getattr("_failed")?;
-    Ok(PyErr::from_value(make.call1((id, state, error))?))
+    Ok(PyErr::from_value(make.call1((id, state, error, exception))?))
 }
 
 /// One page of the daemon's workflows, newest first: (id, name, state,
@@ -463,6 +487,7 @@ fn _show(py: Python<'_>, id: u64) -> PyResult<Bound<'_, PyDict>> {
         None => None,
     };
     out.set_item("variables", variables)?;
+    out.set_item("exception", record.exception.map(|e| PyBytes::new(py, &e)))?;
     Ok(out)
 }
 

@@ -50,18 +50,56 @@ def test_workflows_pages_through_the_daemons_list(private, monkeypatch):  # noqa
         oxiida.workflows(status="done")
 
 
-def test_a_failed_workflow_raises_from_result_and_submit(private):  # noqa: F811
-    def fails():
-        raise ValueError("bad input")
+def test_a_function_s_exception_is_raised_as_its_own_with_its_file_and_line(private):  # noqa: F811
+    class Refused(Exception):  # a class of the caller's: travels by value, comes back the same class
+        pass
 
-    id = oxiida.submit("require fails;\nx = fails();\n", file_name="wf.ox")
-    with pytest.raises(oxiida.WorkflowFailedError, match="ValueError: bad input") as info:
+    def fails(what):
+        if what == "refused":
+            raise Refused("not this one")
+        raise ValueError("bad input")  # the line the traceback names
+
+    line = fails.__code__.co_firstlineno + 3
+    id = oxiida.submit('require fails;\nx = fails("value");\n', file_name="wf.ox")
+    with pytest.raises(ValueError) as info:
         oxiida.result(id, timeout=30)
-    assert isinstance(info.value, oxiida.OxiidaError)
-    assert (info.value.id, info.value.state) == (id, "failed") and "wf.ox:2:5" in info.value.error
-    assert oxiida.status(id).state == "failed"
-    with pytest.raises(oxiida.WorkflowFailedError, match="ValueError: bad input"):
-        oxiida.submit("require fails;\nx = fails();\n", wait=True)
+    assert type(info.value) is ValueError and info.value.args == ("bad input",)
+    cause = info.value.__cause__
+    assert isinstance(cause, oxiida.RemoteTraceback)
+    assert f'File "{__file__}", line {line}, in fails' in cause.tb, cause.tb
+    if sys.version_info >= (3, 11):
+        assert any(f"in oxiida workflow {id}" in n and "wf.ox:2:5" in n for n in info.value.__notes__)
+    assert oxiida.status(id).state == "failed" and "bad input" in oxiida.status(id).error
+
+    with pytest.raises(Refused, match="not this one") as info:
+        oxiida.submit('require fails;\nx = fails("refused");\n', wait=True)
+    assert type(info.value) is Refused
+    assert f'line {line - 1}, in fails' in info.value.__cause__.tb
+
+
+def test_an_exception_that_cannot_travel_is_a_workflow_failed_error_with_its_traceback(private):  # noqa: F811
+    import threading
+
+    class Holding(Exception):
+        def __init__(self):
+            super().__init__("holds a lock")
+            self.lock = threading.Lock()  # cannot be pickled
+
+    def fails():
+        raise Holding()
+
+    with pytest.raises(oxiida.WorkflowFailedError, match="raised .*Holding.*cannot be pickled") as info:
+        oxiida.submit("require fails;\nx = fails();\n", wait=True, file_name="wf.ox")
+    assert isinstance(info.value, oxiida.OxiidaError) and info.value.state == "failed"
+    assert "wf.ox:2:5" in str(info.value)
+    assert "holds a lock" in info.value.__cause__.tb and __file__ in info.value.__cause__.tb
+
+
+def test_a_workflow_error_without_an_exception_is_a_workflow_failed_error(private):  # noqa: F811
+    id = oxiida.submit('x = 1 / 0;\n', file_name="div.ox")
+    with pytest.raises(oxiida.WorkflowFailedError, match="div.ox:1") as info:
+        oxiida.result(id, timeout=30)
+    assert (info.value.id, info.value.state) == (id, "failed")
 
 
 def test_a_timeout_then_kill(private):  # noqa: F811

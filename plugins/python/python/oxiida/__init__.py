@@ -99,7 +99,7 @@ def submit(
     before anything is sent. The workflow runs with the caller's environment
     variables (`os.environ`, as it is now); `env=False` runs it with the
     daemon's instead, and a mapping gives it exactly those variables."""
-    import cloudpickle
+    from ._daemon import _dumps
 
     scope = dict(scope) if scope is not None else _caller_scope(1)
     names = {}
@@ -113,4 +113,4 @@ def submit(
         sent = None
     else:
         sent = [(os.fsencode(k), os.fsencode(v)) for k, v in env.items()]
-    return _submit(source, file_name, cloudpickle.dumps(names), os.getcwd(), wait, sent)
+    return _submit(source, file_name, _dumps(names), os.getcwd(), wait, sent)

@@ -7,7 +7,9 @@ not know UnknownWorkflowError.
 """
 
 import datetime
+import pickle
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -61,8 +63,79 @@ class ResultTimeoutError(OxiidaError, TimeoutError):
     """`result(id, timeout=...)` ran out of time; the workflow goes on."""
 
 
-def _failed(id: int, state: str, error: Optional[str]) -> WorkflowFailedError:
-    """The exception a workflow that did not succeed raises (also `submit(wait=True)`'s)."""
+def _dumps(names: Dict[str, Any]) -> bytes:
+    """The functions `submit` sends, pickled by cloudpickle keeping their
+    code's file names, which cloudpickle replaces with "<dynamic-code>":
+    a traceback in the daemon then names the real file and line."""
+    import io
+    import types
+
+    import cloudpickle
+
+    reduce_code = getattr(getattr(cloudpickle, "cloudpickle", None), "_code_reduce", None)
+    if reduce_code is None:  # another cloudpickle: tracebacks say <dynamic-code>
+        return cloudpickle.dumps(names)
+
+    def keep_file_name(code: types.CodeType):
+        make, args = reduce_code(code)
+        return make, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+
+    class Pickler(cloudpickle.Pickler):
+        dispatch_table = {**cloudpickle.Pickler.dispatch_table, types.CodeType: keep_file_name}
+
+    out = io.BytesIO()
+    Pickler(out).dump(names)
+    return out.getvalue()
+
+
+def _pack(exc: BaseException, place: str) -> bytes:
+    """In a runner: what a client needs to raise `exc` as its own (see
+    `_failed`): the exception pickled (by cloudpickle, so a class of the
+    client's script travels by value), its traceback as text, and where in
+    the workflow it was raised."""
+    import cloudpickle
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        pickled, why = cloudpickle.dumps(exc), None
+    except Exception as e:  # an exception holding a lock, a socket...
+        pickled, why = None, f"it cannot be pickled ({type(e).__name__}: {e})"
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return pickle.dumps({"exception": pickled, "why": why, "type": kind, "traceback": text, "place": place})
+
+
+def _failed(id: int, state: str, error: Optional[str], packed: Optional[bytes] = None) -> BaseException:
+    """The exception a workflow that did not succeed raises (`result`'s, and
+    `submit(wait=True)`'s): the called function's own when one raised it and
+    it unpickles here (its traceback in the daemon as its cause, where in
+    the workflow as a note), else WorkflowFailedError."""
+    from . import RemoteTraceback
+
+    info = None
+    if packed is not None:
+        try:
+            info = pickle.loads(packed)
+        except Exception:
+            info = None
+    if info is not None:
+        why = info["why"]
+        exc = None
+        if info["exception"] is not None:
+            try:
+                exc = pickle.loads(info["exception"])
+            except Exception as e:
+                why = f"it cannot be unpickled here ({type(e).__name__}: {e}); install what defines it in this environment"
+        if isinstance(exc, BaseException):
+            exc.__cause__ = RemoteTraceback(info["traceback"])
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"in oxiida workflow {id}, run by the daemon:\n{info['place']}")
+            return exc
+        failed = WorkflowFailedError(
+            f"{info['place']}\nthe function raised {info['type']}, which is raised here as WorkflowFailedError: {why}",
+            id, state, error,
+        )
+        failed.__cause__ = RemoteTraceback(info["traceback"])
+        return failed
     if error and state == "failed":
         message = error
     elif error:
@@ -169,8 +242,10 @@ def output(id: int) -> str:
 
 def result(id: int, timeout: Optional[float] = None) -> Dict[str, Any]:
     """Waits until workflow `id` ends and returns its top-level variables,
-    as `submit(wait=True)` does; a workflow that did not succeed raises
-    WorkflowFailedError. With `timeout` (seconds), raises ResultTimeoutError
+    as `submit(wait=True)` does. A workflow that failed because a called
+    function raised raises that exception (its class, its message, its
+    traceback in the daemon as its cause); one that failed otherwise, or
+    was killed or interrupted, raises WorkflowFailedError. With `timeout` (seconds), raises ResultTimeoutError
     if it has not ended by then (the workflow goes on). The wait asks the
     daemon every 0.05 s at first, then every 0.5 s; Ctrl-C stops it."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -185,7 +260,7 @@ def result(id: int, timeout: Optional[float] = None) -> Dict[str, Any]:
                 )
             return r["variables"]
         if r["state"] in ENDED:
-            raise _failed(id, r["state"], r["error"])
+            raise _failed(id, r["state"], r["error"], r["exception"])
         if deadline is not None and time.monotonic() >= deadline:
             raise ResultTimeoutError(
                 f"workflow {id} is still {r['state']} after {timeout} s; it goes on: call `oxiida.result({id})` "
