@@ -612,6 +612,15 @@ fn _daemon_command(py: Python<'_>, name: &str) -> PyResult<u8> {
     }
 }
 
+/// The `oxiida` command line `argv` (the program name first), run by the
+/// CLI's own code in this process; returns its exit status. A panic in
+/// it is an OxiidaError here, never an unwind into Python.
+#[pyfunction]
+fn _cli(py: Python<'_>, argv: Vec<String>) -> PyResult<u8> {
+    py.detach(|| std::panic::catch_unwind(|| oxiida_cli::main_with(argv)))
+        .map_err(|_| OxiidaError::new_err("the oxiida command failed on an internal error (its message is above); please report it"))
+}
+
 /// Writes to `sys.stdout` (or `sys.stderr`), where Python code and Jupyter look.
 fn write_py(py: Python<'_>, stream: &str, text: &str) {
     if let Ok(out) = py.import("sys").and_then(|sys| sys.getattr(stream)) {
@@ -643,6 +652,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_workflows, m)?)?;
     m.add_function(wrap_pyfunction!(_show, m)?)?;
     m.add_function(wrap_pyfunction!(_kill, m)?)?;
+    m.add_function(wrap_pyfunction!(_cli, m)?)?;
     let py = m.py();
     m.add("DaemonNotRunningError", py.get_type::<DaemonNotRunningError>())?;
     m.add("UnknownWorkflowError", py.get_type::<UnknownWorkflowError>())?;

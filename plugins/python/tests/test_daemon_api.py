@@ -232,3 +232,29 @@ def test_a_partial_line_left_at_the_end_is_printed(private, capfd):  # noqa: F81
 
     assert oxiida.submit("require trailing;\nx = trailing();\n", wait=True) == {"x": None}
     assert capfd.readouterr().out == "unfinished\n"
+
+
+def test_the_installed_oxiida_command_is_the_cli_and_runs_this_environments_daemon(private, tmp_path):  # noqa: F811
+    env, _, _ = private
+    command = os.path.join(os.path.dirname(sys.executable), "oxiida")
+    assert os.access(command, os.X_OK), "pip installs an `oxiida` console command beside this Python"
+
+    def oxiida_cmd(*args):
+        return subprocess.run([command, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    version = oxiida_cmd("--version")
+    assert version.returncode == 0 and version.stdout.startswith("oxiida 0."), version
+    id = oxiida.submit('print "hi";\nx = 1;\n', file_name="listed.ox")
+    oxiida.result(id, timeout=30)
+    listed = oxiida_cmd("workflow", "list")
+    assert listed.returncode == 0 and "listed.ox" in listed.stdout and "succeeded" in listed.stdout, listed
+    shown = oxiida_cmd("workflow", "show", str(id))
+    assert shown.returncode == 0 and "hi" in shown.stdout, shown
+    status = oxiida_cmd("daemon", "status")  # this environment's daemon, as `python -m oxiida daemon status`
+    assert status.returncode == 0 and sys.executable in status.stdout, status
+    flow = tmp_path / "flow.ox"
+    flow.write_text('print "ran by the command";\n')
+    ran = oxiida_cmd("run", str(flow))
+    assert ran.returncode == 0 and ran.stdout == "ran by the command\n", ran
+    bad = oxiida_cmd("check", str(tmp_path / "missing.ox"))
+    assert bad.returncode != 0 and "missing.ox" in bad.stderr, bad
