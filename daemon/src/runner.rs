@@ -366,7 +366,7 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, shared_re
             exception: None,
         },
         Err(d) => {
-            let mut end = failed(exit::RUNTIME, source.render(&[d.clone()], false));
+            let mut end = failed(exit::RUNTIME, source.render(std::slice::from_ref(&d), false));
             if let (Some(describe), Report::Finished { exception, .. }) = (factory.and_then(|f| f.exception.as_ref()), &mut end) {
                 *exception = describe(&source, &d).map(ByteBuf::from);
             }

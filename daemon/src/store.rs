@@ -697,6 +697,39 @@ mod tests {
     }
 
     #[test]
+    fn an_older_database_gets_the_kept_columns_and_keeps_its_records() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        // The 0.2 schema: no `variables`, no `exception`.
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute(
+            "INSERT INTO workflows (name, source, plugins, state, exit_code, submitted_ms) VALUES ('old.ox', 'x = 1;', '', 'succeeded', 0, 1)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let store = open(&path).unwrap();
+        let record = rt.block_on(store.show(1)).unwrap().unwrap();
+        assert_eq!((record.name.as_str(), record.variables, record.exception), ("old.ox", None, None));
+        let new = New { name: "new.ox".into(), source: "x = 1;".into(), plugins: vec![], cwd: None };
+        let id = rt.block_on(store.insert(new)).unwrap();
+        store.keep(id, KEPT_VARIABLES, vec![1, 2]);
+        store.keep(id, KEPT_EXCEPTION, vec![3]);
+        rt.block_on(store.finished_committed(id, Finish { state: "failed", exit_code: Some(1), error: None })).unwrap();
+        store.close();
+        // Opened again, nothing is added twice, and what was kept is there.
+        let store = open(&path).unwrap();
+        let record = rt.block_on(store.show(id)).unwrap().unwrap();
+        assert_eq!((record.variables.unwrap().into_vec(), record.exception.unwrap().into_vec()), (vec![1, 2], vec![3]));
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn ids_go_on_after_the_highest_given_even_in_a_new_database() {
         let dir = std::env::temp_dir().join(format!("oxiida-store-ids-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
