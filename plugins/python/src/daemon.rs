@@ -72,12 +72,16 @@ fn warn_notices(py: Python<'_>, client: &mut Client) -> PyResult<()> {
 }
 
 /// One request and its reply; a daemon's `not_found` raises
-/// UnknownWorkflowError, other errors OxiidaError.
-fn call(py: Python<'_>, request: Request) -> PyResult<Reply> {
+/// UnknownWorkflowError, other errors OxiidaError. Without `notices`, the
+/// daemon's notices are dropped (a call that repeats a request, as
+/// `result`'s wait does, warns on its first alone).
+fn call(py: Python<'_>, request: Request, notices: bool) -> PyResult<Reply> {
     let paths = paths()?;
     let mut client = connect(py, &paths)?;
     let reply = py.detach(|| client.call(&request));
-    warn_notices(py, &mut client)?;
+    if notices {
+        warn_notices(py, &mut client)?;
+    }
     reply.map_err(call_error)
 }
 
@@ -445,7 +449,7 @@ fn failed<'py>(py: Python<'py>, id: u64, state: &str, error: Option<&str>, excep
 /// One page of the daemon's workflows, newest first: (id, name, state,
 /// exit code, submitted ms, finished ms) each, and whether more match.
 #[pyfunction]
-#[pyo3(signature = (state=None, limit=None, before=None, since_ms=None))]
+#[pyo3(signature = (state=None, limit=None, before=None, since_ms=None, notices=true))]
 #[allow(clippy::type_complexity)]
 fn _workflows(
     py: Python<'_>,
@@ -453,8 +457,9 @@ fn _workflows(
     limit: Option<u32>,
     before: Option<u64>,
     since_ms: Option<i64>,
+    notices: bool,
 ) -> PyResult<(Vec<(u64, String, String, Option<i32>, i64, Option<i64>)>, bool)> {
-    match call(py, Request::List(oxiida_protocol::List { limit, since_ms, state, before }))? {
+    match call(py, Request::List(oxiida_protocol::List { limit, since_ms, state, before }), notices)? {
         Reply::Workflows { workflows, more } => {
             Ok((workflows.into_iter().map(|w| (w.id, w.name, w.state, w.exit_code, w.submitted_ms, w.finished_ms)).collect(), more))
         }
@@ -465,8 +470,9 @@ fn _workflows(
 /// Everything recorded about workflow `id`, as a dict (`variables`
 /// decoded; None unless it succeeded).
 #[pyfunction]
-fn _show(py: Python<'_>, id: u64) -> PyResult<Bound<'_, PyDict>> {
-    let record = match call(py, Request::Show { id })? {
+#[pyo3(signature = (id, notices=true))]
+fn _show(py: Python<'_>, id: u64, notices: bool) -> PyResult<Bound<'_, PyDict>> {
+    let record = match call(py, Request::Show { id }, notices)? {
         Reply::Workflow(r) => r,
         other => return Err(OxiidaError::new_err(format!("the daemon answered `show` with {other:?}"))),
     };

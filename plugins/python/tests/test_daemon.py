@@ -119,6 +119,15 @@ def test_a_change_in_a_watched_folder_warns_every_call_once_until_restart(privat
     for call in (lambda: oxiida.submit("x = 1;\n"), lambda: oxiida.workflows(), lambda: oxiida.status(1)):
         ours, _ = changed_warnings(call)
         assert len(ours) == 1  # still, on every call
+
+    def doze():
+        time.sleep(0.4)
+
+    ids = []
+    changed_warnings(lambda: ids.append(oxiida.submit("require doze;\nx = doze();\n", {"doze": doze})))
+    dozing = ids[0]
+    ours, _ = changed_warnings(lambda: oxiida.result(dozing, timeout=30))
+    assert len(ours) == 1  # result asks the daemon several times, and warns once
     assert "environment changed" not in capfd.readouterr().err  # a warning, not a write to stderr
     restarted = daemon(env, "restart")
     assert restarted.returncode == 0, restarted.stderr

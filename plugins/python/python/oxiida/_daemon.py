@@ -247,11 +247,29 @@ def result(id: int, timeout: Optional[float] = None) -> Dict[str, Any]:
     traceback in the daemon as its cause); one that failed otherwise, or
     was killed or interrupted, raises WorkflowFailedError. With `timeout` (seconds), raises ResultTimeoutError
     if it has not ended by then (the workflow goes on). The wait asks the
-    daemon every 0.05 s at first, then every 0.5 s; Ctrl-C stops it."""
+    daemon every 0.05 s at first, then every 0.5 s, for the workflow's
+    state alone; Ctrl-C stops it."""
+    _check_id(id)
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = 0.05
+    first = True
     while True:
-        r = _record(id)
+        # One row of the list, through its index: the workflow with the
+        # highest id below id + 1 is this one, if the daemon knows it.
+        rows, _ = _workflows(None, 1, id + 1, None, first)
+        first = False
+        state = rows[0][2] if rows and rows[0][0] == id else None
+        if state is not None and state not in ENDED:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeoutError(
+                    f"workflow {id} is still {state} after {timeout} s; it goes on: call `oxiida.result({id})` "
+                    f"again to wait more, or `oxiida.kill({id})` to stop it"
+                )
+            wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
+            time.sleep(wait)
+            pause = min(pause * 2, 0.5)
+            continue
+        r = _show(id, False)  # an unknown id raises UnknownWorkflowError here
         if r["state"] == "succeeded":
             if r["variables"] is None:
                 raise OxiidaError(
@@ -261,14 +279,6 @@ def result(id: int, timeout: Optional[float] = None) -> Dict[str, Any]:
             return r["variables"]
         if r["state"] in ENDED:
             raise _failed(id, r["state"], r["error"], r["exception"])
-        if deadline is not None and time.monotonic() >= deadline:
-            raise ResultTimeoutError(
-                f"workflow {id} is still {r['state']} after {timeout} s; it goes on: call `oxiida.result({id})` "
-                f"again to wait more, or `oxiida.kill({id})` to stop it"
-            )
-        wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
-        time.sleep(wait)
-        pause = min(pause * 2, 0.5)
 
 
 def kill(id: int, *, wait: bool = True) -> None:
