@@ -302,5 +302,8 @@ pub fn describe(s: &crate::Status) -> String {
             l.idle_timeout_secs
         ));
     }
+    if let Some(prefix) = &s.environment {
+        out.push_str(&format!("python environment: {prefix} (submits from other environments are refused)\n"));
+    }
     out
 }

@@ -252,6 +252,7 @@ def test_the_installed_oxiida_command_is_the_cli_and_runs_this_environments_daem
     assert shown.returncode == 0 and "hi" in shown.stdout, shown
     status = oxiida_cmd("daemon", "status")  # this environment's daemon, as `python -m oxiida daemon status`
     assert status.returncode == 0 and sys.executable in status.stdout, status
+    assert f"python environment: {sys.prefix}" in status.stdout, status
     flow = tmp_path / "flow.ox"
     flow.write_text('print "ran by the command";\n')
     ran = oxiida_cmd("run", str(flow))
