@@ -326,6 +326,18 @@ fn sys_executable(py: Python<'_>) -> String {
     py.import("sys").and_then(|s| s.getattr("executable")?.extract()).unwrap_or_else(|_| "python".into())
 }
 
+/// The environment (`sys.prefix`) the running daemon serves: None when
+/// none answers, "" for a daemon that serves none (the CLI's).
+#[pyfunction]
+fn _daemon_environment(py: Python<'_>) -> PyResult<Option<String>> {
+    let paths = paths()?;
+    let status = py.detach(|| Client::connect_keeping_notices(&paths).ok().map(|mut c| c.call(&Request::Status)));
+    Ok(match status {
+        Some(Ok(Reply::Status(s))) => Some(s.environment.unwrap_or_default()),
+        _ => None,
+    })
+}
+
 /// The running daemon's pid, or None.
 #[pyfunction]
 fn _daemon_pid(py: Python<'_>) -> PyResult<Option<u32>> {
@@ -659,6 +671,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_show, m)?)?;
     m.add_function(wrap_pyfunction!(_kill, m)?)?;
     m.add_function(wrap_pyfunction!(_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(_daemon_environment, m)?)?;
     let py = m.py();
     m.add("DaemonNotRunningError", py.get_type::<DaemonNotRunningError>())?;
     m.add("UnknownWorkflowError", py.get_type::<UnknownWorkflowError>())?;

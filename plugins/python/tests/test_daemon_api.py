@@ -200,11 +200,24 @@ def test_a_daemon_of_another_environment_is_refused(private, tmp_path):  # noqa:
     assert out.returncode == 0, out.stderr
     assert f"the environment {sys.prefix}, not this one ({venv})" in out.stdout, out.stdout
     assert f"{python} -m oxiida daemon start" in out.stdout
+    start = subprocess.run([str(python), "-m", "oxiida", "daemon", "start"], env=env, capture_output=True, text=True, timeout=60)
+    assert start.returncode == 1 and f"it runs the Python environment {sys.prefix}, not this one ({venv})" in start.stderr, start
+    assert "OXIIDA_RUNTIME_DIR" in start.stderr
     # The daemon's own environment is served.
     assert oxiida.submit("x = 1;\n", wait=True) == {"x": 1}
     # And the other venv's calls that run no Python (listing) still work.
     listed = subprocess.run([str(python), "-c", "import oxiida; print(len(oxiida.workflows()))"], env=env, capture_output=True, text=True)
     assert listed.stdout.strip() == "1", listed.stderr
+    # With folders of its own, the other environment runs a daemon of its own beside this one.
+    own = dict(env, OXIIDA_RUNTIME_DIR=str(tmp_path / "other-run"), OXIIDA_DATA_DIR=str(tmp_path / "other-data"))
+    started = subprocess.run([str(python), "-m", "oxiida", "daemon", "start"], env=own, capture_output=True, text=True, timeout=60)
+    try:
+        assert started.returncode == 0, started.stderr
+        ran = subprocess.run([str(python), "-c", code + "else:\n    print('ran')\n"], env=own, capture_output=True, text=True, timeout=60)
+        assert ran.stdout.strip() == "ran", (ran.stdout, ran.stderr)
+    finally:
+        stopped = subprocess.run([str(python), "-m", "oxiida", "daemon", "stop"], env=own, capture_output=True, text=True, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
 
 
 def test_prints_of_called_functions_reach_the_waiting_client_in_order(private, capfd):  # noqa: F811

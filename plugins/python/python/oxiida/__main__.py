@@ -63,7 +63,15 @@ def _start(foreground, args):
     pid = _oxiida._daemon_pid()
     socket, log = _oxiida._daemon_paths()
     if pid is not None:
-        print(f"oxiida: a daemon is already running (pid {pid}, socket {socket})", file=sys.stderr)
+        said = f"oxiida: a daemon is already running (pid {pid}, socket {socket})"
+        there = _oxiida._daemon_environment()
+        if there is not None and there != sys.prefix:
+            runs = f"the Python environment {there}" if there else "no Python (the `oxiida` CLI started it)"
+            said += (
+                f"; it runs {runs}, not this one ({sys.prefix}): stop it first (`daemon stop`), or give this "
+                "environment a daemon of its own by setting OXIIDA_RUNTIME_DIR and OXIIDA_DATA_DIR to folders of its own"
+            )
+        print(said, file=sys.stderr)
         return 1
     if foreground:
         try:
