@@ -72,8 +72,11 @@ def _dumps(names: Dict[str, Any]) -> bytes:
 
     import cloudpickle
 
-    reduce_code = getattr(getattr(cloudpickle, "cloudpickle", None), "_code_reduce", None)
-    if reduce_code is None:  # another cloudpickle: tracebacks say <dynamic-code>
+    # cloudpickle 3 (cloudpickle.cloudpickle) or 2 (cloudpickle.cloudpickle_fast).
+    modules = (getattr(cloudpickle, name, None) for name in ("cloudpickle", "cloudpickle_fast"))
+    reduce_code = next((f for f in (getattr(m, "_code_reduce", None) for m in modules) if f is not None), None)
+    if reduce_code is None or not hasattr(cloudpickle.Pickler, "dispatch_table"):
+        # Another cloudpickle: it pickles as it does (tracebacks may say <dynamic-code>).
         return cloudpickle.dumps(names)
 
     def keep_file_name(code: types.CodeType):
