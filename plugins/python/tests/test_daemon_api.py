@@ -95,6 +95,23 @@ def test_an_exception_that_cannot_travel_is_a_workflow_failed_error_with_its_tra
     assert "holds a lock" in info.value.__cause__.tb and __file__ in info.value.__cause__.tb
 
 
+def test_an_exception_that_cannot_be_unpickled_here_is_a_workflow_failed_error(private):  # noqa: F811
+    def only_in_the_daemon():
+        raise ImportError("no module named 'elsewhere'")  # as a class missing from this environment
+
+    class Elsewhere(Exception):
+        def __reduce__(self):
+            return (only_in_the_daemon, ())
+
+    def fails():
+        raise Elsewhere("from elsewhere")
+
+    id = oxiida.submit("require fails;\nx = fails();\n")
+    with pytest.raises(oxiida.WorkflowFailedError, match="cannot be unpickled here .*elsewhere.*install what defines it") as info:
+        oxiida.result(id, timeout=30)
+    assert "from elsewhere" in info.value.__cause__.tb
+
+
 def test_a_workflow_error_without_an_exception_is_a_workflow_failed_error(private):  # noqa: F811
     id = oxiida.submit('x = 1 / 0;\n', file_name="div.ox")
     with pytest.raises(oxiida.WorkflowFailedError, match="div.ox:1") as info:
