@@ -283,7 +283,7 @@ pub fn status() -> u8 {
 
 pub struct SubmitArgs<'a> {
     pub file: &'a Path,
-    pub inputs: &'a crate::InputArgs,
+    pub inputs: &'a super::InputArgs,
     pub plugins: &'a [String],
     pub max_tasks: Option<u32>,
     pub max_fanout: Option<u32>,

@@ -199,7 +199,20 @@ impl LimitArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    ExitCode::from(main_with(std::env::args_os()))
+}
+
+/// The whole command: runs the command line `args` (the program name
+/// first) and returns the exit status. Usage errors, `--help` and
+/// `--version` print and exit the process, as a command does. The library
+/// (src/lib.rs, this file as a module) exports it for the Python package's
+/// `oxiida` console command.
+pub fn main_with<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
     // A runner stays on this thread, the process's only one, until it has
     // its job: it may then make the submitted environment its own.
     if matches!(cli.command, Command::Daemon { action: DaemonAction::Runner }) {
@@ -207,9 +220,9 @@ fn main() -> ExitCode {
     }
     let worker = std::thread::Builder::new().name("oxiida".into()).stack_size(STACK_BYTES).spawn(move || dispatch(cli));
     match worker.map(|w| w.join()) {
-        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Ok(code)) => code,
         // The panic message has already been printed.
-        _ => ExitCode::from(70),
+        _ => 70,
     }
 }
 

@@ -38,13 +38,27 @@ const STACK_BYTES: usize = 256 << 20;
 pub struct HostFactory {
     /// The error is the reason the workflow cannot start (exit 2).
     #[allow(clippy::type_complexity)]
-    pub make: Arc<dyn Fn(&Submit) -> Result<Arc<dyn Host>, String> + Send + Sync>,
+    pub make: Arc<dyn Fn(&Submit, Printer) -> Result<Arc<dyn Host>, String> + Send + Sync>,
     /// Called once the runner has made the submitted environment its
     /// process's own (see [`adopt_env`]), while it is still the process's
     /// only thread: an embedder updates its own view of the environment
     /// (Python's `os.environ`, read once at start).
     pub env_adopted: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Called when the workflow has run, before its end is reported: an
+    /// embedder sends what it still buffers for the [`Printer`].
+    pub finishing: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Makes what a client needs to raise a failed workflow's error as its
+    /// own (the Python package: the exception a function raised, pickled);
+    /// carried, opaque, to waiting clients and into the record.
+    #[allow(clippy::type_complexity)]
+    pub exception: Option<Arc<dyn Fn(&Source, &Diagnostic) -> Option<Vec<u8>> + Send + Sync>>,
 }
+
+/// Prints into the workflow's output, as its own `print` does, in order
+/// with it: `(text, more)`, `more` saying that the printed value goes on in
+/// the next piece (no newline after this one). A host's functions print
+/// through it (the Python package routes their `sys.stdout` here).
+pub type Printer = Arc<dyn Fn(&str, bool) + Send + Sync>;
 
 /// What the daemon sends a runner: the submission, and the daemon's
 /// default plugins (`daemon start --plugin`), loaded before the
@@ -88,6 +102,9 @@ pub enum Report {
         /// The top-level variables of a workflow that succeeded: one
         /// MessagePack map, encoded as foreign-call values are.
         variables: Option<ByteBuf>,
+        /// [`HostFactory::exception`]'s account of a failure.
+        #[serde(default)]
+        exception: Option<ByteBuf>,
     },
 }
 
@@ -104,7 +121,7 @@ impl Reporter {
 
     /// A workflow's end, its long fields sent ahead in `part` reports.
     fn finish(&self, report: Report) {
-        let Report::Finished { state, exit_code, mut error, mut variables } = report else { return self.send(&report) };
+        let Report::Finished { state, exit_code, mut error, mut variables, mut exception } = report else { return self.send(&report) };
         let mut out = self.0.lock();
         let mut part = |field: &str, data: &[u8]| {
             for piece in oxiida_protocol::data_pieces(data) {
@@ -118,7 +135,10 @@ impl Reporter {
         if variables.as_ref().is_some_and(|v| v.len() > CHUNK) {
             part("variables", &variables.take().unwrap_or_default());
         }
-        let end = Report::Finished { state, exit_code, error, variables };
+        if exception.as_ref().is_some_and(|v| v.len() > CHUNK) {
+            part("exception", &exception.take().unwrap_or_default());
+        }
+        let end = Report::Finished { state, exit_code, error, variables, exception };
         let _ = std::io::Write::write_all(&mut *out, &oxiida_protocol::encode(&end));
     }
 }
@@ -149,7 +169,7 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
         }
     };
     let Ok(writer) = stream.try_clone() else { return 1 };
-    let reporter = Reporter(Mutex::new(writer));
+    let reporter = Arc::new(Reporter(Mutex::new(writer)));
     let job: Job = match rmp_serde::from_slice(&job) {
         Ok(job) => job,
         Err(e) => {
@@ -179,13 +199,13 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
         reporter.send(&failed(exit::RUNTIME, "the runner cannot start its threads".into()));
         return 1;
     }
-    let reporter = &reporter;
+    let shared_reporter = &reporter;
+    let reporter = &*reporter;
     let interrupt = &interrupt;
     let ended = std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
-            .name("oxiida-workflow".into())
-            .stack_size(STACK_BYTES)
-            .spawn_scoped(scope, move || std::panic::catch_unwind(AssertUnwindSafe(|| workflow(job, env, host, reporter, interrupt))));
+        let worker = std::thread::Builder::new().name("oxiida-workflow".into()).stack_size(STACK_BYTES).spawn_scoped(scope, move || {
+            std::panic::catch_unwind(AssertUnwindSafe(|| workflow(job, env, host, shared_reporter, interrupt)))
+        });
         match worker.map(|w| w.join()) {
             Ok(Ok(Ok(()))) => true,
             Ok(_) => {
@@ -273,25 +293,33 @@ fn decode_inputs(bytes: &[u8]) -> Result<Vec<(Arc<str>, oxiida::value::Value)>, 
 }
 
 fn failed(code: u8, error: String) -> Report {
-    Report::Finished { state: state::FAILED.into(), exit_code: Some(code.into()), error: Some(error), variables: None }
+    Report::Finished { state: state::FAILED.into(), exit_code: Some(code.into()), error: Some(error), variables: None, exception: None }
 }
 
 /// `print` in a runner's workflow: a frame to the daemon, which records it.
 struct Sink<'a>(&'a Reporter);
 
-impl Output for Sink<'_> {
-    fn print(&self, text: &str) {
+impl Sink<'_> {
+    /// A printed value, or a piece of one (`more`), in frames of at most `CHUNK`.
+    fn piece(&self, text: &str, more: bool) {
         let pieces = oxiida_protocol::text_pieces(text);
         let last = pieces.len() - 1;
         for (i, piece) in pieces.into_iter().enumerate() {
-            self.0.send(&Report::Output { text: piece.to_owned(), more: i < last });
+            self.0.send(&Report::Output { text: piece.to_owned(), more: more || i < last });
         }
+    }
+}
+
+impl Output for Sink<'_> {
+    fn print(&self, text: &str) {
+        self.piece(text, false);
     }
 }
 
 /// Runs the job and reports its end. Calls still running (a foreign call
 /// that ignores cancellation) do not hold the runner: it exits after this.
-fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter: &Reporter, interrupt: &Interrupt) {
+fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, shared_reporter: &Arc<Reporter>, interrupt: &Interrupt) {
+    let reporter = &**shared_reporter;
     let Job { submit, defaults, .. } = job;
     // The workflow's working directory is the runner's own, entered only
     // now: a warm runner waited in the daemon's.
@@ -303,7 +331,11 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter:
         },
     };
     let made = match factory {
-        Some(factory) => (factory.make)(&submit),
+        Some(factory) => {
+            let to = shared_reporter.clone();
+            let printer: Printer = Arc::new(move |text: &str, more: bool| Sink(&to).piece(text, more));
+            (factory.make)(&submit, printer)
+        }
         None => sessions(&defaults, &submit, reporter).map(|h| Arc::new(h) as Arc<dyn Host>),
     };
     let host = match made {
@@ -333,7 +365,13 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter:
             let map = vars.iter().map(|(name, value)| (name.to_string(), plugin::codec::to_wire(value))).collect();
             let mut bytes = Vec::new();
             oxiida_abi::Value::Map(map).encode(&mut bytes);
-            Report::Finished { state: state::SUCCEEDED.into(), exit_code: Some(0), error: None, variables: Some(bytes.into()) }
+            Report::Finished {
+                state: state::SUCCEEDED.into(),
+                exit_code: Some(0),
+                error: None,
+                variables: Some(bytes.into()),
+                exception: None,
+            }
         }
         // The daemon knows why it cancelled, and records that.
         Err(_) if interrupt.is_triggered() => Report::Finished {
@@ -341,9 +379,19 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, reporter:
             exit_code: Some(exit::INTERRUPTED.into()),
             error: Some("interrupted".into()),
             variables: None,
+            exception: None,
         },
-        Err(d) => failed(exit::RUNTIME, source.render(&[d], false)),
+        Err(d) => {
+            let mut end = failed(exit::RUNTIME, source.render(std::slice::from_ref(&d), false));
+            if let (Some(describe), Report::Finished { exception, .. }) = (factory.and_then(|f| f.exception.as_ref()), &mut end) {
+                *exception = describe(&source, &d).map(ByteBuf::from);
+            }
+            end
+        }
     };
+    if let Some(finishing) = factory.and_then(|f| f.finishing.as_ref()) {
+        finishing();
+    }
     reporter.finish(end);
     // Left running: calls that ignore cancellation end with the process.
     runtime.shutdown_background();

@@ -88,6 +88,8 @@ pub struct Shared {
     /// Finds and kills what workflows leave running (cgroups or markers).
     pub reaper: Reaper,
     default_specs: Vec<String>,
+    /// [`Options::environment`], for `status`.
+    environment_name: Option<String>,
     started_ms: i64,
     /// Workflows not finished yet; watched, so a stopping daemon learns
     /// when the last one has ended.
@@ -246,6 +248,9 @@ pub struct Options {
     pub host_name: Option<String>,
     /// Memory and output per workflow, workflows at once, idle connections.
     pub limits: Limits,
+    /// What `status` reports as the daemon's environment: the Python
+    /// package's `sys.prefix`, so a client of another one can refuse it.
+    pub environment: Option<String>,
 }
 
 /// The environment variable naming the descriptor a daemon started in the
@@ -353,6 +358,7 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         limits,
         reaper,
         default_specs,
+        environment_name: options.environment,
         paths: paths.clone(),
         store,
         defaults,
@@ -562,8 +568,10 @@ async fn send(wr: &mut OwnedWriteHalf, reply: &Reply) -> bool {
     let long = |n: usize| n > protocol::CHUNK;
     let big = match reply {
         Reply::Output { text, .. } => long(text.len()),
-        Reply::Finished { error, variables, .. } => {
-            error.as_ref().is_some_and(|e| long(e.len())) || variables.as_ref().is_some_and(|v| long(v.len()))
+        Reply::Finished { error, variables, exception, .. } => {
+            error.as_ref().is_some_and(|e| long(e.len()))
+                || variables.as_ref().is_some_and(|v| long(v.len()))
+                || exception.as_ref().is_some_and(|v| long(v.len()))
         }
         Reply::Workflow(r) => long(r.source.len()) || long(r.output.len()) || r.error.as_ref().is_some_and(|e| long(e.len())),
         _ => false,
@@ -721,6 +729,7 @@ fn status(shared: &Shared) -> Status {
         database: shared.paths.database.display().to_string(),
         default_plugins: shared.default_specs.clone(),
         loaded_plugins: loaded.iter().map(|(path, name)| format!("{name} ({})", path.display())).collect(),
+        environment: shared.environment_name.clone(),
         limits: Some(protocol::StatusLimits {
             memory_limit: shared.limits.memory,
             output_limit: shared.limits.output,
@@ -833,9 +842,10 @@ async fn stream(id: u64, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>
                         return false;
                     }
                 }
-                Some(Event::Finished { state, exit_code, error, variables }) => {
+                Some(Event::Finished { state, exit_code, error, variables, exception }) => {
                     let variables = variables.map(serde_bytes::ByteBuf::from);
-                    return send(wr, &Reply::Finished { id, state: state.into(), exit_code, error, variables }).await;
+                    let exception = exception.map(serde_bytes::ByteBuf::from);
+                    return send(wr, &Reply::Finished { id, state: state.into(), exit_code, error, variables, exception }).await;
                 }
                 None => return send(wr, &self::error(ErrorKind::Internal, "the workflow ended without a result")).await,
             },

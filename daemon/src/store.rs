@@ -43,6 +43,30 @@ CREATE INDEX IF NOT EXISTS workflows_by_state ON workflows(state, id);
 CREATE INDEX IF NOT EXISTS workflows_by_submitted ON workflows(submitted_ms);
 ";
 
+/// Columns added after 0.2, each added to an older database the first time
+/// a daemon opens it: a succeeded workflow's variables (for
+/// `oxiida.result(id)`), MessagePack as in the `finished` reply, and a
+/// failed one's exception as its host made it (Python: pickled).
+const ADDED: [(&str, &str); 2] = [
+    (KEPT_VARIABLES, "ALTER TABLE workflows ADD COLUMN variables BLOB"),
+    (KEPT_EXCEPTION, "ALTER TABLE workflows ADD COLUMN exception BLOB"),
+];
+
+/// The columns [`Store::keep`] writes.
+pub const KEPT_VARIABLES: &str = "variables";
+pub const KEPT_EXCEPTION: &str = "exception";
+
+fn add_columns(db: &Connection) -> rusqlite::Result<()> {
+    for (column, sql) in ADDED {
+        let have: i64 =
+            db.query_row("SELECT count(*) FROM pragma_table_info('workflows') WHERE name = ?1", params![column], |r| r.get(0))?;
+        if have == 0 {
+            db.execute_batch(sql)?;
+        }
+    }
+    Ok(())
+}
+
 /// Why the store cannot be opened or did not answer. Each message says what
 /// to do.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +137,8 @@ enum Op {
     Insert(New, oneshot::Sender<Result<u64, StoreError>>),
     Started(u64, i64),
     Output(u64, u64, String),
+    /// A column of [`ADDED`] (variables, exception), sent before the end.
+    Keep(u64, &'static str, Vec<u8>),
     /// Appends a sentence to a workflow's error.
     Note(u64, String),
     /// With a sender, told once the end is committed.
@@ -162,6 +188,7 @@ pub fn open_with(path: &Path, last_id: Option<&Path>) -> Result<Store, StoreErro
         "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
     )
     .and_then(|()| db.execute_batch(SCHEMA))
+    .and_then(|()| add_columns(&db))
     .map_err(prepare)?;
     let lost = db
         .execute(
@@ -317,6 +344,13 @@ impl Store {
         self.send(Op::Output(id, seq, text));
     }
 
+    /// Keeps a workflow's variables or exception (`KEPT_*`); sent before
+    /// its end, so committed with it or before.
+    pub fn keep(&self, id: u64, column: &'static str, bytes: Vec<u8>) {
+        debug_assert!(ADDED.iter().any(|(c, _)| *c == column));
+        self.send(Op::Keep(id, column, bytes));
+    }
+
     /// Appends `text` to workflow `id`'s error (what was cleaned up after it).
     pub fn note(&self, id: u64, text: String) {
         self.send(Op::Note(id, text));
@@ -446,7 +480,7 @@ fn refuse(op: Op, error: impl Fn() -> StoreError, closing: &mut Option<std::sync
         }
         Op::List(_, to) => drop(to.send(Err(error()))),
         Op::Show(_, to) => drop(to.send(Err(error()))),
-        Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) => {
+        Op::Started(id, _) | Op::Output(id, ..) | Op::Keep(id, ..) | Op::Note(id, _) => {
             log(&format!("workflow {id}: a change to its record was lost: {}", error()))
         }
         Op::Close(done) => *closing = Some(done),
@@ -495,6 +529,11 @@ fn apply(db: &Connection, op: Op, highest: &mut u64) -> rusqlite::Result<Option<
         }
         Op::Output(id, seq, text) => {
             db.execute("INSERT INTO output (workflow, seq, text) VALUES (?1, ?2, ?3)", params![id as i64, seq as i64, text])?;
+            return Ok(None);
+        }
+        Op::Keep(id, column, bytes) => {
+            // `column` is one of ADDED's names, never input.
+            db.execute(&format!("UPDATE workflows SET {column} = ?2 WHERE id = ?1"), params![id as i64, bytes])?;
             return Ok(None);
         }
         Op::Note(id, text) => {
@@ -590,7 +629,7 @@ pub fn fill(path: &Path, count: u64, span_ms: i64) -> Result<(), StoreError> {
 fn show(db: &Connection, id: u64) -> rusqlite::Result<Option<Record>> {
     let record = db
         .query_row(
-            "SELECT id, name, source, plugins, cwd, state, exit_code, error, submitted_ms, started_ms, finished_ms
+            "SELECT id, name, source, plugins, cwd, state, exit_code, error, submitted_ms, started_ms, finished_ms, variables, exception
              FROM workflows WHERE id = ?1",
             params![id as i64],
             |r| {
@@ -608,6 +647,8 @@ fn show(db: &Connection, id: u64) -> rusqlite::Result<Option<Record>> {
                     started_ms: r.get(9)?,
                     finished_ms: r.get(10)?,
                     output: String::new(),
+                    variables: r.get::<_, Option<Vec<u8>>>(11)?.map(serde_bytes::ByteBuf::from),
+                    exception: r.get::<_, Option<Vec<u8>>>(12)?.map(serde_bytes::ByteBuf::from),
                 })
             },
         )
@@ -651,6 +692,39 @@ mod tests {
         let record = rt.block_on(store.show(done)).unwrap().unwrap();
         assert_eq!((record.output.as_str(), record.plugins.len()), ("1\n", 1));
         assert!(rt.block_on(store.show(999)).unwrap().is_none());
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_older_database_gets_the_kept_columns_and_keeps_its_records() {
+        let dir = std::env::temp_dir().join(format!("oxiida-store-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite3");
+        // The 0.2 schema: no `variables`, no `exception`.
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute(
+            "INSERT INTO workflows (name, source, plugins, state, exit_code, submitted_ms) VALUES ('old.ox', 'x = 1;', '', 'succeeded', 0, 1)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let store = open(&path).unwrap();
+        let record = rt.block_on(store.show(1)).unwrap().unwrap();
+        assert_eq!((record.name.as_str(), record.variables, record.exception), ("old.ox", None, None));
+        let new = New { name: "new.ox".into(), source: "x = 1;".into(), plugins: vec![], cwd: None };
+        let id = rt.block_on(store.insert(new)).unwrap();
+        store.keep(id, KEPT_VARIABLES, vec![1, 2]);
+        store.keep(id, KEPT_EXCEPTION, vec![3]);
+        rt.block_on(store.finished_committed(id, Finish { state: "failed", exit_code: Some(1), error: None })).unwrap();
+        store.close();
+        // Opened again, nothing is added twice, and what was kept is there.
+        let store = open(&path).unwrap();
+        let record = rt.block_on(store.show(id)).unwrap().unwrap();
+        assert_eq!((record.variables.unwrap().into_vec(), record.exception.unwrap().into_vec()), (vec![1, 2], vec![3]));
         store.close();
         let _ = std::fs::remove_dir_all(&dir);
     }

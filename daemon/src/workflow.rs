@@ -64,6 +64,7 @@ pub enum Event {
         exit_code: Option<i32>,
         error: Option<String>,
         variables: Option<Vec<u8>>,
+        exception: Option<Vec<u8>>,
     },
 }
 
@@ -287,7 +288,7 @@ pub async fn end_unstarted(shared: &Shared, running: &Running, finish: Finish) {
         log(&format!("workflow {}: its end was not recorded: {e}", running.id));
     }
     shared.forget(running.id);
-    running.tell(|| Event::Finished { state, exit_code, error: error.clone(), variables: None });
+    running.tell(|| Event::Finished { state, exit_code, error: error.clone(), variables: None, exception: None });
 }
 
 async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, runner: Runner) {
@@ -295,7 +296,7 @@ async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, r
     // In its cgroup before it has its job, so before it starts anything.
     shared.reaper.contain(running.id, runner.child.id(), &runner.marker);
     let job = oxiida_protocol::encode(&Job { submit, defaults: shared.default_plugins(), marker: Some(crate::reap::marker(running.id)) });
-    let (finish, variables) = drive(&shared, &running, &job, runner).await;
+    let (finish, Kept { variables, exception }) = drive(&shared, &running, &job, runner).await;
     // Whatever it left running (`setsid` ones too) ends with it, before
     // its end is recorded and told.
     shared.reaper.end(running.id).await;
@@ -303,11 +304,17 @@ async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, r
     // Committed and forgotten before it is told: a client that hears the
     // end (`submit --wait`, `workflow kill`) then finds it ended.
     let (state, exit_code, error) = (finish.state, finish.exit_code, finish.error.clone());
+    if let Some(bytes) = &variables {
+        shared.store.keep(running.id, crate::store::KEPT_VARIABLES, bytes.clone());
+    }
+    if let Some(bytes) = &exception {
+        shared.store.keep(running.id, crate::store::KEPT_EXCEPTION, bytes.clone());
+    }
     if let Err(e) = shared.store.finished_committed(running.id, finish).await {
         log(&format!("workflow {}: its end was not recorded: {e}", running.id));
     }
     shared.forget(running.id);
-    running.tell(|| Event::Finished { state, exit_code, error: error.clone(), variables: variables.clone() });
+    running.tell(|| Event::Finished { state, exit_code, error: error.clone(), variables: variables.clone(), exception: exception.clone() });
     release(&shared).await;
 }
 
@@ -317,7 +324,17 @@ fn failed(code: u8, error: String) -> Finish {
 
 /// Gives the runner its job (a warm runner that died meanwhile is replaced
 /// once), then records and forwards its reports until its end, and reaps it.
-async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -> (Finish, Option<Vec<u8>>) {
+/// What a workflow's end carries besides its record's fields.
+#[derive(Default)]
+struct Kept {
+    /// Its variables, when it succeeded.
+    variables: Option<Vec<u8>>,
+    /// What its host made of the error (the Python package: the exception
+    /// a function raised, pickled).
+    exception: Option<Vec<u8>>,
+}
+
+async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -> (Finish, Kept) {
     let Runner { mut child, stream, .. } = runner;
     let stream = match hand_over(stream, job).await {
         Ok(stream) => stream,
@@ -327,7 +344,7 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
             let _ = child.wait().await;
             let fresh = match Runner::start(&shared.pool.argv, shared.pool.memory) {
                 Ok(fresh) => fresh,
-                Err(e) => return (failed(exit::RUNTIME, format!("cannot start the workflow's runner: {e}")), None),
+                Err(e) => return (failed(exit::RUNTIME, format!("cannot start the workflow's runner: {e}")), Kept::default()),
             };
             child = fresh.child;
             shared.reaper.contain(running.id, child.id(), &fresh.marker);
@@ -336,7 +353,7 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
                 Err(e) => {
                     kill_group(&child);
                     let _ = child.wait().await;
-                    return (failed(exit::RUNTIME, format!("the workflow's runner did not take its job: {e}")), None);
+                    return (failed(exit::RUNTIME, format!("the workflow's runner did not take its job: {e}")), Kept::default());
                 }
             }
         }
@@ -434,25 +451,26 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
     }
     let cancelled = running.interrupt.is_triggered();
     match end {
-        Some(Report::Finished { state: s, .. }) if s == state::INTERRUPTED => (running.cancelled(), None),
-        Some(Report::Finished { state: s, exit_code, error, variables }) => {
+        Some(Report::Finished { state: s, .. }) if s == state::INTERRUPTED => (running.cancelled(), Kept::default()),
+        Some(Report::Finished { state: s, exit_code, error, variables, exception }) => {
             // The long fields sent ahead in parts, put back.
-            let mut whole = oxiida_protocol::Reply::Finished { id: running.id, state: s.clone(), exit_code, error, variables };
+            let mut whole = oxiida_protocol::Reply::Finished { id: running.id, state: s.clone(), exit_code, error, variables, exception };
             if let Err(e) = parts.fill(&mut whole) {
                 log(&format!("workflow {}: its runner sent bad parts ({e})", running.id));
             }
-            let oxiida_protocol::Reply::Finished { error, variables, .. } = whole else { unreachable!("filled in place") };
+            let oxiida_protocol::Reply::Finished { error, variables, exception, .. } = whole else { unreachable!("filled in place") };
             let state = [state::SUCCEEDED, state::FAILED, state::KILLED].into_iter().find(|k| *k == s).unwrap_or(state::FAILED);
-            (Finish { state, exit_code, error }, variables.map(|v| v.into_vec()))
+            let kept = Kept { variables: variables.map(|v| v.into_vec()), exception: exception.map(|v| v.into_vec()) };
+            (Finish { state, exit_code, error }, kept)
         }
-        _ if cancelled => (running.cancelled(), None),
+        _ if cancelled => (running.cancelled(), Kept::default()),
         _ => {
             // Its last words explain a death: wait (briefly: a shell task it
             // started may hold the pipe) until its stderr is read.
             let _ = tokio::time::timeout(STDERR_GRACE, stderr_done).await;
             let why = explain(status, &last_words.lock(), shared.limits.memory);
             log(&format!("workflow {}: {why}", running.id));
-            (failed(exit::RUNTIME, why), None)
+            (failed(exit::RUNTIME, why), Kept::default())
         }
     }
 }

@@ -14,6 +14,9 @@ pub struct Client {
     stream: UnixStream,
     /// The daemon's pid, from its `hello`.
     pub pid: u32,
+    /// `notice` frames kept for the caller ([`Client::connect_keeping_notices`]);
+    /// `None`: printed to stderr as they come.
+    notices: Option<Vec<String>>,
 }
 
 /// Why no connection to a daemon could be made.
@@ -97,6 +100,21 @@ impl Client {
     /// [`Paths::check_runtime`]) and that the daemon runs as this user
     /// (`SO_PEERCRED`): nothing is sent to anyone else.
     pub fn connect(paths: &Paths) -> Result<Client, ConnectError> {
+        Client::connect_with(paths, false)
+    }
+
+    /// `connect`, keeping the daemon's notices for [`Client::take_notices`]
+    /// instead of printing them (a Python client turns them into warnings).
+    pub fn connect_keeping_notices(paths: &Paths) -> Result<Client, ConnectError> {
+        Client::connect_with(paths, true)
+    }
+
+    /// The notices kept since the last call, in the order they came.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        self.notices.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn connect_with(paths: &Paths, keep_notices: bool) -> Result<Client, ConnectError> {
         use std::io::ErrorKind::{ConnectionRefused, NotFound};
         let socket = || paths.socket.clone();
         if !paths.check_runtime()? {
@@ -111,7 +129,7 @@ impl Client {
         if owner != uid {
             return Err(ConnectError::OtherUser { socket: socket(), runtime: paths.runtime.clone(), pid, owner, uid });
         }
-        let mut client = Client { stream, pid: 0 };
+        let mut client = Client { stream, pid: 0, notices: keep_notices.then(Vec::new) };
         // A daemon that accepts but never answers must not hang the client.
         let _ = client.stream.set_read_timeout(Some(Duration::from_secs(10)));
         let hello = Request::Hello { protocol: PROTOCOL_VERSION, client: format!("oxiida {}", env!("CARGO_PKG_VERSION")) };
@@ -160,7 +178,10 @@ impl Client {
         loop {
             let body = protocol::read_frame(&mut self.stream).map_err(CallError::Read)?.ok_or(CallError::Closed)?;
             match protocol::decode_reply(&body)? {
-                Reply::Notice { message } => eprintln!("oxiida: daemon notice: {message}"),
+                Reply::Notice { message } => match self.notices.as_mut() {
+                    Some(kept) => kept.push(message),
+                    None => eprintln!("oxiida: daemon notice: {message}"),
+                },
                 Reply::Error { kind, message } => return Err(CallError::Daemon { kind, message }),
                 Reply::Part { field, data } => parts.add(field, &data),
                 mut reply => {
@@ -280,6 +301,9 @@ pub fn describe(s: &crate::Status) -> String {
             l.max_running_effective,
             l.idle_timeout_secs
         ));
+    }
+    if let Some(prefix) = &s.environment {
+        out.push_str(&format!("python environment: {prefix} (submits from other environments are refused)\n"));
     }
     out
 }

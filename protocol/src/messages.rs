@@ -161,6 +161,11 @@ pub enum Reply {
         /// MessagePack map, encoded as foreign-call values are.
         #[serde(default)]
         variables: Option<ByteBuf>,
+        /// A failed workflow's error as its host made it for clients of
+        /// its own kind (a Python daemon: the exception a called function
+        /// raised, pickled); opaque to others.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exception: Option<ByteBuf>,
     },
     Workflows {
         workflows: Vec<Summary>,
@@ -209,6 +214,10 @@ pub struct Status {
     /// The limits the daemon was started with (absent from older daemons).
     #[serde(default)]
     pub limits: Option<StatusLimits>,
+    /// The Python environment (`sys.prefix`) whose interpreter runs the
+    /// workflows of a daemon started from Python; absent otherwise.
+    #[serde(default)]
+    pub environment: Option<String>,
 }
 
 /// `daemon start --memory-limit ... --output-limit ... --max-running ...
@@ -253,6 +262,13 @@ pub struct Record {
     pub finished_ms: Option<i64>,
     /// The printed lines, each ending in a newline.
     pub output: String,
+    /// The top-level variables of a workflow that succeeded, as in
+    /// `finished` (absent from older daemons, and for other workflows).
+    #[serde(default)]
+    pub variables: Option<ByteBuf>,
+    /// As in `finished`: a failed workflow's exception, for its host's clients.
+    #[serde(default)]
+    pub exception: Option<ByteBuf>,
 }
 
 /// A body that is not a request the daemon can serve; the framing is
@@ -341,20 +357,29 @@ pub fn split(reply: Reply) -> Vec<Reply> {
             let last = pieces.len() - 1;
             frames.extend(pieces.into_iter().enumerate().map(|(i, p)| Reply::Output { id, text: p.into(), more: more || i < last }));
         }
-        Reply::Finished { id, state, exit_code, mut error, mut variables } => {
+        Reply::Finished { id, state, exit_code, mut error, mut variables, mut exception } => {
             if let Some(e) = error.as_mut() {
                 take_text("error", e, &mut frames);
             }
             if let Some(v) = variables.as_mut() {
                 take("variables", v, &mut frames);
             }
-            frames.push(Reply::Finished { id, state, exit_code, error, variables });
+            if let Some(v) = exception.as_mut() {
+                take("exception", v, &mut frames);
+            }
+            frames.push(Reply::Finished { id, state, exit_code, error, variables, exception });
         }
         Reply::Workflow(mut record) => {
             take_text("source", &mut record.source, &mut frames);
             take_text("output", &mut record.output, &mut frames);
             if let Some(e) = record.error.as_mut() {
                 take_text("error", e, &mut frames);
+            }
+            if let Some(v) = record.variables.as_mut() {
+                take("variables", v, &mut frames);
+            }
+            if let Some(v) = record.exception.as_mut() {
+                take("exception", v, &mut frames);
             }
             frames.push(Reply::Workflow(record));
         }
@@ -385,9 +410,12 @@ impl Parts {
             match (&mut *reply, field.as_str()) {
                 (Reply::Finished { variables, .. }, "variables") => *variables = Some(ByteBuf::from(data)),
                 (Reply::Finished { error, .. }, "error") => *error = Some(text(data)?),
+                (Reply::Finished { exception, .. }, "exception") => *exception = Some(ByteBuf::from(data)),
+                (Reply::Workflow(r), "exception") => r.exception = Some(ByteBuf::from(data)),
                 (Reply::Workflow(r), "source") => r.source = text(data)?,
                 (Reply::Workflow(r), "output") => r.output = text(data)?,
                 (Reply::Workflow(r), "error") => r.error = Some(text(data)?),
+                (Reply::Workflow(r), "variables") => r.variables = Some(ByteBuf::from(data)),
                 _ => return Err(ReplyError::Parts(format!("`part` frames of `{field}` came before a reply without that field"))),
             }
         }
@@ -511,6 +539,7 @@ mod tests {
             exit_code: Some(0),
             error: Some(text.clone()),
             variables: Some(bytes.clone().into()),
+            exception: None,
         };
         let frames = split(finished);
         assert_eq!(frames.len(), 2 + 4 + 1);

@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
+use oxiida_daemon::runner::Printer;
 use oxiida_protocol::client::{Client, ConnectError};
 use oxiida_protocol::ByteBuf;
 use oxiida_protocol::Paths;
 use oxiida_protocol::{Reply, Request, Submit};
+use pyo3::create_exception;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -19,8 +21,98 @@ use crate::functions::{unpickle_scope, Front, Functions};
 use crate::package::{OxiidaError, PyHost, PyStdout};
 use crate::pool::Context;
 
+create_exception!(oxiida, DaemonNotRunningError, OxiidaError, "No daemon answers: start one with `python -m oxiida daemon start`.");
+create_exception!(oxiida, UnknownWorkflowError, OxiidaError, "The daemon has no workflow with this id.");
+create_exception!(oxiida, WrongEnvironmentError, OxiidaError, "The running daemon runs another Python environment than this one.");
+create_exception!(
+    oxiida,
+    EnvironmentChangedWarning,
+    pyo3::exceptions::PyUserWarning,
+    "The daemon's environment (its site-packages) changed since it started: restart it."
+);
+
 fn paths() -> PyResult<Paths> {
     Paths::from_env().map_err(|e| OxiidaError::new_err(e.to_string()))
+}
+
+/// The start of the daemon's notice that its environment changed
+/// (oxiida_daemon::watch), which becomes an EnvironmentChangedWarning.
+const CHANGED: &str = "warning: the daemon's environment changed";
+
+/// A connection to the daemon, its notices kept to be warned once each
+/// ([`warn_notices`]); none running raises DaemonNotRunningError.
+fn connect(py: Python<'_>, paths: &Paths) -> PyResult<Client> {
+    py.detach(|| Client::connect_keeping_notices(paths)).map_err(|e| match e {
+        ConnectError::NotRunning { .. } => DaemonNotRunningError::new_err(format!(
+            "no daemon is running (socket {}); start one for this Python with `{} -m oxiida daemon start`",
+            paths.socket.display(),
+            sys_executable(py)
+        )),
+        other => OxiidaError::new_err(other.to_string()),
+    })
+}
+
+/// The notices a call heard, each once: the environment warning through
+/// `warnings.warn` (EnvironmentChangedWarning), any other to stderr.
+fn warn_notices(py: Python<'_>, client: &mut Client) -> PyResult<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for notice in client.take_notices() {
+        if !seen.insert(notice.clone()) {
+            continue;
+        }
+        if notice.starts_with(CHANGED) {
+            let text = notice.strip_prefix("warning: ").unwrap_or(&notice).replace('\0', " ");
+            let text = std::ffi::CString::new(text).unwrap_or_default();
+            PyErr::warn(py, &py.get_type::<EnvironmentChangedWarning>(), &text, 2)?;
+        } else {
+            eprintln_py(py, &format!("oxiida: daemon notice: {notice}"));
+        }
+    }
+    Ok(())
+}
+
+/// One request and its reply; a daemon's `not_found` raises
+/// UnknownWorkflowError, other errors OxiidaError. Without `notices`, the
+/// daemon's notices are dropped (a call that repeats a request, as
+/// `result`'s wait does, warns on its first alone).
+fn call(py: Python<'_>, request: Request, notices: bool) -> PyResult<Reply> {
+    let paths = paths()?;
+    let mut client = connect(py, &paths)?;
+    let reply = py.detach(|| client.call(&request));
+    if notices {
+        warn_notices(py, &mut client)?;
+    }
+    reply.map_err(call_error)
+}
+
+fn call_error(e: oxiida_protocol::client::CallError) -> PyErr {
+    use oxiida_protocol::client::CallError;
+    match e {
+        CallError::Daemon { kind: oxiida_protocol::ErrorKind::NotFound, message } => {
+            UnknownWorkflowError::new_err(format!("{message}: the daemon has no such workflow (`oxiida.workflows()` lists those it knows)"))
+        }
+        other => OxiidaError::new_err(other.to_string()),
+    }
+}
+
+/// Decodes a `variables` field (a MessagePack map) into a dict.
+fn variables_dict<'py>(py: Python<'py>, bytes: Option<&[u8]>) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    if let Some(bytes) = bytes {
+        match oxiida_abi::Value::decode(bytes) {
+            Ok(oxiida_abi::Value::Map(entries)) => {
+                for (name, value) in entries {
+                    out.set_item(name, value.to_python(py)?)?;
+                }
+            }
+            _ => {
+                return Err(OxiidaError::new_err(
+                    "the daemon sent variables this client cannot read; upgrade the daemon and the package together",
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The key of `Submit::extra` under which `oxiida.submit` sends the
@@ -31,11 +123,16 @@ const FUNCTIONS: &str = "python";
 /// client pickled, in a fresh namespace of their own, with the client's
 /// working directory for its `=f=` calls (its plain calls run in the
 /// runner, whose working directory that already is).
-fn workflow_host(submit: &Submit) -> Result<Arc<dyn oxiida::foreign::Host>, String> {
+fn workflow_host(submit: &Submit, printer: Printer) -> Result<Arc<dyn oxiida::foreign::Host>, String> {
     if let Some(spec) = submit.plugins.first() {
         return Err(format!("this daemon runs the Python functions sent with a workflow; it loads no plugin (`{}`)", spec.path));
     }
     Python::attach(|py| {
+        // What the functions print is the workflow's output, in order with
+        // its own prints (not the daemon's log).
+        let stdout =
+            Bound::new(py, WorkflowStdout { printer, pending: parking_lot::Mutex::new(String::new()) }).map_err(|e| e.to_string())?;
+        py.import("sys").and_then(|sys| sys.setattr("stdout", stdout)).map_err(|e| e.to_string())?;
         let scope = match submit.extra.get(FUNCTIONS) {
             Some(pickled) => unpickle_scope(py, pickled).map_err(|e| e.to_string())?,
             None => PyDict::new(py).unbind(),
@@ -48,6 +145,84 @@ fn workflow_host(submit: &Submit) -> Result<Arc<dyn oxiida::foreign::Host>, Stri
         });
         let functions = Functions::new(Some(scope), "the functions sent with the workflow", Front::Package, Context::new(cwd, env));
         Ok(Arc::new(PyHost::new(functions)) as Arc<dyn oxiida::foreign::Host>)
+    })
+}
+
+/// A runner's `sys.stdout`: each whole line written is one printed value of
+/// the workflow; a partial line waits for its end, or goes as a piece
+/// (`more`) on `flush`. Writes from several threads share one buffer, as
+/// they share a terminal.
+#[pyclass(module = "oxiida", frozen)]
+struct WorkflowStdout {
+    printer: Printer,
+    pending: parking_lot::Mutex<String>,
+}
+
+#[pymethods]
+impl WorkflowStdout {
+    fn write(&self, text: &str) -> usize {
+        let mut pending = self.pending.lock();
+        pending.push_str(text);
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            (self.printer)(&line[..end], false);
+        }
+        text.chars().count()
+    }
+
+    fn flush(&self) {
+        let rest = std::mem::take(&mut *self.pending.lock());
+        if !rest.is_empty() {
+            (self.printer)(&rest, true);
+        }
+    }
+
+    fn isatty(&self) -> bool {
+        false
+    }
+
+    fn writable(&self) -> bool {
+        true
+    }
+
+    #[getter]
+    fn encoding(&self) -> &'static str {
+        "utf-8"
+    }
+}
+
+/// Before the workflow's end is reported: what `sys.stdout` still holds.
+fn flush_stdout() {
+    Python::attach(|py| {
+        if let Ok(out) = py.import("sys").and_then(|sys| sys.getattr("stdout")) {
+            if let Ok(ours) = out.cast::<WorkflowStdout>() {
+                let rest = std::mem::take(&mut *ours.get().pending.lock());
+                if !rest.is_empty() {
+                    (ours.get().printer)(&rest, false);
+                }
+            }
+        }
+    });
+}
+
+/// A failed workflow's exception for its client (`Finished::exception`):
+/// the exception a called function raised, as `oxiida._daemon._pack`
+/// pickles it with its traceback's text; None for other errors.
+fn pack_exception(source: &oxiida::Source, error: &oxiida::Diagnostic) -> Option<Vec<u8>> {
+    let raised = error.cause.as_ref()?.downcast_ref::<crate::package::Raised>()?;
+    // Where in the workflow, without the traceback the exception carries.
+    let mut brief = error.clone();
+    brief.notes.clear();
+    let place = source.render(&[brief], false);
+    Python::attach(|py| {
+        let packed = py.import("oxiida._daemon").and_then(|m| m.getattr("_pack")?.call1((raised.0.bind(py), &place))?.extract::<Vec<u8>>());
+        match packed {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                eprintln!("oxiida runner: the exception cannot be sent to the client: {e}");
+                None
+            }
+        }
     })
 }
 
@@ -95,6 +270,7 @@ fn _daemon_serve(
         host_name: Some(format!("python (a runner per workflow, {})", sys_executable(py))),
         ready: oxiida_daemon::server::ready_pipe(),
         limits: chosen,
+        environment: Some(sys_prefix(py)),
     };
     py.detach(|| oxiida_daemon::server::serve_with(paths, Vec::new(), options)).map_err(|e| OxiidaError::new_err(e.to_string()))
 }
@@ -105,7 +281,12 @@ fn _daemon_serve(
 /// the process at once.
 #[pyfunction]
 fn _runner(py: Python<'_>) {
-    let factory = oxiida_daemon::runner::HostFactory { make: Arc::new(workflow_host), env_adopted: Some(Arc::new(refresh_environ)) };
+    let factory = oxiida_daemon::runner::HostFactory {
+        make: Arc::new(workflow_host),
+        env_adopted: Some(Arc::new(refresh_environ)),
+        finishing: Some(Arc::new(flush_stdout)),
+        exception: Some(Arc::new(pack_exception)),
+    };
     let code = py.detach(|| oxiida_daemon::runner::run_from_fd(Some(&factory)));
     for stream in ["stdout", "stderr"] {
         if let Ok(out) = py.import("sys").and_then(|sys| sys.getattr(stream)) {
@@ -137,8 +318,24 @@ fn refresh_environ() {
     }
 }
 
+fn sys_prefix(py: Python<'_>) -> String {
+    py.import("sys").and_then(|s| s.getattr("prefix")?.extract()).unwrap_or_default()
+}
+
 fn sys_executable(py: Python<'_>) -> String {
     py.import("sys").and_then(|s| s.getattr("executable")?.extract()).unwrap_or_else(|_| "python".into())
+}
+
+/// The environment (`sys.prefix`) the running daemon serves: None when
+/// none answers, "" for a daemon that serves none (the CLI's).
+#[pyfunction]
+fn _daemon_environment(py: Python<'_>) -> PyResult<Option<String>> {
+    let paths = paths()?;
+    let status = py.detach(|| Client::connect_keeping_notices(&paths).ok().map(|mut c| c.call(&Request::Status)));
+    Ok(match status {
+        Some(Ok(Reply::Status(s))) => Some(s.environment.unwrap_or_default()),
+        _ => None,
+    })
 }
 
 /// The running daemon's pid, or None.
@@ -152,6 +349,36 @@ fn _daemon_pid(py: Python<'_>) -> PyResult<Option<u32>> {
 /// requires) to the daemon. Without `wait`, returns its id; with it, streams
 /// its prints to sys.stdout and returns its variables, or raises. The
 /// daemon's notices (an environment warning) go to stderr, as the CLI's do.
+/// Refuses a daemon that would run the workflow's Python elsewhere: one
+/// started from another environment (another venv or interpreter), or the
+/// `oxiida` CLI's daemon, which runs no Python functions sent to it.
+fn check_environment(py: Python<'_>, client: &mut Client) -> PyResult<()> {
+    let status = match py.detach(|| client.call(&Request::Status)).map_err(call_error)? {
+        Reply::Status(s) => s,
+        other => return Err(OxiidaError::new_err(format!("the daemon answered `status` with {other:?}"))),
+    };
+    let here = sys_prefix(py);
+    let start = format!("`{} -m oxiida daemon start`", sys_executable(py));
+    match status.environment {
+        Some(there) if there == here => Ok(()),
+        Some(there) => Err(WrongEnvironmentError::new_err(format!(
+            "the running daemon (pid {}) runs Python from the environment {there}, not this one ({here}): its workflows could not \
+             import what this one has. Stop it and start one for this environment: `python -m oxiida daemon stop`, then {start} \
+             (or set OXIIDA_RUNTIME_DIR and OXIIDA_DATA_DIR to folders of this environment's own to run a daemon per environment)",
+            status.pid
+        ))),
+        None => Err(WrongEnvironmentError::new_err(format!(
+            "the running daemon (pid {}) was started by the `oxiida` command, which runs no Python functions: stop it \
+             (`oxiida daemon stop`) and start one for this environment with {start}",
+            status.pid
+        ))),
+    }
+}
+
+/// Sends a workflow with `pickled` (a pickled dict of the functions it
+/// requires) to the daemon. Without `wait`, returns its id; with it, streams
+/// its prints to sys.stdout and returns its variables, or raises. The
+/// daemon's environment warning goes through `warnings.warn`.
 #[pyfunction]
 #[pyo3(signature = (source, file_name, pickled, cwd, wait, env, inputs=None))]
 // A #[pyfunction]'s parameters are its Python signature, called from __init__.py.
@@ -170,13 +397,8 @@ fn _submit<'py>(
     let inputs: Vec<(String, oxiida_abi::Value)> = crate::package::inputs_from_python(inputs.as_ref())?;
     let inputs = (!inputs.is_empty()).then(|| ByteBuf::from(oxiida_abi::Value::Map(inputs).to_msgpack()));
     let paths = paths()?;
-    let mut client = py.detach(|| Client::connect(&paths)).map_err(|e| match e {
-        ConnectError::NotRunning { .. } => OxiidaError::new_err(format!(
-            "no daemon is running (socket {}); start one with `python -m oxiida daemon start`",
-            paths.socket.display()
-        )),
-        other => OxiidaError::new_err(other.to_string()),
-    })?;
+    let mut client = connect(py, &paths)?;
+    check_environment(py, &mut client)?;
     let mut extra = std::collections::BTreeMap::new();
     extra.insert(FUNCTIONS.to_owned(), ByteBuf::from(pickled));
     let env = env.map(|env| env.into_iter().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).collect());
@@ -185,39 +407,135 @@ fn _submit<'py>(
     if wait {
         client.wait_forever();
     }
+    let mut id = None;
+    let result = receive(py, &mut client, wait, &mut id);
+    warn_notices(py, &mut client)?;
+    match (result, id) {
+        // Ctrl-C while waiting: the client detaches (the connection
+        // closes), the workflow goes on; say how to come back to it.
+        (Err(e), Some(id)) if e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => {
+            eprintln_py(
+                py,
+                &format!(
+                    "oxiida: stopped waiting; workflow {id} goes on in the daemon: `oxiida.result({id})` waits for it again, \
+                     `oxiida.kill({id})` stops it"
+                ),
+            );
+            Err(e)
+        }
+        (result, _) => result,
+    }
+}
+
+fn receive<'py>(py: Python<'py>, client: &mut Client, wait: bool, id: &mut Option<u64>) -> PyResult<Bound<'py, PyAny>> {
     loop {
-        // Ctrl-C while waiting raises KeyboardInterrupt and closes the
-        // connection: the client detaches, the workflow goes on. The wait
-        // ends when a frame arrives or a signal interrupts it (EINTR).
+        // Ctrl-C while waiting raises KeyboardInterrupt. The wait ends
+        // when a frame arrives or a signal interrupts it (EINTR).
         while !py.detach(|| client.readable(std::time::Duration::MAX)) {
             py.check_signals()?;
         }
-        match py.detach(|| client.recv()).map_err(|e| OxiidaError::new_err(e.to_string()))? {
+        let reply = py.detach(|| client.recv()).map_err(call_error)?;
+        warn_notices(py, client)?;
+        match reply {
             Reply::Submitted { id } if !wait => return Ok(id.into_pyobject(py)?.into_any()),
-            Reply::Submitted { .. } => {}
+            Reply::Submitted { id: given } => *id = Some(given),
             // Streamed prints go where `oxiida.run`'s do.
             // A long value comes in pieces: no newline until its last.
             Reply::Output { text, more: false, .. } => oxiida::Output::print(&PyStdout, &text),
             Reply::Output { text, .. } => print_py(py, &text),
-            Reply::Finished { state, error, variables, .. } => {
-                if let Some(error) = error {
-                    return Err(OxiidaError::new_err(error));
-                }
+            Reply::Finished { id, state, error, variables, exception, .. } => {
                 if state != oxiida_protocol::state::SUCCEEDED {
-                    return Err(OxiidaError::new_err(format!("the workflow ended {state}")));
+                    let exception = exception.map(|e| PyBytes::new(py, &e));
+                    return Err(failed(py, id, &state, error.as_deref(), exception)?);
                 }
-                let out = PyDict::new(py);
-                if let Some(bytes) = variables {
-                    if let Ok(oxiida_abi::Value::Map(entries)) = oxiida_abi::Value::decode(&bytes) {
-                        for (name, value) in entries {
-                            out.set_item(name, value.to_python(py)?)?;
-                        }
-                    }
-                }
-                return Ok(out.into_any());
+                return Ok(variables_dict(py, variables.as_ref().map(|v| v.as_slice()))?.into_any());
             }
             Reply::Error { message, .. } => return Err(OxiidaError::new_err(message)),
             other => return Err(OxiidaError::new_err(format!("the daemon answered a submit with {other:?}"))),
+        }
+    }
+}
+
+/// The error a workflow that did not succeed raises: built by
+/// `oxiida._daemon._failed` (the function's own exception, else
+/// WorkflowFailedError).
+fn failed<'py>(py: Python<'py>, id: u64, state: &str, error: Option<&str>, exception: Option<Bound<'py, PyBytes>>) -> PyResult<PyErr> {
+    let make = py.import("oxiida._daemon")?.getattr("_failed")?;
+    Ok(PyErr::from_value(make.call1((id, state, error, exception))?))
+}
+
+/// One page of the daemon's workflows, newest first: (id, name, state,
+/// exit code, submitted ms, finished ms) each, and whether more match.
+#[pyfunction]
+#[pyo3(signature = (state=None, limit=None, before=None, since_ms=None, notices=true))]
+#[allow(clippy::type_complexity)]
+fn _workflows(
+    py: Python<'_>,
+    state: Option<String>,
+    limit: Option<u32>,
+    before: Option<u64>,
+    since_ms: Option<i64>,
+    notices: bool,
+) -> PyResult<(Vec<(u64, String, String, Option<i32>, i64, Option<i64>)>, bool)> {
+    match call(py, Request::List(oxiida_protocol::List { limit, since_ms, state, before }), notices)? {
+        Reply::Workflows { workflows, more } => {
+            Ok((workflows.into_iter().map(|w| (w.id, w.name, w.state, w.exit_code, w.submitted_ms, w.finished_ms)).collect(), more))
+        }
+        other => Err(OxiidaError::new_err(format!("the daemon answered `list` with {other:?}"))),
+    }
+}
+
+/// Everything recorded about workflow `id`, as a dict (`variables`
+/// decoded; None unless it succeeded).
+#[pyfunction]
+#[pyo3(signature = (id, notices=true))]
+fn _show(py: Python<'_>, id: u64, notices: bool) -> PyResult<Bound<'_, PyDict>> {
+    let record = match call(py, Request::Show { id }, notices)? {
+        Reply::Workflow(r) => r,
+        other => return Err(OxiidaError::new_err(format!("the daemon answered `show` with {other:?}"))),
+    };
+    let out = PyDict::new(py);
+    out.set_item("id", record.id)?;
+    out.set_item("name", record.name)?;
+    out.set_item("source", record.source)?;
+    out.set_item("cwd", record.cwd)?;
+    out.set_item("state", record.state)?;
+    out.set_item("exit_code", record.exit_code)?;
+    out.set_item("error", record.error)?;
+    out.set_item("submitted_ms", record.submitted_ms)?;
+    out.set_item("started_ms", record.started_ms)?;
+    out.set_item("finished_ms", record.finished_ms)?;
+    out.set_item("output", record.output)?;
+    let variables = match record.variables {
+        Some(bytes) => Some(variables_dict(py, Some(&bytes))?),
+        None => None,
+    };
+    out.set_item("variables", variables)?;
+    out.set_item("exception", record.exception.map(|e| PyBytes::new(py, &e)))?;
+    Ok(out)
+}
+
+/// Kills workflow `id`; with `wait`, returns once it has ended.
+#[pyfunction]
+fn _kill(py: Python<'_>, id: u64, wait: bool) -> PyResult<()> {
+    let paths = paths()?;
+    let mut client = connect(py, &paths)?;
+    let sent = py.detach(|| client.call(&Request::Kill { id, wait }));
+    warn_notices(py, &mut client)?;
+    match sent.map_err(call_error)? {
+        Reply::Killing { .. } if !wait => return Ok(()),
+        Reply::Killing { .. } => client.wait_forever(),
+        other => return Err(OxiidaError::new_err(format!("the daemon answered `kill` with {other:?}"))),
+    }
+    loop {
+        while !py.detach(|| client.readable(std::time::Duration::MAX)) {
+            py.check_signals()?;
+        }
+        let reply = py.detach(|| client.recv());
+        warn_notices(py, &mut client)?;
+        match reply.map_err(call_error)? {
+            Reply::Finished { .. } => return Ok(()),
+            _ => continue,
         }
     }
 }
@@ -321,6 +639,15 @@ fn _daemon_command(py: Python<'_>, name: &str) -> PyResult<u8> {
     }
 }
 
+/// The `oxiida` command line `argv` (the program name first), run by the
+/// CLI's own code in this process; returns its exit status. A panic in
+/// it is an OxiidaError here, never an unwind into Python.
+#[pyfunction]
+fn _cli(py: Python<'_>, argv: Vec<String>) -> PyResult<u8> {
+    py.detach(|| std::panic::catch_unwind(|| oxiida_cli::main_with(argv)))
+        .map_err(|_| OxiidaError::new_err("the oxiida command failed on an internal error (its message is above); please report it"))
+}
+
 /// Writes to `sys.stdout` (or `sys.stderr`), where Python code and Jupyter look.
 fn write_py(py: Python<'_>, stream: &str, text: &str) {
     if let Ok(out) = py.import("sys").and_then(|sys| sys.getattr(stream)) {
@@ -349,5 +676,15 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_daemon_pid, m)?)?;
     m.add_function(wrap_pyfunction!(_daemon_limit_args, m)?)?;
     m.add_function(wrap_pyfunction!(_submit, m)?)?;
+    m.add_function(wrap_pyfunction!(_workflows, m)?)?;
+    m.add_function(wrap_pyfunction!(_show, m)?)?;
+    m.add_function(wrap_pyfunction!(_kill, m)?)?;
+    m.add_function(wrap_pyfunction!(_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(_daemon_environment, m)?)?;
+    let py = m.py();
+    m.add("DaemonNotRunningError", py.get_type::<DaemonNotRunningError>())?;
+    m.add("UnknownWorkflowError", py.get_type::<UnknownWorkflowError>())?;
+    m.add("WrongEnvironmentError", py.get_type::<WrongEnvironmentError>())?;
+    m.add("EnvironmentChangedWarning", py.get_type::<EnvironmentChangedWarning>())?;
     Ok(())
 }

@@ -46,7 +46,7 @@ impl Output for PyStdout {
 }
 
 /// What a Python function raised, carried in a [`ForeignError`]'s cause.
-struct Raised(Py<PyAny>);
+pub(crate) struct Raised(pub(crate) Py<PyAny>);
 
 /// One workflow's Python functions, as the runtime's host.
 pub struct PyHost {

@@ -30,11 +30,13 @@ from typing import Any, Coroutine, Dict, Mapping, Optional, Tuple, Union
 
 from . import _async
 from ._oxiida import OxiidaError, __version__, _check, _required, _run, _shutdown, _submit
+from ._daemon import *  # noqa: F401,F403 (workflows, status, result, output, kill, their types and errors)
+from ._daemon import __all__ as _daemon_all
 
 # `=f=` worker processes end with the script, and are reaped.
 atexit.register(_shutdown)
 
-__all__ = ["run", "run_async", "check", "submit", "OxiidaError", "RemoteTraceback", "__version__"]
+__all__ = ["run", "run_async", "check", "submit", "OxiidaError", "RemoteTraceback", "__version__", *_daemon_all]
 
 
 class RemoteTraceback(Exception):
@@ -146,13 +148,16 @@ def submit(
     daemon imports them from its own environment); they live in that
     workflow's own namespace. Without `wait`, returns the workflow's id at
     once; with it, prints its output to sys.stdout as it comes and returns
-    its variables, or raises OxiidaError. Errors in the source raise here,
+    its variables, or raises WorkflowFailedError (an OxiidaError); Ctrl-C
+    stops the wait, not the workflow (`result(id)` waits again). A daemon
+    of another Python environment is refused (WrongEnvironmentError), none
+    running raises DaemonNotRunningError. Errors in the source raise here,
     before anything is sent. The workflow runs with the caller's environment
     variables (`os.environ`, as it is now); `env=False` runs it with the
     daemon's instead, and a mapping gives it exactly those variables.
     `inputs` are the workflow's inputs, as for `run`: they travel with it,
     converted here (a value that cannot cross raises before anything is sent)."""
-    import cloudpickle  # type: ignore[import-untyped]
+    from ._daemon import _dumps
 
     scope = dict(scope) if scope is not None else _caller_scope(1)
     names = {}
@@ -166,4 +171,4 @@ def submit(
         sent = None
     else:
         sent = [(os.fsencode(k), os.fsencode(v)) for k, v in env.items()]
-    return _submit(source, file_name, cloudpickle.dumps(names), os.getcwd(), wait, sent, inputs)
+    return _submit(source, file_name, _dumps(names), os.getcwd(), wait, sent, inputs)

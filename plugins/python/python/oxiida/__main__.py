@@ -13,6 +13,7 @@ import argparse
 import os
 import site
 import select
+import signal
 import subprocess
 import sys
 
@@ -62,7 +63,15 @@ def _start(foreground, args):
     pid = _oxiida._daemon_pid()
     socket, log = _oxiida._daemon_paths()
     if pid is not None:
-        print(f"oxiida: a daemon is already running (pid {pid}, socket {socket})", file=sys.stderr)
+        said = f"oxiida: a daemon is already running (pid {pid}, socket {socket})"
+        there = _oxiida._daemon_environment()
+        if there is not None and there != sys.prefix:
+            runs = f"the Python environment {there}" if there else "no Python (the `oxiida` CLI started it)"
+            said += (
+                f"; it runs {runs}, not this one ({sys.prefix}): stop it first (`daemon stop`), or give this "
+                "environment a daemon of its own by setting OXIIDA_RUNTIME_DIR and OXIIDA_DATA_DIR to folders of its own"
+            )
+        print(said, file=sys.stderr)
         return 1
     if foreground:
         try:
@@ -105,8 +114,8 @@ def _start(foreground, args):
     return 0
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m oxiida", description="The oxiida daemon, bound to this Python.")
+def main(argv=None, prog="python -m oxiida"):
+    parser = argparse.ArgumentParser(prog=prog, description="The oxiida daemon, bound to this Python.")
     commands = parser.add_subparsers(dest="command", required=True)
     daemon = commands.add_parser("daemon", help="start, stop, restart or ask about the daemon")
     action = daemon.add_subparsers(dest="action", required=True)
@@ -134,6 +143,21 @@ def main(argv=None):
         # A runtime folder that cannot be trusted, say: the message, not a traceback.
         print(f"oxiida: {e}", file=sys.stderr)
         return 1
+
+
+def console():
+    """The `oxiida` console command that installing the package puts on
+    PATH: the `oxiida` CLI (run, check, submit, workflow, --version, ...),
+    its own code running in this process, except `oxiida daemon ...`, which
+    is `python -m oxiida daemon ...`: the daemon of this Python environment."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["daemon"]:
+        return main(argv, prog="oxiida")
+    sys.stdout.flush()
+    # Ctrl-C does what it does to the `oxiida` binary (the CLI handles it
+    # where it waits on a workflow), not raise KeyboardInterrupt later.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return _oxiida._cli(["oxiida", *argv])
 
 
 if __name__ == "__main__":
