@@ -28,7 +28,7 @@ venv=${OXIIDA_VENV:-$PWD/.venv}
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || { echo "error: python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 1; }
 fi
-"$venv/bin/pip" install -q --disable-pip-version-check pytest cloudpickle
+"$venv/bin/pip" install -q --disable-pip-version-check pytest cloudpickle numpy pandas
 # Installed as a user installs it (a release build through pip and maturin),
 # into a target folder of its own: the extension (no libpython linked) must
 # not overwrite the CLI plugin of the same name in target/debug.

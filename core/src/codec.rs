@@ -6,8 +6,12 @@ use std::sync::Arc;
 
 use oxiida_abi::Value as Wire;
 
-use crate::value::{Map, Value};
+use crate::value::{Handle, Map, Value};
 
+/// A handle has no wire form yet: it becomes its print form, `<python
+/// DataFrame>`. Callers that send values to another host refuse handles
+/// first with [`find_handle`]; only the Python package makes handles, and
+/// its values never cross the ABI.
 pub fn to_wire(v: &Value) -> Wire {
     match v {
         Value::Nil => Wire::Nil,
@@ -17,6 +21,17 @@ pub fn to_wire(v: &Value) -> Wire {
         Value::Str(s) => Wire::Str(s.to_string()),
         Value::Array(items) => Wire::Array(items.iter().map(to_wire).collect()),
         Value::Map(m) => Wire::Map(m.iter().map(|(k, v)| (k.to_string(), to_wire(v))).collect()),
+        Value::Handle(_) => Wire::Str(v.to_string()),
+    }
+}
+
+/// The first handle in `v`, itself or nested in its Arrays and Maps.
+pub fn find_handle(v: &Value) -> Option<&Handle> {
+    match v {
+        Value::Handle(h) => Some(h),
+        Value::Array(items) => items.iter().find_map(find_handle),
+        Value::Map(m) => m.values().find_map(find_handle),
+        _ => None,
     }
 }
 

@@ -1,5 +1,7 @@
 //! Workflow values and how they print.
 
+use std::any::Any;
+use std::borrow::Cow;
 use std::fmt::{self, Write};
 use std::sync::Arc;
 
@@ -20,12 +22,60 @@ pub enum Value {
     Str(Arc<str>),
     Array(Arc<Vec<Value>>),
     Map(Arc<Map>),
+    /// A host's own object with no language form (a Python DataFrame, say):
+    /// the workflow can keep it and pass it back to its host, nothing more.
+    Handle(Arc<Handle>),
+}
+
+/// An object that stays in the host that made it. The workflow holds it,
+/// copies the `Arc`, and gives it back to a function of the same host; the
+/// payload is the host's and is released when the last copy is dropped.
+pub struct Handle {
+    owner: Arc<str>,
+    type_name: Arc<str>,
+    identity: u64,
+    payload: Box<dyn Any + Send + Sync>,
+}
+
+impl Handle {
+    /// `owner` is the host's language ("python"), `type_name` the object's
+    /// type for messages, `identity` equal for two handles exactly when they
+    /// hold the same object (Python's `id` while both are alive).
+    pub fn new(owner: &str, type_name: &str, identity: u64, payload: Box<dyn Any + Send + Sync>) -> Handle {
+        Handle { owner: Arc::from(owner), type_name: Arc::from(type_name), identity, payload }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    /// The host's object, when it is a `T`.
+    pub fn payload<T: Any>(&self) -> Option<&T> {
+        self.payload.downcast_ref()
+    }
+
+    /// Same owner and same object.
+    pub fn same(&self, other: &Handle) -> bool {
+        self.owner == other.owner && self.identity == other.identity
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} {}>", self.owner, self.type_name)
+    }
 }
 
 impl Value {
-    /// The kind's name as users see it in error messages.
-    pub fn type_name(&self) -> &'static str {
-        match self {
+    /// The kind's name as users see it in error messages. A handle's says
+    /// what it is and what can be done with it, so every message naming it
+    /// does.
+    pub fn type_name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             Value::Nil => "nil",
             Value::Bool(_) => "Bool",
             Value::Int(_) => "Int",
@@ -33,7 +83,14 @@ impl Value {
             Value::Str(_) => "String",
             Value::Array(_) => "Array",
             Value::Map(_) => "Map",
-        }
+            Value::Handle(h) => {
+                return Cow::Owned(format!(
+                    "{owner} {ty} (an opaque {owner} object: pass it to a {owner} function to work on it)",
+                    owner = h.owner,
+                    ty = h.type_name
+                ))
+            }
+        })
     }
 
     /// The kind's name with its article, for messages: "an Int", "a Map".
@@ -102,6 +159,7 @@ impl PartialEq for Value {
             (Value::Str(a), Value::Str(b)) => a == b,
             (Value::Array(a), Value::Array(b)) => a == b,
             (Value::Map(a), Value::Map(b)) => a.len() == b.len() && a.iter().all(|(k, v)| b.get(k) == Some(v)),
+            (Value::Handle(a), Value::Handle(b)) => a.same(b),
             _ => false,
         }
     }
@@ -152,6 +210,7 @@ pub fn write_repr(out: &mut impl Write, v: &Value) -> fmt::Result {
             }
             out.write_char('}')
         }
+        Value::Handle(h) => write!(out, "<{} {}>", h.owner, h.type_name),
     }
 }
 
@@ -256,5 +315,20 @@ mod tests {
         assert_ne!(Value::Int(9_007_199_254_740_993), Value::Float(9_007_199_254_740_992.0));
         assert_eq!(Value::array(vec![Value::Int(1)]), Value::array(vec![Value::Float(1.0)]));
         assert_ne!(Value::Nil, Value::Bool(false));
+    }
+
+    #[test]
+    fn handles_print_their_type_and_compare_by_identity() {
+        let h = |id| Value::Handle(Arc::new(Handle::new("python", "DataFrame", id, Box::new(id))));
+        let (a, b) = (h(1), h(2));
+        assert_eq!(a.to_string(), "<python DataFrame>");
+        assert_eq!(Value::array(vec![a.clone(), Value::Int(1)]).to_string(), "[<python DataFrame>, 1]");
+        assert_eq!(a, h(1));
+        assert_ne!(a, b);
+        assert_ne!(a, Value::str("<python DataFrame>"));
+        assert!(a.a_type().starts_with("a python DataFrame (an opaque python object: pass it to a python function"));
+        let Value::Handle(inner) = &a else { unreachable!() };
+        assert_eq!(inner.payload::<u64>(), Some(&1));
+        assert_eq!(inner.payload::<String>(), None);
     }
 }

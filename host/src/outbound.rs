@@ -19,6 +19,9 @@ pub fn to_wire(args: &[Value]) -> Result<Wire, ForeignError> {
     let most = MAX_DEPTH - 1;
     let mut wires = Vec::with_capacity(args.len());
     for (i, arg) in args.iter().enumerate() {
+        if let Some(h) = codec::find_handle(arg) {
+            return Err(handle_error(&format!("argument {}", i + 1), h));
+        }
         let Some(wire) = codec::to_wire_within(arg, most) else {
             let message =
                 format!("argument {} nests Arrays and Maps more than {most} levels deep, the most an argument to a plugin may", i + 1);
@@ -27,6 +30,15 @@ pub fn to_wire(args: &[Value]) -> Result<Wire, ForeignError> {
         wires.push(wire);
     }
     Ok(Wire::Array(wires))
+}
+
+/// A handle stays with the host that made it: a plugin cannot take one.
+fn handle_error(what: &str, h: &oxiida::value::Handle) -> ForeignError {
+    let (owner, ty) = (h.owner(), h.type_name());
+    let message = format!(
+        "{what} is a {owner} {ty}, an object only {owner} functions can take; convert it in a {owner} function to Nil, Bool, Int, Float, String, Array or Map first"
+    );
+    ForeignError::new(ForeignErrorKind::BadArguments, message)
 }
 
 /// The arguments as one MessagePack array ([`to_wire`]).
@@ -41,6 +53,9 @@ pub fn keywords_to_wire(keywords: &[(Arc<str>, Value)]) -> Result<Wire, ForeignE
     let most = MAX_DEPTH - 1;
     let mut entries = Vec::with_capacity(keywords.len());
     for (name, value) in keywords {
+        if let Some(h) = codec::find_handle(value) {
+            return Err(handle_error(&format!("keyword argument `{name}`"), h));
+        }
         let Some(wire) = codec::to_wire_within(value, most) else {
             let message = format!(
                 "keyword argument `{name}` nests Arrays and Maps more than {most} levels deep, the most an argument to a plugin may"
@@ -90,5 +105,21 @@ mod tests {
         let err = encode_keywords(&kw(nested(most + 1))).unwrap_err();
         assert_eq!(err.kind, ForeignErrorKind::BadArguments);
         assert!(err.message.starts_with("keyword argument `deep` nests"), "{}", err.message);
+    }
+}
+
+#[cfg(test)]
+mod handle_tests {
+    use super::*;
+    use oxiida::value::Handle;
+
+    #[test]
+    fn a_handle_is_refused_naming_its_owner_and_type() {
+        let frame = Value::Handle(Arc::new(Handle::new("python", "DataFrame", 1, Box::new(()))));
+        let err = to_wire(&[Value::Int(1), Value::array(vec![frame.clone()])]).unwrap_err();
+        assert_eq!(err.kind, ForeignErrorKind::BadArguments);
+        assert!(err.message.starts_with("argument 2 is a python DataFrame, an object only python functions can take;"), "{}", err.message);
+        let err = keywords_to_wire(&[(Arc::from("df"), frame)]).unwrap_err();
+        assert!(err.message.starts_with("keyword argument `df` is a python DataFrame"), "{}", err.message);
     }
 }

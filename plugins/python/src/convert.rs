@@ -1,5 +1,7 @@
 //! Values between oxiida and Python: None, bool, int (64-bit), float, str,
-//! list and tuple (to Array), dict with str keys (to Map), nested.
+//! list and tuple (to Array), dict with str keys (to Map), nested; numpy
+//! scalars as the Python values their `.item()` gives. In the package,
+//! anything else crosses as a handle to the object itself.
 //!
 //! One set of rules for two value types: the C-ABI plugin's wire values
 //! ([`oxiida_abi::Value`]) and, in the package, the runtime's own
@@ -26,6 +28,11 @@ pub trait Crossing: Sized {
     fn str(s: &str) -> Self;
     fn array(items: Vec<Self>) -> Self;
     fn map(entries: Vec<(String, Self)>) -> Self;
+    /// `obj` itself, kept by the workflow as an opaque handle; `None` where
+    /// values cannot hold Python objects (the ABI's).
+    fn handle(_obj: &Bound<'_, PyAny>) -> Option<Self> {
+        None
+    }
     fn to_python<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>>;
 }
 
@@ -94,6 +101,12 @@ impl Crossing for oxiida::value::Value {
     fn map(entries: Vec<(String, Self)>) -> Self {
         Self::map(entries.into_iter().map(|(k, v)| (std::sync::Arc::from(k), v)).collect())
     }
+    fn handle(obj: &Bound<'_, PyAny>) -> Option<Self> {
+        // The address is the object's identity while the handle keeps it alive.
+        let identity = obj.as_ptr() as usize as u64;
+        let handle = oxiida::value::Handle::new("python", &type_name(obj), identity, Box::new(obj.clone().unbind()));
+        Some(Self::Handle(std::sync::Arc::new(handle)))
+    }
     fn to_python<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         use oxiida::value::Value;
         Ok(match self {
@@ -110,6 +123,17 @@ impl Crossing for oxiida::value::Value {
                 }
                 d.into_any()
             }
+            Value::Handle(h) => match h.payload::<Py<PyAny>>() {
+                Some(obj) => obj.bind(py).clone(),
+                None => {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                        "a {} {} cannot be given to a Python function; convert it in a {} function first",
+                        h.owner(),
+                        h.type_name(),
+                        h.owner()
+                    )))
+                }
+            },
         })
     }
 }
@@ -153,16 +177,38 @@ fn from_python_at<V: Crossing>(obj: &Bound<'_, PyAny>, depth: usize) -> Result<V
         let mut entries = Vec::with_capacity(dict.len());
         for (k, v) in dict.iter() {
             let Ok(key) = k.cast::<PyString>() else {
+                if let Some(handle) = V::handle(obj) {
+                    return Ok(handle);
+                }
                 return Err(CannotCross(format!("a dict key must be a str, found `{}`; convert the keys with str()", type_name(&k))));
             };
             entries.push((key.to_string(), from_python_at(&v, depth + 1)?));
         }
         return Ok(V::map(entries));
     }
+    if let Some(item) = numpy_item(obj) {
+        return from_python_at(&item, depth + 1);
+    }
+    if let Some(handle) = V::handle(obj) {
+        return Ok(handle);
+    }
     Err(CannotCross(format!(
         "a value of type `{}` cannot cross into oxiida; convert it to None, bool, int, float, str, list, tuple or dict",
         type_name(obj)
     )))
+}
+
+/// A numpy scalar (`np.int64`, `np.float32`, `np.bool_`, ...) as the
+/// Python value its `.item()` gives; `None` for anything else, and without
+/// importing numpy when nothing has.
+fn numpy_item<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let numpy = py.import("sys").ok()?.getattr("modules").ok()?.get_item("numpy").ok()?;
+    let generic = numpy.getattr("generic").ok()?;
+    if !obj.is_instance(&generic).unwrap_or(false) {
+        return None;
+    }
+    obj.call_method0("item").ok().filter(|item| !item.is(obj))
 }
 
 pub fn type_name(obj: &Bound<'_, PyAny>) -> String {

@@ -39,7 +39,7 @@ def test_an_unknown_name_is_still_an_error_before_running(capsys):
 @pytest.mark.parametrize(
     "inputs, error, says",
     [
-        ({"n": object()}, oxiida.OxiidaError, "input `n` cannot cross into the workflow: a value of type `object`"),
+        ({"n": [1, "bad \udc80"]}, oxiida.OxiidaError, "input `n` cannot cross into the workflow: a str that is not valid UTF-8"),
         ({"n": 2**64}, oxiida.OxiidaError, "input `n` cannot cross"),
         ([("n", 1)], TypeError, "inputs must be a mapping of names to values"),
         ({1: 2}, TypeError, "input names must be str"),

@@ -18,7 +18,10 @@ could not be unpickled here, each with the pickle of the error's text. Integers 
 
 A result crosses as it would from a plain call: subclasses of int, float,
 str, list, tuple and dict (an IntEnum, a namedtuple) as their base values,
-and anything else is refused here with the words the caller uses. A call
+numpy scalars as their `.item()`, and anything else as itself, pickled
+(protocol 5, in band): the caller keeps it as a handle (the package) or
+refuses it (the CLI plugin). One that cannot be pickled is refused here with
+the words the caller uses. A call
 of an `async def` function is awaited on the worker's own event loop.
 """
 
@@ -43,8 +46,9 @@ class _CannotLoad(Exception):
     pass
 
 
-def _plain(value, depth=0):
-    # The result as the plain values a plain call would give the workflow.
+def _plain(value, depth=0, keep=False):
+    # The result as the plain values a plain call would give the workflow;
+    # `keep`: a value with no plain form stays itself (a handle for the caller).
     if depth > MAX_DEPTH:
         raise _CannotCross(f"it is nested more than {MAX_DEPTH} levels deep (or contains itself); return a flatter value")
     if value is None or isinstance(value, bool):
@@ -56,14 +60,23 @@ def _plain(value, depth=0):
     if isinstance(value, str):
         return str(value)
     if isinstance(value, (list, tuple)):
-        return [_plain(item, depth + 1) for item in value]
+        return [_plain(item, depth + 1, keep) for item in value]
     if isinstance(value, dict):
         plain = {}
         for key, item in value.items():
             if not isinstance(key, str):
+                if keep:
+                    return value
                 raise _CannotCross(f"a dict key must be a str, found `{type(key).__name__}`; convert the keys with str()")
-            plain[str(key)] = _plain(item, depth + 1)
+            plain[str(key)] = _plain(item, depth + 1, keep)
         return plain
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):
+        item = value.item()
+        if item is not value:
+            return _plain(item, depth + 1, keep)
+    if keep:
+        return value
     raise _CannotCross(
         f"a value of type `{type(value).__name__}` cannot cross into oxiida; "
         "convert it to None, bool, int, float, str, list, tuple or dict"
@@ -258,7 +271,11 @@ def main():
                 contexts.leave(context)
         if status == 0:
             try:
-                payload = pickle.dumps(_plain(result), protocol=5)
+                try:
+                    payload = pickle.dumps(_plain(result, keep=True), protocol=5)
+                except Exception:
+                    _plain(result)  # a value that would not cross anyway is refused as such
+                    raise
             except _CannotCross as e:
                 status, payload = 2, pickle.dumps((type(result).__name__, str(e)), protocol=5)
             except Exception as e:  # noqa: BLE001 - said as a transport failure, not as raised
