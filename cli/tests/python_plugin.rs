@@ -46,6 +46,9 @@ def big():
 def thing():
     return object()
 
+def lock():
+    return threading.Lock()
+
 def scale(x, factor=2, *, offset=0):
     return x * factor + offset
 
@@ -104,6 +107,17 @@ fn values_that_cannot_cross_are_clear_errors() {
     );
     let out = run(&script(), "require thing;\nx = thing();\n");
     assert!(text(&out.stderr).contains("a value of type `object` cannot cross into oxiida"), "{}", text(&out.stderr));
+    // A worker sends back what has no plain form (the package keeps it as a
+    // handle); the plugin refuses it with the same words as a plain call.
+    let out = run(&script(), "require thing;\nx = =thing=();\n");
+    assert!(
+        text(&out.stderr).contains("cannot return object from `thing`: a value of type `object` cannot cross"),
+        "{}",
+        text(&out.stderr)
+    );
+    // One that cannot even be pickled is refused as not crossing, not as a pickling failure.
+    let out = run(&script(), "require lock;\nx = =lock=();\n");
+    assert!(text(&out.stderr).contains("cannot return lock from `lock`: a value of type `lock` cannot cross"), "{}", text(&out.stderr));
 }
 
 #[test]

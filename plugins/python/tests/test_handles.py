@@ -97,12 +97,18 @@ def test_print_shows_the_type(capsys):
         ("len(a)", "len() does not take a python ndarray (an opaque python object"),
         ("a < a", "cannot order python ndarray (an opaque python object"),
         ("-a", "cannot apply unary `-` to python ndarray"),
+        ("a.shape", "cannot read `.shape` of a python ndarray (an opaque python object"),
     ],
 )
 def test_what_the_workflow_cannot_do_with_a_handle_names_its_type(expr, words):
     with pytest.raises(oxiida.OxiidaError) as raised:
         oxiida.run(f"x = {expr};\n", inputs={"a": np.zeros(2)})
     assert words in str(raised.value)
+
+
+def test_for_over_a_handle_names_its_type():
+    with pytest.raises(oxiida.OxiidaError, match=r"cannot iterate over a python ndarray \(an opaque python object: pass it"):
+        oxiida.run("for v in a { print v; }\n", inputs={"a": np.zeros(2)})
 
 
 class Color(enum.Enum):
@@ -156,3 +162,16 @@ def test_a_handle_is_released_when_the_workflow_ends():
     del obj, out
     gc.collect()
     assert ref() is None
+
+
+def test_a_process_result_that_cannot_be_pickled_says_so_and_what_to_do():
+    import threading
+
+    with pytest.raises(oxiida.OxiidaError) as raised:
+        oxiida.run("require f;\nx = =f=();\n", {"f": threading.Lock})
+    first = str(raised.value).splitlines()[0]
+    assert "cannot return lock from `f`: a value of type `lock` cannot cross" in first
+    assert "pickling it back from the worker failed: TypeError" in first
+    assert "call the function without =f=" in first
+    # A plain call keeps it as a handle.
+    assert type(oxiida.run("require f;\nx = f();\n", {"f": threading.Lock})["x"]).__name__ == "lock"

@@ -273,8 +273,15 @@ def main():
             try:
                 try:
                     payload = pickle.dumps(_plain(result, keep=True), protocol=5)
-                except Exception:
-                    _plain(result)  # a value that would not cross anyway is refused as such
+                except Exception as e:
+                    # A value that would not cross anyway is refused as such.
+                    try:
+                        _plain(result)
+                    except _CannotCross as refused:
+                        raise _CannotCross(
+                            f"{refused} (the oxiida package keeps such a value as a handle, but pickling it "
+                            f"back from the worker failed: {type(e).__name__}: {e}; call the function without =f=)"
+                        ) from None
                     raise
             except _CannotCross as e:
                 status, payload = 2, pickle.dumps((type(result).__name__, str(e)), protocol=5)
