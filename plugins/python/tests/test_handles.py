@@ -175,3 +175,37 @@ def test_a_process_result_that_cannot_be_pickled_says_so_and_what_to_do():
     assert "call the function without =f=" in first
     # A plain call keeps it as a handle.
     assert type(oxiida.run("require f;\nx = f();\n", {"f": threading.Lock})["x"]).__name__ == "lock"
+
+
+def test_a_handle_no_variable_holds_is_released_during_the_workflow():
+    import gc
+    import weakref
+
+    class Big:
+        pass
+
+    refs = []
+
+    def make():
+        obj = Big()
+        refs.append(weakref.ref(obj))
+        return obj
+
+    def alive():
+        gc.collect()
+        return refs[-1]() is not None
+
+    source = "require make, alive;\nx = make();\nbefore = alive();\nx = 1;\nafter = alive();\n"
+    assert oxiida.run(source, {"make": make, "alive": alive}) == {"x": 1, "before": True, "after": False}
+
+
+def test_run_async_returns_the_original_objects_too():
+    import asyncio
+
+    frame = pd.DataFrame({"x": [1]})
+
+    def keep(df):
+        return df
+
+    out = asyncio.run(oxiida.run_async("require keep;\nb = keep(a);\n", {"keep": keep}, inputs={"a": frame}))
+    assert out["a"] is frame and out["b"] is frame
