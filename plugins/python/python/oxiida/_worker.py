@@ -46,6 +46,7 @@ class _CannotLoad(Exception):
 # Values of these exact types are plain already (subclasses are not: they
 # are converted to their base values below).
 _EXACT = frozenset((type(None), bool, int, float, str))
+_STR = frozenset((str,))
 
 
 def _plain(value, depth=0):
@@ -58,9 +59,13 @@ def _plain(value, depth=0):
         return value
     if depth < MAX_DEPTH:
         if type(value) is list or type(value) is tuple:
+            if _EXACT.issuperset(map(type, value)):  # the whole check in C
+                return value if type(value) is list else list(value)
             exact, inner = _EXACT, depth + 1
             return [item if type(item) in exact else _plain(item, inner) for item in value]
         if type(value) is dict:
+            if _STR.issuperset(map(type, value)) and _EXACT.issuperset(map(type, value.values())):
+                return value
             exact, inner, plain = _EXACT, depth + 1, {}
             for key, item in value.items():
                 if type(key) is not str:
