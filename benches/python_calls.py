@@ -6,8 +6,15 @@ Prints figures and ratios; asserts nothing (targets in the messages).
 3. k CPU-bound =f= calls in para vs in sequence (>= 0.9 k), and
    ProcessPoolExecutor's speedup for the same calls (map vs one at a time)
 4. 1,000 calls of time.sleep(0.5) in `para for` (<= 1.0 s wall)
+5. fan-out (issue 13): 2,000 trivial plain calls in `para for` vs a `for` loop
+   (<= 1.0x), and 2,000 trivial =f= calls in `para for` vs a `for` loop
+   (<= 0.75x)
+6. large results through =f= vs ProcessPoolExecutor (<= 1.0x): a list of 1e6
+   ints, a list of 1e5 dicts, a 100 MB numpy array (a note when numpy is
+   missing or the array cannot cross)
 
-usage: python benches/python_calls.py [N]     (with the oxiida package installed)
+usage: python benches/python_calls.py [N] [--fanout]
+       (with the oxiida package installed; --fanout runs only 5 and 6)
 """
 
 import sys
@@ -17,7 +24,9 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import oxiida
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+FANOUT_ONLY = "--fanout" in sys.argv[1:]
+N = int(ARGS[0]) if ARGS else 100_000
 
 
 def trivial(x):
@@ -51,26 +60,6 @@ def oxiida_calls():
     return timed(lambda: oxiida.run("require trivial;\n" + loop)) - timed(lambda: oxiida.run(bare))
 
 
-ox = min(oxiida_calls() for _ in range(3))
-tp = min(round_trips(ThreadPoolExecutor, N) for _ in range(3))
-report("calls of a trivial function", N, ox, tp, ("plain call", "ThreadPoolExecutor trip"))
-
-
-# 2. =f= round trips.
-M = max(N // 20, 1000)
-
-
-def oxiida_process_calls():
-    oxiida.run("require trivial;\nx = =trivial=(0);\n")  # warm: workers started
-    return timed(lambda: oxiida.run(f"require trivial;\ni = 0;\nwhile (i < {M}) {{ x = =trivial=(i); i = i + 1; }}\n"))
-
-
-ox_p = min(oxiida_process_calls() for _ in range(3))
-pp = min(round_trips(ProcessPoolExecutor, M) for _ in range(3))
-report("process calls", M, ox_p, pp, ("=f=", "ProcessPoolExecutor trip"))
-
-
-# 3. CPU-bound calls in para.
 def burn(n):
     total = 0
     for i in range(n):
@@ -78,32 +67,127 @@ def burn(n):
     return total
 
 
-K = min(4, os.cpu_count() or 1)
-WORK = 3_000_000
-calls = "".join(f"    r{i} = =burn=({WORK});\n" for i in range(K))
-seq_src = f"require burn;\nseq {{\n{calls}}}\n"
-para_src = f"require burn;\npara {{\n{calls}}}\n"
-# Warm: calls long enough to overlap, so all K workers are started (a
-# trivial call returns before the next one looks for a worker).
-oxiida.run(para_src.replace(str(WORK), str(WORK // 10)))
+def issue_benches():
+    ox = min(oxiida_calls() for _ in range(3))
+    tp = min(round_trips(ThreadPoolExecutor, N) for _ in range(3))
+    report("calls of a trivial function", N, ox, tp, ("plain call", "ThreadPoolExecutor trip"))
+
+    # 2. =f= round trips.
+    M = max(N // 20, 1000)
+
+    def oxiida_process_calls():
+        oxiida.run("require trivial;\nx = =trivial=(0);\n")  # warm: workers started
+        return timed(lambda: oxiida.run(f"require trivial;\ni = 0;\nwhile (i < {M}) {{ x = =trivial=(i); i = i + 1; }}\n"))
+
+    ox_p = min(oxiida_process_calls() for _ in range(3))
+    pp = min(round_trips(ProcessPoolExecutor, M) for _ in range(3))
+    report("process calls", M, ox_p, pp, ("=f=", "ProcessPoolExecutor trip"))
+
+    # 3. CPU-bound calls in para.
+    K = min(4, os.cpu_count() or 1)
+    WORK = 3_000_000
+    calls = "".join(f"    r{i} = =burn=({WORK});\n" for i in range(K))
+    seq_src = f"require burn;\nseq {{\n{calls}}}\n"
+    para_src = f"require burn;\npara {{\n{calls}}}\n"
+    # Warm: calls long enough to overlap, so all K workers are started (a
+    # trivial call returns before the next one looks for a worker).
+    oxiida.run(para_src.replace(str(WORK), str(WORK // 10)))
+
+    # The VM's speed drifts by a third within seconds: the four measures are
+    # taken in turn, five times, and each keeps its best.
+    seq = par = pool_seq = pool_par = float("inf")
+    with ProcessPoolExecutor(max_workers=K) as pool:
+        list(pool.map(burn, [WORK // 10] * K))
+        for _ in range(5):
+            seq = min(seq, timed(lambda: oxiida.run(seq_src)))
+            par = min(par, timed(lambda: oxiida.run(para_src)))
+            pool_seq = min(pool_seq, timed(lambda: [pool.submit(burn, WORK).result() for _ in range(K)]))
+            pool_par = min(pool_par, timed(lambda: list(pool.map(burn, [WORK] * K))))
+    print(f"{K} CPU-bound calls (best of 5, taken in turn): oxiida seq {seq:.3f} s, para {par:.3f} s: speedup {seq / par:.2f}"
+          f" (target >= {0.9 * K:.1f}); ProcessPoolExecutor seq {pool_seq:.3f} s, para {pool_par:.3f} s:"
+          f" speedup {pool_seq / pool_par:.2f}")
+
+    # 4. Many waiting calls.
+    start = time.perf_counter()
+    oxiida.run("require time.sleep;\npara for i in range(1000) { sleep(0.5); }\n")
+    print(f"1000 calls of time.sleep(0.5) in para for: {time.perf_counter() - start:.2f} s wall (target <= 1.0 s)")
 
 
-# The VM's speed drifts by a third within seconds: the four measures are
-# taken in turn, five times, and each keeps its best.
-seq = par = pool_seq = pool_par = float("inf")
-with ProcessPoolExecutor(max_workers=K) as pool:
-    list(pool.map(burn, [WORK // 10] * K))
+# 5. and 6.: issue 13, fan-out at the cost of the work.
+def inc(x):
+    return x + 1
+
+
+def ints(n):
+    return list(range(n))
+
+
+def dicts(n):
+    return [{"i": i, "s": str(i)} for i in range(n)]
+
+
+def array(nbytes):
+    import numpy
+
+    return numpy.ones(nbytes // 8)
+
+
+FAN = 2000
+
+
+def best(run, times=3):
+    return min(timed(run) for _ in range(times))
+
+
+def compare(title, ours, reference, names, target):
+    print(f"{title}:")
+    print(f"  {names[0]:<34} {ours * 1e3:9.2f} ms")
+    print(f"  {names[1]:<34} {reference * 1e3:9.2f} ms")
+    print(f"  ratio: {ours / reference:.2f}x (target <= {target}x)")
+
+
+def fanout_benches():
+    workers = os.environ.get("OXIIDA_WORKERS", str(os.cpu_count()))
+    for_plain = f"require inc;\nfor i in range({FAN}) {{ x = inc(i); }}\n"
+    para_plain = f"require inc;\npara for i in range({FAN}) {{ x = inc(i); }}\n"
+    for_proc = for_plain.replace("inc(i)", "=inc=(i)")
+    para_proc = para_plain.replace("inc(i)", "=inc=(i)")
+    oxiida.run(para_proc)  # warm: workers started
+    # Taken in turn, five times, each keeping its best (the VM drifts).
+    f_plain = p_plain = f_proc = p_proc = float("inf")
     for _ in range(5):
-        seq = min(seq, timed(lambda: oxiida.run(seq_src)))
-        par = min(par, timed(lambda: oxiida.run(para_src)))
-        pool_seq = min(pool_seq, timed(lambda: [pool.submit(burn, WORK).result() for _ in range(K)]))
-        pool_par = min(pool_par, timed(lambda: list(pool.map(burn, [WORK] * K))))
-print(f"{K} CPU-bound calls (best of 5, taken in turn): oxiida seq {seq:.3f} s, para {par:.3f} s: speedup {seq / par:.2f}"
-      f" (target >= {0.9 * K:.1f}); ProcessPoolExecutor seq {pool_seq:.3f} s, para {pool_par:.3f} s:"
-      f" speedup {pool_seq / pool_par:.2f}")
+        f_plain = min(f_plain, timed(lambda: oxiida.run(for_plain)))
+        p_plain = min(p_plain, timed(lambda: oxiida.run(para_plain)))
+        f_proc = min(f_proc, timed(lambda: oxiida.run(for_proc)))
+        p_proc = min(p_proc, timed(lambda: oxiida.run(para_proc)))
+    compare(f"{FAN} trivial plain calls (best of 5; per call: para for {p_plain * 1e6 / FAN:.1f} us,"
+            f" for loop {f_plain * 1e6 / FAN:.1f} us)", p_plain, f_plain, ("para for", "for loop"), 1.0)
+    compare(f"{FAN} trivial =f= calls on {workers} workers (best of 5; per call: para for {p_proc * 1e6 / FAN:.1f} us,"
+            f" for loop {f_proc * 1e6 / FAN:.1f} us)", p_proc, f_proc, ("para for", "for loop"), 0.75)
+
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        pool.submit(inc, 0).result()
+        for title, fn, arg in (("a list of 1e6 ints", "ints", 1_000_000), ("a list of 1e5 dicts", "dicts", 100_000)):
+            src = f"require {fn};\nr = ={fn}=({arg});\n"
+            ours = best(lambda: oxiida.run(src))
+            reference = best(lambda: pool.submit(globals()[fn], arg).result())
+            compare(f"{title} returned (best of 3)", ours, reference, ("oxiida =f=", "ProcessPoolExecutor"), 1.0)
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            print("a 100 MB numpy array returned: not measured (numpy is not installed)")
+            return
+        src = f"require array;\nr = =array=({100_000_000});\n"
+        try:
+            ours = best(lambda: oxiida.run(src))
+        except oxiida.OxiidaError as e:
+            print(f"a 100 MB numpy array returned: not measured, it cannot cross: {str(e).splitlines()[0]}")
+            return
+        reference = best(lambda: pool.submit(array, 100_000_000).result())
+        compare("a 100 MB numpy array returned (best of 3)", ours, reference, ("oxiida =f=", "ProcessPoolExecutor"), 1.0)
 
 
-# 4. Many waiting calls.
-start = time.perf_counter()
-oxiida.run("require time.sleep;\npara for i in range(1000) { sleep(0.5); }\n")
-print(f"1000 calls of time.sleep(0.5) in para for: {time.perf_counter() - start:.2f} s wall (target <= 1.0 s)")
+if __name__ == "__main__":
+    if not FANOUT_ONLY:
+        issue_benches()
+    fanout_benches()

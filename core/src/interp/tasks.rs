@@ -200,10 +200,12 @@ impl Interpreter<'_> {
         span: Span,
     ) -> Fallible<Value> {
         let foreign = &self.program.foreign[function];
-        let here = if self.limits.inline_calls && self.concurrent.load(Ordering::Relaxed) == 0 {
+        let here = if !self.limits.inline_calls {
+            None
+        } else if self.concurrent.load(Ordering::Relaxed) == 0 {
             self.host.call_here(&foreign.name, &args, &keywords, mode)
         } else {
-            None
+            self.host.call_here_in_para(&foreign.name, &args, &keywords, mode)
         };
         let result = match here {
             Some(result) => result,

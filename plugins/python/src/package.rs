@@ -51,11 +51,17 @@ pub(crate) struct Raised(pub(crate) Py<PyAny>);
 /// One workflow's Python functions, as the runtime's host.
 pub struct PyHost {
     functions: Arc<Functions>,
+    /// One permit per worker the pool may start: an `=f=` call takes one
+    /// before it takes a thread, so a `para for` of many calls keeps as many
+    /// threads busy as there are workers to serve them, not one per call
+    /// all waiting for a worker (and for the GIL to pickle their arguments).
+    process_calls: Arc<tokio::sync::Semaphore>,
 }
 
 impl PyHost {
     pub fn new(functions: Functions) -> PyHost {
-        PyHost { functions: Arc::new(functions) }
+        let process_calls = Arc::new(tokio::sync::Semaphore::new(crate::pool::max_workers()));
+        PyHost { functions: Arc::new(functions), process_calls }
     }
 }
 
@@ -91,7 +97,12 @@ impl Host for PyHost {
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
         let functions = self.functions.clone();
         let dotted = name.dotted();
+        let process_calls = self.process_calls.clone();
         Box::pin(async move {
+            let _permit = match mode {
+                CallMode::Process => Some(process_calls.acquire_owned().await.expect("the semaphore is never closed")),
+                CallMode::Thread => None,
+            };
             tokio::task::spawn_blocking(move || functions.call(&dotted, &args, &keywords, mode == CallMode::Process).map_err(foreign_error))
                 .await
                 .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
@@ -107,6 +118,23 @@ impl Host for PyHost {
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
         Some(self.functions.call(&name.dotted(), args, keywords, mode == CallMode::Process).map_err(foreign_error))
+    }
+
+    /// In `para`, inline too, but only plain calls of a function whose last
+    /// call was quick (`Functions::quick`): the others, and `=f=` calls, go
+    /// to threads so that they overlap.
+    fn call_here_in_para(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        keywords: &[(std::sync::Arc<str>, Value)],
+        mode: CallMode,
+    ) -> Option<Result<Value, ForeignError>> {
+        let dotted = name.dotted();
+        if mode != CallMode::Thread || !self.functions.quick(&dotted) {
+            return None;
+        }
+        Some(self.functions.call(&dotted, args, keywords, false).map_err(foreign_error))
     }
 }
 

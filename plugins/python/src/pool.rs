@@ -125,7 +125,7 @@ fn idle_timeout() -> Duration {
 }
 
 /// At most this many workers: `OXIIDA_WORKERS`, default one per core.
-fn max_workers() -> usize {
+pub fn max_workers() -> usize {
     std::env::var("OXIIDA_WORKERS")
         .ok()
         .and_then(|n| n.parse().ok())

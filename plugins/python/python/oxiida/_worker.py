@@ -46,11 +46,37 @@ class _CannotLoad(Exception):
     pass
 
 
+# Values of these exact types are plain already (subclasses are not: they
+# are converted to their base values below).
+_EXACT = frozenset((type(None), bool, int, float, str))
+_STR = frozenset((str,))
+
+
 def _plain(value, depth=0, keep=False):
     # The result as the plain values a plain call would give the workflow;
     # `keep`: a value with no plain form stays itself (a handle for the caller).
+    # Items of exact plain types are taken as they are, without a call each:
+    # a list of a million ints is checked, not rebuilt item by item.
     if depth > MAX_DEPTH:
         raise _CannotCross(f"it is nested more than {MAX_DEPTH} levels deep (or contains itself); return a flatter value")
+    if type(value) in _EXACT:
+        return value
+    if depth < MAX_DEPTH:
+        if type(value) is list or type(value) is tuple:
+            if _EXACT.issuperset(map(type, value)):  # the whole check in C
+                return value if type(value) is list else list(value)
+            exact, inner = _EXACT, depth + 1
+            return [item if type(item) in exact else _plain(item, inner, keep) for item in value]
+        if type(value) is dict:
+            if _STR.issuperset(map(type, value)) and _EXACT.issuperset(map(type, value.values())):
+                return value
+            exact, inner, plain = _EXACT, depth + 1, {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    break
+                plain[key] = item if type(item) in exact else _plain(item, inner, keep)
+            else:
+                return plain
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -288,7 +314,9 @@ def main():
             except Exception as e:  # noqa: BLE001 - said as a transport failure, not as raised
                 status, payload = 3, pickle.dumps(f"{type(e).__name__}: {e}", protocol=5)
             result = None
-        _write_all(out, struct.pack(">IB", len(payload) + 1, status) + payload)
+        # Header and payload in two writes: a large result is not copied to join them.
+        _write_all(out, struct.pack(">IB", len(payload) + 1, status))
+        _write_all(out, payload)
 
 
 if __name__ == "__main__":
