@@ -174,22 +174,6 @@ pub trait Host: Send + Sync {
     ) -> Option<Result<Value, ForeignError>> {
         None
     }
-
-    /// `call_here` for a call made while other branches of a `para` (or
-    /// iterations of a `para for`) are running, asked when the embedder
-    /// allows inline calls. Running it here blocks those branches until it
-    /// returns, so a host answers only for calls it expects to be short and
-    /// that could not overlap with the others anyway (a Python function that
-    /// holds the interpreter lock); `None` means "use `call`".
-    fn call_here_in_para(
-        &self,
-        _name: &ForeignName,
-        _args: &[Value],
-        _keywords: &[(Arc<str>, Value)],
-        _mode: CallMode,
-    ) -> Option<Result<Value, ForeignError>> {
-        None
-    }
 }
 
 /// A host that provides nothing: workflows without `require` need no other.

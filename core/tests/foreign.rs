@@ -21,8 +21,6 @@ struct State {
     gate_waiting: AtomicUsize,
     dropped_unfinished: AtomicUsize,
     inline_calls: AtomicUsize,
-    /// Asks of `call_here_in_para` (always answered `None`).
-    para_inline_asks: AtomicUsize,
     calls: Mutex<Vec<(String, CallMode)>>,
     /// Every name `Host::keywords` was asked about, in order.
     keyword_asks: Mutex<Vec<String>>,
@@ -94,17 +92,6 @@ impl Host for TestHost {
             self.state.inline_calls.fetch_add(1, Ordering::SeqCst);
             Ok(Value::Int(a + b))
         })
-    }
-
-    fn call_here_in_para(
-        &self,
-        _name: &ForeignName,
-        _args: &[Value],
-        _keywords: &[(std::sync::Arc<str>, Value)],
-        _mode: CallMode,
-    ) -> Option<Result<Value, ForeignError>> {
-        self.state.para_inline_asks.fetch_add(1, Ordering::SeqCst);
-        None
     }
 
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
@@ -405,10 +392,8 @@ fn calls_run_inline_only_when_allowed_and_nothing_else_runs() {
     result.unwrap();
     assert_eq!(out, ["12"]);
     assert_eq!(host.state.inline_calls.load(Ordering::SeqCst), 1, "only the call outside `para`");
-    assert_eq!(host.state.para_inline_asks.load(Ordering::SeqCst), 3, "the calls in `para` ask `call_here_in_para`");
     assert_eq!(host.state.calls.lock().unwrap().len(), 3);
     let host = TestHost::default();
     runtime().block_on(run_with(&host, src, Limits::default())).1.unwrap();
     assert_eq!(host.state.inline_calls.load(Ordering::SeqCst), 0, "not allowed by default");
-    assert_eq!(host.state.para_inline_asks.load(Ordering::SeqCst), 0, "not asked by default");
 }

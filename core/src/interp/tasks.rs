@@ -200,12 +200,10 @@ impl Interpreter<'_> {
         span: Span,
     ) -> Fallible<Value> {
         let foreign = &self.program.foreign[function];
-        let here = if !self.limits.inline_calls {
-            None
-        } else if self.concurrent.load(Ordering::Relaxed) == 0 {
+        let here = if self.limits.inline_calls && self.concurrent.load(Ordering::Relaxed) == 0 {
             self.host.call_here(&foreign.name, &args, &keywords, mode)
         } else {
-            self.host.call_here_in_para(&foreign.name, &args, &keywords, mode)
+            None
         };
         let result = match here {
             Some(result) => result,

@@ -11,9 +11,7 @@
 
 use std::collections::HashMap;
 use std::ffi::c_ulong;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
@@ -91,17 +89,7 @@ struct Resolved {
     key: u64,
     /// The function, cloudpickled on its first `=f=` call.
     pickled: OnceLock<Vec<u8>>,
-    /// How its last plain call went: `UNKNOWN`, `QUICK` or `SLOW` (see `quick`).
-    pace: AtomicU8,
 }
-
-const UNKNOWN: u8 = 0;
-const QUICK: u8 = 1;
-const SLOW: u8 = 2;
-/// A plain call that returns within this time, measured inside Python
-/// (the lock already held), marks its function quick: it cannot have waited
-/// on much, so calls of it in `para` would not overlap with each other anyway.
-const QUICK_CALL: Duration = Duration::from_micros(50);
 
 /// The calls of one workflow that are inside Python right now.
 #[derive(Default)]
@@ -369,8 +357,7 @@ impl Functions {
                 }
                 return Err(why);
             }
-            let resolved =
-                Arc::new(Resolved { function: obj.unbind(), key: next_key(), pickled: OnceLock::new(), pace: AtomicU8::new(UNKNOWN) });
+            let resolved = Arc::new(Resolved { function: obj.unbind(), key: next_key(), pickled: OnceLock::new() });
             self.resolved.lock().insert(dotted.to_owned(), resolved);
             Ok(())
         })
@@ -398,18 +385,6 @@ impl Functions {
         })
     }
 
-    /// Whether the last plain call of `dotted` returned quickly (within
-    /// `QUICK_CALL`, not an `async def`): such a call runs inline in `para`
-    /// too, since holding the interpreter lock throughout, it could not
-    /// overlap with the other branches' Python calls, and a thread hand-off
-    /// would cost a hundred times the call. A call that then takes longer
-    /// marks the function slow again, and its next calls go to threads.
-    #[cfg(feature = "package")]
-    pub fn quick(&self, dotted: &str) -> bool {
-        let resolved = self.resolved.lock().get(dotted).cloned();
-        resolved.is_some_and(|r| r.pace.load(Ordering::Relaxed) == QUICK)
-    }
-
     fn call_here<'py>(
         &self,
         py: Python<'py>,
@@ -420,19 +395,11 @@ impl Functions {
         // SAFETY: a plain C call with no arguments; the GIL is held.
         let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
         self.running.state.lock().threads.push(ident);
-        let start = Instant::now();
         let result = resolved.function.bind(py).call(args, kwargs.as_ref());
-        let pace = if start.elapsed() < QUICK_CALL { QUICK } else { SLOW };
         // An `async def` function: its coroutine is awaited on the workflow's loop.
         let result = match result {
-            Ok(r) if is_coroutine(py, &r) => {
-                resolved.pace.store(SLOW, Ordering::Relaxed);
-                self.await_coroutine(py, r)
-            }
-            other => {
-                resolved.pace.store(pace, Ordering::Relaxed);
-                other
-            }
+            Ok(r) if is_coroutine(py, &r) => self.await_coroutine(py, r),
+            other => other,
         };
         self.running.state.lock().threads.retain(|&i| i != ident);
         result.map_err(|e| {

@@ -119,23 +119,6 @@ impl Host for PyHost {
     ) -> Option<Result<Value, ForeignError>> {
         Some(self.functions.call(&name.dotted(), args, keywords, mode == CallMode::Process).map_err(foreign_error))
     }
-
-    /// In `para`, inline too, but only plain calls of a function whose last
-    /// call was quick (`Functions::quick`): the others, and `=f=` calls, go
-    /// to threads so that they overlap.
-    fn call_here_in_para(
-        &self,
-        name: &ForeignName,
-        args: &[Value],
-        keywords: &[(std::sync::Arc<str>, Value)],
-        mode: CallMode,
-    ) -> Option<Result<Value, ForeignError>> {
-        let dotted = name.dotted();
-        if mode != CallMode::Thread || !self.functions.quick(&dotted) {
-            return None;
-        }
-        Some(self.functions.call(&dotted, args, keywords, false).map_err(foreign_error))
-    }
 }
 
 /// Where `oxiida.run`'s `=f=` calls run: the caller's working directory

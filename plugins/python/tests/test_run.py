@@ -3,7 +3,6 @@
 import functools
 import math
 import threading
-import time
 
 import pytest
 
@@ -134,32 +133,6 @@ def test_calls_in_para_overlap():
         return True
 
     assert oxiida.run("require meet;\npara { a = meet(); b = meet(); }\n") == {"a": True, "b": True}
-
-
-def test_para_for_gives_every_call_of_a_quick_function():
-    # After its first calls, a quick function runs inline in `para for`.
-    seen = []
-
-    def note(i):
-        seen.append(i)
-        return i
-
-    oxiida.run("require note;\npara for i in range(600) { note(i); }\n")
-    assert sorted(seen) == list(range(600))
-
-
-def test_a_function_whose_last_call_waited_overlaps_in_para_again():
-    barrier = threading.Barrier(2, timeout=10)
-
-    def step(how):
-        if how == 1:
-            time.sleep(0.002)  # waits: its next calls go to threads
-        elif how == 2:
-            barrier.wait()  # passes only when both calls wait at once
-        return how
-
-    src = "require step;\na = step(0);\nb = step(1);\npara { c = step(2); d = step(2); }\n"
-    assert oxiida.run(src) == {"a": 0, "b": 1, "c": 2, "d": 2}
 
 
 def test_two_workflows_run_at_once_from_two_threads():
