@@ -2,7 +2,7 @@
 # Builds oxiida and runs every test: lints, unit and integration tests (the
 # project's conformance corpus, the examples of README.md and docs/, the
 # foreign-call seam, plugins, liboxiida), the Python package's pytest suite (in .venv, with
-# pytest and cloudpickle installed there), the Lua module under lua5.4
+# pytest, cloudpickle, numpy and pandas installed there), the Lua module under lua5.4
 # (installed with apt-get when missing) and, when it sits beside
 # this checkout, the shared conformance suite (and its lang-0.3 folder).
 set -euo pipefail

@@ -115,7 +115,7 @@ def run_async(
     where `run_async` is called, not where it is awaited; errors in the
     source or the inputs raise when it is awaited, before anything runs."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run_async")
-    return _async.run_async(source, names, file_name, max_tasks, max_fanout, inputs, hint)
+    return _async.await_workflow(source, names, file_name, max_tasks, max_fanout, inputs, hint)
 
 
 def check(

@@ -4,7 +4,7 @@ its end is handed to the loop with `call_soon_threadsafe`, and cancelling
 the awaiting task cancels the workflow."""
 
 import asyncio
-from typing import Any, Coroutine, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from ._oxiida import _start
 
@@ -18,7 +18,7 @@ def _settle(future: "asyncio.Future[Dict[str, Any]]", ok: bool, value: Any) -> N
         future.set_exception(value)
 
 
-async def _await_workflow(
+async def await_workflow(
     source: str,
     scope: Dict[str, Any],
     file_name: str,
@@ -43,14 +43,3 @@ async def _await_workflow(
         started.cancel()
         raise
 
-
-def run_async(
-    source: str,
-    scope: Dict[str, Any],
-    file_name: str,
-    max_tasks: int,
-    max_fanout: int,
-    inputs: Optional[Mapping[str, Any]],
-    hint: Optional[str],
-) -> Coroutine[Any, Any, Dict[str, Any]]:
-    return _await_workflow(source, scope, file_name, max_tasks, max_fanout, inputs, hint)

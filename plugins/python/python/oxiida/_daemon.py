@@ -148,10 +148,12 @@ def _failed(id: int, state: str, error: Optional[str], packed: Optional[bytes] =
     return WorkflowFailedError(message, id, state, error)
 
 
-def _time(ms: Optional[int]) -> Optional[datetime.datetime]:
-    if ms is None:
-        return None
+def _stamp(ms: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+
+
+def _time(ms: Optional[int]) -> Optional[datetime.datetime]:
+    return None if ms is None else _stamp(ms)
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,7 @@ def workflows(
         page = _PAGE if limit is None else min(_PAGE, limit - len(found))
         rows, more = _workflows(status, page, before, since_ms)
         for id, name, state, exit_code, submitted_ms, finished_ms in rows:
-            found.append(WorkflowSummary(id, name, state, exit_code, _time(submitted_ms), _time(finished_ms)))
+            found.append(WorkflowSummary(id, name, state, exit_code, _stamp(submitted_ms), _time(finished_ms)))
         if not more or not rows:
             break
         before = rows[-1][0]
@@ -232,7 +234,7 @@ def status(id: int) -> WorkflowStatus:
     """Where workflow `id` stands (its record, without its output)."""
     r = _record(id)
     return WorkflowStatus(
-        r["id"], r["name"], r["state"], r["exit_code"], r["error"], _time(r["submitted_ms"]),
+        r["id"], r["name"], r["state"], r["exit_code"], r["error"], _stamp(r["submitted_ms"]),
         _time(r["started_ms"]), _time(r["finished_ms"]), r["cwd"], r["source"],
     )
 
