@@ -118,7 +118,7 @@ fn plugins_are_found_by_name_and_listed() {
     example();
     let path = scratch().display().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_oxiida")).arg("plugins").env("OXIIDA_PLUGIN_PATH", &path).output().unwrap();
-    assert!(stdout(&out).contains("example\tABI 3\t"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("example\tABI 4\t"), "{}", stdout(&out));
     let file = scratch().join("by-name.ox");
     std::fs::write(&file, "require greet;\nprint greet(\"you\");\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
@@ -144,7 +144,7 @@ fn unusable_libraries_are_refused_with_the_reason() {
             "#include \"oxiida.h\"\n#include <stdio.h>\nstatic int32_t sn(const char *c, size_t l, void **s, char *e, size_t n) {{ (void)c; (void)l; (void)e; (void)n; *s = 0; return 0; }}\n\
              static void sf(void *s) {{ (void)s; }}\nstatic uint32_t rs(void *s, const char *n, size_t l, char *e, size_t c) {{ (void)s; (void)n; (void)l; (void)e; (void)c; return 0; }}\n\
              static void ca(void *s, const oxiida_message *m, oxiida_reply *r) {{ (void)s; (void)m; (void)r; }}\n\
-             static const oxiida_plugin P = {{ {version}, sizeof(oxiida_plugin), \"odd\", 0, sn, sf, rs, ca, NULL }};\n"
+             static const oxiida_plugin P = {{ {version}, sizeof(oxiida_plugin), \"odd\", 0, sn, sf, rs, ca, NULL, NULL }};\n"
         )
     };
     let future = build_text(
@@ -159,7 +159,7 @@ fn unusable_libraries_are_refused_with_the_reason() {
     let garbage = scratch().join("libgarbage.so");
     std::fs::write(&garbage, "this is not an ELF file").unwrap();
     let cases = [
-        (future, "built for oxiida ABI version 99, but this oxiida accepts versions 1 to 3"),
+        (future, "built for oxiida ABI version 99, but this oxiida accepts versions 1 to 4"),
         (refusing, "failed to initialise: no licence file"),
         (plain, "is not an oxiida plugin: it does not export `oxiida_plugin_init`"),
         (garbage, "cannot load plugin"),

@@ -44,6 +44,9 @@ pub fn from_wire(w: Wire) -> Value {
         Wire::Str(s) => Value::from(s),
         Wire::Array(items) => Value::array(items.into_iter().map(from_wire).collect()),
         Wire::Map(entries) => Value::map(entries.into_iter().map(|(k, v)| (Arc::from(k), from_wire(v))).collect::<Map>()),
+        // A handle from no known plugin session (the plugin host maps its
+        // own with their session): opaque, and no function can take it.
+        Wire::Handle { id, type_name } => Value::Handle(Arc::new(Handle::new("foreign", &type_name, id, Box::new(())))),
     }
 }
 

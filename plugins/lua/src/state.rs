@@ -1,10 +1,14 @@
 //! One Lua state with the script loaded, and the functions looked up in it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use mlua::{Function, Lua, LuaOptions, StdLib, Value as LuaValue};
 use oxiida_abi::{Status, Value};
-use oxiida_lua_shared::convert::{from_lua, to_lua_args};
+use oxiida_lua_shared::convert::{from_lua_with, to_lua_args_with};
+
+use crate::handles::Handles;
 use oxiida_lua_shared::lua_error::describe;
 
 /// The script a session loads into each of its states.
@@ -16,12 +20,21 @@ pub struct Script {
 pub use oxiida_abi::Failure;
 
 pub struct State {
+    /// Unique in the process: which state a handle's value lives in.
+    pub id: u64,
     lua: Lua,
     functions: HashMap<String, Function>,
+    handles: Arc<Handles>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        self.handles.state_died(self.id);
+    }
 }
 
 impl State {
-    pub fn new(script: Option<&Script>) -> Result<State, String> {
+    pub fn new(script: Option<&Script>, handles: &Arc<Handles>) -> Result<State, String> {
         // SAFETY: ALL adds `debug` and C modules (`require` of a .so) to the
         // safe set; the script is trusted code, as any plugin is.
         let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL, LuaOptions::default()) };
@@ -40,7 +53,10 @@ impl State {
                 format!("the script {} failed: {message}{}", script.path, traceback.map(|t| format!("\n{t}")).unwrap_or_default())
             })?;
         }
-        Ok(State { lua, functions: HashMap::new() })
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        handles.state_born(id);
+        Ok(State { id, lua, functions: HashMap::new(), handles: handles.clone() })
     }
 
     /// Finds `dotted` (`f`, `string.upper`) from the globals down.
@@ -55,7 +71,12 @@ impl State {
 
     pub fn call(&mut self, dotted: &str, args: &[Value], keywords: &[(String, Value)]) -> Result<Value, Failure> {
         let f = self.lookup(dotted).map_err(|message| Failure { status: Status::NotFound, message, traceback: None })?;
-        call(&self.lua, dotted, &f, args, keywords)
+        // Values whose handles were released are freed here, on this state's thread.
+        self.lua.expire_registry_values();
+        let (lua, handles, id) = (&self.lua, &*self.handles, self.id);
+        let result = call(lua, dotted, &f, args, keywords, &|h, ty| handles.give(lua, id, h, ty), &mut |v| handles.keep(lua, id, v));
+        handles.settle(id, result.as_ref().ok());
+        result
     }
 }
 
@@ -84,16 +105,36 @@ pub fn find(root: mlua::Table, dotted: &str) -> Result<Function, String> {
 
 /// Calls `f` with `args`, then the keyword arguments as one table when there
 /// are any; its first result is the call's value.
-pub fn call(lua: &Lua, dotted: &str, f: &Function, args: &[Value], keywords: &[(String, Value)]) -> Result<Value, Failure> {
+pub fn call(
+    lua: &Lua,
+    dotted: &str,
+    f: &Function,
+    args: &[Value],
+    keywords: &[(String, Value)],
+    give: oxiida_lua_shared::convert::Give<'_>,
+    keep: oxiida_lua_shared::convert::Keep<'_>,
+) -> Result<Value, Failure> {
     let internal = |e: mlua::Error| Failure { status: Status::Internal, message: e.to_string(), traceback: None };
-    let args = to_lua_args(lua, args, keywords).map_err(internal)?;
+    let args = to_lua_args_with(lua, args, keywords, give).map_err(internal)?;
     let results = f.call::<mlua::MultiValue>(args).map_err(|e| {
         let (message, traceback) = describe(&e);
         Failure { status: Status::Raised, message, traceback }
     })?;
-    from_lua(results.front().unwrap_or(&LuaValue::Nil)).map_err(|why| Failure {
-        status: Status::BadArguments,
-        message: format!("the result of `{dotted}` cannot cross: {why}"),
+    let first = results.front().unwrap_or(&LuaValue::Nil);
+    from_lua_with(first, keep).map_err(|why| Failure {
+        status: Status::BadResult,
+        message: format!("cannot return {} from `{dotted}`: {why}", a_type(first)),
         traceback: None,
     })
+}
+
+/// "a string", "an userdata"... with the right article: "a table", "an integer".
+pub fn a_type(v: &LuaValue) -> String {
+    let name = match v {
+        LuaValue::Integer(_) => "integer",
+        LuaValue::Number(_) => "number",
+        other => other.type_name(),
+    };
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {name}")
 }

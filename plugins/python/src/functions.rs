@@ -381,7 +381,7 @@ impl Functions {
                 self.call_here(py, &resolved, args, kwargs)?
             };
             from_python(&result)
-                .map_err(|why| CallError::new(Kind::BadArguments, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+                .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
         })
     }
 
@@ -486,13 +486,13 @@ impl Functions {
             Answer::Returned(bytes) => loads(bytes).map_err(|e| {
                 let (message, traceback) = describe(py, &e);
                 let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message}); return None, bool, int, float, str, list, tuple or dict");
-                CallError { kind: Kind::BadArguments, message, traceback, exception: None }
+                CallError { kind: Kind::BadResult, message, traceback, exception: None }
             }),
             // The worker checks what it returns as this process would: the same words.
             Answer::CannotCross(bytes) => {
                 let (type_name, why): (String, String) =
                     loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| ("value".into(), "(unreadable)".into()));
-                Err(CallError::new(Kind::BadArguments, format!("cannot return {type_name} from `{dotted}`: {why}")))
+                Err(CallError::new(Kind::BadResult, format!("cannot return {type_name} from `{dotted}`: {why}")))
             }
             Answer::CannotLoad(bytes) => {
                 let why: String = loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| "(unreadable)".into());
@@ -504,7 +504,7 @@ impl Functions {
             Answer::CannotPickle(bytes) => {
                 let why: String = loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| "(unreadable)".into());
                 Err(CallError::new(
-                    Kind::BadArguments,
+                    Kind::BadResult,
                     format!("could not send the result of `{dotted}` back from the worker (pickling failed: {why}); return None, bool, int, float, str, list, tuple or dict"),
                 ))
             }
