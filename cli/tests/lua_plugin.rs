@@ -50,6 +50,8 @@ function make_counter() local n = 0; return function() n = n + 1; return n end e
 function tick(c) return c() end
 function same(a, b) return rawequal(a, b) end
 function first(t) return t[1] end
+doubler = setmetatable({}, { __call = function(self, x) return x * 2 end })
+five = 5
 tools = { twice = helpers.twice }
 
 -- Each call marks its own file, then waits (up to 10 s) for the other's:
@@ -120,6 +122,17 @@ fn functions_and_tables_that_are_not_data_cross_as_handles_and_come_back_the_sam
     let out = run(&script(), "require make_counter, tick;\nc = make_counter();\nx = =tick=(c);\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("`=f=` runs `tick` on a fresh Lua state, which a Lua handle cannot reach"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn tables_with_call_are_functions_and_other_values_are_named_with_their_article() {
+    let out = run(&script(), "require doubler;\nprint doubler(21);\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "42\n");
+    let out = run(&script(), "require five;\n");
+    assert!(text(&out.stderr).contains("`five` is an integer, not a function"), "{}", text(&out.stderr));
+    let out = run(&script(), "require five.x;\n");
+    assert!(text(&out.stderr).contains("`five` is an integer, not a table"), "{}", text(&out.stderr));
 }
 
 #[test]

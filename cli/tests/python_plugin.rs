@@ -87,6 +87,8 @@ def alive():
     gc.collect()
     return sum(1 for r in tracked if r() is not None)
 
+five = 5
+
 def make_set():
     return {1, 2}
 
@@ -163,6 +165,12 @@ fn objects_with_no_language_form_cross_as_handles_and_come_back_the_same() {
     let out = run(&script(), "require make_foo;\nf = make_foo();\nx = f + 1;\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("python Foo"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_value_that_is_not_a_function_is_named_with_its_article() {
+    let out = run(&script(), "require five;\n");
+    assert!(text(&out.stderr).contains("`five` is an int, not a function"), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -64,7 +64,7 @@ impl State {
         if let Some(f) = self.functions.get(dotted) {
             return Ok(f.clone());
         }
-        let f = find(self.lua.globals(), dotted)?;
+        let f = find(&self.lua, self.lua.globals(), dotted)?;
         self.functions.insert(dotted.to_owned(), f.clone());
         Ok(f)
     }
@@ -80,15 +80,16 @@ impl State {
     }
 }
 
-/// Indexes `root` with each part of `dotted`; the last must be a function.
-pub fn find(root: mlua::Table, dotted: &str) -> Result<Function, String> {
+/// Indexes `root` with each part of `dotted`; the last must be a function,
+/// or a table or userdata with a `__call` metamethod (called through it).
+pub fn find(lua: &Lua, root: mlua::Table, dotted: &str) -> Result<Function, String> {
     let mut at = LuaValue::Table(root);
     let mut walked = String::new();
     for part in dotted.split('.') {
         let next = match &at {
             LuaValue::Table(t) => t.get::<LuaValue>(part).map_err(|e| format!("looking up `{dotted}` failed: {e}"))?,
             LuaValue::Nil => return Err(format!("`{walked}` is nil, so `{dotted}` cannot be found")),
-            other => return Err(format!("`{walked}` is a {}, not a table, so `{dotted}` cannot be found", other.type_name())),
+            other => return Err(format!("`{walked}` is {}, not a table, so `{dotted}` cannot be found", a_type(other))),
         };
         if !walked.is_empty() {
             walked.push('.');
@@ -97,9 +98,10 @@ pub fn find(root: mlua::Table, dotted: &str) -> Result<Function, String> {
         at = next;
     }
     match at {
-        LuaValue::Function(f) => Ok(f),
         LuaValue::Nil => Err(format!("`{dotted}` is not defined (it is nil)")),
-        other => Err(format!("`{dotted}` is a {}, not a function", other.type_name())),
+        other => {
+            oxiida_lua_shared::convert::callable(lua, &other).ok_or_else(|| format!("`{dotted}` is {}, not a function", a_type(&other)))
+        }
     }
 }
 

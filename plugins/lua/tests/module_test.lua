@@ -27,6 +27,7 @@ end
 function shape(v) return { kind = math.type(v) or type(v), items = { 1, 2.5, "s", true }, empty = {} } end
 function fail(x) error("no good: " .. x) end
 function give_function() return print end
+function give_bytes() return "\xff" end
 
 test("callbacks run and variables come back", function()
   local out = oxiida.run([[
@@ -87,9 +88,10 @@ test("oxiida errors become Lua errors", function()
   assert(not ok)
   contains(err, "`nowhere` is not defined")
   contains(err, "`nope` is not defined")
-  ok, err = pcall(oxiida.run, "require give_function; f = give_function();")
+  ok, err = pcall(oxiida.run, 'require give_bytes; s = give_bytes();')
   assert(not ok)
-  contains(err, "a Lua function cannot cross")
+  contains(err, "cannot return a string from `give_bytes`: a string that is not valid UTF-8 cannot cross")
+  assert(not err:find("bad arguments", 1, true), err)
   ok, err = pcall(oxiida.run, "require square; x = =square=(2);")
   assert(not ok)
   contains(err, "call it as `f(...)`")
@@ -158,6 +160,77 @@ test("keyword arguments arrive as one extra final table", function()
   assert(not ok)
   contains(err, "`greet` raised an error")
   contains(err, "kw.ox:2:5")
+end)
+
+test("functions, userdata and tables that cannot cross come back as the same value", function()
+  local counter = 0
+  local mixed = { 1, x = 2 }
+  local cycle = {}
+  cycle[1] = cycle
+  local env = {
+    make = function() return function() counter = counter + 1; return counter end end,
+    tick = function(f) return f() end,
+    same = function(a, b) return rawequal(a, b) end,
+    mixed = function() return mixed end,
+    cycle = function() return cycle end,
+    file = function() return io.stdout end,
+    echo = function(...) return ... end,
+  }
+  local lines = {}
+  local write = io.write
+  io.write = function(...) lines[#lines + 1] = table.concat({ ... }) end
+  local ok, out = pcall(oxiida.run, [[
+    require make, tick, same, mixed, cycle, file, echo;
+    f = make();
+    a = tick(f);
+    b = tick(f);
+    print f;
+    print [mixed(), file()];
+    s = same(f, echo(f));
+    m = mixed();
+    c = cycle();
+    keep = {"f": f, "m": [m]};
+  ]], env)
+  io.write = write
+  assert(ok, out)
+  assert(out.a == 1 and out.b == 2 and out.s == true, ("%s %s %s"):format(out.a, out.b, out.s))
+  assert(lines[1] == "<lua function>\n", lines[1])
+  assert(lines[2] == "[<lua table>, <lua userdata>]\n", lines[2])
+  -- The variables hold the very Lua values.
+  assert(rawequal(out.m, mixed) and rawequal(out.c, cycle), "tables come back as themselves")
+  assert(rawequal(out.keep.m[1], mixed) and out.keep.f() == 3)
+  local ok2, err = pcall(oxiida.run, "require make; f = make(); x = f + 1;", env)
+  assert(not ok2)
+  contains(err, "lua function")
+end)
+
+test("argument errors are strings that name run", function()
+  local ok, err = pcall(oxiida.run)
+  assert(not ok and type(err) == "string", type(err))
+  contains(err, "oxiida.run: expected source string as argument 1, got no value")
+  ok, err = pcall(oxiida.run, 5.5)
+  contains(err, "oxiida.run: expected source string as argument 1, got a number")
+  ok, err = pcall(oxiida.run, "x = 1;", 7)
+  assert(type(err) == "string")
+  contains(err, "oxiida.run: expected an environment table (or nil) as argument 2, got an integer")
+  ok, err = pcall(oxiida.run, "x = 1;", nil, {})
+  contains(err, "oxiida.run: expected a workflow name string (or nil) as argument 3, got a table")
+end)
+
+test("the default workflow name is <workflow>", function()
+  local ok, err = pcall(oxiida.run, "x = 1 / 0;")
+  assert(not ok)
+  contains(err, "<workflow>:1:")
+  assert(not err:find("oxiida.run:1:", 1, true), err)
+end)
+
+test("tables with __call are functions", function()
+  local greeter = setmetatable({ greeting = "hi" }, { __call = function(self, name) return self.greeting .. " " .. name end })
+  local out = oxiida.run('require greeter; g = greeter("you");', { greeter = greeter })
+  assert(out.g == "hi you", tostring(out.g))
+  local ok, err = pcall(oxiida.run, "require n;", { n = 5 })
+  assert(not ok)
+  contains(err, "`n` is an integer, not a function")
 end)
 
 print(("%d passed, %d failed"):format(passed, failed))

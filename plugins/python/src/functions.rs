@@ -348,7 +348,9 @@ impl Functions {
                 }
             })?;
             if !obj.is_callable() {
-                let mut why = format!("`{dotted}` is a {}, not a function", type_name(&obj));
+                let ty = type_name(&obj);
+                let article = if ty.starts_with(['a', 'e', 'i', 'o', 'u', 'A', 'E', 'I', 'O', 'U']) { "an" } else { "a" };
+                let mut why = format!("`{dotted}` is {article} {ty}, not a function");
                 // A plain value of the caller's scope: the workflow gets it as an input.
                 if self.front == Front::Package && !dotted.contains('.') {
                     why.push_str(&format!(

@@ -21,11 +21,27 @@ pub type Give<'a> = &'a dyn Fn(u64, &str) -> mlua::Result<LuaValue>;
 pub type Keep<'a> = &'a mut dyn FnMut(&LuaValue) -> Option<Value>;
 
 fn no_handles(_: u64, type_name: &str) -> mlua::Result<LuaValue> {
-    Err(mlua::Error::runtime(format!("a handle to a {type_name} cannot be given to Lua here")))
+    Err(mlua::Error::runtime(format!("a handle to a Lua {type_name} cannot be given to Lua here")))
 }
 
 pub fn to_lua(lua: &Lua, v: &Value) -> mlua::Result<LuaValue> {
     to_lua_with(lua, v, &no_handles)
+}
+
+/// `v` as a function to call: itself, or for a table or userdata with a
+/// `__call` metamethod, a function that calls it (so it is called as Lua
+/// would call it). `None` for anything else.
+pub fn callable(lua: &Lua, v: &LuaValue) -> Option<mlua::Function> {
+    match v {
+        LuaValue::Function(f) => Some(f.clone()),
+        LuaValue::Table(t) => t.metatable()?.raw_get::<LuaValue>("__call").ok().filter(|c| !c.is_nil()).and_then(|_| wrap(lua, v)),
+        LuaValue::UserData(u) => u.metatable().ok()?.get::<LuaValue>("__call").ok().filter(|c| !c.is_nil()).and_then(|_| wrap(lua, v)),
+        _ => None,
+    }
+}
+
+fn wrap(lua: &Lua, v: &LuaValue) -> Option<mlua::Function> {
+    lua.load("local callee = ...\nreturn function(...) return callee(...) end").set_name("=oxiida").call(v.clone()).ok()
 }
 
 /// The name a Lua value's handle shows: its type, or a userdata's `__name`.
