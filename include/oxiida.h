@@ -32,7 +32,7 @@
  *     MessagePack extension type OXIIDA_HANDLE_EXT, OXIIDA_HANDLE_TYPE_MAX,
  *     OXIIDA_STATUS_BAD_RESULT, `oxiida_host` gains `new_handle`,
  *     `handle_id` and `handle_type` at its end, and `oxiida_plugin` gains
- *     `handle_release` at its end. Plugins of versions 1 to 3 load
+ *     `handle_release` and `session_cancel` at its end. Plugins of versions 1 to 3 load
  *     unchanged: their tables end before `handle_release`, they make no
  *     handles, and the host never sends them one (a workflow that passes a
  *     handle to them fails that call, naming the handle's plugin).
@@ -383,6 +383,15 @@ typedef struct oxiida_plugin {
      *  plugin makes no handles (a handle in one of its replies is then an
      *  OXIIDA_STATUS_INTERNAL error). Read only when `abi_version >= 4`. */
     void (*handle_release)(void *session, uint64_t id);
+    /** (Version 4.) The session's workflow is over or cancelled (Ctrl-C, a
+     *  failed `para` sibling): calls running on it now should return as soon
+     *  as they can, with any error (their results are dropped). It must not
+     *  wait for them. Calls that start afterwards run as usual. May run on
+     *  any thread, concurrently with `call` and more than once, never during
+     *  or after `session_free`. NULL: running calls run to their end (the
+     *  session is freed when the last returns). Read only when
+     *  `abi_version >= 4`. */
+    void (*session_cancel)(void *session);
 } oxiida_plugin;
 
 /**

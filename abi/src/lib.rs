@@ -34,7 +34,8 @@ pub use value::{DecodeError, Reader, Value, HANDLE_EXT, HANDLE_TYPE_MAX};
 /// versions 1 and 2 load unchanged and get no keyword arguments. 4 added
 /// handles: [`Value::Handle`] (MessagePack extension type [`HANDLE_EXT`]),
 /// [`KIND_HANDLE`], [`Status::BadResult`], the host's `new_handle`,
-/// `handle_id` and `handle_type`, and the plugin's `handle_release`;
+/// `handle_id` and `handle_type`, and the plugin's `handle_release` and
+/// `session_cancel`;
 /// older plugins load unchanged and are never sent a handle.
 pub const OXIIDA_ABI_VERSION: u32 = 4;
 /// The first ABI version whose plugins may declare [`CAP_KEYWORDS`].
@@ -224,6 +225,9 @@ pub struct Plugin {
     /// Version 4: gives up one reference to the handle `id` of `session`
     /// (see `oxiida.h`). NULL: the plugin makes no handles.
     pub handle_release: Option<HandleRelease>,
+    /// Version 4: the session's workflow is over or cancelled: calls
+    /// running on it should return soon (see `oxiida.h`). NULL: they run on.
+    pub session_cancel: Option<SessionCancel>,
 }
 
 /// The size of a version-1 to -3 plugin table: everything up to `reply_free`.
@@ -239,6 +243,8 @@ pub type Resolve = unsafe extern "C" fn(*mut c_void, *const c_char, usize, *mut 
 pub type Call = unsafe extern "C" fn(*mut c_void, *const Message, *mut Reply);
 /// `oxiida_plugin.handle_release` (version 4).
 pub type HandleRelease = unsafe extern "C" fn(session: *mut c_void, id: u64);
+/// `oxiida_plugin.session_cancel` (version 4).
+pub type SessionCancel = unsafe extern "C" fn(session: *mut c_void);
 
 impl Plugin {
     /// The table of a Rust plugin that answers with buffers it allocates
@@ -263,7 +269,14 @@ impl Plugin {
             call,
             reply_free: Some(serve::reply_free),
             handle_release: None,
+            session_cancel: None,
         }
+    }
+
+    /// The same table, for a plugin that can stop running calls with `cancel`.
+    pub const fn with_cancel(mut self, cancel: SessionCancel) -> Plugin {
+        self.session_cancel = Some(cancel);
+        self
     }
 
     /// The same table, for a plugin that makes handles and releases them

@@ -36,7 +36,7 @@ int main(void) {
     O(oxiida_host, new_string) O(oxiida_host, new_array) O(oxiida_host, new_map) O(oxiida_host, push) O(oxiida_host, insert)
     O(oxiida_host, reply_value) O(oxiida_host, reply_error) O(oxiida_host, new_handle) O(oxiida_host, handle_id) O(oxiida_host, handle_type)
     S(oxiida_plugin) O(oxiida_plugin, name) O(oxiida_plugin, capabilities) O(oxiida_plugin, session_new)
-    O(oxiida_plugin, session_free) O(oxiida_plugin, resolve) O(oxiida_plugin, call) O(oxiida_plugin, reply_free) O(oxiida_plugin, handle_release)
+    O(oxiida_plugin, session_free) O(oxiida_plugin, resolve) O(oxiida_plugin, call) O(oxiida_plugin, reply_free) O(oxiida_plugin, handle_release) O(oxiida_plugin, session_cancel)
     C(OXIIDA_ABI_VERSION) C(OXIIDA_ABI_MIN_COMPATIBLE) C(OXIIDA_NIL) C(OXIIDA_BOOL) C(OXIIDA_INT) C(OXIIDA_FLOAT)
     C(OXIIDA_STRING) C(OXIIDA_ARRAY) C(OXIIDA_MAP) C(OXIIDA_HANDLE) C(OXIIDA_HANDLE_EXT) C(OXIIDA_HANDLE_TYPE_MAX) C(OXIIDA_MODE_THREAD) C(OXIIDA_MODE_PROCESS) C(OXIIDA_STATUS_OK)
     C(OXIIDA_STATUS_NOT_FOUND) C(OXIIDA_STATUS_BAD_ARGUMENTS) C(OXIIDA_STATUS_RAISED) C(OXIIDA_STATUS_WORKER_CRASHED)
@@ -96,7 +96,19 @@ fn rust_side() -> Vec<(String, usize)> {
         handle_id,
         handle_type
     ));
-    all.extend(o!("oxiida_plugin", Plugin, name, capabilities, session_new, session_free, resolve, call, reply_free, handle_release));
+    all.extend(o!(
+        "oxiida_plugin",
+        Plugin,
+        name,
+        capabilities,
+        session_new,
+        session_free,
+        resolve,
+        call,
+        reply_free,
+        handle_release,
+        session_cancel
+    ));
     let constants: [(&str, u32); 33] = [
         ("OXIIDA_ABI_VERSION", OXIIDA_ABI_VERSION),
         ("OXIIDA_ABI_MIN_COMPATIBLE", OXIIDA_ABI_MIN_COMPATIBLE),

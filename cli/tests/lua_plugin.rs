@@ -52,6 +52,12 @@ function same(a, b) return rawequal(a, b) end
 function first(t) return t[1] end
 doubler = setmetatable({}, { __call = function(self, x) return x * 2 end })
 five = 5
+-- Spins until stopped; unwinding (the hook's error) writes `path`.
+function spin(path)
+  local mark <close> = setmetatable({}, { __close = function() local f = io.open(path, "w"); f:write("stopped"); f:close() end })
+  local f = io.open(path .. ".started", "w"); f:close()
+  while true do end
+end
 tools = { twice = helpers.twice }
 
 -- Each call marks its own file, then waits (up to 10 s) for the other's:
@@ -133,6 +139,36 @@ fn tables_with_call_are_functions_and_other_values_are_named_with_their_article(
     assert!(text(&out.stderr).contains("`five` is an integer, not a function"), "{}", text(&out.stderr));
     let out = run(&script(), "require five.x;\n");
     assert!(text(&out.stderr).contains("`five` is an integer, not a table"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn ctrl_c_stops_a_busy_lua_call_through_the_hook() {
+    let mark = scratch().join("spin-mark");
+    let started = scratch().join("spin-mark.started");
+    let file = scratch().join("spin.ox");
+    std::fs::write(&file, format!("require spin;\nx = spin({:?});\n", mark.display().to_string())).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_oxiida"))
+        .arg("run")
+        .arg("--plugin")
+        .arg(format!("{}{}", plugin().display(), script()))
+        .arg(&file)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let begun = std::time::Instant::now();
+    while !started.exists() {
+        assert!(begun.elapsed() < std::time::Duration::from_secs(30), "the call never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let err = text(&out.stderr);
+    // The call (inline, on the workflow's thread) returned: the hook stopped
+    // it, its `<close>` ran, and no grace period ran out.
+    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "stopped");
+    assert!(!err.contains("did not stop within"), "{err}");
 }
 
 #[test]

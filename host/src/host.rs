@@ -163,6 +163,39 @@ impl Session {
     }
 }
 
+/// Asks a session to stop its running calls when dropped, unless defused.
+struct CancelOnDrop(Option<Weak<Session>>);
+
+impl CancelOnDrop {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(session) = self.0.take().and_then(|s| s.upgrade()) {
+            session.raw.cancel();
+        }
+    }
+}
+
+/// Stops the calls running in a workflow's plugin sessions, from any
+/// thread (the CLI's signal thread): see [`PluginHost::canceller`].
+#[derive(Clone)]
+pub struct Canceller(Vec<Weak<Session>>);
+
+impl Canceller {
+    /// Asks every plugin that can (`session_cancel`) to make its running
+    /// calls return soon: what Ctrl-C does to a call that is busy in a
+    /// plugin, which the workflow cannot drop (an inline call).
+    pub fn cancel(&self) {
+        for session in self.0.iter().filter_map(Weak::upgrade) {
+            session.raw.cancel();
+        }
+    }
+}
+
 /// A call's arguments and keyword arguments, as MessagePack.
 type Encoded = (Vec<u8>, Option<Vec<u8>>);
 
@@ -200,6 +233,12 @@ impl PluginHost {
             sessions.push(Arc::new(Session { plugin: plugin.clone(), raw, live: Mutex::new(HashMap::new()) }));
         }
         Ok(PluginHost { sessions, providers: Mutex::new(HashMap::new()) })
+    }
+
+    /// What stops this workflow's running plugin calls from elsewhere; it
+    /// keeps no session alive.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.sessions.iter().map(Arc::downgrade).collect())
     }
 
     /// [`PluginHost::open`], with the error as text.
@@ -279,9 +318,14 @@ impl Host for PluginHost {
         });
         Box::pin(async move {
             let (session, (bytes, kwargs)) = ready?;
-            tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, kwargs.as_deref(), mode))
+            // Dropped before the call returns: the workflow stops (a failed
+            // sibling in `para`, Ctrl-C), so the plugin is asked to stop it.
+            let unfinished = CancelOnDrop(Some(Arc::downgrade(&session)));
+            let result = tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, kwargs.as_deref(), mode))
                 .await
-                .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
+                .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))));
+            unfinished.defuse();
+            result
         })
     }
 

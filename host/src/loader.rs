@@ -160,7 +160,8 @@ pub fn in_process(table: &'static abi::Plugin) -> Result<Arc<LoadedPlugin>, Stri
 
 /// The checks every plugin table passes: version range, size, name. The
 /// table is copied into one of this version's size: a plugin of an older
-/// version has a shorter one (no `handle_release`), read only as far as it goes.
+/// version has a shorter one (no `handle_release`, no `session_cancel`),
+/// read only as far as it goes.
 ///
 /// # Safety
 /// `ptr` points to a plugin table valid forever, readable for its
@@ -175,7 +176,7 @@ unsafe fn check(ptr: *const abi::Plugin, path: &Path) -> Result<(String, u32, Pl
     if (size as usize) < abi::PLUGIN_V1_SIZE {
         return Err(LoadError::TableSize { path: path(), size });
     }
-    let has_release = version >= abi::HANDLES_SINCE && size as usize >= std::mem::size_of::<abi::Plugin>();
+    let has_v4 = version >= abi::HANDLES_SINCE && size as usize >= std::mem::size_of::<abi::Plugin>();
     // SAFETY: the table is at least PLUGIN_V1_SIZE bytes (checked above), so
     // every field before `handle_release` is readable; that one is read only
     // when the table is long enough to hold it.
@@ -190,7 +191,8 @@ unsafe fn check(ptr: *const abi::Plugin, path: &Path) -> Result<(String, u32, Pl
             resolve: (*ptr).resolve,
             call: (*ptr).call,
             reply_free: (*ptr).reply_free,
-            handle_release: if has_release { (*ptr).handle_release } else { None },
+            handle_release: if has_v4 { (*ptr).handle_release } else { None },
+            session_cancel: if has_v4 { (*ptr).session_cancel } else { None },
         }))
     };
     if table.name.is_null() {

@@ -120,6 +120,16 @@ impl PluginSession {
         }
     }
 
+    /// Asks the plugin to make the calls running on this session return
+    /// soon (a no-op for a plugin without `session_cancel`).
+    pub fn cancel(&self) {
+        if let Some(cancel) = self.plugin.0.session_cancel {
+            // SAFETY: a live session (not dropped, so not freed); the header
+            // allows it on any thread, concurrently with calls.
+            unsafe { cancel(self.ptr) };
+        }
+    }
+
     /// Runs one call: `args` is one MessagePack array, `kwargs` one
     /// MessagePack map (`None`: the call passes no keyword arguments, sent
     /// as NULL), `mode` a MODE_*.

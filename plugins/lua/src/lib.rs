@@ -47,6 +47,16 @@ unsafe extern "C" fn handle_release(session: *mut c_void, id: u64) {
     abi::guard(|| session.handles.release(id), |_| ());
 }
 
+unsafe extern "C" fn session_cancel(session: *mut c_void) {
+    if session.is_null() {
+        return;
+    }
+    // SAFETY: a live session made by `session_new` above (never called
+    // during or after `session_free`); it only raises an atomic counter.
+    let session = unsafe { &*session.cast::<Session>() };
+    abi::guard(|| session.cancel(), |_| ());
+}
+
 /// CAP_PROCESS_MODE: `=f=` calls are isolated on a fresh Lua state rather
 /// than in another process. Lua states share nothing, and with no global
 /// lock a process would add a round trip and no parallelism. CAP_KEYWORDS:
@@ -59,7 +69,8 @@ static PLUGIN: abi::Plugin = abi::Plugin::rust(
     resolve,
     call,
 )
-.with_release(handle_release);
+.with_release(handle_release)
+.with_cancel(session_cancel);
 
 /// # Safety
 /// Called by the oxiida host as `oxiida.h` describes.

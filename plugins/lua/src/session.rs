@@ -4,6 +4,7 @@
 //! is made when a call finds none idle, up to the pool's size: a workflow
 //! that never overlaps calls loads the script once. Globals are per state.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use oxiida_abi::pool::Pool;
@@ -17,6 +18,8 @@ pub struct Session {
     /// Declared before `states`: dropped after them.
     states: Pool<State>,
     pub handles: Arc<Handles>,
+    /// Raised by `cancel`: calls that started before stop at their next hook.
+    cancels: Arc<AtomicU64>,
 }
 
 /// How many states a session may hold: `OXIIDA_LUA_STATES`, else one per
@@ -43,15 +46,21 @@ impl Session {
             Some(Script { path: script.to_owned(), source })
         };
         let handles = Arc::new(Handles::default());
-        let first = State::new(script.as_ref(), &handles)?;
-        Ok(Session { script, states: Pool::with(pool_size()?, first), handles })
+        let cancels = Arc::new(AtomicU64::new(0));
+        let first = State::new(script.as_ref(), &handles, &cancels)?;
+        Ok(Session { script, states: Pool::with(pool_size()?, first), handles, cancels })
+    }
+
+    /// The workflow is over: calls running now stop at their next hook.
+    pub fn cancel(&self) {
+        self.cancels.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A state of the pool: an idle one, else a new one (loading the script)
     /// while fewer than the pool's size exist, else the next to come back.
     /// A state that panicked mid-call is dropped by the pool, not reused.
     fn state(&self) -> Result<oxiida_abi::pool::Checkout<'_, State>, Failure> {
-        self.states.get(|| State::new(self.script.as_ref(), &self.handles)).map_err(internal)
+        self.states.get(|| State::new(self.script.as_ref(), &self.handles, &self.cancels)).map_err(internal)
     }
 
     /// Called before the workflow starts, when no call is running.
@@ -76,7 +85,7 @@ impl Session {
                     "`=f=` runs `{dotted}` on a fresh Lua state, which a Lua handle cannot reach; call it as `{dotted}(...)`"
                 )));
             }
-            let mut state = State::new(self.script.as_ref(), &self.handles).map_err(internal)?;
+            let mut state = State::new(self.script.as_ref(), &self.handles, &self.cancels).map_err(internal)?;
             return state.call(dotted, args, keywords);
         }
         let mut owners = ids.iter().map(|&id| self.handles.owner(id));

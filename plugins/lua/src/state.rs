@@ -19,9 +19,17 @@ pub struct Script {
 
 pub use oxiida_abi::Failure;
 
+/// How often a running call looks whether its session was cancelled, in
+/// Lua VM instructions: a few microseconds of work between looks.
+const CHECK_EVERY: u32 = 1000;
+
 pub struct State {
     /// Unique in the process: which state a handle's value lives in.
     pub id: u64,
+    /// The session's cancel count when this state's call started; the hook
+    /// stops the call once the session's count moves past it.
+    started_at: Arc<AtomicU64>,
+    cancels: Arc<AtomicU64>,
     lua: Lua,
     functions: HashMap<String, Function>,
     handles: Arc<Handles>,
@@ -34,7 +42,8 @@ impl Drop for State {
 }
 
 impl State {
-    pub fn new(script: Option<&Script>, handles: &Arc<Handles>) -> Result<State, String> {
+    /// `cancels` is the session's cancel count (`session_cancel` raises it).
+    pub fn new(script: Option<&Script>, handles: &Arc<Handles>, cancels: &Arc<AtomicU64>) -> Result<State, String> {
         // SAFETY: ALL adds `debug` and C modules (`require` of a .so) to the
         // safe set; the script is trusted code, as any plugin is.
         let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL, LuaOptions::default()) };
@@ -53,10 +62,21 @@ impl State {
                 format!("the script {} failed: {message}{}", script.path, traceback.map(|t| format!("\n{t}")).unwrap_or_default())
             })?;
         }
+        let started_at = Arc::new(AtomicU64::new(cancels.load(Ordering::SeqCst)));
+        let (hook_start, hook_cancels) = (started_at.clone(), cancels.clone());
+        // Also in coroutines (a global hook): a busy call stops within
+        // microseconds of a cancel, rather than running on unseen.
+        lua.set_global_hook(mlua::HookTriggers::new().every_nth_instruction(CHECK_EVERY), move |_, _| {
+            if hook_cancels.load(Ordering::Relaxed) != hook_start.load(Ordering::Relaxed) {
+                return Err(mlua::Error::runtime("the workflow was cancelled"));
+            }
+            Ok(mlua::VmState::Continue)
+        })
+        .map_err(|e| format!("cannot set the Lua hook: {e}"))?;
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         handles.state_born(id);
-        Ok(State { id, lua, functions: HashMap::new(), handles: handles.clone() })
+        Ok(State { id, started_at, cancels: cancels.clone(), lua, functions: HashMap::new(), handles: handles.clone() })
     }
 
     /// Finds `dotted` (`f`, `string.upper`) from the globals down.
@@ -71,6 +91,7 @@ impl State {
 
     pub fn call(&mut self, dotted: &str, args: &[Value], keywords: &[(String, Value)]) -> Result<Value, Failure> {
         let f = self.lookup(dotted).map_err(|message| Failure { status: Status::NotFound, message, traceback: None })?;
+        self.started_at.store(self.cancels.load(Ordering::SeqCst), Ordering::SeqCst);
         // Values whose handles were released are freed here, on this state's thread.
         self.lua.expire_registry_values();
         let (lua, handles, id) = (&self.lua, &*self.handles, self.id);
