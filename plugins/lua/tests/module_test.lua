@@ -233,5 +233,88 @@ test("tables with __call are functions", function()
   contains(err, "`n` is an integer, not a function")
 end)
 
+-- Whether a `sleep 37.3` (the shell task below) is running anywhere.
+local function sleeping()
+  local p = io.popen([[grep -al 'sleep.37\.3' /proc/[0-9]*/cmdline 2>/dev/null]])
+  local found = p:read("a")
+  p:close()
+  return found ~= ""
+end
+
+local function wait_until(what, seconds, ready)
+  for _ = 1, seconds * 20 do
+    if ready() then return end
+    os.execute("sleep 0.05")
+  end
+  error("timed out waiting for " .. what)
+end
+
+-- Starts `lua5.4 script` in the background; its pid.
+local function spawn(script, out)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(script)
+  f:close()
+  local pidfile = os.tmpname()
+  os.execute(("lua5.4 %s > %s 2>&1 & echo $! > %s"):format(path, out, pidfile))
+  local pf = assert(io.open(pidfile))
+  local pid = pf:read("l")
+  pf:close()
+  return pid
+end
+
+-- Running (a zombie that nobody reaped counts as ended).
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local stat = f:read("a")
+  f:close()
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+test("Ctrl-C stops a workflow waiting on a shell task, and two end the process with its tasks", function()
+  assert(not sleeping(), "a `sleep 37.3` is already running")
+  local child = [[
+local ok, err = pcall(require("oxiida").run, 'x = shell {"sleep", ["37.3"]};')
+io.write(ok and "finished" or "stopped: " .. tostring(err))
+io.stdout:flush()
+local t = os.clock() + 5
+while os.clock() < t do end
+]]
+  -- One Ctrl-C: the workflow stops at once (no Lua runs while it waits on
+  -- the task, so lua.c's own hook alone would not stop it) and the task dies.
+  local out = os.tmpname()
+  local pid = spawn(child, out)
+  wait_until("the shell task", 10, sleeping)
+  os.execute("kill -INT " .. pid)
+  wait_until("the shell task to end", 3, function() return not sleeping() end)
+  wait_until("run to return", 3, function()
+    local f = io.open(out)
+    local text = f and f:read("a") or ""
+    if f then f:close() end
+    return text:find("stopped", 1, true) ~= nil
+  end)
+  os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+  -- Two: the process ends, and its task with it (not re-parented to init).
+  pid = spawn(child, os.tmpname())
+  wait_until("the shell task", 10, sleeping)
+  -- Apart, as a user's are: two at once may merge into one pending signal.
+  os.execute("kill -INT " .. pid .. "; sleep 0.2; kill -INT " .. pid)
+  wait_until("the process to end", 3, function() return not alive(pid) end)
+  wait_until("the shell task to end", 3, function() return not sleeping() end)
+  -- A callback blocked in C holds the workflow's thread, so the first Ctrl-C
+  -- cannot stop it; the second ends the process and kills the task.
+  pid = spawn([[
+local env = { block = function() return io.popen("exec sleep 20"):read("a") end }
+require("oxiida").run('require block; para { x = shell {"sleep", ["37.3"]}; y = block(); }', env)
+]], os.tmpname())
+  wait_until("the shell task", 10, sleeping)
+  os.execute("sleep 0.2; kill -INT " .. pid .. "; sleep 0.2")
+  assert(alive(pid) and sleeping(), "the first Ctrl-C cannot stop a callback blocked in C")
+  os.execute("kill -INT " .. pid)
+  wait_until("the process to end", 3, function() return not alive(pid) end)
+  wait_until("the shell task to end", 3, function() return not sleeping() end)
+end)
+
 print(("%d passed, %d failed"):format(passed, failed))
 os.exit(failed == 0 and 0 or 1)

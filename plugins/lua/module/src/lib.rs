@@ -19,6 +19,8 @@ use oxiida::value::{Handle, Map, Value};
 use oxiida::{Interrupt, Limits, Output, Source};
 use oxiida_lua_shared::{convert, lua_error};
 
+mod sigint;
+
 /// The caller's functions. Lua values belong to the thread of their state
 /// (mlua's module mode has no `send`), so the host holds them in [`OnThread`].
 struct EnvHost<'a> {
@@ -312,8 +314,10 @@ fn run(lua: &Lua, (source, env, file_name): (String, Option<Table>, Option<Strin
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(mlua::Error::external)?;
     let limits = Limits { inline_calls: true, ..Limits::default() };
     let interrupt = Interrupt::new();
+    let watch = sigint::Watch::start(interrupt.clone());
     let out = LuaOut { write: OnThread::new(write), failed: &failed, interrupt: &interrupt };
     let done = runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &out, limits, &interrupt));
+    drop(watch);
     if let Some(why) = failed.lock().take() {
         return Err(mlua::Error::runtime(format!("`print` in the workflow failed: {why}")));
     }
