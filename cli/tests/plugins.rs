@@ -210,6 +210,32 @@ fn a_panicking_rust_plugin_gives_an_error_and_the_host_lives_on() {
 }
 
 #[test]
+fn plugin_handles_go_back_to_their_plugin_and_every_reference_is_released() {
+    use oxiida::Source;
+    use oxiida_host as plugin;
+    let lib = plugin::load(rust_test_plugin()).expect("the Rust test plugin loads");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let run_here = |src: &str| {
+        let host = plugin::PluginHost::new(&[(lib.clone(), String::new())]).unwrap();
+        let program = oxiida::compile(&Source::new("t.ox", src), &host).unwrap();
+        let vars = rt.block_on(oxiida::execute(&program, &host, &oxiida::interp::Stdout, oxiida::Limits::default())).unwrap();
+        vars.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    };
+    // Two references to one id (the same object twice), one to another; the
+    // one rebound away is released at once, the rest when the session ends.
+    let during = run_here(
+        "require handle, handle_id, refs;\na = handle(701);\nb = handle(701);\nc = [handle(702)];\n\
+         d = handle(703);\nd = 0;\nsame = a == b;\nid = handle_id(c[0]);\nr = refs();\n",
+    );
+    assert!(during.contains("same=true") && during.contains("id=702"), "{during}");
+    assert!(during.contains(r#"r={"701": 2, "702": 1}"#), "{during}");
+    assert_eq!(run_here("require refs;\nr = refs();\n"), "r={}", "every reference came back when the session ended");
+    // Printed as the plugin named its type.
+    let out = run(&["run", "--plugin", rust_test_plugin().to_str().unwrap()], "require handle;\nprint [handle(704)];\n");
+    assert_eq!(stdout(&out), "[<rust-test Thing>]\n", "{}", stderr(&out));
+}
+
+#[test]
 fn the_same_plugin_twice_is_an_error_that_names_it() {
     let lua_like = [
         vec!["run".to_owned(), "--plugin".into(), plugin_arg("=Hello"), "--plugin".into(), plugin_arg("=Howdy")],
