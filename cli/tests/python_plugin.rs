@@ -154,12 +154,12 @@ fn objects_with_no_language_form_cross_as_handles_and_come_back_the_same() {
         "require make_foo, touch, same, seen, make_set, grow, thing;\n\
          f = make_foo();\ng = touch(f, \"a\");\nh = touch(g, \"b\");\nprint same(f, h);\nprint seen(h);\nprint f;\nprint f == h;\n\
          s = grow(grow(grow(make_set())));\nprint s;\nprint [s, {\"t\": thing()}];\nprint same(touch(f, \"c\"), f);\n\
-         w = =thing=();\nprint w;\n",
+         w = =thing=();\nprint w;\nt = =grow=(s);\nprint t;\nprint same(t, s);\n",
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "true\n[\"a\", \"b\"]\n<python Foo>\ntrue\n<python set>\n[<python set>, {\"t\": <python object>}]\ntrue\n<python object>\n"
+        "true\n[\"a\", \"b\"]\n<python Foo>\ntrue\n<python set>\n[<python set>, {\"t\": <python object>}]\ntrue\n<python object>\n<python set>\nfalse\n"
     );
     // Arithmetic on a handle is a runtime error naming its type.
     let out = run(&script(), "require make_foo;\nf = make_foo();\nx = f + 1;\n");

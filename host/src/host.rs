@@ -132,10 +132,10 @@ impl Session {
     fn call(self: &Arc<Self>, name: &str, args: &[u8], kwargs: Option<&[u8]>, mode: CallMode) -> Result<Value, ForeignError> {
         let mode = if mode == CallMode::Process { abi::MODE_PROCESS } else { abi::MODE_THREAD };
         let reply = self.raw.call(name, args, kwargs, mode);
-        if let Ok(value) = &reply {
+        if let (Ok(value), false) = (&reply, self.plugin.table.releases_handles()) {
             let mut ids = Vec::new();
             value.handles(&mut ids);
-            if !ids.is_empty() && !self.plugin.table.releases_handles() {
+            if !ids.is_empty() {
                 return Err(ForeignError::new(
                     ForeignErrorKind::Internal,
                     format!(
