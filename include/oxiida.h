@@ -313,7 +313,8 @@ typedef struct oxiida_host {
     /** Answers OK with `value`, which it consumes: encodes it into a buffer
      *  the host owns (marks OXIIDA_OWNED_VALUE). Returns 0. A value nested
      *  deeper than OXIIDA_MAX_DEPTH is not sent: the reply becomes an
-     *  OXIIDA_STATUS_BAD_ARGUMENTS error saying so, and it returns -1. */
+     *  OXIIDA_STATUS_BAD_RESULT error saying so (BAD_ARGUMENTS before
+     *  version 4), and it returns -1. */
     int32_t (*reply_value)(oxiida_reply *reply, oxiida_value *value);
     /** Answers with an error: copies `message` and `traceback` (which may be
      *  NULL: no traceback) into buffers the host owns. OXIIDA_STATUS_OK as

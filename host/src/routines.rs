@@ -242,7 +242,7 @@ unsafe extern "C" fn reply_value(reply: *mut Reply, value: *mut OpaqueValue) -> 
             // SAFETY: `reply` is NULL or the reply of the running call.
             let Some(reply) = (unsafe { reply.as_mut() }) else { return -1 };
             if !value.fits_depth() {
-                fill_error(reply, Status::BadArguments, Value::too_deep("the result"), None);
+                fill_error(reply, Status::BadResult, Value::too_deep("the result"), None);
                 return -1;
             }
             let bytes = value.to_msgpack().into_boxed_slice();
@@ -398,7 +398,7 @@ mod tests {
                 let bytes = unsafe { std::slice::from_raw_parts(reply.value, reply.value_len) };
                 assert!(Value::decode(bytes).is_ok(), "what reply_value encodes decodes");
             } else {
-                assert_eq!(reply.status, u32::from(Status::BadArguments));
+                assert_eq!(reply.status, u32::from(Status::BadResult));
                 // SAFETY: the buffer reply_value filled.
                 let message = unsafe { text(reply.message, reply.message_len) };
                 assert!(message.contains("more than 128 levels"), "{message}");
