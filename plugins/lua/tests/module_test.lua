@@ -118,6 +118,16 @@ test("an error in io.write stops the workflow and is raised", function()
   contains(err, "`print` in the workflow failed")
   contains(err, "disk full")
   assert(count == 0, "the workflow went on after print failed")
+  -- A closed io.output, as a user met it: the error is at the `print`
+  -- that failed, with the workflow's line and column.
+  local saved = io.output()
+  io.output(io.tmpfile())
+  io.output():close()
+  ok, err = pcall(oxiida.run, 'x = 1;\ny = 2; print x;\n', nil, "closed.ox")
+  io.output(saved)
+  assert(not ok)
+  contains(err, "`print` in the workflow failed")
+  contains(err, "closed.ox:2:8")
 end)
 
 test("oxiida.run inside a callback is refused, not a crash", function()

@@ -319,7 +319,16 @@ fn run(lua: &Lua, (source, env, file_name): (String, Option<Table>, Option<Strin
     let done = runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &out, limits, &interrupt));
     drop(watch);
     if let Some(why) = failed.lock().take() {
-        return Err(mlua::Error::runtime(format!("`print` in the workflow failed: {why}")));
+        // The interpreter stopped at the `print` that failed: report it there.
+        let message = format!("`print` in the workflow failed: {why}");
+        return Err(mlua::Error::runtime(match done {
+            Err(mut error) => {
+                error.message = message;
+                error.label = None;
+                source.render(&[error], false)
+            }
+            Ok(_) => message,
+        }));
     }
     let vars = done.map_err(|error| mlua::Error::runtime(source.render(&[error], false)))?;
     let out = lua.create_table()?;
