@@ -4,22 +4,21 @@
 //! is made when a call finds none idle, up to the pool's size: a workflow
 //! that never overlaps calls loads the script once. Globals are per state.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use oxiida_abi::pool::Pool;
 use oxiida_abi::{Status, Value};
 
 use crate::handles::Handles;
-use crate::state::{Failure, Script, State};
+use crate::state::{Failure, Script, State, Stoppers};
 
 pub struct Session {
     script: Option<Script>,
     /// Declared before `states`: dropped after them.
     states: Pool<State>,
     pub handles: Arc<Handles>,
-    /// Raised by `cancel`: calls that started before stop at their next hook.
-    cancels: Arc<AtomicU64>,
+    /// What `cancel` stops running calls through.
+    stoppers: Stoppers,
 }
 
 /// How many states a session may hold: `OXIIDA_LUA_STATES`, else one per
@@ -46,21 +45,21 @@ impl Session {
             Some(Script { path: script.to_owned(), source })
         };
         let handles = Arc::new(Handles::default());
-        let cancels = Arc::new(AtomicU64::new(0));
-        let first = State::new(script.as_ref(), &handles, &cancels)?;
-        Ok(Session { script, states: Pool::with(pool_size()?, first), handles, cancels })
+        let stoppers = Stoppers::default();
+        let first = State::new(script.as_ref(), &handles, &stoppers)?;
+        Ok(Session { script, states: Pool::with(pool_size()?, first), handles, stoppers })
     }
 
-    /// The workflow is over: calls running now stop at their next hook.
+    /// The workflow is over: calls running now stop at their next instruction.
     pub fn cancel(&self) {
-        self.cancels.fetch_add(1, Ordering::SeqCst);
+        self.stoppers.cancel();
     }
 
     /// A state of the pool: an idle one, else a new one (loading the script)
     /// while fewer than the pool's size exist, else the next to come back.
     /// A state that panicked mid-call is dropped by the pool, not reused.
     fn state(&self) -> Result<oxiida_abi::pool::Checkout<'_, State>, Failure> {
-        self.states.get(|| State::new(self.script.as_ref(), &self.handles, &self.cancels)).map_err(internal)
+        self.states.get(|| State::new(self.script.as_ref(), &self.handles, &self.stoppers)).map_err(internal)
     }
 
     /// Called before the workflow starts, when no call is running.
@@ -85,7 +84,7 @@ impl Session {
                     "`=f=` runs `{dotted}` on a fresh Lua state, which a Lua handle cannot reach; call it as `{dotted}(...)`"
                 )));
             }
-            let mut state = State::new(self.script.as_ref(), &self.handles, &self.cancels).map_err(internal)?;
+            let mut state = State::new(self.script.as_ref(), &self.handles, &self.stoppers).map_err(internal)?;
             return state.call(dotted, args, keywords);
         }
         let mut owners = ids.iter().map(|&id| self.handles.owner(id));
