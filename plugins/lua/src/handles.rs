@@ -23,6 +23,10 @@ struct Table {
     by_object: HashMap<(u64, usize), u64>,
     /// The states alive in the session, by id.
     states: HashSet<u64>,
+    /// The handles kept for the result of the call running on each state,
+    /// once per occurrence (each already counted, so that a release
+    /// meanwhile cannot drop the value).
+    pending: HashMap<u64, Vec<u64>>,
 }
 
 struct Entry {
@@ -31,7 +35,7 @@ struct Entry {
     /// Dropping it needs no lock on the state: the state frees the value
     /// at its next `expire_registry_values`.
     key: RegistryKey,
-    /// The references the host holds; 0 while a result is being built.
+    /// The references the host holds, counting those kept for a result being built.
     count: usize,
 }
 
@@ -52,6 +56,7 @@ impl Handles {
         t.states.remove(&state);
         t.by_id.retain(|_, e| e.state != state);
         t.by_object.retain(|(s, _), _| *s != state);
+        t.pending.remove(&state);
     }
 
     pub fn state_alive(&self, state: u64) -> bool {
@@ -73,8 +78,8 @@ impl Handles {
         }
     }
 
-    /// A handle for `v` of `state`: its id if it has one, else a new one
-    /// (counted only by [`Handles::settle`]).
+    /// A handle for `v` of `state`: its id if it has one, else a new one;
+    /// one reference more, until [`Handles::settle`] sees whether it was sent.
     pub fn keep(&self, lua: &Lua, state: u64, v: &LuaValue) -> Option<Value> {
         let object = v.to_pointer() as usize;
         let mut t = self.lock();
@@ -89,28 +94,27 @@ impl Handles {
                 id
             }
         };
+        t.by_id.get_mut(&id).expect("just found or made").count += 1;
+        t.pending.entry(state).or_default().push(id);
         Some(Value::handle(id, &oxiida_lua_shared::convert::lua_type_name(v)))
     }
 
-    /// A result of a call on `state` is final: each handle in it is one
-    /// more reference for the host; handles made for it but not in it are
-    /// dropped (a state runs one call at a time, so they are this call's).
+    /// A result of a call on `state` is final: each handle in it stays a
+    /// reference the host holds; one kept for it but not sent in the end is
+    /// given back (a state runs one call at a time, so they are this call's).
     pub fn settle(&self, state: u64, result: Option<&Value>) {
-        let mut ids = Vec::new();
+        let mut sent = Vec::new();
         if let Some(v) = result {
-            v.handles(&mut ids);
+            v.handles(&mut sent);
         }
-        let mut t = self.lock();
-        for id in ids {
-            if let Some(e) = t.by_id.get_mut(&id) {
-                e.count += 1;
+        let mut unsent = self.lock().pending.remove(&state).unwrap_or_default();
+        for id in sent {
+            if let Some(at) = unsent.iter().position(|&k| k == id) {
+                unsent.swap_remove(at);
             }
         }
-        let unused: Vec<(u64, usize, u64)> =
-            t.by_id.iter().filter(|(_, e)| e.count == 0 && e.state == state).map(|(&id, e)| (id, e.object, e.state)).collect();
-        for (id, object, state) in unused {
-            t.by_id.remove(&id);
-            t.by_object.remove(&(state, object));
+        for id in unsent {
+            self.release(id);
         }
     }
 

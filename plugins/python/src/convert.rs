@@ -26,7 +26,8 @@ pub struct Handles {
 
 thread_local! {
     /// The session whose call runs on this thread, and the handles this
-    /// call made so far (not yet counted).
+    /// call has kept so far, once per occurrence (each already counted, so
+    /// that a release meanwhile cannot drop the object).
     static CALL: RefCell<Option<(Arc<Handles>, Vec<u64>)>> = const { RefCell::new(None) };
 }
 
@@ -38,25 +39,21 @@ impl Handles {
         let outer = CALL.with(|c| c.borrow_mut().replace((self.clone(), Vec::new())));
         let result = call();
         let made = CALL.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer)).map(|(_, made)| made).unwrap_or_default();
-        let mut ids = Vec::new();
+        let mut sent = Vec::new();
         if let Ok(v) = &result {
-            v.handles(&mut ids);
+            v.handles(&mut sent);
         }
-        let mut table = self.table.lock();
-        for id in ids {
-            if let Some((_, n)) = table.get_mut(&id) {
-                *n += 1;
+        // Each occurrence in the result is a reference the host now holds;
+        // one kept for a result that was not sent in the end is given back.
+        let mut unsent = made;
+        for id in sent {
+            if let Some(at) = unsent.iter().position(|&k| k == id) {
+                unsent.swap_remove(at);
             }
         }
-        // Made for this result but not in it in the end.
-        let mut unused: Vec<Py<PyAny>> = Vec::new();
-        for id in made {
-            if table.get(&id).is_some_and(|(_, n)| *n == 0) {
-                unused.extend(table.remove(&id).map(|(o, _)| o));
-            }
+        for id in unsent {
+            self.release(id);
         }
-        drop(table);
-        drop(unused);
         result
     }
 
@@ -88,11 +85,8 @@ fn keep(obj: &Bound<'_, PyAny>) -> Option<oxiida_abi::Value> {
         let mut c = c.borrow_mut();
         let (handles, made) = c.as_mut()?;
         let id = obj.as_ptr() as usize as u64;
-        let mut table = handles.table.lock();
-        if let std::collections::hash_map::Entry::Vacant(slot) = table.entry(id) {
-            slot.insert((obj.clone().unbind(), 0));
-            made.push(id);
-        }
+        handles.table.lock().entry(id).or_insert_with(|| (obj.clone().unbind(), 0)).1 += 1;
+        made.push(id);
         Some(oxiida_abi::Value::handle(id, &type_name(obj)))
     })
 }
