@@ -146,6 +146,20 @@ def test_oxiida_executor_sets_the_default_and_pool_overrides_it(cluster, client,
     assert local not in workers and local != os.getpid()
 
 
+def test_handles_cross_by_the_executor_s_serialization(client):
+    numpy = pytest.importorskip("numpy")
+
+    def make(n):
+        return numpy.arange(n)  # no plain form: a handle, sent back by Dask
+
+    def total(a):
+        return [int(a.sum()), os.getpid()]
+
+    out = oxiida.run("require make, total;\na = =make=(5);\nt = =total=(a);\n", executor=client)
+    assert isinstance(out["a"], numpy.ndarray) and out["a"].tolist() == [0, 1, 2, 3, 4]
+    assert out["t"][0] == 10 and out["t"][1] != os.getpid()
+
+
 class Refused(Exception):
     pass
 
