@@ -236,7 +236,16 @@ class Dispatch:
             return future.result()
         except BaseException as e:
             self._explain(e, name)
-            raise
+            remote = None
+            if self.dask and future.status == "error":
+                try:
+                    remote = future.traceback()
+                except Exception:  # noqa: BLE001 - then the whole traceback stays
+                    remote = None
+            if remote is None:
+                raise
+            # The worker's frames, without the client's machinery in between.
+            raise e.with_traceback(remote) from e.__cause__
         finally:
             with self.lock:
                 self.futures.discard(future)
