@@ -333,6 +333,29 @@ def test_ctrl_c_on_the_cli_leaves_no_task_on_the_cluster(cluster, client, tmp_pa
     assert time.monotonic() - started < 5  # cancelled, not finished
 
 
+def test_ctrl_c_under_oxiida_run_cancels_and_interrupts_its_calls(cluster, client, tmp_path):
+    script = tmp_path / "main.py"
+    script.write_text(
+        "import sys, time\nimport oxiida\n\n"
+        "def spin(seconds):\n    end = time.monotonic() + seconds\n    while time.monotonic() < end:\n        pass\n\n"
+        "try:\n    oxiida.run('require spin;\\npara { a = =spin=(30); b = =spin=(30); }\\n', executor=sys.argv[1])\n"
+        "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script), cluster.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: sum(len(v) for v in client.processing().values()) == 2, 30), client.processing()
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        assert "interrupted" in out, err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_until(lambda: not any(client.processing().values()), 10), client.processing()
+    assert client.gather(client.map(sleeper, [0, 0], pure=False)) == [0, 0]  # the spinners were interrupted
+    assert time.monotonic() - started < 15
+
+
 def test_workflow_kill_in_a_daemon_started_with_executor_cancels_its_futures(cluster, client, tmp_path, monkeypatch):
     """`python -m oxiida daemon start --executor ADDRESS`: submitted workflows'
     `=f=` calls run on the cluster, and `workflow kill` leaves no task there."""
