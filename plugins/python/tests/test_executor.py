@@ -56,9 +56,13 @@ class Cluster:
         )
         self.env = env
         self.log_dir = log_dir
-        self._start(dask_command("dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"), "scheduler")
-        for i in range(2):
-            self.start_worker(f"worker{i}")
+        try:
+            self._start(dask_command("dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"), "scheduler")
+            for i in range(2):
+                self.start_worker(f"worker{i}")
+        except BaseException:
+            self.kill()  # what did start
+            raise
 
     def _start(self, argv, name):
         log = open(self.log_dir / f"{name}.log", "ab")
