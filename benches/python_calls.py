@@ -187,6 +187,97 @@ def fanout_benches():
         compare("a 100 MB numpy array returned (best of 3)", ours, reference, ("oxiida =f=", "ProcessPoolExecutor"), 1.0)
 
 
+def spin(seconds):
+    """CPU-bound: about `seconds` of CPU in pure Python."""
+    deadline = time.process_time() + seconds
+    total = 0
+    while time.process_time() < deadline:
+        total += sum(range(1000))
+    return os.getpid()
+
+
+def dask_benches():
+    """`--dask` (issue 14): a `dask scheduler` and two `dask worker --nthreads 1
+    --nworkers 1` started here on 127.0.0.1 (and killed at the end), then
+    7. 8 CPU-bound =f= calls (0.25 s each) in `para` on the cluster vs
+       client.map of the same function (<= 1.2x), beside the built-in pool;
+    8. sequential trivial =f= calls through Dask vs
+       client.submit(f, x).result() per call (<= 1.2x), beside the built-in pool.
+    Needs `distributed` (pip install distributed)."""
+    import signal
+    import socket
+    import subprocess
+
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m"]
+    procs = [subprocess.Popen(dask + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    for _ in range(2):
+        procs.append(subprocess.Popen(dask + ["distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
+                                              "--host", "127.0.0.1", "--no-dashboard"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    try:
+        client = Client(address, timeout="60s", set_as_default=False)
+        client.wait_for_workers(2, timeout=60)
+        k, seconds = 8, 0.25
+        branches = " ".join(f"r{i} = =spin=({seconds});" for i in range(k))
+        src = f"require spin;\npara {{ {branches} }}\n"
+        oxiida.run(src, executor=client)  # warm: the function reaches both workers
+        client.gather(client.map(spin, [seconds] * k, pure=False))
+        # In turn, best of 5 each: the shared VM's speed drifts within seconds.
+        ours, reference = interleaved(lambda: oxiida.run(src, executor=client),
+                                      lambda: client.gather(client.map(spin, [seconds] * k, pure=False)))
+        pool = best(lambda: oxiida.run(src))
+        print(f"{k} CPU-bound =f= calls of {seconds} s in para, 2 Dask workers (best of 5, in turn; the pool's best of 3):")
+        print(f"  oxiida on Dask           {ours:7.3f} s wall")
+        print(f"  client.map               {reference:7.3f} s wall")
+        print(f"  oxiida built-in pool     {pool:7.3f} s wall ({pool_workers()} local workers)")
+        print(f"  ratio oxiida/client.map: {ours / reference:.2f}x (target <= 1.2x)")
+
+        n = 200
+        loop = f"require trivial;\ni = 0;\nwhile (i < {n}) {{ x = =trivial=(i); i = i + 1; }}\n"
+        oxiida.run(loop, executor=client)
+        ours, reference = interleaved(lambda: oxiida.run(loop, executor=client),
+                                      lambda: [client.submit(trivial, i, pure=False).result() for i in range(n)])
+        pool = best(lambda: oxiida.run(loop))
+        print(f"{n} sequential trivial =f= calls (best of 5, in turn; the pool's best of 3):")
+        print(f"  oxiida on Dask                 {ours * 1e6 / n:8.1f} us per call")
+        print(f"  client.submit(f, x).result()   {reference * 1e6 / n:8.1f} us per call")
+        print(f"  oxiida built-in pool           {pool * 1e6 / n:8.1f} us per call")
+        print(f"  ratio oxiida/client.submit: {ours / reference:.2f}x (target <= 1.2x)")
+        client.close()
+    finally:
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def interleaved(ours, reference, times=5):
+    """The best of `times` runs of each, taken in turn."""
+    a, b = [], []
+    for _ in range(times):
+        a.append(timed(ours))
+        b.append(timed(reference))
+    return min(a), min(b)
+
+
+def pool_workers():
+    return os.environ.get("OXIIDA_WORKERS") or os.cpu_count()
+
+
+if __name__ == "__main__" and "--dask" in sys.argv[1:]:
+    dask_benches()
+    sys.exit(0)
+
+
 if __name__ == "__main__":
     if not FANOUT_ONLY:
         issue_benches()

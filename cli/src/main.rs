@@ -48,6 +48,11 @@ enum Command {
         limits: LimitArgs,
         #[command(flatten)]
         inputs: InputArgs,
+        /// Run the Python plugin's `=f=` calls on this Dask scheduler
+        /// (dask://HOST:PORT, tls://HOST:PORT), or `pool` for its own worker
+        /// processes; sets OXIIDA_EXECUTOR for this run [default: OXIIDA_EXECUTOR, else the pool]
+        #[arg(long, value_name = "ADDRESS")]
+        executor: Option<String>,
     },
     /// Check a workflow for syntax and name errors without running anything
     Check {
@@ -228,7 +233,14 @@ where
 
 fn dispatch(cli: Cli) -> u8 {
     match cli.command {
-        Command::Run { file, plugins, limits, inputs } => run(&file, &plugins, limits.limits(), &inputs),
+        Command::Run { file, plugins, limits, inputs, executor } => {
+            // Read by plugins when they open their sessions (the Python
+            // plugin: where `=f=` calls run); set before any of them loads.
+            if let Some(executor) = executor {
+                std::env::set_var("OXIIDA_EXECUTOR", executor);
+            }
+            run(&file, &plugins, limits.limits(), &inputs)
+        }
         Command::Check { file, plugins, inputs } => check(&file, &plugins, &inputs),
         Command::Plugins => list_plugins(),
         Command::Daemon { action } => match action {

@@ -119,11 +119,15 @@ fn variables_dict<'py>(py: Python<'py>, bytes: Option<&[u8]>) -> PyResult<Bound<
 /// workflow's functions: a pickled dict of names, as bytes.
 const FUNCTIONS: &str = "python";
 
+/// The key of `Submit::extra` under which `oxiida.submit(executor=)` sends
+/// the address of the executor its `=f=` calls run on, as UTF-8.
+const EXECUTOR: &str = "executor";
+
 /// Each submitted workflow's host, made in its runner: the functions its
 /// client pickled, in a fresh namespace of their own, with the client's
 /// working directory for its `=f=` calls (its plain calls run in the
 /// runner, whose working directory that already is).
-fn workflow_host(submit: &Submit, printer: Printer) -> Result<Arc<dyn oxiida::foreign::Host>, String> {
+fn workflow_host(submit: &Submit, printer: Printer, executor: Option<&str>) -> Result<Arc<dyn oxiida::foreign::Host>, String> {
     if let Some(spec) = submit.plugins.first() {
         return Err(format!("this daemon runs the Python functions sent with a workflow; it loads no plugin (`{}`)", spec.path));
     }
@@ -143,7 +147,12 @@ fn workflow_host(submit: &Submit, printer: Printer) -> Result<Arc<dyn oxiida::fo
         let env = submit.env.as_ref().map(|env| {
             env.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())).collect()
         });
-        let functions = Functions::new(Some(scope), "the functions sent with the workflow", Front::Package, Context::new(cwd, env));
+        let mut functions = Functions::new(Some(scope), "the functions sent with the workflow", Front::Package, Context::new(cwd, env));
+        // The workflow's own executor (`oxiida.submit(executor=)`), else the
+        // daemon's (`--executor`), else OXIIDA_EXECUTOR in its environment.
+        let spec = submit.extra.get(EXECUTOR).map(|b| String::from_utf8_lossy(b).into_owned()).or(executor.map(str::to_owned));
+        let spec = spec.map(|s| s.into_pyobject(py).map(Bound::into_any)).transpose().map_err(|e| e.to_string())?;
+        functions.executor = crate::executor::connect(py, spec.as_ref()).map_err(|e| crate::executor::error_text(py, &e))?;
         Ok(Arc::new(PyHost::new(functions)) as Arc<dyn oxiida::foreign::Host>)
     })
 }
@@ -232,7 +241,7 @@ fn pack_exception(source: &oxiida::Source, error: &oxiida::Diagnostic) -> Option
 /// warning (site-packages); the limits are `daemon start`'s flags, as text
 /// (`None`: the default), checked as the `oxiida` CLI checks them.
 #[pyfunction]
-#[pyo3(signature = (watch, memory_limit=None, output_limit=None, max_running=None, idle_timeout=None))]
+#[pyo3(signature = (watch, memory_limit=None, output_limit=None, max_running=None, idle_timeout=None, executor=None))]
 fn _daemon_serve(
     py: Python<'_>,
     watch: Vec<String>,
@@ -240,6 +249,7 @@ fn _daemon_serve(
     output_limit: Option<String>,
     max_running: Option<String>,
     idle_timeout: Option<String>,
+    executor: Option<String>,
 ) -> PyResult<()> {
     use oxiida_daemon::limits;
     let bad = |why: String| OxiidaError::new_err(why);
@@ -262,7 +272,17 @@ fn _daemon_serve(
     let sys_path: String = sys.getattr("path")?.repr()?.extract()?;
     // The runner is this interpreter with this sys.path: the environment
     // the daemon was started from, whatever folder a workflow runs in.
-    let code = format!("import sys; sys.path[:] = {sys_path}; from oxiida import _oxiida; _oxiida._runner()");
+    // `--executor`: checked here (its form; a scheduler is reached by each
+    // workflow's runner), handed to every runner.
+    if let Some(spec) = &executor {
+        let spec = spec.clone().into_pyobject(py)?.into_any();
+        crate::executor::address_of(py, &spec).map_err(|e| bad(format!("--executor: {}", crate::executor::error_text(py, &e))))?;
+    }
+    let executor = match executor {
+        Some(e) => e.into_pyobject(py)?.repr()?.extract::<String>()?,
+        None => "None".into(),
+    };
+    let code = format!("import sys; sys.path[:] = {sys_path}; from oxiida import _oxiida; _oxiida._runner({executor})");
     let options = oxiida_daemon::server::Options {
         watch: watch.into_iter().map(Into::into).collect(),
         restart_hint: format!("{restart} (with {})", sys_executable(py)),
@@ -280,9 +300,10 @@ fn _daemon_serve(
 /// what the functions printed (it goes to the daemon's log), then exits
 /// the process at once.
 #[pyfunction]
-fn _runner(py: Python<'_>) {
+#[pyo3(signature = (executor=None))]
+fn _runner(py: Python<'_>, executor: Option<String>) {
     let factory = oxiida_daemon::runner::HostFactory {
-        make: Arc::new(workflow_host),
+        make: Arc::new(move |submit: &Submit, printer: Printer| workflow_host(submit, printer, executor.as_deref())),
         env_adopted: Some(Arc::new(refresh_environ)),
         finishing: Some(Arc::new(flush_stdout)),
         exception: Some(Arc::new(pack_exception)),
@@ -380,7 +401,7 @@ fn check_environment(py: Python<'_>, client: &mut Client) -> PyResult<()> {
 /// its prints to sys.stdout and returns its variables, or raises. The
 /// daemon's environment warning goes through `warnings.warn`.
 #[pyfunction]
-#[pyo3(signature = (source, file_name, pickled, cwd, wait, env, inputs=None))]
+#[pyo3(signature = (source, file_name, pickled, cwd, wait, env, inputs=None, executor=None))]
 // A #[pyfunction]'s parameters are its Python signature, called from __init__.py.
 #[allow(clippy::too_many_arguments)]
 fn _submit<'py>(
@@ -392,7 +413,13 @@ fn _submit<'py>(
     wait: bool,
     env: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     inputs: Option<Bound<'py, PyAny>>,
+    executor: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    // An address the runner connects to itself; an object that cannot travel raises here.
+    let executor = match &executor {
+        Some(spec) => crate::package::connect_address(py, spec)?,
+        None => None,
+    };
     // Converted before connecting: a value that cannot cross raises here.
     let inputs: Vec<(String, oxiida_abi::Value)> = crate::package::inputs_from_python(inputs.as_ref())?;
     let inputs = (!inputs.is_empty()).then(|| ByteBuf::from(oxiida_abi::Value::Map(inputs).to_msgpack()));
@@ -401,6 +428,9 @@ fn _submit<'py>(
     check_environment(py, &mut client)?;
     let mut extra = std::collections::BTreeMap::new();
     extra.insert(FUNCTIONS.to_owned(), ByteBuf::from(pickled));
+    if let Some(address) = executor {
+        extra.insert(EXECUTOR.to_owned(), ByteBuf::from(address.into_bytes()));
+    }
     let env = env.map(|env| env.into_iter().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).collect());
     let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, env, inputs, ..Submit::default() };
     py.detach(|| client.send(&Request::Submit(submit))).map_err(|e| OxiidaError::new_err(e.to_string()))?;

@@ -178,6 +178,8 @@ pub struct Functions {
     owner: u64,
     context: Arc<Context>,
     pub running: Arc<Running>,
+    /// Where `=f=` calls go instead of the pool, when the workflow has an executor.
+    pub executor: Option<crate::executor::Executor>,
 }
 
 impl Functions {
@@ -195,6 +197,7 @@ impl Functions {
             owner: next_key(),
             context,
             running: Arc::default(),
+            executor: None,
         }
     }
 
@@ -218,6 +221,9 @@ impl Functions {
     /// one) stops. Its plain calls still running end on their own.
     pub fn end(&self, py: Python<'_>) {
         self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(executor) = &self.executor {
+            executor.cancel(py);
+        }
         #[cfg(feature = "package")]
         self.cancel_workers();
         let awaiting = std::mem::take(&mut *self.awaiting.lock());
@@ -303,6 +309,9 @@ impl Functions {
         if let Some(pool) = &*self.pool.lock() {
             pool.cancel(self.owner);
         }
+        if let Some(executor) = &self.executor {
+            Python::attach(|py| executor.cancel(py));
+        }
     }
 
     fn lookup<'py>(&self, py: Python<'py>, dotted: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -377,7 +386,9 @@ impl Functions {
             let args = args.iter().map(|a| a.to_python(py)).collect::<PyResult<Vec<_>>>().and_then(|a| PyTuple::new(py, a));
             let args = args.map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
             let kwargs = python_keywords(py, keywords).map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
-            let result = if process {
+            let result = if let (true, Some(executor)) = (process, &self.executor) {
+                executor.call(py, self.front, dotted, resolved.key, &resolved.function, args, kwargs)?
+            } else if process {
                 self.call_in_worker(py, dotted, &resolved, args, kwargs)?
             } else {
                 self.call_here(py, &resolved, args, kwargs)?

@@ -20,6 +20,7 @@ use pyo3::prelude::*;
 mod convert;
 #[cfg(feature = "package")]
 mod daemon;
+mod executor;
 mod functions;
 #[cfg(feature = "package")]
 mod package;
@@ -41,7 +42,10 @@ impl Session {
         };
         // `=f=` workers start in the CLI's working directory, as shell tasks do.
         let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "/".into());
-        Ok(Session(Functions::new(scope, name, Front::Cli, pool::Context::new(cwd, None)), Arc::default()))
+        let mut functions = Functions::new(scope, name, Front::Cli, pool::Context::new(cwd, None));
+        // `oxiida run --executor` (or OXIIDA_EXECUTOR): `=f=` calls go there.
+        functions.executor = executor::connect(py, None).map_err(|e| executor::error_text(py, &e))?;
+        Ok(Session(functions, Arc::default()))
     }
 }
 

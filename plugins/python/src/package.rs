@@ -60,7 +60,9 @@ pub struct PyHost {
 
 impl PyHost {
     pub fn new(functions: Functions) -> PyHost {
-        let process_calls = Arc::new(tokio::sync::Semaphore::new(crate::pool::max_workers()));
+        // On an executor, only `max_tasks` bounds the calls in flight (a cluster has its own workers).
+        let permits = if functions.executor.is_some() { tokio::sync::Semaphore::MAX_PERMITS } else { crate::pool::max_workers() };
+        let process_calls = Arc::new(tokio::sync::Semaphore::new(permits));
         PyHost { functions: Arc::new(functions), process_calls }
     }
 }
@@ -142,9 +144,11 @@ fn prepare(
     inputs: &[&str],
     hint: Option<String>,
     event_loop: Option<Py<PyAny>>,
+    executor: Option<crate::executor::Executor>,
 ) -> PyResult<(Arc<PyHost>, oxiida::ir::Program)> {
     let scope_name = if event_loop.is_some() { "the scope of `oxiida.run_async`" } else { "the scope of `oxiida.run`" };
     let mut functions = Functions::new(Some(scope.unbind()), scope_name, Front::Package, caller_context(py)?).with_hint(hint);
+    functions.executor = executor;
     if let Some(event_loop) = event_loop {
         functions = functions.with_loop(event_loop);
     }
@@ -152,6 +156,30 @@ fn prepare(
     let program =
         oxiida::compile_with_inputs(source, &*host, inputs).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
     Ok((host, program))
+}
+
+/// `executor=` of `oxiida.run` (None: `OXIIDA_EXECUTOR`, else the pool):
+/// one that cannot be used raises OxiidaError here, before anything runs.
+pub(crate) fn connect_executor(py: Python<'_>, spec: Option<&Bound<'_, PyAny>>) -> PyResult<Option<crate::executor::Executor>> {
+    crate::executor::connect(py, spec).map_err(|e| {
+        if crate::executor::is_unusable(py, &e) {
+            OxiidaError::new_err(crate::executor::error_text(py, &e))
+        } else {
+            e
+        }
+    })
+}
+
+/// `executor=` of `oxiida.submit`: an address the daemon's runner connects
+/// to itself (a Client gives its scheduler's); other objects raise.
+pub(crate) fn connect_address(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    crate::executor::address_of(py, spec).map_err(|e| {
+        if crate::executor::is_unusable(py, &e) {
+            OxiidaError::new_err(crate::executor::error_text(py, &e))
+        } else {
+            e
+        }
+    })
 }
 
 /// `inputs=` of `oxiida.run` (and `submit`): a mapping of names to values,
@@ -204,7 +232,7 @@ fn _check(
 ) -> PyResult<()> {
     let names = input_names(inputs.as_ref())?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    prepare(py, &Source::new(file_name, source), scope, &names, hint, None).map(drop)
+    prepare(py, &Source::new(file_name, source), scope, &names, hint, None, None).map(drop)
 }
 
 /// The workflow error as a Python exception: the original one when a
@@ -312,7 +340,7 @@ fn variables<'py>(py: Python<'py>, vars: oxiida::Variables) -> PyResult<Bound<'p
 }
 
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS, inputs=None, hint=None))]
+#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS, inputs=None, hint=None, executor=None))]
 #[allow(clippy::too_many_arguments)]
 fn _run<'py>(
     py: Python<'py>,
@@ -323,11 +351,13 @@ fn _run<'py>(
     max_fanout: usize,
     inputs: Option<Bound<'py, PyAny>>,
     hint: Option<String>,
+    executor: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let source = Source::new(file_name, source);
     let (inputs, names) = workflow_inputs(inputs.as_ref())?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (host, program) = prepare(py, &source, scope, &names, hint, None)?;
+    let executor = connect_executor(py, executor.as_ref())?;
+    let (host, program) = prepare(py, &source, scope, &names, hint, None, executor)?;
     let interrupt = Interrupt::new();
     // The thread drops its end when the workflow is over: the caller wakes.
     let (done, ended) = UnixStream::pair().map_err(|e| OxiidaError::new_err(format!("cannot make a socket pair: {e}")))?;
@@ -396,7 +426,7 @@ impl Started {
 /// `done(False, exception)` is called on the workflow's thread; coroutines
 /// of `async def` functions are awaited on `event_loop`.
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, inputs=None, hint=None))]
+#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, inputs=None, hint=None, executor=None))]
 #[allow(clippy::too_many_arguments)]
 fn _start(
     py: Python<'_>,
@@ -409,11 +439,13 @@ fn _start(
     done: Py<PyAny>,
     inputs: Option<Bound<'_, PyAny>>,
     hint: Option<String>,
+    executor: Option<Bound<'_, PyAny>>,
 ) -> PyResult<Started> {
     let source = Source::new(file_name, source);
     let (inputs, names) = workflow_inputs(inputs.as_ref())?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (host, program) = prepare(py, &source, scope, &names, hint, Some(event_loop))?;
+    let executor = connect_executor(py, executor.as_ref())?;
+    let (host, program) = prepare(py, &source, scope, &names, hint, Some(event_loop), executor)?;
     let interrupt = Interrupt::new();
     let (thread_host, thread_interrupt) = (host.clone(), interrupt.clone());
     launch(host.clone(), program, inputs, limits(max_tasks, max_fanout), interrupt.clone(), move |ran| {

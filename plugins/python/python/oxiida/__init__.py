@@ -83,6 +83,7 @@ def run(
     file_name: str = "<workflow>",
     max_tasks: int = 1024,
     max_fanout: int = 1024,
+    executor: Any = None,
 ) -> Dict[str, Any]:
     """Checks and runs a workflow; returns its top-level variables.
 
@@ -93,9 +94,17 @@ def run(
     called function is raised again; other errors raise OxiidaError (those
     found before running all at once), with file:line:col. `max_tasks`
     bounds the calls running at once (each plain call holds a thread while
-    it runs), `max_fanout` the iterations of one `para for` in flight."""
+    it runs), `max_fanout` the iterations of one `para for` in flight.
+
+    `executor` is where the workflow's `=f=` calls run instead of oxiida's
+    own worker processes: a `distributed.Client` (a Dask cluster), any
+    `concurrent.futures.Executor` (ProcessPoolExecutor, loky, MPIPoolExecutor)
+    or a Dask scheduler's address ('dask://HOST:PORT', 'tls://HOST:PORT');
+    None is OXIIDA_EXECUTOR when set, else oxiida's pool ('pool' says so
+    whatever the variable). A scheduler that cannot be reached raises
+    OxiidaError before anything runs (docs/distributed.md)."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run")
-    return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint)
+    return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor)
 
 
 def run_async(
@@ -106,6 +115,7 @@ def run_async(
     file_name: str = "<workflow>",
     max_tasks: int = 1024,
     max_fanout: int = 1024,
+    executor: Any = None,
 ) -> Coroutine[Any, Any, Dict[str, Any]]:
     """`await oxiida.run_async(source)`: runs a workflow as `run` does,
     without blocking the event loop; takes the same arguments, returns its
@@ -115,7 +125,7 @@ def run_async(
     where `run_async` is called, not where it is awaited; errors in the
     source or the inputs raise when it is awaited, before anything runs."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run_async")
-    return _async.await_workflow(source, names, file_name, max_tasks, max_fanout, inputs, hint)
+    return _async.await_workflow(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor)
 
 
 def check(
@@ -140,6 +150,7 @@ def submit(
     wait: bool = False,
     file_name: str = "<workflow>",
     env: Union[bool, Mapping[str, str]] = True,
+    executor: Any = None,
 ) -> Union[int, Dict[str, Any]]:
     """Sends a workflow to the Python daemon (`python -m oxiida daemon start`).
 
@@ -156,7 +167,11 @@ def submit(
     variables (`os.environ`, as it is now); `env=False` runs it with the
     daemon's instead, and a mapping gives it exactly those variables.
     `inputs` are the workflow's inputs, as for `run`: they travel with it,
-    converted here (a value that cannot cross raises before anything is sent)."""
+    converted here (a value that cannot cross raises before anything is sent).
+    `executor` is a Dask scheduler's address (or a distributed.Client, sent
+    as its address) where the workflow's `=f=` calls run; None leaves it to
+    the daemon (its --executor, else OXIIDA_EXECUTOR in the workflow's
+    environment, else its pool)."""
     from ._daemon import _dumps
 
     scope = dict(scope) if scope is not None else _caller_scope(1)
@@ -171,4 +186,4 @@ def submit(
         sent = None
     else:
         sent = [(os.fsencode(k), os.fsencode(v)) for k, v in env.items()]
-    return _submit(source, file_name, _dumps(names), os.getcwd(), wait, sent, inputs)
+    return _submit(source, file_name, _dumps(names), os.getcwd(), wait, sent, inputs, executor)

@@ -1,8 +1,10 @@
-"""`python -m oxiida daemon start [--foreground] [LIMITS] | stop | restart [LIMITS] | status`
+"""`python -m oxiida daemon start [--foreground] [LIMITS] [--executor ADDRESS] | stop | restart [LIMITS] | status`
 
 LIMITS are the `oxiida daemon start` flags: --memory-limit SIZE|none,
 --output-limit SIZE, --max-running N, --idle-timeout SECS; `restart` keeps
-the running daemon's unless given new ones.
+the running daemon's unless given new ones. `--executor dask://HOST:PORT`
+runs every workflow's `=f=` calls on that Dask cluster (docs/distributed.md);
+`restart` needs it given again.
 
 A daemon started this way is bound to this interpreter: its workflows call
 Python in this environment (its sys.path, its installed packages), and it
@@ -45,11 +47,13 @@ def _watched():
 
 
 _LIMITS = ("memory_limit", "output_limit", "max_running", "idle_timeout")
+# Passed on like the limits, but not one of them (no daemon reports it back).
+_FLAGS = _LIMITS + ("executor",)
 
 
 def _limit_args(args):
     """The limit flags given, as `daemon start --foreground` takes them."""
-    return [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in _LIMITS if getattr(args, name) is not None]
+    return [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in _FLAGS if getattr(args, name) is not None]
 
 
 def _add_limits(parser):
@@ -57,6 +61,11 @@ def _add_limits(parser):
     parser.add_argument("--output-limit", metavar="SIZE", help="most output kept per workflow, its first and last halves [default: 64M]")
     parser.add_argument("--max-running", metavar="N", help="most workflows running at once; more wait, queued [default: 64]")
     parser.add_argument("--idle-timeout", metavar="SECS", help="close connections silent this long [default: 300]")
+    parser.add_argument(
+        "--executor", metavar="ADDRESS",
+        help="run the workflows' =f= calls on this Dask scheduler (dask://HOST:PORT, tls://HOST:PORT), "
+        "or `pool` for oxiida's own workers [default: OXIIDA_EXECUTOR, else the pool]",
+    )
 
 
 def _start(foreground, args):
@@ -75,7 +84,7 @@ def _start(foreground, args):
         return 1
     if foreground:
         try:
-            _oxiida._daemon_serve(_watched(), *(getattr(args, name) for name in _LIMITS))
+            _oxiida._daemon_serve(_watched(), *(getattr(args, name) for name in _LIMITS), executor=args.executor)
         except KeyboardInterrupt:
             pass
         except _oxiida.OxiidaError as e:

@@ -26,6 +26,7 @@ async def await_workflow(
     max_fanout: int,
     inputs: Optional[Mapping[str, Any]],
     hint: Optional[str],
+    executor: Any = None,
 ) -> Dict[str, Any]:
     loop = asyncio.get_running_loop()
     future: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
@@ -36,7 +37,7 @@ async def await_workflow(
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    started = _start(source, scope, file_name, max_tasks, max_fanout, loop, done, inputs, hint)
+    started = _start(source, scope, file_name, max_tasks, max_fanout, loop, done, inputs, hint, executor)
     try:
         return await future
     except asyncio.CancelledError:
