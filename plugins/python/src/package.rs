@@ -26,6 +26,8 @@ use pyo3::create_exception;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+mod calls;
+
 use crate::convert::Crossing;
 use crate::functions::{CallError, Front, Functions, Running};
 use crate::pool::Context;
@@ -51,23 +53,28 @@ pub(crate) struct Raised(pub(crate) Py<PyAny>);
 /// One workflow's Python functions, as the runtime's host.
 pub struct PyHost {
     functions: Arc<Functions>,
-    /// One permit per worker the pool may start: an `=f=` call takes one
-    /// before it takes a thread, so a `para for` of many calls keeps as many
-    /// threads busy as there are workers to serve them, not one per call
-    /// all waiting for a worker (and for the GIL to pickle their arguments).
-    process_calls: Arc<tokio::sync::Semaphore>,
+    /// Where the calls that may overlap (in `para`) run: queues drained by
+    /// this workflow's own threads, plain calls under one GIL hold and
+    /// `=f=` calls in batches per worker (see `package/calls.rs`).
+    calls: calls::Calls,
 }
 
 impl PyHost {
     pub fn new(functions: Functions) -> PyHost {
-        let process_calls = Arc::new(tokio::sync::Semaphore::new(crate::pool::max_workers()));
-        PyHost { functions: Arc::new(functions), process_calls }
+        let functions = Arc::new(functions);
+        PyHost { calls: calls::Calls::new(functions.clone(), PYTHON_MAX_TASKS), functions }
+    }
+
+    /// The workflow is over or abandoned: calls still queued never run.
+    fn close(&self) {
+        self.calls.close();
     }
 }
 
 impl Drop for PyHost {
     /// The workflow is over: its `=f=` calls still running are not wanted.
     fn drop(&mut self) {
+        self.calls.close();
         self.functions.cancel_workers();
     }
 }
@@ -94,19 +101,17 @@ impl Host for PyHost {
         Ok(())
     }
 
+    /// A call that may overlap others (in `para`): queued for this
+    /// workflow's threads, no thread of its own.
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
-        let functions = self.functions.clone();
-        let dotted = name.dotted();
-        let process_calls = self.process_calls.clone();
-        Box::pin(async move {
-            let _permit = match mode {
-                CallMode::Process => Some(process_calls.acquire_owned().await.expect("the semaphore is never closed")),
-                CallMode::Thread => None,
-            };
-            tokio::task::spawn_blocking(move || functions.call(&dotted, &args, &keywords, mode == CallMode::Process).map_err(foreign_error))
-                .await
-                .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
-        })
+        let queued = match mode {
+            CallMode::Thread => self.calls.plain(name.dotted(), args, keywords),
+            CallMode::Process => self.calls.process(name.dotted(), args, keywords),
+        };
+        match queued {
+            Ok(pending) => Box::pin(pending),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     /// Inline: the workflow runs on a thread of its own, never the caller's.
@@ -341,6 +346,7 @@ fn _run<'py>(
     // raise at once; what still runs ends on its own.
     let abandon = |err: PyErr| {
         interrupt.trigger();
+        host.close();
         host.functions.end(py);
         host.functions.running.interrupt(py);
         outlive(&host.functions.running);
@@ -384,6 +390,7 @@ impl Started {
     /// running get a KeyboardInterrupt. Its `done` is then never called.
     fn cancel(&self, py: Python<'_>) {
         self.interrupt.trigger();
+        self.host.close();
         self.host.functions.end(py);
         self.host.functions.running.interrupt(py);
         outlive(&self.host.functions.running);

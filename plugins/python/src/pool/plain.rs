@@ -1,0 +1,234 @@
+//! A worker's result read straight from its pickle into workflow values,
+//! when the pickle holds only what crosses as plain values (None, bool,
+//! int of 64 bits, float, str, list, tuple, dict with str keys): no Python
+//! object is made for it, then converted. Anything else (another opcode, a
+//! key that is not a str, an int too large, a str that is not UTF-8, nesting
+//! deeper than the conversion allows, an object met twice while still being
+//! built) gives `None`, and the caller unpickles in Python and converts as
+//! it does any result: the same values and the same errors either way.
+//!
+//! The opcodes read are those `pickle.dumps(..., protocol=5)` writes for
+//! those types (see CPython's `Lib/pickletools.py`).
+
+use crate::convert::Crossing;
+
+/// As `convert.rs`: a value nested deeper than this does not cross.
+const MAX_DEPTH: u32 = 100;
+
+enum Item<V> {
+    /// A finished value and its height (0 for a scalar or an empty container).
+    Value(V, u32),
+    /// A str, kept as text until it is known whether it is a dict key.
+    Str(String),
+    /// A list being filled by APPEND(S), and its memo slot.
+    List(Vec<V>, u32, Option<usize>),
+    /// A dict being filled by SETITEM(S), and its memo slot.
+    Dict(Vec<(String, V)>, u32, Option<usize>),
+    Mark,
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let bytes = self.data.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(bytes)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+}
+
+/// Finishes an item into a value (recording it in the memo), or `None`
+/// for a mark.
+fn finish<V: Crossing + Clone>(item: Item<V>, memo: &mut [Option<Memo<V>>]) -> Option<(V, u32)> {
+    let (value, height, slot) = match item {
+        Item::Value(v, h) => return Some((v, h)),
+        Item::Str(s) => return Some((V::str(&s), 0)),
+        Item::List(items, h, slot) => (V::array(items), h, slot),
+        Item::Dict(entries, h, slot) => (V::map(entries), h, slot),
+        Item::Mark => return None,
+    };
+    if let Some(slot) = slot {
+        memo[slot] = Some(Memo::Value(value.clone(), height));
+    }
+    Some((value, height))
+}
+
+/// What a memo slot holds.
+#[derive(Clone)]
+enum Memo<V> {
+    Value(V, u32),
+    Str(String),
+}
+
+/// The items above the last mark, the mark removed.
+fn since_mark<V>(stack: &mut Vec<Item<V>>, marks: &mut Vec<usize>) -> Option<Vec<Item<V>>> {
+    let mark = marks.pop()?;
+    let mut items: Vec<Item<V>> = stack.drain(mark..).collect();
+    if !matches!(items.first()?, Item::Mark) {
+        return None;
+    }
+    items.remove(0);
+    Some(items)
+}
+
+/// The items above the last mark, finished.
+fn values_since_mark<V: Crossing + Clone>(
+    stack: &mut Vec<Item<V>>,
+    marks: &mut Vec<usize>,
+    memo: &mut [Option<Memo<V>>],
+) -> Option<Vec<(V, u32)>> {
+    since_mark(stack, marks)?.into_iter().map(|i| finish(i, memo)).collect()
+}
+
+fn str_of(bytes: &[u8]) -> Option<String> {
+    std::str::from_utf8(bytes).ok().map(str::to_owned)
+}
+
+/// The value a plain pickle holds, or `None` (then unpickle it in Python).
+pub fn decode<V: Crossing + Clone>(data: &[u8]) -> Option<V> {
+    let mut r = Reader { data, at: 0 };
+    let mut stack: Vec<Item<V>> = Vec::new();
+    let mut marks: Vec<usize> = Vec::new();
+    let mut memo: Vec<Option<Memo<V>>> = Vec::new();
+    loop {
+        let scalar = |v: V| Item::Value(v, 0);
+        match r.u8()? {
+            0x80 => drop(r.u8()?),    // PROTO
+            0x95 => drop(r.take(8)?), // FRAME
+            b'N' => stack.push(scalar(V::nil())),
+            0x88 => stack.push(scalar(V::bool(true))),
+            0x89 => stack.push(scalar(V::bool(false))),
+            b'J' => stack.push(scalar(V::int(i32::from_le_bytes(r.array()?).into()))),
+            b'K' => stack.push(scalar(V::int(r.u8()?.into()))),
+            b'M' => stack.push(scalar(V::int(u16::from_le_bytes(r.array()?).into()))),
+            0x8a => {
+                // LONG1: n bytes of little-endian two's complement.
+                let n = r.u8()? as usize;
+                let bytes = r.take(n)?;
+                if n > 8 {
+                    return None;
+                }
+                let fill = if bytes.last().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 };
+                let mut full = [fill; 8];
+                full[..n].copy_from_slice(bytes);
+                stack.push(scalar(V::int(i64::from_le_bytes(full))));
+            }
+            b'G' => stack.push(scalar(V::float(f64::from_be_bytes(r.array()?)))),
+            0x8c => {
+                let n = r.u8()? as usize;
+                stack.push(Item::Str(str_of(r.take(n)?)?));
+            }
+            b'X' => {
+                let n = u32::from_le_bytes(r.array()?) as usize;
+                stack.push(Item::Str(str_of(r.take(n)?)?));
+            }
+            0x8d => {
+                let n = usize::try_from(u64::from_le_bytes(r.array()?)).ok()?;
+                stack.push(Item::Str(str_of(r.take(n)?)?));
+            }
+            b']' => stack.push(Item::List(Vec::new(), 0, None)),
+            b'}' => stack.push(Item::Dict(Vec::new(), 0, None)),
+            b')' => stack.push(scalar(V::array(Vec::new()))),
+            b'(' => {
+                marks.push(stack.len());
+                stack.push(Item::Mark);
+            }
+            b'a' => {
+                let (v, h) = finish(stack.pop()?, &mut memo)?;
+                let Some(Item::List(items, height, _)) = stack.last_mut() else { return None };
+                items.push(v);
+                *height = (*height).max(h + 1);
+            }
+            b'e' => {
+                let values = values_since_mark(&mut stack, &mut marks, &mut memo)?;
+                let Some(Item::List(items, height, _)) = stack.last_mut() else { return None };
+                items.reserve(values.len());
+                for (v, h) in values {
+                    items.push(v);
+                    *height = (*height).max(h + 1);
+                }
+            }
+            b's' => {
+                let (v, h) = finish(stack.pop()?, &mut memo)?;
+                let Item::Str(key) = stack.pop()? else { return None };
+                let Some(Item::Dict(entries, height, _)) = stack.last_mut() else { return None };
+                entries.push((key, v));
+                *height = (*height).max(h + 1);
+            }
+            b'u' => {
+                let items = since_mark(&mut stack, &mut marks)?;
+                if items.len() % 2 != 0 {
+                    return None;
+                }
+                let mut pairs = Vec::with_capacity(items.len() / 2);
+                let mut items = items.into_iter();
+                while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                    let Item::Str(key) = k else { return None };
+                    pairs.push((key, finish(v, &mut memo)?));
+                }
+                let Some(Item::Dict(entries, height, _)) = stack.last_mut() else { return None };
+                for (key, (v, h)) in pairs {
+                    entries.push((key, v));
+                    *height = (*height).max(h + 1);
+                }
+            }
+            op @ (0x85..=0x87 | b't') => {
+                let values = if op == b't' {
+                    values_since_mark(&mut stack, &mut marks, &mut memo)?
+                } else {
+                    let n = (op - 0x84) as usize;
+                    let at = stack.len().checked_sub(n)?;
+                    let items: Vec<Item<V>> = stack.drain(at..).collect();
+                    items.into_iter().map(|i| finish(i, &mut memo)).collect::<Option<_>>()?
+                };
+                let height = values.iter().map(|(_, h)| h + 1).max().unwrap_or(0);
+                stack.push(Item::Value(V::array(values.into_iter().map(|(v, _)| v).collect()), height));
+            }
+            0x94 => {
+                // MEMOIZE the top: a finished value now, a container once finished.
+                let slot = memo.len();
+                match stack.last_mut()? {
+                    Item::Value(v, h) => memo.push(Some(Memo::Value(v.clone(), *h))),
+                    Item::Str(s) => memo.push(Some(Memo::Str(s.clone()))),
+                    Item::List(_, _, s) | Item::Dict(_, _, s) => {
+                        *s = Some(slot);
+                        memo.push(None);
+                    }
+                    Item::Mark => return None,
+                }
+            }
+            op @ (b'h' | b'j') => {
+                let slot = if op == b'h' { r.u8()? as usize } else { u32::from_le_bytes(r.array()?) as usize };
+                // A container still being built (met twice, or containing itself): Python decides.
+                stack.push(match memo.get(slot)?.clone()? {
+                    Memo::Value(v, h) => Item::Value(v, h),
+                    Memo::Str(s) => Item::Str(s),
+                });
+            }
+            b'.' => {
+                let top = stack.pop()?;
+                if !stack.is_empty() {
+                    return None;
+                }
+                let (value, height) = finish(top, &mut memo)?;
+                return (height <= MAX_DEPTH).then_some(value);
+            }
+            _ => return None,
+        }
+        if stack.last().is_some_and(|top| match top {
+            Item::Value(_, h) | Item::List(_, h, _) | Item::Dict(_, h, _) => *h > MAX_DEPTH,
+            Item::Str(_) | Item::Mark => false,
+        }) {
+            return None;
+        }
+    }
+}
