@@ -367,7 +367,7 @@ impl Functions {
     /// `f(*args, **keywords)`), here or (`process`) in a worker process. An
     /// unexpected keyword is the function's own `TypeError`, raised as any
     /// exception is.
-    pub fn call<K: AsRef<str>, V: Crossing + Clone>(
+    pub fn call<K: AsRef<str>, V: Crossing + crate::pool::plain::Plain>(
         &self,
         dotted: &str,
         args: &[V],
@@ -442,7 +442,7 @@ impl Functions {
 
     /// `=f=`: pickle here, run in a worker process, unpickle here. The GIL
     /// is released while the worker runs.
-    fn call_in_worker<'py, V: Crossing + Clone>(
+    fn call_in_worker<'py, V: Crossing + crate::pool::plain::Plain>(
         &self,
         py: Python<'py>,
         dotted: &str,
@@ -463,7 +463,10 @@ impl Functions {
     /// the batch it had not answered. `calls` are (name, arguments, keyword
     /// arguments).
     #[cfg(feature = "package")]
-    pub fn call_batch<K: AsRef<str>, V: Crossing + Clone>(&self, calls: &[(&str, &[V], &[(K, V)])]) -> Vec<Result<V, CallError>> {
+    pub fn call_batch<K: AsRef<str>, V: Crossing + crate::pool::plain::Plain>(
+        &self,
+        calls: &[BatchCall<'_, K, V>],
+    ) -> Vec<Result<V, CallError>> {
         let _entered = self.running.enter();
         Python::attach(|py| {
             let mut results: Vec<Option<Result<V, CallError>>> = Vec::with_capacity(calls.len());
@@ -569,7 +572,7 @@ impl Functions {
     /// What a worker answered, as the result or the error of the call. A
     /// result of plain values is read from its pickle directly; any other
     /// is unpickled and converted as a plain call's result is.
-    fn answer_from_worker<V: Crossing + Clone>(
+    fn answer_from_worker<V: Crossing + crate::pool::plain::Plain>(
         &self,
         py: Python<'_>,
         dotted: &str,
@@ -650,6 +653,9 @@ impl Functions {
         }
     }
 }
+
+/// One call of [`Functions::call_batch`]: its name, arguments and keyword arguments.
+pub type BatchCall<'a, K, V> = (&'a str, &'a [V], &'a [(K, V)]);
 
 /// One `=f=` call, pickled for a worker.
 struct Prepared {

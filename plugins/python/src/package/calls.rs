@@ -2,11 +2,16 @@
 //! and `para for`), without a thread per call.
 //!
 //! **Plain calls** go to a queue that this workflow's *runner* threads
-//! drain: a runner takes the GIL once and runs queued calls one after
-//! another until the queue is empty, so a `para for` of 2,000 quick calls
-//! costs one GIL hand-off, not 2,000 thread and GIL hand-offs. Results are
-//! handed back to the workflow's thread in batches (its wakers are called
-//! when the queue runs dry, or every [`WAKE_BATCH`] results).
+//! drain. The workflow's thread queues the calls of all its branches and
+//! wakes a runner only when it has nothing else to do (just before it
+//! sleeps, [`Calls::parking`]); the runner takes the GIL once and runs the
+//! queued calls one after another until the queue stays empty, so a `para
+//! for` of 2,000 quick calls costs a few thread and GIL hand-offs, not
+//! 2,000. Results are handed back to the workflow's thread in batches (its
+//! wakers are called when the queue runs dry, or every [`WAKE_BATCH`]
+//! results). Waking the runner as each call is queued was measured slower
+//! (4.9–6.6 ms against 3.5–4.5 ms for 2,000 calls, alternated runs): the
+//! two threads then hand each other single calls.
 //!
 //! A call that waits (a `time.sleep`, a read, a rendezvous with another
 //! branch) must not hold up the rest of the queue: a *watcher* thread looks
@@ -183,11 +188,10 @@ impl Calls {
         }
         state.plain.push_back(Job { dotted, args, keywords, slot: slot.clone() });
         shared.queued.store(state.plain.len(), Ordering::Relaxed);
-        // Nobody awake to take it: wake or start a runner. (Runners awake
-        // but stuck in a call are the watcher's to help.)
-        if state.runners == state.idle {
-            start_runners(shared, &mut state, 1);
-        }
+        // No runner is woken here: the workflow's thread queues what its
+        // branches call until it has nothing else to do, then wakes one
+        // (`parking`), which runs them all in one go. The watcher wakes one
+        // if that thread stays busy.
         if !state.watcher {
             state.watcher = true;
             let watched = shared.clone();
@@ -198,6 +202,20 @@ impl Calls {
             shared.watch.notify_one();
         }
         Ok(Pending(slot))
+    }
+
+    /// Called by the workflow's thread just before it sleeps (all its
+    /// branches wait): the calls it queued meanwhile start now, in one batch.
+    pub(crate) fn parking(&self) {
+        let shared = &self.shared;
+        if shared.queued.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut state = shared.state.lock();
+        // Runners awake but stuck in a call are the watcher's to help.
+        if !state.plain.is_empty() && state.runners == state.idle {
+            start_runners(shared, &mut state, 1);
+        }
     }
 
     /// Queues an `=f=` call for the dispatchers.
@@ -410,7 +428,7 @@ fn dispatch(shared: &Arc<Shared>) {
             continue;
         }
         let started = Instant::now();
-        let calls: Vec<(&str, &[Value], &[(Arc<str>, Value)])> =
+        let calls: Vec<crate::functions::BatchCall<'_, Arc<str>, Value>> =
             batch.iter().map(|j| (j.dotted.as_str(), j.args.as_slice(), j.keywords.as_slice())).collect();
         let results = shared.functions.call_batch(&calls);
         let per_call = started.elapsed().as_nanos() as u64 / batch.len() as u64;
@@ -428,6 +446,6 @@ fn dispatch(shared: &Arc<Shared>) {
 fn batch_size(shared: &Shared, queued: usize) -> usize {
     let share = queued.div_ceil(shared.dispatchers);
     let per_call = shared.process_ns.load(Ordering::Relaxed);
-    let by_time = if per_call == 0 { 4 } else { (BATCH_TIME.as_nanos() as u64 / per_call) as usize };
+    let by_time = (BATCH_TIME.as_nanos() as u64).checked_div(per_call).map_or(4, |n| n as usize);
     share.min(by_time).clamp(1, MAX_BATCH)
 }

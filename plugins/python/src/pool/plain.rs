@@ -10,7 +10,69 @@
 //! The opcodes read are those `pickle.dumps(..., protocol=5)` writes for
 //! those types (see CPython's `Lib/pickletools.py`).
 
-use crate::convert::Crossing;
+use std::sync::Arc;
+
+/// The values a plain pickle is read into: the runtime's (the package) or
+/// the ABI's (the CLI plugin). Strings arrive shared: a dict key met again
+/// is the same `Arc`.
+pub trait Plain: Sized + Clone {
+    fn nil() -> Self;
+    fn bool(b: bool) -> Self;
+    fn int(i: i64) -> Self;
+    fn float(x: f64) -> Self;
+    fn str(s: Arc<str>) -> Self;
+    fn array(items: Vec<Self>) -> Self;
+    fn map(entries: Vec<(Arc<str>, Self)>) -> Self;
+}
+
+impl Plain for oxiida_abi::Value {
+    fn nil() -> Self {
+        Self::Nil
+    }
+    fn bool(b: bool) -> Self {
+        Self::Bool(b)
+    }
+    fn int(i: i64) -> Self {
+        Self::Int(i)
+    }
+    fn float(x: f64) -> Self {
+        Self::Float(x)
+    }
+    fn str(s: Arc<str>) -> Self {
+        Self::Str(s.to_string())
+    }
+    fn array(items: Vec<Self>) -> Self {
+        Self::Array(items)
+    }
+    fn map(entries: Vec<(Arc<str>, Self)>) -> Self {
+        Self::Map(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+}
+
+#[cfg(feature = "package")]
+impl Plain for oxiida::value::Value {
+    fn nil() -> Self {
+        Self::Nil
+    }
+    fn bool(b: bool) -> Self {
+        Self::Bool(b)
+    }
+    fn int(i: i64) -> Self {
+        Self::Int(i)
+    }
+    fn float(x: f64) -> Self {
+        Self::Float(x)
+    }
+    fn str(s: Arc<str>) -> Self {
+        Self::Str(s)
+    }
+    fn array(items: Vec<Self>) -> Self {
+        Self::array(items)
+    }
+    fn map(entries: Vec<(Arc<str>, Self)>) -> Self {
+        Self::map(entries.into_iter().collect())
+    }
+}
 
 /// As `convert.rs`: a value nested deeper than this does not cross.
 const MAX_DEPTH: u32 = 100;
@@ -19,11 +81,11 @@ enum Item<V> {
     /// A finished value and its height (0 for a scalar or an empty container).
     Value(V, u32),
     /// A str, kept as text until it is known whether it is a dict key.
-    Str(String),
+    Str(Arc<str>),
     /// A list being filled by APPEND(S), and its memo slot.
     List(Vec<V>, u32, Option<usize>),
     /// A dict being filled by SETITEM(S), and its memo slot.
-    Dict(Vec<(String, V)>, u32, Option<usize>),
+    Dict(Vec<(Arc<str>, V)>, u32, Option<usize>),
     Mark,
 }
 
@@ -46,12 +108,13 @@ impl<'a> Reader<'a> {
     }
 }
 
+#[inline]
 /// Finishes an item into a value (recording it in the memo), or `None`
 /// for a mark.
-fn finish<V: Crossing + Clone>(item: Item<V>, memo: &mut [Option<Memo<V>>]) -> Option<(V, u32)> {
+fn finish<V: Plain>(item: Item<V>, memo: &mut [Option<Memo<V>>]) -> Option<(V, u32)> {
     let (value, height, slot) = match item {
         Item::Value(v, h) => return Some((v, h)),
-        Item::Str(s) => return Some((V::str(&s), 0)),
+        Item::Str(s) => return Some((V::str(s), 0)),
         Item::List(items, h, slot) => (V::array(items), h, slot),
         Item::Dict(entries, h, slot) => (V::map(entries), h, slot),
         Item::Mark => return None,
@@ -66,35 +129,30 @@ fn finish<V: Crossing + Clone>(item: Item<V>, memo: &mut [Option<Memo<V>>]) -> O
 #[derive(Clone)]
 enum Memo<V> {
     Value(V, u32),
-    Str(String),
+    Str(Arc<str>),
 }
 
 /// The items above the last mark, the mark removed.
 fn since_mark<V>(stack: &mut Vec<Item<V>>, marks: &mut Vec<usize>) -> Option<Vec<Item<V>>> {
     let mark = marks.pop()?;
-    let mut items: Vec<Item<V>> = stack.drain(mark..).collect();
-    if !matches!(items.first()?, Item::Mark) {
+    if mark >= stack.len() {
         return None;
     }
-    items.remove(0);
-    Some(items)
+    let items = stack.split_off(mark + 1);
+    matches!(stack.pop()?, Item::Mark).then_some(items)
 }
 
 /// The items above the last mark, finished.
-fn values_since_mark<V: Crossing + Clone>(
-    stack: &mut Vec<Item<V>>,
-    marks: &mut Vec<usize>,
-    memo: &mut [Option<Memo<V>>],
-) -> Option<Vec<(V, u32)>> {
+fn values_since_mark<V: Plain>(stack: &mut Vec<Item<V>>, marks: &mut Vec<usize>, memo: &mut [Option<Memo<V>>]) -> Option<Vec<(V, u32)>> {
     since_mark(stack, marks)?.into_iter().map(|i| finish(i, memo)).collect()
 }
 
-fn str_of(bytes: &[u8]) -> Option<String> {
-    std::str::from_utf8(bytes).ok().map(str::to_owned)
+fn str_of(bytes: &[u8]) -> Option<Arc<str>> {
+    std::str::from_utf8(bytes).ok().map(Arc::from)
 }
 
 /// The value a plain pickle holds, or `None` (then unpickle it in Python).
-pub fn decode<V: Crossing + Clone>(data: &[u8]) -> Option<V> {
+pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
     let mut r = Reader { data, at: 0 };
     let mut stack: Vec<Item<V>> = Vec::new();
     let mut marks: Vec<usize> = Vec::new();
@@ -149,13 +207,22 @@ pub fn decode<V: Crossing + Clone>(data: &[u8]) -> Option<V> {
                 *height = (*height).max(h + 1);
             }
             b'e' => {
-                let values = values_since_mark(&mut stack, &mut marks, &mut memo)?;
-                let Some(Item::List(items, height, _)) = stack.last_mut() else { return None };
-                items.reserve(values.len());
-                for (v, h) in values {
+                // APPENDS: the items above the mark go into the list below it, in place.
+                let mark = marks.pop()?;
+                let (below, above) = stack.split_at_mut(mark);
+                let (Some(Item::List(items, height, _)), Some((Item::Mark, above))) = (below.last_mut(), above.split_first_mut()) else {
+                    return None;
+                };
+                items.reserve(above.len());
+                for item in above {
+                    let (v, h) = match std::mem::replace(item, Item::Mark) {
+                        Item::Value(v, h) => (v, h),
+                        other => finish(other, &mut memo)?,
+                    };
                     items.push(v);
                     *height = (*height).max(h + 1);
                 }
+                stack.truncate(mark);
             }
             b's' => {
                 let (v, h) = finish(stack.pop()?, &mut memo)?;
@@ -165,21 +232,23 @@ pub fn decode<V: Crossing + Clone>(data: &[u8]) -> Option<V> {
                 *height = (*height).max(h + 1);
             }
             b'u' => {
-                let items = since_mark(&mut stack, &mut marks)?;
-                if items.len() % 2 != 0 {
+                // SETITEMS: the pairs above the mark go into the dict below it, in place.
+                let mark = marks.pop()?;
+                let (below, above) = stack.split_at_mut(mark);
+                let (Some(Item::Dict(entries, height, _)), Some((Item::Mark, above))) = (below.last_mut(), above.split_first_mut()) else {
+                    return None;
+                };
+                if above.len() % 2 != 0 {
                     return None;
                 }
-                let mut pairs = Vec::with_capacity(items.len() / 2);
-                let mut items = items.into_iter();
-                while let (Some(k), Some(v)) = (items.next(), items.next()) {
-                    let Item::Str(key) = k else { return None };
-                    pairs.push((key, finish(v, &mut memo)?));
-                }
-                let Some(Item::Dict(entries, height, _)) = stack.last_mut() else { return None };
-                for (key, (v, h)) in pairs {
+                entries.reserve(above.len() / 2);
+                for pair in above.chunks_exact_mut(2) {
+                    let Item::Str(key) = std::mem::replace(&mut pair[0], Item::Mark) else { return None };
+                    let (v, h) = finish(std::mem::replace(&mut pair[1], Item::Mark), &mut memo)?;
                     entries.push((key, v));
                     *height = (*height).max(h + 1);
                 }
+                stack.truncate(mark);
             }
             op @ (0x85..=0x87 | b't') => {
                 let values = if op == b't' {
