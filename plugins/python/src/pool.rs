@@ -148,7 +148,9 @@ pub struct Pool {
     workers: Arc<checkout::Pool<Worker>>,
     /// Workers running a call: (owner, pid). The calling thread holds the
     /// `Child` until it has waited for it, so a pid here is never reused.
-    busy: Mutex<Vec<(u64, u32)>>,
+    /// Also whether `cancel` killed it: then it does not go back to the
+    /// pool, even if it had answered every call before the signal landed.
+    busy: Mutex<Vec<(u64, u32, bool)>>,
     /// Workers are started from one long-lived thread: a worker asks to be
     /// killed when the thread that started it ends (PR_SET_PDEATHSIG).
     /// Dropping the sender ends that thread.
@@ -241,10 +243,11 @@ impl Pool {
     /// The threads waiting for them see the pipe close, reap them and free
     /// the slots; idle workers are not touched.
     pub fn cancel(&self, owner: u64) {
-        for &(_, pid) in self.busy.lock().iter().filter(|(o, _)| *o == owner) {
+        for (_, pid, killed) in self.busy.lock().iter_mut().filter(|(o, _, _)| *o == owner) {
+            *killed = true;
             // SAFETY: kill(2) has no memory effects; the pid is still our
             // unreaped child (its waiter removes it from `busy` first).
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
         }
     }
 
@@ -264,20 +267,33 @@ impl Pool {
     ) -> Result<Answer, PoolError> {
         let mut w = self.workers.get(|| self.start())?;
         let pid = w.child.id();
-        self.busy.lock().push((owner, pid));
+        self.busy.lock().push((owner, pid, false));
         let answer = exchange(&mut w, key, function, context, args, with_keywords);
-        self.busy.lock().retain(|&(_, p)| p != pid);
         match answer {
-            Ok(answer) => {
+            Ok(answer) if !self.unbusy(pid) => {
                 w.idle_since = Instant::now();
                 drop(w); // back in the pool
                 Ok(answer)
             }
+            Ok(answer) => {
+                // Killed as it answered: it must not serve another call.
+                died(w);
+                Ok(answer)
+            }
             Err(_) => {
+                self.unbusy(pid);
                 let how = died(w);
                 Err(PoolError::Died { pid, how })
             }
         }
+    }
+
+    /// The worker `pid` no longer runs calls; whether `cancel` killed it.
+    fn unbusy(&self, pid: u32) -> bool {
+        let mut busy = self.busy.lock();
+        let killed = busy.iter().any(|&(_, p, killed)| p == pid && killed);
+        busy.retain(|&(_, p, _)| p != pid);
+        killed
     }
 
     /// Runs `calls` for `owner` on one worker: their frames written at once
@@ -290,7 +306,7 @@ impl Pool {
             Err(e) => return calls.iter().map(|_| Err(e.again())).collect(),
         };
         let pid = w.child.id();
-        self.busy.lock().push((owner, pid));
+        self.busy.lock().push((owner, pid, false));
         let mut answers = Vec::with_capacity(calls.len());
         let mut broken = false;
         let mut at = 0;
@@ -339,14 +355,17 @@ impl Pool {
             }
             at = end;
         }
-        self.busy.lock().retain(|&(_, p)| p != pid);
-        if !broken {
+        let killed = self.unbusy(pid);
+        if !broken && !killed {
             w.contexts.insert(context.key);
             w.idle_since = Instant::now();
             drop(w); // back in the pool
             return answers;
         }
         let how = died(w);
+        if !broken {
+            return answers; // all answered before `cancel` killed it
+        }
         answers.push(Err(PoolError::Died { pid, how: how.clone() }));
         while answers.len() < calls.len() {
             answers.push(Err(PoolError::DiedBefore { pid, how: how.clone() }));

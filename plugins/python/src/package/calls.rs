@@ -273,15 +273,31 @@ fn start_runners(shared: &Arc<Shared>, state: &mut State, n: usize) {
     for _ in 0..woken {
         shared.work.notify_one();
     }
-    for _ in woken..n {
-        if state.runners >= shared.max_runners {
-            break;
+    let new = (n - woken).min(shared.max_runners.saturating_sub(state.runners));
+    if new > 0 {
+        // Counted now, started as a tree: each new runner starts half of
+        // those left, so 512 threads start in 9 rounds, not one by one.
+        state.runners += new;
+        spawn_runners(shared.clone(), new, state);
+    }
+}
+
+/// Starts `n` runners already counted: one now, which starts the rest.
+/// Those that cannot start are uncounted again.
+fn spawn_runners(shared: Arc<Shared>, n: usize, state: &mut State) {
+    let runner = shared.clone();
+    let spawned = std::thread::Builder::new().name("oxiida-call".into()).spawn(move || {
+        let mut rest = n - 1;
+        while rest > 0 {
+            let half = rest.div_ceil(2);
+            rest -= half;
+            let mut state = runner.state.lock();
+            spawn_runners(runner.clone(), half, &mut state);
         }
-        let runner = shared.clone();
-        if std::thread::Builder::new().name("oxiida-call".into()).spawn(move || run(&runner)).is_err() {
-            break;
-        }
-        state.runners += 1;
+        run(&runner)
+    });
+    if spawned.is_err() {
+        state.runners -= n;
     }
 }
 
