@@ -655,6 +655,7 @@ impl Functions {
 }
 
 /// One call of [`Functions::call_batch`]: its name, arguments and keyword arguments.
+#[cfg(feature = "package")]
 pub type BatchCall<'a, K, V> = (&'a str, &'a [V], &'a [(K, V)]);
 
 /// One `=f=` call, pickled for a worker.

@@ -52,12 +52,15 @@ pub enum PoolError {
     #[error("the worker process (pid {pid}) {how} while running the call")]
     Died { pid: u32, how: String },
     /// The call was sent in a batch behind the one the worker died running.
+    #[cfg_attr(not(feature = "package"), allow(dead_code))]
     #[error("the worker process (pid {pid}) {how} while running an earlier call sent to it in the same batch; this call never ran")]
     DiedBefore { pid: u32, how: String },
     #[error("the call is too large to send to a worker (its function or context is over 4 GiB)")]
+    #[cfg_attr(not(feature = "package"), allow(dead_code))]
     TooLarge,
 }
 
+#[cfg_attr(not(feature = "package"), allow(dead_code))]
 impl PoolError {
     /// The same error again, for each call of a batch that it failed.
     fn again(&self) -> PoolError {
@@ -74,6 +77,7 @@ impl PoolError {
 }
 
 /// One call of a batch ([`Pool::call_batch`]).
+#[cfg_attr(not(feature = "package"), allow(dead_code))]
 pub struct Request<'a> {
     pub key: u64,
     pub function: &'a [u8],
@@ -84,6 +88,7 @@ pub struct Request<'a> {
 /// The most bytes of call frames written to a worker before its replies are
 /// read: less than its stdin pipe holds, so the write never waits for the
 /// worker, which may itself wait for its replies to be read.
+#[cfg_attr(not(feature = "package"), allow(dead_code))]
 const BATCH_BYTES: usize = 48 * 1024;
 
 /// What a worker answered: the pickled result, or the pickled
@@ -300,6 +305,7 @@ impl Pool {
     /// (in chunks its stdin pipe holds), their replies read in order. A
     /// worker that dies fails the call it was running and those after it
     /// (which never ran); the calls it answered keep their answers.
+    #[cfg(feature = "package")]
     pub fn call_batch(&self, owner: u64, context: &Context, calls: &[Request<'_>]) -> Vec<Result<Answer, PoolError>> {
         let mut w = match self.workers.get(|| self.start()) {
             Ok(w) => w,
