@@ -92,7 +92,7 @@ def run(
     they come back among its variables. A Python exception raised by a
     called function is raised again; other errors raise OxiidaError (those
     found before running all at once), with file:line:col. `max_tasks`
-    bounds the calls running at once (each plain call holds a thread while
+    bounds the calls running at once (each plain call that waits holds a thread while
     it runs), `max_fanout` the iterations of one `para for` in flight."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run")
     return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint)
