@@ -260,6 +260,7 @@ fn launch(
             let thread_host = host;
             let thread_interrupt = interrupt;
             let parking = thread_host.clone();
+            parking.calls.wake_when_parking();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .max_blocking_threads(limits.max_tasks)

@@ -12,6 +12,7 @@ import pytest
 
 import oxiida
 from _support import zombies_of
+from test_daemon import private  # noqa: F401 (a fixture)
 
 
 def inc(x):
@@ -161,3 +162,32 @@ def test_a_function_that_cannot_load_fails_each_of_its_batched_calls():
     unpicklable.marker = Local()  # cloudpickle pickles function attributes
     with pytest.raises(oxiida.OxiidaError, match="could not send `unpicklable` to the worker"):
         oxiida.run("require unpicklable;\npara for i in range(20) { x = =unpicklable=(i); }\n", {"unpicklable": unpicklable})
+
+
+def test_plain_calls_in_para_overlap_in_a_daemon_runner(private, tmp_path):  # noqa: F811
+    # The daemon's runtime has no hook that says when the workflow's thread
+    # sleeps (`parking`): calls queued there must still run, and overlap.
+    # Two branches' calls each wait for the other's file.
+    def rendezvous(name):
+        import pathlib
+        import time
+
+        pathlib.Path(name).write_text("here")
+        other = pathlib.Path(name[:-1] + ("b" if name.endswith("a") else "a"))
+        deadline = time.monotonic() + 20
+        while not other.exists():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def inc(x):
+        return x + 1
+
+    src = (
+        "require rendezvous, inc;\n"
+        f'para {{ a = rendezvous("{tmp_path}/ra"); b = rendezvous("{tmp_path}/rb"); }}\n'
+        "para for i in range(300) { x = inc(i); }\nlast = inc(299);\n"
+    )
+    out = oxiida.submit(src, wait=True)
+    assert (out["a"], out["b"], out["last"]) == (True, True, 300)

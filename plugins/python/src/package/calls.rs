@@ -134,6 +134,8 @@ struct Shared {
     queued: AtomicUsize,
     /// The mean time of an `=f=` call in a batch lately, in nanoseconds (0: unknown).
     process_ns: AtomicU64,
+    /// The workflow's runtime calls `parking` before it sleeps.
+    parks: AtomicBool,
 }
 
 #[derive(Default)]
@@ -174,6 +176,7 @@ impl Calls {
             completed: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
             process_ns: AtomicU64::new(0),
+            parks: AtomicBool::new(false),
         };
         Calls { shared: Arc::new(shared) }
     }
@@ -188,10 +191,14 @@ impl Calls {
         }
         state.plain.push_back(Job { dotted, args, keywords, slot: slot.clone() });
         shared.queued.store(state.plain.len(), Ordering::Relaxed);
-        // No runner is woken here: the workflow's thread queues what its
-        // branches call until it has nothing else to do, then wakes one
-        // (`parking`), which runs them all in one go. The watcher wakes one
-        // if that thread stays busy.
+        // No runner is woken here when the workflow's thread calls
+        // `parking`: it queues what its branches call until it has nothing
+        // else to do, then wakes one, which runs them all in one go. The watcher wakes one
+        // if that thread stays busy. A runtime without that hook (the
+        // daemon's) wakes one now.
+        if !shared.parks.load(Ordering::Relaxed) && state.runners == state.idle {
+            start_runners(shared, &mut state, 1);
+        }
         if !state.watcher {
             state.watcher = true;
             let watched = shared.clone();
@@ -202,6 +209,11 @@ impl Calls {
             shared.watch.notify_one();
         }
         Ok(Pending(slot))
+    }
+
+    /// The workflow's runtime will call [`Calls::parking`] before it sleeps.
+    pub(crate) fn wake_when_parking(&self) {
+        self.shared.parks.store(true, Ordering::Relaxed);
     }
 
     /// Called by the workflow's thread just before it sleeps (all its
