@@ -191,3 +191,21 @@ def test_plain_calls_in_para_overlap_in_a_daemon_runner(private, tmp_path):  # n
     )
     out = oxiida.submit(src, wait=True)
     assert (out["a"], out["b"], out["last"]) == (True, True, 300)
+
+
+def test_a_function_the_workers_cannot_load_fails_each_batched_call_alike():
+    # Sent once in a batch, unloadable there: every call of the batch says so
+    # (not a KeyError for the calls that did not carry the function).
+    import sys
+    import types
+
+    module = types.ModuleType("oxiida_batch_host_only")
+    exec("def answer(i):\n    return i\n", module.__dict__)
+    sys.modules["oxiida_batch_host_only"] = module
+    try:
+        for _ in range(2):
+            with pytest.raises(oxiida.OxiidaError, match="could not load `answer` in the worker"):
+                oxiida.run("require answer;\npara for i in range(100) { x = =answer=(i); }\n", {"answer": module.answer})
+        assert oxiida.run("require abs;\npara for i in range(100) { x = =abs=(-i); }\ny = =abs=(-2);\n")["y"] == 2
+    finally:
+        del sys.modules["oxiida_batch_host_only"]
