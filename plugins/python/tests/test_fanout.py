@@ -209,3 +209,48 @@ def test_a_function_the_workers_cannot_load_fails_each_batched_call_alike():
         assert oxiida.run("require abs;\npara for i in range(100) { x = =abs=(-i); }\ny = =abs=(-2);\n")["y"] == 2
     finally:
         del sys.modules["oxiida_batch_host_only"]
+
+
+SHARED = [1, "two"]
+VALUES = [
+    None,
+    True,
+    [0, 1, -1, 255, 256, 65535, 65536, 2**31 - 1, -(2**31), 2**31, 2**63 - 1, -(2**63)],
+    [1.5, -0.0, float("inf"), 1e300],
+    ["", "é", "a" * 300, "x" * 70000],
+    [{"i": i, "s": str(i)} for i in range(1200)],
+    (1, (2, (3,)), (), [4, 5]),
+    {"nested": {"deeper": [[], {}, [[]]]}, "n": None},
+    [SHARED, SHARED, {"k": SHARED}],
+    [[[[[[[[[[1]]]]]]]]]],
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=[f"v{i}" for i in range(len(VALUES))])
+def test_a_result_read_straight_from_its_pickle_is_what_a_plain_call_gives(value):
+    def give():
+        return value
+
+    plain = oxiida.run("require give;\nx = give();\n", {"give": give})["x"]
+    process = oxiida.run("require give;\nx = =give=();\n", {"give": give})["x"]
+    assert process == plain
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [([2**64], "does not fit in 64 bits"), ([{1: "a"}], None), (["\udcff"], "not valid UTF-8")],
+    ids=["bigint", "intkey", "surrogate"],
+)
+def test_a_result_the_direct_read_refuses_gives_what_a_plain_call_gives(value, words):
+    def give():
+        return value
+
+    outcomes = []
+    for call in ("give()", "=give=()"):
+        try:
+            outcomes.append(("ok", oxiida.run(f"require give;\nx = {call};\n", {"give": give})["x"]))
+        except oxiida.OxiidaError as e:
+            outcomes.append(("error", str(e).splitlines()[0].split(": ", 1)[-1]))
+    assert outcomes[0] == outcomes[1], outcomes
+    if words:
+        assert outcomes[0][0] == "error" and words in outcomes[0][1]

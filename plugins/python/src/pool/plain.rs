@@ -119,9 +119,10 @@ fn finish<V: Plain>(item: Item<V>, memo: &mut [Option<Memo<V>>]) -> Option<(V, u
         Item::Dict(entries, h, slot) => (V::map(entries), h, slot),
         Item::Mark => return None,
     };
-    if let Some(slot) = slot {
-        memo[slot] = Some(Memo::Value(value.clone(), height));
-    }
+    // A container met again (the same list twice in a result) is left to
+    // Python: keeping every finished container in the memo for that rare
+    // case cost a clone per record.
+    let _ = (slot, memo);
     Some((value, height))
 }
 
