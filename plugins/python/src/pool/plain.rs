@@ -82,10 +82,10 @@ enum Item<V> {
     Value(V, u32),
     /// A str, kept as text until it is known whether it is a dict key.
     Str(Arc<str>),
-    /// A list being filled by APPEND(S), and its memo slot.
-    List(Vec<V>, u32, Option<usize>),
-    /// A dict being filled by SETITEM(S), and its memo slot.
-    Dict(Vec<(Arc<str>, V)>, u32, Option<usize>),
+    /// A list being filled by APPEND(S), and its height so far.
+    List(Vec<V>, u32),
+    /// A dict being filled by SETITEM(S), and its height so far.
+    Dict(Vec<(Arc<str>, V)>, u32),
     Mark,
 }
 
@@ -108,22 +108,19 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Finishes an item into a value, or `None` for a mark. A container met
+/// again (the same list twice in a result) is left to Python: its memo slot
+/// stays empty, since keeping every finished container there for that rare
+/// case cost a clone per record.
 #[inline]
-/// Finishes an item into a value (recording it in the memo), or `None`
-/// for a mark.
-fn finish<V: Plain>(item: Item<V>, memo: &mut [Option<Memo<V>>]) -> Option<(V, u32)> {
-    let (value, height, slot) = match item {
-        Item::Value(v, h) => return Some((v, h)),
-        Item::Str(s) => return Some((V::str(s), 0)),
-        Item::List(items, h, slot) => (V::array(items), h, slot),
-        Item::Dict(entries, h, slot) => (V::map(entries), h, slot),
-        Item::Mark => return None,
-    };
-    // A container met again (the same list twice in a result) is left to
-    // Python: keeping every finished container in the memo for that rare
-    // case cost a clone per record.
-    let _ = (slot, memo);
-    Some((value, height))
+fn finish<V: Plain>(item: Item<V>) -> Option<(V, u32)> {
+    match item {
+        Item::Value(v, h) => Some((v, h)),
+        Item::Str(s) => Some((V::str(s), 0)),
+        Item::List(items, h) => Some((V::array(items), h)),
+        Item::Dict(entries, h) => Some((V::map(entries), h)),
+        Item::Mark => None,
+    }
 }
 
 /// What a memo slot holds.
@@ -144,8 +141,8 @@ fn since_mark<V>(stack: &mut Vec<Item<V>>, marks: &mut Vec<usize>) -> Option<Vec
 }
 
 /// The items above the last mark, finished.
-fn values_since_mark<V: Plain>(stack: &mut Vec<Item<V>>, marks: &mut Vec<usize>, memo: &mut [Option<Memo<V>>]) -> Option<Vec<(V, u32)>> {
-    since_mark(stack, marks)?.into_iter().map(|i| finish(i, memo)).collect()
+fn values_since_mark<V: Plain>(stack: &mut Vec<Item<V>>, marks: &mut Vec<usize>) -> Option<Vec<(V, u32)>> {
+    since_mark(stack, marks)?.into_iter().map(finish).collect()
 }
 
 fn str_of(bytes: &[u8]) -> Option<Arc<str>> {
@@ -194,16 +191,16 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
                 let n = usize::try_from(u64::from_le_bytes(r.array()?)).ok()?;
                 stack.push(Item::Str(str_of(r.take(n)?)?));
             }
-            b']' => stack.push(Item::List(Vec::new(), 0, None)),
-            b'}' => stack.push(Item::Dict(Vec::new(), 0, None)),
+            b']' => stack.push(Item::List(Vec::new(), 0)),
+            b'}' => stack.push(Item::Dict(Vec::new(), 0)),
             b')' => stack.push(scalar(V::array(Vec::new()))),
             b'(' => {
                 marks.push(stack.len());
                 stack.push(Item::Mark);
             }
             b'a' => {
-                let (v, h) = finish(stack.pop()?, &mut memo)?;
-                let Some(Item::List(items, height, _)) = stack.last_mut() else { return None };
+                let (v, h) = finish(stack.pop()?)?;
+                let Some(Item::List(items, height)) = stack.last_mut() else { return None };
                 items.push(v);
                 *height = (*height).max(h + 1);
             }
@@ -211,14 +208,14 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
                 // APPENDS: the items above the mark go into the list below it, in place.
                 let mark = marks.pop()?;
                 let (below, above) = stack.split_at_mut(mark);
-                let (Some(Item::List(items, height, _)), Some((Item::Mark, above))) = (below.last_mut(), above.split_first_mut()) else {
+                let (Some(Item::List(items, height)), Some((Item::Mark, above))) = (below.last_mut(), above.split_first_mut()) else {
                     return None;
                 };
                 items.reserve(above.len());
                 for item in above {
                     let (v, h) = match std::mem::replace(item, Item::Mark) {
                         Item::Value(v, h) => (v, h),
-                        other => finish(other, &mut memo)?,
+                        other => finish(other)?,
                     };
                     items.push(v);
                     *height = (*height).max(h + 1);
@@ -226,9 +223,9 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
                 stack.truncate(mark);
             }
             b's' => {
-                let (v, h) = finish(stack.pop()?, &mut memo)?;
+                let (v, h) = finish(stack.pop()?)?;
                 let Item::Str(key) = stack.pop()? else { return None };
-                let Some(Item::Dict(entries, height, _)) = stack.last_mut() else { return None };
+                let Some(Item::Dict(entries, height)) = stack.last_mut() else { return None };
                 entries.push((key, v));
                 *height = (*height).max(h + 1);
             }
@@ -236,7 +233,7 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
                 // SETITEMS: the pairs above the mark go into the dict below it, in place.
                 let mark = marks.pop()?;
                 let (below, above) = stack.split_at_mut(mark);
-                let (Some(Item::Dict(entries, height, _)), Some((Item::Mark, above))) = (below.last_mut(), above.split_first_mut()) else {
+                let (Some(Item::Dict(entries, height)), Some((Item::Mark, above))) = (below.last_mut(), above.split_first_mut()) else {
                     return None;
                 };
                 if above.len() % 2 != 0 {
@@ -245,7 +242,7 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
                 entries.reserve(above.len() / 2);
                 for pair in above.chunks_exact_mut(2) {
                     let Item::Str(key) = std::mem::replace(&mut pair[0], Item::Mark) else { return None };
-                    let (v, h) = finish(std::mem::replace(&mut pair[1], Item::Mark), &mut memo)?;
+                    let (v, h) = finish(std::mem::replace(&mut pair[1], Item::Mark))?;
                     entries.push((key, v));
                     *height = (*height).max(h + 1);
                 }
@@ -253,26 +250,22 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
             }
             op @ (0x85..=0x87 | b't') => {
                 let values = if op == b't' {
-                    values_since_mark(&mut stack, &mut marks, &mut memo)?
+                    values_since_mark(&mut stack, &mut marks)?
                 } else {
                     let n = (op - 0x84) as usize;
                     let at = stack.len().checked_sub(n)?;
                     let items: Vec<Item<V>> = stack.drain(at..).collect();
-                    items.into_iter().map(|i| finish(i, &mut memo)).collect::<Option<_>>()?
+                    items.into_iter().map(|i| finish(i)).collect::<Option<_>>()?
                 };
                 let height = values.iter().map(|(_, h)| h + 1).max().unwrap_or(0);
                 stack.push(Item::Value(V::array(values.into_iter().map(|(v, _)| v).collect()), height));
             }
             0x94 => {
                 // MEMOIZE the top: a finished value now, a container once finished.
-                let slot = memo.len();
-                match stack.last_mut()? {
+                match stack.last()? {
                     Item::Value(v, h) => memo.push(Some(Memo::Value(v.clone(), *h))),
                     Item::Str(s) => memo.push(Some(Memo::Str(s.clone()))),
-                    Item::List(_, _, s) | Item::Dict(_, _, s) => {
-                        *s = Some(slot);
-                        memo.push(None);
-                    }
+                    Item::List(..) | Item::Dict(..) => memo.push(None),
                     Item::Mark => return None,
                 }
             }
@@ -289,13 +282,13 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
                 if !stack.is_empty() {
                     return None;
                 }
-                let (value, height) = finish(top, &mut memo)?;
+                let (value, height) = finish(top)?;
                 return (height <= MAX_DEPTH).then_some(value);
             }
             _ => return None,
         }
         if stack.last().is_some_and(|top| match top {
-            Item::Value(_, h) | Item::List(_, h, _) | Item::Dict(_, h, _) => *h > MAX_DEPTH,
+            Item::Value(_, h) | Item::List(_, h) | Item::Dict(_, h) => *h > MAX_DEPTH,
             Item::Str(_) | Item::Mark => false,
         }) {
             return None;
