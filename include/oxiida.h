@@ -28,6 +28,37 @@
  *     first fields only, and since they cannot declare OXIIDA_CAP_KEYWORDS
  *     the host never sends them keyword arguments (a workflow that passes
  *     some is refused before it runs).
+ *   Version 4: handles (see "Handles" below): the value kind OXIIDA_HANDLE,
+ *     MessagePack extension type OXIIDA_HANDLE_EXT, OXIIDA_HANDLE_TYPE_MAX,
+ *     OXIIDA_STATUS_BAD_RESULT, `oxiida_host` gains `new_handle`,
+ *     `handle_id` and `handle_type` at its end, and `oxiida_plugin` gains
+ *     `handle_release` and `session_cancel` at its end. Plugins of versions 1 to 3 load
+ *     unchanged: their tables end before `handle_release`, they make no
+ *     handles, and the host never sends them one (a workflow that passes a
+ *     handle to them fails that call, naming the handle's plugin).
+ *
+ * Handles (version 4): a result with no form among the value kinds (a
+ * Python DataFrame, a Lua function) may cross as a handle: an id the plugin
+ * chooses (a uint64_t that means something only to that plugin's session)
+ * and a short type name for messages (`print` shows `<python DataFrame>`).
+ * The workflow can keep a handle, put it in Arrays and Maps, and pass it back
+ * to functions of the plugin (and session) that made it; the host refuses
+ * to send it to any other plugin, and arithmetic, indexing and comparison
+ * on it are runtime errors that name its type.
+ *  - Ownership: each handle in a reply the plugin sends gives the host one
+ *    reference to that id (a plugin returning the same object twice may use
+ *    the same id twice: two references). The host gives each reference back
+ *    exactly once, by calling `handle_release(session, id)`: as soon as the
+ *    workflow drops the last copy of that value, and at the latest before
+ *    `session_free`. A handle in a call's arguments is borrowed: the host
+ *    keeps its reference for the call's duration and beyond.
+ *  - After `session_free` the host never names that session's handles again;
+ *    a plugin may free everything it still holds there.
+ *  - Threads: `handle_release` may run on any thread, at the same time as
+ *    calls on the same session (even in a plugin without
+ *    OXIIDA_CAP_CONCURRENT_CALLS: it must only take the plugin's own locks,
+ *    and must not call back into the host). It never runs during or after
+ *    `session_free`. It must not fail; an unknown id is ignored.
  *
  * Names: a function that makes an object ends in `_new`, the one that ends
  * it in `_free`. Strings are UTF-8 with an explicit length and are NOT
@@ -66,7 +97,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 /** The ABI version this header describes (see "Versioning" above). */
-#define OXIIDA_ABI_VERSION 3
+#define OXIIDA_ABI_VERSION 4
 /** The oldest plugin ABI version a host built from this header accepts. */
 #define OXIIDA_ABI_MIN_COMPATIBLE 1
 
@@ -103,6 +134,16 @@ extern "C" {
 #define OXIIDA_STRING 4u
 #define OXIIDA_ARRAY 5u
 #define OXIIDA_MAP 6u
+/** (Version 4.) A handle: read it with `handle_id` and `handle_type`. */
+#define OXIIDA_HANDLE 7u
+
+/** (Version 4.) The MessagePack extension type of a handle. Its data is the
+ *  id (8 bytes, big-endian) followed by the type name (UTF-8, at most
+ *  OXIIDA_HANDLE_TYPE_MAX bytes, not NUL-terminated). Another extension
+ *  type is malformed. */
+#define OXIIDA_HANDLE_EXT 1
+/** (Version 4.) The longest type name a handle carries, in bytes. */
+#define OXIIDA_HANDLE_TYPE_MAX 64u
 
 /** Call modes: `f(x)` is THREAD, `=f=(x)` is PROCESS. */
 #define OXIIDA_MODE_THREAD 0u
@@ -115,6 +156,10 @@ extern "C" {
 #define OXIIDA_STATUS_RAISED 3u
 #define OXIIDA_STATUS_WORKER_CRASHED 4u
 #define OXIIDA_STATUS_INTERNAL 5u
+/** (Version 4.) The function ran, but its result cannot cross back; the
+ *  message says what and why ("cannot return set from `f`: ...") and is
+ *  shown as it is. Plugins of earlier versions answer BAD_ARGUMENTS. */
+#define OXIIDA_STATUS_BAD_RESULT 6u
 
 /** Plugin capabilities (`oxiida_plugin.capabilities`, a bit set). */
 /** One session may run several `call`s at the same time, on different threads. */
@@ -268,13 +313,27 @@ typedef struct oxiida_host {
     /** Answers OK with `value`, which it consumes: encodes it into a buffer
      *  the host owns (marks OXIIDA_OWNED_VALUE). Returns 0. A value nested
      *  deeper than OXIIDA_MAX_DEPTH is not sent: the reply becomes an
-     *  OXIIDA_STATUS_BAD_ARGUMENTS error saying so, and it returns -1. */
+     *  OXIIDA_STATUS_BAD_RESULT error saying so (BAD_ARGUMENTS before
+     *  version 4), and it returns -1. */
     int32_t (*reply_value)(oxiida_reply *reply, oxiida_value *value);
     /** Answers with an error: copies `message` and `traceback` (which may be
      *  NULL: no traceback) into buffers the host owns. OXIIDA_STATUS_OK as
      *  `status` becomes OXIIDA_STATUS_INTERNAL. Returns 0. */
     int32_t (*reply_error)(oxiida_reply *reply, uint32_t status, const char *message, size_t message_len,
                            const char *traceback, size_t traceback_len);
+
+    /* -- handles (version 4; check `struct_size` before use) --------------- */
+
+    /** A new handle value the caller owns: `id` is the plugin's own, and
+     *  `type_name` (copied; cut to OXIIDA_HANDLE_TYPE_MAX bytes; invalid
+     *  UTF-8 replaced by U+FFFD) names its type in messages. Putting it in a
+     *  reply gives the host one reference (see "Handles" at the top). */
+    oxiida_value *(*new_handle)(uint64_t id, const char *type_name, size_t len);
+    /** A handle's id; 0 for any other kind. */
+    uint64_t (*handle_id)(const oxiida_value *value);
+    /** A handle's type name, borrowed from `value`, its length in `*len`;
+     *  NULL (and *len = 0) for any other kind. */
+    const char *(*handle_type)(const oxiida_value *value, size_t *len);
 } oxiida_host;
 
 /* ------------------------------------------------------------------------ */
@@ -318,6 +377,22 @@ typedef struct oxiida_plugin {
     void (*call)(void *session, const oxiida_message *message, oxiida_reply *reply);
     /** Frees what the plugin put in `reply` (NULL if it allocates nothing). */
     void (*reply_free)(void *session, oxiida_reply *reply);
+    /** (Version 4.) Gives up one reference to the handle `id` of `session`
+     *  (see "Handles" at the top for who owns what). May run on any thread,
+     *  concurrently with `call` on the same session, never during or after
+     *  `session_free`; must not fail, and ignores an unknown id. NULL: the
+     *  plugin makes no handles (a handle in one of its replies is then an
+     *  OXIIDA_STATUS_INTERNAL error). Read only when `abi_version >= 4`. */
+    void (*handle_release)(void *session, uint64_t id);
+    /** (Version 4.) The session's workflow is over or cancelled (Ctrl-C, a
+     *  failed `para` sibling): calls running on it now should return as soon
+     *  as they can, with any error (their results are dropped). It must not
+     *  wait for them. Calls that start afterwards run as usual. May run on
+     *  any thread, concurrently with `call` and more than once, never during
+     *  or after `session_free`. NULL: running calls run to their end (the
+     *  session is freed when the last returns). Read only when
+     *  `abi_version >= 4`. */
+    void (*session_cancel)(void *session);
 } oxiida_plugin;
 
 /**

@@ -25,16 +25,23 @@ pub use guard::{guard, write_error};
 pub use reply::{free_reply, reply_error, reply_value};
 pub use serve::Failure;
 pub use status::{Status, UnknownStatus};
-pub use value::{DecodeError, Reader, Value};
+pub use value::{DecodeError, Reader, Value, HANDLE_EXT, HANDLE_TYPE_MAX};
 
 /// `OXIIDA_ABI_VERSION`. 2 added `oxiida_error_free`, `OXIIDA_MAX_DEPTH` and
 /// `OXIIDA_ERROR_CAP`; the tables are those of version 1. 3 appended the
 /// keyword arguments to [`Message`] (`kwargs`, `kwargs_len`), added
 /// [`CAP_KEYWORDS`] and liboxiida's `oxiida_runtime_register_kw`; plugins of
-/// versions 1 and 2 load unchanged and get no keyword arguments.
-pub const OXIIDA_ABI_VERSION: u32 = 3;
+/// versions 1 and 2 load unchanged and get no keyword arguments. 4 added
+/// handles: [`Value::Handle`] (MessagePack extension type [`HANDLE_EXT`]),
+/// [`KIND_HANDLE`], [`Status::BadResult`], the host's `new_handle`,
+/// `handle_id` and `handle_type`, and the plugin's `handle_release` and
+/// `session_cancel`;
+/// older plugins load unchanged and are never sent a handle.
+pub const OXIIDA_ABI_VERSION: u32 = 4;
 /// The first ABI version whose plugins may declare [`CAP_KEYWORDS`].
 pub const KEYWORDS_SINCE: u32 = 3;
+/// The first ABI version whose plugins may make handles.
+pub const HANDLES_SINCE: u32 = 4;
 pub const OXIIDA_ABI_MIN_COMPATIBLE: u32 = 1;
 pub const PLUGIN_INIT_SYMBOL: &str = "oxiida_plugin_init";
 
@@ -45,6 +52,8 @@ pub const KIND_FLOAT: u32 = 3;
 pub const KIND_STRING: u32 = 4;
 pub const KIND_ARRAY: u32 = 5;
 pub const KIND_MAP: u32 = 6;
+/// `OXIIDA_HANDLE` (version 4): a plugin-owned handle.
+pub const KIND_HANDLE: u32 = 7;
 
 pub const MODE_THREAD: u32 = 0;
 pub const MODE_PROCESS: u32 = 1;
@@ -57,6 +66,7 @@ pub const STATUS_BAD_ARGUMENTS: Status = Status::BadArguments;
 pub const STATUS_RAISED: Status = Status::Raised;
 pub const STATUS_WORKER_CRASHED: Status = Status::WorkerCrashed;
 pub const STATUS_INTERNAL: Status = Status::Internal;
+pub const STATUS_BAD_RESULT: Status = Status::BadResult;
 
 /// `OXIIDA_MAX_DEPTH`: how deeply values that cross the ABI may nest. Every
 /// Array or Map is one level (`[[1]]` is 2, `1` is 0). The host sends nothing
@@ -183,6 +193,13 @@ pub struct Host {
         traceback: *const c_char,
         traceback_len: usize,
     ) -> i32,
+    /// Version 4: a new handle value (`type_name` is copied, cut to
+    /// [`HANDLE_TYPE_MAX`] bytes).
+    pub new_handle: unsafe extern "C" fn(id: u64, type_name: *const c_char, len: usize) -> *mut OpaqueValue,
+    /// Version 4: a handle's id, or 0 for any other kind.
+    pub handle_id: unsafe extern "C" fn(value: *const OpaqueValue) -> u64,
+    /// Version 4: a handle's type name, borrowed; NULL for any other kind.
+    pub handle_type: unsafe extern "C" fn(value: *const OpaqueValue, len: *mut usize) -> *const c_char,
 }
 
 /// `oxiida_plugin`: what a plugin offers.
@@ -205,7 +222,16 @@ pub struct Plugin {
         unsafe extern "C" fn(session: *mut c_void, name: *const c_char, name_len: usize, error: *mut c_char, error_cap: usize) -> u32,
     pub call: unsafe extern "C" fn(session: *mut c_void, message: *const Message, reply: *mut Reply),
     pub reply_free: Option<unsafe extern "C" fn(session: *mut c_void, reply: *mut Reply)>,
+    /// Version 4: gives up one reference to the handle `id` of `session`
+    /// (see `oxiida.h`). NULL: the plugin makes no handles.
+    pub handle_release: Option<HandleRelease>,
+    /// Version 4: the session's workflow is over or cancelled: calls
+    /// running on it should return soon (see `oxiida.h`). NULL: they run on.
+    pub session_cancel: Option<SessionCancel>,
 }
+
+/// The size of a version-1 to -3 plugin table: everything up to `reply_free`.
+pub const PLUGIN_V1_SIZE: usize = std::mem::offset_of!(Plugin, handle_release);
 
 /// `oxiida_session_new`, as a Rust plugin writes it.
 pub type SessionNew = unsafe extern "C" fn(*const c_char, usize, *mut *mut c_void, *mut c_char, usize) -> i32;
@@ -215,6 +241,10 @@ pub type SessionFree = unsafe extern "C" fn(*mut c_void);
 pub type Resolve = unsafe extern "C" fn(*mut c_void, *const c_char, usize, *mut c_char, usize) -> u32;
 /// `oxiida_call`.
 pub type Call = unsafe extern "C" fn(*mut c_void, *const Message, *mut Reply);
+/// `oxiida_plugin.handle_release` (version 4).
+pub type HandleRelease = unsafe extern "C" fn(session: *mut c_void, id: u64);
+/// `oxiida_plugin.session_cancel` (version 4).
+pub type SessionCancel = unsafe extern "C" fn(session: *mut c_void);
 
 impl Plugin {
     /// The table of a Rust plugin that answers with buffers it allocates
@@ -238,7 +268,22 @@ impl Plugin {
             resolve,
             call,
             reply_free: Some(serve::reply_free),
+            handle_release: None,
+            session_cancel: None,
         }
+    }
+
+    /// The same table, for a plugin that can stop running calls with `cancel`.
+    pub const fn with_cancel(mut self, cancel: SessionCancel) -> Plugin {
+        self.session_cancel = Some(cancel);
+        self
+    }
+
+    /// The same table, for a plugin that makes handles and releases them
+    /// with `release`.
+    pub const fn with_release(mut self, release: HandleRelease) -> Plugin {
+        self.handle_release = Some(release);
+        self
     }
 }
 

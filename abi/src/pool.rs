@@ -92,6 +92,28 @@ impl<T> Pool<T> {
         }
     }
 
+    /// The item for which `wanted` is true, once it is idle (waiting while
+    /// it is checked out); `None` as soon as `gone` says it will never be
+    /// (it was dropped). Items that other callers give back meanwhile stay.
+    pub fn checkout_where(&self, wanted: impl Fn(&T) -> bool, gone: impl Fn() -> bool) -> Option<Checkout<'_, T>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(at) = state.idle.iter().position(&wanted) {
+                let item = state.idle.swap_remove(at);
+                return Some(Checkout { pool: self, item: Some(item) });
+            }
+            if gone() {
+                return None;
+            }
+            // A dropped item frees its slot without a word to waiters here:
+            // look again now and then.
+            state = match self.changed.wait_timeout(state, std::time::Duration::from_millis(50)) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
     /// Removes and returns the idle items for which `retire` is true (idle
     /// timeouts, shutdown); their slots free up.
     pub fn retire(&self, mut retire: impl FnMut(&T) -> bool) -> Vec<T> {
@@ -119,7 +141,8 @@ impl<T> Pool<T> {
 
     fn give_back(&self, item: T) {
         self.lock().idle.push(item);
-        self.changed.notify_one();
+        // All: a caller of `checkout_where` may want this very item.
+        self.changed.notify_all();
     }
 
     fn free_slot(&self) {

@@ -12,10 +12,11 @@ fn leak(bytes: Vec<u8>) -> (*const u8, usize) {
 }
 
 /// Answers OK with `value`; a value nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH) is
-/// answered as a `BadArguments` error instead, as the host's `reply_value` does.
+/// answered as a `BadResult` error instead (`BadArguments` before ABI version
+/// 4), as the host's `reply_value` does.
 pub fn reply_value(reply: &mut Reply, value: &Value) {
     if !value.fits_depth() {
-        return reply_error(reply, Status::BadArguments, &Value::too_deep("the result"), None);
+        return reply_error(reply, Status::BadResult, &Value::too_deep("the result"), None);
     }
     reply.status = Status::Ok.into();
     (reply.value, reply.value_len) = leak(value.to_msgpack());

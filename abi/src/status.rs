@@ -12,7 +12,8 @@ pub enum Status {
     Ok = 0,
     /// The plugin (or host) has no such function.
     NotFound = 1,
-    /// An argument or a result could not be converted for the other side.
+    /// An argument could not be converted for the plugin (before version 4,
+    /// a result that could not cross was answered with this status too).
     BadArguments = 2,
     /// The foreign code raised an exception or error.
     Raised = 3,
@@ -20,12 +21,15 @@ pub enum Status {
     WorkerCrashed = 4,
     /// A bug or a resource failure in the host or the plugin.
     Internal = 5,
+    /// (Version 4.) The function ran, but its result cannot cross back
+    /// ("cannot return set from `f`: ..."): the message stands alone.
+    BadResult = 6,
 }
 
 impl Status {
     /// Every status, in the header's order.
-    pub const ALL: [Status; 6] =
-        [Status::Ok, Status::NotFound, Status::BadArguments, Status::Raised, Status::WorkerCrashed, Status::Internal];
+    pub const ALL: [Status; 7] =
+        [Status::Ok, Status::NotFound, Status::BadArguments, Status::Raised, Status::WorkerCrashed, Status::Internal, Status::BadResult];
 
     /// A few words for messages: "not found", "raised", ...
     pub fn describe(self) -> &'static str {
@@ -36,6 +40,7 @@ impl Status {
             Status::Raised => "raised",
             Status::WorkerCrashed => "worker crashed",
             Status::Internal => "internal error",
+            Status::BadResult => "bad result",
         }
     }
 }
@@ -54,7 +59,7 @@ impl From<Status> for u32 {
 
 /// A status number the header does not define.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status {0} (the header defines 0 to 5)")]
+#[error("unknown status {0} (the header defines 0 to 6)")]
 pub struct UnknownStatus(pub u32);
 
 impl TryFrom<u32> for Status {
@@ -74,7 +79,7 @@ mod tests {
         for s in Status::ALL {
             assert_eq!(Status::try_from(u32::from(s)), Ok(s));
         }
-        assert_eq!(Status::try_from(6), Err(UnknownStatus(6)));
+        assert_eq!(Status::try_from(7), Err(UnknownStatus(7)));
         assert_eq!(Status::try_from(u32::MAX), Err(UnknownStatus(u32::MAX)));
     }
 }

@@ -1,6 +1,7 @@
 //! The values that cross the ABI, and their MessagePack form: nil, bool,
-//! 64-bit signed ints, 64-bit floats, UTF-8 strings, arrays, and maps with
-//! string keys in order. Anything else MessagePack can say is refused.
+//! 64-bit signed ints, 64-bit floats, UTF-8 strings, arrays, maps with
+//! string keys in order, and (version 4) plugin-owned handles, as extension
+//! type [`HANDLE_EXT`]. Anything else MessagePack can say is refused.
 
 use rmp::Marker;
 
@@ -16,7 +17,21 @@ pub enum Value {
     Array(Vec<Value>),
     /// Keys in insertion order.
     Map(Vec<(String, Value)>),
+    /// (Version 4.) An object that stays in the plugin that made it: the
+    /// plugin's own `id` for it, and its type's name for messages
+    /// (`DataFrame`, `function`; at most [`HANDLE_TYPE_MAX`] bytes).
+    Handle {
+        id: u64,
+        type_name: String,
+    },
 }
+
+/// `OXIIDA_HANDLE_EXT`: the MessagePack extension type of a handle. Its data
+/// is the id (8 bytes, big-endian) followed by the type's name in UTF-8.
+pub const HANDLE_EXT: i8 = 1;
+/// `OXIIDA_HANDLE_TYPE_MAX`: the longest type name a handle carries, in
+/// bytes; [`Value::handle`] cuts longer ones at a character boundary.
+pub const HANDLE_TYPE_MAX: usize = 64;
 
 /// Why bytes are not one value that can cross: the reason, in words.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +39,25 @@ pub enum Value {
 pub struct DecodeError(pub String);
 
 impl Value {
+    /// A handle, its type name cut to [`HANDLE_TYPE_MAX`] bytes.
+    pub fn handle(id: u64, type_name: &str) -> Value {
+        let mut end = type_name.len().min(HANDLE_TYPE_MAX);
+        while !type_name.is_char_boundary(end) {
+            end -= 1;
+        }
+        Value::Handle { id, type_name: type_name[..end].to_owned() }
+    }
+
+    /// Every handle in `self`, itself or nested in its Arrays and Maps.
+    pub fn handles(&self, out: &mut Vec<u64>) {
+        match self {
+            Value::Handle { id, .. } => out.push(*id),
+            Value::Array(items) => items.iter().for_each(|v| v.handles(out)),
+            Value::Map(entries) => entries.iter().for_each(|(_, v)| v.handles(out)),
+            _ => {}
+        }
+    }
+
     /// Appends the MessagePack encoding of `self` to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         use rmp::encode::*;
@@ -44,6 +78,16 @@ impl Value {
                     write_str(out, k).expect("Vec write");
                     v.encode(out);
                 }
+            }
+            Value::Handle { id, type_name } => {
+                let mut end = type_name.len().min(HANDLE_TYPE_MAX);
+                while !type_name.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let name = &type_name.as_bytes()[..end];
+                write_ext_meta(out, 8 + name.len() as u32, HANDLE_EXT).expect("Vec write");
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(name);
             }
         }
     }
@@ -161,8 +205,28 @@ impl Reader<'_> {
                 let n = u32::from_be_bytes(self.be()?);
                 self.map(n as usize, depth)?
             }
+            Marker::FixExt8 => self.handle(8)?,
+            Marker::FixExt16 => self.handle(16)?,
+            Marker::Ext8 => {
+                let n = self.be::<1>()?[0];
+                self.handle(n.into())?
+            }
             other => return Err(DecodeError(format!("{other:?} values (binary or extension data) cannot cross"))),
         })
+    }
+
+    /// A handle's extension data of `n` bytes, after its type byte.
+    fn handle(&mut self, n: usize) -> Result<Value, DecodeError> {
+        let ty = self.be::<1>()?[0] as i8;
+        if ty != HANDLE_EXT {
+            return Err(DecodeError(format!("extension type {ty} cannot cross (handles are type {HANDLE_EXT})")));
+        }
+        if !(8..=8 + HANDLE_TYPE_MAX).contains(&n) {
+            return Err(DecodeError(format!("a handle has {n} bytes of data (8 to {} expected)", 8 + HANDLE_TYPE_MAX)));
+        }
+        let id = u64::from_be_bytes(self.be()?);
+        let type_name = self.string(n - 8)?;
+        Ok(Value::Handle { id, type_name })
     }
 
     /// An Array or a Map inside `depth` others is at level `depth + 1`.
@@ -227,6 +291,23 @@ mod tests {
         assert!(Value::decode(&[0xdd, 0xff, 0xff, 0xff, 0xff]).is_err(), "a huge length is not trusted");
         assert!(Value::decode(&[0xc0, 0xc0]).is_err(), "trailing bytes");
         assert!(Value::decode(&vec![0x91; 10_000]).unwrap_err().0.contains("nested"));
+        assert!(Value::decode(&[0xd7, 0x05, 0, 0, 0, 0, 0, 0, 0, 1]).unwrap_err().0.contains("extension type 5"));
+        assert!(Value::decode(&[0xd6, 0x01, 0, 0, 0, 1]).is_err(), "a handle's id is 8 bytes");
+    }
+
+    #[test]
+    fn handles_round_trip_in_every_ext_size_and_long_names_are_cut() {
+        for name in ["", "DataFrame", "function", "12345678", "a-much-longer-type-name-than-sixteen"] {
+            let v = Value::Array(vec![Value::handle(u64::MAX - 3, name), Value::Map(vec![("h".into(), Value::handle(7, name))])]);
+            assert_eq!(Value::decode(&v.to_msgpack()), Ok(v.clone()));
+            let mut ids = Vec::new();
+            v.handles(&mut ids);
+            assert_eq!(ids, [u64::MAX - 3, 7]);
+        }
+        let long = "é".repeat(HANDLE_TYPE_MAX);
+        let Value::Handle { type_name, .. } = Value::handle(1, &long) else { unreachable!() };
+        assert_eq!(type_name, "é".repeat(HANDLE_TYPE_MAX / 2));
+        assert_eq!(Value::decode(&Value::handle(1, &long).to_msgpack()), Ok(Value::handle(1, &long)));
     }
 
     /// `[[...[]...]]` with `levels` Arrays, or Maps `{"k": {...}}`.

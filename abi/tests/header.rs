@@ -34,13 +34,13 @@ int main(void) {
     O(oxiida_host, as_int) O(oxiida_host, as_float) O(oxiida_host, as_string) O(oxiida_host, len) O(oxiida_host, item)
     O(oxiida_host, key) O(oxiida_host, new_nil) O(oxiida_host, new_bool) O(oxiida_host, new_int) O(oxiida_host, new_float)
     O(oxiida_host, new_string) O(oxiida_host, new_array) O(oxiida_host, new_map) O(oxiida_host, push) O(oxiida_host, insert)
-    O(oxiida_host, reply_value) O(oxiida_host, reply_error)
+    O(oxiida_host, reply_value) O(oxiida_host, reply_error) O(oxiida_host, new_handle) O(oxiida_host, handle_id) O(oxiida_host, handle_type)
     S(oxiida_plugin) O(oxiida_plugin, name) O(oxiida_plugin, capabilities) O(oxiida_plugin, session_new)
-    O(oxiida_plugin, session_free) O(oxiida_plugin, resolve) O(oxiida_plugin, call) O(oxiida_plugin, reply_free)
+    O(oxiida_plugin, session_free) O(oxiida_plugin, resolve) O(oxiida_plugin, call) O(oxiida_plugin, reply_free) O(oxiida_plugin, handle_release) O(oxiida_plugin, session_cancel)
     C(OXIIDA_ABI_VERSION) C(OXIIDA_ABI_MIN_COMPATIBLE) C(OXIIDA_NIL) C(OXIIDA_BOOL) C(OXIIDA_INT) C(OXIIDA_FLOAT)
-    C(OXIIDA_STRING) C(OXIIDA_ARRAY) C(OXIIDA_MAP) C(OXIIDA_MODE_THREAD) C(OXIIDA_MODE_PROCESS) C(OXIIDA_STATUS_OK)
+    C(OXIIDA_STRING) C(OXIIDA_ARRAY) C(OXIIDA_MAP) C(OXIIDA_HANDLE) C(OXIIDA_HANDLE_EXT) C(OXIIDA_HANDLE_TYPE_MAX) C(OXIIDA_MODE_THREAD) C(OXIIDA_MODE_PROCESS) C(OXIIDA_STATUS_OK)
     C(OXIIDA_STATUS_NOT_FOUND) C(OXIIDA_STATUS_BAD_ARGUMENTS) C(OXIIDA_STATUS_RAISED) C(OXIIDA_STATUS_WORKER_CRASHED)
-    C(OXIIDA_STATUS_INTERNAL) C(OXIIDA_CAP_CONCURRENT_CALLS) C(OXIIDA_CAP_PROCESS_MODE) C(OXIIDA_CAP_KEYWORDS) C(OXIIDA_OWNED_VALUE)
+    C(OXIIDA_STATUS_INTERNAL) C(OXIIDA_STATUS_BAD_RESULT) C(OXIIDA_CAP_CONCURRENT_CALLS) C(OXIIDA_CAP_PROCESS_MODE) C(OXIIDA_CAP_KEYWORDS) C(OXIIDA_OWNED_VALUE)
     C(OXIIDA_OWNED_MESSAGE) C(OXIIDA_OWNED_TRACEBACK) C(OXIIDA_MAX_DEPTH) C(OXIIDA_ERROR_CAP) C(OXIIDA_ERROR_USAGE)
     C(OXIIDA_ERROR_SYNTAX) C(OXIIDA_ERROR_RESOLVE) C(OXIIDA_ERROR_RUNTIME)
     return 0;
@@ -91,10 +91,25 @@ fn rust_side() -> Vec<(String, usize)> {
         push,
         insert,
         reply_value,
-        reply_error
+        reply_error,
+        new_handle,
+        handle_id,
+        handle_type
     ));
-    all.extend(o!("oxiida_plugin", Plugin, name, capabilities, session_new, session_free, resolve, call, reply_free));
-    let constants: [(&str, u32); 29] = [
+    all.extend(o!(
+        "oxiida_plugin",
+        Plugin,
+        name,
+        capabilities,
+        session_new,
+        session_free,
+        resolve,
+        call,
+        reply_free,
+        handle_release,
+        session_cancel
+    ));
+    let constants: [(&str, u32); 33] = [
         ("OXIIDA_ABI_VERSION", OXIIDA_ABI_VERSION),
         ("OXIIDA_ABI_MIN_COMPATIBLE", OXIIDA_ABI_MIN_COMPATIBLE),
         ("OXIIDA_NIL", KIND_NIL),
@@ -104,6 +119,9 @@ fn rust_side() -> Vec<(String, usize)> {
         ("OXIIDA_STRING", KIND_STRING),
         ("OXIIDA_ARRAY", KIND_ARRAY),
         ("OXIIDA_MAP", KIND_MAP),
+        ("OXIIDA_HANDLE", KIND_HANDLE),
+        ("OXIIDA_HANDLE_EXT", HANDLE_EXT as u32),
+        ("OXIIDA_HANDLE_TYPE_MAX", HANDLE_TYPE_MAX as u32),
         ("OXIIDA_MODE_THREAD", MODE_THREAD),
         ("OXIIDA_MODE_PROCESS", MODE_PROCESS),
         ("OXIIDA_STATUS_OK", Status::Ok.into()),
@@ -112,6 +130,7 @@ fn rust_side() -> Vec<(String, usize)> {
         ("OXIIDA_STATUS_RAISED", Status::Raised.into()),
         ("OXIIDA_STATUS_WORKER_CRASHED", Status::WorkerCrashed.into()),
         ("OXIIDA_STATUS_INTERNAL", Status::Internal.into()),
+        ("OXIIDA_STATUS_BAD_RESULT", Status::BadResult.into()),
         ("OXIIDA_CAP_CONCURRENT_CALLS", CAP_CONCURRENT_CALLS),
         ("OXIIDA_CAP_PROCESS_MODE", CAP_PROCESS_MODE),
         ("OXIIDA_CAP_KEYWORDS", CAP_KEYWORDS),

@@ -361,7 +361,10 @@ fn run(path: &Path, plugins: &PluginArgs, limits: Limits, inputs: &InputArgs) ->
     let interrupt = Interrupt::new();
     // Dropped when the workflow has ended: the signal thread's cue.
     let (ended, workflow_ended) = std::sync::mpsc::channel::<std::convert::Infallible>();
-    let signals = signals::watch(interrupt.clone(), workflow_ended);
+    // A plugin call busy on the workflow's own thread cannot be dropped:
+    // the signal also asks the plugins to stop their running calls.
+    let canceller = host.canceller();
+    let signals = signals::watch(interrupt.clone(), workflow_ended, move || canceller.cancel());
     if let Err(e) = &signals {
         eprintln!("oxiida: warning: cannot watch for Ctrl-C ({e}); it will stop oxiida without cancelling tasks");
     }
@@ -403,7 +406,11 @@ mod signals {
     /// waits (up to [`GRACE`]) for `ended` to hang up, the workflow's end,
     /// and exits 130 without it if it does not. The thread ends when the
     /// returned handle is closed.
-    pub fn watch(interrupt: Interrupt, ended: Receiver<std::convert::Infallible>) -> std::io::Result<Handle> {
+    pub fn watch(
+        interrupt: Interrupt,
+        ended: Receiver<std::convert::Infallible>,
+        cancel_calls: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<Handle> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         let handle = signals.handle();
         std::thread::Builder::new().name("oxiida-signals".into()).spawn(move || {
@@ -415,6 +422,7 @@ mod signals {
             };
             eprintln!("oxiida: {what}; cancelling the workflow");
             interrupt.trigger();
+            cancel_calls();
             if let Err(RecvTimeoutError::Timeout) = ended.recv_timeout(GRACE) {
                 eprintln!("oxiida: a foreign call did not stop within {GRACE:?}; exiting without it");
                 std::process::exit(super::EXIT_INTERRUPTED.into());

@@ -45,6 +45,19 @@ function give_function() return print end
 function give_mixed() return { 1, x = 2 } end
 function give_hole() return { 1, nil, 3 } end
 function give_cycle() local t = {}; t[1] = t; return t end
+function give_bytes() return "\xff" end
+function make_counter() local n = 0; return function() n = n + 1; return n end end
+function tick(c) return c() end
+function same(a, b) return rawequal(a, b) end
+function first(t) return t[1] end
+doubler = setmetatable({}, { __call = function(self, x) return x * 2 end })
+five = 5
+-- Spins until stopped; unwinding (the hook's error) writes `path`.
+function spin(path)
+  local mark <close> = setmetatable({}, { __close = function() local f = io.open(path, "w"); f:write("stopped"); f:close() end })
+  local f = io.open(path .. ".started", "w"); f:close()
+  while true do end
+end
 tools = { twice = helpers.twice }
 
 -- Each call marks its own file, then waits (up to 10 s) for the other's:
@@ -86,15 +99,94 @@ fn script_functions_are_called_with_values_both_ways() {
 
 #[test]
 fn values_that_cannot_cross_are_clear_errors_naming_the_function() {
-    for (function, want) in [
-        ("give_function", "the result of `give_function` cannot cross: a Lua function cannot cross into oxiida"),
-        ("give_mixed", "the result of `give_mixed` cannot cross: a table mixes integer and string keys"),
-        ("give_hole", "the result of `give_hole` cannot cross: a table with the key 3 but no key 2 is not a sequence"),
-        ("give_cycle", "the result of `give_cycle` cannot cross: a table is nested more than 100 levels deep (or contains itself)"),
-    ] {
-        let out = run(&script(), &format!("require {function};\nx = {function}();\n"));
-        assert_eq!(out.status.code(), Some(1), "{function}");
-        assert!(text(&out.stderr).contains(want), "{function}: {}", text(&out.stderr));
+    let out = run(&script(), "require give_bytes;\nx = give_bytes();\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot return a string from `give_bytes`: a string that is not valid UTF-8 cannot cross"), "{err}");
+    assert!(!err.contains("bad arguments"), "{err}");
+}
+
+#[test]
+fn functions_and_tables_that_are_not_data_cross_as_handles_and_come_back_the_same() {
+    let out = run(
+        &script(),
+        "require make_counter, tick, same, first, give_function, give_mixed, give_hole, give_cycle, echo;\n\
+         c = make_counter();\nprint c;\nprint tick(c);\nprint tick(c);\nprint same(c, echo(c));\nprint same(c, make_counter());\n\
+         m = give_mixed();\nprint [m, give_hole(), give_function()];\nprint first(m);\ncy = give_cycle();\nprint same(cy, first(cy));\n\
+         para { a = tick(c); b = tick(c); }\nprint a + b;\nprint {\"in\": [c]};\nprint same(echo({\"k\": c})[\"k\"], c);\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "<lua function>\n1\n2\ntrue\nfalse\n[<lua table>, <lua table>, <lua function>]\n1\ntrue\n7\n{\"in\": [<lua function>]}\ntrue\n"
+    );
+    // What the workflow cannot do with a handle names its type.
+    let out = run(&script(), "require make_counter;\nc = make_counter();\nx = c + 1;\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("lua function"), "{}", text(&out.stderr));
+    // `=f=` runs on a fresh state, which a handle cannot reach.
+    let out = run(&script(), "require make_counter, tick;\nc = make_counter();\nx = =tick=(c);\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("`=f=` runs `tick` on a fresh Lua state, which a Lua handle cannot reach"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn tables_with_call_are_functions_and_other_values_are_named_with_their_article() {
+    let out = run(&script(), "require doubler;\nprint doubler(21);\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "42\n");
+    let out = run(&script(), "require five;\n");
+    assert!(text(&out.stderr).contains("`five` is an integer, not a function"), "{}", text(&out.stderr));
+    let out = run(&script(), "require five.x;\n");
+    assert!(text(&out.stderr).contains("`five` is an integer, not a table"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn ctrl_c_stops_a_busy_lua_call_through_the_hook() {
+    let mark = scratch().join("spin-mark");
+    let started = scratch().join("spin-mark.started");
+    let file = scratch().join("spin.ox");
+    std::fs::write(&file, format!("require spin;\nx = spin({:?});\n", mark.display().to_string())).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_oxiida"))
+        .arg("run")
+        .arg("--plugin")
+        .arg(format!("{}{}", plugin().display(), script()))
+        .arg(&file)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let begun = std::time::Instant::now();
+    while !started.exists() {
+        assert!(begun.elapsed() < std::time::Duration::from_secs(30), "the call never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let err = text(&out.stderr);
+    // The call (inline, on the workflow's thread) returned: the hook stopped
+    // it, its `<close>` ran, and no grace period ran out.
+    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "stopped");
+    assert!(!err.contains("did not stop within"), "{err}");
+}
+
+#[test]
+fn invalid_lua_state_counts_are_refused() {
+    for bad in ["0", "-1", "abc"] {
+        let file = scratch().join(format!("states-{bad}.ox"));
+        std::fs::write(&file, "require fib;\nprint fib(3);\n").unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxiida"))
+            .arg("run")
+            .arg("--plugin")
+            .arg(format!("{}{}", plugin().display(), script()))
+            .arg(&file)
+            .env("OXIIDA_LUA_STATES", bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: a plugin that cannot start is a usage error");
+        let err = text(&out.stderr);
+        assert!(err.contains(&format!("OXIIDA_LUA_STATES is `{bad}`, not a number of Lua states")), "{bad}: {err}");
     }
 }
 

@@ -60,6 +60,42 @@ async def later(x):
     await asyncio.sleep(0.3)
     return [x, id(asyncio.get_running_loop())]
 
+class Foo:
+    def __init__(self):
+        self.seen = []
+
+import weakref
+tracked = []
+
+def make_foo():
+    foo = Foo()
+    tracked.append(weakref.ref(foo))
+    return foo
+
+def touch(foo, tag):
+    foo.seen.append(tag)
+    return foo
+
+def same(a, b):
+    return a is b
+
+def seen(foo):
+    return list(foo.seen)
+
+def alive():
+    import gc
+    gc.collect()
+    return sum(1 for r in tracked if r() is not None)
+
+five = 5
+
+def make_set():
+    return {1, 2}
+
+def grow(s):
+    s.add(len(s) + 1)
+    return s
+
 if __name__ == "__main__":
     print("the script's main part must not run")
 "#;
@@ -105,19 +141,66 @@ fn values_that_cannot_cross_are_clear_errors() {
         "{}",
         text(&out.stderr)
     );
-    let out = run(&script(), "require thing;\nx = thing();\n");
-    assert!(text(&out.stderr).contains("a value of type `object` cannot cross into oxiida"), "{}", text(&out.stderr));
-    // A worker sends back what has no plain form (the package keeps it as a
-    // handle); the plugin refuses it with the same words as a plain call.
-    let out = run(&script(), "require thing;\nx = =thing=();\n");
-    assert!(
-        text(&out.stderr).contains("cannot return object from `thing`: a value of type `object` cannot cross"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(!text(&out.stderr).contains("bad arguments"), "{}", text(&out.stderr));
     // One that cannot even be pickled is refused as not crossing, not as a pickling failure.
     let out = run(&script(), "require lock;\nx = =lock=();\n");
     assert!(text(&out.stderr).contains("cannot return lock from `lock`: a value of type `lock` cannot cross"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn objects_with_no_language_form_cross_as_handles_and_come_back_the_same() {
+    let out = run(
+        &script(),
+        "require make_foo, touch, same, seen, make_set, grow, thing;\n\
+         f = make_foo();\ng = touch(f, \"a\");\nh = touch(g, \"b\");\nprint same(f, h);\nprint seen(h);\nprint f;\nprint f == h;\n\
+         s = grow(grow(grow(make_set())));\nprint s;\nprint [s, {\"t\": thing()}];\nprint same(touch(f, \"c\"), f);\n\
+         w = =thing=();\nprint w;\nt = =grow=(s);\nprint t;\nprint same(t, s);\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "true\n[\"a\", \"b\"]\n<python Foo>\ntrue\n<python set>\n[<python set>, {\"t\": <python object>}]\ntrue\n<python object>\n<python set>\nfalse\n"
+    );
+    // Arithmetic on a handle is a runtime error naming its type.
+    let out = run(&script(), "require make_foo;\nf = make_foo();\nx = f + 1;\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("python Foo"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_value_that_is_not_a_function_is_named_with_its_article() {
+    let out = run(&script(), "require five;\n");
+    assert!(text(&out.stderr).contains("`five` is an int, not a function"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn handles_are_released_when_the_workflow_drops_them() {
+    // The first Foo is dropped when `f` is rebound; the second lives on in `g`.
+    let out = run(&script(), "require make_foo, alive;\nf = make_foo();\nprint alive();\nf = 1;\ng = make_foo();\nprint alive();\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1\n1\n");
+}
+
+#[test]
+fn a_python_handle_given_to_a_lua_function_is_a_clear_error() {
+    let lua = common::workspace_plugin("oxiida-lua", "liboxiida_lua.so");
+    let file = scratch().join("to-lua.ox");
+    std::fs::write(&file, "require make_foo from python;\nrequire type from lua;\nf = make_foo();\nx = type(f);\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
+        .arg("run")
+        .arg("--plugin")
+        .arg(format!("{}{}", plugin().display(), script()))
+        .arg("--plugin")
+        .arg(lua)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot pass <python Foo> to lua function `type`: a handle can only go back to the plugin that made it (python)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -8,10 +8,10 @@ use oxiida_abi::Value as Wire;
 
 use crate::value::{Handle, Map, Value};
 
-/// A handle has no wire form yet: it becomes its print form, `<python
-/// DataFrame>`. Callers that send values to another host refuse handles
-/// first with [`find_handle`]; only the Python package makes handles, and
-/// its values never cross the ABI.
+/// A handle becomes its print form, `<python DataFrame>`: only the plugin
+/// host knows which session a handle belongs to, and sends it as its id
+/// (`oxiida_host::outbound::to_wire_with`). Other callers that send values
+/// to another host refuse handles first with [`find_handle`].
 pub fn to_wire(v: &Value) -> Wire {
     match v {
         Value::Nil => Wire::Nil,
@@ -44,6 +44,9 @@ pub fn from_wire(w: Wire) -> Value {
         Wire::Str(s) => Value::from(s),
         Wire::Array(items) => Value::array(items.into_iter().map(from_wire).collect()),
         Wire::Map(entries) => Value::map(entries.into_iter().map(|(k, v)| (Arc::from(k), from_wire(v))).collect::<Map>()),
+        // A handle from no known plugin session (the plugin host maps its
+        // own with their session): opaque, and no function can take it.
+        Wire::Handle { id, type_name } => Value::Handle(Arc::new(Handle::new("foreign", &type_name, id, Box::new(())))),
     }
 }
 

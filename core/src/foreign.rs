@@ -66,6 +66,8 @@ pub enum ForeignErrorKind {
     WorkerCrashed = Status::WorkerCrashed as u32,
     /// A bug or resource failure in the host or plugin.
     Internal = Status::Internal as u32,
+    /// The function ran, but its result cannot cross back (version 4).
+    BadResult = Status::BadResult as u32,
 }
 
 impl ForeignErrorKind {
@@ -81,6 +83,7 @@ impl ForeignErrorKind {
             ForeignErrorKind::Raised => Status::Raised,
             ForeignErrorKind::WorkerCrashed => Status::WorkerCrashed,
             ForeignErrorKind::Internal => Status::Internal,
+            ForeignErrorKind::BadResult => Status::BadResult,
         }
     }
 
@@ -93,6 +96,7 @@ impl ForeignErrorKind {
             Status::Raised => Some(ForeignErrorKind::Raised),
             Status::WorkerCrashed => Some(ForeignErrorKind::WorkerCrashed),
             Status::Internal => Some(ForeignErrorKind::Internal),
+            Status::BadResult => Some(ForeignErrorKind::BadResult),
         }
     }
 }

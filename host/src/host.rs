@@ -4,7 +4,7 @@
 //! thread of its own and its reply comes back through that task's handle.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use oxiida_abi as abi;
 use parking_lot::Mutex;
@@ -13,7 +13,7 @@ use crate::loader::LoadedPlugin;
 use crate::plugin::{CallFailure, PluginSession};
 use crate::{codec, outbound};
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host, Keywords};
-use oxiida::value::Value;
+use oxiida::value::{Handle, Map, Value};
 
 /// Why a workflow's sessions could not be opened; each names the plugin.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +37,117 @@ impl From<SessionError> for String {
 struct Session {
     plugin: Arc<LoadedPlugin>,
     raw: PluginSession,
+    /// The references to the plugin's handles the workflow still holds, by
+    /// id: each is given back (`handle_release`) when its last copy is
+    /// dropped, and the rest when the session ends, before `session_free`.
+    live: Mutex<HashMap<u64, usize>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // No handle value can reach this session any more (they hold it
+        // weakly): give back what the workflow still held. `raw` is dropped
+        // next, which frees the session.
+        for (id, count) in std::mem::take(&mut *self.live.lock()) {
+            for _ in 0..count {
+                self.raw.release(id);
+            }
+        }
+    }
+}
+
+/// What a [`Handle`] of a plugin holds: one reference to the plugin's
+/// object `id`, given back when the workflow drops the handle's last copy.
+struct PluginHandle {
+    session: Weak<Session>,
+    id: u64,
+}
+
+impl Drop for PluginHandle {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.upgrade() {
+            session.release(self.id);
+        }
+    }
 }
 
 impl Session {
-    fn call(&self, name: &str, args: &[u8], kwargs: Option<&[u8]>, mode: CallMode) -> Result<Value, ForeignError> {
+    /// Gives back one reference to `id`, if the workflow held one.
+    fn release(&self, id: u64) {
+        let held = {
+            let mut live = self.live.lock();
+            match live.get_mut(&id) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    true
+                }
+                Some(_) => {
+                    live.remove(&id);
+                    true
+                }
+                None => false,
+            }
+        };
+        if held {
+            self.raw.release(id);
+        }
+    }
+
+    /// A reply's value as the workflow's, its handles this plugin's.
+    fn from_wire(self: &Arc<Self>, w: abi::Value) -> Value {
+        match w {
+            abi::Value::Array(items) => Value::array(items.into_iter().map(|v| self.from_wire(v)).collect()),
+            abi::Value::Map(entries) => Value::map(entries.into_iter().map(|(k, v)| (Arc::from(k), self.from_wire(v))).collect::<Map>()),
+            abi::Value::Handle { id, type_name } => {
+                *self.live.lock().entry(id).or_insert(0) += 1;
+                let payload = PluginHandle { session: Arc::downgrade(self), id };
+                Value::Handle(Arc::new(Handle::new(&self.plugin.name, &type_name, id, Box::new(payload))))
+            }
+            scalar => codec::from_wire(scalar),
+        }
+    }
+
+    /// How a handle in the arguments of a call to `dotted` goes: back to
+    /// this session if it made it, else refused naming both sides.
+    fn send_handle(self: &Arc<Self>, dotted: &str, h: &Handle) -> Result<abi::Value, String> {
+        match h.payload::<PluginHandle>() {
+            Some(p) if std::ptr::eq(p.session.as_ptr(), Arc::as_ptr(self)) => Ok(abi::Value::handle(p.id, h.type_name())),
+            _ => Err(format!(
+                "cannot pass <{} {}> to {} function `{dotted}`: a handle can only go back to the plugin that made it ({}); \
+                 convert it there to Nil, Bool, Int, Float, String, Array or Map first",
+                h.owner(),
+                h.type_name(),
+                self.plugin.name,
+                h.owner()
+            )),
+        }
+    }
+
+    /// The call's arguments and keyword arguments, encoded for this session.
+    fn encode(self: &Arc<Self>, dotted: &str, args: &[Value], keywords: &[(Arc<str>, Value)]) -> Result<Encoded, ForeignError> {
+        let handles = |h: &Handle| self.send_handle(dotted, h);
+        Ok((outbound::encode_with(args, &handles)?, outbound::encode_keywords_with(keywords, &handles)?))
+    }
+
+    fn call(self: &Arc<Self>, name: &str, args: &[u8], kwargs: Option<&[u8]>, mode: CallMode) -> Result<Value, ForeignError> {
         let mode = if mode == CallMode::Process { abi::MODE_PROCESS } else { abi::MODE_THREAD };
-        self.raw.call(name, args, kwargs, mode).map(codec::from_wire).map_err(|failure| match failure {
+        let reply = self.raw.call(name, args, kwargs, mode);
+        if let (Ok(value), false) = (&reply, self.plugin.table.releases_handles()) {
+            let mut ids = Vec::new();
+            value.handles(&mut ids);
+            if !ids.is_empty() {
+                return Err(ForeignError::new(
+                    ForeignErrorKind::Internal,
+                    format!(
+                        "plugin `{}` returned a handle from `{name}` but has no `handle_release` (it was built for oxiida ABI version {}; handles need version {})",
+                        self.plugin.name,
+                        self.plugin.abi_version,
+                        abi::HANDLES_SINCE
+                    ),
+                ));
+            }
+        }
+        reply.map(|v| self.from_wire(v)).map_err(|failure| match failure {
             CallFailure::BadValue(e) => {
                 ForeignError::new(ForeignErrorKind::Internal, format!("plugin `{}` returned a bad value: {e}", self.plugin.name))
             }
@@ -57,6 +162,42 @@ impl Session {
         })
     }
 }
+
+/// Asks a session to stop its running calls when dropped, unless defused.
+struct CancelOnDrop(Option<Weak<Session>>);
+
+impl CancelOnDrop {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(session) = self.0.take().and_then(|s| s.upgrade()) {
+            session.raw.cancel();
+        }
+    }
+}
+
+/// Stops the calls running in a workflow's plugin sessions, from any
+/// thread (the CLI's signal thread): see [`PluginHost::canceller`].
+#[derive(Clone)]
+pub struct Canceller(Vec<Weak<Session>>);
+
+impl Canceller {
+    /// Asks every plugin that can (`session_cancel`) to make its running
+    /// calls return soon: what Ctrl-C does to a call that is busy in a
+    /// plugin, which the workflow cannot drop (an inline call).
+    pub fn cancel(&self) {
+        for session in self.0.iter().filter_map(Weak::upgrade) {
+            session.raw.cancel();
+        }
+    }
+}
+
+/// A call's arguments and keyword arguments, as MessagePack.
+type Encoded = (Vec<u8>, Option<Vec<u8>>);
 
 /// The plugins one workflow may call, with a session in each.
 pub struct PluginHost {
@@ -89,9 +230,15 @@ impl PluginHost {
         let mut sessions = Vec::new();
         for (plugin, config) in plugins {
             let raw = plugin.table.open(config).map_err(|reason| SessionError::Start { name: plugin.name.clone(), reason })?;
-            sessions.push(Arc::new(Session { plugin: plugin.clone(), raw }));
+            sessions.push(Arc::new(Session { plugin: plugin.clone(), raw, live: Mutex::new(HashMap::new()) }));
         }
         Ok(PluginHost { sessions, providers: Mutex::new(HashMap::new()) })
+    }
+
+    /// What stops this workflow's running plugin calls from elsewhere; it
+    /// keeps no session alive.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.sessions.iter().map(Arc::downgrade).collect())
     }
 
     /// [`PluginHost::open`], with the error as text.
@@ -164,15 +311,21 @@ impl Host for PluginHost {
     }
 
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: Keywords, mode: CallMode) -> CallFuture {
-        let ready = self
-            .session_for(name, mode, &keywords)
-            .and_then(|session| Ok((session, outbound::encode(&args)?, outbound::encode_keywords(&keywords)?)));
         let dotted = name.dotted();
+        let ready = self.session_for(name, mode, &keywords).and_then(|session| {
+            let encoded = session.encode(&dotted, &args, &keywords)?;
+            Ok((session, encoded))
+        });
         Box::pin(async move {
-            let (session, bytes, kwargs) = ready?;
-            tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, kwargs.as_deref(), mode))
+            let (session, (bytes, kwargs)) = ready?;
+            // Dropped before the call returns: the workflow stops (a failed
+            // sibling in `para`, Ctrl-C), so the plugin is asked to stop it.
+            let unfinished = CancelOnDrop(Some(Arc::downgrade(&session)));
+            let result = tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, kwargs.as_deref(), mode))
                 .await
-                .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
+                .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))));
+            unfinished.defuse();
+            result
         })
     }
 
@@ -184,8 +337,9 @@ impl Host for PluginHost {
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
         Some(self.session_for(name, mode, keywords).and_then(|session| {
-            let kwargs = outbound::encode_keywords(keywords)?;
-            session.call(&name.dotted(), &outbound::encode(args)?, kwargs.as_deref(), mode)
+            let dotted = name.dotted();
+            let (bytes, kwargs) = session.encode(&dotted, args, keywords)?;
+            session.call(&dotted, &bytes, kwargs.as_deref(), mode)
         }))
     }
 }

@@ -10,6 +10,6 @@ pub mod outbound;
 mod plugin;
 pub mod routines;
 
-pub use host::{PluginHost, SessionError};
+pub use host::{Canceller, PluginHost, SessionError};
 pub use loader::{in_process, load, locate, search_dirs, LoadError, LoadedPlugin};
 pub use plugin::{CallFailure, PluginRef, PluginSession};

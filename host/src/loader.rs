@@ -139,11 +139,12 @@ fn open(path: &Path) -> Result<LoadedPlugin, LoadError> {
     let mut error = ErrorBuf::new();
     // SAFETY: HOST lives forever; the buffer's size is passed along.
     let table = unsafe { init(&HOST, error.as_mut_ptr(), error.cap()) };
-    // SAFETY: a plugin that returns a table promises it is valid forever.
-    let Some(table) = (unsafe { table.as_ref() }) else {
+    if table.is_null() {
         return Err(LoadError::Init { path: at(), reason: error.message_or(|| "it gave no reason".into()) });
-    };
-    let (name, abi_version, table) = check(table, path)?;
+    }
+    // SAFETY: not NULL; a plugin that returns a table promises it is valid
+    // forever and as long as its `struct_size`.
+    let (name, abi_version, table) = unsafe { check(table, path) }?;
     Ok(LoadedPlugin { name, path: at(), abi_version, table, _library: Some(library) })
 }
 
@@ -152,20 +153,48 @@ fn open(path: &Path) -> Result<LoadedPlugin, LoadError> {
 /// Its errors are text, as that package expects; see [`LoadError`].
 pub fn in_process(table: &'static abi::Plugin) -> Result<Arc<LoadedPlugin>, String> {
     let path = PathBuf::from("(linked in)");
-    let (name, abi_version, table) = check(table, &path)?;
+    // SAFETY: a reference to a whole table, valid forever.
+    let (name, abi_version, table) = unsafe { check(table, &path) }?;
     Ok(Arc::new(LoadedPlugin { name, path, abi_version, table, _library: None }))
 }
 
-/// The checks every plugin table passes: version range, size, name.
-fn check(table: &'static abi::Plugin, path: &Path) -> Result<(String, u32, PluginRef), LoadError> {
+/// The checks every plugin table passes: version range, size, name. The
+/// table is copied into one of this version's size: a plugin of an older
+/// version has a shorter one (no `handle_release`, no `session_cancel`),
+/// read only as far as it goes.
+///
+/// # Safety
+/// `ptr` points to a plugin table valid forever, readable for its
+/// `struct_size` bytes (at least its first two fields).
+unsafe fn check(ptr: *const abi::Plugin, path: &Path) -> Result<(String, u32, PluginRef), LoadError> {
     let path = || path.to_path_buf();
-    let version = table.abi_version;
+    // SAFETY: every table starts with these two fields (the caller's promise).
+    let (version, size) = unsafe { ((*ptr).abi_version, (*ptr).struct_size) };
     if !(abi::OXIIDA_ABI_MIN_COMPATIBLE..=abi::OXIIDA_ABI_VERSION).contains(&version) {
         return Err(LoadError::Version { path: path(), version });
     }
-    if (table.struct_size as usize) < std::mem::size_of::<abi::Plugin>() {
-        return Err(LoadError::TableSize { path: path(), size: table.struct_size });
+    if (size as usize) < abi::PLUGIN_V1_SIZE {
+        return Err(LoadError::TableSize { path: path(), size });
     }
+    let has_v4 = version >= abi::HANDLES_SINCE && size as usize >= std::mem::size_of::<abi::Plugin>();
+    // SAFETY: the table is at least PLUGIN_V1_SIZE bytes (checked above), so
+    // every field before `handle_release` is readable; that one is read only
+    // when the table is long enough to hold it.
+    let table: &'static abi::Plugin = unsafe {
+        Box::leak(Box::new(abi::Plugin {
+            abi_version: version,
+            struct_size: size,
+            name: (*ptr).name,
+            capabilities: (*ptr).capabilities,
+            session_new: (*ptr).session_new,
+            session_free: (*ptr).session_free,
+            resolve: (*ptr).resolve,
+            call: (*ptr).call,
+            reply_free: (*ptr).reply_free,
+            handle_release: if has_v4 { (*ptr).handle_release } else { None },
+            session_cancel: if has_v4 { (*ptr).session_cancel } else { None },
+        }))
+    };
     if table.name.is_null() {
         return Err(LoadError::NoName { path: path() });
     }

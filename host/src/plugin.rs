@@ -22,6 +22,12 @@ impl PluginRef {
         PluginRef(table)
     }
 
+    /// Whether the plugin has a `handle_release` routine (version 4 or
+    /// newer): only such a plugin may answer with handles.
+    pub fn releases_handles(self) -> bool {
+        self.0.handle_release.is_some()
+    }
+
     /// The plugin's OXIIDA_CAP_* bits.
     pub fn capabilities(self) -> u32 {
         self.0.capabilities
@@ -100,6 +106,27 @@ impl PluginSession {
             Ok(())
         } else {
             Err(error.message())
+        }
+    }
+
+    /// Gives the plugin back one reference to its handle `id` (a no-op for
+    /// a plugin without `handle_release`). Never waits for a running call.
+    pub fn release(&self, id: u64) {
+        if let Some(release) = self.plugin.0.handle_release {
+            // SAFETY: a live session (this value is not dropped yet, so
+            // `session_free` has not run); the header allows it on any thread
+            // and concurrently with calls.
+            unsafe { release(self.ptr, id) };
+        }
+    }
+
+    /// Asks the plugin to make the calls running on this session return
+    /// soon (a no-op for a plugin without `session_cancel`).
+    pub fn cancel(&self) {
+        if let Some(cancel) = self.plugin.0.session_cancel {
+            // SAFETY: a live session (not dropped, so not freed); the header
+            // allows it on any thread, concurrently with calls.
+            unsafe { cancel(self.ptr) };
         }
     }
 

@@ -96,6 +96,7 @@ unsafe extern "C" fn kind(v: *const OpaqueValue) -> u32 {
         Some(Value::Str(_)) => abi::KIND_STRING,
         Some(Value::Array(_)) => abi::KIND_ARRAY,
         Some(Value::Map(_)) => abi::KIND_MAP,
+        Some(Value::Handle { .. }) => abi::KIND_HANDLE,
     }
 }
 
@@ -241,7 +242,7 @@ unsafe extern "C" fn reply_value(reply: *mut Reply, value: *mut OpaqueValue) -> 
             // SAFETY: `reply` is NULL or the reply of the running call.
             let Some(reply) = (unsafe { reply.as_mut() }) else { return -1 };
             if !value.fits_depth() {
-                fill_error(reply, Status::BadArguments, Value::too_deep("the result"), None);
+                fill_error(reply, Status::BadResult, Value::too_deep("the result"), None);
                 return -1;
             }
             let bytes = value.to_msgpack().into_boxed_slice();
@@ -276,6 +277,32 @@ unsafe extern "C" fn reply_error(
         },
         |_| -1,
     )
+}
+
+unsafe extern "C" fn new_handle(id: u64, type_name: *const c_char, len: usize) -> *mut OpaqueValue {
+    // SAFETY: `type_name` is NULL or valid for `len` bytes (the header's contract).
+    guard(|| boxed(Value::handle(id, &unsafe { text(type_name, len) })), |_| std::ptr::null_mut())
+}
+
+unsafe extern "C" fn handle_id(v: *const OpaqueValue) -> u64 {
+    // SAFETY: `v` is NULL or live (the routines' contract).
+    match unsafe { get(v) } {
+        Some(Value::Handle { id, .. }) => *id,
+        _ => 0,
+    }
+}
+
+unsafe extern "C" fn handle_type(v: *const OpaqueValue, len: *mut usize) -> *const c_char {
+    // SAFETY: `v` is NULL or live (the routines' contract).
+    let (ptr, n) = match unsafe { get(v) } {
+        Some(Value::Handle { type_name, .. }) => (type_name.as_ptr().cast::<c_char>(), type_name.len()),
+        _ => (std::ptr::null(), 0),
+    };
+    if !len.is_null() {
+        // SAFETY: a non-NULL `len` is writable (the header's contract).
+        unsafe { *len = n };
+    }
+    ptr
 }
 
 /// Answers `reply` with an error in buffers the host owns (an OK status
@@ -316,11 +343,35 @@ pub static HOST: abi::Host = abi::Host {
     insert,
     reply_value,
     reply_error,
+    new_handle,
+    handle_id,
+    handle_type,
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handles_are_made_and_read_by_the_routines() {
+        let name = "DataFrame";
+        // SAFETY: a name valid for its length; the value is freed once below.
+        let h = unsafe { new_handle(42, name.as_ptr().cast(), name.len()) };
+        let mut n = 0;
+        // SAFETY: a live value from this table, and a writable length.
+        unsafe {
+            assert_eq!(kind(h), abi::KIND_HANDLE);
+            assert_eq!(handle_id(h), 42);
+            let ty = handle_type(h, &mut n);
+            assert_eq!(text(ty, n), "DataFrame");
+            let one = new_int(1);
+            assert_eq!(handle_id(one), 0);
+            assert!(handle_type(one, &mut n).is_null());
+            assert_eq!(n, 0);
+            value_free(one);
+            value_free(h);
+        }
+    }
 
     #[test]
     fn a_result_too_deep_to_decode_is_refused_where_it_is_built() {
@@ -347,7 +398,7 @@ mod tests {
                 let bytes = unsafe { std::slice::from_raw_parts(reply.value, reply.value_len) };
                 assert!(Value::decode(bytes).is_ok(), "what reply_value encodes decodes");
             } else {
-                assert_eq!(reply.status, u32::from(Status::BadArguments));
+                assert_eq!(reply.status, u32::from(Status::BadResult));
                 // SAFETY: the buffer reply_value filled.
                 let message = unsafe { text(reply.message, reply.message_len) };
                 assert!(message.contains("more than 128 levels"), "{message}");

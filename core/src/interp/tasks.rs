@@ -221,11 +221,9 @@ impl Interpreter<'_> {
             ForeignErrorKind::Raised => format!("`{name}` raised an error: {}", err.message),
             ForeignErrorKind::WorkerCrashed => format!("the worker running `{name}` crashed: {}", err.message),
             ForeignErrorKind::NotFound => format!("`{name}` is not provided: {}", err.message),
-            // A host's message that already names the call and what failed
-            // ("cannot return set from `f`: ...") stands alone.
-            ForeignErrorKind::BadArguments if err.message.starts_with("cannot ") || err.message.starts_with("could not ") => {
-                err.message.clone()
-            }
+            // A result that cannot cross: the host's message names the call
+            // and what failed ("cannot return set from `f`: ...") and stands alone.
+            ForeignErrorKind::BadResult => err.message.clone(),
             ForeignErrorKind::BadArguments => format!("bad arguments for `{name}`: {}", err.message),
             ForeignErrorKind::Internal => format!("internal error calling `{name}`: {}", err.message),
         };

@@ -134,6 +134,9 @@ macro_rules! walker {
                 StmtKind::Print(e) => {
                     let v = rec!($mode self.eval(e, f))?;
                     self.print(&v);
+                    // An output that failed stops the workflow (it triggers
+                    // the interrupt): here, so the error is at this `print`.
+                    self.check_interrupt(s.span)?;
                 }
                 StmtKind::Break => return Ok(Flow::Break),
                 StmtKind::Continue => return Ok(Flow::Continue),

@@ -9,6 +9,7 @@ use std::ffi::{c_char, c_void};
 
 use oxiida_abi::{self as abi, serve};
 
+mod handles;
 mod session;
 mod state;
 
@@ -35,6 +36,27 @@ unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, re
     unsafe { serve::call_with_keywords("Lua", session, message, reply, Session::call) }
 }
 
+unsafe extern "C" fn handle_release(session: *mut c_void, id: u64) {
+    if session.is_null() {
+        return;
+    }
+    // SAFETY: a live session made by `session_new` above (the host never
+    // releases after `session_free`); only its handle table is touched,
+    // which takes its own lock.
+    let session = unsafe { &*session.cast::<Session>() };
+    abi::guard(|| session.handles.release(id), |_| ());
+}
+
+unsafe extern "C" fn session_cancel(session: *mut c_void) {
+    if session.is_null() {
+        return;
+    }
+    // SAFETY: a live session made by `session_new` above (never called
+    // during or after `session_free`); it only raises an atomic counter.
+    let session = unsafe { &*session.cast::<Session>() };
+    abi::guard(|| session.cancel(), |_| ());
+}
+
 /// CAP_PROCESS_MODE: `=f=` calls are isolated on a fresh Lua state rather
 /// than in another process. Lua states share nothing, and with no global
 /// lock a process would add a round trip and no parallelism. CAP_KEYWORDS:
@@ -46,7 +68,9 @@ static PLUGIN: abi::Plugin = abi::Plugin::rust(
     session_free,
     resolve,
     call,
-);
+)
+.with_release(handle_release)
+.with_cancel(session_cancel);
 
 /// # Safety
 /// Called by the oxiida host as `oxiida.h` describes.

@@ -27,6 +27,7 @@ end
 function shape(v) return { kind = math.type(v) or type(v), items = { 1, 2.5, "s", true }, empty = {} } end
 function fail(x) error("no good: " .. x) end
 function give_function() return print end
+function give_bytes() return "\xff" end
 
 test("callbacks run and variables come back", function()
   local out = oxiida.run([[
@@ -87,9 +88,10 @@ test("oxiida errors become Lua errors", function()
   assert(not ok)
   contains(err, "`nowhere` is not defined")
   contains(err, "`nope` is not defined")
-  ok, err = pcall(oxiida.run, "require give_function; f = give_function();")
+  ok, err = pcall(oxiida.run, 'require give_bytes; s = give_bytes();')
   assert(not ok)
-  contains(err, "a Lua function cannot cross")
+  contains(err, "cannot return a string from `give_bytes`: a string that is not valid UTF-8 cannot cross")
+  assert(not err:find("bad arguments", 1, true), err)
   ok, err = pcall(oxiida.run, "require square; x = =square=(2);")
   assert(not ok)
   contains(err, "call it as `f(...)`")
@@ -116,6 +118,16 @@ test("an error in io.write stops the workflow and is raised", function()
   contains(err, "`print` in the workflow failed")
   contains(err, "disk full")
   assert(count == 0, "the workflow went on after print failed")
+  -- A closed io.output, as a user met it: the error is at the `print`
+  -- that failed, with the workflow's line and column.
+  local saved = io.output()
+  io.output(io.tmpfile())
+  io.output():close()
+  ok, err = pcall(oxiida.run, 'x = 1;\ny = 2; print x;\n', nil, "closed.ox")
+  io.output(saved)
+  assert(not ok)
+  contains(err, "`print` in the workflow failed")
+  contains(err, "closed.ox:2:8")
 end)
 
 test("oxiida.run inside a callback is refused, not a crash", function()
@@ -158,6 +170,160 @@ test("keyword arguments arrive as one extra final table", function()
   assert(not ok)
   contains(err, "`greet` raised an error")
   contains(err, "kw.ox:2:5")
+end)
+
+test("functions, userdata and tables that cannot cross come back as the same value", function()
+  local counter = 0
+  local mixed = { 1, x = 2 }
+  local cycle = {}
+  cycle[1] = cycle
+  local env = {
+    make = function() return function() counter = counter + 1; return counter end end,
+    tick = function(f) return f() end,
+    same = function(a, b) return rawequal(a, b) end,
+    mixed = function() return mixed end,
+    cycle = function() return cycle end,
+    file = function() return io.stdout end,
+    echo = function(...) return ... end,
+  }
+  local lines = {}
+  local write = io.write
+  io.write = function(...) lines[#lines + 1] = table.concat({ ... }) end
+  local ok, out = pcall(oxiida.run, [[
+    require make, tick, same, mixed, cycle, file, echo;
+    f = make();
+    a = tick(f);
+    b = tick(f);
+    print f;
+    print [mixed(), file()];
+    s = same(f, echo(f));
+    m = mixed();
+    c = cycle();
+    keep = {"f": f, "m": [m]};
+  ]], env)
+  io.write = write
+  assert(ok, out)
+  assert(out.a == 1 and out.b == 2 and out.s == true, ("%s %s %s"):format(out.a, out.b, out.s))
+  assert(lines[1] == "<lua function>\n", lines[1])
+  assert(lines[2] == "[<lua table>, <lua userdata>]\n", lines[2])
+  -- The variables hold the very Lua values.
+  assert(rawequal(out.m, mixed) and rawequal(out.c, cycle), "tables come back as themselves")
+  assert(rawequal(out.keep.m[1], mixed) and out.keep.f() == 3)
+  local ok2, err = pcall(oxiida.run, "require make; f = make(); x = f + 1;", env)
+  assert(not ok2)
+  contains(err, "lua function")
+end)
+
+test("argument errors are strings that name run", function()
+  local ok, err = pcall(oxiida.run)
+  assert(not ok and type(err) == "string", type(err))
+  contains(err, "oxiida.run: expected source string as argument 1, got no value")
+  ok, err = pcall(oxiida.run, 5.5)
+  contains(err, "oxiida.run: expected source string as argument 1, got a number")
+  ok, err = pcall(oxiida.run, "x = 1;", 7)
+  assert(type(err) == "string")
+  contains(err, "oxiida.run: expected an environment table (or nil) as argument 2, got an integer")
+  ok, err = pcall(oxiida.run, "x = 1;", nil, {})
+  contains(err, "oxiida.run: expected a workflow name string (or nil) as argument 3, got a table")
+end)
+
+test("the default workflow name is <workflow>", function()
+  local ok, err = pcall(oxiida.run, "x = 1 / 0;")
+  assert(not ok)
+  contains(err, "<workflow>:1:")
+  assert(not err:find("oxiida.run:1:", 1, true), err)
+end)
+
+test("tables with __call are functions", function()
+  local greeter = setmetatable({ greeting = "hi" }, { __call = function(self, name) return self.greeting .. " " .. name end })
+  local out = oxiida.run('require greeter; g = greeter("you");', { greeter = greeter })
+  assert(out.g == "hi you", tostring(out.g))
+  local ok, err = pcall(oxiida.run, "require n;", { n = 5 })
+  assert(not ok)
+  contains(err, "`n` is an integer, not a function")
+end)
+
+-- Whether a `sleep 37.3` (the shell task below) is running anywhere.
+local function sleeping()
+  local p = io.popen([[grep -al 'sleep.37\.3' /proc/[0-9]*/cmdline 2>/dev/null]])
+  local found = p:read("a")
+  p:close()
+  return found ~= ""
+end
+
+local function wait_until(what, seconds, ready)
+  for _ = 1, seconds * 20 do
+    if ready() then return end
+    os.execute("sleep 0.05")
+  end
+  error("timed out waiting for " .. what)
+end
+
+-- Starts `lua5.4 script` in the background; its pid.
+local function spawn(script, out)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(script)
+  f:close()
+  local pidfile = os.tmpname()
+  os.execute(("lua5.4 %s > %s 2>&1 & echo $! > %s"):format(path, out, pidfile))
+  local pf = assert(io.open(pidfile))
+  local pid = pf:read("l")
+  pf:close()
+  return pid
+end
+
+-- Running (a zombie that nobody reaped counts as ended).
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local stat = f:read("a")
+  f:close()
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+test("Ctrl-C stops a workflow waiting on a shell task, and two end the process with its tasks", function()
+  assert(not sleeping(), "a `sleep 37.3` is already running")
+  local child = [[
+local ok, err = pcall(require("oxiida").run, 'x = shell {"sleep", ["37.3"]};')
+io.write(ok and "finished" or "stopped: " .. tostring(err))
+io.stdout:flush()
+local t = os.clock() + 5
+while os.clock() < t do end
+]]
+  -- One Ctrl-C: the workflow stops at once (no Lua runs while it waits on
+  -- the task, so lua.c's own hook alone would not stop it) and the task dies.
+  local out = os.tmpname()
+  local pid = spawn(child, out)
+  wait_until("the shell task", 10, sleeping)
+  os.execute("kill -INT " .. pid)
+  wait_until("the shell task to end", 3, function() return not sleeping() end)
+  wait_until("run to return", 3, function()
+    local f = io.open(out)
+    local text = f and f:read("a") or ""
+    if f then f:close() end
+    return text:find("stopped", 1, true) ~= nil
+  end)
+  os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+  -- Two: the process ends, and its task with it (not re-parented to init).
+  pid = spawn(child, os.tmpname())
+  wait_until("the shell task", 10, sleeping)
+  -- Apart, as a user's are: two at once may merge into one pending signal.
+  os.execute("kill -INT " .. pid .. "; sleep 0.2; kill -INT " .. pid)
+  wait_until("the process to end", 3, function() return not alive(pid) end)
+  wait_until("the shell task to end", 3, function() return not sleeping() end)
+  -- A callback blocked in C holds the workflow's thread, so the first Ctrl-C
+  -- cannot stop it; the second ends the process and kills the task.
+  pid = spawn([[
+local env = { block = function() return io.popen("exec sleep 20"):read("a") end }
+require("oxiida").run('require block; para { x = shell {"sleep", ["37.3"]}; y = block(); }', env)
+]], os.tmpname())
+  wait_until("the shell task", 10, sleeping)
+  os.execute("sleep 0.2; kill -INT " .. pid .. "; sleep 0.2")
+  assert(alive(pid) and sleeping(), "the first Ctrl-C cannot stop a callback blocked in C")
+  os.execute("kill -INT " .. pid)
+  wait_until("the process to end", 3, function() return not alive(pid) end)
+  wait_until("the shell task to end", 3, function() return not sleeping() end)
 end)
 
 print(("%d passed, %d failed"):format(passed, failed))

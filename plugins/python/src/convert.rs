@@ -8,8 +8,96 @@
 //! ([`oxiida::value::Value`]), which convert directly, with no MessagePack
 //! in between.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// The CLI plugin's handles (ABI version 4): the objects of one session
+/// that crossed as handles, by id (the object's address, unique while it is
+/// kept here), with the references the host holds. Released objects are
+/// dropped; whatever is left goes with the session.
+#[derive(Default)]
+pub struct Handles {
+    table: parking_lot::Mutex<HashMap<u64, (Py<PyAny>, usize)>>,
+}
+
+thread_local! {
+    /// The session whose call runs on this thread, and the handles this
+    /// call has kept so far, once per occurrence (each already counted, so
+    /// that a release meanwhile cannot drop the object).
+    static CALL: RefCell<Option<(Arc<Handles>, Vec<u64>)>> = const { RefCell::new(None) };
+}
+
+impl Handles {
+    /// Runs one call of the session with handles: results that cannot cross
+    /// as data become handles, handles in arguments become their objects.
+    /// Each handle in the result is one reference more for the host.
+    pub fn during<T>(self: &Arc<Self>, call: impl FnOnce() -> Result<oxiida_abi::Value, T>) -> Result<oxiida_abi::Value, T> {
+        let outer = CALL.with(|c| c.borrow_mut().replace((self.clone(), Vec::new())));
+        let result = call();
+        let made = CALL.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer)).map(|(_, made)| made).unwrap_or_default();
+        let mut sent = Vec::new();
+        if let Ok(v) = &result {
+            v.handles(&mut sent);
+        }
+        // Each occurrence in the result is a reference the host now holds;
+        // one kept for a result that was not sent in the end is given back.
+        let mut unsent = made;
+        for id in sent {
+            if let Some(at) = unsent.iter().position(|&k| k == id) {
+                unsent.swap_remove(at);
+            }
+        }
+        for id in unsent {
+            self.release(id);
+        }
+        result
+    }
+
+    /// The host gives back one reference to `id`. Without the GIL, the
+    /// object's reference is dropped when Python next runs.
+    pub fn release(&self, id: u64) {
+        let mut table = self.table.lock();
+        let gone = match table.get_mut(&id) {
+            Some((_, n)) if *n > 1 => {
+                *n -= 1;
+                None
+            }
+            Some(_) => table.remove(&id),
+            None => None,
+        };
+        drop(table);
+        drop(gone);
+    }
+
+    /// Every object still kept (the session ends: drop them with the GIL).
+    pub fn take_all(&self) -> Vec<Py<PyAny>> {
+        self.table.lock().drain().map(|(_, (o, _))| o).collect()
+    }
+}
+
+/// `obj` kept as a handle of the session whose call runs here, if any.
+fn keep(obj: &Bound<'_, PyAny>) -> Option<oxiida_abi::Value> {
+    CALL.with(|c| {
+        let mut c = c.borrow_mut();
+        let (handles, made) = c.as_mut()?;
+        let id = obj.as_ptr() as usize as u64;
+        handles.table.lock().entry(id).or_insert_with(|| (obj.clone().unbind(), 0)).1 += 1;
+        made.push(id);
+        Some(oxiida_abi::Value::handle(id, &type_name(obj)))
+    })
+}
+
+/// The object of handle `id` of the session whose call runs here.
+fn object<'py>(py: Python<'py>, id: u64, type_name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let found = CALL.with(|c| c.borrow().as_ref().and_then(|(handles, _)| handles.table.lock().get(&id).map(|(o, _)| o.clone_ref(py))));
+    found
+        .map(|o| o.into_bound(py))
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("the Python {type_name} of this handle was already released")))
+}
 
 /// Deeper than this is refused: it is also how a list that contains itself ends.
 const MAX_DEPTH: usize = 100;
@@ -58,6 +146,9 @@ impl Crossing for oxiida_abi::Value {
     fn map(entries: Vec<(String, Self)>) -> Self {
         Self::Map(entries)
     }
+    fn handle(obj: &Bound<'_, PyAny>) -> Option<Self> {
+        keep(obj)
+    }
     fn to_python<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         use oxiida_abi::Value;
         Ok(match self {
@@ -74,6 +165,7 @@ impl Crossing for oxiida_abi::Value {
                 }
                 d.into_any()
             }
+            Value::Handle { id, type_name } => object(py, *id, type_name)?,
         })
     }
 }

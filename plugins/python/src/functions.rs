@@ -348,7 +348,9 @@ impl Functions {
                 }
             })?;
             if !obj.is_callable() {
-                let mut why = format!("`{dotted}` is a {}, not a function", type_name(&obj));
+                let ty = type_name(&obj);
+                let article = if ty.starts_with(['a', 'e', 'i', 'o', 'u', 'A', 'E', 'I', 'O', 'U']) { "an" } else { "a" };
+                let mut why = format!("`{dotted}` is {article} {ty}, not a function");
                 // A plain value of the caller's scope: the workflow gets it as an input.
                 if self.front == Front::Package && !dotted.contains('.') {
                     why.push_str(&format!(
@@ -386,7 +388,7 @@ impl Functions {
             }
             let result = self.call_here(py, &resolved, args, kwargs)?;
             from_python(&result)
-                .map_err(|why| CallError::new(Kind::BadArguments, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+                .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
         })
     }
 
@@ -592,11 +594,10 @@ impl Functions {
                 let result = loads(bytes).map_err(|e| {
                     let (message, traceback) = describe(py, &e);
                     let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message}); return None, bool, int, float, str, list, tuple or dict");
-                    CallError { kind: Kind::BadArguments, message, traceback, exception: None }
+                    CallError { kind: Kind::BadResult, message, traceback, exception: None }
                 })?;
-                from_python(&result).map_err(|why| {
-                    CallError::new(Kind::BadArguments, format!("cannot return {} from `{dotted}`: {why}", type_name(&result)))
-                })
+                from_python(&result)
+                    .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
             }
             Answer::ReturnedWithBuffers(bytes, buffers) => {
                 let result = py
@@ -609,17 +610,16 @@ impl Functions {
                     .map_err(|e| {
                         let (message, traceback) = describe(py, &e);
                         let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message})");
-                        CallError { kind: Kind::BadArguments, message, traceback, exception: None }
+                        CallError { kind: Kind::BadResult, message, traceback, exception: None }
                     })?;
-                from_python(&result).map_err(|why| {
-                    CallError::new(Kind::BadArguments, format!("cannot return {} from `{dotted}`: {why}", type_name(&result)))
-                })
+                from_python(&result)
+                    .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
             }
             // The worker checks what it returns as this process would: the same words.
             Answer::CannotCross(bytes) => {
                 let (type_name, why): (String, String) =
                     loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| ("value".into(), "(unreadable)".into()));
-                Err(CallError::new(Kind::BadArguments, format!("cannot return {type_name} from `{dotted}`: {why}")))
+                Err(CallError::new(Kind::BadResult, format!("cannot return {type_name} from `{dotted}`: {why}")))
             }
             Answer::CannotLoad(bytes) => {
                 let why: String = loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| "(unreadable)".into());
@@ -631,7 +631,7 @@ impl Functions {
             Answer::CannotPickle(bytes) => {
                 let why: String = loads(bytes).and_then(|t| t.extract()).unwrap_or_else(|_| "(unreadable)".into());
                 Err(CallError::new(
-                    Kind::BadArguments,
+                    Kind::BadResult,
                     format!("could not send the result of `{dotted}` back from the worker (pickling failed: {why}); return None, bool, int, float, str, list, tuple or dict"),
                 ))
             }

@@ -12,6 +12,8 @@
 
 use std::ffi::{c_char, c_void};
 
+use std::sync::Arc;
+
 use oxiida_abi::{self as abi, guard, serve, write_error, Failure};
 use pyo3::prelude::*;
 
@@ -28,7 +30,7 @@ use functions::{CallError, Front, Functions};
 
 /// A session of the C-ABI plugin: one workflow's functions. It owns its
 /// `=f=` pool, whose workers end when the session is freed.
-struct Session(Functions);
+struct Session(Functions, Arc<convert::Handles>);
 
 impl Session {
     fn open(py: Python<'_>, script: &str) -> Result<Session, String> {
@@ -39,7 +41,7 @@ impl Session {
         };
         // `=f=` workers start in the CLI's working directory, as shell tasks do.
         let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "/".into());
-        Ok(Session(Functions::new(scope, name, Front::Cli, pool::Context::new(cwd, None))))
+        Ok(Session(Functions::new(scope, name, Front::Cli, pool::Context::new(cwd, None)), Arc::default()))
     }
 }
 
@@ -60,6 +62,7 @@ unsafe extern "C" fn session_free(session: *mut c_void) {
     let close = |session: Box<Session>| {
         Python::attach(|py| {
             session.0.end(py);
+            drop(session.1.take_all());
             drop(session)
         })
     };
@@ -74,10 +77,20 @@ unsafe extern "C" fn resolve(session: *mut c_void, name: *const c_char, len: usi
 
 unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, reply: *mut abi::Reply) {
     let run = |s: &Session, name: &str, args: &[abi::Value], keywords: &[(String, abi::Value)], process| {
-        s.0.call(name, args, keywords, process).map_err(failure)
+        s.1.during(|| s.0.call(name, args, keywords, process)).map_err(failure)
     };
     // SAFETY: the arguments are the host's; the session came from `session_new`.
     unsafe { serve::call_with_keywords("Python", session, message, reply, run) }
+}
+
+unsafe extern "C" fn handle_release(session: *mut c_void, id: u64) {
+    if session.is_null() {
+        return;
+    }
+    // SAFETY: a live session made by `session_new` (the host never releases
+    // after `session_free`); only its handle table is touched, under its lock.
+    let session = unsafe { &*session.cast::<Session>() };
+    guard(|| session.1.release(id), |_| ());
 }
 
 /// CAP_KEYWORDS: `f(x, steps = 100)` calls `f(x, steps=100)`.
@@ -88,7 +101,8 @@ static PLUGIN: abi::Plugin = abi::Plugin::rust(
     session_free,
     resolve,
     call,
-);
+)
+.with_release(handle_release);
 
 /// # Safety
 /// Called by the oxiida host as `oxiida.h` describes.

@@ -7,7 +7,10 @@
 //! aborts the whole process (SIGABRT), as a crashing plugin would, and
 //! `segfault()` kills it with SIGSEGV, as a bad pointer would. It declares
 //! `CAP_KEYWORDS`: `echo_kw(...)` answers `[arguments, keyword arguments]`,
-//! the second a Map in the order the host sent it.
+//! the second a Map in the order the host sent it. `handle(id)` answers a
+//! handle (ABI version 4) of type `Thing`, one reference more for the host;
+//! `handle_id(h)` the id of a handle it is given; `refs()` the references
+//! the host holds, by id, as the releases it received left them.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -15,7 +18,23 @@ use std::ffi::{c_char, c_void};
 
 use oxiida_abi::{self as abi, guard, serve, write_error, Status, Value};
 
-const NAMES: &[&str] = &["double", "boom", "echo", "echo_kw", "hang", "abort", "segfault"];
+const NAMES: &[&str] = &["double", "boom", "echo", "echo_kw", "hang", "abort", "segfault", "handle", "handle_id", "refs"];
+
+/// References to handles the host holds, by id (process-wide).
+static REFS: std::sync::Mutex<Vec<(u64, i64)>> = std::sync::Mutex::new(Vec::new());
+
+fn count(id: u64, by: i64) {
+    let mut refs = REFS.lock().unwrap_or_else(|p| p.into_inner());
+    match refs.iter_mut().find(|(i, _)| *i == id) {
+        Some((_, n)) => *n += by,
+        None => refs.push((id, by)),
+    }
+    refs.retain(|(_, n)| *n != 0);
+}
+
+unsafe extern "C" fn handle_release(_session: *mut c_void, id: u64) {
+    guard(|| count(id, -1), |_| ());
+}
 
 unsafe extern "C" fn session_new(_config: *const c_char, _len: usize, session: *mut *mut c_void, _e: *mut c_char, _cap: usize) -> i32 {
     // SAFETY: the host passes a valid `void **` (oxiida.h).
@@ -47,6 +66,21 @@ fn run(name: &str, args: &[u8], kwargs: &[u8]) -> Result<Value, String> {
     };
     match name {
         "echo_kw" => Ok(Value::Array(vec![Value::Array(args), kwargs])),
+        "handle" => match args.first() {
+            Some(Value::Int(id)) => {
+                count(*id as u64, 1);
+                Ok(Value::handle(*id as u64, "Thing"))
+            }
+            _ => Err("handle takes an Int".into()),
+        },
+        "handle_id" => match args.first() {
+            Some(Value::Handle { id, .. }) => Ok(Value::Int(*id as i64)),
+            _ => Err("handle_id takes a handle".into()),
+        },
+        "refs" => {
+            let refs = REFS.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(Value::Map(refs.iter().map(|(id, n)| (id.to_string(), Value::Int(*n))).collect()))
+        }
         "double" => match args.first() {
             Some(Value::Int(i)) => Ok(Value::Int(i * 2)),
             _ => Err("double takes an Int".into()),
@@ -110,7 +144,8 @@ unsafe extern "C" fn call(_session: *mut c_void, message: *const abi::Message, r
 }
 
 static PLUGIN: abi::Plugin =
-    abi::Plugin::rust(c"rust-test", abi::CAP_CONCURRENT_CALLS | abi::CAP_KEYWORDS, session_new, session_free, resolve, call);
+    abi::Plugin::rust(c"rust-test", abi::CAP_CONCURRENT_CALLS | abi::CAP_KEYWORDS, session_new, session_free, resolve, call)
+        .with_release(handle_release);
 
 /// # Safety
 /// Called by the oxiida host as `oxiida.h` describes.

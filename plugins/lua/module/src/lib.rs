@@ -15,9 +15,11 @@ use std::thread::ThreadId;
 use mlua::{Function, Lua, Table};
 use oxiida::codec;
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host};
-use oxiida::value::Value;
+use oxiida::value::{Handle, Map, Value};
 use oxiida::{Interrupt, Limits, Output, Source};
 use oxiida_lua_shared::{convert, lua_error};
+
+mod sigint;
 
 /// The caller's functions. Lua values belong to the thread of their state
 /// (mlua's module mode has no `send`), so the host holds them in [`OnThread`].
@@ -85,10 +87,22 @@ impl EnvHost<'_> {
         }
         let function = env.functions.borrow().get(name).cloned();
         let function = function.ok_or_else(|| ForeignError::new(ForeignErrorKind::NotFound, format!("`{name}` was never resolved")))?;
-        let args: Vec<_> = args.iter().map(codec::to_wire).collect();
-        let keywords: Vec<_> = keywords.iter().map(|(k, v)| (k.to_string(), codec::to_wire(v))).collect();
-        let args = convert::to_lua_args(&env.lua, &args, &keywords);
-        let args = args.map_err(|e| ForeignError::new(ForeignErrorKind::Internal, e.to_string()))?;
+        let lua = &env.lua;
+        let to_lua = || -> Result<mlua::MultiValue, ForeignError> {
+            let mut all = mlua::MultiValue::new();
+            for arg in args {
+                all.push_back(to_lua_value(lua, arg, name)?);
+            }
+            if !keywords.is_empty() {
+                let t = lua.create_table().map_err(internal)?;
+                for (k, v) in keywords {
+                    t.raw_set(&**k, to_lua_value(lua, v, name)?).map_err(internal)?;
+                }
+                all.push_back(mlua::Value::Table(t));
+            }
+            Ok(all)
+        };
+        let args = to_lua()?;
         let results = function.call::<mlua::MultiValue>(args).map_err(|e| {
             let (message, traceback) = lua_error::describe(&e);
             let error = ForeignError::new(ForeignErrorKind::Raised, message);
@@ -98,10 +112,84 @@ impl EnvHost<'_> {
             }
         })?;
         let first = results.front().unwrap_or(&mlua::Value::Nil);
-        convert::from_lua(first).map(codec::from_wire).map_err(|why| {
-            ForeignError::new(ForeignErrorKind::BadArguments, format!("the result of `{}` cannot cross: {why}", name.dotted()))
-        })
+        // What cannot cross as data crosses as a handle to the value itself.
+        let mut kept: HashMap<u64, mlua::Value> = HashMap::new();
+        let mut keep = |v: &mlua::Value| {
+            let id = v.to_pointer() as usize as u64;
+            kept.insert(id, v.clone());
+            Some(oxiida_abi::Value::handle(id, &convert::lua_type_name(v)))
+        };
+        let wire = convert::from_lua_with(first, &mut keep).map_err(|why| {
+            ForeignError::new(ForeignErrorKind::BadResult, format!("cannot return {} from `{}`: {why}", a_type(first), name.dotted()))
+        })?;
+        Ok(from_wire(wire, &kept))
     }
+}
+
+fn internal(e: mlua::Error) -> ForeignError {
+    ForeignError::new(ForeignErrorKind::Internal, e.to_string())
+}
+
+/// "a string", "an integer": a Lua value's type with its article.
+fn a_type(v: &mlua::Value) -> String {
+    let name = match v {
+        mlua::Value::Integer(_) => "integer",
+        mlua::Value::Number(_) => "number",
+        other => other.type_name(),
+    };
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {name}")
+}
+
+/// A result as the workflow's value, its handles holding the Lua values.
+fn from_wire(w: oxiida_abi::Value, kept: &HashMap<u64, mlua::Value>) -> Value {
+    match w {
+        oxiida_abi::Value::Array(items) => Value::array(items.into_iter().map(|v| from_wire(v, kept)).collect()),
+        oxiida_abi::Value::Map(entries) => {
+            Value::map(entries.into_iter().map(|(k, v)| (Arc::from(k), from_wire(v, kept))).collect::<Map>())
+        }
+        oxiida_abi::Value::Handle { id, type_name } => {
+            let value = kept.get(&id).cloned().unwrap_or(mlua::Value::Nil);
+            Value::Handle(Arc::new(Handle::new("lua", &type_name, id, Box::new(OnThread::new(value)))))
+        }
+        scalar => codec::from_wire(scalar),
+    }
+}
+
+/// A workflow value as Lua's: a handle becomes the very Lua value it holds.
+fn to_lua_value(lua: &Lua, v: &Value, name: &ForeignName) -> Result<mlua::Value, ForeignError> {
+    Ok(match v {
+        Value::Array(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0).map_err(internal)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, to_lua_value(lua, item, name)?).map_err(internal)?;
+            }
+            mlua::Value::Table(t)
+        }
+        Value::Map(m) => {
+            let t = lua.create_table_with_capacity(0, m.len()).map_err(internal)?;
+            for (k, item) in m.iter() {
+                t.raw_set(&**k, to_lua_value(lua, item, name)?).map_err(internal)?;
+            }
+            mlua::Value::Table(t)
+        }
+        Value::Handle(h) => match h.payload::<OnThread<mlua::Value>>().and_then(OnThread::get) {
+            Some(value) => value.clone(),
+            None => {
+                return Err(ForeignError::new(
+                    ForeignErrorKind::BadArguments,
+                    format!(
+                        "cannot pass <{} {}> to lua function `{}`: a handle can only go back to the plugin that made it ({})",
+                        h.owner(),
+                        h.type_name(),
+                        name.dotted(),
+                        h.owner()
+                    ),
+                ))
+            }
+        },
+        scalar => convert::to_lua(lua, &codec::to_wire(scalar)).map_err(internal)?,
+    })
 }
 
 impl Host for EnvHost<'_> {
@@ -110,7 +198,7 @@ impl Host for EnvHost<'_> {
             return Err(format!("oxiida.run provides Lua functions only (`from lua`), not `from {from}`"));
         }
         let env = self.env.get().ok_or_else(|| wrong_thread().message)?;
-        let found = find(&env.env, &name.dotted())?;
+        let found = find(&env.lua, &env.env, &name.dotted())?;
         env.functions.borrow_mut().insert(name.clone(), found);
         Ok(())
     }
@@ -138,22 +226,22 @@ impl Host for EnvHost<'_> {
     }
 }
 
-/// Indexes `env` with each part of `dotted`; the last must be a function.
-fn find(env: &Table, dotted: &str) -> Result<Function, String> {
+/// Indexes `env` with each part of `dotted`; the last must be a function,
+/// or a table or userdata with a `__call` metamethod (called through it).
+fn find(lua: &Lua, env: &Table, dotted: &str) -> Result<Function, String> {
     let mut at = mlua::Value::Table(env.clone());
     let mut walked = String::new();
     for part in dotted.split('.') {
         at = match &at {
             mlua::Value::Table(t) => t.get::<mlua::Value>(part).map_err(|e| format!("looking up `{dotted}` failed: {e}"))?,
             mlua::Value::Nil => return Err(format!("`{walked}` is nil in the environment, so `{dotted}` cannot be found")),
-            other => return Err(format!("`{walked}` is a {}, not a table, so `{dotted}` cannot be found", other.type_name())),
+            other => return Err(format!("`{walked}` is {}, not a table, so `{dotted}` cannot be found", a_type(other))),
         };
         walked = if walked.is_empty() { part.to_owned() } else { format!("{walked}.{part}") };
     }
     match at {
-        mlua::Value::Function(f) => Ok(f),
         mlua::Value::Nil => Err(format!("`{dotted}` is not defined in the environment (it is nil)")),
-        other => Err(format!("`{dotted}` is a {}, not a function", other.type_name())),
+        other => convert::callable(lua, &other).ok_or_else(|| format!("`{dotted}` is {}, not a function", a_type(&other))),
     }
 }
 
@@ -184,11 +272,38 @@ impl Output for LuaOut<'_> {
     }
 }
 
+/// `run`'s arguments, checked here so that a wrong one is a plain string
+/// error that names `oxiida.run` (mlua's own would be a userdata).
+fn arguments(args: mlua::MultiValue) -> Result<(String, Option<Table>, Option<String>), String> {
+    let mut args = args.into_iter();
+    let source = match args.next() {
+        Some(mlua::Value::String(s)) => {
+            s.to_str().map_err(|_| "oxiida.run: the source (argument 1) is not valid UTF-8".to_owned())?.to_string()
+        }
+        other => {
+            let got = other.as_ref().map_or("no value".to_owned(), a_type);
+            return Err(format!("oxiida.run: expected source string as argument 1, got {got}"));
+        }
+    };
+    let env = match args.next() {
+        None | Some(mlua::Value::Nil) => None,
+        Some(mlua::Value::Table(t)) => Some(t),
+        Some(other) => return Err(format!("oxiida.run: expected an environment table (or nil) as argument 2, got {}", a_type(&other))),
+    };
+    let name = match args.next() {
+        None | Some(mlua::Value::Nil) => None,
+        Some(mlua::Value::String(s)) => Some(s.to_string_lossy().to_string()),
+        Some(other) => return Err(format!("oxiida.run: expected a workflow name string (or nil) as argument 3, got {}", a_type(&other))),
+    };
+    Ok((source, env, name))
+}
+
 fn run(lua: &Lua, (source, env, file_name): (String, Option<Table>, Option<String>)) -> mlua::Result<Table> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(mlua::Error::runtime("oxiida.run cannot be called from a function that a workflow is calling"));
     }
-    let source = Source::new(file_name.unwrap_or_else(|| "oxiida.run".into()), source);
+    // Not "oxiida.run": that is the chunk name of `run` itself in tracebacks.
+    let source = Source::new(file_name.unwrap_or_else(|| "<workflow>".into()), source);
     let failed = Mutex::new(None);
     let host = EnvHost {
         env: OnThread::new(Env { lua: lua.clone(), env: env.unwrap_or_else(|| lua.globals()), functions: RefCell::new(HashMap::new()) }),
@@ -199,15 +314,27 @@ fn run(lua: &Lua, (source, env, file_name): (String, Option<Table>, Option<Strin
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(mlua::Error::external)?;
     let limits = Limits { inline_calls: true, ..Limits::default() };
     let interrupt = Interrupt::new();
+    let watch = sigint::Watch::start(interrupt.clone());
     let out = LuaOut { write: OnThread::new(write), failed: &failed, interrupt: &interrupt };
     let done = runtime.block_on(oxiida::execute_with_interrupt(&program, &host, &out, limits, &interrupt));
+    drop(watch);
     if let Some(why) = failed.lock().take() {
-        return Err(mlua::Error::runtime(format!("`print` in the workflow failed: {why}")));
+        // The interpreter stopped at the `print` that failed: report it there.
+        let message = format!("`print` in the workflow failed: {why}");
+        return Err(mlua::Error::runtime(match done {
+            Err(mut error) => {
+                error.message = message;
+                error.label = None;
+                source.render(&[error], false)
+            }
+            Ok(_) => message,
+        }));
     }
     let vars = done.map_err(|error| mlua::Error::runtime(source.render(&[error], false)))?;
     let out = lua.create_table()?;
-    for (name, value) in vars {
-        out.set(&*name, convert::to_lua(lua, &codec::to_wire(&value))?)?;
+    let name = ForeignName::new("oxiida.run");
+    for (var, value) in vars {
+        out.set(&*var, to_lua_value(lua, &value, &name).map_err(|e| mlua::Error::runtime(e.message))?)?;
     }
     Ok(out)
 }
@@ -215,7 +342,11 @@ fn run(lua: &Lua, (source, env, file_name): (String, Option<Table>, Option<Strin
 /// Panics must not unwind into the interpreter: they become errors too.
 /// Errors come back as `(false, message)` for the Lua wrapper to raise, so a
 /// Lua caller catches a plain string rather than an mlua userdata.
-fn run_or_message(lua: &Lua, args: (String, Option<Table>, Option<String>)) -> mlua::Result<(bool, mlua::Value)> {
+fn run_or_message(lua: &Lua, args: mlua::MultiValue) -> mlua::Result<(bool, mlua::Value)> {
+    let args = match arguments(args) {
+        Ok(args) => args,
+        Err(message) => return Ok((false, mlua::Value::String(lua.create_string(message)?))),
+    };
     let done = oxiida_abi::guard(|| run(lua, args), |panic| Err(mlua::Error::runtime(format!("oxiida panicked: {panic}"))));
     Ok(match done {
         Ok(vars) => (true, mlua::Value::Table(vars)),
@@ -227,8 +358,8 @@ fn run_or_message(lua: &Lua, args: (String, Option<Table>, Option<String>)) -> m
 /// Level 2: the error names the line of the script that called `run`.
 const RUN: &str = r#"
 local run_or_message = ...
-return function(source, env, name)
-  local ok, result = run_or_message(source, env, name)
+return function(...)
+  local ok, result = run_or_message(...)
   if ok then return result end
   error(result, 2)
 end
