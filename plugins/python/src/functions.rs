@@ -378,7 +378,13 @@ impl Functions {
     /// `f(*args, **keywords)`), here or (`process`) in a worker process. An
     /// unexpected keyword is the function's own `TypeError`, raised as any
     /// exception is.
-    pub fn call<K: AsRef<str>, V: Crossing>(&self, dotted: &str, args: &[V], keywords: &[(K, V)], process: bool) -> Result<V, CallError> {
+    pub fn call<K: AsRef<str>, V: Crossing + crate::pool::plain::Plain>(
+        &self,
+        dotted: &str,
+        args: &[V],
+        keywords: &[(K, V)],
+        process: bool,
+    ) -> Result<V, CallError> {
         let resolved = self.resolved.lock().get(dotted).cloned();
         let resolved = resolved.ok_or_else(|| CallError::new(Kind::NotFound, format!("`{dotted}` was never resolved")))?;
         let _entered = self.running.enter();
@@ -389,7 +395,7 @@ impl Functions {
             let result = if let (true, Some(executor)) = (process, &self.executor) {
                 executor.call(py, self.front, dotted, resolved.key, &resolved.function, args, kwargs)?
             } else if process {
-                self.call_in_worker(py, dotted, &resolved, args, kwargs)?
+                return self.call_in_worker(py, dotted, &resolved, args, kwargs);
             } else {
                 self.call_here(py, &resolved, args, kwargs)?
             };
@@ -450,14 +456,100 @@ impl Functions {
 
     /// `=f=`: pickle here, run in a worker process, unpickle here. The GIL
     /// is released while the worker runs.
-    fn call_in_worker<'py>(
+    fn call_in_worker<'py, V: Crossing + crate::pool::plain::Plain>(
         &self,
         py: Python<'py>,
         dotted: &str,
         resolved: &Resolved,
         args: Bound<'py, PyTuple>,
         kwargs: Option<Bound<'py, PyDict>>,
-    ) -> Result<Bound<'py, PyAny>, CallError> {
+    ) -> Result<V, CallError> {
+        let (pool, request) = self.prepare_for_worker(py, dotted, resolved, args, kwargs)?;
+        let context = &*self.context;
+        let answer = py.detach(|| pool.call(self.owner, request.key, &request.function, context, &request.args, request.with_keywords));
+        self.answer_from_worker(py, dotted, answer)
+    }
+
+    /// `=f=` calls that may all run at once (a `para`'s), sent to one worker
+    /// in one batch: pickled here (one GIL hold), sent as frames written at
+    /// once, answered in order, unpickled here (one GIL hold). A call that
+    /// cannot be prepared fails alone; a worker that dies fails the calls of
+    /// the batch it had not answered. `calls` are (name, arguments, keyword
+    /// arguments).
+    #[cfg(feature = "package")]
+    pub fn call_batch<K: AsRef<str>, V: Crossing + crate::pool::plain::Plain>(
+        &self,
+        calls: &[BatchCall<'_, K, V>],
+    ) -> Vec<Result<V, CallError>> {
+        let _entered = self.running.enter();
+        Python::attach(|py| {
+            let mut results: Vec<Option<Result<V, CallError>>> = Vec::with_capacity(calls.len());
+            let mut requests = Vec::new();
+            let mut pool = None;
+            for (at, (dotted, args, keywords)) in calls.iter().enumerate() {
+                let prepared = self
+                    .prepare_call(py, dotted, args, keywords)
+                    .and_then(|(resolved, args, kwargs)| self.prepare_for_worker(py, dotted, &resolved, args, kwargs));
+                match prepared {
+                    Ok((p, request)) => {
+                        pool.get_or_insert(p);
+                        requests.push((at, request));
+                        results.push(None);
+                    }
+                    Err(e) => results.push(Some(Err(e))),
+                }
+            }
+            if let Some(pool) = pool {
+                let context = &*self.context;
+                let answers = py.detach(|| {
+                    let sent: Vec<crate::pool::Request<'_>> = requests
+                        .iter()
+                        .map(|(_, r)| crate::pool::Request {
+                            key: r.key,
+                            function: &r.function,
+                            args: &r.args,
+                            with_keywords: r.with_keywords,
+                        })
+                        .collect();
+                    pool.call_batch(self.owner, context, &sent)
+                });
+                for ((at, _), answer) in requests.iter().zip(answers) {
+                    let dotted = calls[*at].0;
+                    results[*at] = Some(self.answer_from_worker(py, dotted, answer));
+                }
+            }
+            results.into_iter().map(|r| r.expect("every call is answered")).collect()
+        })
+    }
+
+    /// A call's function and its arguments as Python objects.
+    #[cfg(feature = "package")]
+    #[allow(clippy::type_complexity)]
+    fn prepare_call<'py, K: AsRef<str>, V: Crossing>(
+        &self,
+        py: Python<'py>,
+        dotted: &str,
+        args: &[V],
+        keywords: &[(K, V)],
+    ) -> Result<(Arc<Resolved>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>), CallError> {
+        let resolved = self.resolved.lock().get(dotted).cloned();
+        let resolved = resolved.ok_or_else(|| CallError::new(Kind::NotFound, format!("`{dotted}` was never resolved")))?;
+        let args = args.iter().map(|a| a.to_python(py)).collect::<PyResult<Vec<_>>>().and_then(|a| PyTuple::new(py, a));
+        let args = args.map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
+        let kwargs = python_keywords(py, keywords).map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
+        Ok((resolved, args, kwargs))
+    }
+
+    /// The pool and what to send it for one `=f=` call: the function and the
+    /// context pickled once, the arguments now.
+    fn prepare_for_worker<'py>(
+        &self,
+        py: Python<'py>,
+        dotted: &str,
+        resolved: &Resolved,
+        args: Bound<'py, PyTuple>,
+        kwargs: Option<Bound<'py, PyDict>>,
+    ) -> Result<(Arc<Pool>, Prepared), CallError> {
         // Transport failures say so: the function never ran.
         let cannot_send = |what: &str, e: PyErr| {
             let (message, traceback) = describe(py, &e);
@@ -467,11 +559,11 @@ impl Functions {
             CallError { kind: Kind::BadArguments, message, traceback, exception: None }
         };
         let function = match resolved.pickled.get() {
-            Some(bytes) => bytes,
+            Some(bytes) => bytes.clone(),
             None => {
                 let dumps = py.import("cloudpickle").and_then(|m| m.call_method1("dumps", (resolved.function.bind(py),)));
                 let bytes: Vec<u8> = dumps.and_then(|b| b.extract()).map_err(|e| cannot_send(&format!("`{dotted}`"), e))?;
-                resolved.pickled.get_or_init(|| bytes)
+                resolved.pickled.get_or_init(|| bytes).clone()
             }
         };
         if self.context.pickled.get().is_none() {
@@ -488,19 +580,53 @@ impl Functions {
         let args: Vec<u8> =
             payload.and_then(dumps).and_then(|b| b.extract()).map_err(|e| cannot_send(&format!("the arguments of `{dotted}`"), e))?;
         let pool = self.pool(py).map_err(|e| CallError::python(py, Kind::WorkerCrashed, "", &e))?;
-        let context = &*self.context;
-        let answer =
-            py.detach(|| pool.call(self.owner, resolved.key, function, context, &args, with_keywords)).map_err(|e: PoolError| {
-                let kind = if matches!(e, PoolError::Died { .. }) { Kind::WorkerCrashed } else { Kind::Internal };
-                CallError::new(kind, e.to_string())
-            })?;
+        Ok((pool, Prepared { key: resolved.key, function, args, with_keywords }))
+    }
+
+    /// What a worker answered, as the result or the error of the call. A
+    /// result of plain values is read from its pickle directly; any other
+    /// is unpickled and converted as a plain call's result is.
+    fn answer_from_worker<V: Crossing + crate::pool::plain::Plain>(
+        &self,
+        py: Python<'_>,
+        dotted: &str,
+        answer: Result<Answer, PoolError>,
+    ) -> Result<V, CallError> {
+        let answer = answer.map_err(|e: PoolError| {
+            let kind =
+                if matches!(e, PoolError::Died { .. } | PoolError::DiedBefore { .. }) { Kind::WorkerCrashed } else { Kind::Internal };
+            CallError::new(kind, e.to_string())
+        })?;
         let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (PyBytes::new(py, &bytes),));
         match answer {
-            Answer::Returned(bytes) => loads(bytes).map_err(|e| {
-                let (message, traceback) = describe(py, &e);
-                let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message}); return None, bool, int, float, str, list, tuple or dict");
-                CallError { kind: Kind::BadResult, message, traceback, exception: None }
-            }),
+            Answer::Returned(bytes) => {
+                if let Some(value) = crate::pool::plain::decode(&bytes) {
+                    return Ok(value);
+                }
+                let result = loads(bytes).map_err(|e| {
+                    let (message, traceback) = describe(py, &e);
+                    let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message}); return None, bool, int, float, str, list, tuple or dict");
+                    CallError { kind: Kind::BadResult, message, traceback, exception: None }
+                })?;
+                from_python(&result)
+                    .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+            }
+            Answer::ReturnedWithBuffers(bytes, buffers) => {
+                let result = py
+                    .import("pickle")
+                    .and_then(|m| {
+                        let kwargs = PyDict::new(py);
+                        kwargs.set_item("buffers", buffers)?;
+                        m.getattr("loads")?.call((PyBytes::new(py, &bytes),), Some(&kwargs))
+                    })
+                    .map_err(|e| {
+                        let (message, traceback) = describe(py, &e);
+                        let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message})");
+                        CallError { kind: Kind::BadResult, message, traceback, exception: None }
+                    })?;
+                from_python(&result)
+                    .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+            }
             // The worker checks what it returns as this process would: the same words.
             Answer::CannotCross(bytes) => {
                 let (type_name, why): (String, String) =
@@ -538,6 +664,18 @@ impl Functions {
             }
         }
     }
+}
+
+/// One call of [`Functions::call_batch`]: its name, arguments and keyword arguments.
+#[cfg(feature = "package")]
+pub type BatchCall<'a, K, V> = (&'a str, &'a [V], &'a [(K, V)]);
+
+/// One `=f=` call, pickled for a worker.
+struct Prepared {
+    key: u64,
+    function: Vec<u8>,
+    args: Vec<u8>,
+    with_keywords: bool,
 }
 
 /// Where coroutines are awaited: the caller's loop, or a private one (a

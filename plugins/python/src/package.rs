@@ -26,6 +26,8 @@ use pyo3::create_exception;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+mod calls;
+
 use crate::convert::Crossing;
 use crate::functions::{CallError, Front, Functions, Running};
 use crate::pool::Context;
@@ -51,25 +53,28 @@ pub(crate) struct Raised(pub(crate) Py<PyAny>);
 /// One workflow's Python functions, as the runtime's host.
 pub struct PyHost {
     functions: Arc<Functions>,
-    /// One permit per worker the pool may start: an `=f=` call takes one
-    /// before it takes a thread, so a `para for` of many calls keeps as many
-    /// threads busy as there are workers to serve them, not one per call
-    /// all waiting for a worker (and for the GIL to pickle their arguments).
-    process_calls: Arc<tokio::sync::Semaphore>,
+    /// Where the calls that may overlap (in `para`) run: queues drained by
+    /// this workflow's own threads, plain calls under one GIL hold and
+    /// `=f=` calls in batches per worker (see `package/calls.rs`).
+    calls: calls::Calls,
 }
 
 impl PyHost {
     pub fn new(functions: Functions) -> PyHost {
-        // On an executor, only `max_tasks` bounds the calls in flight (a cluster has its own workers).
-        let permits = if functions.executor.is_some() { tokio::sync::Semaphore::MAX_PERMITS } else { crate::pool::max_workers() };
-        let process_calls = Arc::new(tokio::sync::Semaphore::new(permits));
-        PyHost { functions: Arc::new(functions), process_calls }
+        let functions = Arc::new(functions);
+        PyHost { calls: calls::Calls::new(functions.clone(), PYTHON_MAX_TASKS), functions }
+    }
+
+    /// The workflow is over or abandoned: calls still queued never run.
+    fn close(&self) {
+        self.calls.close();
     }
 }
 
 impl Drop for PyHost {
     /// The workflow is over: its `=f=` calls still running are not wanted.
     fn drop(&mut self) {
+        self.calls.close();
         self.functions.cancel_workers();
     }
 }
@@ -96,19 +101,29 @@ impl Host for PyHost {
         Ok(())
     }
 
+    /// A call that may overlap others (in `para`): queued for this
+    /// workflow's threads, no thread of its own.
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
-        let functions = self.functions.clone();
-        let dotted = name.dotted();
-        let process_calls = self.process_calls.clone();
-        Box::pin(async move {
-            let _permit = match mode {
-                CallMode::Process => Some(process_calls.acquire_owned().await.expect("the semaphore is never closed")),
-                CallMode::Thread => None,
-            };
-            tokio::task::spawn_blocking(move || functions.call(&dotted, &args, &keywords, mode == CallMode::Process).map_err(foreign_error))
-                .await
-                .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
-        })
+        let queued = match mode {
+            CallMode::Thread => self.calls.plain(name.dotted(), args, keywords),
+            // On an executor (Dask, a ProcessPoolExecutor) each `=f=` call is
+            // one future there, waited for on a thread of its own: only
+            // `max_tasks` bounds them, since a cluster has its own workers.
+            CallMode::Process if self.functions.executor.is_some() => {
+                let functions = self.functions.clone();
+                let dotted = name.dotted();
+                return Box::pin(async move {
+                    tokio::task::spawn_blocking(move || functions.call(&dotted, &args, &keywords, true).map_err(foreign_error))
+                        .await
+                        .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
+                });
+            }
+            CallMode::Process => self.calls.process(name.dotted(), args, keywords),
+        };
+        match queued {
+            Ok(pending) => Box::pin(pending),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     /// Inline: the workflow runs on a thread of its own, never the caller's.
@@ -282,7 +297,14 @@ fn launch(
         .spawn(move || {
             let thread_host = host;
             let thread_interrupt = interrupt;
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(limits.max_tasks).build();
+            let parking = thread_host.clone();
+            parking.calls.wake_when_parking();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(limits.max_tasks)
+                // The calls its branches queued start when the thread has nothing else to do.
+                .on_thread_park(move || parking.calls.parking())
+                .build();
             let ran = match runtime {
                 // Attached once, then detached: the thread keeps its Python
                 // thread state, so each inline call only takes the GIL back
@@ -333,10 +355,63 @@ fn limits(max_tasks: usize, max_fanout: usize) -> Limits {
 /// The workflow's variables as a dict.
 fn variables<'py>(py: Python<'py>, vars: oxiida::Variables) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
+    let mut keys = Keys::default();
     for (name, value) in vars {
-        out.set_item(&*name, value.to_python(py)?)?;
+        out.set_item(&*name, to_python(py, &value, &mut keys)?)?;
     }
     Ok(out)
+}
+
+/// The Python strs made for map keys while converting, by the address of
+/// their text: a key that many maps share (a list of records) becomes one
+/// str, whose hash Python then computes once.
+#[derive(Default)]
+struct Keys(std::collections::HashMap<usize, Py<pyo3::types::PyString>>);
+
+/// As `Value::to_python`, faster for the large values a workflow may
+/// return (a million numbers or records from an `=f=` call): items are
+/// made and put in place with no list of them built first, and map keys
+/// shared by many maps are made once.
+fn to_python<'py>(py: Python<'py>, value: &Value, keys: &mut Keys) -> PyResult<Bound<'py, PyAny>> {
+    match value {
+        Value::Int(i) => {
+            // SAFETY: with the GIL held; a new reference, or null with an exception set.
+            unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyLong_FromLongLong(*i)) }
+        }
+        Value::Array(items) => {
+            let len =
+                pyo3::ffi::Py_ssize_t::try_from(items.len()).map_err(|e| pyo3::exceptions::PyOverflowError::new_err(e.to_string()))?;
+            // SAFETY: with the GIL held; a new list of `len` empty slots, or null with an exception set.
+            let list = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyList_New(len))? };
+            for (i, item) in items.iter().enumerate() {
+                let item = to_python(py, item, keys)?;
+                // SAFETY: `i` is within the list's length; PyList_SetItem takes
+                // over the reference given (`into_ptr`), even when it fails.
+                if unsafe { pyo3::ffi::PyList_SetItem(list.as_ptr(), i as pyo3::ffi::Py_ssize_t, item.into_ptr()) } != 0 {
+                    return Err(PyErr::fetch(py));
+                }
+            }
+            Ok(list)
+        }
+        Value::Map(entries) => {
+            let dict = PyDict::new(py);
+            for (k, v) in entries.iter() {
+                let key = match keys.0.get(&(k.as_ptr() as usize)) {
+                    Some(key) => key.bind(py).clone(),
+                    None => {
+                        let key = pyo3::types::PyString::new(py, k);
+                        if keys.0.len() < 4096 {
+                            keys.0.insert(k.as_ptr() as usize, key.clone().unbind());
+                        }
+                        key
+                    }
+                };
+                dict.set_item(key, to_python(py, v, keys)?)?;
+            }
+            Ok(dict.into_any())
+        }
+        other => other.to_python(py),
+    }
 }
 
 #[pyfunction]
@@ -371,6 +446,7 @@ fn _run<'py>(
     // raise at once; what still runs ends on its own.
     let abandon = |err: PyErr| {
         interrupt.trigger();
+        host.close();
         host.functions.end(py);
         host.functions.running.interrupt(py);
         outlive(&host.functions.running);
@@ -414,6 +490,7 @@ impl Started {
     /// running get a KeyboardInterrupt. Its `done` is then never called.
     fn cancel(&self, py: Python<'_>) {
         self.interrupt.trigger();
+        self.host.close();
         self.host.functions.end(py);
         self.host.functions.running.interrupt(py);
         outlive(&self.host.functions.running);

@@ -49,6 +49,33 @@ impl Replies {
         Ok(std::mem::replace(&mut self.buffer, rest))
     }
 
+    /// Fills `out` exactly: from the bytes read ahead, then straight from
+    /// the pipe into `out` (a large buffer is copied once, by the kernel).
+    pub fn read_into(&mut self, out: &mut [u8]) -> io::Result<()> {
+        let ahead = self.buffer.len().min(out.len());
+        out[..ahead].copy_from_slice(&self.buffer[..ahead]);
+        self.buffer.drain(..ahead);
+        let mut at = ahead;
+        while at < out.len() {
+            // SAFETY: read(2) into the unfilled part of `out`, at most its length.
+            let n = unsafe { libc::read(self.pipe.as_raw_fd(), out[at..].as_mut_ptr().cast(), out.len() - at) };
+            if n > 0 {
+                at += n as usize;
+                continue;
+            }
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => self.sleep()?,
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Reads what the pipe has into the buffer, which grows to hold `want`
     /// bytes: a large reply is read straight into the `Vec` returned, in
     /// reads as large as the pipe gives, never through a chunk copied on.

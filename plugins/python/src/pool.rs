@@ -35,6 +35,8 @@ use parking_lot::Mutex;
 
 use crate::pipe::Replies;
 
+pub mod plain;
+
 const WORKER_SOURCE: &str = include_str!("../python/oxiida/_worker.py");
 
 /// Frames from a worker larger than this are refused (a result of 1 GiB).
@@ -49,12 +51,53 @@ pub enum PoolError {
     NoSpawner,
     #[error("the worker process (pid {pid}) {how} while running the call")]
     Died { pid: u32, how: String },
+    /// The call was sent in a batch behind the one the worker died running.
+    #[cfg_attr(not(feature = "package"), allow(dead_code))]
+    #[error("the worker process (pid {pid}) {how} while running an earlier call sent to it in the same batch; this call never ran")]
+    DiedBefore { pid: u32, how: String },
+    #[error("the call is too large to send to a worker (its function or context is over 4 GiB)")]
+    #[cfg_attr(not(feature = "package"), allow(dead_code))]
+    TooLarge,
 }
+
+#[cfg_attr(not(feature = "package"), allow(dead_code))]
+impl PoolError {
+    /// The same error again, for each call of a batch that it failed.
+    fn again(&self) -> PoolError {
+        match self {
+            PoolError::Start { python, source } => {
+                PoolError::Start { python: python.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+            }
+            PoolError::NoSpawner => PoolError::NoSpawner,
+            PoolError::Died { pid, how } => PoolError::Died { pid: *pid, how: how.clone() },
+            PoolError::DiedBefore { pid, how } => PoolError::DiedBefore { pid: *pid, how: how.clone() },
+            PoolError::TooLarge => PoolError::TooLarge,
+        }
+    }
+}
+
+/// One call of a batch ([`Pool::call_batch`]).
+#[cfg_attr(not(feature = "package"), allow(dead_code))]
+pub struct Request<'a> {
+    pub key: u64,
+    pub function: &'a [u8],
+    pub args: &'a [u8],
+    pub with_keywords: bool,
+}
+
+/// The most bytes of call frames written to a worker before its replies are
+/// read: less than its stdin pipe holds, so the write never waits for the
+/// worker, which may itself wait for its replies to be read.
+#[cfg_attr(not(feature = "package"), allow(dead_code))]
+const BATCH_BYTES: usize = 48 * 1024;
 
 /// What a worker answered: the pickled result, or the pickled
 /// (type, message, traceback, pickled exception) of what the function raised.
 pub enum Answer {
     Returned(Vec<u8>),
+    /// The pickle and its out-of-band buffers (pickle protocol 5), each
+    /// read straight into a `bytearray` that the unpickled object keeps.
+    ReturnedWithBuffers(Vec<u8>, Vec<pyo3::Py<pyo3::types::PyByteArray>>),
     Raised(Vec<u8>),
     /// The result is no value oxiida takes: the pickled (type name, why).
     CannotCross(Vec<u8>),
@@ -110,7 +153,9 @@ pub struct Pool {
     workers: Arc<checkout::Pool<Worker>>,
     /// Workers running a call: (owner, pid). The calling thread holds the
     /// `Child` until it has waited for it, so a pid here is never reused.
-    busy: Mutex<Vec<(u64, u32)>>,
+    /// Also whether `cancel` killed it: then it does not go back to the
+    /// pool, even if it had answered every call before the signal landed.
+    busy: Mutex<Vec<(u64, u32, bool)>>,
     /// Workers are started from one long-lived thread: a worker asks to be
     /// killed when the thread that started it ends (PR_SET_PDEATHSIG).
     /// Dropping the sender ends that thread.
@@ -203,10 +248,11 @@ impl Pool {
     /// The threads waiting for them see the pipe close, reap them and free
     /// the slots; idle workers are not touched.
     pub fn cancel(&self, owner: u64) {
-        for &(_, pid) in self.busy.lock().iter().filter(|(o, _)| *o == owner) {
+        for (_, pid, killed) in self.busy.lock().iter_mut().filter(|(o, _, _)| *o == owner) {
+            *killed = true;
             // SAFETY: kill(2) has no memory effects; the pid is still our
             // unreaped child (its waiter removes it from `busy` first).
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
         }
     }
 
@@ -226,36 +272,127 @@ impl Pool {
     ) -> Result<Answer, PoolError> {
         let mut w = self.workers.get(|| self.start())?;
         let pid = w.child.id();
-        self.busy.lock().push((owner, pid));
+        self.busy.lock().push((owner, pid, false));
         let answer = exchange(&mut w, key, function, context, args, with_keywords);
-        self.busy.lock().retain(|&(_, p)| p != pid);
         match answer {
-            Ok(answer) => {
-                if !matches!(answer, Answer::CannotLoad(_)) {
-                    w.functions.insert(key);
-                }
-                w.contexts.insert(context.key);
+            Ok(answer) if !self.unbusy(pid) => {
                 w.idle_since = Instant::now();
                 drop(w); // back in the pool
                 Ok(answer)
             }
+            Ok(answer) => {
+                // Killed as it answered: it must not serve another call.
+                died(w);
+                Ok(answer)
+            }
             Err(_) => {
-                // The pipe broke: the worker died. Take it out of the pool,
-                // reap it and say how.
-                let how = match reap(w.discard()) {
-                    Ok(status) => {
-                        use std::os::unix::process::ExitStatusExt;
-                        match (status.signal(), status.code()) {
-                            (Some(sig), _) => format!("was killed by signal {sig}"),
-                            (None, Some(code)) => format!("exited with status {code}"),
-                            _ => "ended".into(),
-                        }
-                    }
-                    Err(e) => format!("could not be waited for ({e})"),
-                };
+                self.unbusy(pid);
+                let how = died(w);
                 Err(PoolError::Died { pid, how })
             }
         }
+    }
+
+    /// The worker `pid` no longer runs calls; whether `cancel` killed it.
+    fn unbusy(&self, pid: u32) -> bool {
+        let mut busy = self.busy.lock();
+        let killed = busy.iter().any(|&(_, p, killed)| p == pid && killed);
+        busy.retain(|&(_, p, _)| p != pid);
+        killed
+    }
+
+    /// Runs `calls` for `owner` on one worker: their frames written at once
+    /// (in chunks its stdin pipe holds), their replies read in order. A
+    /// worker that dies fails the call it was running and those after it
+    /// (which never ran); the calls it answered keep their answers.
+    #[cfg(feature = "package")]
+    pub fn call_batch(&self, owner: u64, context: &Context, calls: &[Request<'_>]) -> Vec<Result<Answer, PoolError>> {
+        let mut w = match self.workers.get(|| self.start()) {
+            Ok(w) => w,
+            Err(e) => return calls.iter().map(|_| Err(e.again())).collect(),
+        };
+        let pid = w.child.id();
+        self.busy.lock().push((owner, pid, false));
+        let mut answers = Vec::with_capacity(calls.len());
+        let mut broken = false;
+        let mut at = 0;
+        while at < calls.len() && !broken {
+            // A chunk: calls until their frames would pass BATCH_BYTES (at least one).
+            let mut frames = Vec::new();
+            let mut end = at;
+            while end < calls.len() {
+                let before = frames.len();
+                let c = &calls[end];
+                let (had_function, had_context) = (w.functions.contains(&c.key), w.contexts.contains(&context.key));
+                let encoded = encode(&mut w, &mut frames, c.key, c.function, context, c.args, c.with_keywords);
+                if encoded.is_err() || (end > at && frames.len() > BATCH_BYTES) {
+                    // Not sent (now): the worker still lacks what this frame carried.
+                    frames.truncate(before);
+                    if !had_function {
+                        w.functions.remove(&c.key);
+                    }
+                    if !had_context {
+                        w.contexts.remove(&context.key);
+                    }
+                    break;
+                }
+                end += 1;
+            }
+            if end == at {
+                // A call that cannot be encoded (a function over 4 GiB).
+                answers.push(Err(PoolError::TooLarge));
+                at += 1;
+                continue;
+            }
+            let written = w.stdin.write_all(&frames).and_then(|()| w.stdin.flush());
+            for c in &calls[at..end] {
+                match written.as_ref().map_err(|_| ()).and_then(|()| read_answer(&mut w).map_err(|_| ())) {
+                    Ok(answer) => {
+                        if matches!(answer, Answer::CannotLoad(_)) {
+                            w.functions.remove(&c.key);
+                        }
+                        answers.push(Ok(answer));
+                    }
+                    Err(()) => {
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            at = end;
+        }
+        let killed = self.unbusy(pid);
+        if !broken && !killed {
+            w.contexts.insert(context.key);
+            w.idle_since = Instant::now();
+            drop(w); // back in the pool
+            return answers;
+        }
+        let how = died(w);
+        if !broken {
+            return answers; // all answered before `cancel` killed it
+        }
+        answers.push(Err(PoolError::Died { pid, how: how.clone() }));
+        while answers.len() < calls.len() {
+            answers.push(Err(PoolError::DiedBefore { pid, how: how.clone() }));
+        }
+        answers
+    }
+}
+
+/// The pipe broke: the worker died. Takes it out of the pool, reaps it and
+/// says how it ended.
+fn died(w: checkout::Checkout<'_, Worker>) -> String {
+    match reap(w.discard()) {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (status.signal(), status.code()) {
+                (Some(sig), _) => format!("was killed by signal {sig}"),
+                (None, Some(code)) => format!("exited with status {code}"),
+                _ => "ended".into(),
+            }
+        }
+        Err(e) => format!("could not be waited for ({e})"),
     }
 }
 
@@ -346,6 +483,28 @@ fn spawn(python: &str, module_path: &str) -> std::io::Result<Child> {
 /// result cannot be pickled, 4 the function cannot be unpickled), then the pickle. Integers are
 /// big-endian, as the frame header is.
 fn exchange(w: &mut Worker, key: u64, function: &[u8], context: &Context, args: &[u8], with_keywords: bool) -> std::io::Result<Answer> {
+    let mut frame = Vec::new();
+    encode(w, &mut frame, key, function, context, args, with_keywords)?;
+    w.stdin.write_all(&frame)?;
+    w.stdin.flush()?;
+    let answer = read_answer(w)?;
+    if matches!(answer, Answer::CannotLoad(_)) {
+        w.functions.remove(&key);
+    }
+    Ok(answer)
+}
+
+/// Appends one call's frame to `out`, with the function and the context
+/// when the worker has not had them (then counted as sent).
+fn encode(
+    w: &mut Worker,
+    out: &mut Vec<u8>,
+    key: u64,
+    function: &[u8],
+    context: &Context,
+    args: &[u8],
+    with_keywords: bool,
+) -> std::io::Result<()> {
     let send_function = !w.functions.contains(&key);
     let pickled_context = context.pickled.get().map(Vec::as_slice).unwrap_or_default();
     let send_context = !w.contexts.contains(&context.key);
@@ -360,14 +519,69 @@ fn exchange(w: &mut Worker, key: u64, function: &[u8], context: &Context, args: 
         }
     }
     body.extend_from_slice(args);
-    w.stdin.write_all(&oxiida_abi::frame::encode(&body))?;
-    w.stdin.flush()?;
+    out.extend_from_slice(&oxiida_abi::frame::encode(&body));
+    w.functions.insert(key);
+    w.contexts.insert(context.key);
+    Ok(())
+}
+
+/// The rest of a status 5 reply, `len` bytes: u32 count, u64 sizes, u64
+/// pickle size, the pickle, then the buffers.
+fn read_with_buffers(w: &mut Worker, len: usize) -> std::io::Result<Answer> {
+    let invalid = || std::io::Error::from(std::io::ErrorKind::InvalidData);
+    let count = u32::from_be_bytes(w.stdout.read(4)?.try_into().expect("4 bytes")) as usize;
+    if 4 + 8 * (count + 1) > len {
+        return Err(invalid());
+    }
+    let sizes = w.stdout.read(8 * (count + 1))?;
+    let sizes: Vec<usize> = sizes.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")) as usize).collect::<Vec<_>>();
+    let (pickle_len, buffer_sizes) = sizes.split_last().ok_or_else(invalid)?;
+    let total = buffer_sizes.iter().try_fold(4 + 8 * (count + 1) + pickle_len, |sum, n| sum.checked_add(*n));
+    if total != Some(len) {
+        return Err(invalid());
+    }
+    let pickle = w.stdout.read(*pickle_len)?;
+    let mut buffers = Vec::with_capacity(count);
+    for &size in buffer_sizes {
+        let (buffer, memory) = new_bytearray(size)?;
+        // SAFETY: `memory` is the bytearray's own storage of `size` bytes;
+        // nothing else refers to the new object (it is only ours), and it
+        // is neither resized nor freed while `buffer` is held, here.
+        let out = unsafe { std::slice::from_raw_parts_mut(memory, size) };
+        w.stdout.read_into(out)?;
+        buffers.push(buffer);
+    }
+    Ok(Answer::ReturnedWithBuffers(pickle, buffers))
+}
+
+/// A new `bytearray` of `size` bytes, not initialised, and its storage.
+fn new_bytearray(size: usize) -> std::io::Result<(pyo3::Py<pyo3::types::PyByteArray>, *mut u8)> {
+    use pyo3::prelude::*;
+    let size = pyo3::ffi::Py_ssize_t::try_from(size).map_err(std::io::Error::other)?;
+    Python::attach(|py| {
+        // SAFETY: with the GIL held; a null source asks for uninitialised
+        // storage, which the caller fills before anything reads it.
+        let raw = unsafe { pyo3::ffi::PyByteArray_FromStringAndSize(std::ptr::null(), size) };
+        // SAFETY: `raw` is a new reference (or null, with an exception set).
+        let array = unsafe { Bound::from_owned_ptr_or_err(py, raw) }.map_err(|e| std::io::Error::other(e.to_string()))?;
+        // SAFETY: a bytearray's storage, valid while it lives unresized.
+        let memory = unsafe { pyo3::ffi::PyByteArray_AsString(array.as_ptr()) }.cast::<u8>();
+        let array = array.cast_into::<pyo3::types::PyByteArray>().map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok((array.unbind(), memory))
+    })
+}
+
+/// The next reply frame.
+fn read_answer(w: &mut Worker) -> std::io::Result<Answer> {
     let header = w.stdout.read(oxiida_abi::frame::HEADER_LEN)?;
     let len = oxiida_abi::frame::body_len(header.try_into().expect("a whole header"), MAX_REPLY)?;
     if len == 0 {
         return Err(std::io::ErrorKind::InvalidData.into());
     }
     let status = w.stdout.read(1)?[0];
+    if status == 5 {
+        return read_with_buffers(w, len - 1);
+    }
     let pickle = w.stdout.read(len - 1)?;
     Ok(match status {
         0 => Answer::Returned(pickle),

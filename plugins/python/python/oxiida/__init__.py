@@ -93,8 +93,8 @@ def run(
     they come back among its variables. A Python exception raised by a
     called function is raised again; other errors raise OxiidaError (those
     found before running all at once), with file:line:col. `max_tasks`
-    bounds the calls running at once (each plain call holds a thread while
-    it runs), `max_fanout` the iterations of one `para for` in flight.
+    bounds the calls running at once (each plain call that waits holds a thread
+    while it runs), `max_fanout` the iterations of one `para for` in flight.
 
     `executor` is where the workflow's `=f=` calls run instead of oxiida's
     own worker processes: a `distributed.Client` (a Dask cluster), any

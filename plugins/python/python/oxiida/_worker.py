@@ -14,17 +14,23 @@ is u8 status (0 ok, 1 raised), then the pickle of the result, or of (type
 name, message, formatted traceback, pickled exception or None). Status 2:
 the result is no value oxiida takes, and the pickle is of (its type name,
 why); status 3: the result could not be pickled, and status 4: the function
-could not be unpickled here, each with the pickle of the error's text. Integers are big-endian.
+could not be unpickled here, each with the pickle of the error's text.
+Status 5: returned, with out-of-band buffers (pickle protocol 5: a numpy
+array's memory is never copied into the pickle): u32 count, a u64 size
+each, u64 size of the pickle, the pickle, then the buffers' bytes. Replies
+to the frames already read wait until none is left (a batch of calls gets
+its replies in one write). Integers are big-endian.
 
 A result crosses as it would from a plain call: subclasses of int, float,
 str, list, tuple and dict (an IntEnum, a namedtuple) as their base values,
 numpy scalars as their `.item()`, and anything else as itself, pickled
-(protocol 5, in band): the caller keeps it as a handle (the package) or
+(protocol 5, its buffers out of band): the caller keeps it as a handle (the package) or
 refuses it (the CLI plugin). One that cannot be pickled is refused here with
 the words the caller uses. A call
 of an `async def` function is awaited on the worker's own event loop.
 """
 
+import io
 import os
 import pickle
 import select
@@ -124,6 +130,30 @@ def _await(coroutine):
     return _loop.run_until_complete(coroutine)
 
 
+class _NotPlain(Exception):
+    pass
+
+
+class _PlainPickler(pickle.Pickler):
+    # The C pickler handles None, bool, int, float, str, bytes, list, tuple,
+    # dict and set of their exact types itself and asks this only for any
+    # other object: then the result needs converting first.
+    def reducer_override(self, obj):
+        raise _NotPlain
+
+
+def _dumps(result):
+    """The result pickled (protocol 5), as a plain call would give it, and
+    its out-of-band buffers (a numpy array's memory, sent without a copy)."""
+    out = io.BytesIO()
+    try:
+        _PlainPickler(out, protocol=5).dump(result)
+        return out.getvalue(), []
+    except Exception:  # noqa: BLE001 - not only exact plain types: converted, then pickled
+        buffers = []
+        return pickle.dumps(_plain(result, keep=True), protocol=5, buffer_callback=buffers.append), buffers
+
+
 def _die_with_parent(parent):
     # The host asked the kernel (PR_SET_PDEATHSIG, before exec) to kill this
     # worker when it dies; if it died before that, leave now.
@@ -160,6 +190,14 @@ class _Frames:
             self.buffer += data
             return
 
+    def has_frame(self):
+        # Whether a whole call frame is already read: then its reply can
+        # wait, and replies to a batch of calls leave in one write.
+        if len(self.buffer) < 4:
+            return False
+        (size,) = struct.unpack_from(">I", self.buffer)
+        return len(self.buffer) >= 4 + size
+
     def read(self, n):
         while len(self.buffer) < n:
             self._fill()
@@ -168,10 +206,40 @@ class _Frames:
         return data
 
 
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+class _Replies:
+    """Replies held until no call frame is waiting (or they pass 1 MiB),
+    then written together: one write for a batch of calls, and a large
+    result is never copied to join it to its header."""
+
+    LIMIT = 1 << 20
+
+    def __init__(self, fd):
+        self.fd, self.parts, self.size = fd, [], 0
+
+    def add(self, status, payload):
+        self.parts.append(struct.pack(">IB", len(payload) + 1, status))
+        self.parts.append(payload)
+        self.size += len(payload) + 5
+
+    def add_with_buffers(self, payload, buffers):
+        # Status 5: u32 count, a u64 size each, u64 pickle size, the pickle,
+        # then each buffer's bytes as they are in memory (no copy here).
+        raws = [b.raw() for b in buffers]
+        head = struct.pack(f">I{len(raws)}QQ", len(raws), *(r.nbytes for r in raws), len(payload))
+        size = 1 + len(head) + len(payload) + sum(r.nbytes for r in raws)
+        self.parts += [struct.pack(">IB", size, 5), head, payload, *raws]
+        self.size += size + 4
+
+    def flush(self):
+        parts = self.parts
+        while parts:
+            written = os.writev(self.fd, parts[:512])
+            while parts and written >= len(parts[0]):
+                written -= len(parts[0])
+                parts.pop(0)
+            if written:
+                parts[0] = memoryview(parts[0])[written:]
+        self.size = 0
 
 
 def _traceback(exception):
@@ -251,8 +319,14 @@ def main():
     os.close(null)
     sys.stdout = sys.stderr
     functions = {}
+    # Functions that could not be loaded, and why: a batch may call one again
+    # without sending it again.
+    unloadable = {}
     contexts = _Contexts()
+    replies = _Replies(out)
     while True:
+        if replies.parts and (not inp.has_frame() or replies.size > replies.LIMIT):
+            replies.flush()
         try:
             (size,) = struct.unpack(">I", inp.read(4))
             body = memoryview(inp.read(size))
@@ -272,12 +346,16 @@ def main():
         entered = False
         try:
             if function is not None:
+                unloadable.pop(key, None)
                 try:
                     if cloudpickle is None:
                         raise missing
                     functions[key] = cloudpickle.loads(function)
                 except Exception as e:  # noqa: BLE001 - the function never ran: said so
-                    raise _CannotLoad(f"{type(e).__name__}: {e}") from None
+                    unloadable[key] = f"{type(e).__name__}: {e}"
+                    raise _CannotLoad(unloadable[key]) from None
+            elif key in unloadable:
+                raise _CannotLoad(unloadable[key])
             contexts.enter(context)
             entered = True
             if flags & 4:
@@ -298,7 +376,9 @@ def main():
         if status == 0:
             try:
                 try:
-                    payload = pickle.dumps(_plain(result, keep=True), protocol=5)
+                    payload, buffers = _dumps(result)
+                    if buffers:
+                        status = 5
                 except Exception as e:
                     # A value that would not cross anyway is refused as such.
                     try:
@@ -314,9 +394,11 @@ def main():
             except Exception as e:  # noqa: BLE001 - said as a transport failure, not as raised
                 status, payload = 3, pickle.dumps(f"{type(e).__name__}: {e}", protocol=5)
             result = None
-        # Header and payload in two writes: a large result is not copied to join them.
-        _write_all(out, struct.pack(">IB", len(payload) + 1, status))
-        _write_all(out, payload)
+        if status == 5:
+            replies.add_with_buffers(payload, buffers)
+        else:
+            replies.add(status, payload)
+        buffers = None
 
 
 if __name__ == "__main__":
