@@ -11,11 +11,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use super::observe::{self, Outcome, Step, Supplied, Task, TaskWhat};
 use super::{error, Fallible, Flow, Frame, Interpreter};
 use crate::diagnostic::{Diagnostic, Span, Stage};
 use crate::foreign::{CallMode, ForeignErrorKind, Keywords};
@@ -127,6 +129,9 @@ impl Interpreter<'_> {
             .enumerate()
             .map(|(i, branch)| {
                 let mut frame = f.clone();
+                if self.observer.is_some() {
+                    frame.path.push(Step::Branch(i as u32));
+                }
                 async move {
                     self.exec_any(&branch.stmt, &mut frame).await?;
                     Ok::<_, Box<Diagnostic>>((i, frame))
@@ -146,12 +151,15 @@ impl Interpreter<'_> {
     /// with its own frame; nothing flows back out of an iteration.
     pub(super) async fn para_for(&self, var: Slot, items: Vec<Value>, body: &Stmt, f: &Frame) -> Fallible<()> {
         let _concurrent = Concurrent::enter(&self.concurrent);
-        let mut items = items.into_iter();
+        let mut items = items.into_iter().enumerate();
         let mut running = FuturesUnordered::new();
         loop {
             while running.len() < self.limits.max_fanout.max(1) {
-                let Some(item) = items.next() else { break };
+                let Some((n, item)) = items.next() else { break };
                 let mut frame = f.clone();
+                if self.observer.is_some() {
+                    frame.path.push(Step::Iteration(n as u32));
+                }
                 frame[var as usize] = Some(item);
                 running.push(async move { self.exec_any(body, &mut frame).await.map(drop) });
             }
@@ -172,13 +180,56 @@ impl Interpreter<'_> {
             Some(s) => Some(self.string(s, f, "the stdin of `shell`").await?),
             None => None,
         };
+        if let Some(observer) = self.observer {
+            let task =
+                Task { key: observe::key(span, &f.path), span, what: TaskWhat::Shell { argv: words, stdin: input }, context: self.context };
+            return self
+                .observed(observer, &task, || async {
+                    let TaskWhat::Shell { argv, stdin } = &task.what else { unreachable!("made just above") };
+                    let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
+                    (SystemTime::now(), shell::run(argv, stdin.as_deref(), self.context).await.map_err(|m| error(span, m)))
+                })
+                .await;
+        }
         let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
         shell::run(&words, input.as_deref(), self.context).await.map_err(|m| error(span, m))
     }
 
-    pub(super) async fn shell_pipe(&self, units: &[Vec<String>], span: Span) -> Fallible<Value> {
+    pub(super) async fn shell_pipe(&self, units: &[Vec<String>], span: Span, f: &Frame) -> Fallible<Value> {
+        if let Some(observer) = self.observer {
+            let task = Task { key: observe::key(span, &f.path), span, what: TaskWhat::Pipe { units }, context: self.context };
+            return self
+                .observed(observer, &task, || async {
+                    let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
+                    (SystemTime::now(), shell::pipe(units, self.context).await.map_err(|m| error(span, m)))
+                })
+                .await;
+        }
         let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
         shell::pipe(units, self.context).await.map_err(|m| error(span, m))
+    }
+
+    /// A task with an observer: asked first, then run (`run` gives when it
+    /// started, after waiting for its slot, and its result), then told.
+    async fn observed<R, F>(&self, observer: &dyn observe::TaskObserver, task: &Task<'_>, run: R) -> Fallible<Value>
+    where
+        R: FnOnce() -> F,
+        F: Future<Output = (SystemTime, Fallible<Value>)>,
+    {
+        if let Some(supplied) = observer.before(task).await {
+            let now = SystemTime::now();
+            observer.after(task, now, now, Outcome::Supplied(&supplied));
+            return Ok(match supplied {
+                Supplied::Replayed(v) | Supplied::Cached(v) => v,
+            });
+        }
+        let (started, result) = run().await;
+        let ended = SystemTime::now();
+        match &result {
+            Ok(v) => observer.after(task, started, ended, Outcome::Succeeded(v)),
+            Err(d) => observer.after(task, started, ended, Outcome::Failed(d)),
+        }
+        result
     }
 
     async fn string(&self, e: &Expr, f: &mut Frame, what: &str) -> Fallible<String> {
@@ -198,6 +249,32 @@ impl Interpreter<'_> {
         keywords: Keywords,
         mode: CallMode,
         span: Span,
+        f: &Frame,
+    ) -> Fallible<Value> {
+        if let Some(observer) = self.observer {
+            let foreign = &self.program.foreign[function];
+            let what = TaskWhat::Call { function: &foreign.name, args: args.clone(), keywords: keywords.clone(), mode };
+            let task = Task { key: observe::key(span, &f.path), span, what, context: self.context };
+            return self
+                .observed(observer, &task, || async {
+                    let mut started = SystemTime::now();
+                    let result = self.call_unobserved(function, args, keywords, mode, span, Some(&mut started)).await;
+                    (started, result)
+                })
+                .await;
+        }
+        self.call_unobserved(function, args, keywords, mode, span, None).await
+    }
+
+    /// The foreign call itself; `started`, when given, is set when it has its slot.
+    async fn call_unobserved(
+        &self,
+        function: usize,
+        args: Vec<Value>,
+        keywords: Keywords,
+        mode: CallMode,
+        span: Span,
+        started: Option<&mut SystemTime>,
     ) -> Fallible<Value> {
         let foreign = &self.program.foreign[function];
         let here = if self.limits.inline_calls && self.concurrent.load(Ordering::Relaxed) == 0 {
@@ -209,6 +286,9 @@ impl Interpreter<'_> {
             Some(result) => result,
             None => {
                 let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
+                if let Some(started) = started {
+                    *started = SystemTime::now();
+                }
                 self.host.call(&foreign.name, args, keywords, mode).await
             }
         };

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::{error, peek, Fallible, Flow, Frame, Interpreter};
+use super::{error, peek, Fallible, Flow, Frame, Interpreter, Step};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::ir::{Expr, ExprKind, Stmt, StmtKind};
 use crate::ops;
@@ -104,6 +104,18 @@ macro_rules! tasks_only {
     (async $($code:tt)*) => { $($code)* };
 }
 
+/// Code for task keys (the path of `Frame`), in the async walk only, and
+/// there only when an observer is installed: the plain walk never runs a
+/// task, so it never needs a key.
+macro_rules! track {
+    (sync $this:ident $($code:tt)*) => {};
+    (async $this:ident $($code:tt)*) => {
+        if $this.observer.is_some() {
+            $($code)*
+        }
+    };
+}
+
 /// Every expression of `items`, in order, into a `Vec` (an early error returns).
 macro_rules! all {
     ($mode:ident $this:ident, $items:expr, $f:ident) => {{
@@ -153,26 +165,40 @@ macro_rules! walker {
                     }
                 }
                 StmtKind::While { cond, body } => {
+                    // The first iteration makes it 0.
+                    track!($mode self f.path.push(Step::Iteration(u32::MAX)););
                     while rec!($mode self.test(cond, f, "the condition of `while`"))? {
                         self.check_interrupt(s.span)?;
+                        track!($mode self if let Some(Step::Iteration(n)) = f.path.last_mut() { *n = n.wrapping_add(1); });
                         match rec!($mode self.exec(body, f))? {
                             Flow::Break => break,
-                            Flow::Return => return Ok(Flow::Return),
+                            Flow::Return => {
+                                track!($mode self f.path.pop(););
+                                return Ok(Flow::Return);
+                            }
                             Flow::Next | Flow::Continue => {}
                         }
                     }
+                    track!($mode self f.path.pop(););
                 }
                 StmtKind::For { var, iter, body } => {
                     let items = ops::iterate(&rec!($mode self.eval(iter, f))?).map_err(|m| error(iter.span, m))?;
+                    // The first iteration makes it 0.
+                    track!($mode self f.path.push(Step::Iteration(u32::MAX)););
                     for item in items {
                         self.check_interrupt(s.span)?;
+                        track!($mode self if let Some(Step::Iteration(n)) = f.path.last_mut() { *n = n.wrapping_add(1); });
                         f[*var as usize] = Some(item);
                         match rec!($mode self.exec(body, f))? {
                             Flow::Break => break,
-                            Flow::Return => return Ok(Flow::Return),
+                            Flow::Return => {
+                                track!($mode self f.path.pop(););
+                                return Ok(Flow::Return);
+                            }
                             Flow::Next | Flow::Continue => {}
                         }
                     }
+                    track!($mode self f.path.pop(););
                 }
                 StmtKind::Return(value) => {
                     let v = match value {
@@ -267,6 +293,10 @@ macro_rules! walker {
                 }
                 ExprKind::Call { function, args, line } => {
                     let mut callee = self.enter(*function, f, e.span)?;
+                    track!($mode self
+                        callee.path.clone_from(&f.path);
+                        callee.path.push(Step::Call(e.span.start as u32));
+                    );
                     for (slot, arg) in args {
                         let v = match peek(arg, f) {
                             Some(v) => v.clone(),
@@ -306,10 +336,10 @@ macro_rules! walker {
                     for (name, value) in keywords {
                         named.push((name.clone(), rec!($mode self.eval(value, f))?));
                     }
-                    self.call_foreign(*function, args, named, *mode, e.span).await
+                    self.call_foreign(*function, args, named, *mode, e.span, f).await
                 }),
                 ExprKind::Shell { cmd, args, stdin } => tasks_only!($mode self.shell(cmd, args, stdin.as_deref(), e.span, f).await),
-                ExprKind::ShellPipe(units) => tasks_only!($mode self.shell_pipe(units, e.span).await),
+                ExprKind::ShellPipe(units) => tasks_only!($mode self.shell_pipe(units, e.span, f).await),
             }
         });
     };
