@@ -290,6 +290,8 @@ pub struct SubmitArgs<'a> {
     pub wait: bool,
     /// Send this process's environment (`submit` without `--no-env`).
     pub env: bool,
+    /// Reuse cached task results (`--cache`).
+    pub cache: bool,
 }
 
 /// `submit`: prints the workflow's id, or with `wait` streams it and exits
@@ -335,6 +337,8 @@ pub fn submit(args: SubmitArgs) -> u8 {
             std::env::vars_os().map(|(k, v)| (k.into_vec().into(), v.into_vec().into())).collect()
         }),
         inputs,
+        cache: args.cache,
+        resume_from: None,
     });
     let id = match client.call(&request) {
         Ok(Reply::Submitted { id }) => id,
@@ -462,7 +466,90 @@ pub fn show(id: u64, with_source: bool) -> u8 {
         if let Some(error) = r.error {
             println!("--- error ---\n{}", error.trim_end());
         }
+        // Older daemons know no task records: nothing more to show.
+        if let Ok(Reply::Tasks { tasks, .. }) = client.call(&Request::Tasks { id }) {
+            print_tasks(&tasks);
+        }
         Ok(0)
+    })
+}
+
+/// The task table of `workflow show`: key, what, status, duration, cached.
+fn print_tasks(tasks: &[oxiida_protocol::TaskRow]) {
+    // A workflow without tasks (or from before task records): nothing to add.
+    if tasks.is_empty() {
+        return;
+    }
+    let count = |s: &str| tasks.iter().filter(|t| t.status == s).count();
+    println!(
+        "--- tasks: {} ({} succeeded, {} failed, {} replayed, {} cached) ---",
+        tasks.len(),
+        count("succeeded"),
+        count("failed"),
+        count("replayed"),
+        count("cached")
+    );
+    let width = tasks.iter().map(|t| t.key.len()).max().unwrap_or(3).max(3);
+    println!("{:<width$}  {:<9}  {:>8}  {:<6}  WHAT", "KEY", "STATUS", "TOOK", "CACHED");
+    for t in tasks {
+        let took = if t.status == "replayed" || t.status == "cached" { "-".into() } else { duration(t.ended_ms - t.started_ms) };
+        let cached = if t.status == "cached" { "yes" } else { "no" };
+        let mut what = format!("{} {}", t.kind, t.what);
+        if what.chars().count() > 100 {
+            what = what.chars().take(99).collect::<String>() + "…";
+        }
+        println!("{:<width$}  {:<9}  {took:>8}  {cached:<6}  {what}", t.key, t.status);
+        if let Some(error) = &t.error {
+            println!("{:<width$}  error: {}", "", error.lines().next().unwrap_or(""));
+        }
+    }
+}
+
+/// `workflow resume`: runs an interrupted or failed workflow again, each
+/// task with a successful record replayed. Its source file, read again
+/// where it was submitted from, must not have changed (the daemon checks).
+pub fn resume(id: u64, wait: bool) -> u8 {
+    with_client(|client| {
+        let Reply::Workflow(r) = client.call(&Request::Show { id })? else { bail!("unexpected reply") };
+        let file = match &r.cwd {
+            Some(cwd) => Path::new(cwd).join(&r.name),
+            None => Path::new(&r.name).to_owned(),
+        };
+        // The file as it is now; gone, the recorded source runs.
+        let source = std::fs::read_to_string(&file).ok();
+        let new = match client.call(&Request::Resume { id, source, wait }) {
+            Ok(Reply::Submitted { id }) => id,
+            Ok(other) => bail!("unexpected reply {other:?}"),
+            Err(client::CallError::Daemon { message, .. }) => return Ok(fail(format!("cannot resume workflow {id}: {message}"), 1)),
+            Err(e) => return Err(e.into()),
+        };
+        if !wait {
+            println!("{new}");
+            return Ok(0);
+        }
+        eprintln!("oxiida: workflow {id} resumed as workflow {new}");
+        detach_on_ctrl_c(new);
+        client.wait_forever();
+        Ok(follow(client, new))
+    })
+}
+
+/// `daemon start --resume`: resumes every interrupted workflow the daemon lists.
+pub fn resume_all() -> u8 {
+    with_client(|client| {
+        let Reply::Status(status) = client.call(&Request::Status)? else { bail!("unexpected reply") };
+        let mut code = 0;
+        for id in status.resumable.iter().rev() {
+            match client.call(&Request::Resume { id: *id, source: None, wait: false }) {
+                Ok(Reply::Submitted { id: new }) => println!("workflow {id} resumed as workflow {new}"),
+                Ok(other) => bail!("unexpected reply {other:?}"),
+                Err(e) => code = fail(format!("cannot resume workflow {id}: {e}"), 1),
+            }
+        }
+        if status.resumable.is_empty() {
+            println!("no interrupted workflow to resume");
+        }
+        Ok(code)
     })
 }
 
