@@ -505,6 +505,30 @@ fn print_tasks(tasks: &[oxiida_protocol::TaskRow]) {
     }
 }
 
+/// `workflow watch`: follows a workflow live, printing each task as it
+/// ends, until the workflow has ended; exits with its exit status.
+pub fn watch(id: u64) -> u8 {
+    with_client(|client| {
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let Reply::Workflow(r) = client.call(&Request::Show { id })? else { bail!("unexpected reply") };
+            let tasks = match client.call(&Request::Tasks { id }) {
+                Ok(Reply::Tasks { tasks, .. }) => tasks,
+                _ => Vec::new(),
+            };
+            for t in tasks.iter().filter(|t| seen.insert(t.key.clone())) {
+                let took = if t.status == "replayed" || t.status == "cached" { "-".into() } else { duration(t.ended_ms - t.started_ms) };
+                println!("{}  {:<9}  {took:>8}  {} {}", t.key, t.status, t.kind, t.what);
+            }
+            if r.state != oxiida_protocol::state::RUNNING && r.state != oxiida_protocol::state::QUEUED {
+                println!("workflow {id}: {} ({} tasks)", r.state, tasks.len());
+                return Ok(r.exit_code.map_or(1, |c| u8::try_from(c).unwrap_or(1)));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+}
+
 /// `workflow resume`: runs an interrupted or failed workflow again, each
 /// task with a successful record replayed. Its source file, read again
 /// where it was submitted from, must not have changed (the daemon checks).

@@ -159,6 +159,8 @@ enum WorkflowAction {
     },
     /// Cancel a running workflow and kill its processes
     Kill { id: u64 },
+    /// Follow a workflow live: each task as it ends, then how the workflow ended
+    Watch { id: u64 },
     /// Run an interrupted or failed workflow again: tasks that succeeded take their recorded results (docs/durable.md)
     Resume {
         id: u64,
@@ -286,6 +288,7 @@ fn dispatch(cli: Cli) -> u8 {
             WorkflowAction::Show { id, source } => daemon::show(id, source),
             WorkflowAction::Kill { id } => daemon::kill(id),
             WorkflowAction::Resume { id, wait } => daemon::resume(id, wait),
+            WorkflowAction::Watch { id } => daemon::watch(id),
         },
     }
 }

@@ -52,6 +52,21 @@ pub struct TaskRecord {
     pub plugin: Option<String>,
 }
 
+/// The most bytes of arguments, or of a result, a record keeps: a record
+/// travels as one frame from the runner. Larger ones are left out (the
+/// record says `{"$cut": bytes}`), and such a result is not replayable.
+pub const KEPT: usize = 4 << 20;
+/// The most bytes of an error a record keeps.
+const KEPT_ERROR: usize = 64 << 10;
+
+/// `bytes`, or a note of their size when over [`KEPT`].
+fn kept(bytes: Vec<u8>) -> (Vec<u8>, bool) {
+    if bytes.len() <= KEPT {
+        return (bytes, true);
+    }
+    (encode(&Wire::Map(vec![("$cut".into(), Wire::Int(bytes.len() as i64))])), false)
+}
+
 /// Where the recorder sends records, and asks for cached results.
 pub trait RecordSink: Send + Sync {
     fn record(&self, record: TaskRecord);
@@ -72,12 +87,15 @@ pub struct Recorder {
     code: String,
     plugins: Option<String>,
     worker: String,
+    /// The digest of the cwd and environment shell tasks see, made at the
+    /// first shell task: they are the workflow's, fixed for its run.
+    surroundings: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl Recorder {
     /// `code` is the workflow's [`fingerprint`]; `plugins` how records name them.
     pub fn new(sink: Arc<dyn RecordSink>, replay: HashMap<String, Vec<u8>>, cache: bool, code: String, plugins: Option<String>) -> Self {
-        Recorder { sink, replay, cache, code, plugins, worker: format!("pid {}", std::process::id()) }
+        Recorder { sink, replay, cache, code, plugins, worker: format!("pid {}", std::process::id()), surroundings: Default::default() }
     }
 
     /// How many results a resume can take from the records.
@@ -100,26 +118,35 @@ impl Recorder {
             }
             TaskWhat::Shell { .. } | TaskWhat::Pipe { .. } => {
                 part(b"shell");
-                // The cwd and environment a shell task sees: the workflow's
-                // own when it has them, else the process's.
-                let cwd = task.context.cwd.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_default();
-                part(cwd.as_os_str().as_encoded_bytes());
-                let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
-                    task.context.env.clone().unwrap_or_else(|| std::env::vars_os().collect());
-                env.sort();
-                for (name, value) in env {
-                    // The daemon's marker differs per workflow and says nothing of the task.
-                    if name == crate::reap::MARKER {
-                        continue;
-                    }
-                    part(name.as_encoded_bytes());
-                    part(value.as_encoded_bytes());
-                }
+                part(self.surroundings.get_or_init(|| surroundings(task.context)));
             }
         }
         part(args);
         hex(&h.finalize())
     }
+}
+
+/// The digest of the cwd and environment a shell task sees: the
+/// workflow's own when it has them, else the process's.
+fn surroundings(context: &oxiida::Context) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    let cwd = context.cwd.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_default();
+    part(cwd.as_os_str().as_encoded_bytes());
+    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> = context.env.clone().unwrap_or_else(|| std::env::vars_os().collect());
+    env.sort();
+    for (name, value) in env {
+        // The daemon's marker differs per workflow and says nothing of the task.
+        if name == crate::reap::MARKER {
+            continue;
+        }
+        part(name.as_encoded_bytes());
+        part(value.as_encoded_bytes());
+    }
+    h.finalize().into()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -211,6 +238,7 @@ impl TaskObserver for Recorder {
     fn after(&self, task: &Task<'_>, started: SystemTime, ended: SystemTime, outcome: Outcome<'_>) {
         let (kind, what, args) = describe(task);
         let identity = Some(self.identity(task, &args));
+        let (args, _) = kept(args);
         let (status, result, error, replayable) = match outcome {
             Outcome::Succeeded(v) => ("succeeded", Some(v), None, codec::find_handle(v).is_none()),
             Outcome::Supplied(Supplied::Replayed(v)) => ("replayed", Some(v), None, true),
@@ -221,15 +249,28 @@ impl TaskObserver for Recorder {
                     text.push('\n');
                     text.push_str(note);
                 }
+                if text.len() > KEPT_ERROR {
+                    let mut end = KEPT_ERROR;
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text.truncate(end);
+                    text.push_str(" [cut]");
+                }
                 ("failed", None, Some(text), false)
             }
         };
+        let (result, whole) = match result.map(|v| kept(encode(&to_record(v)))) {
+            Some((bytes, whole)) => (Some(ByteBuf::from(bytes)), whole),
+            None => (None, true),
+        };
+        let replayable = replayable && whole;
         self.sink.record(TaskRecord {
             key: task.key.clone(),
             kind: kind.into(),
             what,
             args: ByteBuf::from(args),
-            result: result.map(|v| ByteBuf::from(encode(&to_record(v)))),
+            result,
             replayable,
             status: status.into(),
             error,

@@ -573,7 +573,13 @@ async fn send(wr: &mut OwnedWriteHalf, reply: &Reply) -> bool {
                 || variables.as_ref().is_some_and(|v| long(v.len()))
                 || exception.as_ref().is_some_and(|v| long(v.len()))
         }
-        Reply::Workflow(r) => long(r.source.len()) || long(r.output.len()) || r.error.as_ref().is_some_and(|e| long(e.len())),
+        Reply::Workflow(r) => {
+            long(r.source.len())
+                || long(r.output.len())
+                || r.error.as_ref().is_some_and(|e| long(e.len()))
+                || r.variables.as_ref().is_some_and(|v| long(v.len()))
+                || r.exception.as_ref().is_some_and(|v| long(v.len()))
+        }
         _ => false,
     };
     if !big {

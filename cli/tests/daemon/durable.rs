@@ -237,3 +237,32 @@ fn the_progress_line_shows_on_a_terminal_only() {
     assert!(piped.status.success());
     assert_eq!(text(&piped.stderr), "", "nothing when stderr is not a terminal");
 }
+
+/// `workflow watch` follows a running workflow's tasks until it ends.
+#[test]
+fn watch_follows_the_tasks_of_a_running_workflow() {
+    let d = Daemon::foreground("watch", &[]);
+    d.write("wf.ox", "for i in range(3) { shell {\"sleep\", [\"0.3\"]}; }\nshell {\"echo\", [\"last\"]};\n");
+    let submitted = d.run(&["submit", "wf.ox"]);
+    let id = text(&submitted.stdout).trim().to_owned();
+    let watched = d.run(&["workflow", "watch", &id]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    let out = text(&watched.stdout);
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" succeeded ") && l.contains(" shell ")).collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(rows[0].contains("/i0") && rows[0].contains("shell sleep 0.3") && rows[3].contains("shell echo last"), "{out}");
+    assert!(out.ends_with(&format!("workflow {id}: succeeded (4 tasks)\n")), "{out}");
+}
+
+/// A task whose arguments are over what a record keeps is recorded without
+/// them, and the workflow goes on (a record is one frame from the runner).
+#[test]
+fn a_task_with_huge_arguments_is_recorded_without_them() {
+    let d = Daemon::foreground("huge-args", &[]);
+    d.write("wf.ox", "s = \"x\";\ni = 0;\nwhile (i < 25) { s = s + s; i = i + 1; }\nn = shell {\"wc\", [\"-c\"], s};\nprint n.stdout;\n");
+    let out = d.run(&["submit", "--wait", "wf.ox"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "33554432");
+    let shown = d.run(&["workflow", "show", "1"]);
+    assert!(text(&shown.stdout).contains("--- tasks: 1 (1 succeeded"), "{}{}", text(&shown.stdout), text(&shown.stderr));
+}
