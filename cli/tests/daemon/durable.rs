@@ -266,3 +266,36 @@ fn a_task_with_huge_arguments_is_recorded_without_them() {
     let shown = d.run(&["workflow", "show", "1"]);
     assert!(text(&shown.stdout).contains("--- tasks: 1 (1 succeeded"), "{}{}", text(&shown.stdout), text(&shown.stderr));
 }
+
+/// `daemon start --resume` resumes every interrupted workflow.
+#[test]
+fn daemon_start_resume_resumes_the_interrupted_workflows() {
+    crate::support::reap_orphans();
+    let mut d = Daemon::foreground("start-resume", &[]);
+    let file = d.dir.join("ran.txt");
+    d.write(
+        "wf.ox",
+        &format!(
+            "for i in range(3) {{ shell {{\"sh\", [\"-c\", \"echo \" + str(i) + \" >> {}; sleep 0.4\"]}}; }}\nprint \"done\";\n",
+            file.display()
+        ),
+    );
+    let id = text(&d.run(&["submit", "wf.ox"]).stdout).trim().to_owned();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !text(&d.run(&["workflow", "show", &id]).stdout).contains("--- tasks: 1 ") {
+        assert!(Instant::now() < until, "no task ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.kill_hard();
+    let started = d.run(&["daemon", "start", "--resume"]);
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    assert!(text(&started.stdout).contains(&format!("workflow {id} resumed as workflow ")), "{}", text(&started.stdout));
+    let new = (id.parse::<u64>().unwrap() + 1).to_string();
+    let shown = d.wait_done(&new);
+    assert!(shown.contains("state: succeeded") && shown.contains("done") && shown.contains(" replayed "), "{shown}");
+    // The first task ran once; only what was running at the kill ran twice.
+    let ran = lines(&file);
+    assert_eq!(ran.iter().filter(|l| *l == "0").count(), 1, "{ran:?}");
+    assert!(ran.len() <= 4, "{ran:?}");
+    assert!(d.run(&["daemon", "stop"]).status.success());
+}
