@@ -82,20 +82,24 @@ pub struct Recorder {
     replay: HashMap<String, Vec<u8>>,
     /// Reuse cached results (`--cache`).
     cache: bool,
-    /// What identifies the code behind every foreign call of this workflow
-    /// (see [`fingerprint`]).
-    code: String,
     plugins: Option<String>,
     worker: String,
     /// The digest of the cwd and environment shell tasks see, made at the
     /// first shell task: they are the workflow's, fixed for its run.
     surroundings: std::sync::OnceLock<[u8; 32]>,
+    /// The identity hash of every call, fed the code fingerprint already.
+    calls: Sha256,
 }
 
 impl Recorder {
     /// `code` is the workflow's [`fingerprint`]; `plugins` how records name them.
     pub fn new(sink: Arc<dyn RecordSink>, replay: HashMap<String, Vec<u8>>, cache: bool, code: String, plugins: Option<String>) -> Self {
-        Recorder { sink, replay, cache, code, plugins, worker: format!("pid {}", std::process::id()), surroundings: Default::default() }
+        let mut calls = Sha256::new();
+        for part in [&b"call"[..], code.as_bytes()] {
+            calls.update((part.len() as u64).to_le_bytes());
+            calls.update(part);
+        }
+        Recorder { sink, replay, cache, plugins, worker: format!("pid {}", std::process::id()), surroundings: Default::default(), calls }
     }
 
     /// How many results a resume can take from the records.
@@ -104,24 +108,26 @@ impl Recorder {
     }
 
     fn identity(&self, task: &Task<'_>, args: &[u8]) -> String {
-        let mut h = Sha256::new();
-        let mut part = |bytes: &[u8]| {
+        fn part(h: &mut Sha256, bytes: &[u8]) {
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(bytes);
-        };
-        match &task.what {
+        }
+        let mut h = match &task.what {
             TaskWhat::Call { function, mode, .. } => {
-                part(b"call");
-                part(self.code.as_bytes());
-                part(function.dotted().as_bytes());
-                part(if *mode == CallMode::Process { b"=f=" } else { b"plain" });
+                // "call" and the code fingerprint: hashed once, in `new`.
+                let mut h = self.calls.clone();
+                part(&mut h, function.dotted().as_bytes());
+                part(&mut h, if *mode == CallMode::Process { b"=f=" } else { b"plain" });
+                h
             }
             TaskWhat::Shell { .. } | TaskWhat::Pipe { .. } => {
-                part(b"shell");
-                part(self.surroundings.get_or_init(|| surroundings(task.context)));
+                let mut h = Sha256::new();
+                part(&mut h, b"shell");
+                part(&mut h, self.surroundings.get_or_init(|| surroundings(task.context)));
+                h
             }
-        }
-        part(args);
+        };
+        part(&mut h, args);
         hex(&h.finalize())
     }
 }
@@ -150,7 +156,13 @@ fn surroundings(context: &oxiida::Context) -> [u8; 32] {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(DIGITS[usize::from(b >> 4)] as char);
+        text.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    text
 }
 
 /// A value as recorded: handles by type and identity, not content.

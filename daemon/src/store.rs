@@ -487,6 +487,27 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) -> Opt
                 Err(_) => break,
             }
         }
+        // Task records come one per task, each too small to be worth a
+        // commit of its own: a batch of them (and nothing anyone waits
+        // for) waits up to `LINGER` for more, so that a loop of quick
+        // tasks commits hundreds at a time. A task whose record is in
+        // that window when the daemon dies runs again on resume, as one
+        // running at the crash would (docs/durable.md).
+        if batch.iter().any(|op| matches!(op, Op::Task(..))) && batch.iter().all(quiet) {
+            let until = std::time::Instant::now() + LINGER;
+            while batch.len() < BATCH {
+                match rx.recv_timeout(until.saturating_duration_since(std::time::Instant::now())) {
+                    Ok(op) => {
+                        let wait = quiet(&op);
+                        batch.push(op);
+                        if !wait {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
         // Replies wait for the commit: an id handed out is an id on disk.
         let mut replies: Vec<Deferred> = Vec::new();
         let mut closing = None;
@@ -552,6 +573,14 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) -> Opt
         }
     }
     None
+}
+
+/// How long a batch of task records waits for more before it is committed.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// An operation no one waits for: it may wait for company.
+fn quiet(op: &Op) -> bool {
+    matches!(op, Op::Task(..) | Op::Output(..) | Op::Started(..) | Op::Keep(..) | Op::Note(..) | Op::Finished(_, _, _, None))
 }
 
 /// Answers an operation that cannot be applied with `error`; one without a
