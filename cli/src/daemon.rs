@@ -529,6 +529,97 @@ pub fn watch(id: u64) -> u8 {
     })
 }
 
+/// The provenance graph of a workflow's recorded tasks: a task node and an
+/// output (data) node per task, an edge from a task to its output, and one
+/// from an output to each task whose arguments it flowed into.
+pub fn graph(id: u64, format: &str) -> u8 {
+    with_client(|client| {
+        let tasks = match client.call(&Request::Tasks { id }) {
+            Ok(Reply::Tasks { tasks, .. }) => tasks,
+            Ok(other) => bail!("unexpected reply {other:?}"),
+            Err(e) => return Ok(fail(format!("cannot read the tasks of workflow {id}: {e}"), 1)),
+        };
+        let index: std::collections::HashMap<&str, usize> = tasks.iter().enumerate().map(|(i, t)| (t.key.as_str(), i)).collect();
+        let mut edges: Vec<(String, String)> = Vec::new();
+        for (i, t) in tasks.iter().enumerate() {
+            if t.status != "failed" {
+                edges.push((format!("t{i}"), format!("d{i}")));
+            }
+            for input in &t.inputs {
+                if let Some(j) = index.get(input.as_str()) {
+                    edges.push((format!("d{j}"), format!("t{i}")));
+                }
+            }
+        }
+        // One line per label: a newline in a command shows as `\n`.
+        let short = |text: &str| {
+            let text = text.replace('\n', "\\n");
+            if text.chars().count() > 60 {
+                text.chars().take(59).collect::<String>() + "…"
+            } else {
+                text
+            }
+        };
+        let text = match format {
+            "json" => {
+                let mut nodes = Vec::new();
+                for (i, t) in tasks.iter().enumerate() {
+                    nodes.push(serde_json::json!({"id": format!("t{i}"), "type": "task", "key": t.key, "kind": t.kind, "what": t.what, "status": t.status}));
+                    if t.status != "failed" {
+                        nodes.push(serde_json::json!({"id": format!("d{i}"), "type": "data", "of": format!("t{i}")}));
+                    }
+                }
+                let edges: Vec<_> = edges.iter().map(|(a, b)| serde_json::json!({"from": a, "to": b})).collect();
+                serde_json::to_string_pretty(&serde_json::json!({"workflow": id, "nodes": nodes, "edges": edges}))? + "\n"
+            }
+            _ => {
+                let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+                let mut dot = format!("digraph \"workflow {id}\" {{\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n");
+                for (i, t) in tasks.iter().enumerate() {
+                    let color = match t.status.as_str() {
+                        "failed" => "#f4b6b6",
+                        "cached" | "replayed" => "#d8e4f8",
+                        _ => "#d9f2d9",
+                    };
+                    let label = format!("{} {}\\n{} ({})", t.kind, quote(&short(&t.what)), quote(&t.key), t.status);
+                    dot.push_str(&format!("  t{i} [shape=box, style=filled, fillcolor=\"{color}\", label=\"{label}\"];\n"));
+                    if t.status != "failed" {
+                        dot.push_str(&format!("  d{i} [shape=ellipse, label=\"output\"];\n"));
+                    }
+                }
+                for (a, b) in &edges {
+                    dot.push_str(&format!("  {a} -> {b};\n"));
+                }
+                dot.push_str("}\n");
+                dot
+            }
+        };
+        if format != "svg" {
+            print!("{text}");
+            return Ok(0);
+        }
+        let spawned = Command::new("dot").arg("-Tsvg").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(fail(
+                    "--format svg needs Graphviz's `dot` program, which is not installed: install Graphviz (e.g. `apt-get install graphviz`), or use `--format dot` and render it elsewhere",
+                    1,
+                ))
+            }
+            Err(e) => return Ok(fail(format!("cannot run Graphviz's `dot`: {e}"), 1)),
+        };
+        use std::io::Write;
+        child.stdin.take().context("dot's stdin")?.write_all(text.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Ok(fail(format!("Graphviz's `dot` failed ({})", out.status), 1));
+        }
+        std::io::stdout().write_all(&out.stdout)?;
+        Ok(0)
+    })
+}
+
 /// `workflow resume`: runs an interrupted or failed workflow again, each
 /// task with a successful record replayed. Its source file, read again
 /// where it was submitted from, must not have changed (the daemon checks).

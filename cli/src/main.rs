@@ -161,6 +161,13 @@ enum WorkflowAction {
     Kill { id: u64 },
     /// Follow a workflow live: each task as it ends, then how the workflow ended
     Watch { id: u64 },
+    /// The provenance graph of a workflow's tasks: which task's output flowed into which task's arguments (docs/provenance.md)
+    Graph {
+        id: u64,
+        /// dot (Graphviz source), svg (drawn by Graphviz's `dot`), or json
+        #[arg(long, default_value = "dot", value_parser = ["dot", "svg", "json"])]
+        format: String,
+    },
     /// Run an interrupted or failed workflow again: tasks that succeeded take their recorded results (docs/durable.md)
     Resume {
         id: u64,
@@ -289,6 +296,7 @@ fn dispatch(cli: Cli) -> u8 {
             WorkflowAction::Kill { id } => daemon::kill(id),
             WorkflowAction::Resume { id, wait } => daemon::resume(id, wait),
             WorkflowAction::Watch { id } => daemon::watch(id),
+            WorkflowAction::Graph { id, format } => daemon::graph(id, &format),
         },
     }
 }

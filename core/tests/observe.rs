@@ -113,3 +113,83 @@ fn a_supplied_result_replaces_the_task() {
     let seen = log.seen.into_inner().unwrap();
     assert!(seen.iter().any(|(k, _, how)| *k == key && how.starts_with("supplied ")), "{seen:#?}");
 }
+
+/// Records each task's argv and the argv of the tasks its arguments came from.
+#[derive(Default)]
+struct Flow(Mutex<Vec<(String, String, Vec<String>)>>);
+
+impl TaskObserver for Flow {
+    fn before<'a>(&'a self, _task: &'a Task<'a>) -> BoxFuture<'a, Option<Supplied>> {
+        Box::pin(async { None })
+    }
+
+    fn after(&self, task: &Task<'_>, _: SystemTime, _: SystemTime, _: Outcome<'_>) {
+        let TaskWhat::Shell { argv, .. } = &task.what else { panic!("shell tasks only") };
+        let inputs = task.inputs.iter().map(|k| k.to_string()).collect();
+        self.0.lock().unwrap().push((task.key.clone(), argv[2].clone(), inputs));
+    }
+}
+
+fn flows(src: &str) -> Vec<(String, Vec<String>)> {
+    let program = oxiida::compile(&Source::new("flow.ox", src), &NoHost).expect("compiles");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let flow = Flow::default();
+    rt.block_on(oxiida::execute_observed(
+        &program,
+        Vec::new(),
+        &NoHost,
+        &Quiet,
+        Limits::default(),
+        &Context::default(),
+        &Interrupt::new(),
+        Some(&flow),
+    ))
+    .expect("runs");
+    let seen = flow.0.into_inner().unwrap();
+    let name = |key: &str| seen.iter().find(|(k, _, _)| k == key).unwrap().1.clone();
+    let mut out: Vec<(String, Vec<String>)> = seen
+        .iter()
+        .map(|(_, what, inputs)| {
+            let mut from: Vec<String> = inputs.iter().map(|k| name(k)).collect();
+            from.sort();
+            (what.clone(), from)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn edges(list: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+    list.iter().map(|(t, from)| (t.to_string(), from.iter().map(|s| s.to_string()).collect())).collect()
+}
+
+#[test]
+fn the_diamond_has_exactly_its_four_edges() {
+    let got = flows(
+        r#"a = shell {"echo", ["-n", "a"]};
+para { b = shell {"echo", ["-n", "b" + a.stdout]}; c = shell {"echo", ["-n", "c" + a.stdout]}; }
+d = shell {"echo", ["-n", "d" + b.stdout + c.stdout]};
+"#,
+    );
+    assert_eq!(got, edges(&[("a", &[]), ("ba", &["a"]), ("ca", &["a"]), ("dbaca", &["ba", "ca"])]));
+}
+
+#[test]
+fn flow_goes_through_variables_arrays_maps_arithmetic_and_functions() {
+    let got = flows(
+        r#"fn twice(x) { y = x + x; return y; }
+fn run(v) { return shell {"echo", ["-n", "r" + v]}.stdout; }
+p = shell {"echo", ["-n", "1"]};
+q = shell {"echo", ["-n", "2"]};
+unused = shell {"echo", ["-n", "u"]};
+n = int(p.stdout) * 10;
+xs = [n, 5];
+m = {"k": q.stdout};
+shell {"echo", ["-n", "s" + str(xs[0]) + m["k"]]};
+z = twice(p.stdout);
+w = run(z);
+shell {"echo", ["-n", "t" + w]};
+"#,
+    );
+    assert_eq!(got, edges(&[("1", &[]), ("2", &[]), ("r11", &["1"]), ("s102", &["1", "2"]), ("tr11", &["r11"]), ("u", &[])]));
+}

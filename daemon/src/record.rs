@@ -50,6 +50,10 @@ pub struct TaskRecord {
     pub worker: String,
     /// The plugins of the workflow, `name (file hash)`, for a call.
     pub plugin: Option<String>,
+    /// The keys of the tasks whose outputs flowed into the arguments
+    /// ([`Task::inputs`]): the provenance graph's edges.
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 /// The most bytes of arguments, or of a result, a record keeps: a record
@@ -291,6 +295,7 @@ impl TaskObserver for Recorder {
             ended_ms: ms(ended),
             worker: self.worker.clone(),
             plugin: matches!(task.what, TaskWhat::Call { .. }).then(|| self.plugins.clone()).flatten(),
+            inputs: task.inputs.iter().map(|k| k.to_string()).collect(),
         });
     }
 }

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     started_ms INTEGER NOT NULL,
     ended_ms INTEGER NOT NULL,
     worker TEXT,
+    inputs TEXT,
     PRIMARY KEY (workflow, key)
 );
 CREATE INDEX IF NOT EXISTS tasks_by_identity ON tasks(identity) WHERE identity IS NOT NULL AND replayable = 1;
@@ -690,8 +691,8 @@ fn apply(db: &Connection, op: Op, highest: &mut u64) -> rusqlite::Result<Option<
         Op::Show(id, to) => reply(to, show(db, id)),
         Op::Task(id, r) => {
             db.prepare_cached(
-                "INSERT OR REPLACE INTO tasks (workflow, key, kind, what, plugin, args, result, replayable, status, error, identity, started_ms, ended_ms, worker)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                "INSERT OR REPLACE INTO tasks (workflow, key, kind, what, plugin, args, result, replayable, status, error, identity, started_ms, ended_ms, worker, inputs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 id as i64,
@@ -707,7 +708,8 @@ fn apply(db: &Connection, op: Op, highest: &mut u64) -> rusqlite::Result<Option<
                 r.identity,
                 r.started_ms,
                 r.ended_ms,
-                r.worker
+                r.worker,
+                r.inputs.join("\n")
             ])?;
             return Ok(None);
         }
@@ -809,7 +811,7 @@ pub fn fill(path: &Path, count: u64, span_ms: i64) -> Result<(), StoreError> {
 
 fn tasks(db: &Connection, id: u64) -> rusqlite::Result<Vec<TaskRow>> {
     let mut stmt = db.prepare_cached(
-        "SELECT key, kind, what, status, started_ms, ended_ms, error FROM tasks WHERE workflow = ?1 ORDER BY ended_ms, rowid",
+        "SELECT key, kind, what, status, started_ms, ended_ms, error, inputs FROM tasks WHERE workflow = ?1 ORDER BY ended_ms, rowid",
     )?;
     let rows = stmt.query_map(params![id as i64], |r| {
         Ok(TaskRow {
@@ -820,6 +822,7 @@ fn tasks(db: &Connection, id: u64) -> rusqlite::Result<Vec<TaskRow>> {
             started_ms: r.get(4)?,
             ended_ms: r.get(5)?,
             error: r.get(6)?,
+            inputs: r.get::<_, Option<String>>(7)?.map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default(),
         })
     })?;
     rows.collect()

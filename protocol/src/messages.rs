@@ -226,6 +226,9 @@ pub struct TaskRow {
     pub ended_ms: i64,
     #[serde(default)]
     pub error: Option<String>,
+    /// The keys of the tasks whose outputs flowed into this one's arguments.
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

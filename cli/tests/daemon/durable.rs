@@ -299,3 +299,50 @@ fn daemon_start_resume_resumes_the_interrupted_workflows() {
     assert!(ran.len() <= 4, "{ran:?}");
     assert!(d.run(&["daemon", "stop"]).status.success());
 }
+
+/// The provenance graph of the diamond `a = f(1); para { b = g(a); c = h(a); }
+/// d = k(b, c);` (Python functions, a recorded `oxiida run`) has exactly the
+/// edges f→g, f→h, g→k, h→k between tasks, each through f's, g's or h's output.
+#[test]
+fn the_diamonds_graph_has_exactly_the_expected_edges() {
+    let mut d = Daemon::new("graph");
+    d.write(
+        "tools.py",
+        "def f(x):\n    return x + 1\n\ndef g(a):\n    return a * 2\n\ndef h(a):\n    return a * 3\n\ndef k(b, c):\n    return b + c\n",
+    );
+    d.write("diamond.ox", "require f, g, h, k;\na = f(1);\npara { b = g(a); c = h(a); }\nd = k(b, c);\nprint d;\n");
+    let plugin = format!("{}=tools.py", python_plugin().display());
+    let ran = d.run(&["run", "--record", "--plugin", &plugin, "diamond.ox"]);
+    assert!(ran.status.success(), "{}", text(&ran.stderr));
+    assert_eq!(text(&ran.stdout), "10\n");
+    d.start_foreground(&[]);
+    let out = d.run(&["workflow", "graph", "1", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let graph: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = graph["nodes"].as_array().unwrap();
+    let what = |id: &str| {
+        let node = nodes.iter().find(|n| n["id"] == id).unwrap();
+        match node["type"].as_str().unwrap() {
+            "task" => node["what"].as_str().unwrap().to_owned(),
+            _ => format!("out:{}", nodes.iter().find(|n| n["id"] == node["of"]).unwrap()["what"].as_str().unwrap()),
+        }
+    };
+    let mut edges: Vec<(String, String)> =
+        graph["edges"].as_array().unwrap().iter().map(|e| (what(e["from"].as_str().unwrap()), what(e["to"].as_str().unwrap()))).collect();
+    edges.sort();
+    let expected: Vec<(String, String)> =
+        [("f", "out:f"), ("g", "out:g"), ("h", "out:h"), ("k", "out:k"), ("out:f", "g"), ("out:f", "h"), ("out:g", "k"), ("out:h", "k")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    assert_eq!(edges, expected);
+    let dot = text(&d.run(&["workflow", "graph", "1"]).stdout);
+    assert!(dot.starts_with("digraph \"workflow 1\" {") && dot.matches(" -> ").count() == 8, "{dot}");
+    // SVG through Graphviz when it is installed, else a message that says what to do.
+    let svg = d.run(&["workflow", "graph", "1", "--format", "svg"]);
+    if Command::new("dot").arg("-V").output().is_ok() {
+        assert!(svg.status.success() && text(&svg.stdout).contains("<svg"), "{}", text(&svg.stderr));
+    } else {
+        assert!(!svg.status.success() && text(&svg.stderr).contains("install Graphviz"), "{}", text(&svg.stderr));
+    }
+}

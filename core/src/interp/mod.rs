@@ -11,7 +11,7 @@ mod tasks;
 mod walk;
 
 pub use interrupt::Interrupt;
-use observe::Step;
+use observe::Obs;
 pub use observe::TaskObserver;
 
 use std::ffi::OsString;
@@ -96,10 +96,9 @@ pub(crate) struct Frame {
     ret: Option<Value>,
     /// Empty slot vectors for the calls this frame makes (see `callee`).
     spare: Vec<Vec<Option<Value>>>,
-    /// The loop iterations, `para` branches and calls that led here, for
-    /// task keys (`observe::Task::key`). Kept by the async walk only: code
-    /// without tasks needs no key, so the plain walk leaves it empty.
-    path: Vec<Step>,
+    /// Task keys and provenance (`observe::Obs`): only in an observed
+    /// run, kept by the async walk only (code without tasks needs no key).
+    obs: Option<Box<Obs>>,
 }
 
 /// `Frame::function` of the top level.
@@ -111,7 +110,7 @@ pub const MAX_CALL_DEPTH: u32 = 1000;
 
 impl Frame {
     fn new(size: usize, depth: u32, function: u32) -> Self {
-        Frame { slots: vec![None; size], depth, function, ret: None, spare: Vec::new(), path: Vec::new() }
+        Frame { slots: vec![None; size], depth, function, ret: None, spare: Vec::new(), obs: None }
     }
 
     /// The frame of a call made from this one, built from a spare slot
@@ -128,7 +127,7 @@ impl Frame {
         if slots.len() != size {
             slots.resize(size, None);
         }
-        Frame { slots, depth: self.depth + 1, function, ret: None, spare, path: Vec::new() }
+        Frame { slots, depth: self.depth + 1, function, ret: None, spare, obs: None }
     }
 
     /// Takes back the spares of a finished callee, and its slots as one more.
@@ -152,7 +151,7 @@ impl Clone for Frame {
             function: self.function,
             ret: self.ret.clone(),
             spare: Vec::new(),
-            path: self.path.clone(),
+            obs: self.obs.clone(),
         }
     }
 }
@@ -244,6 +243,9 @@ pub async fn execute_observed(
     observer: Option<&dyn TaskObserver>,
 ) -> Result<Variables, Diagnostic> {
     let mut frame = Frame::new(program.slot_names.len(), 0, TOP);
+    if observer.is_some() {
+        frame.obs = Some(Box::default());
+    }
     bind_inputs(program, inputs, &mut frame).map_err(|e| *e)?;
     let interp = Interpreter {
         program,

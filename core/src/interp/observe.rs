@@ -18,6 +18,7 @@ use futures_util::future::BoxFuture;
 use super::Context;
 use crate::diagnostic::{Diagnostic, Span};
 use crate::foreign::{CallMode, ForeignName, Keywords};
+use crate::ir::{Expr, ExprKind, Slot, Stmt, StmtKind};
 use crate::value::Value;
 
 /// What a task is, as the interpreter starts it.
@@ -46,6 +47,11 @@ pub struct Task<'a> {
     pub what: TaskWhat<'a>,
     /// Where shell tasks run (the working directory and environment).
     pub context: &'a Context,
+    /// The keys of the tasks whose outputs flowed into this task's
+    /// arguments: through variables, Arrays, Maps, arithmetic and string
+    /// joins (and conservatively through any task-free statement, which
+    /// counts every variable it reads for every one it assigns).
+    pub inputs: Vec<std::sync::Arc<str>>,
 }
 
 /// A result given instead of running a task.
@@ -105,4 +111,142 @@ pub(crate) fn key(span: Span, path: &[Step]) -> String {
         };
     }
     key
+}
+
+/// The tasks a value derives from, by key (deduplicated, in no order).
+pub(crate) type Sources = Vec<std::sync::Arc<str>>;
+
+/// What an observed frame keeps for task keys and provenance. Only frames
+/// of an observed run have one (`Frame::obs`); the plain walk never looks.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Obs {
+    /// The loop iterations, `para` branches and calls that led here.
+    pub path: Vec<Step>,
+    /// Per slot: the tasks whose outputs its value was computed from.
+    pub prov: Vec<Sources>,
+    /// Tasks that ended while the current statement was evaluated.
+    pub acc: Sources,
+    /// Where this call's `return` leaves its value's sources, for the caller.
+    pub ret: Option<std::sync::Arc<std::sync::Mutex<Sources>>>,
+    /// The sources of the arguments of the task about to run.
+    pub inputs: Sources,
+}
+
+impl Obs {
+    /// The sources of the values in `slots`.
+    pub fn of(&self, slots: &[Slot]) -> Sources {
+        let mut all = Sources::new();
+        for &slot in slots {
+            if let Some(sources) = self.prov.get(slot as usize) {
+                extend(&mut all, sources);
+            }
+        }
+        all
+    }
+
+    pub fn set(&mut self, slot: Slot, sources: Sources) {
+        let at = slot as usize;
+        if self.prov.len() <= at {
+            self.prov.resize(at + 1, Sources::new());
+        }
+        self.prov[at] = sources;
+    }
+
+    /// The tasks accumulated since `mark`, taken out, with the sources of
+    /// the variables `e` reads outside its tasks' arguments.
+    pub fn derive(&mut self, mark: usize, exprs: &[&Expr]) -> Sources {
+        let mut slots = Vec::new();
+        for e in exprs {
+            reads(e, &mut slots, &mut Vec::new(), false);
+        }
+        let mut all = self.of(&slots);
+        let taken: Sources = self.acc.drain(mark.min(self.acc.len())..).collect();
+        extend(&mut all, &taken);
+        all
+    }
+}
+
+/// Adds `more` to `all`, without repeats.
+pub(crate) fn extend(all: &mut Sources, more: &[std::sync::Arc<str>]) {
+    for s in more {
+        if !all.contains(s) {
+            all.push(s.clone());
+        }
+    }
+}
+
+/// The slots `e` reads and assigns; with `into_tasks` false, not inside the
+/// arguments of its tasks (their flow is the tasks' own).
+pub(crate) fn reads(e: &Expr, out: &mut Vec<Slot>, writes: &mut Vec<Slot>, into_tasks: bool) {
+    match &e.kind {
+        ExprKind::Const(_) | ExprKind::ShellPipe(_) => {}
+        ExprKind::Var(slot) => out.push(*slot),
+        ExprKind::Assign(slot, v) => {
+            writes.push(*slot);
+            reads(v, out, writes, into_tasks);
+        }
+        ExprKind::Unary { expr, .. } | ExprKind::Field { expr, .. } => reads(expr, out, writes, into_tasks),
+        ExprKind::Binary { lhs, rhs, .. } => {
+            reads(lhs, out, writes, into_tasks);
+            reads(rhs, out, writes, into_tasks);
+        }
+        ExprKind::Index { expr, index } => {
+            reads(expr, out, writes, into_tasks);
+            reads(index, out, writes, into_tasks);
+        }
+        ExprKind::Builtin { args, .. } | ExprKind::Array(args) => args.iter().for_each(|a| reads(a, out, writes, into_tasks)),
+        // A call that runs tasks hands back its result's own sources (its
+        // `return`, through `Obs::ret`); a call without tasks counts every
+        // argument.
+        ExprKind::Call { .. } if e.task && !into_tasks => {}
+        ExprKind::Call { args, .. } => args.iter().for_each(|(_, a)| reads(a, out, writes, into_tasks)),
+        ExprKind::Map(entries) => entries.iter().for_each(|(k, v)| {
+            reads(k, out, writes, into_tasks);
+            reads(v, out, writes, into_tasks);
+        }),
+        ExprKind::Foreign { args, keywords, .. } if into_tasks => {
+            args.iter().for_each(|a| reads(a, out, writes, true));
+            keywords.iter().for_each(|(_, a)| reads(a, out, writes, true));
+        }
+        ExprKind::Shell { cmd, args, stdin } if into_tasks => {
+            reads(cmd, out, writes, true);
+            args.iter().for_each(|a| reads(a, out, writes, true));
+            if let Some(s) = stdin {
+                reads(s, out, writes, true);
+            }
+        }
+        ExprKind::Foreign { .. } | ExprKind::Shell { .. } => {}
+    }
+}
+
+/// The slots a statement without tasks reads and assigns (all of them, on
+/// every path: a conservative account of where its values came from).
+pub(crate) fn stmt_flow(s: &Stmt, r: &mut Vec<Slot>, w: &mut Vec<Slot>) {
+    match &s.kind {
+        StmtKind::Expr(e) | StmtKind::Print(e) | StmtKind::Return(Some(e)) => reads(e, r, w, true),
+        StmtKind::Block(body) => body.iter().for_each(|s| stmt_flow(s, r, w)),
+        StmtKind::If { cond, then, els } => {
+            reads(cond, r, w, true);
+            stmt_flow(then, r, w);
+            if let Some(els) = els {
+                stmt_flow(els, r, w);
+            }
+        }
+        StmtKind::While { cond, body } => {
+            reads(cond, r, w, true);
+            stmt_flow(body, r, w);
+        }
+        StmtKind::For { var, iter, body } | StmtKind::ParaFor { var, iter, body } => {
+            reads(iter, r, w, true);
+            w.push(*var);
+            stmt_flow(body, r, w);
+        }
+        StmtKind::AddTo { slot, value, .. } => {
+            r.push(*slot);
+            w.push(*slot);
+            reads(value, r, w, true);
+        }
+        StmtKind::Para(branches) => branches.iter().for_each(|b| stmt_flow(&b.stmt, r, w)),
+        StmtKind::Return(None) | StmtKind::Break | StmtKind::Continue | StmtKind::Nop => {}
+    }
 }
