@@ -290,6 +290,8 @@ pub struct SubmitArgs<'a> {
     pub wait: bool,
     /// Send this process's environment (`submit` without `--no-env`).
     pub env: bool,
+    /// Reuse cached task results (`--cache`).
+    pub cache: bool,
 }
 
 /// `submit`: prints the workflow's id, or with `wait` streams it and exits
@@ -335,6 +337,8 @@ pub fn submit(args: SubmitArgs) -> u8 {
             std::env::vars_os().map(|(k, v)| (k.into_vec().into(), v.into_vec().into())).collect()
         }),
         inputs,
+        cache: args.cache,
+        resume_from: None,
     });
     let id = match client.call(&request) {
         Ok(Reply::Submitted { id }) => id,
@@ -462,7 +466,205 @@ pub fn show(id: u64, with_source: bool) -> u8 {
         if let Some(error) = r.error {
             println!("--- error ---\n{}", error.trim_end());
         }
+        // Older daemons know no task records: nothing more to show.
+        if let Ok(Reply::Tasks { tasks, .. }) = client.call(&Request::Tasks { id }) {
+            print_tasks(&tasks);
+        }
         Ok(0)
+    })
+}
+
+/// The task table of `workflow show`: key, what, status, duration, cached.
+fn print_tasks(tasks: &[oxiida_protocol::TaskRow]) {
+    // A workflow without tasks (or from before task records): nothing to add.
+    if tasks.is_empty() {
+        return;
+    }
+    let count = |s: &str| tasks.iter().filter(|t| t.status == s).count();
+    println!(
+        "--- tasks: {} ({} succeeded, {} failed, {} replayed, {} cached) ---",
+        tasks.len(),
+        count("succeeded"),
+        count("failed"),
+        count("replayed"),
+        count("cached")
+    );
+    let width = tasks.iter().map(|t| t.key.len()).max().unwrap_or(3).max(3);
+    println!("{:<width$}  {:<9}  {:>8}  {:<6}  WHAT", "KEY", "STATUS", "TOOK", "CACHED");
+    for t in tasks {
+        let took = if t.status == "replayed" || t.status == "cached" { "-".into() } else { duration(t.ended_ms - t.started_ms) };
+        let cached = if t.status == "cached" { "yes" } else { "no" };
+        let mut what = format!("{} {}", t.kind, t.what);
+        if what.chars().count() > 100 {
+            what = what.chars().take(99).collect::<String>() + "…";
+        }
+        println!("{:<width$}  {:<9}  {took:>8}  {cached:<6}  {what}", t.key, t.status);
+        if let Some(error) = &t.error {
+            println!("{:<width$}  error: {}", "", error.lines().next().unwrap_or(""));
+        }
+    }
+}
+
+/// `workflow watch`: follows a workflow live, printing each task as it
+/// ends, until the workflow has ended; exits with its exit status.
+pub fn watch(id: u64) -> u8 {
+    with_client(|client| {
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let Reply::Workflow(r) = client.call(&Request::Show { id })? else { bail!("unexpected reply") };
+            let tasks = match client.call(&Request::Tasks { id }) {
+                Ok(Reply::Tasks { tasks, .. }) => tasks,
+                _ => Vec::new(),
+            };
+            for t in tasks.iter().filter(|t| seen.insert(t.key.clone())) {
+                let took = if t.status == "replayed" || t.status == "cached" { "-".into() } else { duration(t.ended_ms - t.started_ms) };
+                println!("{}  {:<9}  {took:>8}  {} {}", t.key, t.status, t.kind, t.what);
+            }
+            if r.state != oxiida_protocol::state::RUNNING && r.state != oxiida_protocol::state::QUEUED {
+                println!("workflow {id}: {} ({} tasks)", r.state, tasks.len());
+                return Ok(r.exit_code.map_or(1, |c| u8::try_from(c).unwrap_or(1)));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+}
+
+/// The provenance graph of a workflow's recorded tasks: a task node and an
+/// output (data) node per task, an edge from a task to its output, and one
+/// from an output to each task whose arguments it flowed into.
+pub fn graph(id: u64, format: &str) -> u8 {
+    with_client(|client| {
+        let tasks = match client.call(&Request::Tasks { id }) {
+            Ok(Reply::Tasks { tasks, .. }) => tasks,
+            Ok(other) => bail!("unexpected reply {other:?}"),
+            Err(e) => return Ok(fail(format!("cannot read the tasks of workflow {id}: {e}"), 1)),
+        };
+        let index: std::collections::HashMap<&str, usize> = tasks.iter().enumerate().map(|(i, t)| (t.key.as_str(), i)).collect();
+        let mut edges: Vec<(String, String)> = Vec::new();
+        for (i, t) in tasks.iter().enumerate() {
+            if t.status != "failed" {
+                edges.push((format!("t{i}"), format!("d{i}")));
+            }
+            for input in &t.inputs {
+                if let Some(j) = index.get(input.as_str()) {
+                    edges.push((format!("d{j}"), format!("t{i}")));
+                }
+            }
+        }
+        // One line per label: a newline in a command shows as `\n`.
+        let short = |text: &str| {
+            let text = text.replace('\n', "\\n");
+            if text.chars().count() > 60 {
+                text.chars().take(59).collect::<String>() + "…"
+            } else {
+                text
+            }
+        };
+        let text = match format {
+            "json" => {
+                let mut nodes = Vec::new();
+                for (i, t) in tasks.iter().enumerate() {
+                    nodes.push(serde_json::json!({"id": format!("t{i}"), "type": "task", "key": t.key, "kind": t.kind, "what": t.what, "status": t.status}));
+                    if t.status != "failed" {
+                        nodes.push(serde_json::json!({"id": format!("d{i}"), "type": "data", "of": format!("t{i}")}));
+                    }
+                }
+                let edges: Vec<_> = edges.iter().map(|(a, b)| serde_json::json!({"from": a, "to": b})).collect();
+                serde_json::to_string_pretty(&serde_json::json!({"workflow": id, "nodes": nodes, "edges": edges}))? + "\n"
+            }
+            _ => {
+                let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+                let mut dot = format!("digraph \"workflow {id}\" {{\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n");
+                for (i, t) in tasks.iter().enumerate() {
+                    let color = match t.status.as_str() {
+                        "failed" => "#f4b6b6",
+                        "cached" | "replayed" => "#d8e4f8",
+                        _ => "#d9f2d9",
+                    };
+                    let label = format!("{} {}\\n{} ({})", t.kind, quote(&short(&t.what)), quote(&t.key), t.status);
+                    dot.push_str(&format!("  t{i} [shape=box, style=filled, fillcolor=\"{color}\", label=\"{label}\"];\n"));
+                    if t.status != "failed" {
+                        dot.push_str(&format!("  d{i} [shape=ellipse, label=\"output\"];\n"));
+                    }
+                }
+                for (a, b) in &edges {
+                    dot.push_str(&format!("  {a} -> {b};\n"));
+                }
+                dot.push_str("}\n");
+                dot
+            }
+        };
+        if format != "svg" {
+            print!("{text}");
+            return Ok(0);
+        }
+        let spawned = Command::new("dot").arg("-Tsvg").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(fail(
+                    "--format svg needs Graphviz's `dot` program, which is not installed: install Graphviz (e.g. `apt-get install graphviz`), or use `--format dot` and render it elsewhere",
+                    1,
+                ))
+            }
+            Err(e) => return Ok(fail(format!("cannot run Graphviz's `dot`: {e}"), 1)),
+        };
+        use std::io::Write;
+        child.stdin.take().context("dot's stdin")?.write_all(text.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Ok(fail(format!("Graphviz's `dot` failed ({})", out.status), 1));
+        }
+        std::io::stdout().write_all(&out.stdout)?;
+        Ok(0)
+    })
+}
+
+/// `workflow resume`: runs an interrupted or failed workflow again, each
+/// task with a successful record replayed. Its source file, read again
+/// where it was submitted from, must not have changed (the daemon checks).
+pub fn resume(id: u64, wait: bool) -> u8 {
+    with_client(|client| {
+        let Reply::Workflow(r) = client.call(&Request::Show { id })? else { bail!("unexpected reply") };
+        let file = match &r.cwd {
+            Some(cwd) => Path::new(cwd).join(&r.name),
+            None => Path::new(&r.name).to_owned(),
+        };
+        // The file as it is now; gone, the recorded source runs.
+        let source = std::fs::read_to_string(&file).ok();
+        let new = match client.call(&Request::Resume { id, source, wait }) {
+            Ok(Reply::Submitted { id }) => id,
+            Ok(other) => bail!("unexpected reply {other:?}"),
+            Err(client::CallError::Daemon { message, .. }) => return Ok(fail(format!("cannot resume workflow {id}: {message}"), 1)),
+            Err(e) => return Err(e.into()),
+        };
+        if !wait {
+            println!("{new}");
+            return Ok(0);
+        }
+        eprintln!("oxiida: workflow {id} resumed as workflow {new}");
+        detach_on_ctrl_c(new);
+        client.wait_forever();
+        Ok(follow(client, new))
+    })
+}
+
+/// `daemon start --resume`: resumes every interrupted workflow the daemon lists.
+pub fn resume_all() -> u8 {
+    with_client(|client| {
+        let Reply::Status(status) = client.call(&Request::Status)? else { bail!("unexpected reply") };
+        let mut code = 0;
+        for id in status.resumable.iter().rev() {
+            match client.call(&Request::Resume { id: *id, source: None, wait: false }) {
+                Ok(Reply::Submitted { id: new }) => println!("workflow {id} resumed as workflow {new}"),
+                Ok(other) => bail!("unexpected reply {other:?}"),
+                Err(e) => code = fail(format!("cannot resume workflow {id}: {e}"), 1),
+            }
+        }
+        if status.resumable.is_empty() {
+            println!("no interrupted workflow to resume");
+        }
+        Ok(code)
     })
 }
 

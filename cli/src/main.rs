@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 mod daemon;
+mod durable;
 mod inputs;
 use inputs::InputArgs;
 use oxiida::interp::Stdout;
@@ -53,6 +54,8 @@ enum Command {
         /// processes; sets OXIIDA_EXECUTOR for this run [default: OXIIDA_EXECUTOR, else the pool]
         #[arg(long, value_name = "ADDRESS")]
         executor: Option<String>,
+        #[command(flatten)]
+        durable: DurableArgs,
     },
     /// Check a workflow for syntax and name errors without running anything
     Check {
@@ -88,6 +91,9 @@ enum Command {
         /// shell's (which are sent by default)
         #[arg(long)]
         no_env: bool,
+        /// Reuse the recorded result of any earlier task with the same identity (docs/durable.md)
+        #[arg(long)]
+        cache: bool,
     },
     /// List, inspect or kill the daemon's workflows
     Workflow {
@@ -108,6 +114,9 @@ enum DaemonAction {
         plugins: PluginArgs,
         #[command(flatten)]
         limits: daemon::DaemonLimits,
+        /// Then resume every interrupted workflow (docs/durable.md)
+        #[arg(long)]
+        resume: bool,
     },
     /// Stop the daemon; running workflows are recorded as interrupted
     Stop,
@@ -155,6 +164,22 @@ enum WorkflowAction {
     },
     /// Cancel a running workflow and kill its processes
     Kill { id: u64 },
+    /// Follow a workflow live: each task as it ends, then how the workflow ended
+    Watch { id: u64 },
+    /// The provenance graph of a workflow's tasks: which task's output flowed into which task's arguments (docs/provenance.md)
+    Graph {
+        id: u64,
+        /// dot (Graphviz source), svg (drawn by Graphviz's `dot`), or json
+        #[arg(long, default_value = "dot", value_parser = ["dot", "svg", "json"])]
+        format: String,
+    },
+    /// Run an interrupted or failed workflow again: tasks that succeeded take their recorded results (docs/durable.md)
+    Resume {
+        id: u64,
+        /// Stream its output and exit with its status, as `submit --wait`
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Args)]
@@ -176,6 +201,20 @@ impl PluginArgs {
         }
         PluginHost::new(&plugins).map_err(|e| anyhow::anyhow!("{e}"))
     }
+}
+
+/// `run`'s task records and progress (docs/durable.md).
+#[derive(Args, Default)]
+struct DurableArgs {
+    /// Record every task in the daemon's store (its folder's SQLite file; not while a daemon runs)
+    #[arg(long)]
+    record: bool,
+    /// Reuse the recorded result of any earlier task with the same identity (implies --record)
+    #[arg(long)]
+    cache: bool,
+    /// No progress line on stderr (it is shown only when stderr is a terminal)
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -233,24 +272,28 @@ where
 
 fn dispatch(cli: Cli) -> u8 {
     match cli.command {
-        Command::Run { file, plugins, limits, inputs, executor } => {
+        Command::Run { file, plugins, limits, inputs, executor, durable } => {
             // Read by plugins when they open their sessions (the Python
             // plugin: where `=f=` calls run); set before any of them loads.
             if let Some(executor) = executor {
                 std::env::set_var("OXIIDA_EXECUTOR", executor);
             }
-            run(&file, &plugins, limits.limits(), &inputs)
+            run(&file, &plugins, limits.limits(), &inputs, &durable)
         }
         Command::Check { file, plugins, inputs } => check(&file, &plugins, &inputs),
         Command::Plugins => list_plugins(),
         Command::Daemon { action } => match action {
-            DaemonAction::Start { foreground, plugins, limits } => daemon::start(foreground, &plugins.specs, &limits),
+            DaemonAction::Start { foreground, plugins, limits, resume } => match daemon::start(foreground, &plugins.specs, &limits) {
+                0 if resume && !foreground => daemon::resume_all(),
+                code => code,
+            },
             DaemonAction::Stop => daemon::stop(),
             DaemonAction::Restart { plugins, limits } => daemon::restart(&plugins.specs, &limits),
             DaemonAction::Status => daemon::status(),
             DaemonAction::Runner => std::process::exit(oxiida_daemon::runner::run_from_fd(None)),
         },
-        Command::Submit { file, plugins, limits, inputs, wait, no_env } => daemon::submit(daemon::SubmitArgs {
+        Command::Submit { file, plugins, limits, inputs, wait, no_env, cache } => daemon::submit(daemon::SubmitArgs {
+            cache,
             inputs: &inputs,
             file: &file,
             plugins: &plugins.specs,
@@ -263,6 +306,9 @@ fn dispatch(cli: Cli) -> u8 {
             WorkflowAction::List { limit, since, status, before } => daemon::list(limit, since.as_deref(), status, before),
             WorkflowAction::Show { id, source } => daemon::show(id, source),
             WorkflowAction::Kill { id } => daemon::kill(id),
+            WorkflowAction::Resume { id, wait } => daemon::resume(id, wait),
+            WorkflowAction::Watch { id } => daemon::watch(id),
+            WorkflowAction::Graph { id, format } => daemon::graph(id, &format),
         },
     }
 }
@@ -349,7 +395,7 @@ fn check(path: &Path, plugins: &PluginArgs, inputs: &InputArgs) -> u8 {
     }
 }
 
-fn run(path: &Path, plugins: &PluginArgs, limits: Limits, inputs: &InputArgs) -> u8 {
+fn run(path: &Path, plugins: &PluginArgs, limits: Limits, inputs: &InputArgs, durable: &DurableArgs) -> u8 {
     let inputs = match read_inputs(inputs, false) {
         Ok(inputs) => inputs,
         Err(code) => return code,
@@ -381,13 +427,52 @@ fn run(path: &Path, plugins: &PluginArgs, limits: Limits, inputs: &InputArgs) ->
         eprintln!("oxiida: warning: cannot watch for Ctrl-C ({e}); it will stop oxiida without cancelling tasks");
     }
     let context = oxiida::Context::default();
-    let run = oxiida::execute_with_inputs(&program, inputs, &host, &Stdout, limits, &context, &interrupt);
-    let code = match runtime.block_on(run) {
-        Ok(_) => 0,
-        Err(_) if interrupt.is_triggered() => EXIT_INTERRUPTED,
-        Err(d) => report(&source, &[d]),
+    // Records (`--record`, `--cache`) and the progress line both watch the
+    // tasks; with neither, no observer: the run is exactly as fast as before.
+    let recording = if durable.record || durable.cache {
+        match durable::start_recording(&source.name, &source.text, &plugins.specs) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("oxiida: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    } else {
+        None
     };
+    let progress = !durable.quiet && std::io::stderr().is_terminal();
+    let specs: Vec<(String, PathBuf, String)> = plugins
+        .specs
+        .iter()
+        .map(|spec| {
+            let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
+            (what.to_owned(), plugin::locate(what).unwrap_or_else(|_| what.into()), config.to_owned())
+        })
+        .collect();
+    let observer =
+        (recording.is_some() || progress).then(|| durable::observer(recording.as_ref().map(|r| r.recorder(durable.cache, &specs))));
+    let mut line = observer.as_ref().filter(|_| progress).map(|o| durable::Progress::start(o.counts.clone()));
+    let watching = observer.as_ref().map(|o| o as &dyn oxiida::TaskObserver);
+    let run = oxiida::execute_observed(&program, inputs, &host, &Stdout, limits, &context, &interrupt, watching);
+    let (code, failure) = match runtime.block_on(run) {
+        Ok(_) => (0, None),
+        Err(_) if interrupt.is_triggered() => (EXIT_INTERRUPTED, Some("interrupted".to_owned())),
+        Err(d) => {
+            // Erased before the error is printed.
+            if let Some(line) = line.take() {
+                line.finish();
+            }
+            let text = source.render(std::slice::from_ref(&d), false);
+            (report(&source, &[d]), Some(text))
+        }
+    };
+    if let Some(recording) = recording {
+        recording.finish(code, failure);
+    }
     drop(ended);
+    if let Some(line) = line.take() {
+        line.finish();
+    }
     if let Ok(handle) = signals {
         handle.close();
     }

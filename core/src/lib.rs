@@ -30,7 +30,11 @@ pub mod syntax;
 pub mod value;
 
 pub use diagnostic::{Diagnostic, Stage};
-pub use interp::{execute, execute_in, execute_with_inputs, execute_with_interrupt, Context, Interrupt, Limits, Output, Variables};
+pub use interp::observe;
+pub use interp::{
+    execute, execute_in, execute_observed, execute_with_inputs, execute_with_interrupt, Context, Interrupt, Limits, Output, TaskObserver,
+    Variables,
+};
 
 /// A workflow's text and the name its diagnostics show.
 #[derive(Clone, Debug)]

@@ -14,6 +14,7 @@
 
 pub mod limits;
 pub mod reap;
+pub mod record;
 pub mod runner;
 pub mod server;
 pub mod store;

@@ -157,6 +157,8 @@ struct Slots {
 }
 
 /// What [`Queue::admit`] decided.
+// One per submission, moved once: boxing the submission would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Admitted {
     /// A slot is the workflow's: start it now.
     Start(Arc<Running>, Submit),

@@ -10,7 +10,6 @@
 //! kills the process groups of its shell tasks. A runner that does not
 //! finish soon after is killed with its process group by the daemon.
 
-use std::io::Read;
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
@@ -71,7 +70,25 @@ pub struct Job {
     /// The value of [`crate::reap::MARKER`] for the workflow's processes.
     #[serde(default)]
     pub marker: Option<String>,
+    /// How many [`Answer::Replay`] frames follow the job: the recorded
+    /// results a resumed workflow replays.
+    #[serde(default)]
+    pub replay_chunks: u32,
 }
+
+/// What the daemon sends a runner after its job.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Answer {
+    /// Recorded results by task key (a resume), right after the job.
+    Replay { entries: Vec<(String, ByteBuf)> },
+    /// The answer to [`Report::Lookup`] `seq`: a cached result, if any.
+    Cached { seq: u64, result: Option<ByteBuf> },
+}
+
+/// Recorded results per `replay` frame: well under a frame however large
+/// each result (a result over `CHUNK` goes alone).
+pub const REPLAY_CHUNK: usize = 1 << 20;
 
 /// What a runner tells the daemon, in order: plugins as it loads them,
 /// output as it is printed, then its end (its last frame).
@@ -94,6 +111,14 @@ pub enum Report {
     Part {
         field: String,
         data: ByteBuf,
+    },
+    /// A task ended (or was replayed or taken from the cache): its record.
+    Task(Box<crate::record::TaskRecord>),
+    /// Asks for the cached result of a task identity (`Submit::cache`);
+    /// answered by [`Answer::Cached`] with the same `seq`.
+    Lookup {
+        seq: u64,
+        identity: String,
     },
     Finished {
         state: String,
@@ -187,12 +212,33 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
     }
     // After the environment is settled: the marker must survive it.
     mark(&job, env.as_mut());
+    // The recorded results a resumed workflow replays.
+    let mut replay = std::collections::HashMap::new();
+    for _ in 0..job.replay_chunks {
+        match oxiida_abi::frame::read(&mut stream, 2 * MAX_FRAME).map(|f| f.map(|b| rmp_serde::from_slice::<Answer>(&b))) {
+            Ok(Some(Ok(Answer::Replay { entries }))) => replay.extend(entries.into_iter().map(|(k, v)| (k, v.into_vec()))),
+            _ => {
+                reporter.send(&failed(exit::RUNTIME, "internal error: the runner cannot read the records it resumes from".into()));
+                return 1;
+            }
+        }
+    }
     // The daemon closes its end to cancel (or dies): either way, stop.
+    // Until then it answers cache lookups on it.
     let interrupt = Interrupt::new();
     let cancel = interrupt.clone();
+    let pending: Pending = Arc::default();
+    let answers = pending.clone();
     let watching = std::thread::Builder::new().name("oxiida-runner-watch".into()).spawn(move || {
-        let mut byte = [0u8; 1];
-        while matches!(stream.read(&mut byte), Ok(n) if n > 0) {}
+        while let Ok(Some(body)) = oxiida_abi::frame::read(&mut stream, 2 * MAX_FRAME) {
+            if let Ok(Answer::Cached { seq, result }) = rmp_serde::from_slice::<Answer>(&body) {
+                if let Some(to) = answers.lock().remove(&seq) {
+                    let _ = to.send(result.map(ByteBuf::into_vec));
+                }
+            }
+        }
+        // Lookups still waiting get no result: their tasks run.
+        answers.lock().clear();
         cancel.trigger();
     });
     if watching.is_err() {
@@ -204,7 +250,7 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
     let interrupt = &interrupt;
     let ended = std::thread::scope(|scope| {
         let worker = std::thread::Builder::new().name("oxiida-workflow".into()).stack_size(STACK_BYTES).spawn_scoped(scope, move || {
-            std::panic::catch_unwind(AssertUnwindSafe(|| workflow(job, env, host, shared_reporter, interrupt)))
+            std::panic::catch_unwind(AssertUnwindSafe(|| workflow(job, env, host, shared_reporter, interrupt, replay, pending)))
         });
         match worker.map(|w| w.join()) {
             Ok(Ok(Ok(()))) => true,
@@ -316,9 +362,43 @@ impl Output for Sink<'_> {
     }
 }
 
+/// Cache lookups waiting for the daemon's answer, by `seq`.
+type Pending = Arc<Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Option<Vec<u8>>>>>>;
+
+/// Where a runner's task records go: frames to the daemon, whose store
+/// writes them; cache lookups are asked the same way.
+struct Records {
+    reporter: Arc<Reporter>,
+    pending: Pending,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+impl crate::record::RecordSink for Records {
+    fn record(&self, record: crate::record::TaskRecord) {
+        self.reporter.send(&Report::Task(Box::new(record)));
+    }
+
+    fn lookup(&self, identity: String) -> futures_util::future::BoxFuture<'static, Option<Vec<u8>>> {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending.lock().insert(seq, tx);
+        self.reporter.send(&Report::Lookup { seq, identity });
+        Box::pin(async move { rx.await.ok().flatten() })
+    }
+}
+
 /// Runs the job and reports its end. Calls still running (a foreign call
 /// that ignores cancellation) do not hold the runner: it exits after this.
-fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, shared_reporter: &Arc<Reporter>, interrupt: &Interrupt) {
+#[allow(clippy::too_many_arguments)]
+fn workflow(
+    job: Job,
+    env: Option<Env>,
+    factory: Option<&HostFactory>,
+    shared_reporter: &Arc<Reporter>,
+    interrupt: &Interrupt,
+    replay: std::collections::HashMap<String, Vec<u8>>,
+    pending: Pending,
+) {
     let reporter = &**shared_reporter;
     let Job { submit, defaults, .. } = job;
     // The workflow's working directory is the runner's own, entered only
@@ -359,7 +439,18 @@ fn workflow(job: Job, env: Option<Env>, factory: Option<&HostFactory>, shared_re
     let mut limits = Limits::default();
     limits.max_tasks = submit.max_tasks.map_or(limits.max_tasks, |n| n.max(1) as usize);
     limits.max_fanout = submit.max_fanout.map_or(limits.max_fanout, |n| n.max(1) as usize);
-    let result = runtime.block_on(oxiida::execute_with_inputs(&program, inputs, &*host, &Sink(reporter), limits, &context, interrupt));
+    // Every task is recorded; a resume replays, `cache` reuses.
+    let specs: Vec<(String, std::path::PathBuf, String)> = defaults
+        .iter()
+        .chain(&submit.plugins)
+        .map(|p| (p.path.clone(), p.path.clone().into(), String::from_utf8_lossy(&p.config).into_owned()))
+        .collect();
+    let extra: Vec<(String, Vec<u8>)> = submit.extra.iter().map(|(k, v)| (k.clone(), v.to_vec())).collect();
+    let (code, plugins) = crate::record::fingerprint(&specs, &extra);
+    let sink = Arc::new(Records { reporter: shared_reporter.clone(), pending, seq: Default::default() });
+    let recorder = crate::record::Recorder::new(sink, replay, submit.cache, code, (!plugins.is_empty()).then_some(plugins));
+    let result =
+        runtime.block_on(oxiida::execute_observed(&program, inputs, &*host, &Sink(reporter), limits, &context, interrupt, Some(&recorder)));
     let end = match result {
         Ok(vars) => {
             let map = vars.iter().map(|(name, value)| (name.to_string(), plugin::codec::to_wire(value))).collect();

@@ -573,7 +573,13 @@ async fn send(wr: &mut OwnedWriteHalf, reply: &Reply) -> bool {
                 || variables.as_ref().is_some_and(|v| long(v.len()))
                 || exception.as_ref().is_some_and(|v| long(v.len()))
         }
-        Reply::Workflow(r) => long(r.source.len()) || long(r.output.len()) || r.error.as_ref().is_some_and(|e| long(e.len())),
+        Reply::Workflow(r) => {
+            long(r.source.len())
+                || long(r.output.len())
+                || r.error.as_ref().is_some_and(|e| long(e.len()))
+                || r.variables.as_ref().is_some_and(|v| long(v.len()))
+                || r.exception.as_ref().is_some_and(|v| long(v.len()))
+        }
         _ => false,
     };
     if !big {
@@ -700,8 +706,30 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
 async fn handle(request: Request, shared: &Arc<Shared>, rd: &mut Frames, wr: &mut OwnedWriteHalf) -> bool {
     let reply = match request {
         Request::Hello { .. } => error(ErrorKind::Handshake, "this connection has already shaken hands"),
-        Request::Status => Reply::Status(status(shared)),
-        Request::Submit(submit) => return self::submit(submit, shared, rd, wr).await,
+        Request::Status => {
+            let mut status = status(shared);
+            match shared.store.interrupted().await {
+                Ok(ids) => status.resumable = ids,
+                Err(e) => log(&format!("cannot list the resumable workflows: {e}")),
+            }
+            Reply::Status(status)
+        }
+        Request::Submit(mut submit) => {
+            // Only `resume` replays another workflow's records.
+            submit.resume_from = None;
+            return self::submit(submit, shared, rd, wr).await;
+        }
+        Request::Resume { id, source, wait } => match resumed(id, source, shared).await {
+            Ok(mut submit) => {
+                submit.wait = wait;
+                return self::submit(submit, shared, rd, wr).await;
+            }
+            Err(reply) => reply,
+        },
+        Request::Tasks { id } => match shared.store.tasks(id).await {
+            Ok(tasks) => Reply::Tasks { id, tasks },
+            Err(e) => error(ErrorKind::Internal, e.to_string()),
+        },
         Request::List(query) => list(query, shared).await,
         Request::Show { id } => match shared.store.show(id).await {
             Ok(Some(record)) => Reply::Workflow(record),
@@ -718,6 +746,54 @@ async fn handle(request: Request, shared: &Arc<Shared>, rd: &mut Frames, wr: &mu
     send(wr, &reply).await
 }
 
+/// The submission that resumes workflow `id`, or why it cannot be resumed.
+async fn resumed(id: u64, source: Option<String>, shared: &Shared) -> Result<Submit, Reply> {
+    let found = shared.store.resumable(id).await.map_err(|e| error(ErrorKind::Internal, e.to_string()))?;
+    let Some(found) = found else { return Err(error(ErrorKind::NotFound, format!("no workflow {id}"))) };
+    if found.state != state::INTERRUPTED && found.state != state::FAILED {
+        return Err(error(
+            ErrorKind::Refused,
+            format!("workflow {id} {}: only an interrupted or failed workflow can be resumed", found.state),
+        ));
+    }
+    if let Some(by) = found.resumed_by {
+        return Err(error(
+            ErrorKind::Refused,
+            format!(
+                "workflow {id} was already resumed, as workflow {by}: resume that one (`oxiida workflow resume {by}`) if it did not finish"
+            ),
+        ));
+    }
+    let Some(bytes) = found.submit else {
+        return Err(error(
+            ErrorKind::Refused,
+            format!("workflow {id} was recorded by a daemon older than resume (0.3), which did not keep its submission: submit it again"),
+        ));
+    };
+    let mut submit: Submit = rmp_serde::from_slice(&bytes)
+        .map_err(|e| error(ErrorKind::Internal, format!("the recorded submission of workflow {id} cannot be read: {e}")))?;
+    if let Some(source) = source {
+        if source != found.source {
+            return Err(error(
+                ErrorKind::Refused,
+                format!(
+                    "the source of workflow {id} changed since it ran (SHA-256 {} now, {} recorded): a resumed workflow replays recorded task results by their place in the source, which a changed source would move; run the new source as a new workflow (`oxiida submit`), or put the old source back",
+                    short_hash(&source),
+                    short_hash(&found.source)
+                ),
+            ));
+        }
+    }
+    submit.resume_from = Some(id);
+    log(&format!("workflow {id}: resuming it"));
+    Ok(submit)
+}
+
+fn short_hash(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 fn status(shared: &Shared) -> Status {
     let loaded = shared.loaded.lock();
     Status {
@@ -730,6 +806,7 @@ fn status(shared: &Shared) -> Status {
         default_plugins: shared.default_specs.clone(),
         loaded_plugins: loaded.iter().map(|(path, name)| format!("{name} ({})", path.display())).collect(),
         environment: shared.environment_name.clone(),
+        resumable: Vec::new(),
         limits: Some(protocol::StatusLimits {
             memory_limit: shared.limits.memory,
             output_limit: shared.limits.output,
@@ -793,7 +870,16 @@ async fn submit(submit: Submit, shared: &Arc<Shared>, rd: &mut Frames, wr: &mut 
     }
     let mut plugins: Vec<String> = shared.default_specs.iter().map(|s| format!("{s} (daemon default)")).collect();
     plugins.extend(submit.plugins.iter().map(|p| spec_text(&p.path, &p.config)));
-    let new = store::New { name: submit.name.clone(), source: submit.source.clone(), plugins, cwd: submit.cwd.clone() };
+    // Kept whole for `workflow resume`, without what belongs to this connection.
+    let kept = Submit { wait: false, resume_from: None, ..submit.clone() };
+    let new = store::New {
+        name: submit.name.clone(),
+        source: submit.source.clone(),
+        plugins,
+        cwd: submit.cwd.clone(),
+        submit: Some(rmp_serde::to_vec_named(&kept).expect("a submission always serializes")),
+        resumed_from: submit.resume_from,
+    };
     let id = match shared.store.insert(new).await {
         Ok(id) => id,
         Err(e) => return send(wr, &error(ErrorKind::Internal, format!("cannot record the workflow: {e}"))).await,

@@ -10,9 +10,12 @@ use std::sync::{mpsc, Arc};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use std::collections::HashMap;
+
 use crate::log;
+use crate::record::TaskRecord;
 use oxiida_protocol::now_ms;
-use oxiida_protocol::{Record, Summary};
+use oxiida_protocol::{Record, Summary, TaskRow};
 
 /// Most operations committed in one transaction.
 const BATCH: usize = 512;
@@ -41,15 +44,41 @@ CREATE TABLE IF NOT EXISTS output (
 -- older database, the first time a daemon opens it).
 CREATE INDEX IF NOT EXISTS workflows_by_state ON workflows(state, id);
 CREATE INDEX IF NOT EXISTS workflows_by_submitted ON workflows(submitted_ms);
+-- Task records (added in 0.3, docs/durable.md): one row per task of a
+-- workflow, by its stable key; `args` and `result` MessagePack.
+CREATE TABLE IF NOT EXISTS tasks (
+    workflow INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    what TEXT NOT NULL,
+    plugin TEXT,
+    args BLOB,
+    result BLOB,
+    replayable INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    identity TEXT,
+    started_ms INTEGER NOT NULL,
+    ended_ms INTEGER NOT NULL,
+    worker TEXT,
+    inputs TEXT,
+    PRIMARY KEY (workflow, key)
+);
+CREATE INDEX IF NOT EXISTS tasks_by_identity ON tasks(identity) WHERE identity IS NOT NULL AND replayable = 1;
 ";
 
 /// Columns added after 0.2, each added to an older database the first time
 /// a daemon opens it: a succeeded workflow's variables (for
 /// `oxiida.result(id)`), MessagePack as in the `finished` reply, and a
 /// failed one's exception as its host made it (Python: pickled).
-const ADDED: [(&str, &str); 2] = [
+const ADDED: [(&str, &str); 5] = [
     (KEPT_VARIABLES, "ALTER TABLE workflows ADD COLUMN variables BLOB"),
     (KEPT_EXCEPTION, "ALTER TABLE workflows ADD COLUMN exception BLOB"),
+    // The submission itself (MessagePack), so that `workflow resume` can
+    // run it again with its plugins, environment and inputs.
+    ("submit", "ALTER TABLE workflows ADD COLUMN submit BLOB"),
+    ("resumed_from", "ALTER TABLE workflows ADD COLUMN resumed_from INTEGER"),
+    ("resumed_by", "ALTER TABLE workflows ADD COLUMN resumed_by INTEGER"),
 ];
 
 /// The columns [`Store::keep`] writes.
@@ -117,6 +146,18 @@ pub struct New {
     pub source: String,
     pub plugins: Vec<String>,
     pub cwd: Option<String>,
+    /// The submission as sent (MessagePack), for `workflow resume`.
+    pub submit: Option<Vec<u8>>,
+    /// The workflow this one resumes: marked as resumed by it.
+    pub resumed_from: Option<u64>,
+}
+
+/// What `workflow resume` needs of a recorded workflow.
+pub struct Resumable {
+    pub state: String,
+    pub source: String,
+    pub submit: Option<Vec<u8>>,
+    pub resumed_by: Option<u64>,
 }
 
 /// Which records one `list` answers with: the newest first.
@@ -147,6 +188,15 @@ enum Op {
     #[allow(clippy::type_complexity)]
     List(Page, oneshot::Sender<Result<(Vec<Summary>, bool), StoreError>>),
     Show(u64, oneshot::Sender<Result<Option<Record>, StoreError>>),
+    Task(u64, Box<TaskRecord>),
+    Tasks(u64, oneshot::Sender<Result<Vec<TaskRow>, StoreError>>),
+    /// The replayable results of a workflow's successful tasks, by key.
+    Replay(u64, oneshot::Sender<Result<HashMap<String, Vec<u8>>, StoreError>>),
+    /// The newest replayable result of a task with this identity.
+    Lookup(String, oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>),
+    Resumable(u64, oneshot::Sender<Result<Option<Resumable>, StoreError>>),
+    /// Interrupted workflows not resumed yet, newest first.
+    Interrupted(oneshot::Sender<Result<Vec<u64>, StoreError>>),
     /// Commits, then ends the thread; the sender learns when it is done.
     Close(std::sync::mpsc::Sender<()>),
 }
@@ -381,6 +431,44 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Records a task (batched with whatever else is queued).
+    pub fn task(&self, workflow: u64, record: TaskRecord) {
+        self.send(Op::Task(workflow, Box::new(record)));
+    }
+
+    pub async fn tasks(&self, workflow: u64) -> Result<Vec<TaskRow>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Tasks(workflow, tx));
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// What a resume of `workflow` replays: its successful tasks' results by key.
+    pub async fn replay(&self, workflow: u64) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Replay(workflow, tx));
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The cached result for a task identity, if any workflow recorded one.
+    pub async fn lookup(&self, identity: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Lookup(identity, tx));
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn resumable(&self, workflow: u64) -> Result<Option<Resumable>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Resumable(workflow, tx));
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Interrupted workflows that were never resumed, newest first.
+    pub async fn interrupted(&self) -> Result<Vec<u64>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Interrupted(tx));
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Commits what is queued and stops the store's thread.
     pub fn close(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -398,6 +486,27 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) -> Opt
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
+            }
+        }
+        // Task records come one per task, each too small to be worth a
+        // commit of its own: a batch of them (and nothing anyone waits
+        // for) waits up to `LINGER` for more, so that a loop of quick
+        // tasks commits hundreds at a time. A task whose record is in
+        // that window when the daemon dies runs again on resume, as one
+        // running at the crash would (docs/durable.md).
+        if batch.iter().any(|op| matches!(op, Op::Task(..))) && batch.iter().all(quiet) {
+            let until = std::time::Instant::now() + LINGER;
+            while batch.len() < BATCH {
+                match rx.recv_timeout(until.saturating_duration_since(std::time::Instant::now())) {
+                    Ok(op) => {
+                        let wait = quiet(&op);
+                        batch.push(op);
+                        if !wait {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
             }
         }
         // Replies wait for the commit: an id handed out is an id on disk.
@@ -422,7 +531,7 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) -> Opt
         let touched: std::collections::BTreeSet<u64> = batch
             .iter()
             .filter_map(|op| match op {
-                Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) | Op::Finished(id, ..) => Some(*id),
+                Op::Started(id, _) | Op::Output(id, ..) | Op::Note(id, _) | Op::Finished(id, ..) | Op::Task(id, _) => Some(*id),
                 _ => None,
             })
             .collect();
@@ -467,6 +576,14 @@ fn serve(db: &mut Connection, rx: &mpsc::Receiver<Op>, guard: &mut Guard) -> Opt
     None
 }
 
+/// How long a batch of task records waits for more before it is committed.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// An operation no one waits for: it may wait for company.
+fn quiet(op: &Op) -> bool {
+    matches!(op, Op::Task(..) | Op::Output(..) | Op::Started(..) | Op::Keep(..) | Op::Note(..) | Op::Finished(_, _, _, None))
+}
+
 /// Answers an operation that cannot be applied with `error`; one without a
 /// reply is logged, so that nothing is lost unsaid.
 fn refuse(op: Op, error: impl Fn() -> StoreError, closing: &mut Option<std::sync::mpsc::Sender<()>>) {
@@ -480,6 +597,12 @@ fn refuse(op: Op, error: impl Fn() -> StoreError, closing: &mut Option<std::sync
         }
         Op::List(_, to) => drop(to.send(Err(error()))),
         Op::Show(_, to) => drop(to.send(Err(error()))),
+        Op::Tasks(_, to) => drop(to.send(Err(error()))),
+        Op::Replay(_, to) => drop(to.send(Err(error()))),
+        Op::Lookup(_, to) => drop(to.send(Err(error()))),
+        Op::Resumable(_, to) => drop(to.send(Err(error()))),
+        Op::Interrupted(to) => drop(to.send(Err(error()))),
+        Op::Task(id, record) => log(&format!("workflow {id}: the record of task {} was lost: {}", record.key, error())),
         Op::Started(id, _) | Op::Output(id, ..) | Op::Keep(id, ..) | Op::Note(id, _) => {
             log(&format!("workflow {id}: a change to its record was lost: {}", error()))
         }
@@ -511,12 +634,24 @@ fn apply(db: &Connection, op: Op, highest: &mut u64) -> rusqlite::Result<Option<
         Op::Insert(new, to) => {
             let inserted = db
                 .execute(
-                    "INSERT INTO workflows (name, source, plugins, cwd, state, submitted_ms) VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
-                    params![new.name, new.source, new.plugins.join("\n"), new.cwd, now_ms()],
+                    "INSERT INTO workflows (name, source, plugins, cwd, state, submitted_ms, submit, resumed_from)
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)",
+                    params![
+                        new.name,
+                        new.source,
+                        new.plugins.join("\n"),
+                        new.cwd,
+                        now_ms(),
+                        new.submit,
+                        new.resumed_from.map(|i| i as i64)
+                    ],
                 )
                 .map(|_| db.last_insert_rowid() as u64);
             if let Ok(id) = inserted {
                 *highest = (*highest).max(id);
+                if let Some(from) = new.resumed_from {
+                    db.execute("UPDATE workflows SET resumed_by = ?2 WHERE id = ?1", params![from as i64, id as i64])?;
+                }
             }
             reply(to, inserted)
         }
@@ -554,6 +689,54 @@ fn apply(db: &Connection, op: Op, highest: &mut u64) -> rusqlite::Result<Option<
         }
         Op::List(page, to) => reply(to, list(db, &page)),
         Op::Show(id, to) => reply(to, show(db, id)),
+        Op::Task(id, r) => {
+            db.prepare_cached(
+                "INSERT OR REPLACE INTO tasks (workflow, key, kind, what, plugin, args, result, replayable, status, error, identity, started_ms, ended_ms, worker, inputs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?
+            .execute(params![
+                id as i64,
+                r.key,
+                r.kind,
+                r.what,
+                r.plugin,
+                r.args.as_slice(),
+                r.result.as_deref().map(|b| b.as_slice()),
+                r.replayable,
+                r.status,
+                r.error,
+                r.identity,
+                r.started_ms,
+                r.ended_ms,
+                r.worker,
+                r.inputs.join("\n")
+            ])?;
+            return Ok(None);
+        }
+        Op::Tasks(id, to) => reply(to, tasks(db, id)),
+        Op::Replay(id, to) => reply(to, replay(db, id)),
+        Op::Lookup(identity, to) => reply(
+            to,
+            db.prepare_cached(
+                "SELECT result FROM tasks WHERE identity = ?1 AND replayable = 1 AND status IN ('succeeded', 'replayed', 'cached')
+                 ORDER BY ended_ms DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![identity], |r| r.get::<_, Option<Vec<u8>>>(0)).optional())
+            .map(Option::flatten),
+        ),
+        Op::Resumable(id, to) => reply(
+            to,
+            db.query_row("SELECT state, source, submit, resumed_by FROM workflows WHERE id = ?1", params![id as i64], |r| {
+                Ok(Resumable {
+                    state: r.get(0)?,
+                    source: r.get(1)?,
+                    submit: r.get(2)?,
+                    resumed_by: r.get::<_, Option<i64>>(3)?.map(|i| i as u64),
+                })
+            })
+            .optional(),
+        ),
+        Op::Interrupted(to) => reply(to, interrupted(db)),
         Op::Close(done) => Applied::Close(done),
     }))
 }
@@ -626,6 +809,42 @@ pub fn fill(path: &Path, count: u64, span_ms: i64) -> Result<(), StoreError> {
     tx.commit().map_err(StoreError::Query)
 }
 
+fn tasks(db: &Connection, id: u64) -> rusqlite::Result<Vec<TaskRow>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT key, kind, what, status, started_ms, ended_ms, error, inputs FROM tasks WHERE workflow = ?1 ORDER BY ended_ms, rowid",
+    )?;
+    let rows = stmt.query_map(params![id as i64], |r| {
+        Ok(TaskRow {
+            key: r.get(0)?,
+            kind: r.get(1)?,
+            what: r.get(2)?,
+            status: r.get(3)?,
+            started_ms: r.get(4)?,
+            ended_ms: r.get(5)?,
+            error: r.get(6)?,
+            inputs: r.get::<_, Option<String>>(7)?.map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default(),
+        })
+    })?;
+    rows.collect()
+}
+
+fn replay(db: &Connection, id: u64) -> rusqlite::Result<HashMap<String, Vec<u8>>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT key, result FROM tasks WHERE workflow = ?1 AND replayable = 1 AND result IS NOT NULL
+         AND status IN ('succeeded', 'replayed', 'cached')",
+    )?;
+    let rows = stmt.query_map(params![id as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    rows.collect()
+}
+
+fn interrupted(db: &Connection) -> rusqlite::Result<Vec<u64>> {
+    let mut stmt = db.prepare_cached(
+        "SELECT id FROM workflows WHERE state = 'interrupted' AND resumed_by IS NULL AND submit IS NOT NULL ORDER BY id DESC LIMIT 1000",
+    )?;
+    let rows = stmt.query_map([], |r| r.get::<_, i64>(0).map(|i| i as u64))?;
+    rows.collect()
+}
+
 fn show(db: &Connection, id: u64) -> rusqlite::Result<Option<Record>> {
     let record = db
         .query_row(
@@ -672,7 +891,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("db.sqlite3");
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let new = |name: &str| New { name: name.into(), source: "print 1;".into(), plugins: vec!["/p.so=x".into()], cwd: None };
+        let new = |name: &str| New {
+            name: name.into(),
+            source: "print 1;".into(),
+            plugins: vec!["/p.so=x".into()],
+            cwd: None,
+            submit: None,
+            resumed_from: None,
+        };
         let store = open(&path).unwrap();
         let done = rt.block_on(store.insert(new("done.ox"))).unwrap();
         let left = rt.block_on(store.insert(new("left.ox"))).unwrap();
@@ -715,7 +941,7 @@ mod tests {
         let store = open(&path).unwrap();
         let record = rt.block_on(store.show(1)).unwrap().unwrap();
         assert_eq!((record.name.as_str(), record.variables, record.exception), ("old.ox", None, None));
-        let new = New { name: "new.ox".into(), source: "x = 1;".into(), plugins: vec![], cwd: None };
+        let new = New { name: "new.ox".into(), source: "x = 1;".into(), plugins: vec![], cwd: None, submit: None, resumed_from: None };
         let id = rt.block_on(store.insert(new)).unwrap();
         store.keep(id, KEPT_VARIABLES, vec![1, 2]);
         store.keep(id, KEPT_EXCEPTION, vec![3]);
@@ -736,7 +962,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let (path, mark) = (dir.join("db.sqlite3"), dir.join("last-id"));
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let new = || New { name: "a.ox".into(), source: "print 1;".into(), plugins: vec![], cwd: None };
+        let new = || New { name: "a.ox".into(), source: "print 1;".into(), plugins: vec![], cwd: None, submit: None, resumed_from: None };
         let store = open_with(&path, Some(&mark)).unwrap();
         let ids: Vec<u64> = (0..3).map(|_| rt.block_on(store.insert(new())).unwrap()).collect();
         assert_eq!(std::fs::read_to_string(&mark).unwrap().trim(), "3", "written before the ids were told");
@@ -757,7 +983,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("db.sqlite3");
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let new = || New { name: "a.ox".into(), source: "print 1;".into(), plugins: vec![], cwd: None };
+        let new = || New { name: "a.ox".into(), source: "print 1;".into(), plugins: vec![], cwd: None, submit: None, resumed_from: None };
         let store = open(&path).unwrap();
         let id = rt.block_on(store.insert(new())).unwrap();
         std::fs::remove_file(&path).unwrap();

@@ -295,7 +295,40 @@ async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, r
     shared.store.started(running.id);
     // In its cgroup before it has its job, so before it starts anything.
     shared.reaper.contain(running.id, runner.child.id(), &runner.marker);
-    let job = oxiida_protocol::encode(&Job { submit, defaults: shared.default_plugins(), marker: Some(crate::reap::marker(running.id)) });
+    // A resume: the results its predecessor recorded, after the job.
+    let replay = match submit.resume_from {
+        Some(from) => match shared.store.replay(from).await {
+            Ok(found) => found,
+            Err(e) => {
+                log(&format!("workflow {}: cannot read the records of workflow {from} it resumes ({e}); every task runs", running.id));
+                Default::default()
+            }
+        },
+        None => Default::default(),
+    };
+    if let Some(from) = submit.resume_from {
+        log(&format!("workflow {}: resumes workflow {from}, with {} recorded task result(s)", running.id, replay.len()));
+    }
+    let mut chunks: Vec<Vec<(String, oxiida_protocol::ByteBuf)>> = Vec::new();
+    let mut size = 0;
+    for (key, result) in replay {
+        if chunks.is_empty() || size + result.len() + key.len() > runner::REPLAY_CHUNK {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += result.len() + key.len();
+        chunks.last_mut().expect("pushed above").push((key, result.into()));
+    }
+    let job = Job {
+        submit,
+        defaults: shared.default_plugins(),
+        marker: Some(crate::reap::marker(running.id)),
+        replay_chunks: chunks.len() as u32,
+    };
+    let mut job = oxiida_protocol::encode(&job);
+    for entries in chunks {
+        job.extend(oxiida_protocol::encode(&runner::Answer::Replay { entries }));
+    }
     let (finish, Kept { variables, exception }) = drive(&shared, &running, &job, runner).await;
     // Whatever it left running (`setsid` ones too) ends with it, before
     // its end is recorded and told.
@@ -402,6 +435,20 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
                         }
                     }
                     Ok(Report::Part { field, data }) => parts.add(field, &data),
+                    Ok(Report::Task(record)) => shared.store.task(running.id, *record),
+                    Ok(Report::Lookup { seq, identity }) => {
+                        let result = match shared.store.lookup(identity).await {
+                            Ok(found) => found,
+                            Err(e) => {
+                                log(&format!("workflow {}: cannot look up a cached result ({e}); the task runs", running.id));
+                                None
+                            }
+                        };
+                        if let Some(wr) = wr.as_mut() {
+                            let answer = runner::Answer::Cached { seq, result: result.map(oxiida_protocol::ByteBuf::from) };
+                            let _ = wr.write_all(&oxiida_protocol::encode(&answer)).await;
+                        }
+                    }
                     Ok(report @ Report::Finished { .. }) => {
                         end = Some(report);
                         break;

@@ -280,6 +280,13 @@ pub fn describe(s: &crate::Status) -> String {
     for w in queued {
         out.push_str(&format!("  {:>6}  since {}  {}\n", w.id, utc(w.submitted_ms), w.name));
     }
+    if !s.resumable.is_empty() {
+        let ids: Vec<String> = s.resumable.iter().map(u64::to_string).collect();
+        out.push_str(&format!(
+            "resumable (interrupted) workflows: {} (`oxiida workflow resume ID`, or all with `oxiida daemon start --resume`)\n",
+            ids.join(", ")
+        ));
+    }
     if let Some(l) = &s.limits {
         let size = |b: u64| {
             for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {

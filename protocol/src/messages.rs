@@ -49,10 +49,27 @@ pub enum Request {
     },
     /// Stops the daemon; running workflows are cancelled and recorded as interrupted.
     Shutdown,
+    /// Runs an `interrupted` or `failed` workflow again as a new one, each
+    /// task with a successful record taking its recorded result
+    /// (docs/durable.md). `source`, when given, must be the recorded
+    /// source byte for byte (the client's file as it is now): the daemon
+    /// refuses otherwise. Answered as `submit` is (`submitted`, then with
+    /// `wait` the output and `finished`).
+    Resume {
+        id: u64,
+        #[serde(default)]
+        source: Option<String>,
+        #[serde(default)]
+        wait: bool,
+    },
+    /// A workflow's task records: answered with `tasks`.
+    Tasks {
+        id: u64,
+    },
 }
 
 /// The request names, for telling "unknown request" from "bad request".
-const REQUESTS: [&str; 7] = ["hello", "status", "submit", "list", "show", "kill", "shutdown"];
+const REQUESTS: [&str; 9] = ["hello", "status", "submit", "list", "show", "kill", "shutdown", "resume", "tasks"];
 
 /// One page of the records, newest first. Every field is optional (a
 /// client that sends none gets the newest [`LIST_DEFAULT`]).
@@ -114,6 +131,14 @@ pub struct Submit {
     /// values are. `None`: no inputs (what clients before inputs send).
     #[serde(default)]
     pub inputs: Option<ByteBuf>,
+    /// Reuse the result of any earlier task with the same identity
+    /// (docs/durable.md); off unless asked.
+    #[serde(default)]
+    pub cache: bool,
+    /// Set by the daemon alone, on a resumed workflow: the workflow whose
+    /// task records it replays. A client's value is ignored.
+    #[serde(default)]
+    pub resume_from: Option<u64>,
 }
 
 /// What the daemon answers. Any reply may be preceded by `notice` frames.
@@ -179,6 +204,31 @@ pub enum Reply {
         id: u64,
     },
     ShuttingDown,
+    /// A workflow's task records, in the order they ended.
+    Tasks {
+        id: u64,
+        tasks: Vec<TaskRow>,
+    },
+}
+
+/// One recorded task (docs/durable.md).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TaskRow {
+    /// Stable within the workflow: the call's span and the path to it.
+    pub key: String,
+    /// `shell`, `shellpipe`, `call` or `call=f=`.
+    pub kind: String,
+    /// The function, or the command line.
+    pub what: String,
+    /// `succeeded`, `failed`, `replayed` (resume) or `cached`.
+    pub status: String,
+    pub started_ms: i64,
+    pub ended_ms: i64,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The keys of the tasks whose outputs flowed into this one's arguments.
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +268,10 @@ pub struct Status {
     /// workflows of a daemon started from Python; absent otherwise.
     #[serde(default)]
     pub environment: Option<String>,
+    /// Workflows `workflow resume` can run again: interrupted (a daemon
+    /// that died, a restart) and not resumed yet, newest first.
+    #[serde(default)]
+    pub resumable: Vec<u64>,
 }
 
 /// `daemon start --memory-limit ... --output-limit ... --max-running ...

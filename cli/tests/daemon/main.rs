@@ -7,6 +7,7 @@ mod common;
 mod support;
 
 mod basics;
+mod durable;
 mod faults;
 mod frames;
 mod inputs;

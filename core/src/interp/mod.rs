@@ -6,10 +6,13 @@
 //! and `para` themselves are in `tasks.rs`.
 
 mod interrupt;
+pub mod observe;
 mod tasks;
 mod walk;
 
 pub use interrupt::Interrupt;
+use observe::Obs;
+pub use observe::TaskObserver;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -93,6 +96,9 @@ pub(crate) struct Frame {
     ret: Option<Value>,
     /// Empty slot vectors for the calls this frame makes (see `callee`).
     spare: Vec<Vec<Option<Value>>>,
+    /// Task keys and provenance (`observe::Obs`): only in an observed
+    /// run, kept by the async walk only (code without tasks needs no key).
+    obs: Option<Box<Obs>>,
 }
 
 /// `Frame::function` of the top level.
@@ -104,7 +110,7 @@ pub const MAX_CALL_DEPTH: u32 = 1000;
 
 impl Frame {
     fn new(size: usize, depth: u32, function: u32) -> Self {
-        Frame { slots: vec![None; size], depth, function, ret: None, spare: Vec::new() }
+        Frame { slots: vec![None; size], depth, function, ret: None, spare: Vec::new(), obs: None }
     }
 
     /// The frame of a call made from this one, built from a spare slot
@@ -121,7 +127,7 @@ impl Frame {
         if slots.len() != size {
             slots.resize(size, None);
         }
-        Frame { slots, depth: self.depth + 1, function, ret: None, spare }
+        Frame { slots, depth: self.depth + 1, function, ret: None, spare, obs: None }
     }
 
     /// Takes back the spares of a finished callee, and its slots as one more.
@@ -139,7 +145,14 @@ impl Frame {
 /// A `para` branch's copy: the variables, not the spares (it makes its own).
 impl Clone for Frame {
     fn clone(&self) -> Self {
-        Frame { slots: self.slots.clone(), depth: self.depth, function: self.function, ret: self.ret.clone(), spare: Vec::new() }
+        Frame {
+            slots: self.slots.clone(),
+            depth: self.depth,
+            function: self.function,
+            ret: self.ret.clone(),
+            spare: Vec::new(),
+            obs: self.obs.clone(),
+        }
     }
 }
 
@@ -212,7 +225,27 @@ pub async fn execute_with_inputs(
     context: &Context,
     interrupt: &Interrupt,
 ) -> Result<Variables, Diagnostic> {
+    execute_observed(program, inputs, host, out, limits, context, interrupt, None).await
+}
+
+/// Like [`execute_with_inputs`], telling `observer` about every task (see
+/// [`observe`]): what records tasks, replays them on resume, or reuses
+/// cached results. `None` is exactly `execute_with_inputs`.
+#[allow(clippy::too_many_arguments)]
+pub async fn execute_observed(
+    program: &Program,
+    inputs: Vec<(Arc<str>, Value)>,
+    host: &dyn Host,
+    out: &dyn Output,
+    limits: Limits,
+    context: &Context,
+    interrupt: &Interrupt,
+    observer: Option<&dyn TaskObserver>,
+) -> Result<Variables, Diagnostic> {
     let mut frame = Frame::new(program.slot_names.len(), 0, TOP);
+    if observer.is_some() {
+        frame.obs = Some(Box::default());
+    }
     bind_inputs(program, inputs, &mut frame).map_err(|e| *e)?;
     let interp = Interpreter {
         program,
@@ -223,6 +256,7 @@ pub async fn execute_with_inputs(
         tasks: Semaphore::new(limits.max_tasks.max(1)),
         interrupt,
         concurrent: AtomicUsize::new(0),
+        observer,
     };
     let whole = program.body.first().map_or(Span::default(), |s| s.span);
     tokio::select! {
@@ -272,6 +306,7 @@ pub(crate) struct Interpreter<'a> {
     interrupt: &'a Interrupt,
     /// `para` blocks and `para for` loops running now.
     concurrent: AtomicUsize,
+    observer: Option<&'a dyn TaskObserver>,
 }
 
 pub(crate) fn error(span: Span, message: impl Into<String>) -> Box<Diagnostic> {

@@ -11,11 +11,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
+use super::observe::{self, Outcome, Step, Supplied, Task, TaskWhat};
 use super::{error, Fallible, Flow, Frame, Interpreter};
 use crate::diagnostic::{Diagnostic, Span, Stage};
 use crate::foreign::{CallMode, ForeignErrorKind, Keywords};
@@ -36,7 +38,11 @@ impl Interpreter<'_> {
 
     pub(super) async fn exec_any(&self, s: &Stmt, f: &mut Frame) -> Fallible<Flow> {
         if s.sync {
-            self.exec(s, f)
+            let flow = self.exec(s, f)?;
+            if f.obs.is_some() {
+                flow_through(s, f, flow);
+            }
+            Ok(flow)
         } else {
             self.exec_async(s, f).await
         }
@@ -108,7 +114,15 @@ impl Interpreter<'_> {
                 }
                 for s in &func.body {
                     if let StmtKind::Return(Some(e)) = &s.kind {
-                        return self.eval_any(e, &mut frame).await;
+                        let mark = frame.obs.as_ref().map_or(0, |o| o.acc.len());
+                        let value = self.eval_any(e, &mut frame).await;
+                        if let Some(o) = frame.obs.as_deref_mut() {
+                            let sources = o.derive(mark, &[e]);
+                            if let Some(ret) = &o.ret {
+                                observe::extend(&mut ret.lock().unwrap_or_else(|e| e.into_inner()), &sources);
+                            }
+                        }
+                        return value;
                     }
                     if self.exec_any(s, &mut frame).await? != Flow::Next {
                         break;
@@ -127,6 +141,9 @@ impl Interpreter<'_> {
             .enumerate()
             .map(|(i, branch)| {
                 let mut frame = f.clone();
+                if let Some(o) = frame.obs.as_deref_mut() {
+                    o.path.push(Step::Branch(i as u32));
+                }
                 async move {
                     self.exec_any(&branch.stmt, &mut frame).await?;
                     Ok::<_, Box<Diagnostic>>((i, frame))
@@ -137,6 +154,9 @@ impl Interpreter<'_> {
             let (i, mut frame) = done?;
             for &slot in &branches[i].exports {
                 f[slot as usize] = frame[slot as usize].take();
+                if let (Some(to), Some(from)) = (f.obs.as_deref_mut(), frame.obs.as_deref()) {
+                    to.set(slot, from.of(&[slot]));
+                }
             }
         }
         Ok(())
@@ -146,12 +166,15 @@ impl Interpreter<'_> {
     /// with its own frame; nothing flows back out of an iteration.
     pub(super) async fn para_for(&self, var: Slot, items: Vec<Value>, body: &Stmt, f: &Frame) -> Fallible<()> {
         let _concurrent = Concurrent::enter(&self.concurrent);
-        let mut items = items.into_iter();
+        let mut items = items.into_iter().enumerate();
         let mut running = FuturesUnordered::new();
         loop {
             while running.len() < self.limits.max_fanout.max(1) {
-                let Some(item) = items.next() else { break };
+                let Some((n, item)) = items.next() else { break };
                 let mut frame = f.clone();
+                if let Some(o) = frame.obs.as_deref_mut() {
+                    o.path.push(Step::Iteration(n as u32));
+                }
                 frame[var as usize] = Some(item);
                 running.push(async move { self.exec_any(body, &mut frame).await.map(drop) });
             }
@@ -164,6 +187,7 @@ impl Interpreter<'_> {
 
     /// `shell {cmd, [args], stdin}`: the words and input, then the process.
     pub(super) async fn shell(&self, cmd: &Expr, args: &[Expr], stdin: Option<&Expr>, span: Span, f: &mut Frame) -> Fallible<Value> {
+        let mark = f.obs.as_ref().map_or(0, |o| o.acc.len());
         let mut words = vec![self.string(cmd, f, "the program of `shell`").await?];
         for (i, arg) in args.iter().enumerate() {
             words.push(self.string(arg, f, &format!("argument {} of `shell`", i + 1)).await?);
@@ -172,13 +196,63 @@ impl Interpreter<'_> {
             Some(s) => Some(self.string(s, f, "the stdin of `shell`").await?),
             None => None,
         };
+        if let (Some(observer), Some(o)) = (self.observer, f.obs.as_deref_mut()) {
+            let exprs: Vec<&Expr> = std::iter::once(cmd).chain(args).chain(stdin).collect();
+            let inputs = o.derive(mark, &exprs);
+            let what = TaskWhat::Shell { argv: words, stdin: input };
+            let task = Task { key: observe::key(span, &o.path), span, what, context: self.context, inputs };
+            let result = self
+                .observed(observer, &task, || async {
+                    let TaskWhat::Shell { argv, stdin } = &task.what else { unreachable!("made just above") };
+                    let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
+                    (SystemTime::now(), shell::run(argv, stdin.as_deref(), self.context).await.map_err(|m| error(span, m)))
+                })
+                .await;
+            o.acc.push(task.key.into());
+            return result;
+        }
         let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
         shell::run(&words, input.as_deref(), self.context).await.map_err(|m| error(span, m))
     }
 
-    pub(super) async fn shell_pipe(&self, units: &[Vec<String>], span: Span) -> Fallible<Value> {
+    pub(super) async fn shell_pipe(&self, units: &[Vec<String>], span: Span, f: &mut Frame) -> Fallible<Value> {
+        if let (Some(observer), Some(o)) = (self.observer, f.obs.as_deref_mut()) {
+            let key = observe::key(span, &o.path);
+            let task = Task { key, span, what: TaskWhat::Pipe { units }, context: self.context, inputs: Vec::new() };
+            let result = self
+                .observed(observer, &task, || async {
+                    let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
+                    (SystemTime::now(), shell::pipe(units, self.context).await.map_err(|m| error(span, m)))
+                })
+                .await;
+            o.acc.push(task.key.into());
+            return result;
+        }
         let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
         shell::pipe(units, self.context).await.map_err(|m| error(span, m))
+    }
+
+    /// A task with an observer: asked first, then run (`run` gives when it
+    /// started, after waiting for its slot, and its result), then told.
+    async fn observed<R, F>(&self, observer: &dyn observe::TaskObserver, task: &Task<'_>, run: R) -> Fallible<Value>
+    where
+        R: FnOnce() -> F,
+        F: Future<Output = (SystemTime, Fallible<Value>)>,
+    {
+        if let Some(supplied) = observer.before(task).await {
+            let now = SystemTime::now();
+            observer.after(task, now, now, Outcome::Supplied(&supplied));
+            return Ok(match supplied {
+                Supplied::Replayed(v) | Supplied::Cached(v) => v,
+            });
+        }
+        let (started, result) = run().await;
+        let ended = SystemTime::now();
+        match &result {
+            Ok(v) => observer.after(task, started, ended, Outcome::Succeeded(v)),
+            Err(d) => observer.after(task, started, ended, Outcome::Failed(d)),
+        }
+        result
     }
 
     async fn string(&self, e: &Expr, f: &mut Frame, what: &str) -> Fallible<String> {
@@ -198,6 +272,35 @@ impl Interpreter<'_> {
         keywords: Keywords,
         mode: CallMode,
         span: Span,
+        f: &mut Frame,
+    ) -> Fallible<Value> {
+        if let (Some(observer), Some(o)) = (self.observer, f.obs.as_deref_mut()) {
+            let foreign = &self.program.foreign[function];
+            let what = TaskWhat::Call { function: &foreign.name, args: args.clone(), keywords: keywords.clone(), mode };
+            let inputs = std::mem::take(&mut o.inputs);
+            let task = Task { key: observe::key(span, &o.path), span, what, context: self.context, inputs };
+            let result = self
+                .observed(observer, &task, || async {
+                    let mut started = SystemTime::now();
+                    let result = self.call_unobserved(function, args, keywords, mode, span, Some(&mut started)).await;
+                    (started, result)
+                })
+                .await;
+            o.acc.push(task.key.into());
+            return result;
+        }
+        self.call_unobserved(function, args, keywords, mode, span, None).await
+    }
+
+    /// The foreign call itself; `started`, when given, is set when it has its slot.
+    async fn call_unobserved(
+        &self,
+        function: usize,
+        args: Vec<Value>,
+        keywords: Keywords,
+        mode: CallMode,
+        span: Span,
+        started: Option<&mut SystemTime>,
     ) -> Fallible<Value> {
         let foreign = &self.program.foreign[function];
         let here = if self.limits.inline_calls && self.concurrent.load(Ordering::Relaxed) == 0 {
@@ -209,6 +312,9 @@ impl Interpreter<'_> {
             Some(result) => result,
             None => {
                 let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
+                if let Some(started) = started {
+                    *started = SystemTime::now();
+                }
                 self.host.call(&foreign.name, args, keywords, mode).await
             }
         };
@@ -279,5 +385,26 @@ impl<'a> Concurrent<'a> {
 impl Drop for Concurrent<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// After a statement without tasks ran in an observed frame: every slot it
+/// assigns now derives from every slot it read (see `observe::stmt_flow`),
+/// and a `return` hands those sources to the caller.
+fn flow_through(s: &Stmt, f: &mut Frame, flow: Flow) {
+    let Some(o) = f.obs.as_deref_mut() else { return };
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    observe::stmt_flow(s, &mut reads, &mut writes);
+    if writes.is_empty() && flow != Flow::Return {
+        return;
+    }
+    let sources = o.of(&reads);
+    for slot in writes {
+        o.set(slot, sources.clone());
+    }
+    if flow == Flow::Return {
+        if let Some(ret) = &o.ret {
+            observe::extend(&mut ret.lock().unwrap_or_else(|e| e.into_inner()), &sources);
+        }
     }
 }

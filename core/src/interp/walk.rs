@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+use super::observe::{self, Step};
 use super::{error, peek, Fallible, Flow, Frame, Interpreter};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::ir::{Expr, ExprKind, Stmt, StmtKind};
@@ -104,6 +105,28 @@ macro_rules! tasks_only {
     (async $($code:tt)*) => { $($code)* };
 }
 
+/// Code for task keys (the path of `Frame`), in the async walk only, and
+/// there only when an observer is installed: the plain walk never runs a
+/// task, so it never needs a key.
+macro_rules! track {
+    (sync $o:ident in $f:ident $($code:tt)*) => {};
+    (async $o:ident in $f:ident $($code:tt)*) => {
+        if let Some($o) = $f.obs.as_deref_mut() {
+            $($code)*
+        }
+    };
+}
+
+/// Where the current statement's tasks begin in `Obs::acc` (0 unobserved).
+macro_rules! mark {
+    (sync $f:ident) => {
+        0usize
+    };
+    (async $f:ident) => {
+        $f.obs.as_ref().map_or(0, |o| o.acc.len())
+    };
+}
+
 /// Every expression of `items`, in order, into a `Vec` (an early error returns).
 macro_rules! all {
     ($mode:ident $this:ident, $items:expr, $f:ident) => {{
@@ -125,15 +148,21 @@ macro_rules! walker {
                 // An assignment statement stores its value without the copy an
                 // assignment expression returns.
                 StmtKind::Expr(Expr { kind: ExprKind::Assign(slot, value), .. }) => {
+                    let _mark = mark!($mode f);
                     let v = rec!($mode self.eval(value, f))?;
                     f[*slot as usize] = Some(v);
+                    track!($mode o in f let sources = o.derive(_mark, &[value]); o.set(*slot, sources););
                 }
                 StmtKind::Expr(e) => {
+                    let _mark = mark!($mode f);
                     rec!($mode self.eval(e, f))?;
+                    track!($mode o in f o.acc.truncate(_mark););
                 }
                 StmtKind::Print(e) => {
+                    let _mark = mark!($mode f);
                     let v = rec!($mode self.eval(e, f))?;
                     self.print(&v);
+                    track!($mode o in f o.acc.truncate(_mark););
                     // An output that failed stops the workflow (it triggers
                     // the interrupt): here, so the error is at this `print`.
                     self.check_interrupt(s.span)?;
@@ -156,36 +185,60 @@ macro_rules! walker {
                     }
                 }
                 StmtKind::While { cond, body } => {
+                    // The first iteration makes it 0.
+                    track!($mode o in f o.path.push(Step::Iteration(u32::MAX)););
                     while rec!($mode self.test(cond, f, "the condition of `while`"))? {
                         self.check_interrupt(s.span)?;
+                        track!($mode o in f if let Some(Step::Iteration(n)) = o.path.last_mut() { *n = n.wrapping_add(1); });
                         match rec!($mode self.exec(body, f))? {
                             Flow::Break => break,
-                            Flow::Return => return Ok(Flow::Return),
+                            Flow::Return => {
+                                track!($mode o in f o.path.pop(););
+                                return Ok(Flow::Return);
+                            }
                             Flow::Next | Flow::Continue => {}
                         }
                     }
+                    track!($mode o in f o.path.pop(););
                 }
                 StmtKind::For { var, iter, body } => {
+                    let _mark = mark!($mode f);
                     let items = ops::iterate(&rec!($mode self.eval(iter, f))?).map_err(|m| error(iter.span, m))?;
+                    track!($mode o in f let sources = o.derive(_mark, &[iter]); o.set(*var, sources););
+                    // The first iteration makes it 0.
+                    track!($mode o in f o.path.push(Step::Iteration(u32::MAX)););
                     for item in items {
                         self.check_interrupt(s.span)?;
+                        track!($mode o in f if let Some(Step::Iteration(n)) = o.path.last_mut() { *n = n.wrapping_add(1); });
                         f[*var as usize] = Some(item);
                         match rec!($mode self.exec(body, f))? {
                             Flow::Break => break,
-                            Flow::Return => return Ok(Flow::Return),
+                            Flow::Return => {
+                                track!($mode o in f o.path.pop(););
+                                return Ok(Flow::Return);
+                            }
                             Flow::Next | Flow::Continue => {}
                         }
                     }
+                    track!($mode o in f o.path.pop(););
                 }
                 StmtKind::Return(value) => {
+                    let _mark = mark!($mode f);
                     let v = match value {
                         Some(e) => rec!($mode self.eval(e, f))?,
                         None => Value::Nil,
                     };
+                    track!($mode o in f
+                        let sources = o.derive(_mark, &value.iter().collect::<Vec<_>>());
+                        if let Some(ret) = &o.ret {
+                            observe::extend(&mut ret.lock().unwrap_or_else(|e| e.into_inner()), &sources);
+                        }
+                    );
                     f.ret = Some(v);
                     return Ok(Flow::Return);
                 }
                 StmtKind::AddTo { slot, value, op_span, target_span } => {
+                    let _mark = mark!($mode f);
                     let at = *slot as usize;
                     if f[at].is_none() {
                         return Err(self.load(*slot, *target_span, f).expect_err("the slot is empty"));
@@ -207,11 +260,18 @@ macro_rules! walker {
                         f[at] = Some(a);
                         err
                     })?);
+                    track!($mode o in f
+                        let mut sources = o.derive(_mark, &[value]);
+                        observe::extend(&mut sources, &o.of(&[*slot]));
+                        o.set(*slot, sources);
+                    );
                 }
                 StmtKind::Nop => {}
                 StmtKind::Para(branches) => tasks_only!($mode self.para(branches, f).await?),
                 StmtKind::ParaFor { var, iter, body } => tasks_only!($mode {
+                    let _mark = mark!($mode f);
                     let items = ops::iterate(&rec!($mode self.eval(iter, f))?).map_err(|m| error(iter.span, m))?;
+                    track!($mode o in f let sources = o.derive(_mark, &[iter]); o.set(*var, sources););
                     self.para_for(*var, items, body, f).await?;
                 }),
             }
@@ -270,13 +330,27 @@ macro_rules! walker {
                 }
                 ExprKind::Call { function, args, line } => {
                     let mut callee = self.enter(*function, f, e.span)?;
+                    track!($mode o in f
+                        let mut path = o.path.clone();
+                        path.push(Step::Call(e.span.start as u32));
+                        let ret = Some(std::sync::Arc::new(std::sync::Mutex::new(Vec::new())));
+                        callee.obs = Some(Box::new(observe::Obs { path, ret, ..Default::default() }));
+                    );
                     for (slot, arg) in args {
+                        let _mark = mark!($mode f);
                         let v = match peek(arg, f) {
                             Some(v) => v.clone(),
                             None => rec!($mode self.eval(arg, f))?,
                         };
                         callee[*slot as usize] = Some(v);
+                        track!($mode o in f
+                            let sources = o.derive(_mark, &[arg]);
+                            if let Some(c) = callee.obs.as_deref_mut() {
+                                c.set(*slot, sources);
+                            }
+                        );
                     }
+                    let _ret = pick!($mode, None::<()>, callee.obs.as_ref().and_then(|c| c.ret.clone()));
                     let func = &self.program.functions[*function as usize];
                     let result = pick!(
                         $mode,
@@ -286,6 +360,12 @@ macro_rules! walker {
                             result
                         },
                         self.run_call_async(func, callee).await
+                    );
+                    track!($mode o in f
+                        if let Some(ret) = &_ret {
+                            let sources = ret.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                            observe::extend(&mut o.acc, &sources);
+                        }
                     );
                     result.map_err(|err| called_from(err, &func.name, *line))
                 }
@@ -304,15 +384,21 @@ macro_rules! walker {
                     Ok(Value::map(map))
                 }
                 ExprKind::Foreign { function, args, keywords, mode } => tasks_only!($mode {
+                    let _mark = mark!($mode f);
+                    let exprs = args;
                     let args = all!($mode self, args, f);
                     let mut named = Vec::with_capacity(keywords.len());
                     for (name, value) in keywords {
                         named.push((name.clone(), rec!($mode self.eval(value, f))?));
                     }
-                    self.call_foreign(*function, args, named, *mode, e.span).await
+                    track!($mode o in f
+                        let all: Vec<&Expr> = exprs.iter().chain(keywords.iter().map(|(_, e)| e)).collect();
+                        o.inputs = o.derive(_mark, &all);
+                    );
+                    self.call_foreign(*function, args, named, *mode, e.span, f).await
                 }),
                 ExprKind::Shell { cmd, args, stdin } => tasks_only!($mode self.shell(cmd, args, stdin.as_deref(), e.span, f).await),
-                ExprKind::ShellPipe(units) => tasks_only!($mode self.shell_pipe(units, e.span).await),
+                ExprKind::ShellPipe(units) => tasks_only!($mode self.shell_pipe(units, e.span, f).await),
             }
         });
     };
