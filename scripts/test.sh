@@ -18,10 +18,28 @@ if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all --check
 fi
 
+# Process plugins' dependencies, before `cargo test` runs them
+# (cli/tests/process_plugins.rs): the Node kit's npm packages (from its
+# package-lock.json), and msgpack for the Python process plugin, in the test venv.
+if ! command -v node >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "installing nodejs and npm (apt-get) for the Node plugin kit's tests"
+  apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+fi
+(cd plugins/node && npm ci --no-audit --no-fund --loglevel=error)
+venv=${OXIIDA_VENV:-$PWD/.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || { echo "error: python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 1; }
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check msgpack
+export OXIIDA_TEST_PYTHON="$venv/bin/python"
+
 # `cargo build` first: the C tests link liboxiida.so, a cdylib that a bare
 # `cargo test` does not build.
 cargo build --workspace
 cargo test --workspace
+
+echo "Node plugin kit (node --test, in plugins/node):"
+(cd plugins/node && npm test --silent)
 
 # The oxiida Python package, built into a private virtual environment.
 venv=${OXIIDA_VENV:-$PWD/.venv}

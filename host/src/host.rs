@@ -9,8 +9,9 @@ use std::sync::Arc;
 use oxiida_abi as abi;
 use parking_lot::Mutex;
 
-use crate::loader::LoadedPlugin;
+use crate::loader::{Kind, LoadedPlugin};
 use crate::plugin::{CallFailure, PluginSession};
+use crate::process;
 use crate::{codec, outbound};
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host, Keywords};
 use oxiida::value::Value;
@@ -36,15 +37,55 @@ impl From<SessionError> for String {
 /// A plugin session: one workflow's state inside one plugin.
 struct Session {
     plugin: Arc<LoadedPlugin>,
-    raw: PluginSession,
+    /// The library's name, or the one a process plugin says in its hello.
+    name: String,
+    raw: Backend,
+}
+
+/// A session in a library (calls through the C ABI) or in a process (calls
+/// over its pipes, `process.rs`).
+enum Backend {
+    Library(PluginSession),
+    Process(process::Session),
 }
 
 impl Session {
-    fn call(&self, name: &str, args: &[u8], kwargs: Option<&[u8]>, mode: CallMode) -> Result<Value, ForeignError> {
+    fn resolve(&self, dotted: &str) -> Result<(), String> {
+        match &self.raw {
+            Backend::Library(raw) => raw.resolve(dotted),
+            Backend::Process(raw) => raw.resolve(dotted),
+        }
+    }
+
+    /// Whether it can run `=f=(x)`: the library's OXIIDA_CAP_PROCESS_MODE,
+    /// or the process plugin's `isolated` capability.
+    fn isolates(&self) -> bool {
+        match &self.raw {
+            Backend::Library(_) => self.plugin.has(abi::CAP_PROCESS_MODE),
+            Backend::Process(raw) => raw.hello().isolated,
+        }
+    }
+
+    /// Why it cannot take keyword arguments, or `None` when it can.
+    fn keywords_refused(&self) -> Option<String> {
+        match &self.raw {
+            Backend::Library(_) => keywords_refused(&self.plugin),
+            Backend::Process(raw) => (!raw.hello().keywords).then(|| {
+                format!(
+                    "process plugin `{}` does not take keyword arguments (its hello does not declare the `keywords` capability); \
+                     pass the values as positional arguments instead",
+                    self.name
+                )
+            }),
+        }
+    }
+
+    fn call_library(&self, name: &str, args: &[u8], kwargs: Option<&[u8]>, mode: CallMode) -> Result<Value, ForeignError> {
+        let Backend::Library(raw) = &self.raw else { unreachable!("a library call on a library session") };
         let mode = if mode == CallMode::Process { abi::MODE_PROCESS } else { abi::MODE_THREAD };
-        self.raw.call(name, args, kwargs, mode).map(codec::from_wire).map_err(|failure| match failure {
+        raw.call(name, args, kwargs, mode).map(codec::from_wire).map_err(|failure| match failure {
             CallFailure::BadValue(e) => {
-                ForeignError::new(ForeignErrorKind::Internal, format!("plugin `{}` returned a bad value: {e}", self.plugin.name))
+                ForeignError::new(ForeignErrorKind::Internal, format!("plugin `{}` returned a bad value: {e}", self.name))
             }
             CallFailure::Error { status, message, traceback } => {
                 let kind = ForeignErrorKind::from_status(status).unwrap_or(ForeignErrorKind::Internal);
@@ -78,7 +119,11 @@ impl PluginHost {
     /// given twice (by name) is an error.
     pub fn open(plugins: &[(Arc<LoadedPlugin>, String)]) -> Result<Self, SessionError> {
         for (i, (plugin, config)) in plugins.iter().enumerate() {
-            if let Some((_, first)) = plugins[..i].iter().find(|(p, _)| p.name == plugin.name) {
+            // A process plugin given by its program says its name only once started.
+            if plugin.is_process() && plugin.kind_is_exec() {
+                continue;
+            }
+            if let Some((_, first)) = plugins[..i].iter().find(|(p, _)| p.name == plugin.name && !p.kind_is_exec()) {
                 return Err(SessionError::Duplicate {
                     name: plugin.name.clone(),
                     first: origin(plugin, first),
@@ -86,10 +131,24 @@ impl PluginHost {
                 });
             }
         }
-        let mut sessions = Vec::new();
+        let mut sessions: Vec<Arc<Session>> = Vec::new();
         for (plugin, config) in plugins {
-            let raw = plugin.table.open(config).map_err(|reason| SessionError::Start { name: plugin.name.clone(), reason })?;
-            sessions.push(Arc::new(Session { plugin: plugin.clone(), raw }));
+            let start = |reason| SessionError::Start { name: plugin.name.clone(), reason };
+            let (name, raw) = match &plugin.kind {
+                Kind::Library(table) => (plugin.name.clone(), Backend::Library(table.open(config).map_err(start)?)),
+                Kind::Process(program) => {
+                    let raw = process::Session::start(program, config).map_err(start)?;
+                    (raw.name().to_owned(), Backend::Process(raw))
+                }
+            };
+            if let Some(first) = sessions.iter().find(|s| s.name == name) {
+                return Err(SessionError::Duplicate {
+                    name,
+                    first: first.plugin.path.display().to_string(),
+                    second: plugin.path.display().to_string(),
+                });
+            }
+            sessions.push(Arc::new(Session { plugin: plugin.clone(), name, raw }));
         }
         Ok(PluginHost { sessions, providers: Mutex::new(HashMap::new()) })
     }
@@ -100,7 +159,7 @@ impl PluginHost {
     }
 
     fn names(&self) -> String {
-        let names: Vec<&str> = self.sessions.iter().map(|s| s.plugin.name.as_str()).collect();
+        let names: Vec<&str> = self.sessions.iter().map(|s| s.name.as_str()).collect();
         if names.is_empty() {
             "none".into()
         } else {
@@ -110,9 +169,7 @@ impl PluginHost {
 
     fn ask(&self, index: usize, dotted: &str) -> Result<(), String> {
         let s = &self.sessions[index];
-        s.raw
-            .resolve(dotted)
-            .map_err(|reason| if reason.is_empty() { format!("plugin `{}` does not provide it", s.plugin.name) } else { reason })
+        s.resolve(dotted).map_err(|reason| if reason.is_empty() { format!("plugin `{}` does not provide it", s.name) } else { reason })
     }
 }
 
@@ -123,7 +180,7 @@ impl Host for PluginHost {
             let index = self
                 .sessions
                 .iter()
-                .position(|s| &s.plugin.name == from)
+                .position(|s| &s.name == from)
                 .ok_or_else(|| format!("no plugin named `{from}` is loaded (loaded: {})", self.names()))?;
             self.ask(index, &dotted)?;
             index
@@ -143,7 +200,7 @@ impl Host for PluginHost {
                 [only] => only,
                 [] => return Err(reasons.join("; ")),
                 _ => {
-                    let names: Vec<String> = providers.iter().map(|&i| format!("`{}`", self.sessions[i].plugin.name)).collect();
+                    let names: Vec<String> = providers.iter().map(|&i| format!("`{}`", self.sessions[i].name)).collect();
                     return Err(format!("several plugins provide it ({}); pick one with `require {dotted} from NAME;`", names.join(", ")));
                 }
             }
@@ -158,7 +215,7 @@ impl Host for PluginHost {
     fn keywords(&self, name: &ForeignName) -> Result<(), String> {
         let index = self.providers.lock().get(name).copied();
         match index {
-            Some(index) => keywords_refused(&self.sessions[index].plugin).map_or(Ok(()), Err),
+            Some(index) => self.sessions[index].keywords_refused().map_or(Ok(()), Err),
             None => Ok(()),
         }
     }
@@ -168,9 +225,19 @@ impl Host for PluginHost {
             .session_for(name, mode, &keywords)
             .and_then(|session| Ok((session, outbound::encode(&args)?, outbound::encode_keywords(&keywords)?)));
         let dotted = name.dotted();
+        let ready = match ready {
+            Ok((session, bytes, kwargs)) => match &session.raw {
+                Backend::Process(raw) => {
+                    let reply = raw.call(&dotted, bytes, kwargs, mode);
+                    return Box::pin(async move { reply.await.map(codec::from_wire) });
+                }
+                Backend::Library(_) => Ok((session, bytes, kwargs)),
+            },
+            Err(e) => Err(e),
+        };
         Box::pin(async move {
             let (session, bytes, kwargs) = ready?;
-            tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, kwargs.as_deref(), mode))
+            tokio::task::spawn_blocking(move || session.call_library(&dotted, &bytes, kwargs.as_deref(), mode))
                 .await
                 .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
         })
@@ -183,10 +250,18 @@ impl Host for PluginHost {
         keywords: &[(Arc<str>, Value)],
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
-        Some(self.session_for(name, mode, keywords).and_then(|session| {
+        let session = match self.session_for(name, mode, keywords) {
+            Ok(session) => session,
+            Err(e) => return Some(Err(e)),
+        };
+        // A process plugin's call waits on its pipe: the async path.
+        if matches!(session.raw, Backend::Process(_)) {
+            return None;
+        }
+        Some((|| {
             let kwargs = outbound::encode_keywords(keywords)?;
-            session.call(&name.dotted(), &outbound::encode(args)?, kwargs.as_deref(), mode)
-        }))
+            session.call_library(&name.dotted(), &outbound::encode(args)?, kwargs.as_deref(), mode)
+        })())
     }
 }
 
@@ -196,16 +271,16 @@ impl PluginHost {
         let session = index
             .map(|i| self.sessions[i].clone())
             .ok_or_else(|| ForeignError::new(ForeignErrorKind::NotFound, format!("`{name}` was never resolved")))?;
-        if mode == CallMode::Process && !session.plugin.has(abi::CAP_PROCESS_MODE) {
+        if mode == CallMode::Process && !session.isolates() {
             return Err(ForeignError::new(
                 ForeignErrorKind::BadArguments,
-                format!("plugin `{}` cannot run calls in a worker process; call it as `f(...)`, not `=f=(...)`", session.plugin.name),
+                format!("plugin `{}` cannot run calls in a worker process; call it as `f(...)`, not `=f=(...)`", session.name),
             ));
         }
         // The resolver asked `keywords` first; this only keeps a host that
         // skipped it from sending keyword arguments where none are read.
         if !keywords.is_empty() {
-            if let Some(why) = keywords_refused(&session.plugin) {
+            if let Some(why) = session.keywords_refused() {
                 return Err(ForeignError::new(ForeignErrorKind::BadArguments, why));
             }
         }

@@ -1,0 +1,161 @@
+'use strict';
+// oxiida-plugin: make a Node.js script an oxiida process plugin.
+//
+//   const { serve } = require('oxiida-plugin');
+//   serve({ fib(n) { ... }, async fetch(url) { ... } });
+//
+// The script then speaks the process plugin protocol (docs/plugins.md,
+// "Process plugins") on its standard input and output: 4-byte big-endian
+// length-prefixed frames, each one MessagePack map with a `type`. Its
+// standard output belongs to the protocol, so console.log and
+// process.stdout.write are sent to standard error, which oxiida shows
+// prefixed with the plugin's name.
+
+const path = require('node:path');
+const { Encoder, Decoder } = require('@msgpack/msgpack');
+
+/** The protocol version this kit speaks: [major, minor]. */
+const PROTOCOL = [1, 0];
+
+const encoder = new Encoder();
+const decoder = new Decoder();
+
+function frame(message) {
+  const body = encoder.encode(message);
+  const out = Buffer.allocUnsafe(4 + body.length);
+  out.writeUInt32BE(body.length, 0);
+  out.set(body, 4);
+  return out;
+}
+
+/** `Type: message` for an Error, as oxiida shows raised errors. */
+function describe(error) {
+  if (error instanceof Error) {
+    return `${error.name || 'Error'}: ${error.message}`;
+  }
+  return `thrown value: ${typeof error === 'string' ? error : JSON.stringify(error)}`;
+}
+
+/** The stack without this kit's frames and what called them. */
+function userStack(error) {
+  const lines = String(error.stack).split('\n');
+  const kit = lines.findIndex((line) => line.includes(__filename));
+  return (kit > 0 ? lines.slice(0, kit) : lines).join('\n');
+}
+
+function defaultName() {
+  const main = require.main && require.main.filename;
+  return main ? path.basename(main, path.extname(main)) : 'node';
+}
+
+/**
+ * Serves `functions` (an object of functions, by name) to oxiida until it
+ * says bye or closes the pipe. Options: `name` (default: the script's file
+ * name), `version` (default "0.0.0"), `protocol` (tests only).
+ * Each call gets `this` = { id, signal }: `signal` is an AbortSignal that
+ * aborts when oxiida cancels the call. Keyword arguments, when a call
+ * passes any, come as one object after the positional arguments.
+ */
+function serve(functions, options = {}) {
+  const names = Object.keys(functions).filter((k) => typeof functions[k] === 'function');
+  const out = process.stdout;
+  const send = out.write.bind(out);
+  // Standard output carries the protocol: everything else goes to stderr.
+  out.write = process.stderr.write.bind(process.stderr);
+
+  const running = new Map(); // request id -> AbortController
+  let config = '';
+
+  const reply = (message) => send(frame(message));
+
+  reply({
+    type: 'hello',
+    protocol: options.protocol || PROTOCOL,
+    name: options.name || defaultName(),
+    version: options.version || '0.0.0',
+    functions: names,
+    capabilities: { concurrent: true, isolated: false, keywords: true },
+  });
+
+  function call(message) {
+    const { id, name } = message;
+    const fn = Object.prototype.hasOwnProperty.call(functions, name) ? functions[name] : undefined;
+    if (typeof fn !== 'function') {
+      reply({ type: 'error', id, kind: 'not_found', message: `no function \`${name}\` in this plugin (it has: ${names.join(', ')})` });
+      return;
+    }
+    const controller = new AbortController();
+    running.set(id, controller);
+    const args = Array.isArray(message.args) ? message.args : [];
+    if (message.kwargs && Object.keys(message.kwargs).length > 0) {
+      args.push(message.kwargs);
+    }
+    const context = { id, signal: controller.signal, config };
+    new Promise((resolve) => resolve(fn.apply(context, args))).then(
+      (value) => {
+        if (running.delete(id)) {
+          try {
+            reply({ type: 'result', id, value: value === undefined ? null : value });
+          } catch (e) {
+            reply({ type: 'error', id, kind: 'bad_arguments', message: `the result of \`${name}\` cannot cross to oxiida: ${e.message}` });
+          }
+        }
+      },
+      (error) => {
+        if (running.delete(id)) {
+          const traceback = error instanceof Error && error.stack ? userStack(error) : null;
+          reply({ type: 'error', id, kind: 'raised', message: describe(error), traceback });
+        }
+      },
+    );
+  }
+
+  function handle(message) {
+    switch (message && message.type) {
+      case 'hello':
+        config = typeof message.config === 'string' ? message.config : '';
+        break;
+      case 'call':
+        call(message);
+        break;
+      case 'resolve':
+        if (names.includes(message.name)) {
+          reply({ type: 'result', id: message.id, value: null });
+        } else {
+          reply({ type: 'error', id: message.id, kind: 'not_found', message: `no function \`${message.name}\`` });
+        }
+        break;
+      case 'cancel': {
+        const controller = running.get(message.id);
+        if (controller) {
+          running.delete(message.id);
+          controller.abort();
+        }
+        break;
+      }
+      case 'bye':
+        process.exit(0);
+        break;
+      default:
+        // A later protocol minor version's message: ignored.
+        break;
+    }
+  }
+
+  let pending = Buffer.alloc(0);
+  process.stdin.on('data', (chunk) => {
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    let at = 0;
+    while (pending.length - at >= 4) {
+      const len = pending.readUInt32BE(at);
+      if (pending.length - at - 4 < len) break;
+      const body = pending.subarray(at + 4, at + 4 + len);
+      at += 4 + len;
+      handle(decoder.decode(body));
+    }
+    pending = at === pending.length ? Buffer.alloc(0) : pending.subarray(at);
+  });
+  process.stdin.on('end', () => process.exit(0));
+}
+
+module.exports = { serve, PROTOCOL };
