@@ -69,6 +69,17 @@ fn a_c_program_embeds_oxiida() {
 }
 
 #[test]
+fn a_c_program_loads_a_process_plugin_with_exec() {
+    let kit = common::root().join("plugins/node");
+    assert!(kit.join("node_modules/@msgpack/msgpack").is_dir(), "run `npm ci` in plugins/node (scripts/test.sh does)");
+    let spec = format!("exec:node={}", kit.join("test/fixtures/testing.js").display());
+    let out = Command::new(embed_program()).arg("exec").arg(&spec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "embed.c exec checks failed:\n{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n[1, \"two\", {\"k\": 3.5}]\n3\n");
+}
+
+#[test]
 fn ten_thousand_calls_leak_nothing_under_valgrind() {
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("note: valgrind is not installed; the leak check is skipped");

@@ -267,3 +267,72 @@ fn a_python_process_plugins_errors_and_crashes_are_reported() {
     let out = run("python-crash", &python_plugin(), "require exit_now;\nexit_now(7);\n");
     assert!(text(&out.stderr).contains("process plugin `pytools` exited with status 7 during the call"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn plugin_add_list_remove_keep_a_registry_that_plugin_names_find() {
+    let dir = workdir("registry");
+    let config = dir.join("config");
+    let cmd = |args: &[&str]| {
+        let out = oxiida(&dir).args(args).env("XDG_CONFIG_HOME", &config).env_remove("OXIIDA_PLUGIN_PATH").output().unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, _, err) = cmd(&["plugin", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(err.contains("no plugins are registered"), "{err}");
+    let (code, out, err) = cmd(&["plugin", "add", &node_example()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("registered plugin `tools` (process, "), "{out}");
+    let (code, _, err) = cmd(&["plugin", "add", &node_testing(), "--name", "t2"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = cmd(&["plugin", "list"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "NAME\tKIND\tVERSION\tFUNCTIONS\tPATH");
+    assert!(lines[1].starts_with("t2\tprocess\t1.2.3\techo, add, "), "{out}");
+    assert!(lines[2].starts_with("tools\tprocess\t0.1.0\tfib, fetch, stats\t"), "{out}");
+    assert!(config.join("oxiida/plugins.toml").is_file());
+
+    std::fs::write(dir.join("wf.ox"), "require fib from tools;\nrequire add from t2;\nprint add(fib(10), 1);\n").unwrap();
+    let out = oxiida(&dir).args(["run", "--plugin", "tools", "--plugin", "t2", "wf.ox"]).env("XDG_CONFIG_HOME", &config).output().unwrap();
+    assert_eq!(text(&out.stdout), "56\n", "{}", text(&out.stderr));
+    let (_, out, _) = cmd(&["plugins"]);
+    assert!(out.contains("tools\tregistered process\t"), "{out}");
+
+    let (code, out, _) = cmd(&["plugin", "remove", "tools"]);
+    assert_eq!((code, out.as_str()), (Some(0), "removed plugin `tools`\n"));
+    let (code, _, err) = cmd(&["plugin", "remove", "tools"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no plugin named `tools` is registered"), "{err}");
+    assert!(!config.join("oxiida/plugins/tools.oxiida-plugin.toml").exists(), "its manifest went too");
+    let out = oxiida(&dir).args(["run", "--plugin", "tools", "wf.ox"]).env("XDG_CONFIG_HOME", &config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no plugin named `tools` was found"), "{}", text(&out.stderr));
+    let (code, _, err) = cmd(&["plugin", "add", "exec:no-such-program-here"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no such program on PATH"), "{err}");
+}
+
+#[test]
+fn a_manifest_on_the_search_path_makes_a_plugin_name() {
+    let dir = workdir("manifest");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(node_kit().join("examples/tools.js"), plugins.join("tools.js")).unwrap();
+    std::fs::write(plugins.join("package.json"), "{}").unwrap();
+    // The copy requires `..`: point it at the kit instead.
+    let script = std::fs::read_to_string(plugins.join("tools.js"))
+        .unwrap()
+        .replace("require('..')", &format!("require({:?})", node_kit().display().to_string()));
+    std::fs::write(plugins.join("tools.js"), script).unwrap();
+    std::fs::write(
+        plugins.join("calc.oxiida-plugin.toml"),
+        "command = \"node\"\nargs = [\"./tools.js\"]\nlanguage = \"javascript\"\ndescription = \"fib\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("wf.ox"), "require fib from calc;\nprint fib(12);\n").unwrap();
+    let out = oxiida(&dir).args(["run", "--plugin", "calc", "wf.ox"]).env("OXIIDA_PLUGIN_PATH", &plugins).output().unwrap();
+    assert_eq!(text(&out.stdout), "144\n", "the manifest's name, not the hello's: {}", text(&out.stderr));
+    std::fs::write(plugins.join("bad.oxiida-plugin.toml"), "args = []\nflavour = 1\n").unwrap();
+    let out = oxiida(&dir).args(["run", "--plugin", "bad", "wf.ox"]).env("OXIIDA_PLUGIN_PATH", &plugins).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown key `flavour`"), "{}", text(&out.stderr));
+}

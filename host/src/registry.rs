@@ -134,17 +134,22 @@ fn quoted(s: &str) -> String {
     toml_edit::Value::from(s).to_string().trim().to_owned()
 }
 
-/// Writes the manifest `NAME.oxiida-plugin.toml` that starts `command`
-/// with `args`, in [`manifests_dir`], and returns its path.
-pub fn write_manifest(name: &str, command: &Path, args: &[String], description: &str) -> Result<PathBuf, String> {
+/// Writes the manifest `NAME.oxiida-plugin.toml` that starts `program`, in
+/// [`manifests_dir`], and returns its path.
+pub fn write_manifest(name: &str, program: &crate::process::Program) -> Result<PathBuf, String> {
     let dir = manifests_dir()?;
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join(format!("{name}{}", crate::process::MANIFEST_SUFFIX));
-    let args: Vec<String> = args.iter().map(|a| quoted(a)).collect();
-    let mut text =
-        format!("# Written by `oxiida plugin add`.\ncommand = {}\nargs = [{}]\n", quoted(&command.display().to_string()), args.join(", "));
-    if !description.is_empty() {
-        text.push_str(&format!("description = {}\n", quoted(description)));
+    let args: Vec<String> = program.args.iter().map(|a| quoted(a)).collect();
+    let mut text = format!(
+        "# Written by `oxiida plugin add`; `oxiida plugin remove {name}` deletes it.\ncommand = {}\nargs = [{}]\n",
+        quoted(&program.command.display().to_string()),
+        args.join(", ")
+    );
+    for (key, value) in [("language", &program.language), ("description", &program.description)] {
+        if let Some(value) = value {
+            text.push_str(&format!("{key} = {}\n", quoted(value)));
+        }
     }
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
