@@ -80,6 +80,37 @@ fn a_c_program_loads_a_process_plugin_with_exec() {
 }
 
 #[test]
+fn an_installed_cli_finds_its_plugins_with_an_empty_environment() {
+    // A staging folder as a build leaves it: the CLI, liboxiida and the Lua plugin.
+    let from = scratch().join("staged");
+    std::fs::create_dir_all(&from).unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_oxiida"));
+    std::fs::copy(exe, from.join("oxiida")).unwrap();
+    std::fs::copy(lib_dir().join("liboxiida.so"), from.join("liboxiida.so")).unwrap();
+    std::fs::copy(common::workspace_plugin("oxiida-lua", "liboxiida_lua.so"), from.join("liboxiida_lua.so")).unwrap();
+    let prefix = scratch().join("installed");
+    let out = Command::new("bash").arg(common::root().join("scripts/install.sh")).arg(&prefix).env("FROM", &from).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(prefix.join("lib/oxiida/plugins/liboxiida_lua.so").is_file());
+    let work = scratch().join("installed-work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("tools.lua"), "function twice(x) return 2 * x end\n").unwrap();
+    std::fs::write(work.join("wf.ox"), "require twice from lua;\nprint twice(21);\n").unwrap();
+    let out = Command::new("env")
+        .args(["-i", &prefix.join("bin/oxiida").display().to_string(), "run", "--plugin", "lua=tools.lua", "wf.ox"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("env").args(["-i", &prefix.join("bin/oxiida").display().to_string(), "plugins"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("lib/oxiida/plugins/liboxiida_lua.so"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
 fn ten_thousand_calls_leak_nothing_under_valgrind() {
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("note: valgrind is not installed; the leak check is skipped");
