@@ -63,7 +63,7 @@ function serve(functions, options = {}) {
   // Standard output carries the protocol: everything else goes to stderr.
   out.write = process.stderr.write.bind(process.stderr);
 
-  const running = new Map(); // request id -> AbortController
+  const running = new Map(); // request id -> { controller, cancelled }
   let config = '';
 
   const reply = (message) => send(frame(message));
@@ -84,13 +84,25 @@ function serve(functions, options = {}) {
       reply({ type: 'error', id, kind: 'not_found', message: `no function \`${name}\` in this plugin (it has: ${names.join(', ')})` });
       return;
     }
-    const controller = new AbortController();
-    running.set(id, controller);
+    // The AbortController is made only when the function asks for its
+    // signal: most never do, and making one costs more than the call.
+    const call = { controller: null, cancelled: false };
+    running.set(id, call);
     const args = Array.isArray(message.args) ? message.args : [];
     if (message.kwargs && Object.keys(message.kwargs).length > 0) {
       args.push(message.kwargs);
     }
-    const context = { id, signal: controller.signal, config };
+    const context = {
+      id,
+      config,
+      get signal() {
+        if (!call.controller) {
+          call.controller = new AbortController();
+          if (call.cancelled) call.controller.abort();
+        }
+        return call.controller.signal;
+      },
+    };
     new Promise((resolve) => resolve(fn.apply(context, args))).then(
       (value) => {
         if (running.delete(id)) {
@@ -126,10 +138,11 @@ function serve(functions, options = {}) {
         }
         break;
       case 'cancel': {
-        const controller = running.get(message.id);
-        if (controller) {
+        const call = running.get(message.id);
+        if (call) {
           running.delete(message.id);
-          controller.abort();
+          call.cancelled = true;
+          if (call.controller) call.controller.abort();
         }
         break;
       }
