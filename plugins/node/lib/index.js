@@ -12,13 +12,93 @@
 // prefixed with the plugin's name.
 
 const path = require('node:path');
-const { Encoder, Decoder } = require('@msgpack/msgpack');
+const { Encoder, Decoder, ExtensionCodec } = require('@msgpack/msgpack');
 
 /** The protocol version this kit speaks: [major, minor]. */
 const PROTOCOL = [1, 0];
 
-const encoder = new Encoder();
-const decoder = new Decoder();
+/** The MessagePack extension type of a handle, as in the C ABI (OXIIDA_HANDLE_EXT). */
+const HANDLE_EXT = 1;
+const HANDLE_TYPE_MAX = 64;
+
+// Objects kept here while oxiida holds handles to them: id -> { object, refs }.
+const kept = new Map();
+let nextId = 1;
+// Handles decoded that this plugin no longer held: calls are scanned for them only then.
+let missingSeen = 0;
+
+/** What `handle(obj)` returns: sent to oxiida as a handle, not a value. */
+class Keep {
+  constructor(object, typeName) {
+    this.object = object;
+    this.typeName = typeName;
+  }
+}
+
+/**
+ * Keeps `object` in the plugin and sends oxiida a handle to it (shown as
+ * `<NAME TYPE>`), which a later call gets back as the object itself. The
+ * object is forgotten when oxiida has given back every reference.
+ */
+function handle(object, typeName) {
+  const name = typeName || (object && object.constructor && object.constructor.name) || typeof object;
+  return new Keep(object, String(name));
+}
+
+const extensions = new ExtensionCodec();
+extensions.register({
+  type: HANDLE_EXT,
+  encode(value) {
+    if (!(value instanceof Keep)) return null;
+    let id = value.id;
+    if (id === undefined) {
+      id = nextId++;
+      Object.defineProperty(value, 'id', { value: id });
+      kept.set(id, { object: value.object, refs: 0 });
+    }
+    kept.get(id).refs += 1;
+    const name = Buffer.from(value.typeName, 'utf8').subarray(0, HANDLE_TYPE_MAX);
+    const data = Buffer.alloc(8 + name.length);
+    data.writeBigUInt64BE(BigInt(id), 0);
+    name.copy(data, 8);
+    return data;
+  },
+  decode(data) {
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const id = Number(bytes.readBigUInt64BE(0));
+    const entry = kept.get(id);
+    if (entry) return entry.object;
+    missingSeen += 1;
+    return new Missing(id);
+  },
+});
+
+/** A handle oxiida sent back that this plugin no longer holds. */
+class Missing {
+  constructor(id) {
+    this.id = id;
+  }
+}
+
+/** The first Missing in a call's arguments, however nested. */
+function missing(value, depth = 0) {
+  if (value instanceof Missing) return value;
+  if (depth > 64 || value === null || typeof value !== 'object' || value instanceof Keep) return null;
+  for (const item of Array.isArray(value) ? value : Object.values(value)) {
+    const found = missing(item, depth + 1);
+    if (found) return found;
+  }
+  return null;
+}
+
+/** One reference to handle `id` given back by oxiida. */
+function release(id) {
+  const entry = kept.get(id);
+  if (entry && --entry.refs <= 0) kept.delete(id);
+}
+
+const encoder = new Encoder({ extensionCodec: extensions });
+const decoder = new Decoder({ extensionCodec: extensions });
 
 function frame(message) {
   const body = encoder.encode(message);
@@ -84,6 +164,12 @@ function serve(functions, options = {}) {
       reply({ type: 'error', id, kind: 'not_found', message: `no function \`${name}\` in this plugin (it has: ${names.join(', ')})` });
       return;
     }
+    const gone = missingSeen > 0 && (missing(message.args) || missing(message.kwargs));
+    missingSeen = 0;
+    if (gone) {
+      reply({ type: 'error', id, kind: 'bad_arguments', message: `handle ${gone.id} was released: this plugin no longer holds its object` });
+      return;
+    }
     // The AbortController is made only when the function asks for its
     // signal: most never do, and making one costs more than the call.
     const call = { controller: null, cancelled: false };
@@ -122,7 +208,7 @@ function serve(functions, options = {}) {
     );
   }
 
-  function handle(message) {
+  function dispatch(message) {
     switch (message && message.type) {
       case 'hello':
         config = typeof message.config === 'string' ? message.config : '';
@@ -146,6 +232,9 @@ function serve(functions, options = {}) {
         }
         break;
       }
+      case 'release':
+        release(message.id);
+        break;
       case 'bye':
         process.exit(0);
         break;
@@ -164,11 +253,11 @@ function serve(functions, options = {}) {
       if (pending.length - at - 4 < len) break;
       const body = pending.subarray(at + 4, at + 4 + len);
       at += 4 + len;
-      handle(decoder.decode(body));
+      dispatch(decoder.decode(body));
     }
     pending = at === pending.length ? Buffer.alloc(0) : pending.subarray(at);
   });
   process.stdin.on('end', () => process.exit(0));
 }
 
-module.exports = { serve, PROTOCOL };
+module.exports = { serve, handle, PROTOCOL, HANDLE_EXT, kept };

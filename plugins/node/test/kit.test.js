@@ -7,7 +7,7 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { encode, Decoder } = require('@msgpack/msgpack');
+const { encode, Decoder, ExtData } = require('@msgpack/msgpack');
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'testing.js');
 
@@ -140,4 +140,27 @@ test('console.log goes to stderr, never into the protocol', async () => {
   p.send({ type: 'bye' });
   await p.exited;
   assert.match(p.stderr(), /^hi\nto stderr: hi\n$/);
+});
+
+test('handles: an object kept in the plugin crosses as extension type 1 and comes back as itself', async () => {
+  const p = start();
+  await p.next();
+  p.call('make_box', [41]);
+  const box = (await p.next()).value;
+  assert.ok(box instanceof ExtData, 'a handle is a MessagePack extension value');
+  assert.strictEqual(box.type, 1);
+  const data = Buffer.from(box.data);
+  assert.strictEqual(data.subarray(8).toString(), 'Box', 'the id (8 bytes), then the type name');
+  const id = Number(data.readBigUInt64BE(0));
+  p.call('open_box', [box]);
+  assert.strictEqual((await p.next()).value, 41, 'the plugin gets its object back');
+  p.call('kept_count', []);
+  assert.strictEqual((await p.next()).value, 1);
+  p.send({ type: 'release', id });
+  p.call('kept_count', []);
+  assert.strictEqual((await p.next()).value, 0, 'released: the plugin forgot it');
+  p.call('open_box', [box]);
+  assert.match((await p.next()).message, /was released/);
+  p.send({ type: 'bye' });
+  await p.exited;
 });
