@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 mod daemon;
 mod inputs;
+mod plugins;
 use inputs::InputArgs;
 use oxiida::interp::Stdout;
 use oxiida::{Diagnostic, Interrupt, Limits, Source, Stage};
@@ -59,8 +60,13 @@ enum Command {
         #[command(flatten)]
         inputs: InputArgs,
     },
-    /// List the plugins found on the search path, with their ABI versions
+    /// List the plugins found on the search path, with their ABI versions, and the registered ones
     Plugins,
+    /// Register, list or forget plugins (kept in $XDG_CONFIG_HOME/oxiida/plugins.toml)
+    Plugin {
+        #[command(subcommand)]
+        action: plugins::PluginAction,
+    },
     /// Start, stop or inspect this user's daemon, which runs submitted workflows
     Daemon {
         #[command(subcommand)]
@@ -231,6 +237,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Run { file, plugins, limits, inputs } => run(&file, &plugins, limits.limits(), &inputs),
         Command::Check { file, plugins, inputs } => check(&file, &plugins, &inputs),
         Command::Plugins => list_plugins(),
+        Command::Plugin { action } => plugins::plugin(action),
         Command::Daemon { action } => match action {
             DaemonAction::Start { foreground, plugins, limits } => daemon::start(foreground, &plugins.specs, &limits),
             DaemonAction::Stop => daemon::stop(),
@@ -298,6 +305,7 @@ fn list_plugins() -> u8 {
             }
         }
     }
+    found += plugins::list_more(&plugin::search_dirs());
     if found == 0 {
         let dirs: Vec<String> = plugin::search_dirs().iter().map(|d| d.display().to_string()).collect();
         eprintln!("oxiida: no plugins found in {}", dirs.join(", "));

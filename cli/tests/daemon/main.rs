@@ -11,3 +11,4 @@ mod faults;
 mod frames;
 mod inputs;
 mod limits;
+mod process;
