@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs oxiida for C, Julia and shell users:
 #   PREFIX/bin/oxiida, PREFIX/lib/liboxiida.so, PREFIX/include/oxiida.h,
-#   PREFIX/lib/pkgconfig/oxiida.pc
+#   PREFIX/lib/pkgconfig/oxiida.pc, and the Lua and Python CLI plugins in
+#   PREFIX/lib/oxiida/plugins, where PREFIX/bin/oxiida finds them by itself
+#   (`--plugin lua`, `--plugin python`: no OXIIDA_PLUGIN_PATH needed)
 # usage: scripts/install.sh [PREFIX]          (default /usr/local; builds --release)
 #        FROM=DIR scripts/install.sh PREFIX   (install what is already built in DIR)
 set -euo pipefail
@@ -9,7 +11,7 @@ cd "$(dirname "$0")/.."
 prefix=${1:-/usr/local}
 from=${FROM:-}
 if [ -z "$from" ]; then
-  cargo build --release -p oxiida-cli -p liboxiida
+  cargo build --release -p oxiida-cli -p liboxiida -p oxiida-lua -p oxiida-python
   from=${CARGO_TARGET_DIR:-$PWD/target}/release
 fi
 lib=$from/liboxiida.so
@@ -31,4 +33,14 @@ Version: $version
 Cflags: -I\${includedir}
 Libs: -L\${libdir} -loxiida -Wl,-rpath,\${libdir}
 PC
+# The language plugins, where the CLI looks relative to itself
+# (PREFIX/bin/../lib/oxiida/plugins). FROM=DIR installs those built there.
+for plugin in lua python; do
+  so=$from/liboxiida_$plugin.so
+  if [ -f "$so" ]; then
+    install -D -m 755 "$so" "$prefix/lib/oxiida/plugins/liboxiida_$plugin.so"
+  else
+    echo "note: $so is not built; the $plugin plugin was not installed (cargo build --release -p oxiida-$plugin)" >&2
+  fi
+done
 echo "installed oxiida $version under $prefix"

@@ -18,10 +18,28 @@ if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all --check
 fi
 
+# Process plugins' dependencies, before `cargo test` runs them
+# (cli/tests/process_plugins.rs): the Node kit's npm packages (from its
+# package-lock.json), and msgpack for the Python process plugin, in the test venv.
+if ! command -v node >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "installing nodejs and npm (apt-get) for the Node plugin kit's tests"
+  apt-get install -y -qq nodejs npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+fi
+(cd plugins/node && npm ci --no-audit --no-fund --loglevel=error)
+venv=${OXIIDA_VENV:-$PWD/.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || { echo "error: python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 1; }
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check msgpack
+export OXIIDA_TEST_PYTHON="$venv/bin/python"
+
 # `cargo build` first: the C tests link liboxiida.so, a cdylib that a bare
 # `cargo test` does not build.
 cargo build --workspace
 cargo test --workspace
+
+echo "Node plugin kit (node --test, in plugins/node):"
+(cd plugins/node && npm test --silent)
 
 # The oxiida Python package, built into a private virtual environment.
 venv=${OXIIDA_VENV:-$PWD/.venv}
@@ -57,6 +75,32 @@ if command -v lua5.4 >/dev/null 2>&1; then
   LUA_CPATH="$cpath/?.so;;" lua5.4 plugins/lua/tests/module_test.lua
 else
   echo "note: lua5.4 is not installed and apt-get is not available; the Lua module's tests were skipped (install Lua 5.4 to run them)"
+fi
+
+# The Lua module as a rock: `luarocks make` (Debian's luarocks, which wants the
+# Lua 5.4 headers even for a `command` build) into a private tree, then loaded
+# through `luarocks path` by stock lua5.4, and refused with the version it
+# needs by lua5.1.
+if command -v apt-get >/dev/null 2>&1; then
+  missing=""
+  command -v luarocks >/dev/null 2>&1 || missing="$missing luarocks"
+  [ -f /usr/include/lua5.4/lua.h ] || missing="$missing liblua5.4-dev"
+  command -v lua5.1 >/dev/null 2>&1 || missing="$missing lua5.1"
+  if [ -n "$missing" ]; then
+    echo "installing$missing (apt-get) for the Lua rock's tests"
+    apt-get install -y -qq $missing >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $missing >/dev/null; }
+  fi
+fi
+if command -v luarocks >/dev/null 2>&1 && command -v lua5.4 >/dev/null 2>&1; then
+  rocktree=$(mktemp -d)
+  (cd plugins/lua && OXIIDA_ROCK_TARGET="${CARGO_TARGET_DIR:-$PWD/../../target}/lua-rock" \
+    luarocks --lua-version 5.4 --tree "$rocktree" make oxiida-0.1.0-1.rockspec >/dev/null && rm -f oxiida_native.so)
+  echo "Lua rock (luarocks make, then plugins/lua/tests/rock_test.lua):"
+  (eval "$(luarocks --lua-version 5.4 --tree "$rocktree" path)" && lua5.4 plugins/lua/tests/rock_test.lua &&
+    if command -v lua5.1 >/dev/null 2>&1; then lua5.1 plugins/lua/tests/rock_test.lua; else echo "note: lua5.1 is not installed; the version check was not run"; fi)
+  rm -rf "$rocktree"
+else
+  echo "note: luarocks or lua5.4 is missing and apt-get is not available; the Lua rock's test was skipped"
 fi
 
 shared=../shared/conformance

@@ -46,7 +46,12 @@ pub fn resolve_plugins(specs: &[String]) -> anyhow::Result<Vec<PluginSpec>> {
         .map(|spec| {
             let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
             let path = plugin::locate(what).map_err(|e| anyhow!("{e}"))?;
-            let path = path.canonicalize().with_context(|| format!("cannot load plugin {}", path.display()))?;
+            // `exec:/abs/program` is absolute already, and no file.
+            let path = if what.starts_with(plugin::EXEC) {
+                path
+            } else {
+                path.canonicalize().with_context(|| format!("cannot load plugin {}", path.display()))?
+            };
             Ok(PluginSpec { path: path.display().to_string(), config: config.as_bytes().to_vec().into() })
         })
         .collect()

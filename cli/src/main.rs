@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 mod daemon;
 mod durable;
 mod inputs;
+mod plugins;
 use inputs::InputArgs;
 use oxiida::interp::Stdout;
 use oxiida::{Diagnostic, Interrupt, Limits, Source, Stage};
@@ -67,8 +68,13 @@ enum Command {
         #[command(flatten)]
         inputs: InputArgs,
     },
-    /// List the plugins found on the search path, with their ABI versions
+    /// List the plugins found on the search path, with their ABI versions, and the registered ones
     Plugins,
+    /// Register, list or forget plugins (kept in $XDG_CONFIG_HOME/oxiida/plugins.toml)
+    Plugin {
+        #[command(subcommand)]
+        action: plugins::PluginAction,
+    },
     /// Start, stop or inspect this user's daemon, which runs submitted workflows
     Daemon {
         #[command(subcommand)]
@@ -282,6 +288,7 @@ fn dispatch(cli: Cli) -> u8 {
         }
         Command::Check { file, plugins, inputs } => check(&file, &plugins, &inputs),
         Command::Plugins => list_plugins(),
+        Command::Plugin { action } => plugins::plugin(action),
         Command::Daemon { action } => match action {
             DaemonAction::Start { foreground, plugins, limits, resume } => match daemon::start(foreground, &plugins.specs, &limits) {
                 0 if resume && !foreground => daemon::resume_all(),
@@ -356,6 +363,7 @@ fn list_plugins() -> u8 {
             }
         }
     }
+    found += plugins::list_more(&plugin::search_dirs());
     if found == 0 {
         let dirs: Vec<String> = plugin::search_dirs().iter().map(|d| d.display().to_string()).collect();
         eprintln!("oxiida: no plugins found in {}", dirs.join(", "));

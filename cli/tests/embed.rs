@@ -69,6 +69,48 @@ fn a_c_program_embeds_oxiida() {
 }
 
 #[test]
+fn a_c_program_loads_a_process_plugin_with_exec() {
+    let kit = common::root().join("plugins/node");
+    assert!(kit.join("node_modules/@msgpack/msgpack").is_dir(), "run `npm ci` in plugins/node (scripts/test.sh does)");
+    let spec = format!("exec:node={}", kit.join("test/fixtures/testing.js").display());
+    let out = Command::new(embed_program()).arg("exec").arg(&spec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "embed.c exec checks failed:\n{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n[1, \"two\", {\"k\": 3.5}]\n3\n");
+}
+
+#[test]
+fn an_installed_cli_finds_its_plugins_with_an_empty_environment() {
+    // A staging folder as a build leaves it: the CLI, liboxiida and the Lua plugin.
+    let from = scratch().join("staged");
+    std::fs::create_dir_all(&from).unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_oxiida"));
+    std::fs::copy(exe, from.join("oxiida")).unwrap();
+    std::fs::copy(lib_dir().join("liboxiida.so"), from.join("liboxiida.so")).unwrap();
+    std::fs::copy(common::workspace_plugin("oxiida-lua", "liboxiida_lua.so"), from.join("liboxiida_lua.so")).unwrap();
+    let prefix = scratch().join("installed");
+    let out = Command::new("bash").arg(common::root().join("scripts/install.sh")).arg(&prefix).env("FROM", &from).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(prefix.join("lib/oxiida/plugins/liboxiida_lua.so").is_file());
+    let work = scratch().join("installed-work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("tools.lua"), "function twice(x) return 2 * x end\n").unwrap();
+    std::fs::write(work.join("wf.ox"), "require twice from lua;\nprint twice(21);\n").unwrap();
+    let out = Command::new("env")
+        .args(["-i", &prefix.join("bin/oxiida").display().to_string(), "run", "--plugin", "lua=tools.lua", "wf.ox"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("env").args(["-i", &prefix.join("bin/oxiida").display().to_string(), "plugins"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("lib/oxiida/plugins/liboxiida_lua.so"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
 fn ten_thousand_calls_leak_nothing_under_valgrind() {
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("note: valgrind is not installed; the leak check is skipped");

@@ -9,8 +9,9 @@ use std::sync::{Arc, Weak};
 use oxiida_abi as abi;
 use parking_lot::Mutex;
 
-use crate::loader::LoadedPlugin;
+use crate::loader::{Kind, LoadedPlugin};
 use crate::plugin::{CallFailure, PluginSession};
+use crate::process;
 use crate::{codec, outbound};
 use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host, Keywords};
 use oxiida::value::{Handle, Map, Value};
@@ -36,11 +37,37 @@ impl From<SessionError> for String {
 /// A plugin session: one workflow's state inside one plugin.
 struct Session {
     plugin: Arc<LoadedPlugin>,
-    raw: PluginSession,
+    /// The library's name, or the one a process plugin says in its hello.
+    name: String,
+    raw: Backend,
     /// The references to the plugin's handles the workflow still holds, by
     /// id: each is given back (`handle_release`) when its last copy is
     /// dropped, and the rest when the session ends, before `session_free`.
     live: Mutex<HashMap<u64, usize>>,
+}
+
+/// A session in a library (calls through the C ABI) or in a process (calls
+/// over its pipes, `process.rs`).
+enum Backend {
+    Library(PluginSession),
+    Process(process::Session),
+}
+
+impl Backend {
+    fn release(&self, id: u64) {
+        match self {
+            Backend::Library(raw) => raw.release(id),
+            Backend::Process(raw) => raw.release(id),
+        }
+    }
+
+    /// Asks a library to stop its running calls; a process plugin's calls
+    /// are sent `cancel` one by one when dropped.
+    fn cancel(&self) {
+        if let Backend::Library(raw) = self {
+            raw.cancel();
+        }
+    }
 }
 
 impl Drop for Session {
@@ -101,7 +128,7 @@ impl Session {
             abi::Value::Handle { id, type_name } => {
                 *self.live.lock().entry(id).or_insert(0) += 1;
                 let payload = PluginHandle { session: Arc::downgrade(self), id };
-                Value::Handle(Arc::new(Handle::new(&self.plugin.name, &type_name, id, Box::new(payload))))
+                Value::Handle(Arc::new(Handle::new(&self.name, &type_name, id, Box::new(payload))))
             }
             scalar => codec::from_wire(scalar),
         }
@@ -117,7 +144,7 @@ impl Session {
                  convert it there to Nil, Bool, Int, Float, String, Array or Map first",
                 h.owner(),
                 h.type_name(),
-                self.plugin.name,
+                self.name,
                 h.owner()
             )),
         }
@@ -129,10 +156,42 @@ impl Session {
         Ok((outbound::encode_with(args, &handles)?, outbound::encode_keywords_with(keywords, &handles)?))
     }
 
+    fn resolve(&self, dotted: &str) -> Result<(), String> {
+        match &self.raw {
+            Backend::Library(raw) => raw.resolve(dotted),
+            Backend::Process(raw) => raw.resolve(dotted),
+        }
+    }
+
+    /// Whether it can run `=f=(x)`: the library's OXIIDA_CAP_PROCESS_MODE,
+    /// or the process plugin's `isolated` capability.
+    fn isolates(&self) -> bool {
+        match &self.raw {
+            Backend::Library(_) => self.plugin.has(abi::CAP_PROCESS_MODE),
+            Backend::Process(raw) => raw.hello().isolated,
+        }
+    }
+
+    /// Why it cannot take keyword arguments, or `None` when it can.
+    fn keywords_refused(&self) -> Option<String> {
+        match &self.raw {
+            Backend::Library(_) => keywords_refused(&self.plugin),
+            Backend::Process(raw) => (!raw.hello().keywords).then(|| {
+                format!(
+                    "process plugin `{}` does not take keyword arguments (its hello does not declare the `keywords` capability); \
+                     pass the values as positional arguments instead",
+                    self.name
+                )
+            }),
+        }
+    }
+
     fn call(self: &Arc<Self>, name: &str, args: &[u8], kwargs: Option<&[u8]>, mode: CallMode) -> Result<Value, ForeignError> {
+        let Backend::Library(raw) = &self.raw else { unreachable!("a library call on a library session") };
+        let Kind::Library(table) = &self.plugin.kind else { unreachable!("a library session of a library") };
         let mode = if mode == CallMode::Process { abi::MODE_PROCESS } else { abi::MODE_THREAD };
-        let reply = self.raw.call(name, args, kwargs, mode);
-        if let (Ok(value), false) = (&reply, self.plugin.table.releases_handles()) {
+        let reply = raw.call(name, args, kwargs, mode);
+        if let (Ok(value), false) = (&reply, table.releases_handles()) {
             let mut ids = Vec::new();
             value.handles(&mut ids);
             if !ids.is_empty() {
@@ -149,7 +208,7 @@ impl Session {
         }
         reply.map(|v| self.from_wire(v)).map_err(|failure| match failure {
             CallFailure::BadValue(e) => {
-                ForeignError::new(ForeignErrorKind::Internal, format!("plugin `{}` returned a bad value: {e}", self.plugin.name))
+                ForeignError::new(ForeignErrorKind::Internal, format!("plugin `{}` returned a bad value: {e}", self.name))
             }
             CallFailure::Error { status, message, traceback } => {
                 let kind = ForeignErrorKind::from_status(status).unwrap_or(ForeignErrorKind::Internal);
@@ -219,7 +278,11 @@ impl PluginHost {
     /// given twice (by name) is an error.
     pub fn open(plugins: &[(Arc<LoadedPlugin>, String)]) -> Result<Self, SessionError> {
         for (i, (plugin, config)) in plugins.iter().enumerate() {
-            if let Some((_, first)) = plugins[..i].iter().find(|(p, _)| p.name == plugin.name) {
+            // A process plugin given by its program says its name only once started.
+            if plugin.kind_is_exec() {
+                continue;
+            }
+            if let Some((_, first)) = plugins[..i].iter().find(|(p, _)| p.name == plugin.name && !p.kind_is_exec()) {
                 return Err(SessionError::Duplicate {
                     name: plugin.name.clone(),
                     first: origin(plugin, first),
@@ -227,10 +290,24 @@ impl PluginHost {
                 });
             }
         }
-        let mut sessions = Vec::new();
+        let mut sessions: Vec<Arc<Session>> = Vec::new();
         for (plugin, config) in plugins {
-            let raw = plugin.table.open(config).map_err(|reason| SessionError::Start { name: plugin.name.clone(), reason })?;
-            sessions.push(Arc::new(Session { plugin: plugin.clone(), raw, live: Mutex::new(HashMap::new()) }));
+            let start = |reason| SessionError::Start { name: plugin.name.clone(), reason };
+            let (name, raw) = match &plugin.kind {
+                Kind::Library(table) => (plugin.name.clone(), Backend::Library(table.open(config).map_err(start)?)),
+                Kind::Process(program) => {
+                    let raw = process::Session::start(program, config).map_err(start)?;
+                    (raw.name().to_owned(), Backend::Process(raw))
+                }
+            };
+            if let Some(first) = sessions.iter().find(|s| s.name == name) {
+                return Err(SessionError::Duplicate {
+                    name,
+                    first: first.plugin.path.display().to_string(),
+                    second: plugin.path.display().to_string(),
+                });
+            }
+            sessions.push(Arc::new(Session { plugin: plugin.clone(), name, raw, live: Mutex::new(HashMap::new()) }));
         }
         Ok(PluginHost { sessions, providers: Mutex::new(HashMap::new()) })
     }
@@ -247,7 +324,7 @@ impl PluginHost {
     }
 
     fn names(&self) -> String {
-        let names: Vec<&str> = self.sessions.iter().map(|s| s.plugin.name.as_str()).collect();
+        let names: Vec<&str> = self.sessions.iter().map(|s| s.name.as_str()).collect();
         if names.is_empty() {
             "none".into()
         } else {
@@ -257,9 +334,7 @@ impl PluginHost {
 
     fn ask(&self, index: usize, dotted: &str) -> Result<(), String> {
         let s = &self.sessions[index];
-        s.raw
-            .resolve(dotted)
-            .map_err(|reason| if reason.is_empty() { format!("plugin `{}` does not provide it", s.plugin.name) } else { reason })
+        s.resolve(dotted).map_err(|reason| if reason.is_empty() { format!("plugin `{}` does not provide it", s.name) } else { reason })
     }
 }
 
@@ -270,7 +345,7 @@ impl Host for PluginHost {
             let index = self
                 .sessions
                 .iter()
-                .position(|s| &s.plugin.name == from)
+                .position(|s| &s.name == from)
                 .ok_or_else(|| format!("no plugin named `{from}` is loaded (loaded: {})", self.names()))?;
             self.ask(index, &dotted)?;
             index
@@ -290,7 +365,7 @@ impl Host for PluginHost {
                 [only] => only,
                 [] => return Err(reasons.join("; ")),
                 _ => {
-                    let names: Vec<String> = providers.iter().map(|&i| format!("`{}`", self.sessions[i].plugin.name)).collect();
+                    let names: Vec<String> = providers.iter().map(|&i| format!("`{}`", self.sessions[i].name)).collect();
                     return Err(format!("several plugins provide it ({}); pick one with `require {dotted} from NAME;`", names.join(", ")));
                 }
             }
@@ -305,7 +380,7 @@ impl Host for PluginHost {
     fn keywords(&self, name: &ForeignName) -> Result<(), String> {
         let index = self.providers.lock().get(name).copied();
         match index {
-            Some(index) => keywords_refused(&self.sessions[index].plugin).map_or(Ok(()), Err),
+            Some(index) => self.sessions[index].keywords_refused().map_or(Ok(()), Err),
             None => Ok(()),
         }
     }
@@ -316,6 +391,13 @@ impl Host for PluginHost {
             let encoded = session.encode(&dotted, &args, &keywords)?;
             Ok((session, encoded))
         });
+        if let Ok((session, (bytes, kwargs))) = &ready {
+            if let Backend::Process(raw) = &session.raw {
+                let reply = raw.call(&dotted, bytes.clone(), kwargs.clone(), mode);
+                let session = session.clone();
+                return Box::pin(async move { reply.await.map(|v| session.from_wire(v)) });
+            }
+        }
         Box::pin(async move {
             let (session, (bytes, kwargs)) = ready?;
             // Dropped before the call returns: the workflow stops (a failed
@@ -336,7 +418,15 @@ impl Host for PluginHost {
         keywords: &[(Arc<str>, Value)],
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
-        Some(self.session_for(name, mode, keywords).and_then(|session| {
+        let session = match self.session_for(name, mode, keywords) {
+            Ok(session) => session,
+            Err(e) => return Some(Err(e)),
+        };
+        // A process plugin's call waits on its pipe: the async path.
+        if matches!(session.raw, Backend::Process(_)) {
+            return None;
+        }
+        Some(Ok(session).and_then(|session| {
             let dotted = name.dotted();
             let (bytes, kwargs) = session.encode(&dotted, args, keywords)?;
             session.call(&dotted, &bytes, kwargs.as_deref(), mode)
@@ -350,16 +440,16 @@ impl PluginHost {
         let session = index
             .map(|i| self.sessions[i].clone())
             .ok_or_else(|| ForeignError::new(ForeignErrorKind::NotFound, format!("`{name}` was never resolved")))?;
-        if mode == CallMode::Process && !session.plugin.has(abi::CAP_PROCESS_MODE) {
+        if mode == CallMode::Process && !session.isolates() {
             return Err(ForeignError::new(
                 ForeignErrorKind::BadArguments,
-                format!("plugin `{}` cannot run calls in a worker process; call it as `f(...)`, not `=f=(...)`", session.plugin.name),
+                format!("plugin `{}` cannot run calls in a worker process; call it as `f(...)`, not `=f=(...)`", session.name),
             ));
         }
         // The resolver asked `keywords` first; this only keeps a host that
         // skipped it from sending keyword arguments where none are read.
         if !keywords.is_empty() {
-            if let Some(why) = keywords_refused(&session.plugin) {
+            if let Some(why) = session.keywords_refused() {
                 return Err(ForeignError::new(ForeignErrorKind::BadArguments, why));
             }
         }

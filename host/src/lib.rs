@@ -8,8 +8,10 @@ mod host;
 mod loader;
 pub mod outbound;
 mod plugin;
+pub mod process;
+pub mod registry;
 pub mod routines;
 
 pub use host::{Canceller, PluginHost, SessionError};
-pub use loader::{in_process, load, locate, search_dirs, LoadError, LoadedPlugin};
+pub use loader::{in_process, load, locate, search_dirs, Kind, LoadError, LoadedPlugin, EXEC};
 pub use plugin::{CallFailure, PluginRef, PluginSession};

@@ -11,6 +11,7 @@ use oxiida_abi::{self as abi, ErrorBuf};
 use parking_lot::Mutex;
 
 use crate::plugin::PluginRef;
+use crate::process::{self, Program};
 use crate::routines::HOST;
 
 /// Why a plugin could not be found or loaded; each names the plugin.
@@ -35,6 +36,9 @@ pub enum LoadError {
     TableSize { path: PathBuf, size: u32 },
     #[error("plugin {} has no name", .path.display())]
     NoName { path: PathBuf },
+    /// A process plugin's program or manifest is unusable.
+    #[error("{0}")]
+    Process(String),
 }
 
 fn shown(dirs: &[PathBuf]) -> String {
@@ -48,31 +52,55 @@ impl From<LoadError> for String {
     }
 }
 
-/// A plugin library that passed every check.
+/// What a plugin is: a library's table, or a program to start.
+#[derive(Debug)]
+pub enum Kind {
+    Library(PluginRef),
+    Process(Program),
+}
+
+/// A plugin library that passed every check, or a process plugin's program
+/// (its `abi_version` is 0: it speaks the process protocol instead, and
+/// says its name when started, unless a manifest gave one).
 #[derive(Debug)]
 pub struct LoadedPlugin {
     pub name: String,
     pub path: PathBuf,
     pub abi_version: u32,
-    pub table: PluginRef,
+    pub kind: Kind,
     /// Kept (never dropped) so the library stays mapped; held here so the
     /// allocation stays reachable for leak checkers. None when linked in.
     _library: Option<&'static libloading::Library>,
 }
 
 impl LoadedPlugin {
+    /// Whether a library plugin declares `capability` (a process plugin's
+    /// capabilities are in its session's hello).
     pub fn has(&self, capability: u32) -> bool {
-        self.table.capabilities() & capability != 0
+        matches!(&self.kind, Kind::Library(table) if table.capabilities() & capability != 0)
+    }
+
+    pub fn is_process(&self) -> bool {
+        matches!(self.kind, Kind::Process(_))
+    }
+
+    /// A process plugin given as `exec:PROGRAM`, whose name is the one it
+    /// says when started (a manifest's plugin has its name already).
+    pub fn kind_is_exec(&self) -> bool {
+        matches!(&self.kind, Kind::Process(p) if p.name.is_none())
     }
 }
 
 /// Where plugins named without a path are looked for, in order:
 /// `OXIIDA_PLUGIN_PATH` (colon-separated), then `plugins/` beside the
-/// `oxiida` executable, then `~/.local/share/oxiida/plugins`.
+/// `oxiida` executable, then `../lib/oxiida/plugins` from it (an installed
+/// tree, `scripts/install.sh`), then `~/.local/share/oxiida/plugins`.
 pub fn search_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("OXIIDA_PLUGIN_PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
         dirs.push(exe_dir.join("plugins"));
+        // An installed tree: PREFIX/bin/oxiida finds PREFIX/lib/oxiida/plugins.
+        dirs.push(exe_dir.join("../lib/oxiida/plugins"));
     }
     let data = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
@@ -88,19 +116,32 @@ fn file_names(name: &str) -> [String; 3] {
     [format!("liboxiida_{name}.so"), format!("lib{name}.so"), format!("{name}.so")]
 }
 
-/// A path (anything with a `/` or ending in `.so`) or a name to search for.
+/// The prefix of a process plugin given by its program: `exec:node`.
+pub const EXEC: &str = "exec:";
+
+/// A path (anything with a `/` or ending in `.so`), `exec:PROGRAM` (found
+/// on PATH; the result is `exec:` and its absolute path), or a name to
+/// search for: a library or a manifest `NAME.oxiida-plugin.toml` in the
+/// search folders, then the plugins registered with `oxiida plugin add`.
 pub fn locate(spec: &str) -> Result<PathBuf, LoadError> {
-    if spec.contains('/') || spec.ends_with(".so") {
+    if let Some(program) = spec.strip_prefix(EXEC) {
+        let program = Program::exec(program).map_err(LoadError::Process)?;
+        return Ok(PathBuf::from(format!("{EXEC}{}", program.command.display())));
+    }
+    if spec.contains('/') || spec.ends_with(".so") || spec.ends_with(process::MANIFEST_SUFFIX) {
         return Ok(PathBuf::from(spec));
     }
     let dirs = search_dirs();
     for dir in &dirs {
-        for file in file_names(spec) {
+        for file in file_names(spec).into_iter().chain([format!("{spec}{}", process::MANIFEST_SUFFIX)]) {
             let candidate = dir.join(file);
             if candidate.is_file() {
                 return Ok(candidate);
             }
         }
+    }
+    if let Ok(Some(entry)) = crate::registry::lookup(spec) {
+        return Ok(entry.path);
     }
     Err(LoadError::NotFound { name: spec.to_owned(), searched: dirs })
 }
@@ -110,8 +151,21 @@ fn loaded() -> &'static Mutex<HashMap<PathBuf, Arc<LoadedPlugin>>> {
     LOADED.get_or_init(Default::default)
 }
 
-/// Loads (once) and checks the plugin at `path`.
+/// Loads (once) and checks the plugin at `path`; for a process plugin
+/// (`exec:PROGRAM` or a manifest), reads what is needed to start it.
 pub fn load(path: &Path) -> Result<Arc<LoadedPlugin>, LoadError> {
+    let text = path.to_string_lossy();
+    if let Some(program) = text.strip_prefix(EXEC) {
+        let program = Program::exec(program).map_err(LoadError::Process)?;
+        let name = program.command.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        return Ok(Arc::new(LoadedPlugin { name, path: path.to_path_buf(), abi_version: 0, kind: Kind::Process(program), _library: None }));
+    }
+    if text.ends_with(process::MANIFEST_SUFFIX) {
+        let program = Program::manifest(path).map_err(LoadError::Process)?;
+        let name = program.name.clone().unwrap_or_default();
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        return Ok(Arc::new(LoadedPlugin { name, path, abi_version: 0, kind: Kind::Process(program), _library: None }));
+    }
     let key = path.canonicalize().map_err(|source| LoadError::Missing { path: path.to_path_buf(), source })?;
     let mut table = loaded().lock();
     if let Some(p) = table.get(&key) {
@@ -145,7 +199,7 @@ fn open(path: &Path) -> Result<LoadedPlugin, LoadError> {
     // SAFETY: not NULL; a plugin that returns a table promises it is valid
     // forever and as long as its `struct_size`.
     let (name, abi_version, table) = unsafe { check(table, path) }?;
-    Ok(LoadedPlugin { name, path: at(), abi_version, table, _library: Some(library) })
+    Ok(LoadedPlugin { name, path: at(), abi_version, kind: Kind::Library(table), _library: Some(library) })
 }
 
 /// A plugin linked into this process, not loaded from a file: how the
@@ -155,7 +209,7 @@ pub fn in_process(table: &'static abi::Plugin) -> Result<Arc<LoadedPlugin>, Stri
     let path = PathBuf::from("(linked in)");
     // SAFETY: a reference to a whole table, valid forever.
     let (name, abi_version, table) = unsafe { check(table, &path) }?;
-    Ok(Arc::new(LoadedPlugin { name, path, abi_version, table, _library: None }))
+    Ok(Arc::new(LoadedPlugin { name, path, abi_version, kind: Kind::Library(table), _library: None }))
 }
 
 /// The checks every plugin table passes: version range, size, name. The

@@ -339,7 +339,9 @@ pub unsafe extern "C" fn oxiida_runtime_load_plugin(runtime: *mut Runtime, spec:
         let spec = unsafe { c_text(spec, "the plugin") }?;
         let (what, config) = spec.split_once('=').unwrap_or((spec, ""));
         let plugin = oxiida_host::locate(what).and_then(|p| oxiida_host::load(&p)).map_err(|e| EmbedError::usage(e.to_string()))?;
-        if let Some((first, _)) = rt.plugins.iter().find(|(p, _)| p.name == plugin.name) {
+        // A process plugin given as `exec:` says its name when its session starts.
+        let named = |p: &LoadedPlugin| p.name == plugin.name && !p.kind_is_exec();
+        if let Some((first, _)) = rt.plugins.iter().find(|(p, _)| named(p)) {
             return Err(EmbedError::usage(format!(
                 "plugin `{}` is already loaded (from {}); load each plugin once",
                 plugin.name,

@@ -7,6 +7,8 @@
  * usage: embed check [PLUGIN]   run the checks; PLUGIN: a plugin spec to load
  *        embed loop N           N sequential calls to a callback
  *        embed bench N          the same, printing microseconds per call
+ *        embed exec SPEC        load a process plugin (SPEC: exec:node=.../testing.js,
+ *                               the Node kit's test fixture) and run workflows calling it
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -261,10 +263,34 @@ static int loop(long n, int bench) {
     return failures != 0;
 }
 
+/* A process plugin in a C host: calls cross, a crash fails the call with
+ * the plugin's exit status, and the runtime lives on, its next workflow
+ * starting a fresh plugin process. SIGPIPE keeps its default action here,
+ * as in most C programs: writing to the dead plugin must not kill us. */
+static int exec_plugin(const char *spec) {
+    oxiida_runtime *rt = oxiida_runtime_new();
+    oxiida_error *err = NULL;
+    EXPECT(rt && oxiida_runtime_load_plugin(rt, spec, &err) == 0);
+    EXPECT(run(rt, "require add, echo from testing;\nprint add(40, 2);\nprint echo([1, \"two\", {\"k\": 3.5}]);\n", &err) == 0);
+    EXPECT(run(rt, "require exit_now;\nexit_now(5);\n", &err) == -1);
+    EXPECT(err && oxiida_error_stage(err) == OXIIDA_ERROR_RUNTIME);
+    EXPECT(err && strstr(oxiida_error_message(err), "process plugin `testing` exited with status 5 during the call") != NULL);
+    oxiida_error_free(err);
+    err = NULL;
+    EXPECT(run(rt, "require add, exit_now;\npara { a = add(1, 1); b = exit_now(6); }\n", &err) == -1);
+    oxiida_error_free(err);
+    err = NULL;
+    EXPECT(run(rt, "require add;\nprint add(1, 2);\n", &err) == 0);
+    oxiida_error_free(err);
+    oxiida_runtime_free(rt);
+    return failures != 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[1], "exec") == 0) return exec_plugin(argv[2]);
     if (argc >= 2 && strcmp(argv[1], "check") == 0) return check(argc >= 3 ? argv[2] : NULL);
     if (argc >= 3 && strcmp(argv[1], "loop") == 0) return loop(atol(argv[2]), 0);
     if (argc >= 3 && strcmp(argv[1], "bench") == 0) return loop(atol(argv[2]), 1);
-    fprintf(stderr, "usage: embed check [PLUGIN] | loop N | bench N\n");
+    fprintf(stderr, "usage: embed check [PLUGIN] | loop N | bench N | exec SPEC\n");
     return 2;
 }

@@ -12,3 +12,4 @@ mod faults;
 mod frames;
 mod inputs;
 mod limits;
+mod process;
