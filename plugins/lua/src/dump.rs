@@ -115,3 +115,35 @@ impl Reader<'_> {
         Some(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    fn dump(source: &str, name: &str) -> Vec<u8> {
+        let lua = mlua::Lua::new();
+        lua.load(source).exec().unwrap();
+        let f: mlua::Function = lua.globals().get(name).unwrap();
+        f.dump(true)
+    }
+
+    #[test]
+    fn moving_a_function_keeps_its_normal_form_and_editing_it_does_not() {
+        let f = "function f(x)\n  local g = function(y) return y .. 'long string constant, more than forty bytes long' end\n  return helper(x) + 1.5, true, g\nend\n";
+        let (a, strings) = normalize(&dump(f, "f")).expect("a dump");
+        let moved = format!("\n\n\n-- a comment\n{f}");
+        assert_ne!(dump(f, "f"), dump(&moved, "f"), "a stripped dump holds line numbers");
+        assert_eq!(normalize(&dump(&moved, "f")).unwrap().0, a);
+        assert_ne!(normalize(&dump(&f.replace("+ 1.5", "+ 2.5"), "f")).unwrap().0, a);
+        assert!(strings.contains(&b"helper".to_vec()), "{strings:?}");
+        assert!(strings.iter().any(|s| s.starts_with(b"long string")), "{strings:?}");
+    }
+
+    #[test]
+    fn what_is_not_a_dump_is_refused() {
+        assert!(normalize(b"").is_none());
+        assert!(normalize(b"\x1bLua\x53 not 5.4").is_none());
+        let whole = dump("function f() return 1 end", "f");
+        assert!(normalize(&whole[..whole.len() - 1]).is_none());
+    }
+}
