@@ -32,7 +32,8 @@
  *     MessagePack extension type OXIIDA_HANDLE_EXT, OXIIDA_HANDLE_TYPE_MAX,
  *     OXIIDA_STATUS_BAD_RESULT, `oxiida_host` gains `new_handle`,
  *     `handle_id` and `handle_type` at its end, and `oxiida_plugin` gains
- *     `handle_release` and `session_cancel` at its end. Plugins of versions 1 to 3 load
+ *     `handle_release`, `session_cancel` and `fingerprint` at its end,
+ *     and OXIIDA_FINGERPRINT_CAP. Plugins of versions 1 to 3 load
  *     unchanged: their tables end before `handle_release`, they make no
  *     handles, and the host never sends them one (a workflow that passes a
  *     handle to them fails that call, naming the handle's plugin).
@@ -119,6 +120,11 @@ extern "C" {
  *  Write at most `error_cap` bytes; do not assume this value. The host reads
  *  up to the first NUL, and never past the buffer when there is none. */
 #define OXIIDA_ERROR_CAP 1024u
+
+/** (Version 4.) The size of the buffer the host hands
+ *  `oxiida_plugin.fingerprint`: a fingerprint is at most this many bytes
+ *  (a SHA-256 digest fits twice). */
+#define OXIIDA_FINGERPRINT_CAP 64u
 
 #if defined(__GNUC__) || defined(__clang__)
 #define OXIIDA_DEPRECATED(why) __attribute__((deprecated(why)))
@@ -393,6 +399,23 @@ typedef struct oxiida_plugin {
      *  session is freed when the last returns). Read only when
      *  `abi_version >= 4`. */
     void (*session_cancel)(void *session);
+    /** (Version 4.) What identifies the code behind the function `name`
+     *  (dotted, one that `resolve` accepted) in this session, for
+     *  `oxiida run --cache`: bytes that change when the function's code
+     *  changes and only then (the Python plugin hashes its bytecode,
+     *  constants, defaults, closure cells and the functions it calls; the
+     *  Lua plugin its dumped bytecode and upvalues). Writes at most
+     *  `out_cap` bytes (the host passes OXIIDA_FINGERPRINT_CAP) into `out`,
+     *  which the host owns, and returns how many; 0 means "no fingerprint
+     *  for this name", and the host then identifies the call by the
+     *  plugin's library and config files, as for a plugin without this
+     *  routine. Called after `resolve`, on any thread, never during or
+     *  after `session_free`, and concurrently with `call` only with
+     *  OXIIDA_CAP_CONCURRENT_CALLS; the host asks once per session and
+     *  name. It must not fail (return 0 instead). NULL: the plugin gives no
+     *  fingerprints (a C plugin: its file's hash is the identity). Read
+     *  only when `abi_version >= 4` and `struct_size` covers it. */
+    size_t (*fingerprint)(void *session, const char *name, size_t name_len, uint8_t *out, size_t out_cap);
 } oxiida_plugin;
 
 /**

@@ -34,8 +34,8 @@ pub use value::{DecodeError, Reader, Value, HANDLE_EXT, HANDLE_TYPE_MAX};
 /// versions 1 and 2 load unchanged and get no keyword arguments. 4 added
 /// handles: [`Value::Handle`] (MessagePack extension type [`HANDLE_EXT`]),
 /// [`KIND_HANDLE`], [`Status::BadResult`], the host's `new_handle`,
-/// `handle_id` and `handle_type`, and the plugin's `handle_release` and
-/// `session_cancel`;
+/// `handle_id` and `handle_type`, the plugin's `handle_release`,
+/// `session_cancel` and `fingerprint`, and [`FINGERPRINT_CAP`];
 /// older plugins load unchanged and are never sent a handle.
 pub const OXIIDA_ABI_VERSION: u32 = 4;
 /// The first ABI version whose plugins may declare [`CAP_KEYWORDS`].
@@ -77,6 +77,10 @@ pub const MAX_DEPTH: usize = 128;
 /// `OXIIDA_ERROR_CAP`: the size of every error buffer the host hands a
 /// plugin or a callback, the terminating NUL included.
 pub const ERROR_CAP: usize = 1024;
+
+/// `OXIIDA_FINGERPRINT_CAP` (version 4): the size of the buffer the host
+/// hands `Plugin::fingerprint`.
+pub const FINGERPRINT_CAP: usize = 64;
 
 /// `OXIIDA_ERROR_*`: the stage of an embedding error (`oxiida_error_stage`).
 pub const ERROR_USAGE: u32 = 0;
@@ -228,6 +232,9 @@ pub struct Plugin {
     /// Version 4: the session's workflow is over or cancelled: calls
     /// running on it should return soon (see `oxiida.h`). NULL: they run on.
     pub session_cancel: Option<SessionCancel>,
+    /// Version 4: what identifies the code behind one function, for
+    /// `--cache` (see `oxiida.h`). NULL: the plugin's files identify it.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// The size of a version-1 to -3 plugin table: everything up to `reply_free`.
@@ -245,6 +252,9 @@ pub type Call = unsafe extern "C" fn(*mut c_void, *const Message, *mut Reply);
 pub type HandleRelease = unsafe extern "C" fn(session: *mut c_void, id: u64);
 /// `oxiida_plugin.session_cancel` (version 4).
 pub type SessionCancel = unsafe extern "C" fn(session: *mut c_void);
+/// `oxiida_plugin.fingerprint` (version 4).
+pub type Fingerprint =
+    unsafe extern "C" fn(session: *mut c_void, name: *const c_char, name_len: usize, out: *mut u8, out_cap: usize) -> usize;
 
 impl Plugin {
     /// The table of a Rust plugin that answers with buffers it allocates
@@ -270,7 +280,14 @@ impl Plugin {
             reply_free: Some(serve::reply_free),
             handle_release: None,
             session_cancel: None,
+            fingerprint: None,
         }
+    }
+
+    /// The same table, for a plugin that fingerprints its functions.
+    pub const fn with_fingerprint(mut self, fingerprint: Fingerprint) -> Plugin {
+        self.fingerprint = Some(fingerprint);
+        self
     }
 
     /// The same table, for a plugin that can stop running calls with `cancel`.

@@ -36,12 +36,12 @@ int main(void) {
     O(oxiida_host, new_string) O(oxiida_host, new_array) O(oxiida_host, new_map) O(oxiida_host, push) O(oxiida_host, insert)
     O(oxiida_host, reply_value) O(oxiida_host, reply_error) O(oxiida_host, new_handle) O(oxiida_host, handle_id) O(oxiida_host, handle_type)
     S(oxiida_plugin) O(oxiida_plugin, name) O(oxiida_plugin, capabilities) O(oxiida_plugin, session_new)
-    O(oxiida_plugin, session_free) O(oxiida_plugin, resolve) O(oxiida_plugin, call) O(oxiida_plugin, reply_free) O(oxiida_plugin, handle_release) O(oxiida_plugin, session_cancel)
+    O(oxiida_plugin, session_free) O(oxiida_plugin, resolve) O(oxiida_plugin, call) O(oxiida_plugin, reply_free) O(oxiida_plugin, handle_release) O(oxiida_plugin, session_cancel) O(oxiida_plugin, fingerprint)
     C(OXIIDA_ABI_VERSION) C(OXIIDA_ABI_MIN_COMPATIBLE) C(OXIIDA_NIL) C(OXIIDA_BOOL) C(OXIIDA_INT) C(OXIIDA_FLOAT)
     C(OXIIDA_STRING) C(OXIIDA_ARRAY) C(OXIIDA_MAP) C(OXIIDA_HANDLE) C(OXIIDA_HANDLE_EXT) C(OXIIDA_HANDLE_TYPE_MAX) C(OXIIDA_MODE_THREAD) C(OXIIDA_MODE_PROCESS) C(OXIIDA_STATUS_OK)
     C(OXIIDA_STATUS_NOT_FOUND) C(OXIIDA_STATUS_BAD_ARGUMENTS) C(OXIIDA_STATUS_RAISED) C(OXIIDA_STATUS_WORKER_CRASHED)
     C(OXIIDA_STATUS_INTERNAL) C(OXIIDA_STATUS_BAD_RESULT) C(OXIIDA_CAP_CONCURRENT_CALLS) C(OXIIDA_CAP_PROCESS_MODE) C(OXIIDA_CAP_KEYWORDS) C(OXIIDA_OWNED_VALUE)
-    C(OXIIDA_OWNED_MESSAGE) C(OXIIDA_OWNED_TRACEBACK) C(OXIIDA_MAX_DEPTH) C(OXIIDA_ERROR_CAP) C(OXIIDA_ERROR_USAGE)
+    C(OXIIDA_OWNED_MESSAGE) C(OXIIDA_OWNED_TRACEBACK) C(OXIIDA_MAX_DEPTH) C(OXIIDA_ERROR_CAP) C(OXIIDA_FINGERPRINT_CAP) C(OXIIDA_ERROR_USAGE)
     C(OXIIDA_ERROR_SYNTAX) C(OXIIDA_ERROR_RESOLVE) C(OXIIDA_ERROR_RUNTIME)
     return 0;
 }
@@ -107,9 +107,10 @@ fn rust_side() -> Vec<(String, usize)> {
         call,
         reply_free,
         handle_release,
-        session_cancel
+        session_cancel,
+        fingerprint
     ));
-    let constants: [(&str, u32); 33] = [
+    let constants: [(&str, u32); 34] = [
         ("OXIIDA_ABI_VERSION", OXIIDA_ABI_VERSION),
         ("OXIIDA_ABI_MIN_COMPATIBLE", OXIIDA_ABI_MIN_COMPATIBLE),
         ("OXIIDA_NIL", KIND_NIL),
@@ -139,6 +140,7 @@ fn rust_side() -> Vec<(String, usize)> {
         ("OXIIDA_OWNED_TRACEBACK", OWNED_TRACEBACK),
         ("OXIIDA_MAX_DEPTH", MAX_DEPTH as u32),
         ("OXIIDA_ERROR_CAP", ERROR_CAP as u32),
+        ("OXIIDA_FINGERPRINT_CAP", FINGERPRINT_CAP as u32),
         ("OXIIDA_ERROR_USAGE", ERROR_USAGE),
         ("OXIIDA_ERROR_SYNTAX", ERROR_SYNTAX),
         ("OXIIDA_ERROR_RESOLVE", ERROR_RESOLVE),

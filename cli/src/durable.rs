@@ -108,10 +108,13 @@ pub fn start_recording(name: &str, source: &str, plugins: &[String]) -> Result<R
 
 impl Recording {
     /// The observer that records this run's tasks (and with `cache`, reuses results).
-    pub fn recorder(&self, cache: bool, plugins: &[(String, std::path::PathBuf, String)]) -> Recorder {
+    /// Calls are identified by their function's fingerprint where `host`'s
+    /// plugin gives one, else by the plugins' files.
+    pub fn recorder(&self, cache: bool, plugins: &[(String, std::path::PathBuf, String)], host: &Arc<oxiida_host::PluginHost>) -> Recorder {
         let (code, names) = oxiida_daemon::record::fingerprint(plugins, &[]);
         let sink = Arc::new(Direct { store: self.store.clone(), id: self.id });
         Recorder::new(sink, Default::default(), cache, code, (!names.is_empty()).then_some(names))
+            .with_fingerprints(oxiida_daemon::runner::fingerprints_of(host))
     }
 
     /// Records the run's end, commits and closes the store.

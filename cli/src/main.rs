@@ -409,11 +409,11 @@ fn run(path: &Path, plugins: &PluginArgs, limits: Limits, inputs: &InputArgs, du
         Err(code) => return code,
     };
     let (source, host) = match prepare(path, plugins) {
-        Ok(ready) => ready,
+        Ok((source, host)) => (source, std::sync::Arc::new(host)),
         Err(code) => return code,
     };
     let names: Vec<&str> = inputs.iter().map(|(n, _)| &**n).collect();
-    let program = match oxiida::compile_with_inputs(&source, &host, &names) {
+    let program = match oxiida::compile_with_inputs(&source, &*host, &names) {
         Ok(p) => p,
         Err(diagnostics) => return report(&source, &diagnostics),
     };
@@ -458,10 +458,10 @@ fn run(path: &Path, plugins: &PluginArgs, limits: Limits, inputs: &InputArgs, du
         })
         .collect();
     let observer =
-        (recording.is_some() || progress).then(|| durable::observer(recording.as_ref().map(|r| r.recorder(durable.cache, &specs))));
+        (recording.is_some() || progress).then(|| durable::observer(recording.as_ref().map(|r| r.recorder(durable.cache, &specs, &host))));
     let mut line = observer.as_ref().filter(|_| progress).map(|o| durable::Progress::start(o.counts.clone()));
     let watching = observer.as_ref().map(|o| o as &dyn oxiida::TaskObserver);
-    let run = oxiida::execute_observed(&program, inputs, &host, &Stdout, limits, &context, &interrupt, watching);
+    let run = oxiida::execute_observed(&program, inputs, &*host, &Stdout, limits, &context, &interrupt, watching);
     let (code, failure) = match runtime.block_on(run) {
         Ok(_) => (0, None),
         Err(_) if interrupt.is_triggered() => (EXIT_INTERRUPTED, Some("interrupted".to_owned())),

@@ -144,7 +144,7 @@ fn unusable_libraries_are_refused_with_the_reason() {
             "#include \"oxiida.h\"\n#include <stdio.h>\nstatic int32_t sn(const char *c, size_t l, void **s, char *e, size_t n) {{ (void)c; (void)l; (void)e; (void)n; *s = 0; return 0; }}\n\
              static void sf(void *s) {{ (void)s; }}\nstatic uint32_t rs(void *s, const char *n, size_t l, char *e, size_t c) {{ (void)s; (void)n; (void)l; (void)e; (void)c; return 0; }}\n\
              static void ca(void *s, const oxiida_message *m, oxiida_reply *r) {{ (void)s; (void)m; (void)r; }}\n\
-             static const oxiida_plugin P = {{ {version}, sizeof(oxiida_plugin), \"odd\", 0, sn, sf, rs, ca, NULL, NULL, NULL }};\n"
+             static const oxiida_plugin P = {{ {version}, sizeof(oxiida_plugin), \"odd\", 0, sn, sf, rs, ca, NULL, NULL, NULL, NULL }};\n"
         )
     };
     let future = build_text(

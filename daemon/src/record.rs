@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use oxiida::codec;
-use oxiida::foreign::CallMode;
+use oxiida::foreign::{CallMode, ForeignName};
 use oxiida::observe::{Outcome, Supplied, Task, TaskWhat};
 use oxiida::value::Value;
 use oxiida::TaskObserver;
@@ -93,7 +93,17 @@ pub struct Recorder {
     surroundings: std::sync::OnceLock<[u8; 32]>,
     /// The identity hash of every call, fed the code fingerprint already.
     calls: Sha256,
+    /// Where per-function fingerprints come from, when the host has them.
+    fingerprints: Option<Fingerprints>,
+    /// The SHA-256 of each plugin library file, read once.
+    libraries: parking_lot::Mutex<HashMap<std::path::PathBuf, String>>,
 }
+
+/// What a plugin says identifies one function's code: its plugin's name
+/// and library file, and the plugin's fingerprint of the function; `None`
+/// when it has none (a C plugin), and the workflow's [`fingerprint`]
+/// identifies the call instead. [`oxiida_host::PluginHost::fingerprint`].
+pub type Fingerprints = Arc<dyn Fn(&ForeignName) -> Option<(String, std::path::PathBuf, Arc<[u8]>)> + Send + Sync>;
 
 impl Recorder {
     /// `code` is the workflow's [`fingerprint`]; `plugins` how records name them.
@@ -103,7 +113,45 @@ impl Recorder {
             calls.update((part.len() as u64).to_le_bytes());
             calls.update(part);
         }
-        Recorder { sink, replay, cache, plugins, worker: format!("pid {}", std::process::id()), surroundings: Default::default(), calls }
+        Recorder {
+            sink,
+            replay,
+            cache,
+            plugins,
+            worker: format!("pid {}", std::process::id()),
+            surroundings: Default::default(),
+            calls,
+            fingerprints: None,
+            libraries: Default::default(),
+        }
+    }
+
+    /// The same recorder, identifying each call by its function's own
+    /// fingerprint where `fingerprints` gives one (docs/durable.md).
+    pub fn with_fingerprints(mut self, fingerprints: Fingerprints) -> Self {
+        self.fingerprints = Some(fingerprints);
+        self
+    }
+
+    /// The identity hash of a call to `function`, up to its arguments: from
+    /// the function's fingerprint when its plugin gives one, else from the
+    /// workflow's code fingerprint (hashed in `new`).
+    fn call_identity(&self, function: &ForeignName) -> Sha256 {
+        let Some((plugin, library, print)) = self.fingerprints.as_ref().and_then(|f| f(function)) else {
+            return self.calls.clone();
+        };
+        let library = self
+            .libraries
+            .lock()
+            .entry(library.clone())
+            .or_insert_with(|| std::fs::read(&library).map(|b| hex(&Sha256::digest(&b))).unwrap_or_default())
+            .clone();
+        let mut h = Sha256::new();
+        for part in [&b"function"[..], plugin.as_bytes(), library.as_bytes(), &print] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h
     }
 
     /// How many results a resume can take from the records.
@@ -118,8 +166,7 @@ impl Recorder {
         }
         let mut h = match &task.what {
             TaskWhat::Call { function, mode, .. } => {
-                // "call" and the code fingerprint: hashed once, in `new`.
-                let mut h = self.calls.clone();
+                let mut h = self.call_identity(function);
                 part(&mut h, function.dotted().as_bytes());
                 part(&mut h, if *mode == CallMode::Process { b"=f=" } else { b"plain" });
                 h
@@ -300,8 +347,8 @@ impl TaskObserver for Recorder {
     }
 }
 
-/// What identifies the code behind a workflow's foreign calls, until
-/// plugins can fingerprint one function (docs/durable.md): each plugin's
+/// What identifies the code behind a workflow's foreign calls to functions
+/// whose plugin gives no fingerprint of its own (docs/durable.md): each plugin's
 /// name, the SHA-256 of its library file, its config, and the SHA-256 of
 /// the file the config names when it names one (a Python or Lua script),
 /// plus per-workflow data sent to it (a Python client's pickled

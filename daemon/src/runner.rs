@@ -410,13 +410,19 @@ fn workflow(
             Err(e) => return reporter.send(&failed(exit::USAGE, format!("cannot enter the working directory {cwd}: {e}"))),
         },
     };
+    // Per-function fingerprints, when the workflow's host is the plugins'.
+    let mut fingerprints = None;
     let made = match factory {
         Some(factory) => {
             let to = shared_reporter.clone();
             let printer: Printer = Arc::new(move |text: &str, more: bool| Sink(&to).piece(text, more));
             (factory.make)(&submit, printer)
         }
-        None => sessions(&defaults, &submit, reporter).map(|h| Arc::new(h) as Arc<dyn Host>),
+        None => sessions(&defaults, &submit, reporter).map(|h| {
+            let h = Arc::new(h);
+            fingerprints = Some(fingerprints_of(&h));
+            h as Arc<dyn Host>
+        }),
     };
     let host = match made {
         Ok(host) => host,
@@ -448,7 +454,10 @@ fn workflow(
     let extra: Vec<(String, Vec<u8>)> = submit.extra.iter().map(|(k, v)| (k.clone(), v.to_vec())).collect();
     let (code, plugins) = crate::record::fingerprint(&specs, &extra);
     let sink = Arc::new(Records { reporter: shared_reporter.clone(), pending, seq: Default::default() });
-    let recorder = crate::record::Recorder::new(sink, replay, submit.cache, code, (!plugins.is_empty()).then_some(plugins));
+    let mut recorder = crate::record::Recorder::new(sink, replay, submit.cache, code, (!plugins.is_empty()).then_some(plugins));
+    if let Some(fingerprints) = fingerprints {
+        recorder = recorder.with_fingerprints(fingerprints);
+    }
     let result =
         runtime.block_on(oxiida::execute_observed(&program, inputs, &*host, &Sink(reporter), limits, &context, interrupt, Some(&recorder)));
     let end = match result {
@@ -508,6 +517,13 @@ fn sessions(defaults: &[PluginSpec], submit: &Submit, reporter: &Reporter) -> Re
         *config = String::from_utf8(data.to_vec()).map_err(|_| format!("the data sent for plugin `{name}` is not UTF-8 text"))?;
     }
     PluginHost::new(&plugins)
+}
+
+/// The recorder's view of a plugin host's per-function fingerprints; it
+/// holds the host weakly, so the sessions still end with the workflow.
+pub fn fingerprints_of(host: &Arc<PluginHost>) -> crate::record::Fingerprints {
+    let host = Arc::downgrade(host);
+    Arc::new(move |name| host.upgrade()?.fingerprint(name))
 }
 
 fn not_run(source: &Source, diagnostics: &[Diagnostic]) -> Report {

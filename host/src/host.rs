@@ -44,6 +44,8 @@ struct Session {
     /// id: each is given back (`handle_release`) when its last copy is
     /// dropped, and the rest when the session ends, before `session_free`.
     live: Mutex<HashMap<u64, usize>>,
+    /// The plugin's fingerprints, by dotted name, asked once each.
+    fingerprints: Mutex<HashMap<String, Option<Arc<[u8]>>>>,
 }
 
 /// A session in a library (calls through the C ABI) or in a process (calls
@@ -307,7 +309,13 @@ impl PluginHost {
                     second: plugin.path.display().to_string(),
                 });
             }
-            sessions.push(Arc::new(Session { plugin: plugin.clone(), name, raw, live: Mutex::new(HashMap::new()) }));
+            sessions.push(Arc::new(Session {
+                plugin: plugin.clone(),
+                name,
+                raw,
+                live: Mutex::new(HashMap::new()),
+                fingerprints: Default::default(),
+            }));
         }
         Ok(PluginHost { sessions, providers: Mutex::new(HashMap::new()) })
     }
@@ -330,6 +338,31 @@ impl PluginHost {
         } else {
             names.join(", ")
         }
+    }
+
+    /// What identifies the code behind `name` (resolved already), for
+    /// `--cache`: its plugin's name and library file, and the plugin's
+    /// fingerprint of it, asked once per session and name. `None` when the name was not
+    /// resolved or its plugin gives no fingerprint for it (a C plugin):
+    /// the caller then falls back to the plugin's files.
+    pub fn fingerprint(&self, name: &ForeignName) -> Option<(String, std::path::PathBuf, Arc<[u8]>)> {
+        let index = self.providers.lock().get(name).copied()?;
+        let session = &self.sessions[index];
+        let dotted = name.dotted();
+        let known = session.fingerprints.lock().get(&dotted).cloned();
+        let found = match known {
+            Some(found) => found,
+            None => {
+                let found: Option<Arc<[u8]>> = match &session.raw {
+                    Backend::Library(raw) => raw.fingerprint(&dotted).map(Arc::from),
+                    // The process protocol has no fingerprints yet: the plugin's files identify its calls.
+                    Backend::Process(_) => None,
+                };
+                session.fingerprints.lock().insert(dotted, found.clone());
+                found
+            }
+        };
+        Some((session.name.clone(), session.plugin.path.clone(), found?))
     }
 
     fn ask(&self, index: usize, dotted: &str) -> Result<(), String> {

@@ -214,8 +214,8 @@ pub fn in_process(table: &'static abi::Plugin) -> Result<Arc<LoadedPlugin>, Stri
 
 /// The checks every plugin table passes: version range, size, name. The
 /// table is copied into one of this version's size: a plugin of an older
-/// version has a shorter one (no `handle_release`, no `session_cancel`),
-/// read only as far as it goes.
+/// version has a shorter one (no `handle_release`, no `session_cancel`,
+/// no `fingerprint`), read only as far as it goes.
 ///
 /// # Safety
 /// `ptr` points to a plugin table valid forever, readable for its
@@ -230,7 +230,9 @@ unsafe fn check(ptr: *const abi::Plugin, path: &Path) -> Result<(String, u32, Pl
     if (size as usize) < abi::PLUGIN_V1_SIZE {
         return Err(LoadError::TableSize { path: path(), size });
     }
-    let has_v4 = version >= abi::HANDLES_SINCE && size as usize >= std::mem::size_of::<abi::Plugin>();
+    let covers = |end: usize| version >= abi::HANDLES_SINCE && size as usize >= end;
+    let has_v4 = covers(std::mem::offset_of!(abi::Plugin, session_cancel) + std::mem::size_of::<Option<abi::SessionCancel>>());
+    let has_fingerprint = covers(std::mem::size_of::<abi::Plugin>());
     // SAFETY: the table is at least PLUGIN_V1_SIZE bytes (checked above), so
     // every field before `handle_release` is readable; that one is read only
     // when the table is long enough to hold it.
@@ -247,6 +249,7 @@ unsafe fn check(ptr: *const abi::Plugin, path: &Path) -> Result<(String, u32, Pl
             reply_free: (*ptr).reply_free,
             handle_release: if has_v4 { (*ptr).handle_release } else { None },
             session_cancel: if has_v4 { (*ptr).session_cancel } else { None },
+            fingerprint: if has_fingerprint { (*ptr).fingerprint } else { None },
         }))
     };
     if table.name.is_null() {

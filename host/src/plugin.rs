@@ -130,6 +130,20 @@ impl PluginSession {
         }
     }
 
+    /// What identifies the code behind `dotted` in this session (the
+    /// plugin's `fingerprint`), or `None`: the plugin has no such routine,
+    /// or gives none for this name.
+    pub fn fingerprint(&self, dotted: &str) -> Option<Vec<u8>> {
+        let fingerprint = self.plugin.0.fingerprint?;
+        let _turn = self.one_at_a_time.as_ref().map(Mutex::lock);
+        let mut out = [0u8; abi::FINGERPRINT_CAP];
+        // SAFETY: as oxiida.h describes: a live session, a name valid for its
+        // length, a buffer of `out.len()` bytes the host owns; serialised
+        // with calls unless the plugin declares CAP_CONCURRENT_CALLS.
+        let n = unsafe { fingerprint(self.ptr, dotted.as_ptr().cast(), dotted.len(), out.as_mut_ptr(), out.len()) };
+        (n > 0).then(|| out[..n.min(out.len())].to_vec())
+    }
+
     /// Runs one call: `args` is one MessagePack array, `kwargs` one
     /// MessagePack map (`None`: the call passes no keyword arguments, sent
     /// as NULL), `mode` a MODE_*.

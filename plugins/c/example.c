@@ -248,7 +248,7 @@ static void call(void *sp, const oxiida_message *m, oxiida_reply *reply) {
 #endif
 
 static const oxiida_plugin PLUGIN = {
-    EXAMPLE_ABI, sizeof(oxiida_plugin), EXAMPLE_NAME, EXAMPLE_CAPS, session_new, session_free, resolve, call, NULL, NULL, NULL,
+    EXAMPLE_ABI, sizeof(oxiida_plugin), EXAMPLE_NAME, EXAMPLE_CAPS, session_new, session_free, resolve, call, NULL, NULL, NULL, NULL,
 };
 
 const oxiida_plugin *oxiida_plugin_init(const oxiida_host *host, char *error, size_t cap) {

@@ -9,6 +9,7 @@ mod support;
 mod basics;
 mod durable;
 mod faults;
+mod fingerprint;
 mod frames;
 mod inputs;
 mod limits;

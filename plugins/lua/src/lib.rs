@@ -9,6 +9,7 @@ use std::ffi::{c_char, c_void};
 
 use oxiida_abi::{self as abi, serve};
 
+mod dump;
 mod handles;
 mod session;
 mod state;
@@ -57,6 +58,25 @@ unsafe extern "C" fn session_cancel(session: *mut c_void) {
     abi::guard(|| session.cancel(), |_| ());
 }
 
+unsafe extern "C" fn fingerprint(session: *mut c_void, name: *const c_char, len: usize, out: *mut u8, cap: usize) -> usize {
+    if session.is_null() || name.is_null() || out.is_null() {
+        return 0;
+    }
+    // SAFETY: a live session made by `session_new` above (never asked during
+    // or after `session_free`), and a name valid for `len` bytes.
+    let (session, name) = unsafe { (&*session.cast::<Session>(), std::slice::from_raw_parts(name.cast::<u8>(), len)) };
+    let Ok(name) = std::str::from_utf8(name) else { return 0 };
+    match abi::guard(|| session.fingerprint(name), |_| None) {
+        Some(bytes) if bytes.len() <= cap => {
+            // SAFETY: `out` is the host's buffer of `cap` bytes, and
+            // `bytes.len() <= cap`.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len()) };
+            bytes.len()
+        }
+        _ => 0,
+    }
+}
+
 /// CAP_PROCESS_MODE: `=f=` calls are isolated on a fresh Lua state rather
 /// than in another process. Lua states share nothing, and with no global
 /// lock a process would add a round trip and no parallelism. CAP_KEYWORDS:
@@ -70,7 +90,8 @@ static PLUGIN: abi::Plugin = abi::Plugin::rust(
     call,
 )
 .with_release(handle_release)
-.with_cancel(session_cancel);
+.with_cancel(session_cancel)
+.with_fingerprint(fingerprint);
 
 /// # Safety
 /// Called by the oxiida host as `oxiida.h` describes.

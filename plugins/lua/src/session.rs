@@ -71,6 +71,11 @@ impl Session {
         })
     }
 
+    /// What identifies the code of `dotted` (see `State::fingerprint`).
+    pub fn fingerprint(&self, dotted: &str) -> Option<Vec<u8>> {
+        self.state().ok()?.fingerprint(dotted)
+    }
+
     /// `isolated` (`=f=`): on a fresh state of its own, dropped afterwards.
     /// Keyword arguments, when the call passes any, are one extra final table.
     /// A call whose arguments hold handles runs on the state that made them.

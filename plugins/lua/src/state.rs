@@ -178,6 +178,28 @@ impl State {
         Ok(f)
     }
 
+    /// What identifies the code of `dotted` for `--cache`: the SHA-256 of
+    /// what `fingerprint.lua` gathers (its stripped bytecode, upvalues and
+    /// the globals it reads); `None` when it cannot be found or hashed.
+    pub fn fingerprint(&mut self, dotted: &str) -> Option<Vec<u8>> {
+        use sha2::Digest;
+        let f = self.lookup(dotted).ok()?;
+        let gather = self.lua.load(include_str!("fingerprint.lua")).set_name("=oxiida fingerprint").into_function().ok()?;
+        let normalize = self
+            .lua
+            .create_function(|lua, code: mlua::String| {
+                let (code, strings) = crate::dump::normalize(&code.as_bytes()).ok_or_else(|| mlua::Error::runtime("not a Lua 5.4 dump"))?;
+                let names = lua.create_table()?;
+                for s in strings {
+                    names.set(lua.create_string(&s)?, true)?;
+                }
+                Ok((lua.create_string(&code)?, names))
+            })
+            .ok()?;
+        let bytes = gather.call::<mlua::String>((f, normalize)).ok()?;
+        Some(sha2::Sha256::digest(&*bytes.as_bytes()).to_vec())
+    }
+
     pub fn call(&mut self, dotted: &str, args: &[Value], keywords: &[(String, Value)]) -> Result<Value, Failure> {
         let f = self.lookup(dotted).map_err(|message| Failure { status: Status::NotFound, message, traceback: None })?;
         let _busy = self.stopper.begin();

@@ -374,6 +374,18 @@ impl Functions {
         })
     }
 
+    /// What identifies the code of `dotted` (resolved already) for
+    /// `--cache`: a SHA-256 over its bytecode, constants, defaults, closure
+    /// cells and the globals it reads (`fingerprint.py`); `None` when it
+    /// was not resolved or cannot be hashed.
+    pub fn fingerprint(&self, dotted: &str) -> Option<Vec<u8>> {
+        let resolved = self.resolved.lock().get(dotted).cloned()?;
+        Python::attach(|py| {
+            let helpers = fingerprint_helpers(py).ok()?;
+            helpers.getattr("fingerprint").and_then(|f| f.call1((resolved.function.bind(py),))).and_then(|b| b.extract::<Vec<u8>>()).ok()
+        })
+    }
+
     /// Calls `dotted` with `args` and the keyword arguments `keywords` (as
     /// `f(*args, **keywords)`), here or (`process`) in a worker process. An
     /// unexpected keyword is the function's own `TypeError`, raised as any
@@ -695,6 +707,18 @@ fn loop_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
             let code = std::ffi::CString::new(include_str!("../python/oxiida/_loop.py"))
                 .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
             PyModule::from_code(py, &code, c"oxiida/_loop.py", c"oxiida_loop").map(Bound::unbind)
+        })
+        .map(|m| m.bind(py))
+}
+
+/// The module that fingerprints functions (`fingerprint.py`), made once.
+fn fingerprint_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static HELPERS: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+    HELPERS
+        .get_or_try_init(py, || {
+            let code = std::ffi::CString::new(include_str!("fingerprint.py"))
+                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+            PyModule::from_code(py, &code, c"oxiida/_fingerprint.py", c"oxiida_fingerprint").map(Bound::unbind)
         })
         .map(|m| m.bind(py))
 }
