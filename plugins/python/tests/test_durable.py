@@ -119,6 +119,9 @@ def test_a_recorded_run_is_a_workflow_with_its_task_counts(folders):
     assert s.tasks == oxiida.TaskCounts(done=1, failed=1)
     assert "no 7" in s.error
     assert "no 7" in [t for t in oxiida.tasks(failed.id) if t.status == "failed"][0].error
+    # Its functions lived in that process: there is nothing the daemon could run again.
+    with pytest.raises(oxiida.OxiidaError, match=r"no recorded submission.*oxiida\.run\(record=True\)"):
+        oxiida.resume(failed.id)
 
     # The daemon holds its database: a run is recorded by submitting it.
     with pytest.raises(oxiida.OxiidaError, match="the daemon holds its database"):
