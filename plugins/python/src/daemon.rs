@@ -817,6 +817,7 @@ impl Recording {
             self.store.finished(self.id, finish);
             self.store.close();
         });
+        eprintln_py(py, &format!("oxiida: recorded as workflow {}, interrupted", self.id));
     }
 }
 

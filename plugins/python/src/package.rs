@@ -520,7 +520,7 @@ impl Started {
 /// `done(False, exception)` is called on the workflow's thread; coroutines
 /// of `async def` functions are awaited on `event_loop`.
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, inputs=None, hint=None, executor=None))]
+#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, inputs=None, hint=None, executor=None, record=false, cache=false, fingerprint=None))]
 #[allow(clippy::too_many_arguments)]
 fn _start(
     py: Python<'_>,
@@ -534,18 +534,33 @@ fn _start(
     inputs: Option<Bound<'_, PyAny>>,
     hint: Option<String>,
     executor: Option<Bound<'_, PyAny>>,
+    record: bool,
+    cache: bool,
+    fingerprint: Option<Vec<u8>>,
 ) -> PyResult<Started> {
     let source = Source::new(file_name, source);
     let (inputs, names) = workflow_inputs(inputs.as_ref())?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let executor = connect_executor(py, executor.as_ref())?;
     let (host, program) = prepare(py, &source, scope, &names, hint, Some(event_loop), executor)?;
+    // As in `_run`: recorded, and ended on the workflow's thread before the loop hears of it.
+    let recording = if record || cache { Some(crate::daemon::Recording::start(py, file_name, &source.text)?) } else { None };
+    let observer = recording
+        .as_ref()
+        .map(|r| Arc::new(r.recorder(cache, fingerprint.as_deref().unwrap_or_default())) as Arc<dyn oxiida::TaskObserver>);
     let interrupt = Interrupt::new();
     let (thread_host, thread_interrupt) = (host.clone(), interrupt.clone());
-    launch(host.clone(), program, inputs, limits(max_tasks, max_fanout), interrupt.clone(), None, move |ran| {
+    launch(host.clone(), program, inputs, limits(max_tasks, max_fanout), interrupt.clone(), observer, move |ran| {
         Python::attach(|py| {
             thread_host.functions.end(py);
             outlive(&thread_host.functions.running);
+            if let Some(recording) = recording {
+                if thread_interrupt.is_triggered() {
+                    recording.interrupted(py);
+                } else {
+                    recording.finish(py, ran.as_ref().err().map(|d| source.render(std::slice::from_ref(&**d), false)));
+                }
+            }
             if thread_interrupt.is_triggered() {
                 return; // cancelled: nobody waits for the outcome
             }

@@ -4,6 +4,7 @@ daemon was SIGKILLed mid-workflow, a changed source refused, and the task
 counts of `oxiida.status`. Each test has its own daemon folders; a daemon
 is started (`python -m oxiida daemon start`) only where the test says."""
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -168,6 +169,40 @@ def test_a_cached_run_runs_nothing_whose_identity_is_unchanged(folders):
         oxiida.TaskCounts(done=3),
     ]
     assert {t.status for t in oxiida.tasks(runs[2].id)} == {"cached"}
+
+
+def test_run_async_records_caches_and_a_cancelled_one_is_interrupted(folders):
+    log = str(folders.dir / "calls.txt")
+    source = "require work;\nxs = [];\nfor i in range(3) { xs = xs + [work(i, log)]; }\n"
+    scope = {"work": _tools("i - 1")}
+    first = asyncio.run(oxiida.run_async(source, scope, inputs={"log": log}, cache=True))
+    second = asyncio.run(oxiida.run_async(source, scope, inputs={"log": log}, cache=True))
+    assert first == second and first["xs"] == [-1, 0, 1] and len(lines(log)) == 3
+
+    slow = _tools("time.sleep(0.2) or i")
+    slow.__globals__["time"] = time
+    slow_log = str(folders.dir / "slow.txt")
+
+    async def cancelled():
+        long = source.replace("range(3)", "range(50)")
+        task = asyncio.ensure_future(oxiida.run_async(long, {"work": slow}, inputs={"log": slow_log}, record=True))
+        while len(lines(slow_log)) < 3:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    # The recording ends on the workflow's thread, once its running call returns.
+    time.sleep(0.5)
+    folders.start()
+    stopped, cached, recorded = oxiida.workflows()
+    assert oxiida.status(recorded.id).tasks == oxiida.TaskCounts(done=3)
+    assert oxiida.status(cached.id).tasks == oxiida.TaskCounts(cached=3)
+    assert stopped.state == "interrupted"
+    # The call running at the cancel is recorded as failed (cancelled).
+    counts = oxiida.status(stopped.id).tasks
+    assert 2 <= counts.done < 50 and counts.failed <= 1 and counts.done + counts.failed <= len(lines(slow_log)), counts
 
 
 def test_submit_with_cache_reuses_the_daemons_records(folders):

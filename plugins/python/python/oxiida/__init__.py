@@ -118,11 +118,19 @@ def run(
     a shell command's argv, cwd and environment) matches a successful
     record of any earlier workflow takes that result instead of running."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run")
-    fingerprint = None
-    if record or cache:
-        required = {dotted.split(".")[0] for dotted in _required(source, file_name, inputs)}
-        fingerprint = _fingerprint((name, names[name]) for name in required if name in names)
+    fingerprint = _code_of(source, names, file_name, inputs) if record or cache else None
     return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor, record, cache, fingerprint)
+
+
+def _code_of(source: str, names: Mapping[str, Any], file_name: str, inputs: Optional[Mapping[str, Any]]) -> bytes:
+    # The fingerprint of the functions the workflow requires (cache
+    # identities). A source with errors runs nothing: they raise where they
+    # would without `record` (at `await` for run_async).
+    try:
+        required = {dotted.split(".")[0] for dotted in _required(source, file_name, inputs)}
+    except OxiidaError:
+        return b""
+    return _fingerprint((name, names[name]) for name in required if name in names)
 
 
 def run_async(
@@ -134,6 +142,8 @@ def run_async(
     max_tasks: int = 1024,
     max_fanout: int = 1024,
     executor: Any = None,
+    record: bool = False,
+    cache: bool = False,
 ) -> Coroutine[Any, Any, Dict[str, Any]]:
     """`await oxiida.run_async(source)`: runs a workflow as `run` does,
     without blocking the event loop; takes the same arguments, returns its
@@ -141,9 +151,14 @@ def run_async(
     own; its required `async def` functions are awaited on this loop.
     Cancelling the awaiting task cancels the workflow. Names are looked up
     where `run_async` is called, not where it is awaited; errors in the
-    source or the inputs raise when it is awaited, before anything runs."""
+    source or the inputs raise when it is awaited, before anything runs.
+    `record` and `cache` are `run`'s; a cancelled recorded workflow is
+    recorded as interrupted."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run_async")
-    return _async.await_workflow(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor)
+    fingerprint = _code_of(source, names, file_name, inputs) if record or cache else None
+    return _async.await_workflow(
+        source, names, file_name, max_tasks, max_fanout, inputs, hint, executor, record, cache, fingerprint
+    )
 
 
 def check(

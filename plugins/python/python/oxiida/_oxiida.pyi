@@ -37,6 +37,9 @@ def _start(
     inputs: Mapping[str, Any] | None = ...,
     hint: str | None = ...,
     executor: Any = ...,
+    record: bool = ...,
+    cache: bool = ...,
+    fingerprint: bytes | None = ...,
 ) -> Started: ...
 def _shutdown() -> None: ...
 
