@@ -171,6 +171,38 @@ def test_a_cached_run_runs_nothing_whose_identity_is_unchanged(folders):
     assert {t.status for t in oxiida.tasks(runs[2].id)} == {"cached"}
 
 
+def test_the_code_fingerprint_follows_helpers_classes_and_partials_not_line_numbers(folders):
+    log = str(folders.dir / "calls.txt")
+
+    def scope(code):
+        found = {}
+        exec(code, found)
+        return found
+
+    helper = "def helper(i):\n    return i + {}\n\ndef work(i, log):\n    with open(log, 'a') as f:\n        f.write('x\\n')\n    return helper(i)\n"
+    source = "require work;\na = work(1, log);\n"
+    ran = lambda: len(lines(log))  # noqa: E731
+    assert oxiida.run(source, scope(helper.format(1)), inputs={"log": log}, cache=True)["a"] == 2 and ran() == 1
+    # Moved down three lines: the same code, the same identity.
+    assert oxiida.run(source, scope("\n\n\n" + helper.format(1)), inputs={"log": log}, cache=True)["a"] == 2 and ran() == 1
+    # The helper it calls changed: it runs again.
+    assert oxiida.run(source, scope(helper.format(5)), inputs={"log": log}, cache=True)["a"] == 6 and ran() == 2
+
+    klass = "class Tool:\n    @staticmethod\n    def work(i, log):\n        with open(log, 'a') as f:\n            f.write('x\\n')\n        return i * {}\n"
+    source = "require Tool.work;\na = work(2, log);\n"
+    assert oxiida.run(source, scope(klass.format(2)), inputs={"log": log}, cache=True)["a"] == 4 and ran() == 3
+    assert oxiida.run(source, scope(klass.format(2)), inputs={"log": log}, cache=True)["a"] == 4 and ran() == 3
+    assert oxiida.run(source, scope(klass.format(7)), inputs={"log": log}, cache=True)["a"] == 14 and ran() == 4
+
+    import functools
+
+    base = scope(klass.format(3))["Tool"].work
+    source = "require bound;\na = bound(log);\n"
+    assert oxiida.run(source, {"bound": functools.partial(base, 1)}, inputs={"log": log}, cache=True)["a"] == 3 and ran() == 5
+    assert oxiida.run(source, {"bound": functools.partial(base, 1)}, inputs={"log": log}, cache=True)["a"] == 3 and ran() == 5
+    assert oxiida.run(source, {"bound": functools.partial(base, 2)}, inputs={"log": log}, cache=True)["a"] == 6 and ran() == 6
+
+
 def test_run_async_records_caches_and_a_cancelled_one_is_interrupted(folders):
     log = str(folders.dir / "calls.txt")
     source = "require work;\nxs = [];\nfor i in range(3) { xs = xs + [work(i, log)]; }\n"

@@ -8,6 +8,7 @@ not know UnknownWorkflowError.
 """
 
 import datetime
+import functools
 import hashlib
 import pickle
 import time
@@ -328,7 +329,8 @@ def _fingerprint(values: Iterable[Tuple[str, Any]]) -> bytes:
     """What `run(cache=True)` identifies the required functions' code by:
     a SHA-256 over each one's bytecode, constants, names, defaults, closure
     cells, and the module-level functions it calls (recursively); other
-    values by their pickle (or their type). A changed body changes it;
+    values by their pickle (or their type); a class by its methods, a
+    functools.partial by its function and arguments. A changed body changes it;
     moving a function in its file (line numbers) does not."""
     h = hashlib.sha256()
     seen: Set[int] = set()
@@ -374,6 +376,17 @@ def _fingerprint(values: Iterable[Tuple[str, Any]]) -> bytes:
             feed(b"module " + v.__name__.encode())
         elif isinstance(v, type):
             feed(f"class {v.__module__}.{v.__qualname__}".encode())
+            for name, attr in sorted(vars(v).items()):
+                if isinstance(attr, (staticmethod, classmethod)):
+                    attr = attr.__func__
+                if isinstance(attr, types.FunctionType):
+                    feed(name.encode())
+                    value(attr)
+        elif isinstance(v, functools.partial):
+            feed(b"partial")
+            value(v.func)
+            value(v.args)
+            value(v.keywords)
         else:
             try:
                 feed(pickle.dumps(v))
