@@ -14,7 +14,10 @@ Prints figures and ratios; asserts nothing (targets in the messages).
    length returned, to show what making the Python objects costs), a 100 MB
    numpy array (a note when numpy is missing or the array cannot cross)
 
-usage: python benches/python_calls.py [N] [--fanout]
+7. `--record` (issue 15, alone): 10,000 plain calls recorded (`record=True`)
+   vs unrecorded (<= 10 us/call or <= 1.2x)
+
+usage: python benches/python_calls.py [N] [--fanout | --record]
        (with the oxiida package installed; --fanout runs only 5 and 6)
 """
 
@@ -277,6 +280,41 @@ def interleaved(ours, reference, times=5):
 
 def pool_workers():
     return os.environ.get("OXIIDA_WORKERS") or os.cpu_count()
+
+
+def record_benches():
+    """`--record` (issue 15): 10,000 sequential trivial plain calls through
+    `oxiida.run`, unrecorded and with `record=True` (each call a row of the
+    daemon's SQLite store, in a private temporary data folder), taken in
+    turn; the cost a record adds per call, with the run's fixed cost
+    (opening the database, recording the workflow, closing it) measured by
+    a recorded run of no task and taken out. Target (issue 15): at most
+    10 us per trivial task, or at most 1.2x the unrecorded time."""
+    import tempfile
+
+    n = 10_000
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["OXIIDA_DATA_DIR"] = os.path.join(folder, "data")
+        os.environ["OXIIDA_RUNTIME_DIR"] = os.path.join(folder, "run")
+        calls = f"require trivial;\nfor i in range({n}) {{ x = trivial(i); }}\n"
+        scope = {"trivial": trivial}
+        devnull = open(os.devnull, "w")
+        stderr, sys.stderr = sys.stderr, devnull  # "recorded as workflow N", per run
+        try:
+            recorded, plain = interleaved(lambda: oxiida.run(calls, scope, record=True), lambda: oxiida.run(calls, scope))
+            fixed = min(timed(lambda: oxiida.run("x = 1;\n", record=True)) for _ in range(5))
+        finally:
+            sys.stderr = stderr
+    added = (recorded - fixed - plain) / n * 1e6
+    print(f"record: {n} plain calls, unrecorded {plain / n * 1e6:.2f} us/call, record=True {recorded / n * 1e6:.2f} us/call")
+    print(f"record: a record adds {added:.2f} us/call (fixed cost {fixed * 1e3:.1f} ms per run taken out); "
+          f"ratio {recorded / plain:.2f}x, {(recorded - fixed) / plain:.2f}x without the fixed cost "
+          f"(target: <= 10 us/call or <= 1.2x)")
+
+
+if __name__ == "__main__" and "--record" in sys.argv[1:]:
+    record_benches()
+    sys.exit(0)
 
 
 if __name__ == "__main__" and "--dask" in sys.argv[1:]:

@@ -767,7 +767,9 @@ async fn resumed(id: u64, source: Option<String>, shared: &Shared) -> Result<Sub
     let Some(bytes) = found.submit else {
         return Err(error(
             ErrorKind::Refused,
-            format!("workflow {id} was recorded by a daemon older than resume (0.3), which did not keep its submission: submit it again"),
+            format!(
+                "workflow {id} has no recorded submission to run again: it was recorded by `oxiida run --record` or `oxiida.run(record=True)` (whose plugins or functions lived in that process), or by a daemon older than resume (0.3); run it again as a new workflow (`oxiida submit`, `oxiida.submit`)"
+            ),
         ));
     };
     let mut submit: Submit = rmp_serde::from_slice(&bytes)

@@ -401,7 +401,7 @@ fn check_environment(py: Python<'_>, client: &mut Client) -> PyResult<()> {
 /// its prints to sys.stdout and returns its variables, or raises. The
 /// daemon's environment warning goes through `warnings.warn`.
 #[pyfunction]
-#[pyo3(signature = (source, file_name, pickled, cwd, wait, env, inputs=None, executor=None))]
+#[pyo3(signature = (source, file_name, pickled, cwd, wait, env, inputs=None, executor=None, cache=false))]
 // A #[pyfunction]'s parameters are its Python signature, called from __init__.py.
 #[allow(clippy::too_many_arguments)]
 fn _submit<'py>(
@@ -414,6 +414,7 @@ fn _submit<'py>(
     env: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     inputs: Option<Bound<'py, PyAny>>,
     executor: Option<Bound<'py, PyAny>>,
+    cache: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     // An address the runner connects to itself; an object that cannot travel raises here.
     let executor = match &executor {
@@ -432,7 +433,7 @@ fn _submit<'py>(
         extra.insert(EXECUTOR.to_owned(), ByteBuf::from(address.into_bytes()));
     }
     let env = env.map(|env| env.into_iter().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).collect());
-    let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, env, inputs, ..Submit::default() };
+    let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, env, inputs, cache, ..Submit::default() };
     py.detach(|| client.send(&Request::Submit(submit))).map_err(|e| OxiidaError::new_err(e.to_string()))?;
     if wait {
         client.wait_forever();
@@ -479,6 +480,11 @@ fn receive<'py>(py: Python<'py>, client: &mut Client, wait: bool, id: &mut Optio
                     return Err(failed(py, id, &state, error.as_deref(), exception)?);
                 }
                 return Ok(variables_dict(py, variables.as_ref().map(|v| v.as_slice()))?.into_any());
+            }
+            Reply::Error { kind: oxiida_protocol::ErrorKind::NotFound, message } => {
+                return Err(UnknownWorkflowError::new_err(format!(
+                    "{message}: the daemon has no such workflow (`oxiida.workflows()` lists those it knows)"
+                )))
             }
             Reply::Error { message, .. } => return Err(OxiidaError::new_err(message)),
             other => return Err(OxiidaError::new_err(format!("the daemon answered a submit with {other:?}"))),
@@ -711,10 +717,145 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_kill, m)?)?;
     m.add_function(wrap_pyfunction!(_cli, m)?)?;
     m.add_function(wrap_pyfunction!(_daemon_environment, m)?)?;
+    register_durable(m)?;
     let py = m.py();
     m.add("DaemonNotRunningError", py.get_type::<DaemonNotRunningError>())?;
     m.add("UnknownWorkflowError", py.get_type::<UnknownWorkflowError>())?;
     m.add("WrongEnvironmentError", py.get_type::<WrongEnvironmentError>())?;
     m.add("EnvironmentChangedWarning", py.get_type::<EnvironmentChangedWarning>())?;
+    Ok(())
+}
+
+/// `oxiida.run(record=True)` (or `cache=True`): the run recorded as a
+/// workflow of its own in the daemon's database, as `oxiida run --record`
+/// records one (docs/durable.md): opened in this process, one writer at a
+/// time, so not while a daemon runs.
+pub struct Recording {
+    store: oxiida_daemon::store::Store,
+    id: u64,
+}
+
+/// Records of a run go straight to the store's thread.
+struct Direct {
+    store: oxiida_daemon::store::Store,
+    id: u64,
+}
+
+impl oxiida_daemon::record::RecordSink for Direct {
+    fn record(&self, record: oxiida_daemon::record::TaskRecord) {
+        self.store.task(self.id, record);
+    }
+
+    fn lookup(&self, identity: String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<u8>>> + Send + 'static>> {
+        let store = self.store.clone();
+        Box::pin(async move { store.lookup(identity).await.ok().flatten() })
+    }
+}
+
+impl Recording {
+    /// Opens the daemon's database and records the run's start.
+    pub fn start(py: Python<'_>, name: &str, source: &str) -> PyResult<Recording> {
+        use oxiida_daemon::store;
+        let paths = paths()?;
+        paths.create().map_err(|e| OxiidaError::new_err(e.to_string()))?;
+        let cwd = std::env::current_dir().ok().map(|d| d.display().to_string());
+        let (name, source) = (name.to_owned(), source.to_owned());
+        py.detach(move || {
+            let store = store::open_with(&paths.database, Some(&paths.last_id)).map_err(|e| {
+                let text = e.to_string();
+                if text.contains("locked") || text.contains("another program holds") {
+                    format!(
+                        "cannot record this run: the daemon holds its database {} (one process writes it at a time); \
+                         submit the workflow instead (`oxiida.submit(source, wait=True)` records every task), or stop the daemon",
+                        paths.database.display()
+                    )
+                } else {
+                    format!("cannot record this run: {text}")
+                }
+            })?;
+            let rt = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+            let new = store::New { name, source, plugins: Vec::new(), cwd, submit: None, resumed_from: None };
+            let id = rt.block_on(store.insert(new)).map_err(|e| format!("cannot record this run: {e}"))?;
+            store.started(id);
+            Ok(Recording { store, id })
+        })
+        .map_err(|e: String| OxiidaError::new_err(e))
+    }
+
+    /// The observer that records the run's tasks and, with `cache`, reuses
+    /// results. `code` fingerprints the functions the workflow requires
+    /// (`oxiida._daemon._fingerprint`): a changed body changes every call's identity.
+    pub fn recorder(&self, cache: bool, code: &[u8]) -> oxiida_daemon::record::Recorder {
+        let (code, _) = oxiida_daemon::record::fingerprint(&[], &[(FUNCTIONS.to_owned(), code.to_vec())]);
+        let sink = Arc::new(Direct { store: self.store.clone(), id: self.id });
+        oxiida_daemon::record::Recorder::new(sink, Default::default(), cache, code, Some("python (oxiida.run)".into()))
+    }
+
+    /// Records the run's end, commits and closes the database.
+    pub fn finish(self, py: Python<'_>, error: Option<String>) {
+        use oxiida_protocol::state;
+        let (state, code) = match &error {
+            None => (state::SUCCEEDED, 0),
+            Some(_) => (state::FAILED, i32::from(oxiida_protocol::exit::RUNTIME)),
+        };
+        let finish = oxiida_daemon::store::Finish { state, exit_code: Some(code), error };
+        py.detach(|| {
+            self.store.finished(self.id, finish);
+            self.store.close();
+        });
+        eprintln_py(py, &format!("oxiida: recorded as workflow {} (`oxiida.status({})` once a daemon runs)", self.id, self.id));
+    }
+
+    /// Ctrl-C stopped the run: recorded as interrupted (resumable by a daemon).
+    pub fn interrupted(&self, py: Python<'_>) {
+        let finish = oxiida_daemon::store::Finish {
+            state: oxiida_protocol::state::INTERRUPTED,
+            exit_code: Some(130),
+            error: Some("interrupted (Ctrl-C)".into()),
+        };
+        py.detach(|| {
+            self.store.finished(self.id, finish);
+            self.store.close();
+        });
+        eprintln_py(py, &format!("oxiida: recorded as workflow {}, interrupted", self.id));
+    }
+}
+
+/// Resumes workflow `id` (interrupted or failed) as a new workflow; with
+/// `source`, the daemon refuses unless it is the recorded one byte for
+/// byte. Without `wait`, returns the new id; with it, streams its prints
+/// and returns its variables, as `_submit` does.
+#[pyfunction]
+#[pyo3(signature = (id, wait, source=None))]
+fn _resume(py: Python<'_>, id: u64, wait: bool, source: Option<String>) -> PyResult<Bound<'_, PyAny>> {
+    let paths = paths()?;
+    let mut client = connect(py, &paths)?;
+    check_environment(py, &mut client)?;
+    py.detach(|| client.send(&Request::Resume { id, source, wait })).map_err(|e| OxiidaError::new_err(e.to_string()))?;
+    if wait {
+        client.wait_forever();
+    }
+    let mut new = None;
+    let result = receive(py, &mut client, wait, &mut new);
+    warn_notices(py, &mut client)?;
+    result
+}
+
+/// Workflow `id`'s task records, in the order they ended: (key, kind,
+/// what, status, started ms, ended ms, error) each.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn _tasks(py: Python<'_>, id: u64) -> PyResult<Vec<(String, String, String, String, i64, i64, Option<String>)>> {
+    match call(py, Request::Tasks { id }, false)? {
+        Reply::Tasks { tasks, .. } => {
+            Ok(tasks.into_iter().map(|t| (t.key, t.kind, t.what, t.status, t.started_ms, t.ended_ms, t.error)).collect())
+        }
+        other => Err(OxiidaError::new_err(format!("the daemon answered `tasks` with {other:?}"))),
+    }
+}
+
+pub fn register_durable(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_resume, m)?)?;
+    m.add_function(wrap_pyfunction!(_tasks, m)?)?;
     Ok(())
 }

@@ -289,6 +289,7 @@ fn launch(
     inputs: Vec<(Arc<str>, Value)>,
     limits: Limits,
     interrupt: Interrupt,
+    observer: Option<Arc<dyn oxiida::TaskObserver>>,
     finished: impl FnOnce(Outcome) + Send + 'static,
 ) -> PyResult<()> {
     std::thread::Builder::new()
@@ -312,7 +313,7 @@ fn launch(
                 Ok(runtime) => Python::attach(|py| {
                     py.detach(|| {
                         let done = runtime
-                            .block_on(oxiida::execute_with_inputs(
+                            .block_on(oxiida::execute_observed(
                                 &program,
                                 inputs,
                                 &*thread_host,
@@ -320,6 +321,7 @@ fn launch(
                                 limits,
                                 &oxiida::Context::default(),
                                 &thread_interrupt,
+                                observer.as_deref(),
                             ))
                             .map_err(Box::new);
                         // Plain calls still running on threads cannot be stopped; do not wait for them.
@@ -415,7 +417,7 @@ fn to_python<'py>(py: Python<'py>, value: &Value, keys: &mut Keys) -> PyResult<B
 }
 
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS, inputs=None, hint=None, executor=None))]
+#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS, inputs=None, hint=None, executor=None, record=false, cache=false, fingerprint=None))]
 #[allow(clippy::too_many_arguments)]
 fn _run<'py>(
     py: Python<'py>,
@@ -427,24 +429,36 @@ fn _run<'py>(
     inputs: Option<Bound<'py, PyAny>>,
     hint: Option<String>,
     executor: Option<Bound<'py, PyAny>>,
+    record: bool,
+    cache: bool,
+    fingerprint: Option<Vec<u8>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let source = Source::new(file_name, source);
     let (inputs, names) = workflow_inputs(inputs.as_ref())?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let executor = connect_executor(py, executor.as_ref())?;
     let (host, program) = prepare(py, &source, scope, &names, hint, None, executor)?;
+    // `record=True` / `cache=True` (docs/durable.md): recorded into the
+    // daemon's database; without them, no observer, as fast as before.
+    let recording = if record || cache { Some(crate::daemon::Recording::start(py, file_name, &source.text)?) } else { None };
+    let observer = recording
+        .as_ref()
+        .map(|r| Arc::new(r.recorder(cache, fingerprint.as_deref().unwrap_or_default())) as Arc<dyn oxiida::TaskObserver>);
     let interrupt = Interrupt::new();
     // The thread drops its end when the workflow is over: the caller wakes.
     let (done, ended) = UnixStream::pair().map_err(|e| OxiidaError::new_err(format!("cannot make a socket pair: {e}")))?;
     let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
     let thread_outcome = outcome.clone();
-    launch(host.clone(), program, inputs, limits(max_tasks, max_fanout), interrupt.clone(), move |ran| {
+    launch(host.clone(), program, inputs, limits(max_tasks, max_fanout), interrupt.clone(), observer, move |ran| {
         *thread_outcome.lock() = Some(ran);
         drop(done);
     })?;
     // Ctrl-C: stop the workflow, its `=f=` workers and its plain calls, and
     // raise at once; what still runs ends on its own.
     let abandon = |err: PyErr| {
+        if let Some(recording) = &recording {
+            recording.interrupted(py);
+        }
         interrupt.trigger();
         host.close();
         host.functions.end(py);
@@ -472,6 +486,9 @@ fn _run<'py>(
     // `=f=` calls and coroutines still running (a `para` sibling failed) are not wanted.
     host.functions.end(py);
     outlive(&host.functions.running);
+    if let Some(recording) = recording {
+        recording.finish(py, outcome.as_ref().err().map(|d| source.render(std::slice::from_ref(&**d), false)));
+    }
     let vars = outcome.map_err(|d| workflow_error(py, &source, &d))?;
     variables(py, vars)
 }
@@ -503,7 +520,7 @@ impl Started {
 /// `done(False, exception)` is called on the workflow's thread; coroutines
 /// of `async def` functions are awaited on `event_loop`.
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, inputs=None, hint=None, executor=None))]
+#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, inputs=None, hint=None, executor=None, record=false, cache=false, fingerprint=None))]
 #[allow(clippy::too_many_arguments)]
 fn _start(
     py: Python<'_>,
@@ -517,18 +534,33 @@ fn _start(
     inputs: Option<Bound<'_, PyAny>>,
     hint: Option<String>,
     executor: Option<Bound<'_, PyAny>>,
+    record: bool,
+    cache: bool,
+    fingerprint: Option<Vec<u8>>,
 ) -> PyResult<Started> {
     let source = Source::new(file_name, source);
     let (inputs, names) = workflow_inputs(inputs.as_ref())?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let executor = connect_executor(py, executor.as_ref())?;
     let (host, program) = prepare(py, &source, scope, &names, hint, Some(event_loop), executor)?;
+    // As in `_run`: recorded, and ended on the workflow's thread before the loop hears of it.
+    let recording = if record || cache { Some(crate::daemon::Recording::start(py, file_name, &source.text)?) } else { None };
+    let observer = recording
+        .as_ref()
+        .map(|r| Arc::new(r.recorder(cache, fingerprint.as_deref().unwrap_or_default())) as Arc<dyn oxiida::TaskObserver>);
     let interrupt = Interrupt::new();
     let (thread_host, thread_interrupt) = (host.clone(), interrupt.clone());
-    launch(host.clone(), program, inputs, limits(max_tasks, max_fanout), interrupt.clone(), move |ran| {
+    launch(host.clone(), program, inputs, limits(max_tasks, max_fanout), interrupt.clone(), observer, move |ran| {
         Python::attach(|py| {
             thread_host.functions.end(py);
             outlive(&thread_host.functions.running);
+            if let Some(recording) = recording {
+                if thread_interrupt.is_triggered() {
+                    recording.interrupted(py);
+                } else {
+                    recording.finish(py, ran.as_ref().err().map(|d| source.render(std::slice::from_ref(&**d), false)));
+                }
+            }
             if thread_interrupt.is_triggered() {
                 return; // cancelled: nobody waits for the outcome
             }

@@ -32,6 +32,7 @@ from . import _async
 from ._oxiida import OxiidaError, __version__, _check, _required, _run, _shutdown, _submit
 from ._daemon import *  # noqa: F401,F403 (workflows, status, result, output, kill, their types and errors)
 from ._daemon import __all__ as _daemon_all
+from ._daemon import _fingerprint
 
 # `=f=` worker processes end with the script, and are reaped.
 atexit.register(_shutdown)
@@ -84,6 +85,8 @@ def run(
     max_tasks: int = 1024,
     max_fanout: int = 1024,
     executor: Any = None,
+    record: bool = False,
+    cache: bool = False,
 ) -> Dict[str, Any]:
     """Checks and runs a workflow; returns its top-level variables.
 
@@ -102,9 +105,32 @@ def run(
     or a Dask scheduler's address ('dask://HOST:PORT', 'tls://HOST:PORT');
     None is OXIIDA_EXECUTOR when set, else oxiida's pool ('pool' says so
     whatever the variable). A scheduler that cannot be reached raises
-    OxiidaError before anything runs (docs/distributed.md)."""
+    OxiidaError before anything runs (docs/distributed.md).
+
+    `record=True` records the run, each of its tasks with its arguments
+    and result, into the daemon's database as a workflow of its own, as
+    `oxiida run --record` does (`status(id)`, `tasks(id)` and `oxiida
+    workflow show ID` read it once a daemon runs; docs/durable.md). The
+    daemon holds its database while it runs, so a run is recorded while
+    none runs: otherwise this raises OxiidaError (`submit(wait=True)`
+    records every task). `cache=True` records too, and each task whose
+    identity (the function, a fingerprint of its code, the arguments;
+    a shell command's argv, cwd and environment) matches a successful
+    record of any earlier workflow takes that result instead of running."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run")
-    return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor)
+    fingerprint = _code_of(source, names, file_name, inputs) if record or cache else None
+    return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor, record, cache, fingerprint)
+
+
+def _code_of(source: str, names: Mapping[str, Any], file_name: str, inputs: Optional[Mapping[str, Any]]) -> bytes:
+    # The fingerprint of the functions the workflow requires (cache
+    # identities). A source with errors runs nothing: they raise where they
+    # would without `record` (at `await` for run_async).
+    try:
+        required = {dotted.split(".")[0] for dotted in _required(source, file_name, inputs)}
+    except OxiidaError:
+        return b""
+    return _fingerprint((name, names[name]) for name in required if name in names)
 
 
 def run_async(
@@ -116,6 +142,8 @@ def run_async(
     max_tasks: int = 1024,
     max_fanout: int = 1024,
     executor: Any = None,
+    record: bool = False,
+    cache: bool = False,
 ) -> Coroutine[Any, Any, Dict[str, Any]]:
     """`await oxiida.run_async(source)`: runs a workflow as `run` does,
     without blocking the event loop; takes the same arguments, returns its
@@ -123,9 +151,14 @@ def run_async(
     own; its required `async def` functions are awaited on this loop.
     Cancelling the awaiting task cancels the workflow. Names are looked up
     where `run_async` is called, not where it is awaited; errors in the
-    source or the inputs raise when it is awaited, before anything runs."""
+    source or the inputs raise when it is awaited, before anything runs.
+    `record` and `cache` are `run`'s; a cancelled recorded workflow is
+    recorded as interrupted."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run_async")
-    return _async.await_workflow(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor)
+    fingerprint = _code_of(source, names, file_name, inputs) if record or cache else None
+    return _async.await_workflow(
+        source, names, file_name, max_tasks, max_fanout, inputs, hint, executor, record, cache, fingerprint
+    )
 
 
 def check(
@@ -151,6 +184,7 @@ def submit(
     file_name: str = "<workflow>",
     env: Union[bool, Mapping[str, str]] = True,
     executor: Any = None,
+    cache: bool = False,
 ) -> Union[int, Dict[str, Any]]:
     """Sends a workflow to the Python daemon (`python -m oxiida daemon start`).
 
@@ -171,7 +205,11 @@ def submit(
     `executor` is a Dask scheduler's address (or a distributed.Client, sent
     as its address) where the workflow's `=f=` calls run; None leaves it to
     the daemon (its --executor, else OXIIDA_EXECUTOR in the workflow's
-    environment, else its pool)."""
+    environment, else its pool). The daemon records every task
+    (`status(id).tasks`, `tasks(id)`), so an interrupted or failed workflow
+    can be resumed (`resume(id)`); `cache=True` reuses the result of any
+    earlier task with the same identity (the functions sent, the arguments;
+    docs/durable.md), as `oxiida submit --cache` does."""
     from ._daemon import _dumps
 
     scope = dict(scope) if scope is not None else _caller_scope(1)
@@ -186,4 +224,4 @@ def submit(
         sent = None
     else:
         sent = [(os.fsencode(k), os.fsencode(v)) for k, v in env.items()]
-    return _submit(source, file_name, _dumps(names), os.getcwd(), wait, sent, inputs, executor)
+    return _submit(source, file_name, _dumps(names), os.getcwd(), wait, sent, inputs, executor, cache)

@@ -27,6 +27,9 @@ async def await_workflow(
     inputs: Optional[Mapping[str, Any]],
     hint: Optional[str],
     executor: Any = None,
+    record: bool = False,
+    cache: bool = False,
+    fingerprint: Optional[bytes] = None,
 ) -> Dict[str, Any]:
     loop = asyncio.get_running_loop()
     future: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
@@ -37,7 +40,9 @@ async def await_workflow(
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    started = _start(source, scope, file_name, max_tasks, max_fanout, loop, done, inputs, hint, executor)
+    started = _start(
+        source, scope, file_name, max_tasks, max_fanout, loop, done, inputs, hint, executor, record, cache, fingerprint
+    )
     try:
         return await future
     except asyncio.CancelledError:

@@ -1,5 +1,6 @@
 """Workflows submitted to the Python daemon, from Python: list them, ask
-about one, wait for its variables, read its output, kill it.
+about one (with its task counts), wait for its variables, read its output
+and task records, kill it, resume it.
 
 Every call connects to the daemon of this user (`python -m oxiida daemon
 start`); none running raises DaemonNotRunningError, an id the daemon does
@@ -7,11 +8,14 @@ not know UnknownWorkflowError.
 """
 
 import datetime
+import functools
+import hashlib
 import pickle
 import time
 import traceback
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+import types
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from ._oxiida import (
     DaemonNotRunningError,
@@ -20,7 +24,9 @@ from ._oxiida import (
     UnknownWorkflowError,
     WrongEnvironmentError,
     _kill,
+    _resume,
     _show,
+    _tasks,
     _workflows,
 )
 
@@ -30,8 +36,12 @@ __all__ = [
     "result",
     "output",
     "kill",
+    "resume",
+    "tasks",
     "WorkflowSummary",
     "WorkflowStatus",
+    "TaskCounts",
+    "TaskRecord",
     "WorkflowFailedError",
     "ResultTimeoutError",
     "DaemonNotRunningError",
@@ -169,6 +179,43 @@ class WorkflowSummary:
 
 
 @dataclass(frozen=True)
+class TaskCounts:
+    """How many of a workflow's tasks (shell commands and foreign calls) have
+    ended, by how (docs/durable.md): `done` ran and succeeded, `failed`
+    ran and failed, `replayed` took the result recorded by the run a
+    resume continues, `cached` took an earlier workflow's result
+    (`cache=True`). A task is recorded when it ends: one still running is
+    in none of them."""
+
+    done: int = 0
+    failed: int = 0
+    replayed: int = 0
+    cached: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every recorded task."""
+        return self.done + self.failed + self.replayed + self.cached
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task of a workflow as the daemon recorded it when it ended
+    (`tasks(id)`): its key (its place in the source and the loop
+    iterations around it), its kind (`shell`, `shellpipe`, `call` or
+    `call=f=`), what it ran, its status (`succeeded`, `failed`, `replayed`
+    or `cached`), when it started and ended (UTC), and its error."""
+
+    key: str
+    kind: str
+    what: str
+    status: str
+    started: datetime.datetime
+    ended: datetime.datetime
+    error: Optional[str]
+
+
+@dataclass(frozen=True)
 class WorkflowStatus:
     """What `status(id)` tells about a workflow (its output: `output(id)`)."""
 
@@ -182,6 +229,8 @@ class WorkflowStatus:
     finished: Optional[datetime.datetime]
     cwd: Optional[str]
     source: str
+    #: Its tasks that have ended, by how (a workflow from before task records: all 0).
+    tasks: TaskCounts = field(default_factory=TaskCounts)
 
     @property
     def done(self) -> bool:
@@ -231,12 +280,123 @@ def _record(id: int) -> Dict[str, Any]:
 
 
 def status(id: int) -> WorkflowStatus:
-    """Where workflow `id` stands (its record, without its output)."""
+    """Where workflow `id` stands (its record, without its output), with
+    the counts of its tasks that have ended (`.tasks`, a TaskCounts)."""
     r = _record(id)
+    counts: Dict[str, int] = {"succeeded": 0, "failed": 0, "replayed": 0, "cached": 0}
+    for row in _tasks(id):
+        counts[row[3]] = counts.get(row[3], 0) + 1
     return WorkflowStatus(
         r["id"], r["name"], r["state"], r["exit_code"], r["error"], _stamp(r["submitted_ms"]),
         _time(r["started_ms"]), _time(r["finished_ms"]), r["cwd"], r["source"],
+        TaskCounts(counts["succeeded"], counts["failed"], counts["replayed"], counts["cached"]),
     )
+
+
+def tasks(id: int) -> List[TaskRecord]:
+    """The task records of workflow `id`, in the order its tasks ended
+    (what `oxiida workflow show ID` lists)."""
+    _check_id(id)
+    return [
+        TaskRecord(key, kind, what, state, _stamp(started), _stamp(ended), error)
+        for key, kind, what, state, started, ended, error in _tasks(id)
+    ]
+
+
+def resume(id: int, *, wait: bool = False, source: Optional[str] = None) -> Union[int, Dict[str, Any]]:
+    """Runs workflow `id` again (it must be `interrupted` or `failed`, and
+    not resumed before) as a new workflow, in the daemon: the same source,
+    functions, working directory, environment and inputs it was submitted
+    with. Each task that succeeded in the old run takes its recorded result
+    instead of running again (a task that was running when the daemon died
+    runs again); docs/durable.md says exactly what is replayed.
+
+    Without `wait`, returns the new workflow's id; with it, prints its output
+    as it comes and returns its variables, or raises, as
+    `submit(wait=True)` does. With `source` (the workflow's text as you
+    have it now), the daemon refuses, raising OxiidaError with its reason,
+    unless it is the recorded source byte for byte: task results are
+    replayed by their place in the source. A workflow that cannot be resumed
+    (still running, succeeded, already resumed) raises OxiidaError saying
+    why; an unknown id UnknownWorkflowError."""
+    _check_id(id)
+    if source is not None and not isinstance(source, str):
+        raise TypeError(f"source is the workflow's text (a str), not {type(source).__name__}")
+    return _resume(id, wait, source)
+
+
+def _fingerprint(values: Iterable[Tuple[str, Any]]) -> bytes:
+    """What `run(cache=True)` identifies the required functions' code by:
+    a SHA-256 over each one's bytecode, constants, names, defaults, closure
+    cells, and the module-level functions it calls (recursively); other
+    values by their pickle (or their type); a class by its methods, a
+    functools.partial by its function and arguments. A changed body changes it;
+    moving a function in its file (line numbers) does not."""
+    h = hashlib.sha256()
+    seen: Set[int] = set()
+
+    def feed(data: bytes) -> None:
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+
+    def code(c: types.CodeType, names: List[str]) -> None:
+        feed(c.co_code)
+        feed(repr(c.co_names).encode())
+        names.extend(c.co_names)
+        for const in c.co_consts:
+            if isinstance(const, types.CodeType):
+                code(const, names)
+            else:
+                feed(repr(const).encode())
+
+    def value(v: Any) -> None:
+        if id(v) in seen:
+            feed(b"seen")
+            return
+        seen.add(id(v))
+        if isinstance(v, types.MethodType):
+            v = v.__func__
+        if isinstance(v, types.FunctionType):
+            feed(b"function")
+            names: List[str] = []
+            code(v.__code__, names)
+            value(v.__defaults__)
+            value(v.__kwdefaults__)
+            for cell in v.__closure__ or ():
+                try:
+                    value(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    feed(b"empty")
+            for name in names:
+                called = v.__globals__.get(name)
+                if isinstance(called, types.FunctionType):
+                    feed(name.encode())
+                    value(called)
+        elif isinstance(v, types.ModuleType):
+            feed(b"module " + v.__name__.encode())
+        elif isinstance(v, type):
+            feed(f"class {v.__module__}.{v.__qualname__}".encode())
+            for name, attr in sorted(vars(v).items()):
+                if isinstance(attr, (staticmethod, classmethod)):
+                    attr = attr.__func__
+                if isinstance(attr, types.FunctionType):
+                    feed(name.encode())
+                    value(attr)
+        elif isinstance(v, functools.partial):
+            feed(b"partial")
+            value(v.func)
+            value(v.args)
+            value(v.keywords)
+        else:
+            try:
+                feed(pickle.dumps(v))
+            except Exception:
+                feed(f"{type(v).__module__}.{type(v).__qualname__}".encode())
+
+    for name, v in sorted(values, key=lambda pair: pair[0]):
+        feed(name.encode())
+        value(v)
+    return h.digest()
 
 
 def output(id: int) -> str:
