@@ -4,6 +4,7 @@ client and the workflow's record under a daemon. Each daemon test runs its
 own daemon in private folders, never the user's."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -149,3 +150,31 @@ def test_process_stderr_goes_where_a_plain_calls_does(private, capsys):
     assert capsys.readouterr().out == ""
     log = (private / "data" / "daemon.log").read_text()
     assert "complaint 1" in log and "complaint 2" in log
+
+
+def test_prints_from_threads_a_function_starts_arrive_whole(capsys):
+    def threaded(n):
+        import threading
+
+        def chatter(k):
+            for i in range(50):
+                print(f"thread {k} line {i}")
+
+        threads = [threading.Thread(target=chatter, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print("joined")
+        return n
+
+    out = oxiida.run("require threaded;\npara for i in range(4) { x = =threaded=(i); }\ny = =threaded=(9);\n")
+    assert out["y"] == 9
+    printed = capsys.readouterr().out
+    # Every line arrives, intact (a thread's text and its newline may be split
+    # by another thread's, as on a terminal), and the pipe survived.
+    words = printed.split()
+    assert words.count("joined") == 5
+    for k in range(4):
+        for i in range(50):
+            assert len(re.findall(rf"thread {k} line {i}(?!\d)", printed)) == 5

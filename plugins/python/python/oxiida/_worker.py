@@ -42,6 +42,7 @@ import pickle
 import select
 import struct
 import sys
+import threading
 import time
 import traceback
 import types
@@ -221,10 +222,12 @@ class _Replies:
 
     def __init__(self, fd):
         self.fd, self.parts, self.size = fd, [], 0
+        # A thread a function started may send its prints (`_Stream`): one
+        # writer at a time, and each frame's parts added in one step.
+        self.lock = threading.Lock()
 
     def add(self, status, payload):
-        self.parts.append(struct.pack(">IB", len(payload) + 1, status))
-        self.parts.append(payload)
+        self.parts += (struct.pack(">IB", len(payload) + 1, status), payload)
         self.size += len(payload) + 5
 
     def add_with_buffers(self, payload, buffers):
@@ -237,6 +240,10 @@ class _Replies:
         self.size += size + 4
 
     def flush(self):
+        with self.lock:
+            self._flush()
+
+    def _flush(self):
         parts = self.parts
         while parts:
             written = os.writev(self.fd, parts[:512])
@@ -257,6 +264,8 @@ class _Stream(io.TextIOBase):
     return, so a call that printed nothing costs the loop one test."""
 
     encoding, errors, LIMIT = "utf-8", "backslashreplace", 1 << 16
+    # Set by the loop while a call runs; the thread that runs calls.
+    calling, main = False, threading.get_ident()
 
     def __init__(self, which, replies):
         super().__init__()
@@ -277,6 +286,15 @@ class _Stream(io.TextIOBase):
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if threading.get_ident() != self.main:
+            # Another thread (one the function started): sent at once, unbuffered,
+            # while a call runs; between calls nobody reads the frames, so to stderr.
+            data = text.encode("utf-8", "backslashreplace")
+            if _Stream.calling:
+                self.send(data)
+            else:
+                os.write(2, data)
+            return len(text)
         end = text.rfind("\n")
         if end < 0:
             self.pending.append(text)
@@ -297,8 +315,9 @@ class _Stream(io.TextIOBase):
             self.send(text.encode("utf-8", "backslashreplace"))
 
     def send(self, data):
-        self.replies.add(6, self.which + data)
-        self.replies.flush()
+        with self.replies.lock:
+            self.replies.add(6, self.which + data)
+            self.replies._flush()
 
 
 class _Bytes:
@@ -309,6 +328,12 @@ class _Bytes:
 
     def write(self, data):
         data = bytes(data)
+        if threading.get_ident() != _Stream.main:
+            if not _Stream.calling:
+                os.write(2, data)
+            elif data:
+                self.text.send(data)
+            return len(data)
         self.text.flush()
         if data:
             self.text.send(data)
@@ -440,6 +465,7 @@ def main():
                 raise _CannotLoad(unloadable[key])
             contexts.enter(context)
             entered = True
+            _Stream.calling = True
             if flags & 4:
                 positional, keywords = pickle.loads(args)
             else:
@@ -453,6 +479,7 @@ def main():
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
             status, payload = 1, pickle.dumps((type(e).__name__, str(e), _traceback(e), _pickled(e, cloudpickle or pickle)), protocol=5)
         finally:
+            _Stream.calling = False
             if entered:
                 contexts.leave(context)
             # A partial line printed goes before the reply.
