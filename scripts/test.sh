@@ -2,7 +2,7 @@
 # Builds oxiida and runs every test: lints, unit and integration tests (the
 # project's conformance corpus, the examples of README.md and docs/, the
 # foreign-call seam, plugins, liboxiida), the Python package's pytest suite (in .venv, with
-# pytest, cloudpickle, numpy, pandas, and distributed and loky for the executor tests, installed there), the Lua module under lua5.4
+# pytest, cloudpickle, numpy, pandas, distributed and loky for the executor tests, and ipykernel and jupyter_client for the Jupyter one, installed there), the Lua module under lua5.4
 # (installed with apt-get when missing) and, when it sits beside
 # this checkout, the shared conformance suite (and its lang-0.3 folder).
 set -euo pipefail
@@ -46,7 +46,7 @@ venv=${OXIIDA_VENV:-$PWD/.venv}
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || { echo "error: python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 1; }
 fi
-"$venv/bin/pip" install -q --disable-pip-version-check pytest cloudpickle numpy pandas distributed loky
+"$venv/bin/pip" install -q --disable-pip-version-check pytest cloudpickle numpy pandas distributed loky ipykernel jupyter_client
 # Installed as a user installs it (a release build through pip and maturin),
 # into a target folder of its own: the extension (no libpython linked) must
 # not overwrite the CLI plugin of the same name in target/debug.

@@ -91,6 +91,26 @@ pub struct Request<'a> {
 #[cfg_attr(not(feature = "package"), allow(dead_code))]
 const BATCH_BYTES: usize = 48 * 1024;
 
+/// A worker's frame of what the call being run wrote to `sys.stdout` (u8
+/// 1) or `sys.stderr` (u8 2), as UTF-8; not a reply (see `_worker.py`).
+const PRINTED: u8 = 6;
+
+/// Writes what a worker's function printed to this interpreter's
+/// `sys.stdout` (or `sys.stderr`), flushed: where a plain call's prints go,
+/// so the workflow's output (a daemon runner's `sys.stdout` is the
+/// workflow's output, `oxiida.run`'s is the caller's: Jupyter, capsys), in
+/// order with the workflow's own prints, which go there too. Errors are
+/// ignored, as a plain call's print to a closed stream would be.
+fn print_here(stderr: bool, text: &str) {
+    use pyo3::prelude::*;
+    Python::attach(|py| {
+        if let Ok(stream) = py.import("sys").and_then(|sys| sys.getattr(if stderr { "stderr" } else { "stdout" })) {
+            let _ = stream.call_method1("write", (text,));
+            let _ = stream.call_method0("flush");
+        }
+    });
+}
+
 /// What a worker answered: the pickled result, or the pickled
 /// (type, message, traceback, pickled exception) of what the function raised.
 pub enum Answer {
@@ -571,14 +591,23 @@ fn new_bytearray(size: usize) -> std::io::Result<(pyo3::Py<pyo3::types::PyByteAr
     })
 }
 
-/// The next reply frame.
+/// The next reply frame. What the call printed comes before it (status 6
+/// frames): each is written out here as it arrives ([`print_here`]).
 fn read_answer(w: &mut Worker) -> std::io::Result<Answer> {
-    let header = w.stdout.read(oxiida_abi::frame::HEADER_LEN)?;
-    let len = oxiida_abi::frame::body_len(header.try_into().expect("a whole header"), MAX_REPLY)?;
-    if len == 0 {
-        return Err(std::io::ErrorKind::InvalidData.into());
-    }
-    let status = w.stdout.read(1)?[0];
+    let (len, status) = loop {
+        let header = w.stdout.read(oxiida_abi::frame::HEADER_LEN)?;
+        let len = oxiida_abi::frame::body_len(header.try_into().expect("a whole header"), MAX_REPLY)?;
+        if len == 0 {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+        let status = w.stdout.read(1)?[0];
+        if status != PRINTED {
+            break (len, status);
+        }
+        let body = w.stdout.read(len - 1)?;
+        let (&which, text) = body.split_first().ok_or(std::io::ErrorKind::InvalidData)?;
+        print_here(which == 2, &String::from_utf8_lossy(text));
+    };
     if status == 5 {
         return read_with_buffers(w, len - 1);
     }

@@ -21,6 +21,12 @@ each, u64 size of the pickle, the pickle, then the buffers' bytes. Replies
 to the frames already read wait until none is left (a batch of calls gets
 its replies in one write). Integers are big-endian.
 
+Status 6 is not a reply but what the call being run wrote to `sys.stdout`
+(then u8 1) or `sys.stderr` (u8 2), as UTF-8: each whole line as it is
+written (so a long call's prints arrive as it runs), the rest when the call
+returns; any number of these come before the call's reply. The caller writes
+them to its own `sys.stdout` and `sys.stderr`, where the workflow's prints go.
+
 A result crosses as it would from a plain call: subclasses of int, float,
 str, list, tuple and dict (an IntEnum, a namedtuple) as their base values,
 numpy scalars as their `.item()`, and anything else as itself, pickled
@@ -36,6 +42,7 @@ import pickle
 import select
 import struct
 import sys
+import threading
 import time
 import traceback
 import types
@@ -215,10 +222,12 @@ class _Replies:
 
     def __init__(self, fd):
         self.fd, self.parts, self.size = fd, [], 0
+        # A thread a function started may send its prints (`_Stream`): one
+        # writer at a time, and each frame's parts added in one step.
+        self.lock = threading.Lock()
 
     def add(self, status, payload):
-        self.parts.append(struct.pack(">IB", len(payload) + 1, status))
-        self.parts.append(payload)
+        self.parts += (struct.pack(">IB", len(payload) + 1, status), payload)
         self.size += len(payload) + 5
 
     def add_with_buffers(self, payload, buffers):
@@ -231,6 +240,10 @@ class _Replies:
         self.size += size + 4
 
     def flush(self):
+        with self.lock:
+            self._flush()
+
+    def _flush(self):
         parts = self.parts
         while parts:
             written = os.writev(self.fd, parts[:512])
@@ -240,6 +253,97 @@ class _Replies:
             if written:
                 parts[0] = memoryview(parts[0])[written:]
         self.size = 0
+
+
+class _Stream(io.TextIOBase):
+    """`sys.stdout` or `sys.stderr` (`which`: 1 or 2) of a worker: what a
+    function writes is sent to the caller as status 6 frames, after the
+    replies held before it. Line-buffered: each write that ends a line sends
+    up to that line's end (a long call's prints arrive as it runs); a
+    partial line waits in `pending` until its end, `flush()` or the call's
+    return, so a call that printed nothing costs the loop one test."""
+
+    encoding, errors, LIMIT = "utf-8", "backslashreplace", 1 << 16
+    # Set by the loop while a call runs; the thread that runs calls.
+    calling, main = False, threading.get_ident()
+
+    def __init__(self, which, replies):
+        super().__init__()
+        self.which, self.replies, self.pending, self.size = struct.pack(">B", which), replies, [], 0
+        self.buffer = _Bytes(self)
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        # A library that wants a descriptor (faulthandler) gets the worker's
+        # stderr: fd 1 is the stderr too (see main).
+        return 2
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if threading.get_ident() != self.main:
+            # Another thread (one the function started): sent at once, unbuffered,
+            # while a call runs; between calls nobody reads the frames, so to stderr.
+            data = text.encode("utf-8", "backslashreplace")
+            if _Stream.calling:
+                self.send(data)
+            else:
+                os.write(2, data)
+            return len(text)
+        end = text.rfind("\n")
+        if end < 0:
+            self.pending.append(text)
+            self.size += len(text)
+            if self.size > self.LIMIT:
+                self.flush()
+        else:
+            self.pending.append(text[: end + 1])
+            self.flush()
+            if end + 1 < len(text):
+                self.pending.append(text[end + 1 :])
+                self.size = len(text) - end - 1
+        return len(text)
+
+    def flush(self):
+        if self.pending:
+            text, self.pending, self.size = "".join(self.pending), [], 0
+            self.send(text.encode("utf-8", "backslashreplace"))
+
+    def send(self, data):
+        with self.replies.lock:
+            self.replies.add(6, self.which + data)
+            self.replies._flush()
+
+
+class _Bytes:
+    """`sys.stdout.buffer`: bytes written go at once, after the text before them."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def write(self, data):
+        data = bytes(data)
+        if threading.get_ident() != _Stream.main:
+            if not _Stream.calling:
+                os.write(2, data)
+            elif data:
+                self.text.send(data)
+            return len(data)
+        self.text.flush()
+        if data:
+            self.text.send(data)
+        return len(data)
+
+    def flush(self):
+        self.text.flush()
+
+    def writable(self):
+        return True
 
 
 def _traceback(exception):
@@ -310,20 +414,23 @@ def main():
     except ImportError as e:  # every call then fails with this clear reason
         cloudpickle, missing = None, e
 
-    # The pipes move to private descriptors: a function that prints, even
-    # from C, writes to stderr, and one that reads stdin reads nothing.
+    # The pipes move to private descriptors: what a function writes to
+    # fd 1 (from C) goes to stderr, and one that reads stdin reads nothing.
+    # What it writes to sys.stdout and sys.stderr goes to the caller, which
+    # prints it where the workflow's own prints go.
     inp, out = _Frames(os.dup(0)), os.dup(1)
     os.dup2(2, 1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    sys.stdout = sys.stderr
     functions = {}
     # Functions that could not be loaded, and why: a batch may call one again
     # without sending it again.
     unloadable = {}
     contexts = _Contexts()
     replies = _Replies(out)
+    stdout = sys.stdout = _Stream(1, replies)
+    stderr = sys.stderr = _Stream(2, replies)
     while True:
         if replies.parts and (not inp.has_frame() or replies.size > replies.LIMIT):
             replies.flush()
@@ -358,6 +465,7 @@ def main():
                 raise _CannotLoad(unloadable[key])
             contexts.enter(context)
             entered = True
+            _Stream.calling = True
             if flags & 4:
                 positional, keywords = pickle.loads(args)
             else:
@@ -371,8 +479,14 @@ def main():
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the caller
             status, payload = 1, pickle.dumps((type(e).__name__, str(e), _traceback(e), _pickled(e, cloudpickle or pickle)), protocol=5)
         finally:
+            _Stream.calling = False
             if entered:
                 contexts.leave(context)
+            # A partial line printed goes before the reply.
+            if stdout.pending:
+                stdout.flush()
+            if stderr.pending:
+                stderr.flush()
         if status == 0:
             try:
                 try:
