@@ -26,7 +26,7 @@ import builtins
 import os
 import sys
 import types
-from typing import Any, Coroutine, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Coroutine, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _async
 from ._oxiida import OxiidaError, __version__, _check, _required, _run, _shutdown, _submit
@@ -84,6 +84,7 @@ def run(
     max_tasks: int = 1024,
     max_fanout: int = 1024,
     executor: Any = None,
+    plugins: Sequence[str] = (),
 ) -> Dict[str, Any]:
     """Checks and runs a workflow; returns its top-level variables.
 
@@ -102,9 +103,16 @@ def run(
     or a Dask scheduler's address ('dask://HOST:PORT', 'tls://HOST:PORT');
     None is OXIIDA_EXECUTOR when set, else oxiida's pool ('pool' says so
     whatever the variable). A scheduler that cannot be reached raises
-    OxiidaError before anything runs (docs/distributed.md)."""
+    OxiidaError before anything runs (docs/distributed.md).
+
+    `plugins` are other plugins beside the Python scope, each as
+    `oxiida run --plugin` takes it: a process plugin
+    ('exec:node=tools.js', 'exec:python3=tools.py'), a registered or
+    manifest name, or a plugin library's path. `require f from NAME;`
+    calls plugin NAME; `require f;` is the scope's `f`, else the one plugin
+    that provides it (docs/python.md, "Process plugins")."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run")
-    return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor)
+    return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor, _plugin_specs(plugins))
 
 
 def run_async(
@@ -116,6 +124,7 @@ def run_async(
     max_tasks: int = 1024,
     max_fanout: int = 1024,
     executor: Any = None,
+    plugins: Sequence[str] = (),
 ) -> Coroutine[Any, Any, Dict[str, Any]]:
     """`await oxiida.run_async(source)`: runs a workflow as `run` does,
     without blocking the event loop; takes the same arguments, returns its
@@ -125,7 +134,9 @@ def run_async(
     where `run_async` is called, not where it is awaited; errors in the
     source or the inputs raise when it is awaited, before anything runs."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run_async")
-    return _async.await_workflow(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor)
+    return _async.await_workflow(
+        source, names, file_name, max_tasks, max_fanout, inputs, hint, executor, _plugin_specs(plugins)
+    )
 
 
 def check(
@@ -134,12 +145,24 @@ def check(
     *,
     inputs: Optional[Mapping[str, Any]] = None,
     file_name: str = "<workflow>",
+    plugins: Sequence[str] = (),
 ) -> None:
     """Reports syntax and name errors (as OxiidaError) without running
     anything. Only the names of `inputs` matter here; its values may be
-    anything."""
+    anything. `plugins` are started, as for `run`, to ask them their names."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.check")
-    _check(source, names, file_name, inputs, hint)
+    _check(source, names, file_name, inputs, hint, _plugin_specs(plugins))
+
+
+def _plugin_specs(plugins: Sequence[str]) -> List[str]:
+    """`plugins=` as a list of str; a lone str is one plugin."""
+    if isinstance(plugins, str):
+        return [plugins]
+    specs = list(plugins)
+    for spec in specs:
+        if not isinstance(spec, str):
+            raise TypeError(f"plugins must be str such as 'exec:node=tools.js', not {type(spec).__name__}")
+    return specs
 
 
 def submit(

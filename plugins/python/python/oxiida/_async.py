@@ -4,7 +4,7 @@ its end is handed to the loop with `call_soon_threadsafe`, and cancelling
 the awaiting task cancels the workflow."""
 
 import asyncio
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ._oxiida import _start
 
@@ -27,6 +27,7 @@ async def await_workflow(
     inputs: Optional[Mapping[str, Any]],
     hint: Optional[str],
     executor: Any = None,
+    plugins: Sequence[str] = (),
 ) -> Dict[str, Any]:
     loop = asyncio.get_running_loop()
     future: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
@@ -37,7 +38,7 @@ async def await_workflow(
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    started = _start(source, scope, file_name, max_tasks, max_fanout, loop, done, inputs, hint, executor)
+    started = _start(source, scope, file_name, max_tasks, max_fanout, loop, done, inputs, hint, executor, list(plugins))
     try:
         return await future
     except asyncio.CancelledError:

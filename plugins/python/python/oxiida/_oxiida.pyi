@@ -15,9 +15,15 @@ def _run(
     inputs: Mapping[str, Any] | None = ...,
     hint: str | None = ...,
     executor: Any = ...,
+    plugins: list[str] = ...,
 ) -> dict[str, Any]: ...
 def _check(
-    source: str, scope: dict[str, Any], file_name: str, inputs: Iterable[str] | None = ..., hint: str | None = ...
+    source: str,
+    scope: dict[str, Any],
+    file_name: str,
+    inputs: Iterable[str] | None = ...,
+    hint: str | None = ...,
+    plugins: list[str] = ...,
 ) -> None: ...
 
 class Started:
@@ -34,6 +40,7 @@ def _start(
     inputs: Mapping[str, Any] | None = ...,
     hint: str | None = ...,
     executor: Any = ...,
+    plugins: list[str] = ...,
 ) -> Started: ...
 def _shutdown() -> None: ...
 
