@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -142,3 +143,46 @@ def test_the_node_example_beside_python_and_the_python_plugin():
         plugins=[f"exec:node={NODE_TOOLS}", PYTOOLS],
     )
     assert (out["n"], out["f"], out["q"]) == (10, 55, 11.0)
+
+
+def test_cancelling_run_async_stops_a_waiting_plugin_call():
+    # rendezvous(1) alone waits 5 s for two more callers; the cancel must not.
+
+    async def main():
+        task = asyncio.ensure_future(
+            oxiida.run_async("require rendezvous from pytools;\nx = rendezvous(1);\n", plugins=[PYTOOLS])
+        )
+        await asyncio.sleep(0.5)
+        assert len(plugin_children()) == 1, "the plugin runs while its call waits"
+        started = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 2
+    # The cancelled workflow's plugin process ends: no orphan.
+    deadline = time.monotonic() + 5
+    while plugin_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert plugin_children() == []
+    # The interpreter lives on, and the next workflow starts the plugin again.
+    assert oxiida.run("require divide from pytools;\nx = divide(1, 4);\n", plugins=[PYTOOLS])["x"] == 0.25
+
+
+def plugin_children():
+    """The pids of this process's children running python_process.py."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == os.getpid() and b"python_process.py" in cmdline:
+            found.append(int(entry))
+    return found
