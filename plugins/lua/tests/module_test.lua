@@ -377,5 +377,25 @@ test("plugin errors name the plugin and what to do", function()
   contains(err, "`plugins` holds strings")
 end)
 
+-- The Node kit's example beside Lua and the Python plugin, when node and
+-- the kit's npm packages are there (scripts/test.sh runs `npm ci` first).
+local node_ready = os.execute("command -v node >/dev/null 2>&1")
+  and io.open(root .. "plugins/node/node_modules/@msgpack/msgpack/package.json") ~= nil
+if node_ready then
+  test("the Node example beside Lua and the Python plugin", function()
+    local env = { double = function(n) return 2 * n end }
+    local out = oxiida.run([[
+      require double;
+      require fib from tools;
+      require divide from pytools;
+      f = fib(double(5));
+      q = divide(f, 5);
+    ]], env, { plugins = { "exec:node=" .. root .. "plugins/node/examples/tools.js", pytools } })
+    assert(out.f == 55 and out.q == 11.0, ("got %s %s"):format(out.f, out.q))
+  end)
+else
+  io.stderr:write("note: node or plugins/node/node_modules is missing; the Node plugin test was skipped\n")
+end
+
 print(("%d passed, %d failed"):format(passed, failed))
 os.exit(failed == 0 and 0 or 1)
