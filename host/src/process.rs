@@ -807,7 +807,9 @@ impl Drop for Pending<'_> {
 impl Drop for Session {
     fn drop(&mut self) {
         self.shared.shut_down();
-        if let Some(reader) = self.reader.take() {
+        // The last reference may go on the reader thread itself (a reply's
+        // waker held the future that held the session): it cannot join itself.
+        if let Some(reader) = self.reader.take().filter(|r| r.thread().id() != std::thread::current().id()) {
             let _ = reader.join();
         }
     }

@@ -223,8 +223,8 @@ test("argument errors are strings that name run", function()
   ok, err = pcall(oxiida.run, "x = 1;", 7)
   assert(type(err) == "string")
   contains(err, "oxiida.run: expected an environment table (or nil) as argument 2, got an integer")
-  ok, err = pcall(oxiida.run, "x = 1;", nil, {})
-  contains(err, "oxiida.run: expected a workflow name string (or nil) as argument 3, got a table")
+  ok, err = pcall(oxiida.run, "x = 1;", nil, true)
+  contains(err, "oxiida.run: expected a workflow name string or an options table (or nil) as argument 3, got a boolean")
 end)
 
 test("the default workflow name is <workflow>", function()
@@ -325,6 +325,77 @@ require("oxiida").run('require block; para { x = shell {"sleep", ["37.3"]}; y = 
   wait_until("the process to end", 3, function() return not alive(pid) end)
   wait_until("the shell task to end", 3, function() return not sleeping() end)
 end)
+
+-- Process plugins beside Lua functions (the `plugins` option): the stdlib
+-- Python plugin, started by the test venv's python (scripts/test.sh sets
+-- OXIIDA_TEST_PYTHON; it has msgpack).
+local root = (arg and arg[0] or ""):match("^(.*)plugins/lua/tests/[^/]*$") or ""
+local pytools = "exec:" .. (os.getenv("OXIIDA_TEST_PYTHON") or "python3") .. "=" .. root .. "tests/plugins/python_process.py"
+
+test("a value goes from Lua to a process plugin and back", function()
+  local seen = {}
+  local env = {
+    double = function(x) return x * 2 end,
+    record = function(s) seen[#seen + 1] = s; return #s end,
+  }
+  local out = oxiida.run([[
+    require double, record;
+    require divide, shout from pytools;
+    a = double(21);
+    b = divide(a, 4);
+    n = record(shout("hey"));
+  ]], env, { name = "mixed.ox", plugins = { pytools } })
+  assert(out.a == 42 and out.b == 10.5 and out.n == 3, ("got %s %s %s"):format(out.a, out.b, out.n))
+  assert(seen[1] == "HEY", "the plugin's result did not reach Lua: " .. tostring(seen[1]))
+  -- Without `from`: the environment first, then the plugin.
+  out = oxiida.run('require double, describe; x = describe(double(2), unit = "s");', env, { plugins = pytools })
+  assert(out.x.value == 4 and out.x.unit == "s" and out.x.type == "int", "describe came back wrong")
+end)
+
+test("a process plugin's crash is an error and Lua lives on", function()
+  local ok, err = pcall(oxiida.run, "require exit_now from pytools;\nexit_now(7);\n", nil, { plugins = { pytools } })
+  assert(not ok)
+  contains(err, "process plugin `pytools` exited with status 7 during the call")
+  local out = oxiida.run("require divide from pytools; x = divide(9, 3);", nil, { plugins = { pytools } })
+  assert(out.x == 3.0, "a new workflow starts a new session")
+end)
+
+test("plugin errors name the plugin and what to do", function()
+  local ok, err = pcall(oxiida.run, "x = 1;", nil, { plugins = { "no_such_plugin" } })
+  assert(not ok)
+  contains(err, "plugin `no_such_plugin`: no plugin named `no_such_plugin` was found")
+  contains(err, "OXIIDA_PLUGIN_PATH")
+  ok, err = pcall(oxiida.run, "require fib from tools; x = fib(3);")
+  assert(not ok)
+  contains(err, "no plugin named `tools` is loaded")
+  contains(err, "plugins =")
+  ok, err = pcall(oxiida.run, "x = 1;", nil, { plugin = { pytools } })
+  assert(not ok)
+  contains(err, "unknown option `plugin`")
+  ok, err = pcall(oxiida.run, "x = 1;", nil, { plugins = { 3 } })
+  assert(not ok)
+  contains(err, "`plugins` holds strings")
+end)
+
+-- The Node kit's example beside Lua and the Python plugin, when node and
+-- the kit's npm packages are there (scripts/test.sh runs `npm ci` first).
+local node_ready = os.execute("command -v node >/dev/null 2>&1")
+  and io.open(root .. "plugins/node/node_modules/@msgpack/msgpack/package.json") ~= nil
+if node_ready then
+  test("the Node example beside Lua and the Python plugin", function()
+    local env = { double = function(n) return 2 * n end }
+    local out = oxiida.run([[
+      require double;
+      require fib from tools;
+      require divide from pytools;
+      f = fib(double(5));
+      q = divide(f, 5);
+    ]], env, { plugins = { "exec:node=" .. root .. "plugins/node/examples/tools.js", pytools } })
+    assert(out.f == 55 and out.q == 11.0, ("got %s %s"):format(out.f, out.q))
+  end)
+else
+  io.stderr:write("note: node or plugins/node/node_modules is missing; the Node plugin test was skipped\n")
+end
 
 print(("%d passed, %d failed"):format(passed, failed))
 os.exit(failed == 0 and 0 or 1)

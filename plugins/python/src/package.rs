@@ -27,6 +27,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 mod calls;
+mod plugins;
 
 use crate::convert::Crossing;
 use crate::functions::{CallError, Front, Functions, Running};
@@ -57,17 +58,33 @@ pub struct PyHost {
     /// this workflow's own threads, plain calls under one GIL hold and
     /// `=f=` calls in batches per worker (see `package/calls.rs`).
     calls: calls::Calls,
+    /// `plugins=`: process plugins and others beside the Python scope
+    /// (see `package/plugins.rs`).
+    plugins: Option<plugins::Plugins>,
 }
 
 impl PyHost {
     pub fn new(functions: Functions) -> PyHost {
         let functions = Arc::new(functions);
-        PyHost { calls: calls::Calls::new(functions.clone(), PYTHON_MAX_TASKS), functions }
+        PyHost { calls: calls::Calls::new(functions.clone(), PYTHON_MAX_TASKS), functions, plugins: None }
+    }
+
+    fn with_plugins(mut self, plugins: Option<plugins::Plugins>) -> PyHost {
+        self.plugins = plugins;
+        self
+    }
+
+    /// The plugin that serves `name`, if one does (not the Python scope).
+    fn plugin_for(&self, name: &ForeignName) -> Option<&plugins::Plugins> {
+        self.plugins.as_ref().filter(|p| p.serves(name))
     }
 
     /// The workflow is over or abandoned: calls still queued never run.
     fn close(&self) {
         self.calls.close();
+        if let Some(plugins) = &self.plugins {
+            plugins.cancel();
+        }
     }
 }
 
@@ -89,21 +106,31 @@ fn foreign_error(e: CallError) -> ForeignError {
 
 impl Host for PyHost {
     fn resolve(&self, name: &ForeignName) -> Result<(), String> {
-        if let Some(from) = name.from.as_deref().filter(|&f| f != "python") {
-            return Err(format!("the oxiida package provides Python functions only (`from python`), not `from {from}`"));
+        if let Some(plugins) = &self.plugins {
+            if let Some(found) = plugins.resolve(name, || self.functions.resolve(&name.dotted())) {
+                return found;
+            }
+        } else if let Some(from) = name.from.as_deref().filter(|&f| f != "python") {
+            return Err(plugins::not_loaded(from));
         }
         self.functions.resolve(&name.dotted())
     }
 
     /// Python functions take keyword arguments (`f(*args, **kwargs)`); one
     /// that does not expect a keyword raises its own `TypeError` when called.
-    fn keywords(&self, _name: &ForeignName) -> Result<(), String> {
+    fn keywords(&self, name: &ForeignName) -> Result<(), String> {
+        if let Some(plugins) = self.plugin_for(name) {
+            return plugins.keywords(name);
+        }
         Ok(())
     }
 
     /// A call that may overlap others (in `para`): queued for this
     /// workflow's threads, no thread of its own.
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
+        if let Some(plugins) = self.plugin_for(name) {
+            return plugins.call(name, args, keywords, mode);
+        }
         let queued = match mode {
             CallMode::Thread => self.calls.plain(name.dotted(), args, keywords),
             // On an executor (Dask, a ProcessPoolExecutor) each `=f=` call is
@@ -134,6 +161,9 @@ impl Host for PyHost {
         keywords: &[(std::sync::Arc<str>, Value)],
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
+        if let Some(plugins) = self.plugin_for(name) {
+            return plugins.call_here(name, args, keywords, mode);
+        }
         Some(self.functions.call(&name.dotted(), args, keywords, mode == CallMode::Process).map_err(foreign_error))
     }
 }
@@ -152,6 +182,7 @@ fn caller_context(py: Python<'_>) -> PyResult<Arc<Context>> {
 /// `inputs` (names) as the workflow's inputs. `hint` is added to the error
 /// of a name not found; `event_loop`, when given, is where `async def`
 /// functions are awaited.
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     py: Python<'_>,
     source: &Source,
@@ -160,6 +191,7 @@ fn prepare(
     hint: Option<String>,
     event_loop: Option<Py<PyAny>>,
     executor: Option<crate::executor::Executor>,
+    plugin_specs: &[String],
 ) -> PyResult<(Arc<PyHost>, oxiida::ir::Program)> {
     let scope_name = if event_loop.is_some() { "the scope of `oxiida.run_async`" } else { "the scope of `oxiida.run`" };
     let mut functions = Functions::new(Some(scope.unbind()), scope_name, Front::Package, caller_context(py)?).with_hint(hint);
@@ -167,7 +199,9 @@ fn prepare(
     if let Some(event_loop) = event_loop {
         functions = functions.with_loop(event_loop);
     }
-    let host = Arc::new(PyHost::new(functions));
+    // Started with the GIL released: a process plugin's hello is awaited.
+    let plugins = py.detach(|| plugins::Plugins::open(plugin_specs)).map_err(OxiidaError::new_err)?;
+    let host = Arc::new(PyHost::new(functions).with_plugins(plugins));
     let program =
         oxiida::compile_with_inputs(source, &*host, inputs).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;
     Ok((host, program))
@@ -236,7 +270,7 @@ pub(crate) fn input_names(inputs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Str
 }
 
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, inputs=None, hint=None))]
+#[pyo3(signature = (source, scope, file_name, inputs=None, hint=None, plugins=Vec::new()))]
 fn _check(
     py: Python<'_>,
     source: &str,
@@ -244,10 +278,11 @@ fn _check(
     file_name: &str,
     inputs: Option<Bound<'_, PyAny>>,
     hint: Option<String>,
+    plugins: Vec<String>,
 ) -> PyResult<()> {
     let names = input_names(inputs.as_ref())?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    prepare(py, &Source::new(file_name, source), scope, &names, hint, None, None).map(drop)
+    prepare(py, &Source::new(file_name, source), scope, &names, hint, None, None, &plugins).map(drop)
 }
 
 /// The workflow error as a Python exception: the original one when a
@@ -417,7 +452,7 @@ fn to_python<'py>(py: Python<'py>, value: &Value, keys: &mut Keys) -> PyResult<B
 }
 
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS, inputs=None, hint=None, executor=None, record=false, cache=false, fingerprint=None))]
+#[pyo3(signature = (source, scope, file_name, max_tasks=PYTHON_MAX_TASKS, max_fanout=PYTHON_MAX_TASKS, inputs=None, hint=None, executor=None, record=false, cache=false, fingerprint=None, plugins=Vec::new()))]
 #[allow(clippy::too_many_arguments)]
 fn _run<'py>(
     py: Python<'py>,
@@ -432,12 +467,13 @@ fn _run<'py>(
     record: bool,
     cache: bool,
     fingerprint: Option<Vec<u8>>,
+    plugins: Vec<String>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let source = Source::new(file_name, source);
     let (inputs, names) = workflow_inputs(inputs.as_ref())?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let executor = connect_executor(py, executor.as_ref())?;
-    let (host, program) = prepare(py, &source, scope, &names, hint, None, executor)?;
+    let (host, program) = prepare(py, &source, scope, &names, hint, None, executor, &plugins)?;
     // `record=True` / `cache=True` (docs/durable.md): recorded into the
     // daemon's database; without them, no observer, as fast as before.
     let recording = if record || cache { Some(crate::daemon::Recording::start(py, file_name, &source.text)?) } else { None };
@@ -520,7 +556,7 @@ impl Started {
 /// `done(False, exception)` is called on the workflow's thread; coroutines
 /// of `async def` functions are awaited on `event_loop`.
 #[pyfunction]
-#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, inputs=None, hint=None, executor=None, record=false, cache=false, fingerprint=None))]
+#[pyo3(signature = (source, scope, file_name, max_tasks, max_fanout, event_loop, done, inputs=None, hint=None, executor=None, record=false, cache=false, fingerprint=None, plugins=Vec::new()))]
 #[allow(clippy::too_many_arguments)]
 fn _start(
     py: Python<'_>,
@@ -537,12 +573,13 @@ fn _start(
     record: bool,
     cache: bool,
     fingerprint: Option<Vec<u8>>,
+    plugins: Vec<String>,
 ) -> PyResult<Started> {
     let source = Source::new(file_name, source);
     let (inputs, names) = workflow_inputs(inputs.as_ref())?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let executor = connect_executor(py, executor.as_ref())?;
-    let (host, program) = prepare(py, &source, scope, &names, hint, Some(event_loop), executor)?;
+    let (host, program) = prepare(py, &source, scope, &names, hint, Some(event_loop), executor, &plugins)?;
     // As in `_run`: recorded, and ended on the workflow's thread before the loop hears of it.
     let recording = if record || cache { Some(crate::daemon::Recording::start(py, file_name, &source.text)?) } else { None };
     let observer = recording

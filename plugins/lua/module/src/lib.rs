@@ -1,7 +1,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 //! The `oxiida` Lua module: `oxiida.run(src [, env [, name]])` runs a
 //! workflow whose required names are Lua functions found in `env` (default:
-//! the globals). The workflow runs on the calling thread, on a current-thread
+//! the globals); `oxiida.run(src, env, { name = ..., plugins = {...} })`
+//! also loads other plugins (process plugins) beside them (`plugins.rs`).
+//! The workflow runs on the calling thread, on a current-thread
 //! tokio runtime, so every call back into Lua happens on the thread that owns
 //! the Lua state, with no hand-off; calls in `para` take turns.
 
@@ -19,6 +21,7 @@ use oxiida::value::{Handle, Map, Value};
 use oxiida::{Interrupt, Limits, Output, Source};
 use oxiida_lua_shared::{convert, lua_error};
 
+mod plugins;
 mod sigint;
 
 /// The caller's functions. Lua values belong to the thread of their state
@@ -27,6 +30,8 @@ struct EnvHost<'a> {
     env: OnThread<Env>,
     /// Set when `print` failed: no more calls into Lua then.
     stopped: &'a Mutex<Option<String>>,
+    /// The `plugins` option: other plugins beside the environment.
+    plugins: Option<plugins::Plugins>,
 }
 
 struct Env {
@@ -74,6 +79,11 @@ fn wrong_thread() -> ForeignError {
 }
 
 impl EnvHost<'_> {
+    /// The plugin that serves `name`, if one does (not the environment).
+    fn plugin_for(&self, name: &ForeignName) -> Option<&plugins::Plugins> {
+        self.plugins.as_ref().filter(|p| p.serves(name))
+    }
+
     fn call_now(&self, name: &ForeignName, args: &[Value], keywords: &[(Arc<str>, Value)], mode: CallMode) -> Result<Value, ForeignError> {
         let env = self.env.get().ok_or_else(wrong_thread)?;
         if self.stopped.lock().is_some() {
@@ -123,6 +133,15 @@ impl EnvHost<'_> {
             ForeignError::new(ForeignErrorKind::BadResult, format!("cannot return {} from `{}`: {why}", a_type(first), name.dotted()))
         })?;
         Ok(from_wire(wire, &kept))
+    }
+}
+
+impl EnvHost<'_> {
+    fn resolve_lua(&self, name: &ForeignName) -> Result<(), String> {
+        let env = self.env.get().ok_or_else(|| wrong_thread().message)?;
+        let found = find(&env.lua, &env.env, &name.dotted())?;
+        env.functions.borrow_mut().insert(name.clone(), found);
+        Ok(())
     }
 }
 
@@ -194,23 +213,30 @@ fn to_lua_value(lua: &Lua, v: &Value, name: &ForeignName) -> Result<mlua::Value,
 
 impl Host for EnvHost<'_> {
     fn resolve(&self, name: &ForeignName) -> Result<(), String> {
-        if let Some(from) = name.from.as_deref().filter(|&f| f != "lua") {
-            return Err(format!("oxiida.run provides Lua functions only (`from lua`), not `from {from}`"));
+        if let Some(plugins) = &self.plugins {
+            if let Some(found) = plugins.resolve(name, || self.resolve_lua(name)) {
+                return found;
+            }
+        } else if let Some(from) = name.from.as_deref().filter(|&f| f != "lua") {
+            return Err(plugins::not_loaded(from));
         }
-        let env = self.env.get().ok_or_else(|| wrong_thread().message)?;
-        let found = find(&env.lua, &env.env, &name.dotted())?;
-        env.functions.borrow_mut().insert(name.clone(), found);
-        Ok(())
+        self.resolve_lua(name)
     }
 
     /// Lua functions take keyword arguments as one extra final table.
-    fn keywords(&self, _name: &ForeignName) -> Result<(), String> {
+    fn keywords(&self, name: &ForeignName) -> Result<(), String> {
+        if let Some(plugins) = self.plugin_for(name) {
+            return plugins.keywords(name);
+        }
         Ok(())
     }
 
     /// Runs at once: the interpreter awaits the future as soon as it has
     /// it, on this same thread, so there is nothing to gain by deferring.
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
+        if let Some(plugins) = self.plugin_for(name) {
+            return plugins.call(name, args, keywords, mode);
+        }
         let result = self.call_now(name, &args, &keywords, mode);
         Box::pin(async move { result })
     }
@@ -222,6 +248,9 @@ impl Host for EnvHost<'_> {
         keywords: &[(Arc<str>, Value)],
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
+        if let Some(plugins) = self.plugin_for(name) {
+            return plugins.call_here(name, args, keywords, mode);
+        }
         Some(self.call_now(name, args, keywords, mode))
     }
 }
@@ -274,7 +303,7 @@ impl Output for LuaOut<'_> {
 
 /// `run`'s arguments, checked here so that a wrong one is a plain string
 /// error that names `oxiida.run` (mlua's own would be a userdata).
-fn arguments(args: mlua::MultiValue) -> Result<(String, Option<Table>, Option<String>), String> {
+fn arguments(args: mlua::MultiValue) -> Result<Arguments, String> {
     let mut args = args.into_iter();
     let source = match args.next() {
         Some(mlua::Value::String(s)) => {
@@ -290,22 +319,71 @@ fn arguments(args: mlua::MultiValue) -> Result<(String, Option<Table>, Option<St
         Some(mlua::Value::Table(t)) => Some(t),
         Some(other) => return Err(format!("oxiida.run: expected an environment table (or nil) as argument 2, got {}", a_type(&other))),
     };
-    let name = match args.next() {
-        None | Some(mlua::Value::Nil) => None,
-        Some(mlua::Value::String(s)) => Some(s.to_string_lossy().to_string()),
-        Some(other) => return Err(format!("oxiida.run: expected a workflow name string (or nil) as argument 3, got {}", a_type(&other))),
+    let (name, plugins) = match args.next() {
+        None | Some(mlua::Value::Nil) => (None, Vec::new()),
+        Some(mlua::Value::String(s)) => (Some(s.to_string_lossy().to_string()), Vec::new()),
+        Some(mlua::Value::Table(options)) => options_table(&options)?,
+        Some(other) => {
+            return Err(format!(
+                "oxiida.run: expected a workflow name string or an options table (or nil) as argument 3, got {}",
+                a_type(&other)
+            ))
+        }
     };
-    Ok((source, env, name))
+    Ok((source, env, name, plugins))
 }
 
-fn run(lua: &Lua, (source, env, file_name): (String, Option<Table>, Option<String>)) -> mlua::Result<Table> {
+/// `run`'s arguments: the source, the environment, the workflow's name and
+/// the plugins to load beside the environment.
+type Arguments = (String, Option<Table>, Option<String>, Vec<String>);
+
+/// `{ name = "wf.ox", plugins = {"exec:node=tools.js"} }`; any other key
+/// is an error, so that a typo is not ignored.
+fn options_table(options: &Table) -> Result<(Option<String>, Vec<String>), String> {
+    let mut name = None;
+    let mut plugins = Vec::new();
+    for pair in options.pairs::<mlua::Value, mlua::Value>() {
+        let (key, value) = pair.map_err(|e| format!("oxiida.run: reading the options table failed: {e}"))?;
+        let key = match &key {
+            mlua::Value::String(s) => s.to_string_lossy().to_string(),
+            other => return Err(format!("oxiida.run: the options table's keys are `name` and `plugins`, not {}", a_type(other))),
+        };
+        match (key.as_str(), value) {
+            ("name", mlua::Value::String(s)) => name = Some(s.to_string_lossy().to_string()),
+            ("plugins", mlua::Value::String(s)) => plugins.push(s.to_string_lossy().to_string()),
+            ("plugins", mlua::Value::Table(list)) => {
+                for item in list.sequence_values::<mlua::Value>() {
+                    match item.map_err(|e| format!("oxiida.run: reading `plugins` failed: {e}"))? {
+                        mlua::Value::String(s) => plugins.push(s.to_string_lossy().to_string()),
+                        other => {
+                            return Err(format!(
+                                "oxiida.run: `plugins` holds strings such as \"exec:node=tools.js\", not {}",
+                                a_type(&other)
+                            ))
+                        }
+                    }
+                }
+            }
+            ("name", other) => return Err(format!("oxiida.run: option `name` is a string, not {}", a_type(&other))),
+            ("plugins", other) => {
+                return Err(format!("oxiida.run: option `plugins` is a list of strings (or one string), not {}", a_type(&other)))
+            }
+            (other, _) => return Err(format!("oxiida.run: unknown option `{other}` (the options are `name` and `plugins`)")),
+        }
+    }
+    Ok((name, plugins))
+}
+
+fn run(lua: &Lua, (source, env, file_name, plugin_specs): Arguments) -> mlua::Result<Table> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(mlua::Error::runtime("oxiida.run cannot be called from a function that a workflow is calling"));
     }
     // Not "oxiida.run": that is the chunk name of `run` itself in tracebacks.
     let source = Source::new(file_name.unwrap_or_else(|| "<workflow>".into()), source);
     let failed = Mutex::new(None);
+    let plugins = plugins::Plugins::open(&plugin_specs).map_err(mlua::Error::runtime)?;
     let host = EnvHost {
+        plugins,
         env: OnThread::new(Env { lua: lua.clone(), env: env.unwrap_or_else(|| lua.globals()), functions: RefCell::new(HashMap::new()) }),
         stopped: &failed,
     };

@@ -26,7 +26,7 @@ import builtins
 import os
 import sys
 import types
-from typing import Any, Coroutine, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Coroutine, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _async
 from ._oxiida import OxiidaError, __version__, _check, _required, _run, _shutdown, _submit
@@ -87,6 +87,7 @@ def run(
     executor: Any = None,
     record: bool = False,
     cache: bool = False,
+    plugins: Sequence[str] = (),
 ) -> Dict[str, Any]:
     """Checks and runs a workflow; returns its top-level variables.
 
@@ -116,10 +117,17 @@ def run(
     records every task). `cache=True` records too, and each task whose
     identity (the function, a fingerprint of its code, the arguments;
     a shell command's argv, cwd and environment) matches a successful
-    record of any earlier workflow takes that result instead of running."""
+    record of any earlier workflow takes that result instead of running.
+
+    `plugins` are other plugins beside the Python scope, each as
+    `oxiida run --plugin` takes it: a process plugin
+    ('exec:node=tools.js', 'exec:python3=tools.py'), a registered or
+    manifest name, or a plugin library's path. `require f from NAME;`
+    calls plugin NAME; `require f;` is the scope's `f`, else the one plugin
+    that provides it (docs/python.md, "Process plugins")."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.run")
     fingerprint = _code_of(source, names, file_name, inputs) if record or cache else None
-    return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor, record, cache, fingerprint)
+    return _run(source, names, file_name, max_tasks, max_fanout, inputs, hint, executor, record, cache, fingerprint, _plugin_specs(plugins))
 
 
 def _code_of(source: str, names: Mapping[str, Any], file_name: str, inputs: Optional[Mapping[str, Any]]) -> bytes:
@@ -144,6 +152,7 @@ def run_async(
     executor: Any = None,
     record: bool = False,
     cache: bool = False,
+    plugins: Sequence[str] = (),
 ) -> Coroutine[Any, Any, Dict[str, Any]]:
     """`await oxiida.run_async(source)`: runs a workflow as `run` does,
     without blocking the event loop; takes the same arguments, returns its
@@ -157,7 +166,7 @@ def run_async(
     names, hint = _scope_and_hint(scope, 1, "oxiida.run_async")
     fingerprint = _code_of(source, names, file_name, inputs) if record or cache else None
     return _async.await_workflow(
-        source, names, file_name, max_tasks, max_fanout, inputs, hint, executor, record, cache, fingerprint
+        source, names, file_name, max_tasks, max_fanout, inputs, hint, executor, record, cache, fingerprint, _plugin_specs(plugins)
     )
 
 
@@ -167,12 +176,24 @@ def check(
     *,
     inputs: Optional[Mapping[str, Any]] = None,
     file_name: str = "<workflow>",
+    plugins: Sequence[str] = (),
 ) -> None:
     """Reports syntax and name errors (as OxiidaError) without running
     anything. Only the names of `inputs` matter here; its values may be
-    anything."""
+    anything. `plugins` are started, as for `run`, to ask them their names."""
     names, hint = _scope_and_hint(scope, 1, "oxiida.check")
-    _check(source, names, file_name, inputs, hint)
+    _check(source, names, file_name, inputs, hint, _plugin_specs(plugins))
+
+
+def _plugin_specs(plugins: Sequence[str]) -> List[str]:
+    """`plugins=` as a list of str; a lone str is one plugin."""
+    if isinstance(plugins, str):
+        return [plugins]
+    specs = list(plugins)
+    for spec in specs:
+        if not isinstance(spec, str):
+            raise TypeError(f"plugins must be str such as 'exec:node=tools.js', not {type(spec).__name__}")
+    return specs
 
 
 def submit(

@@ -4,7 +4,7 @@ its end is handed to the loop with `call_soon_threadsafe`, and cancelling
 the awaiting task cancels the workflow."""
 
 import asyncio
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ._oxiida import _start
 
@@ -30,6 +30,7 @@ async def await_workflow(
     record: bool = False,
     cache: bool = False,
     fingerprint: Optional[bytes] = None,
+    plugins: Sequence[str] = (),
 ) -> Dict[str, Any]:
     loop = asyncio.get_running_loop()
     future: "asyncio.Future[Dict[str, Any]]" = loop.create_future()
@@ -41,7 +42,7 @@ async def await_workflow(
             pass
 
     started = _start(
-        source, scope, file_name, max_tasks, max_fanout, loop, done, inputs, hint, executor, record, cache, fingerprint
+        source, scope, file_name, max_tasks, max_fanout, loop, done, inputs, hint, executor, record, cache, fingerprint, list(plugins)
     )
     try:
         return await future

@@ -18,9 +18,15 @@ def _run(
     record: bool = ...,
     cache: bool = ...,
     fingerprint: bytes | None = ...,
+    plugins: list[str] = ...,
 ) -> dict[str, Any]: ...
 def _check(
-    source: str, scope: dict[str, Any], file_name: str, inputs: Iterable[str] | None = ..., hint: str | None = ...
+    source: str,
+    scope: dict[str, Any],
+    file_name: str,
+    inputs: Iterable[str] | None = ...,
+    hint: str | None = ...,
+    plugins: list[str] = ...,
 ) -> None: ...
 
 class Started:
@@ -40,6 +46,7 @@ def _start(
     record: bool = ...,
     cache: bool = ...,
     fingerprint: bytes | None = ...,
+    plugins: list[str] = ...,
 ) -> Started: ...
 def _shutdown() -> None: ...
 
