@@ -495,7 +495,7 @@ fn print_tasks(tasks: &[oxiida_protocol::TaskRow]) {
         count("cached")
     );
     let width = tasks.iter().map(|t| t.key.len()).max().unwrap_or(3).max(3);
-    println!("{:<width$}  {:<9}  {:>8}  {:<6}  WHAT", "KEY", "STATUS", "TOOK", "CACHED");
+    println!("{:<width$}  {:<9}  {:>8}  {:<6}  {:<11}  WHAT", "KEY", "STATUS", "TOOK", "CACHED", "BY");
     for t in tasks {
         let took = if t.status == "replayed" || t.status == "cached" { "-".into() } else { duration(t.ended_ms - t.started_ms) };
         let cached = if t.status == "cached" { "yes" } else { "no" };
@@ -503,7 +503,10 @@ fn print_tasks(tasks: &[oxiida_protocol::TaskRow]) {
         if what.chars().count() > 100 {
             what = what.chars().take(99).collect::<String>() + "…";
         }
-        println!("{:<width$}  {:<9}  {took:>8}  {cached:<6}  {what}", t.key, t.status);
+        if let Some(plugin) = &t.plugin {
+            what.push_str(&format!(" [{plugin}]"));
+        }
+        println!("{:<width$}  {:<9}  {took:>8}  {cached:<6}  {:<11}  {what}", t.key, t.status, t.worker);
         if let Some(error) = &t.error {
             println!("{:<width$}  error: {}", "", error.lines().next().unwrap_or(""));
         }

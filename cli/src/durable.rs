@@ -115,6 +115,7 @@ impl Recording {
         let sink = Arc::new(Direct { store: self.store.clone(), id: self.id });
         Recorder::new(sink, Default::default(), cache, code, (!names.is_empty()).then_some(names))
             .with_fingerprints(oxiida_daemon::runner::fingerprints_of(host))
+            .with_providers(oxiida_daemon::runner::providers_of(host))
     }
 
     /// Records the run's end, commits and closes the store.

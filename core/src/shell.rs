@@ -63,10 +63,21 @@ fn result_map(stdout: &[u8], stderr: String, status: std::process::ExitStatus) -
     Value::map(m)
 }
 
+/// Where a task's record learns who ran it: `pid N`, set when the
+/// process starts (an observed run's; `None` otherwise).
+pub(crate) type RanBy<'a> = Option<&'a std::sync::OnceLock<String>>;
+
+fn started(ran_by: RanBy<'_>, child: &Child) {
+    if let (Some(ran_by), Some(pid)) = (ran_by, child.id()) {
+        let _ = ran_by.set(format!("pid {pid}"));
+    }
+}
+
 /// `shell {cmd, [args], stdin}`: runs one program, no shell interpretation.
-pub async fn run(words: &[String], stdin: Option<&str>, context: &Context) -> Result<Value, String> {
+pub async fn run(words: &[String], stdin: Option<&str>, context: &Context, ran_by: RanBy<'_>) -> Result<Value, String> {
     let input = if stdin.is_some() { Stdio::piped() } else { Stdio::null() };
     let mut child = spawn(words, None, input, "", context)?;
+    started(ran_by, &child);
     let mut guard = GroupGuard { pgid: child.id().map(|p| p as i32) };
     let pipe = child.stdin.take();
     let feed = async {
@@ -83,7 +94,7 @@ pub async fn run(words: &[String], stdin: Option<&str>, context: &Context) -> Re
 
 /// `shellpipe { "a" | "b" }`: each unit's stdout feeds the next. The value is
 /// the last unit's stdout and status; stderr gathers every unit's, in order.
-pub async fn pipe(units: &[Vec<String>], context: &Context) -> Result<Value, String> {
+pub async fn pipe(units: &[Vec<String>], context: &Context, ran_by: RanBy<'_>) -> Result<Value, String> {
     let mut children = Vec::with_capacity(units.len());
     let mut guard = GroupGuard { pgid: None };
     let mut input = Stdio::null();
@@ -92,6 +103,7 @@ pub async fn pipe(units: &[Vec<String>], context: &Context) -> Result<Value, Str
         let mut child = spawn(words, guard.pgid, std::mem::replace(&mut input, Stdio::null()), &note, context)?;
         if guard.pgid.is_none() {
             guard.pgid = child.id().map(|p| p as i32);
+            started(ran_by, &child);
         }
         if i + 1 < units.len() {
             let out = child.stdout.take().expect("stdout is piped");

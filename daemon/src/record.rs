@@ -46,9 +46,12 @@ pub struct TaskRecord {
     pub identity: Option<String>,
     pub started_ms: i64,
     pub ended_ms: i64,
-    /// Who ran it: `pid <runner's pid>`.
+    /// Who ran it: `pid N` of a shell task's own process, else of the
+    /// process that ran the workflow (the runner, or `oxiida run`).
     pub worker: String,
-    /// The plugins of the workflow, `name (file hash)`, for a call.
+    /// For a call: the plugin that served it (`name version, sha256 <first
+    /// 12 hex digits of its file>`) when the host can say, else the
+    /// workflow's plugins, `name (file hash)`.
     pub plugin: Option<String>,
     /// The keys of the tasks whose outputs flowed into the arguments
     /// ([`Task::inputs`]): the provenance graph's edges.
@@ -97,7 +100,13 @@ pub struct Recorder {
     fingerprints: Option<Fingerprints>,
     /// The SHA-256 of each plugin library file, read once.
     libraries: parking_lot::Mutex<HashMap<std::path::PathBuf, String>>,
+    /// Which plugin serves a call, when the host can say.
+    providers: Option<Providers>,
 }
+
+/// Which plugin serves a function: its name, version and file
+/// ([`oxiida_host::PluginHost::provider`]).
+pub type Providers = Arc<dyn Fn(&ForeignName) -> Option<(String, String, std::path::PathBuf)> + Send + Sync>;
 
 /// What a plugin says identifies one function's code: its plugin's name
 /// and library file, and the plugin's fingerprint of the function; `None`
@@ -123,7 +132,35 @@ impl Recorder {
             calls,
             fingerprints: None,
             libraries: Default::default(),
+            providers: None,
         }
+    }
+
+    /// The same recorder, naming in each call's record the plugin that
+    /// served it, with its version and its file's SHA-256.
+    pub fn with_providers(mut self, providers: Providers) -> Self {
+        self.providers = Some(providers);
+        self
+    }
+
+    fn library_hash(&self, library: &std::path::Path) -> String {
+        self.libraries
+            .lock()
+            .entry(library.to_owned())
+            .or_insert_with(|| std::fs::read(library).map(|b| hex(&Sha256::digest(&b))).unwrap_or_default())
+            .clone()
+    }
+
+    /// The plugin a call's record names: the one that served it when the
+    /// host says (`name version, sha256 <first 12 hex digits of its file>`),
+    /// else the workflow's plugins.
+    fn plugin_of(&self, what: &TaskWhat<'_>) -> Option<String> {
+        let TaskWhat::Call { function, .. } = what else { return None };
+        if let Some((name, version, file)) = self.providers.as_ref().and_then(|p| p(function)) {
+            let hash = self.library_hash(&file);
+            return Some(format!("{name} {version}, sha256 {}", &hash[..hash.len().min(12)]));
+        }
+        self.plugins.clone()
     }
 
     /// The same recorder, identifying each call by its function's own
@@ -140,12 +177,7 @@ impl Recorder {
         let Some((plugin, library, print)) = self.fingerprints.as_ref().and_then(|f| f(function)) else {
             return self.calls.clone();
         };
-        let library = self
-            .libraries
-            .lock()
-            .entry(library.clone())
-            .or_insert_with(|| std::fs::read(&library).map(|b| hex(&Sha256::digest(&b))).unwrap_or_default())
-            .clone();
+        let library = self.library_hash(&library);
         let mut h = Sha256::new();
         for part in [&b"function"[..], plugin.as_bytes(), library.as_bytes(), &print] {
             h.update((part.len() as u64).to_le_bytes());
@@ -340,8 +372,8 @@ impl TaskObserver for Recorder {
             identity,
             started_ms: ms(started),
             ended_ms: ms(ended),
-            worker: self.worker.clone(),
-            plugin: matches!(task.what, TaskWhat::Call { .. }).then(|| self.plugins.clone()).flatten(),
+            worker: task.ran_by.get().cloned().unwrap_or_else(|| self.worker.clone()),
+            plugin: self.plugin_of(&task.what),
             inputs: task.inputs.iter().map(|k| k.to_string()).collect(),
         });
     }

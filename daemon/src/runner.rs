@@ -420,7 +420,7 @@ fn workflow(
         }
         None => sessions(&defaults, &submit, reporter).map(|h| {
             let h = Arc::new(h);
-            fingerprints = Some(fingerprints_of(&h));
+            fingerprints = Some((fingerprints_of(&h), providers_of(&h)));
             h as Arc<dyn Host>
         }),
     };
@@ -455,8 +455,8 @@ fn workflow(
     let (code, plugins) = crate::record::fingerprint(&specs, &extra);
     let sink = Arc::new(Records { reporter: shared_reporter.clone(), pending, seq: Default::default() });
     let mut recorder = crate::record::Recorder::new(sink, replay, submit.cache, code, (!plugins.is_empty()).then_some(plugins));
-    if let Some(fingerprints) = fingerprints {
-        recorder = recorder.with_fingerprints(fingerprints);
+    if let Some((fingerprints, providers)) = fingerprints {
+        recorder = recorder.with_fingerprints(fingerprints).with_providers(providers);
     }
     let result =
         runtime.block_on(oxiida::execute_observed(&program, inputs, &*host, &Sink(reporter), limits, &context, interrupt, Some(&recorder)));
@@ -524,6 +524,13 @@ fn sessions(defaults: &[PluginSpec], submit: &Submit, reporter: &Reporter) -> Re
 pub fn fingerprints_of(host: &Arc<PluginHost>) -> crate::record::Fingerprints {
     let host = Arc::downgrade(host);
     Arc::new(move |name| host.upgrade()?.fingerprint(name))
+}
+
+/// Which plugin serves each call, for its record (held weakly, as
+/// [`fingerprints_of`]).
+pub fn providers_of(host: &Arc<PluginHost>) -> crate::record::Providers {
+    let host = Arc::downgrade(host);
+    Arc::new(move |name| host.upgrade()?.provider(name))
 }
 
 fn not_run(source: &Source, diagnostics: &[Diagnostic]) -> Report {

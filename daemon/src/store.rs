@@ -811,7 +811,7 @@ pub fn fill(path: &Path, count: u64, span_ms: i64) -> Result<(), StoreError> {
 
 fn tasks(db: &Connection, id: u64) -> rusqlite::Result<Vec<TaskRow>> {
     let mut stmt = db.prepare_cached(
-        "SELECT key, kind, what, status, started_ms, ended_ms, error, inputs FROM tasks WHERE workflow = ?1 ORDER BY ended_ms, rowid",
+        "SELECT key, kind, what, status, started_ms, ended_ms, error, inputs, worker, plugin FROM tasks WHERE workflow = ?1 ORDER BY ended_ms, rowid",
     )?;
     let rows = stmt.query_map(params![id as i64], |r| {
         Ok(TaskRow {
@@ -823,6 +823,8 @@ fn tasks(db: &Connection, id: u64) -> rusqlite::Result<Vec<TaskRow>> {
             ended_ms: r.get(5)?,
             error: r.get(6)?,
             inputs: r.get::<_, Option<String>>(7)?.map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default(),
+            worker: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+            plugin: r.get(9)?,
         })
     })?;
     rows.collect()

@@ -365,6 +365,22 @@ impl PluginHost {
         Some((session.name.clone(), session.plugin.path.clone(), found?))
     }
 
+    /// Which plugin serves `name` (resolved already), as task records name
+    /// it: its name, its version and its file. A library plugin's version is
+    /// the ABI version it was built for (the record adds its file's hash); a
+    /// process plugin's is the version it says in its hello. `None` when
+    /// the name was not resolved.
+    pub fn provider(&self, name: &ForeignName) -> Option<(String, String, std::path::PathBuf)> {
+        let index = self.providers.lock().get(name).copied()?;
+        let session = &self.sessions[index];
+        let version = match &session.raw {
+            Backend::Library(_) => format!("abi {}", session.plugin.abi_version),
+            Backend::Process(p) if p.hello().version.is_empty() => "process".to_owned(),
+            Backend::Process(p) => format!("{} (process)", p.hello().version),
+        };
+        Some((session.name.clone(), version, session.plugin.path.clone()))
+    }
+
     fn ask(&self, index: usize, dotted: &str) -> Result<(), String> {
         let s = &self.sessions[index];
         s.resolve(dotted).map_err(|reason| if reason.is_empty() { format!("plugin `{}` does not provide it", s.name) } else { reason })

@@ -229,6 +229,13 @@ pub struct TaskRow {
     /// The keys of the tasks whose outputs flowed into this one's arguments.
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// Who ran it: `pid N` of a shell task's own process, else of the
+    /// process that ran the workflow.
+    #[serde(default)]
+    pub worker: String,
+    /// For a call: the plugin that served it, `name version, sha256 <file>`.
+    #[serde(default)]
+    pub plugin: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -346,3 +346,27 @@ fn the_diamonds_graph_has_exactly_the_expected_edges() {
         assert!(!svg.status.success() && text(&svg.stderr).contains("install Graphviz"), "{}", text(&svg.stderr));
     }
 }
+
+/// A record says who ran each task: a shell task's own process, and for a
+/// call the plugin that served it, with its version and its file's hash.
+#[test]
+fn records_name_the_shell_tasks_pid_and_the_plugin_that_served_a_call() {
+    let d = Daemon::foreground("ran-by", &[]);
+    let plugin = crate::support::example_plugin().display().to_string();
+    d.write("wf.ox", "require add;\nr = shell {\"sh\", [\"-c\", \"echo $$\"]};\nprint r.stdout;\nprint add(40, 2);\n");
+    let out = d.run(&["submit", "--wait", "--plugin", &plugin, "wf.ox"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let shell_pid = stdout.lines().next().unwrap().trim().to_owned();
+    let shown = text(&d.run(&["workflow", "show", "1"]).stdout);
+    let row = |kind: &str| shown.lines().find(|l| l.contains(kind)).unwrap_or_else(|| panic!("no {kind} row: {shown}")).to_owned();
+    assert!(row("shell sh").contains(&format!("pid {shell_pid} ")), "{shown}");
+    let call = row("call add");
+    assert!(!call.contains(&format!("pid {shell_pid} ")), "{shown}");
+    let hash = {
+        use sha2::Digest;
+        let bytes = std::fs::read(crate::support::example_plugin()).unwrap();
+        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert!(call.contains(&format!("[example abi 4, sha256 {}]", &hash[..12])), "{shown}");
+}

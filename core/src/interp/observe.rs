@@ -52,6 +52,9 @@ pub struct Task<'a> {
     /// joins (and conservatively through any task-free statement, which
     /// counts every variable it reads for every one it assigns).
     pub inputs: Vec<std::sync::Arc<str>>,
+    /// Who ran it, when the interpreter knows: `pid N` of a shell task's
+    /// process (a `shellpipe`'s first process). Set as it starts.
+    pub ran_by: std::sync::OnceLock<String>,
 }
 
 /// A result given instead of running a task.

@@ -200,36 +200,40 @@ impl Interpreter<'_> {
             let exprs: Vec<&Expr> = std::iter::once(cmd).chain(args).chain(stdin).collect();
             let inputs = o.derive(mark, &exprs);
             let what = TaskWhat::Shell { argv: words, stdin: input };
-            let task = Task { key: observe::key(span, &o.path), span, what, context: self.context, inputs };
+            let task = Task { key: observe::key(span, &o.path), span, what, context: self.context, inputs, ran_by: Default::default() };
             let result = self
                 .observed(observer, &task, || async {
                     let TaskWhat::Shell { argv, stdin } = &task.what else { unreachable!("made just above") };
                     let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
-                    (SystemTime::now(), shell::run(argv, stdin.as_deref(), self.context).await.map_err(|m| error(span, m)))
+                    (
+                        SystemTime::now(),
+                        shell::run(argv, stdin.as_deref(), self.context, Some(&task.ran_by)).await.map_err(|m| error(span, m)),
+                    )
                 })
                 .await;
             o.acc.push(task.key.into());
             return result;
         }
         let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
-        shell::run(&words, input.as_deref(), self.context).await.map_err(|m| error(span, m))
+        shell::run(&words, input.as_deref(), self.context, None).await.map_err(|m| error(span, m))
     }
 
     pub(super) async fn shell_pipe(&self, units: &[Vec<String>], span: Span, f: &mut Frame) -> Fallible<Value> {
         if let (Some(observer), Some(o)) = (self.observer, f.obs.as_deref_mut()) {
             let key = observe::key(span, &o.path);
-            let task = Task { key, span, what: TaskWhat::Pipe { units }, context: self.context, inputs: Vec::new() };
+            let task =
+                Task { key, span, what: TaskWhat::Pipe { units }, context: self.context, inputs: Vec::new(), ran_by: Default::default() };
             let result = self
                 .observed(observer, &task, || async {
                     let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
-                    (SystemTime::now(), shell::pipe(units, self.context).await.map_err(|m| error(span, m)))
+                    (SystemTime::now(), shell::pipe(units, self.context, Some(&task.ran_by)).await.map_err(|m| error(span, m)))
                 })
                 .await;
             o.acc.push(task.key.into());
             return result;
         }
         let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
-        shell::pipe(units, self.context).await.map_err(|m| error(span, m))
+        shell::pipe(units, self.context, None).await.map_err(|m| error(span, m))
     }
 
     /// A task with an observer: asked first, then run (`run` gives when it
@@ -278,7 +282,7 @@ impl Interpreter<'_> {
             let foreign = &self.program.foreign[function];
             let what = TaskWhat::Call { function: &foreign.name, args: args.clone(), keywords: keywords.clone(), mode };
             let inputs = std::mem::take(&mut o.inputs);
-            let task = Task { key: observe::key(span, &o.path), span, what, context: self.context, inputs };
+            let task = Task { key: observe::key(span, &o.path), span, what, context: self.context, inputs, ran_by: Default::default() };
             let result = self
                 .observed(observer, &task, || async {
                     let mut started = SystemTime::now();
