@@ -4,6 +4,7 @@
 //! [`oxiida::foreign::Host`] that sends a workflow's calls to them.
 
 pub use oxiida::codec;
+mod beside;
 mod host;
 mod loader;
 pub mod outbound;
@@ -12,6 +13,7 @@ pub mod process;
 pub mod registry;
 pub mod routines;
 
+pub use beside::Beside;
 pub use host::{Canceller, PluginHost, SessionError};
 pub use loader::{in_process, load, locate, search_dirs, Kind, LoadError, LoadedPlugin, EXEC};
 pub use plugin::{CallFailure, PluginRef, PluginSession};

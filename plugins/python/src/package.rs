@@ -60,7 +60,7 @@ pub struct PyHost {
     calls: calls::Calls,
     /// `plugins=`: process plugins and others beside the Python scope
     /// (see `package/plugins.rs`).
-    plugins: Option<plugins::Plugins>,
+    plugins: Option<oxiida_host::Beside>,
 }
 
 impl PyHost {
@@ -69,13 +69,13 @@ impl PyHost {
         PyHost { calls: calls::Calls::new(functions.clone(), PYTHON_MAX_TASKS), functions, plugins: None }
     }
 
-    fn with_plugins(mut self, plugins: Option<plugins::Plugins>) -> PyHost {
+    fn with_plugins(mut self, plugins: Option<oxiida_host::Beside>) -> PyHost {
         self.plugins = plugins;
         self
     }
 
     /// The plugin that serves `name`, if one does (not the Python scope).
-    fn plugin_for(&self, name: &ForeignName) -> Option<&plugins::Plugins> {
+    fn plugin_for(&self, name: &ForeignName) -> Option<&oxiida_host::Beside> {
         self.plugins.as_ref().filter(|p| p.serves(name))
     }
 
@@ -83,7 +83,7 @@ impl PyHost {
     fn close(&self) {
         self.calls.close();
         if let Some(plugins) = &self.plugins {
-            plugins.cancel();
+            plugins.host().canceller().cancel();
         }
     }
 }
@@ -107,7 +107,7 @@ fn foreign_error(e: CallError) -> ForeignError {
 impl Host for PyHost {
     fn resolve(&self, name: &ForeignName) -> Result<(), String> {
         if let Some(plugins) = &self.plugins {
-            if let Some(found) = plugins.resolve(name, || self.functions.resolve(&name.dotted())) {
+            if let Some(found) = plugins.resolve(name, "python", || self.functions.resolve(&name.dotted())) {
                 return found;
             }
         } else if let Some(from) = name.from.as_deref().filter(|&f| f != "python") {
@@ -120,7 +120,7 @@ impl Host for PyHost {
     /// that does not expect a keyword raises its own `TypeError` when called.
     fn keywords(&self, name: &ForeignName) -> Result<(), String> {
         if let Some(plugins) = self.plugin_for(name) {
-            return plugins.keywords(name);
+            return plugins.host().keywords(name);
         }
         Ok(())
     }
@@ -129,7 +129,7 @@ impl Host for PyHost {
     /// workflow's threads, no thread of its own.
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
         if let Some(plugins) = self.plugin_for(name) {
-            return plugins.call(name, args, keywords, mode);
+            return plugins.host().call(name, args, keywords, mode);
         }
         let queued = match mode {
             CallMode::Thread => self.calls.plain(name.dotted(), args, keywords),
@@ -162,7 +162,7 @@ impl Host for PyHost {
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
         if let Some(plugins) = self.plugin_for(name) {
-            return plugins.call_here(name, args, keywords, mode);
+            return plugins.host().call_here(name, args, keywords, mode);
         }
         Some(self.functions.call(&name.dotted(), args, keywords, mode == CallMode::Process).map_err(foreign_error))
     }
@@ -200,7 +200,7 @@ fn prepare(
         functions = functions.with_loop(event_loop);
     }
     // Started with the GIL released: a process plugin's hello is awaited.
-    let plugins = py.detach(|| plugins::Plugins::open(plugin_specs)).map_err(OxiidaError::new_err)?;
+    let plugins = py.detach(|| oxiida_host::Beside::open(plugin_specs)).map_err(OxiidaError::new_err)?;
     let host = Arc::new(PyHost::new(functions).with_plugins(plugins));
     let program =
         oxiida::compile_with_inputs(source, &*host, inputs).map_err(|errors| OxiidaError::new_err(source.render(&errors, false)))?;

@@ -31,7 +31,7 @@ struct EnvHost<'a> {
     /// Set when `print` failed: no more calls into Lua then.
     stopped: &'a Mutex<Option<String>>,
     /// The `plugins` option: other plugins beside the environment.
-    plugins: Option<plugins::Plugins>,
+    plugins: Option<oxiida_host::Beside>,
 }
 
 struct Env {
@@ -80,7 +80,7 @@ fn wrong_thread() -> ForeignError {
 
 impl EnvHost<'_> {
     /// The plugin that serves `name`, if one does (not the environment).
-    fn plugin_for(&self, name: &ForeignName) -> Option<&plugins::Plugins> {
+    fn plugin_for(&self, name: &ForeignName) -> Option<&oxiida_host::Beside> {
         self.plugins.as_ref().filter(|p| p.serves(name))
     }
 
@@ -214,7 +214,7 @@ fn to_lua_value(lua: &Lua, v: &Value, name: &ForeignName) -> Result<mlua::Value,
 impl Host for EnvHost<'_> {
     fn resolve(&self, name: &ForeignName) -> Result<(), String> {
         if let Some(plugins) = &self.plugins {
-            if let Some(found) = plugins.resolve(name, || self.resolve_lua(name)) {
+            if let Some(found) = plugins.resolve(name, "lua", || self.resolve_lua(name)) {
                 return found;
             }
         } else if let Some(from) = name.from.as_deref().filter(|&f| f != "lua") {
@@ -226,7 +226,7 @@ impl Host for EnvHost<'_> {
     /// Lua functions take keyword arguments as one extra final table.
     fn keywords(&self, name: &ForeignName) -> Result<(), String> {
         if let Some(plugins) = self.plugin_for(name) {
-            return plugins.keywords(name);
+            return plugins.host().keywords(name);
         }
         Ok(())
     }
@@ -235,7 +235,7 @@ impl Host for EnvHost<'_> {
     /// it, on this same thread, so there is nothing to gain by deferring.
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
         if let Some(plugins) = self.plugin_for(name) {
-            return plugins.call(name, args, keywords, mode);
+            return plugins.host().call(name, args, keywords, mode);
         }
         let result = self.call_now(name, &args, &keywords, mode);
         Box::pin(async move { result })
@@ -249,7 +249,7 @@ impl Host for EnvHost<'_> {
         mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
         if let Some(plugins) = self.plugin_for(name) {
-            return plugins.call_here(name, args, keywords, mode);
+            return plugins.host().call_here(name, args, keywords, mode);
         }
         Some(self.call_now(name, args, keywords, mode))
     }
@@ -381,7 +381,7 @@ fn run(lua: &Lua, (source, env, file_name, plugin_specs): Arguments) -> mlua::Re
     // Not "oxiida.run": that is the chunk name of `run` itself in tracebacks.
     let source = Source::new(file_name.unwrap_or_else(|| "<workflow>".into()), source);
     let failed = Mutex::new(None);
-    let plugins = plugins::Plugins::open(&plugin_specs).map_err(mlua::Error::runtime)?;
+    let plugins = oxiida_host::Beside::open(&plugin_specs).map_err(|e| mlua::Error::runtime(format!("oxiida.run: {e}")))?;
     let host = EnvHost {
         plugins,
         env: OnThread::new(Env { lua: lua.clone(), env: env.unwrap_or_else(|| lua.globals()), functions: RefCell::new(HashMap::new()) }),
