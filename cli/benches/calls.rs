@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+
 const CALLS: u64 = 200_000;
 const RUNS: usize = 3;
 /// Iterations of `spin`'s loop: about half a second of Lua (release build).
@@ -34,20 +36,10 @@ fn best(runs: usize, mut make: impl FnMut() -> Command) -> Duration {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = support::root();
     let dir = std::env::temp_dir().join(format!("oxiida-bench-calls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let lib = dir.join("liboxiida_example.so");
-    let built = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-shared", "-fPIC", "-O2", "-D_POSIX_C_SOURCE=200809L", "-I"])
-        .arg(root.join("include"))
-        .arg(root.join("plugins/c/example.c"))
-        .arg("-o")
-        .arg(&lib)
-        .arg("-lpthread")
-        .status()
-        .expect("cc runs");
-    assert!(built.success());
+    let lib = support::example_plugin(&dir);
     let with = dir.join("calls.ox");
     let without = dir.join("loop.ox");
     std::fs::write(&with, format!("require add;\ni = 0;\nwhile (i < {CALLS}) {{ x = add(i, 1); i = i + 1; }}\n")).unwrap();
@@ -146,7 +138,7 @@ fn lua() {
 /// Builds a workspace crate's library in release, in a target folder of its
 /// own (so this cargo never waits on the bench's), and returns its path.
 fn nested_release(package: &str, library: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = support::root();
     let target = root.join("target/nested");
     let built = Command::new(env!("CARGO"))
         .args(["build", "--quiet", "--release", "-p", package, "--target-dir"])

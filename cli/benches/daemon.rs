@@ -8,12 +8,15 @@
 //! in benches/README.md).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oxiida_protocol::client::Client;
 use oxiida_protocol::Paths;
 use oxiida_protocol::{Reply, Request, Submit};
+
+mod support;
+use support::Daemon;
 
 const LATENCY_RUNS: usize = 100;
 const CLIENTS: usize = 8;
@@ -66,16 +69,6 @@ fn ms(d: Duration) -> f64 {
 fn spread(mut all: Vec<Duration>) -> (f64, f64, f64) {
     all.sort();
     (ms(all[all.len() / 2]), ms(all[all.len() * 9 / 10]), ms(all[all.len() * 99 / 100]))
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling the daemon this bench started; then reaping it.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
 }
 
 fn main() {

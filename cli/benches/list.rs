@@ -6,8 +6,11 @@
 //! nothing (targets live in benches/README.md).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+use support::Daemon;
 
 const RECORDS: u64 = 1_000_000;
 const RUNS: usize = 30;
@@ -32,16 +35,6 @@ fn time(dir: &Path, args: &[&str]) -> (f64, f64) {
         .collect();
     all.sort();
     (all[RUNS / 2].as_secs_f64() * 1e3, all[RUNS - 1].as_secs_f64() * 1e3)
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling the daemon this bench started; then reaping it.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
 }
 
 fn main() {

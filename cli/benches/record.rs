@@ -11,6 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+
 const TASKS: u64 = 10_000;
 const SHELLS: u64 = 2_000;
 const RUNS: usize = 5;
@@ -47,21 +49,10 @@ fn report(what: &str, n: u64, plain: Duration, recorded: Duration, fixed: Durati
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = std::env::temp_dir().join(format!("oxiida-bench-record-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let lib = dir.join("liboxiida_example.so");
-    let built = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-shared", "-fPIC", "-O2", "-D_POSIX_C_SOURCE=200809L", "-I"])
-        .arg(root.join("include"))
-        .arg(root.join("plugins/c/example.c"))
-        .arg("-o")
-        .arg(&lib)
-        .arg("-lpthread")
-        .status()
-        .expect("cc runs");
-    assert!(built.success());
+    let lib = support::example_plugin(&dir);
     let calls = dir.join("calls.ox");
     std::fs::write(&calls, format!("require add;\ni = 0;\nwhile (i < {TASKS}) {{ i = add(i, 1); }}\nprint i;\n")).unwrap();
     let shells = dir.join("shells.ox");
