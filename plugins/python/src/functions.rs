@@ -390,7 +390,7 @@ impl Functions {
     /// `f(*args, **keywords)`), here or (`process`) in a worker process. An
     /// unexpected keyword is the function's own `TypeError`, raised as any
     /// exception is.
-    pub fn call<K: AsRef<str>, V: Crossing + crate::pool::plain::Plain>(
+    pub fn call<K: AsRef<str>, V: crate::pool::plain::Plain>(
         &self,
         dotted: &str,
         args: &[V],
@@ -468,7 +468,7 @@ impl Functions {
 
     /// `=f=`: pickle here, run in a worker process, unpickle here. The GIL
     /// is released while the worker runs.
-    fn call_in_worker<'py, V: Crossing + crate::pool::plain::Plain>(
+    fn call_in_worker<'py, V: crate::pool::plain::Plain>(
         &self,
         py: Python<'py>,
         dotted: &str,
@@ -489,7 +489,7 @@ impl Functions {
     /// the batch it had not answered. `calls` are (name, arguments, keyword
     /// arguments).
     #[cfg(feature = "package")]
-    pub fn call_batch<K: AsRef<str>, V: Crossing + crate::pool::plain::Plain>(
+    pub fn call_batch<K: AsRef<str>, V: crate::pool::plain::Plain>(
         &self,
         calls: &[BatchCall<'_, K, V>],
     ) -> Vec<Result<V, CallError>> {
@@ -598,7 +598,7 @@ impl Functions {
     /// What a worker answered, as the result or the error of the call. A
     /// result of plain values is read from its pickle directly; any other
     /// is unpickled and converted as a plain call's result is.
-    fn answer_from_worker<V: Crossing + crate::pool::plain::Plain>(
+    fn answer_from_worker<V: crate::pool::plain::Plain>(
         &self,
         py: Python<'_>,
         dotted: &str,

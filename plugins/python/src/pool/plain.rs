@@ -13,63 +13,28 @@
 use std::sync::Arc;
 
 /// The values a plain pickle is read into: the runtime's (the package) or
-/// the ABI's (the CLI plugin). Strings arrive shared: a dict key met again
-/// is the same `Arc`.
-pub trait Plain: Sized + Clone {
-    fn nil() -> Self;
-    fn bool(b: bool) -> Self;
-    fn int(i: i64) -> Self;
-    fn float(x: f64) -> Self;
-    fn str(s: Arc<str>) -> Self;
-    fn array(items: Vec<Self>) -> Self;
-    fn map(entries: Vec<(Arc<str>, Self)>) -> Self;
+/// the ABI's (the CLI plugin), made as [`Crossing`] makes them, except that
+/// strings arrive shared: a dict key met again is the same `Arc`.
+pub trait Plain: crate::convert::Crossing + Clone {
+    fn shared_str(s: Arc<str>) -> Self;
+    fn shared_map(entries: Vec<(Arc<str>, Self)>) -> Self;
 }
 
 impl Plain for oxiida_abi::Value {
-    fn nil() -> Self {
-        Self::Nil
-    }
-    fn bool(b: bool) -> Self {
-        Self::Bool(b)
-    }
-    fn int(i: i64) -> Self {
-        Self::Int(i)
-    }
-    fn float(x: f64) -> Self {
-        Self::Float(x)
-    }
-    fn str(s: Arc<str>) -> Self {
+    fn shared_str(s: Arc<str>) -> Self {
         Self::Str(s.to_string())
     }
-    fn array(items: Vec<Self>) -> Self {
-        Self::Array(items)
-    }
-    fn map(entries: Vec<(Arc<str>, Self)>) -> Self {
+    fn shared_map(entries: Vec<(Arc<str>, Self)>) -> Self {
         Self::Map(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
     }
 }
 
 #[cfg(feature = "package")]
 impl Plain for oxiida::value::Value {
-    fn nil() -> Self {
-        Self::Nil
-    }
-    fn bool(b: bool) -> Self {
-        Self::Bool(b)
-    }
-    fn int(i: i64) -> Self {
-        Self::Int(i)
-    }
-    fn float(x: f64) -> Self {
-        Self::Float(x)
-    }
-    fn str(s: Arc<str>) -> Self {
+    fn shared_str(s: Arc<str>) -> Self {
         Self::Str(s)
     }
-    fn array(items: Vec<Self>) -> Self {
-        Self::array(items)
-    }
-    fn map(entries: Vec<(Arc<str>, Self)>) -> Self {
+    fn shared_map(entries: Vec<(Arc<str>, Self)>) -> Self {
         Self::map(entries.into_iter().collect())
     }
 }
@@ -116,9 +81,9 @@ impl<'a> Reader<'a> {
 fn finish<V: Plain>(item: Item<V>) -> Option<(V, u32)> {
     match item {
         Item::Value(v, h) => Some((v, h)),
-        Item::Str(s) => Some((V::str(s), 0)),
+        Item::Str(s) => Some((V::shared_str(s), 0)),
         Item::List(items, h) => Some((V::array(items), h)),
-        Item::Dict(entries, h) => Some((V::map(entries), h)),
+        Item::Dict(entries, h) => Some((V::shared_map(entries), h)),
         Item::Mark => None,
     }
 }
