@@ -102,6 +102,39 @@ pub unsafe fn resolve<S>(
     }
 }
 
+/// `fingerprint`: `print` gives the function's fingerprint, copied into the
+/// host's `out` when it fits in `cap` bytes; the answer is its length, or 0
+/// (none: no session, no such function, a panic, or one too long).
+///
+/// # Safety
+/// The arguments are those the host passes to `fingerprint`; `session` came from [`session_new`] with `S`.
+pub unsafe fn fingerprint<S>(
+    session: *mut c_void,
+    name: *const c_char,
+    len: usize,
+    out: *mut u8,
+    cap: usize,
+    print: impl FnOnce(&S, &str) -> Option<Vec<u8>>,
+) -> usize {
+    if session.is_null() || out.is_null() {
+        return 0;
+    }
+    // SAFETY: the session is a live S from `session_new` (never asked during
+    // or after `session_free`); name/len a valid pair.
+    let (session, name) = unsafe { (&*session.cast::<S>(), text(name, len)) };
+    if name.is_empty() {
+        return 0;
+    }
+    match guard(|| print(session, name), |_| None) {
+        Some(bytes) if bytes.len() <= cap => {
+            // SAFETY: `out` is the host's buffer of `cap` bytes, and `bytes.len() <= cap`.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len()) };
+            bytes.len()
+        }
+        _ => 0,
+    }
+}
+
 /// `call` for a plugin that takes no keyword arguments (it does not declare
 /// `CAP_KEYWORDS`): decodes the arguments, runs `run(session, name, args,
 /// in_process_mode)` and writes its value or failure into `reply`. Keyword

@@ -59,22 +59,8 @@ unsafe extern "C" fn session_cancel(session: *mut c_void) {
 }
 
 unsafe extern "C" fn fingerprint(session: *mut c_void, name: *const c_char, len: usize, out: *mut u8, cap: usize) -> usize {
-    if session.is_null() || name.is_null() || out.is_null() {
-        return 0;
-    }
-    // SAFETY: a live session made by `session_new` above (never asked during
-    // or after `session_free`), and a name valid for `len` bytes.
-    let (session, name) = unsafe { (&*session.cast::<Session>(), std::slice::from_raw_parts(name.cast::<u8>(), len)) };
-    let Ok(name) = std::str::from_utf8(name) else { return 0 };
-    match abi::guard(|| session.fingerprint(name), |_| None) {
-        Some(bytes) if bytes.len() <= cap => {
-            // SAFETY: `out` is the host's buffer of `cap` bytes, and
-            // `bytes.len() <= cap`.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len()) };
-            bytes.len()
-        }
-        _ => 0,
-    }
+    // SAFETY: the host's arguments, and `session` made by `session_new` with `Session`.
+    unsafe { abi::serve::fingerprint(session, name, len, out, cap, |s: &Session, name| s.fingerprint(name)) }
 }
 
 /// CAP_PROCESS_MODE: `=f=` calls are isolated on a fresh Lua state rather

@@ -489,10 +489,7 @@ impl Functions {
     /// the batch it had not answered. `calls` are (name, arguments, keyword
     /// arguments).
     #[cfg(feature = "package")]
-    pub fn call_batch<K: AsRef<str>, V: crate::pool::plain::Plain>(
-        &self,
-        calls: &[BatchCall<'_, K, V>],
-    ) -> Vec<Result<V, CallError>> {
+    pub fn call_batch<K: AsRef<str>, V: crate::pool::plain::Plain>(&self, calls: &[BatchCall<'_, K, V>]) -> Vec<Result<V, CallError>> {
         let _entered = self.running.enter();
         Python::attach(|py| {
             let mut results: Vec<Option<Result<V, CallError>>> = Vec::with_capacity(calls.len());
