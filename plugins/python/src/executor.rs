@@ -19,16 +19,10 @@ use crate::functions::{describe, CallError, Front, Kind};
 /// and remembers its futures.
 pub struct Executor(Py<PyAny>);
 
-/// `_executor.py`, loaded once per process from the text built in.
+/// `_executor.py`.
 fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static HELPERS: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
-    HELPERS
-        .get_or_try_init(py, || {
-            let code = std::ffi::CString::new(include_str!("../python/oxiida/_executor.py"))
-                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-            PyModule::from_code(py, &code, c"oxiida/_executor.py", c"oxiida_executor").map(Bound::unbind)
-        })
-        .map(|m| m.bind(py))
+    crate::functions::built_in(py, &HELPERS, include_str!("../python/oxiida/_executor.py"), c"oxiida/_executor.py", c"oxiida_executor")
 }
 
 /// Why an executor cannot be used, as the text the front ends show.

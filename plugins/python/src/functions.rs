@@ -696,28 +696,32 @@ enum EventLoop {
     Private(Py<PyAny>),
 }
 
-/// `_loop.py`, loaded once per process from the text built in.
-fn loop_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
-    static HELPERS: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
-    HELPERS
-        .get_or_try_init(py, || {
-            let code = std::ffi::CString::new(include_str!("../python/oxiida/_loop.py"))
-                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-            PyModule::from_code(py, &code, c"oxiida/_loop.py", c"oxiida_loop").map(Bound::unbind)
-        })
-        .map(|m| m.bind(py))
+/// A module of the package's own Python text (`_loop.py`, `fingerprint.py`,
+/// `_executor.py`), built into the library and made once per process in `cell`.
+pub(crate) fn built_in<'py>(
+    py: Python<'py>,
+    cell: &'static pyo3::sync::PyOnceLock<Py<PyModule>>,
+    code: &str,
+    file: &std::ffi::CStr,
+    name: &std::ffi::CStr,
+) -> PyResult<&'py Bound<'py, PyModule>> {
+    cell.get_or_try_init(py, || {
+        let code = std::ffi::CString::new(code).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        PyModule::from_code(py, &code, file, name).map(Bound::unbind)
+    })
+    .map(|m| m.bind(py))
 }
 
-/// The module that fingerprints functions (`fingerprint.py`), made once.
+/// `_loop.py`.
+fn loop_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static HELPERS: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+    built_in(py, &HELPERS, include_str!("../python/oxiida/_loop.py"), c"oxiida/_loop.py", c"oxiida_loop")
+}
+
+/// The module that fingerprints functions (`fingerprint.py`).
 fn fingerprint_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static HELPERS: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
-    HELPERS
-        .get_or_try_init(py, || {
-            let code = std::ffi::CString::new(include_str!("fingerprint.py"))
-                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-            PyModule::from_code(py, &code, c"oxiida/_fingerprint.py", c"oxiida_fingerprint").map(Bound::unbind)
-        })
-        .map(|m| m.bind(py))
+    built_in(py, &HELPERS, include_str!("fingerprint.py"), c"oxiida/_fingerprint.py", c"oxiida_fingerprint")
 }
 
 /// Whether `obj` is a coroutine (what calling an `async def` function returns).
