@@ -289,6 +289,47 @@ fn a_python_process_plugins_errors_and_crashes_are_reported() {
     assert!(text(&out.stderr).contains("process plugin `pytools` exited with status 7 during the call"), "{}", text(&out.stderr));
 }
 
+/// Makes this test process the reaper of its orphaned descendants, so a
+/// plugin whose host died becomes our child: `waitpid` then says how it
+/// ended, whatever init does in this container.
+fn adopt_orphans() {
+    // SAFETY: prctl with plain integer arguments, changing only a flag of
+    // this process.
+    let set = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(set, 0, "PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_plugin_deaf_to_eof_and_sigterm_dies_with_a_sigkilled_host() {
+    adopt_orphans();
+    let dir = workdir("deaf");
+    std::fs::write(dir.join("wf.ox"), "require pid, sleep from deaf;\nprint pid();\nsleep(60);\n").unwrap();
+    let plugin = format!("exec:{}={}", python().display(), root().join("tests/plugins/deaf_process.py").display());
+    let mut host =
+        oxiida(&dir).args(["run", "--plugin", &plugin, "wf.ox"]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(host.stdout.as_mut().unwrap()), &mut line).unwrap();
+    let pid: i32 = line.trim().parse().unwrap_or_else(|_| panic!("a pid, not {line:?}"));
+    assert!(alive(pid));
+    host.kill().unwrap(); // SIGKILL: no Drop, no bye, no SIGTERM
+    host.wait().unwrap();
+    // The plugin, orphaned, is now this process's child: reap it.
+    let started = Instant::now();
+    let status = loop {
+        let mut status = 0;
+        // SAFETY: waitpid on a pid that is (now) our child, into a local int.
+        let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if got == pid {
+            break status;
+        }
+        assert!(got == 0, "waitpid({pid}): {} (not our child: the plugin was not orphaned to us)", std::io::Error::last_os_error());
+        assert!(started.elapsed() < Duration::from_secs(2), "the plugin {pid} outlived its SIGKILLed host by 2 s");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL, "killed by SIGKILL, not {status:#x}");
+    assert!(!alive(pid));
+}
+
 #[test]
 fn plugin_add_list_remove_keep_a_registry_that_plugin_names_find() {
     let dir = workdir("registry");

@@ -12,8 +12,10 @@ mod plugin;
 pub mod process;
 pub mod registry;
 pub mod routines;
+mod spawn;
 
 pub use beside::Beside;
 pub use host::{Canceller, PluginHost, SessionError};
 pub use loader::{in_process, load, locate, search_dirs, Kind, LoadError, LoadedPlugin, EXEC};
 pub use plugin::{CallFailure, PluginRef, PluginSession};
+pub use spawn::spawn_tied;

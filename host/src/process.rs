@@ -11,6 +11,8 @@
 //! fails with the plugin's exit status. Dropping the session says `bye`,
 //! then escalates to SIGTERM and SIGKILL (to the plugin's process group)
 //! after a grace period each, and reaps the process: no zombie is left.
+//! A host that dies without dropping its sessions (SIGKILL) takes its
+//! plugins with it (`crate::spawn`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -595,7 +597,10 @@ impl Session {
             // A group of its own: Ctrl-C reaches the host, which cancels
             // calls in order, and SIGTERM/SIGKILL reach what the plugin started.
             .process_group(0);
-        let mut child = command.spawn().map_err(|e| format!("cannot start process plugin `{}`: {e}", program.command.display()))?;
+        // Tied to the host: SIGKILLed when it dies, even if the plugin
+        // ignores its input closing and SIGTERM.
+        let mut child =
+            crate::spawn::spawn_tied(command).map_err(|e| format!("cannot start process plugin `{}`: {e}", program.command.display()))?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
