@@ -246,8 +246,34 @@ fn bad_specs_and_names_are_clear_errors() {
     let out = run("missing", &node_example(), "require nothing from tools;\n");
     assert_eq!(out.status.code(), Some(65));
     assert!(text(&out.stderr).contains("does not provide it (it provides: fib, fetch, stats)"), "{}", text(&out.stderr));
-    let out = run("isolated", &node_example(), "require fib;\nprint =fib=(3);\n");
+    // The Python test plugin says `isolated: false` in its hello.
+    let out = run("isolated", &python_plugin(), "require pid;\nprint =pid=();\n");
     assert!(text(&out.stderr).contains("cannot run calls in a worker process"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn isolated_calls_run_in_a_worker_thread_of_the_node_plugin() {
+    let out =
+        run("node-isolated", &node_testing(), "require where, echo;\nprint where();\nprint =where=();\nprint =echo=([1, {\"k\": 2.5}]);\n");
+    assert_eq!(text(&out.stdout), "main\nworker\n[1, {\"k\": 2.5}]\n", "{}", text(&out.stderr));
+    assert!(out.status.success());
+}
+
+#[test]
+fn a_crash_in_an_isolated_node_call_fails_that_call_not_the_plugin() {
+    // The crash fails the workflow, whose error names the worker, not the
+    // plugin's process: that lives on and says bye (exit status 0 is not
+    // shown; a dead plugin would be "exited with status 3").
+    let out = run("node-isolated-crash", &node_testing(), "require exit_now;\nx = =exit_now=(3);\n");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the isolated call's worker exited with code 3"), "{err}");
+    assert!(!err.contains("process plugin `testing` exited"), "{err}");
+    // A runaway isolated call is ended by the failing sibling's cancel
+    // (plugins/node/test/kit.test.js shows the worker is terminated).
+    let out = run("node-isolated-spin", &node_testing(), "require spin, fail;\npara { a = =spin=(); b = fail(\"no\"); }\n");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("TypeError: no"), "{}", text(&out.stderr));
 }
 
 /// A Python with `msgpack`: `OXIIDA_TEST_PYTHON`, else the test venv

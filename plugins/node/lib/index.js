@@ -12,6 +12,7 @@
 // prefixed with the plugin's name.
 
 const path = require('node:path');
+const threads = require('node:worker_threads');
 const { Encoder, Decoder, ExtensionCodec } = require('@msgpack/msgpack');
 
 /** The protocol version this kit speaks: [major, minor]. */
@@ -26,6 +27,8 @@ const kept = new Map();
 let nextId = 1;
 // Handles decoded that this plugin no longer held: calls are scanned for them only then.
 let missingSeen = 0;
+// Handles decoded in the message being dispatched (isolated calls refuse them).
+let handlesIn = 0;
 
 /** What `handle(obj)` returns: sent to oxiida as a handle, not a value. */
 class Keep {
@@ -66,6 +69,7 @@ extensions.register({
   decode(data) {
     const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const id = Number(bytes.readBigUInt64BE(0));
+    handlesIn += 1;
     const entry = kept.get(id);
     if (entry) return entry.object;
     missingSeen += 1;
@@ -128,6 +132,129 @@ function defaultName() {
   return main ? path.basename(main, path.extname(main)) : 'node';
 }
 
+// Isolated calls (`=f=(x)`, mode "process"): each runs in a worker thread
+// that loads the plugin's own script again, so `serve(...)` there finds the
+// same functions. A crash (an uncaught error, process.exit) or a runaway
+// loop there ends that worker only: its call fails (a runaway one when
+// oxiida cancels it), the plugin and its other calls carry on.
+
+/** Marks the worker threads this kit starts, in their workerData. */
+const ISOLATED = 'oxiida-plugin isolated worker';
+/** Idle workers kept for the next isolated call. */
+const IDLE_MAX = 4;
+
+/** The first `handle(...)` in a value, however nested. */
+function keeps(value, depth = 0) {
+  if (value instanceof Keep) return true;
+  if (depth > 64 || value === null || typeof value !== 'object') return false;
+  return (Array.isArray(value) ? value : Object.values(value)).some((item) => keeps(item, depth + 1));
+}
+
+/** In an isolated worker: serve `functions` to the plugin's main thread. */
+function serveInWorker(functions) {
+  const port = threads.parentPort;
+  port.on('message', ({ id, name, args, config }) => {
+    const fn = Object.prototype.hasOwnProperty.call(functions, name) ? functions[name] : undefined;
+    const fail = (kind, message, traceback) => port.postMessage({ id, error: { kind, message, traceback } });
+    if (typeof fn !== 'function') {
+      fail('not_found', `no function \`${name}\` in this plugin's isolated worker`);
+      return;
+    }
+    const controller = new AbortController();
+    new Promise((resolve) => resolve(fn.apply({ id, config, signal: controller.signal, isolated: true }, args))).then(
+      (value) => {
+        if (keeps(value)) {
+          fail('bad_arguments', `\`${name}\` returned a handle from an isolated call: a handle's object lives in the plugin's main thread, so make handles in plain calls`);
+          return;
+        }
+        try {
+          port.postMessage({ id, value: value === undefined ? null : value });
+        } catch (e) {
+          fail('bad_arguments', `the result of \`${name}\` cannot cross to oxiida: ${e.message}`);
+        }
+      },
+      (error) => fail('raised', describe(error), error instanceof Error && error.stack ? userStack(error) : null),
+    );
+  });
+}
+
+/** The workers of isolated calls: started on demand, reused when idle. */
+class Isolation {
+  constructor(script) {
+    this.script = script;
+    this.idle = [];
+    this.busy = new Map(); // request id -> worker
+  }
+
+  /** Runs `name(...args)` in a worker; `done(reply)` gets the reply's fields. */
+  run(id, name, args, config, done) {
+    const worker = this.idle.pop() || this.start();
+    this.busy.set(id, worker);
+    worker.current = { id, done };
+    try {
+      worker.postMessage({ id, name, args, config });
+    } catch (e) {
+      // An argument structured clone cannot copy (none that MessagePack decodes).
+      this.busy.delete(id);
+      worker.current = null;
+      this.idle.push(worker);
+      done({ error: { kind: 'bad_arguments', message: `the arguments of \`${name}\` cannot reach its isolated worker: ${e.message}` } });
+    }
+  }
+
+  start() {
+    const worker = new threads.Worker(this.script, {
+      workerData: { [ISOLATED]: true },
+      argv: process.argv.slice(2),
+      stdout: true,
+      stderr: true,
+    });
+    // What the worker prints goes where the main thread's does: stderr.
+    worker.stdout.pipe(process.stderr);
+    worker.stderr.pipe(process.stderr);
+    worker.unref();
+    const finish = (fields) => {
+      const current = worker.current;
+      worker.current = null;
+      if (!current) return;
+      this.busy.delete(current.id);
+      current.done(fields);
+    };
+    worker.on('message', (message) => {
+      if (!worker.current || message.id !== worker.current.id) return;
+      finish(message);
+      if (!worker.dead && this.idle.length < IDLE_MAX) this.idle.push(worker);
+      else worker.terminate();
+    });
+    worker.on('error', (error) => {
+      worker.dead = true;
+      this.forget(worker);
+      finish({ error: { kind: 'worker_crashed', message: `the isolated call's worker crashed: ${describe(error)}`, traceback: error instanceof Error && error.stack ? userStack(error) : null } });
+    });
+    worker.on('exit', (code) => {
+      worker.dead = true;
+      this.forget(worker);
+      finish({ error: { kind: 'worker_crashed', message: `the isolated call's worker exited with code ${code}` } });
+    });
+    return worker;
+  }
+
+  forget(worker) {
+    this.idle = this.idle.filter((w) => w !== worker);
+  }
+
+  /** Cancels request `id` if it runs here: its worker is terminated. */
+  cancel(id) {
+    const worker = this.busy.get(id);
+    if (!worker) return false;
+    this.busy.delete(id);
+    worker.current = null;
+    worker.dead = true;
+    worker.terminate();
+    return true;
+  }
+}
+
 /**
  * Serves `functions` (an object of functions, by name) to oxiida until it
  * says bye or closes the pipe. Options: `name` (default: the script's file
@@ -137,6 +264,10 @@ function defaultName() {
  * passes any, come as one object after the positional arguments.
  */
 function serve(functions, options = {}) {
+  if (!threads.isMainThread && threads.workerData && threads.workerData[ISOLATED]) {
+    serveInWorker(functions);
+    return;
+  }
   const names = Object.keys(functions).filter((k) => typeof functions[k] === 'function');
   const out = process.stdout;
   const send = out.write.bind(out);
@@ -145,6 +276,9 @@ function serve(functions, options = {}) {
 
   const running = new Map(); // request id -> { controller, cancelled }
   let config = '';
+  // The script to load again in an isolated call's worker: the main module.
+  const script = options.script || (require.main && require.main.filename);
+  const isolation = script ? new Isolation(script) : null;
 
   const reply = (message) => send(frame(message));
 
@@ -154,7 +288,7 @@ function serve(functions, options = {}) {
     name: options.name || defaultName(),
     version: options.version || '0.0.0',
     functions: names,
-    capabilities: { concurrent: true, isolated: false, keywords: true },
+    capabilities: { concurrent: true, isolated: isolation !== null, keywords: true },
   });
 
   function call(message) {
@@ -177,6 +311,19 @@ function serve(functions, options = {}) {
     const args = Array.isArray(message.args) ? message.args : [];
     if (message.kwargs && Object.keys(message.kwargs).length > 0) {
       args.push(message.kwargs);
+    }
+    if (message.mode === 'process' && isolation) {
+      if (handlesIn > 0) {
+        running.delete(id);
+        reply({ type: 'error', id, kind: 'bad_arguments', message: `an isolated call to \`${name}\` cannot take a handle: its object lives in the plugin's main thread` });
+        return;
+      }
+      isolation.run(id, name, args, config, ({ value, error }) => {
+        if (!running.delete(id)) return;
+        if (error) reply({ type: 'error', id, kind: error.kind, message: error.message, traceback: error.traceback || null });
+        else reply({ type: 'result', id, value });
+      });
+      return;
     }
     const context = {
       id,
@@ -229,6 +376,7 @@ function serve(functions, options = {}) {
           running.delete(message.id);
           call.cancelled = true;
           if (call.controller) call.controller.abort();
+          if (isolation) isolation.cancel(message.id);
         }
         break;
       }
@@ -253,6 +401,7 @@ function serve(functions, options = {}) {
       if (pending.length - at - 4 < len) break;
       const body = pending.subarray(at + 4, at + 4 + len);
       at += 4 + len;
+      handlesIn = 0;
       dispatch(decoder.decode(body));
     }
     pending = at === pending.length ? Buffer.alloc(0) : pending.subarray(at);

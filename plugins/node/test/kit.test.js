@@ -38,9 +38,10 @@ function start(env = {}) {
   };
   const next = () => (inbox.length ? Promise.resolve(inbox.shift()) : new Promise((r) => waiting.push(r)));
   let id = 0;
-  const call = (name, args, kwargs) => { id += 1; send({ type: 'call', id, name, args, kwargs, mode: 'thread' }); return id; };
+  const call = (name, args, kwargs, mode = 'thread') => { id += 1; send({ type: 'call', id, name, args, kwargs, mode }); return id; };
+  const isolated = (name, args) => call(name, args, undefined, 'process');
   send({ type: 'hello', protocol: [1, 0], host: 'test', config: '' });
-  return { child, send, next, call, exited, stderr: () => stderr };
+  return { child, send, next, call, isolated, exited, stderr: () => stderr };
 }
 
 test('hello says the protocol, name, version, functions and capabilities', async () => {
@@ -51,7 +52,7 @@ test('hello says the protocol, name, version, functions and capabilities', async
   assert.strictEqual(hello.name, 'testing');
   assert.strictEqual(hello.version, '1.2.3');
   assert.ok(hello.functions.includes('echo') && hello.functions.includes('rendezvous'));
-  assert.deepStrictEqual(hello.capabilities, { concurrent: true, isolated: false, keywords: true });
+  assert.deepStrictEqual(hello.capabilities, { concurrent: true, isolated: true, keywords: true });
   p.send({ type: 'bye' });
   assert.deepStrictEqual(await p.exited, { code: 0, signal: null });
 });
@@ -161,6 +162,71 @@ test('handles: an object kept in the plugin crosses as extension type 1 and come
   assert.strictEqual((await p.next()).value, 0, 'released: the plugin forgot it');
   p.call('open_box', [box]);
   assert.match((await p.next()).message, /was released/);
+  p.send({ type: 'bye' });
+  await p.exited;
+});
+
+test('an isolated call (mode "process") runs in a worker thread', async () => {
+  const p = start();
+  await p.next();
+  let id = p.isolated('where', []);
+  assert.deepStrictEqual(await p.next(), { type: 'result', id, value: 'worker' });
+  id = p.call('where', []);
+  assert.deepStrictEqual(await p.next(), { type: 'result', id, value: 'main' });
+  id = p.isolated('echo', [{ k: [1, 2.5, 'x'] }]);
+  assert.deepStrictEqual(await p.next(), { type: 'result', id, value: { k: [1, 2.5, 'x'] } });
+  id = p.isolated('fail', ['in a worker']);
+  const error = await p.next();
+  assert.strictEqual(error.message, 'TypeError: in a worker');
+  assert.match(error.traceback, /testing\.js:\d+:\d+/);
+  p.send({ type: 'bye' });
+  assert.deepStrictEqual(await p.exited, { code: 0, signal: null });
+});
+
+test('a crash in an isolated call fails that call only', async () => {
+  const p = start();
+  await p.next();
+  p.call('pid', []);
+  const pid = (await p.next()).value;
+  let id = p.isolated('exit_now', [3]);
+  let reply = await p.next();
+  assert.deepStrictEqual([reply.id, reply.type, reply.kind], [id, 'error', 'worker_crashed']);
+  assert.match(reply.message, /isolated call's worker exited with code 3/);
+  id = p.isolated('throw_later', ['unhandled']);
+  reply = await p.next();
+  assert.deepStrictEqual([reply.id, reply.kind], [id, 'worker_crashed']);
+  assert.match(reply.message, /worker crashed: RangeError: unhandled/);
+  id = p.call('pid', []);
+  assert.deepStrictEqual(await p.next(), { type: 'result', id, value: pid }, 'the plugin lives on');
+  id = p.isolated('where', []);
+  assert.strictEqual((await p.next()).value, 'worker', 'a fresh worker takes the next isolated call');
+  p.send({ type: 'bye' });
+  assert.deepStrictEqual(await p.exited, { code: 0, signal: null });
+});
+
+test('a runaway isolated call blocks no other call, and cancel ends it', async () => {
+  const p = start();
+  await p.next();
+  const spin = p.isolated('spin', []);
+  const ids = [p.call('echo', ['meanwhile']), p.isolated('echo', ['beside'])];
+  const replies = [await p.next(), await p.next()];
+  assert.deepStrictEqual(replies.map((r) => [r.id, r.value]).sort(), [[ids[0], 'meanwhile'], [ids[1], 'beside']]);
+  p.send({ type: 'cancel', id: spin });
+  const after = p.isolated('where', []);
+  assert.deepStrictEqual(await p.next(), { type: 'result', id: after, value: 'worker' }, 'no reply for the cancelled call');
+  p.send({ type: 'bye' });
+  assert.deepStrictEqual(await p.exited, { code: 0, signal: null });
+});
+
+test('isolated calls refuse handles both ways', async () => {
+  const p = start();
+  await p.next();
+  p.call('make_box', [1]);
+  const box = (await p.next()).value;
+  p.isolated('open_box', [box]);
+  assert.match((await p.next()).message, /isolated call to `open_box` cannot take a handle/);
+  p.isolated('make_box', [2]);
+  assert.match((await p.next()).message, /returned a handle from an isolated call/);
   p.send({ type: 'bye' });
   await p.exited;
 });
