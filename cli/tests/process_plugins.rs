@@ -315,6 +315,42 @@ fn a_python_process_plugins_errors_and_crashes_are_reported() {
     assert!(text(&out.stderr).contains("process plugin `pytools` exited with status 7 during the call"), "{}", text(&out.stderr));
 }
 
+#[test]
+fn replies_reach_their_calls_whoever_reads_them() {
+    // By default a call alone reads its own reply and overlapping calls
+    // leave it to the reader thread; OXIIDA_PROCESS_LEAD_US=0 leaves every
+    // reply to the reader thread. Both ways: sequential calls, calls that
+    // overlap, and a crash mid-call, seen by the reader thread (lead 0 and
+    // 1 ms) and by the leading call itself (5 s).
+    let workflow = r#"
+require echo, rendezvous, reject_later, pid;
+i = 0;
+total = 0;
+while (i < 200) { total = total + echo(i); i = i + 1; }
+print total;
+para { a = rendezvous("r", 3, 5000); b = rendezvous("r", 3, 5000); c = rendezvous("r", 3, 5000); }
+print a + b + c;
+print echo("after");
+"#;
+    for lead in ["0", "1000", "5000000"] {
+        let dir = workdir(&format!("lead-{lead}"));
+        std::fs::write(dir.join("wf.ox"), workflow).unwrap();
+        // A lead of 5 s would hold the other `para` branches back for 5 s.
+        if lead != "5000000" {
+            let out =
+                oxiida(&dir).args(["run", "--plugin", &node_testing(), "wf.ox"]).env("OXIIDA_PROCESS_LEAD_US", lead).output().unwrap();
+            assert_eq!(text(&out.stdout), "19900\n9\nafter\n", "lead {lead}: {}", text(&out.stderr));
+        }
+        std::fs::write(dir.join("crash.ox"), "require crash_later;\ncrash_later(20);\n").unwrap();
+        let out = oxiida(&dir).args(["run", "--plugin", &node_testing(), "crash.ox"]).env("OXIIDA_PROCESS_LEAD_US", lead).output().unwrap();
+        assert!(
+            text(&out.stderr).contains("process plugin `testing` was killed by signal 9 (SIGKILL) during the call"),
+            "lead {lead}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
 /// Makes this test process the reaper of its orphaned descendants, so a
 /// plugin whose host died becomes our child: `waitpid` then says how it
 /// ended, whatever init does in this container.

@@ -5,10 +5,11 @@
 //! MessagePack form (`oxiida_abi::Value`). Its standard error passes through
 //! to ours, each line prefixed with its name.
 //!
-//! One [`Session`] is one process, started for one workflow. A reader thread
-//! takes the plugin's frames and hands each reply to the call waiting for it
-//! (by request id); when the plugin's output ends, every call still waiting
-//! fails with the plugin's exit status. Dropping the session says `bye`,
+//! One [`Session`] is one process, started for one workflow. A call alone
+//! in flight reads its own reply (for up to the lead time); otherwise a
+//! reader thread takes the plugin's frames and hands each reply to the call
+//! waiting for it (by request id). When the plugin's output ends, every call
+//! still waiting fails with the plugin's exit status. Dropping the session says `bye`,
 //! then escalates to SIGTERM and SIGKILL (to the plugin's process group)
 //! after a grace period each, and reaps the process: no zombie is left.
 //! A host that dies without dropping its sessions (SIGKILL) takes its
@@ -17,9 +18,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,9 +42,24 @@ pub const PROTOCOL_MINOR: u64 = 0;
 const MAX_FRAME: usize = 1 << 30;
 /// How long a plugin has to say hello after it starts.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a call alone in its session waits for its answer before
-/// yielding its thread (see `Session::call`).
+/// With leading off: how long a call alone in its session spins for its
+/// answer before parking its thread (see `Session::call`).
 const SPIN: Duration = Duration::from_micros(50);
+/// How often the reader thread looks whether the plugin has exited when
+/// its output stays open (a child of the plugin may hold it).
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// How long a call alone in its session reads its own reply before handing
+/// the reading back to the reader thread: `OXIIDA_PROCESS_LEAD_US`
+/// (microseconds; 0: never, the reader thread reads every reply), default
+/// 1 ms. See `Session::call`.
+fn lead_time() -> Duration {
+    static LEAD: OnceLock<Duration> = OnceLock::new();
+    *LEAD.get_or_init(|| {
+        let us = std::env::var("OXIIDA_PROCESS_LEAD_US").ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(1000);
+        Duration::from_micros(us)
+    })
+}
 /// How long a plugin has to exit after `bye`, then after SIGTERM.
 pub const GRACE: Duration = Duration::from_secs(1);
 
@@ -177,6 +196,10 @@ struct State {
     next: u64,
     /// How the process ended ("exited with status 3"), once its output did.
     ended: Option<String>,
+    /// A calling thread reads the plugin's output (it leads; `Session::call`).
+    leading: bool,
+    /// The reader thread reads it. Never both: whoever reads holds `inbox`.
+    reading: bool,
 }
 
 struct Shared {
@@ -187,6 +210,15 @@ struct Shared {
     child: Mutex<Child>,
     /// The plugin's process group (its own pid: it leads a group of its own).
     pgid: i32,
+    /// The plugin's output, read by the reader thread or a leading call.
+    inbox: Mutex<Inbox>,
+    /// Until the plugin's hello arrives: where it goes.
+    hello: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    /// A byte written here wakes the reader thread (read end: `wake_rx`).
+    wake_tx: UnixStream,
+    wake_rx: UnixStream,
+    /// `lead_time()`, fixed for the session.
+    lead: Duration,
 }
 
 impl Shared {
@@ -213,6 +245,54 @@ impl Shared {
         let id = state.next;
         state.waiters.insert(id, waiter);
         Ok(id)
+    }
+
+    /// Wakes the reader thread to look at the state again.
+    fn wake_reader(&self) {
+        // Non-blocking: when the socket's buffer is full, a wake is pending anyway.
+        let _ = (&self.wake_tx).write(&[1]);
+    }
+
+    /// Whether the reader thread should read now: the hello is still to
+    /// come, or calls wait that no call leads (or leading is off).
+    fn reader_reads(&self, state: &State) -> bool {
+        !state.leading && (self.hello.lock().is_some() || !state.waiters.is_empty() || self.lead.is_zero())
+    }
+
+    /// Takes the reading for a call alone in its session, if no one reads
+    /// and no other process plugin call is in flight in this process (one
+    /// to another plugin, in the same `para`, must not wait for this one).
+    fn try_lead(&self) -> Option<parking_lot::MutexGuard<'_, Inbox>> {
+        {
+            let mut state = self.state.lock();
+            if self.lead.is_zero()
+                || state.leading
+                || state.reading
+                || state.ended.is_some()
+                || state.waiters.len() != 1
+                || IN_FLIGHT.load(Ordering::Relaxed) != 1
+            {
+                return None;
+            }
+            state.leading = true;
+        }
+        let inbox = self.inbox.try_lock();
+        if inbox.is_none() {
+            self.stop_leading();
+        }
+        inbox
+    }
+
+    /// Gives the reading back: the reader thread takes it if calls wait.
+    fn stop_leading(&self) {
+        let wake = {
+            let mut state = self.state.lock();
+            state.leading = false;
+            state.ended.is_none() && !state.waiters.is_empty()
+        };
+        if wake {
+            self.wake_reader();
+        }
     }
 
     fn ended_error(&self, when: &str) -> ForeignError {
@@ -572,6 +652,8 @@ pub struct Session {
     /// Held by each call when the plugin takes one at a time.
     gate: Option<Arc<Semaphore>>,
     reader: Option<JoinHandle<()>>,
+    /// Disconnected when the plugin's standard error has been copied out.
+    stderr_ended: Mutex<mpsc::Receiver<()>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -605,26 +687,39 @@ impl Session {
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let pgid = child.id() as i32;
+        let cannot = |e: io::Error| format!("cannot start process plugin `{label}`: {e}");
+        let (wake_tx, wake_rx) = UnixStream::pair().map_err(cannot)?;
+        wake_tx.set_nonblocking(true).map_err(cannot)?;
+        wake_rx.set_nonblocking(true).map_err(cannot)?;
+        let (hello_tx, hello_rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             name: Mutex::new(label.clone()),
             stdin: Mutex::new(Some(stdin)),
             state: Mutex::new(State::default()),
             child: Mutex::new(child),
             pgid,
+            inbox: Mutex::new(Inbox { out: stdout, buf: Vec::new(), at: 0 }),
+            hello: Mutex::new(Some(hello_tx)),
+            wake_tx,
+            wake_rx,
+            lead: lead_time(),
         });
+        let (stderr_done, stderr_ended) = mpsc::channel::<()>();
         {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("{label} stderr"))
-                .spawn(move || pass_through(stderr, &shared))
+                .spawn(move || {
+                    pass_through(stderr, &shared);
+                    drop(stderr_done);
+                })
                 .map_err(|e| format!("cannot start process plugin `{label}`: {e}"))?;
         }
-        let (hello_tx, hello_rx) = mpsc::channel();
         let reader = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("{label} replies"))
-                .spawn(move || read_replies(stdout, &shared, hello_tx))
+                .spawn(move || read_replies(&shared))
                 .map_err(|e| format!("cannot start process plugin `{label}`: {e}"))?
         };
         let mut session = Session {
@@ -640,6 +735,7 @@ impl Session {
             },
             gate: None,
             reader: Some(reader),
+            stderr_ended: Mutex::new(stderr_ended),
         };
         let _ = session.shared.send(&host_hello(config));
         let body = match hello_rx.recv_timeout(HELLO_TIMEOUT) {
@@ -708,6 +804,7 @@ impl Session {
             self.shared.state.lock().waiters.remove(&id);
             return Err(format!("cannot ask process plugin `{name}` for `{dotted}`: {e}"));
         }
+        self.shared.wake_reader();
         match rx.recv() {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.message),
@@ -735,6 +832,7 @@ impl Session {
             };
             let (tx, rx) = oneshot::channel();
             let id = shared.register(Waiter::Async(tx))?;
+            let _counted = InFlight::new();
             let mut pending = Pending { shared: &shared, id: Some(id) };
             let body = message("call", |f| {
                 f.push(("id".into(), packed(&abi::Value::Int(id as i64))));
@@ -760,12 +858,36 @@ impl Session {
                     ),
                 });
             }
-            // A call alone in its session is usually answered within a few
-            // microseconds: wait for it here, briefly, instead of parking
-            // the runtime's thread and paying a wake-up (a context switch)
-            // on top of the pipe's round trip. Calls that overlap do not spin.
+            // A call alone in its session is usually answered within tens of
+            // microseconds. Its thread reads the reply itself (it leads),
+            // blocked in poll(2) on the pipe, for up to the lead time: the
+            // kernel wakes it when the reply lands, one wake-up instead of
+            // two (the reader thread's, then its hand-off to this one). A
+            // longer call gives the reading back and awaits its reply as
+            // overlapping calls do, so it can be cancelled by dropping it.
             let mut rx = rx;
-            if shared.state.lock().waiters.len() == 1 {
+            if let Some(mut inbox) = shared.try_lead() {
+                let until = Instant::now() + shared.lead;
+                let answer = loop {
+                    if let Ok(answer) = rx.try_recv() {
+                        break Some(answer);
+                    }
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break None;
+                    }
+                    if let Pumped::Ended = inbox.pump(&shared, None, left) {
+                        break rx.try_recv().ok();
+                    }
+                };
+                drop(inbox);
+                shared.stop_leading();
+                if let Some(answer) = answer {
+                    pending.id = None;
+                    return answer;
+                }
+            } else if shared.lead.is_zero() && shared.state.lock().waiters.len() == 1 {
+                // Leading off: spin briefly instead of parking at once.
                 let until = Instant::now() + SPIN;
                 loop {
                     match rx.try_recv() {
@@ -777,6 +899,9 @@ impl Session {
                         Err(_) => break,
                     }
                 }
+            } else {
+                // The reader thread may be idle: it reads now.
+                shared.wake_reader();
             }
             let answer = rx.await;
             pending.id = None;
@@ -790,6 +915,25 @@ impl Session {
     /// message); a plugin that has exited has nothing to give back.
     pub fn release(&self, id: u64) {
         let _ = self.shared.send(&message("release", |f| f.push(("id".into(), packed(&abi::Value::Int(id as i64))))));
+    }
+}
+
+/// Process plugin calls in flight in this process, all sessions together.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// One call counted in [`IN_FLIGHT`] while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn new() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -812,11 +956,17 @@ impl Drop for Pending<'_> {
 impl Drop for Session {
     fn drop(&mut self) {
         self.shared.shut_down();
+        // An idle reader thread looks at once whether the plugin has exited.
+        self.shared.wake_reader();
         // The last reference may go on the reader thread itself (a reply's
         // waker held the future that held the session): it cannot join itself.
         if let Some(reader) = self.reader.take().filter(|r| r.thread().id() != std::thread::current().id()) {
             let _ = reader.join();
         }
+        // What the plugin wrote to stderr last is shown before the session
+        // ends (and `oxiida run` exits), unless a child of the plugin keeps
+        // its stderr open.
+        let _ = self.stderr_ended.lock().recv_timeout(GRACE);
     }
 }
 
@@ -838,41 +988,148 @@ fn pass_through(stderr: impl Read, shared: &Shared) {
     }
 }
 
-/// The reader thread: the first frame is the hello, every later one a
-/// reply. When the output ends, the process's exit status fails every call
-/// still waiting.
-fn read_replies(stdout: impl Read, shared: &Shared, hello: mpsc::Sender<Vec<u8>>) {
-    let mut stdout = BufReader::with_capacity(64 << 10, stdout);
-    let mut hello = Some(hello);
-    let mut trouble = None;
-    loop {
-        let body = match frame::read(&mut stdout, MAX_FRAME) {
-            Ok(Some(body)) => body,
-            Ok(None) => break,
-            Err(e) => {
-                trouble = Some(format!("broke the protocol ({e})"));
-                break;
+/// The plugin's output as read so far: whole frames are taken from the
+/// front, a partial one waits for the rest. Whoever reads (the reader
+/// thread or a leading call) holds it.
+struct Inbox {
+    out: ChildStdout,
+    buf: Vec<u8>,
+    /// Where the unread bytes start.
+    at: usize,
+}
+
+/// What one look at the plugin's output found.
+enum Pumped {
+    /// Frames (or part of one) were read and handed out.
+    Read,
+    /// Nothing within the time (or the reader thread was woken).
+    Quiet,
+    /// The output ended: every waiting call has failed (`end`).
+    Ended,
+}
+
+impl Inbox {
+    /// The next whole frame read, if any.
+    fn frame(&mut self) -> Result<Option<Vec<u8>>, String> {
+        let unread = &self.buf[self.at..];
+        let Some(header) = unread.get(..frame::HEADER_LEN) else { return Ok(None) };
+        let len = frame::body_len(header.try_into().expect("4 bytes"), MAX_FRAME).map_err(|e| e.to_string())?;
+        let Some(body) = unread.get(frame::HEADER_LEN..frame::HEADER_LEN + len) else { return Ok(None) };
+        let body = body.to_vec();
+        self.at += frame::HEADER_LEN + len;
+        if self.at == self.buf.len() {
+            self.buf.clear();
+            self.at = 0;
+        }
+        Ok(Some(body))
+    }
+
+    /// Reads what the pipe holds (it is readable): the number of bytes, 0 at
+    /// its end.
+    fn read_some(&mut self) -> io::Result<usize> {
+        if self.at > 0 {
+            self.buf.drain(..self.at);
+            self.at = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + (64 << 10), 0);
+        let n = loop {
+            match self.out.read(&mut self.buf[len..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
             }
         };
-        if let Some(hello) = hello.take() {
-            let _ = hello.send(body);
-            continue;
+        self.buf.truncate(len + *n.as_ref().unwrap_or(&0));
+        n
+    }
+
+    /// Waits up to `timeout` for output (or, with `wake`, a wake-up), reads
+    /// it and hands out every whole frame.
+    fn pump(&mut self, shared: &Shared, wake: Option<&UnixStream>, timeout: Duration) -> Pumped {
+        let fd = self.out.as_raw_fd();
+        let ready = match wake {
+            Some(wake) => readable(&[fd, wake.as_raw_fd()], timeout),
+            None => readable(&[fd], timeout),
+        };
+        let ready = match ready {
+            Ok(ready) => ready,
+            Err(e) => return end(shared, Some(format!("could not be read ({e})"))),
+        };
+        if let Some(wake) = wake.filter(|_| ready[1]) {
+            drain(wake);
         }
-        let name = shared.name();
-        match parse_reply(&name, &body) {
-            Ok(Some((id, answer))) => {
-                let waiter = shared.state.lock().waiters.remove(&id);
-                // None: a call cancelled, or a reply to no request.
-                if let Some(waiter) = waiter {
-                    waiter.send(answer);
+        if !ready[0] {
+            return Pumped::Quiet;
+        }
+        match self.read_some() {
+            Ok(0) if self.at < self.buf.len() => {
+                return end(shared, Some("broke the protocol (its output ends in the middle of a frame)".into()))
+            }
+            Ok(0) => return end(shared, None),
+            Ok(_) => {}
+            Err(e) => return end(shared, Some(format!("could not be read ({e})"))),
+        }
+        loop {
+            match self.frame() {
+                Ok(Some(body)) => {
+                    if let Err(e) = dispatch(shared, body) {
+                        return end(shared, Some(format!("broke the protocol ({e})")));
+                    }
                 }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                trouble = Some(format!("broke the protocol ({e})"));
-                break;
+                Ok(None) => return Pumped::Read,
+                Err(e) => return end(shared, Some(format!("broke the protocol ({e})"))),
             }
         }
+    }
+}
+
+/// Which of `fds` (at most two) are readable (or at their end) within
+/// `timeout`; none when it passes.
+fn readable(fds: &[RawFd], timeout: Duration) -> io::Result<[bool; 2]> {
+    assert!(fds.len() <= 2, "readable() takes one or two descriptors");
+    let mut polled = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 2];
+    for (p, fd) in polled.iter_mut().zip(fds) {
+        *p = libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 };
+    }
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: poll(2) reads and writes `fds.len()` pollfd structs, all inside
+    // the local array; the descriptors are open (their owners outlive the call).
+    let n = unsafe { libc::poll(polled.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok([false; 2]) } else { Err(e) };
+    }
+    Ok(polled.map(|p| p.fd >= 0 && p.revents != 0))
+}
+
+/// Takes the pending wake-up bytes.
+fn drain(wake: &UnixStream) {
+    let mut bytes = [0u8; 64];
+    while matches!((&*wake).read(&mut bytes), Ok(n) if n == bytes.len()) {}
+}
+
+/// Hands out one frame from the plugin: the hello, else a reply to the
+/// call waiting for it. An error: the plugin broke the protocol.
+fn dispatch(shared: &Shared, body: Vec<u8>) -> Result<(), String> {
+    if let Some(hello) = shared.hello.lock().take() {
+        let _ = hello.send(body);
+        return Ok(());
+    }
+    if let Some((id, answer)) = parse_reply(&shared.name(), &body)? {
+        let waiter = shared.state.lock().waiters.remove(&id);
+        // None: a call cancelled, or a reply to no request.
+        if let Some(waiter) = waiter {
+            waiter.send(answer);
+        }
+    }
+    Ok(())
+}
+
+/// The plugin's output ended (or it broke the protocol: `trouble`): its
+/// exit status fails every call still waiting, and every later one.
+fn end(shared: &Shared, trouble: Option<String>) -> Pumped {
+    if shared.state.lock().ended.is_some() {
+        return Pumped::Ended;
     }
     if trouble.is_some() {
         shared.signal_group(libc::SIGKILL);
@@ -882,16 +1139,62 @@ fn read_replies(stdout: impl Read, shared: &Shared, hello: mpsc::Sender<Vec<u8>>
             Some(trouble) => format!("{trouble} and {}", describe(status)),
             None => describe(status),
         },
-        None => "closed its output".into(),
+        None => trouble.unwrap_or_else(|| "closed its output".into()),
     };
     let waiters = {
         let mut state = shared.state.lock();
         state.ended = Some(ended.clone());
         std::mem::take(&mut state.waiters)
     };
+    // Before saying hello: `Session::start` reads the ending.
+    drop(shared.hello.lock().take());
     let name = shared.name();
     for (_, waiter) in waiters {
         waiter.send(Err(crashed(&name, &ended, "during the call")));
+    }
+    Pumped::Ended
+}
+
+/// The reader thread: reads the plugin's output whenever calls wait that
+/// no call leads (and the hello), else waits to be woken, looking every
+/// `IDLE_CHECK` whether the plugin has exited. Returns once it has ended.
+fn read_replies(shared: &Shared) {
+    let wake = &shared.wake_rx;
+    loop {
+        let read = {
+            let mut state = shared.state.lock();
+            if state.ended.is_some() {
+                return;
+            }
+            state.reading = shared.reader_reads(&state);
+            state.reading
+        };
+        let pumped = if read {
+            let mut inbox = shared.inbox.lock();
+            loop {
+                match inbox.pump(shared, Some(wake), IDLE_CHECK) {
+                    Pumped::Ended => return,
+                    Pumped::Read if shared.reader_reads(&shared.state.lock()) => {}
+                    Pumped::Read => break Pumped::Read,
+                    Pumped::Quiet => break Pumped::Quiet,
+                }
+            }
+        } else {
+            // Woken, or a while passed: either way, look again.
+            if let Ok([true, _]) = readable(&[wake.as_raw_fd()], IDLE_CHECK) {
+                drain(wake);
+            }
+            Pumped::Quiet
+        };
+        shared.state.lock().reading = false;
+        // Quiet for a while: an exited plugin whose output stays open (a
+        // child of it holds it) must still end the session's calls.
+        if matches!(pumped, Pumped::Quiet) && shared.exited().is_some() {
+            let mut inbox = shared.inbox.lock();
+            while let Pumped::Read = inbox.pump(shared, None, Duration::ZERO) {}
+            end(shared, None);
+            return;
+        }
     }
 }
 
