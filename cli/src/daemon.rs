@@ -572,7 +572,7 @@ pub fn graph(id: u64, format: &str) -> u8 {
             "json" => {
                 let mut nodes = Vec::new();
                 for (i, t) in tasks.iter().enumerate() {
-                    nodes.push(serde_json::json!({"id": format!("t{i}"), "type": "task", "key": t.key, "kind": t.kind, "what": t.what, "status": t.status}));
+                    nodes.push(serde_json::json!({"id": format!("t{i}"), "type": "task", "key": t.key, "kind": t.kind, "what": t.what, "status": t.status, "worker": t.worker}));
                     if t.status != "failed" {
                         nodes.push(serde_json::json!({"id": format!("d{i}"), "type": "data", "of": format!("t{i}")}));
                     }

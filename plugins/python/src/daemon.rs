@@ -845,10 +845,10 @@ fn _resume(py: Python<'_>, id: u64, wait: bool, source: Option<String>) -> PyRes
 /// what, status, started ms, ended ms, error) each.
 #[pyfunction]
 #[allow(clippy::type_complexity)]
-fn _tasks(py: Python<'_>, id: u64) -> PyResult<Vec<(String, String, String, String, i64, i64, Option<String>)>> {
+fn _tasks(py: Python<'_>, id: u64) -> PyResult<Vec<(String, String, String, String, i64, i64, Option<String>, String)>> {
     match call(py, Request::Tasks { id }, false)? {
         Reply::Tasks { tasks, .. } => {
-            Ok(tasks.into_iter().map(|t| (t.key, t.kind, t.what, t.status, t.started_ms, t.ended_ms, t.error)).collect())
+            Ok(tasks.into_iter().map(|t| (t.key, t.kind, t.what, t.status, t.started_ms, t.ended_ms, t.error, t.worker)).collect())
         }
         other => Err(OxiidaError::new_err(format!("the daemon answered `tasks` with {other:?}"))),
     }

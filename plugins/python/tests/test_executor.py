@@ -440,3 +440,42 @@ def test_a_task_that_kills_every_worker_is_a_killed_worker_error_naming_the_work
     notes = "\n".join(info.value.__notes__)
     assert "`=f=` call of `suicide`" in notes and "tcp://127.0.0.1:" in notes, notes
     assert f"after {ALLOWED_FAILURES + 1} attempts" in notes
+
+
+def worker_address():
+    return distributed.get_worker().address
+
+
+def pid_here():
+    return os.getpid()
+
+
+def test_a_recorded_call_on_an_executor_names_the_worker_that_ran_it(client, tmp_path, monkeypatch):
+    """`oxiida.run(record=True)`: a `=f=` call's record names the Dask
+    worker's address, on a process pool the pool process's pid."""
+    for key, sub in (("OXIIDA_RUNTIME_DIR", "run"), ("OXIIDA_DATA_DIR", "data")):
+        monkeypatch.setenv(key, str(tmp_path / sub))
+    source = "require worker_address;\npara { a = =worker_address=(); b = =worker_address=(); }\n"
+    out = oxiida.run(source, executor=client, record=True, file_name="dask.ox")
+    assert {out["a"], out["b"]} <= set(client.scheduler_info()["workers"])
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        p = oxiida.run("require pid_here;\np = =pid_here=();\n", executor=pool, record=True, file_name="pool.ox")["p"]
+    assert p != os.getpid()
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    env = dict(os.environ, OXIIDA_WATCH=str(watched))
+    daemon = lambda *args: subprocess.run([sys.executable, "-m", "oxiida", "daemon", *args], env=env, capture_output=True, text=True, timeout=60)  # noqa: E731
+    started = daemon("start")
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split("pid ")[1].split(",")[0])
+    try:
+        by_name = {w.name: w.id for w in oxiida.workflows()}
+        assert sorted(t.worker for t in oxiida.tasks(by_name["dask.ox"])) == sorted([out["a"], out["b"]])
+        assert [t.worker for t in oxiida.tasks(by_name["pool.ox"])] == [f"pid {p}"]
+    finally:
+        daemon("stop")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
