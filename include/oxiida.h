@@ -37,6 +37,11 @@
  *     unchanged: their tables end before `handle_release`, they make no
  *     handles, and the host never sends them one (a workflow that passes a
  *     handle to them fails that call, naming the handle's plugin).
+ *   Version 5: `oxiida_reply` gains `ran_by` at its end, and
+ *     OXIIDA_RAN_BY_CAP: a plugin may say who ran a call (a worker
+ *     process's pid, a remote worker's address) for the host's task
+ *     records. Plugins of versions 1 to 4 load unchanged: they never write
+ *     it, and the host finds it zeroed (the call ran in its own process).
  *
  * Handles (version 4): a result with no form among the value kinds (a
  * Python DataFrame, a Lua function) may cross as a handle: an id the plugin
@@ -98,7 +103,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 /** The ABI version this header describes (see "Versioning" above). */
-#define OXIIDA_ABI_VERSION 4
+#define OXIIDA_ABI_VERSION 5
 /** The oldest plugin ABI version a host built from this header accepts. */
 #define OXIIDA_ABI_MIN_COMPATIBLE 1
 
@@ -125,6 +130,9 @@ extern "C" {
  *  `oxiida_plugin.fingerprint`: a fingerprint is at most this many bytes
  *  (a SHA-256 digest fits twice). */
 #define OXIIDA_FINGERPRINT_CAP 64u
+
+/** (Version 5.) The size of `oxiida_reply.ran_by`, NUL included. */
+#define OXIIDA_RAN_BY_CAP 64u
 
 #if defined(__GNUC__) || defined(__clang__)
 #define OXIIDA_DEPRECATED(why) __attribute__((deprecated(why)))
@@ -247,6 +255,15 @@ typedef struct oxiida_reply {
     uint32_t host_owned;
     /** Free for the plugin's use, e.g. to find its buffers in `reply_free`. */
     void *plugin_data;
+    /** (Version 5.) Who ran the call, as NUL-terminated UTF-8 text: "pid 4242"
+     *  for a worker process the plugin runs it in, "tcp://10.0.0.5:40123" for a
+     *  remote worker. The host zeroes it; leave it empty for a call run in the
+     *  host's own process (the host's task records then name that process).
+     *  Write at most OXIIDA_RAN_BY_CAP bytes, the NUL included, and only when
+     *  `struct_size >= offsetof(oxiida_reply, ran_by) + OXIIDA_RAN_BY_CAP`
+     *  (an older host's reply ends before it). The host reads it after
+     *  `call` returns, whatever the status. */
+    char ran_by[OXIIDA_RAN_BY_CAP];
 } oxiida_reply;
 
 /* ------------------------------------------------------------------------ */

@@ -36,8 +36,13 @@ pub use value::{DecodeError, Reader, Value, HANDLE_EXT, HANDLE_TYPE_MAX};
 /// [`KIND_HANDLE`], [`Status::BadResult`], the host's `new_handle`,
 /// `handle_id` and `handle_type`, the plugin's `handle_release`,
 /// `session_cancel` and `fingerprint`, and [`FINGERPRINT_CAP`];
-/// older plugins load unchanged and are never sent a handle.
-pub const OXIIDA_ABI_VERSION: u32 = 4;
+/// older plugins load unchanged and are never sent a handle. 5 appended
+/// [`Reply::ran_by`] (and [`RAN_BY_CAP`]): a plugin may say who ran a call
+/// (a worker process's pid, a remote worker's address); older plugins leave
+/// it empty and older hosts' replies end before it.
+pub const OXIIDA_ABI_VERSION: u32 = 5;
+/// The first ABI version whose replies carry [`Reply::ran_by`].
+pub const RAN_BY_SINCE: u32 = 5;
 /// The first ABI version whose plugins may declare [`CAP_KEYWORDS`].
 pub const KEYWORDS_SINCE: u32 = 3;
 /// The first ABI version whose plugins may make handles.
@@ -81,6 +86,10 @@ pub const ERROR_CAP: usize = 1024;
 /// `OXIIDA_FINGERPRINT_CAP` (version 4): the size of the buffer the host
 /// hands `Plugin::fingerprint`.
 pub const FINGERPRINT_CAP: usize = 64;
+
+/// `OXIIDA_RAN_BY_CAP` (version 5): the size of [`Reply::ran_by`], the
+/// terminating NUL included.
+pub const RAN_BY_CAP: usize = 64;
 
 /// `OXIIDA_ERROR_*`: the stage of an embedding error (`oxiida_error_stage`).
 pub const ERROR_USAGE: u32 = 0;
@@ -137,6 +146,11 @@ pub struct Reply {
     pub traceback_len: usize,
     pub host_owned: u32,
     pub plugin_data: *mut c_void,
+    /// Version 5: who ran the call, as NUL-terminated UTF-8 text (`pid 4242`
+    /// for a worker process, `tcp://10.0.0.5:40123` for a Dask worker);
+    /// empty (zeroed by the host) when the plugin ran it in the host's own
+    /// process or does not say. Written only when `struct_size` covers it.
+    pub ran_by: [c_char; RAN_BY_CAP],
 }
 
 impl Reply {
@@ -153,7 +167,39 @@ impl Reply {
             traceback_len: 0,
             host_owned: 0,
             plugin_data: std::ptr::null_mut(),
+            ran_by: [0; RAN_BY_CAP],
         }
+    }
+
+    /// Whether this reply is long enough to carry `ran_by` (a host of
+    /// version 5 or newer made it): what a plugin checks before writing it.
+    pub fn has_ran_by_field(&self) -> bool {
+        self.struct_size as usize >= std::mem::offset_of!(Reply, ran_by) + RAN_BY_CAP
+    }
+
+    /// Writes `who` into `ran_by` (cut at a character boundary to fit, NUL
+    /// added) when the reply has the field; otherwise does nothing.
+    pub fn set_ran_by(&mut self, who: &str) {
+        if !self.has_ran_by_field() {
+            return;
+        }
+        let mut end = who.len().min(RAN_BY_CAP - 1);
+        while !who.is_char_boundary(end) {
+            end -= 1;
+        }
+        for (slot, &b) in self.ran_by.iter_mut().zip(&who.as_bytes()[..end]) {
+            *slot = b as c_char;
+        }
+        self.ran_by[end] = 0;
+    }
+
+    /// `ran_by` as text: `None` when empty, or when the reply has no such field.
+    pub fn ran_by(&self) -> Option<String> {
+        if !self.has_ran_by_field() || self.ran_by[0] == 0 {
+            return None;
+        }
+        let bytes: Vec<u8> = self.ran_by.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 

@@ -184,6 +184,7 @@ pub unsafe fn call_with_keywords<S>(
     let args = unsafe { bytes(m.args, m.args_len) };
     // SAFETY: as above, and `kwargs` is read only when the message has it.
     let kwargs = if m.has_kwargs_field() { unsafe { bytes(m.kwargs, m.kwargs_len) } } else { &[] };
+    RAN_BY.take();
     let outcome = guard(
         || {
             let keywords = match kwargs {
@@ -204,6 +205,23 @@ pub unsafe fn call_with_keywords<S>(
         Ok(v) => reply_value(reply, &v),
         Err(f) => reply_error(reply, f.status, &f.message, f.traceback.as_deref()),
     }
+    if let Some(who) = RAN_BY.take() {
+        reply.set_ran_by(&who);
+    }
+}
+
+thread_local! {
+    /// What [`ran_by`] said during the call running on this thread.
+    static RAN_BY: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Says, from inside the `run` of [`call`] or [`call_with_keywords`] (on
+/// its thread), who ran the call: `pid N` of a worker process, a remote
+/// worker's address. The reply carries it in `ran_by` (ABI version 5) and
+/// the host's task record names it; unsaid, the record names the host's
+/// own process.
+pub fn ran_by(who: String) {
+    RAN_BY.set(Some(who));
 }
 
 /// Borrowed bytes from a C (pointer, length) pair: empty when NULL.
@@ -277,5 +295,50 @@ mod tests {
         (m.kwargs, m.kwargs_len) = (std::ptr::null(), 0);
         let Value::Array(got) = answer(&m) else { panic!("not an array") };
         assert_eq!(got[1], Value::Map(Vec::new()));
+    }
+
+    /// Runs `call` with a function that says `who` ran it (when `Some`),
+    /// on a reply of `size` bytes; gives `ran_by` as the host reads it.
+    fn ran_by_of(who: Option<&str>, size: usize) -> Option<String> {
+        let args = Value::Array(Vec::new()).to_msgpack();
+        let message = Message {
+            struct_size: std::mem::size_of::<Message>() as u32,
+            mode: MODE_THREAD,
+            name: c"f".as_ptr(),
+            name_len: 1,
+            args: args.as_ptr(),
+            args_len: args.len(),
+            kwargs: std::ptr::null(),
+            kwargs_len: 0,
+        };
+        let mut reply = Reply::empty();
+        reply.struct_size = size as u32;
+        let mut session = ();
+        let run = |_: &(), _: &str, _: &[Value], _| {
+            if let Some(who) = who {
+                super::ran_by(who.to_owned());
+            }
+            Ok(Value::Nil)
+        };
+        // SAFETY: a live session, message and reply for the duration of the call.
+        unsafe { call("test", (&mut session as *mut ()).cast(), &message, &mut reply, run) };
+        let said = reply.ran_by.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect::<Vec<u8>>();
+        // SAFETY: the reply `call` filled, freed once.
+        unsafe { free_reply(&mut reply) };
+        (!said.is_empty()).then(|| String::from_utf8(said).unwrap())
+    }
+
+    #[test]
+    fn a_call_says_who_ran_it_only_in_replies_that_have_room() {
+        let full = std::mem::size_of::<Reply>();
+        assert_eq!(ran_by_of(Some("pid 4242"), full).as_deref(), Some("pid 4242"));
+        // Nothing said, nothing carried over from the call before on this thread.
+        assert_eq!(ran_by_of(None, full), None);
+        // A reply of a version-4 host ends before `ran_by`: never written.
+        assert_eq!(ran_by_of(Some("pid 4242"), std::mem::offset_of!(Reply, ran_by)), None);
+        // Too long: cut to fit, on a character boundary, NUL-terminated.
+        let long = format!("tcp://{}", "é".repeat(40));
+        let got = ran_by_of(Some(&long), full).unwrap();
+        assert!(got.len() < crate::RAN_BY_CAP && long.starts_with(&got), "{got}");
     }
 }

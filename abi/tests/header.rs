@@ -29,7 +29,7 @@ int main(void) {
     O(oxiida_message, args) O(oxiida_message, args_len) O(oxiida_message, kwargs) O(oxiida_message, kwargs_len)
     S(oxiida_reply) O(oxiida_reply, status) O(oxiida_reply, value) O(oxiida_reply, value_len) O(oxiida_reply, message)
     O(oxiida_reply, message_len) O(oxiida_reply, traceback) O(oxiida_reply, traceback_len) O(oxiida_reply, host_owned)
-    O(oxiida_reply, plugin_data)
+    O(oxiida_reply, plugin_data) O(oxiida_reply, ran_by)
     S(oxiida_host) O(oxiida_host, decode) O(oxiida_host, value_free) O(oxiida_host, kind) O(oxiida_host, as_bool)
     O(oxiida_host, as_int) O(oxiida_host, as_float) O(oxiida_host, as_string) O(oxiida_host, len) O(oxiida_host, item)
     O(oxiida_host, key) O(oxiida_host, new_nil) O(oxiida_host, new_bool) O(oxiida_host, new_int) O(oxiida_host, new_float)
@@ -41,7 +41,7 @@ int main(void) {
     C(OXIIDA_STRING) C(OXIIDA_ARRAY) C(OXIIDA_MAP) C(OXIIDA_HANDLE) C(OXIIDA_HANDLE_EXT) C(OXIIDA_HANDLE_TYPE_MAX) C(OXIIDA_MODE_THREAD) C(OXIIDA_MODE_PROCESS) C(OXIIDA_STATUS_OK)
     C(OXIIDA_STATUS_NOT_FOUND) C(OXIIDA_STATUS_BAD_ARGUMENTS) C(OXIIDA_STATUS_RAISED) C(OXIIDA_STATUS_WORKER_CRASHED)
     C(OXIIDA_STATUS_INTERNAL) C(OXIIDA_STATUS_BAD_RESULT) C(OXIIDA_CAP_CONCURRENT_CALLS) C(OXIIDA_CAP_PROCESS_MODE) C(OXIIDA_CAP_KEYWORDS) C(OXIIDA_OWNED_VALUE)
-    C(OXIIDA_OWNED_MESSAGE) C(OXIIDA_OWNED_TRACEBACK) C(OXIIDA_MAX_DEPTH) C(OXIIDA_ERROR_CAP) C(OXIIDA_FINGERPRINT_CAP) C(OXIIDA_ERROR_USAGE)
+    C(OXIIDA_OWNED_MESSAGE) C(OXIIDA_OWNED_TRACEBACK) C(OXIIDA_MAX_DEPTH) C(OXIIDA_ERROR_CAP) C(OXIIDA_FINGERPRINT_CAP) C(OXIIDA_RAN_BY_CAP) C(OXIIDA_ERROR_USAGE)
     C(OXIIDA_ERROR_SYNTAX) C(OXIIDA_ERROR_RESOLVE) C(OXIIDA_ERROR_RUNTIME)
     return 0;
 }
@@ -66,7 +66,8 @@ fn rust_side() -> Vec<(String, usize)> {
         traceback,
         traceback_len,
         host_owned,
-        plugin_data
+        plugin_data,
+        ran_by
     ));
     all.extend(o!(
         "oxiida_host",
@@ -110,7 +111,7 @@ fn rust_side() -> Vec<(String, usize)> {
         session_cancel,
         fingerprint
     ));
-    let constants: [(&str, u32); 34] = [
+    let constants: [(&str, u32); 35] = [
         ("OXIIDA_ABI_VERSION", OXIIDA_ABI_VERSION),
         ("OXIIDA_ABI_MIN_COMPATIBLE", OXIIDA_ABI_MIN_COMPATIBLE),
         ("OXIIDA_NIL", KIND_NIL),
@@ -141,6 +142,7 @@ fn rust_side() -> Vec<(String, usize)> {
         ("OXIIDA_MAX_DEPTH", MAX_DEPTH as u32),
         ("OXIIDA_ERROR_CAP", ERROR_CAP as u32),
         ("OXIIDA_FINGERPRINT_CAP", FINGERPRINT_CAP as u32),
+        ("OXIIDA_RAN_BY_CAP", RAN_BY_CAP as u32),
         ("OXIIDA_ERROR_USAGE", ERROR_USAGE),
         ("OXIIDA_ERROR_SYNTAX", ERROR_SYNTAX),
         ("OXIIDA_ERROR_RESOLVE", ERROR_RESOLVE),

@@ -73,6 +73,22 @@ pub struct DaemonLimits {
     /// Close a connection that sends no request for SECS seconds [default: 300]
     #[arg(long, value_name = "SECS", value_parser = |s: &str| limits::parse_secs(s).map(|_| s.to_owned()))]
     pub idle_timeout: Option<String>,
+    /// Run the workflows' `=f=` calls (Python plugin) on this Dask scheduler (dask://HOST:PORT, tcp://, tls://), or `pool` for the plugin's own workers; over each workflow's OXIIDA_EXECUTOR [default: OXIIDA_EXECUTOR, else the pool]
+    #[arg(long, value_name = "ADDRESS", value_parser = executor_address)]
+    pub executor: Option<String>,
+}
+
+/// `--executor`'s form, checked before the daemon starts (its scheduler is
+/// reached by each workflow's runner); the same words as the Python plugin's.
+fn executor_address(spec: &str) -> Result<String, String> {
+    let spec = spec.trim();
+    const SCHEMES: [&str; 7] = ["dask://", "tcp://", "tls://", "ucx://", "ws://", "wss://", "inproc://"];
+    if spec == "pool" || SCHEMES.iter().any(|s| spec.starts_with(s) && spec.len() > s.len()) {
+        return Ok(spec.to_owned());
+    }
+    Err(format!(
+        "unknown executor `{spec}`: give a Dask scheduler's address (dask://HOST:PORT, or tcp://, tls://), or `pool` for the Python plugin's own worker processes"
+    ))
 }
 
 impl DaemonLimits {
@@ -101,6 +117,7 @@ impl DaemonLimits {
             ("output-limit", &self.output_limit),
             ("max-running", &self.max_running),
             ("idle-timeout", &self.idle_timeout),
+            ("executor", &self.executor),
         ];
         flags.iter().filter_map(|(name, value)| value.as_ref().map(|v| format!("--{name}={v}"))).collect()
     }
@@ -120,6 +137,7 @@ impl DaemonLimits {
             output_limit: self.output_limit.clone().or_else(|| value(1)),
             max_running: self.max_running.clone().or_else(|| value(2)),
             idle_timeout: self.idle_timeout.clone().or_else(|| value(3)),
+            executor: self.executor.clone(),
         }
     }
 }
@@ -153,7 +171,13 @@ pub fn start(foreground: bool, specs: &[String], limits: &DaemonLimits) -> u8 {
             Err(e) => return fail(format!("cannot find this executable to start workflows with: {e}"), 1),
         };
         let runner = vec![exe.into_os_string(), "daemon".into(), "runner".into()];
-        let options = oxiida_daemon::server::Options { ready, runner, limits: limits.limits(), ..Default::default() };
+        let options = oxiida_daemon::server::Options {
+            ready,
+            runner,
+            limits: limits.limits(),
+            executor: limits.executor.clone(),
+            ..Default::default()
+        };
         let served = loaded.and_then(|defaults| Ok(oxiida_daemon::server::serve_with(paths, defaults, options)?));
         return match served {
             Ok(()) => 0,
@@ -263,6 +287,9 @@ pub fn restart(specs: &[String], limits: &DaemonLimits) -> u8 {
         }
         if let Some(running) = &s.limits {
             limits = limits.or_running(running);
+        }
+        if limits.executor.is_none() {
+            limits.executor = s.executor;
         }
     }
     match stop() {
@@ -572,7 +599,7 @@ pub fn graph(id: u64, format: &str) -> u8 {
             "json" => {
                 let mut nodes = Vec::new();
                 for (i, t) in tasks.iter().enumerate() {
-                    nodes.push(serde_json::json!({"id": format!("t{i}"), "type": "task", "key": t.key, "kind": t.kind, "what": t.what, "status": t.status}));
+                    nodes.push(serde_json::json!({"id": format!("t{i}"), "type": "task", "key": t.key, "kind": t.kind, "what": t.what, "status": t.status, "worker": t.worker}));
                     if t.status != "failed" {
                         nodes.push(serde_json::json!({"id": format!("d{i}"), "type": "data", "of": format!("t{i}")}));
                     }

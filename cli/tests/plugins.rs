@@ -118,7 +118,7 @@ fn plugins_are_found_by_name_and_listed() {
     example();
     let path = scratch().display().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_oxiida")).arg("plugins").env("OXIIDA_PLUGIN_PATH", &path).output().unwrap();
-    assert!(stdout(&out).contains("example\tABI 4\t"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&format!("example\tABI {}\t", oxiida_abi::OXIIDA_ABI_VERSION)), "{}", stdout(&out));
     let file = scratch().join("by-name.ox");
     std::fs::write(&file, "require greet;\nprint greet(\"you\");\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_oxiida"))
@@ -159,7 +159,7 @@ fn unusable_libraries_are_refused_with_the_reason() {
     let garbage = scratch().join("libgarbage.so");
     std::fs::write(&garbage, "this is not an ELF file").unwrap();
     let cases = [
-        (future, "built for oxiida ABI version 99, but this oxiida accepts versions 1 to 4"),
+        (future, "built for oxiida ABI version 99, but this oxiida accepts versions 1 to 5"),
         (refusing, "failed to initialise: no licence file"),
         (plain, "is not an oxiida plugin: it does not export `oxiida_plugin_init`"),
         (garbage, "cannot load plugin"),

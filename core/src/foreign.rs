@@ -6,7 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use crate::diagnostic::Cause;
 use crate::value::Value;
@@ -141,6 +141,12 @@ pub type Keywords = Vec<(Arc<str>, Value)>;
 
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Value, ForeignError>> + Send + 'static>>;
 
+/// Where a host says who ran a recorded call ([`Host::call_reporting`]):
+/// `pid N` of the process that ran it (a `=f=` worker), or a remote
+/// worker's address (`tcp://10.0.0.5:40123` for a Dask worker). Left
+/// empty, the record names the workflow's own process.
+pub type RanBy = Arc<OnceLock<String>>;
+
 /// What a workflow needs from its environment of foreign functions.
 ///
 /// One `Host` serves one workflow (it may hold that workflow's private
@@ -177,6 +183,30 @@ pub trait Host: Send + Sync {
         _mode: CallMode,
     ) -> Option<Result<Value, ForeignError>> {
         None
+    }
+
+    /// [`call`](Host::call) for a call whose task is recorded: the host may
+    /// set `ran_by` to who ran it, at any time before the future ends. Only
+    /// observed runs use this, so hosts keep their unrecorded path as it
+    /// is. The default calls `call` and says nothing: the record then
+    /// names the workflow's own process, right for a call run in it.
+    fn call_reporting(&self, name: &ForeignName, args: Vec<Value>, keywords: Keywords, mode: CallMode, ran_by: RanBy) -> CallFuture {
+        let _ = ran_by;
+        self.call(name, args, keywords, mode)
+    }
+
+    /// [`call_here`](Host::call_here) for a recorded call, with `ran_by`
+    /// as in [`call_reporting`](Host::call_reporting).
+    fn call_here_reporting(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        keywords: &[(Arc<str>, Value)],
+        mode: CallMode,
+        ran_by: &RanBy,
+    ) -> Option<Result<Value, ForeignError>> {
+        let _ = ran_by;
+        self.call_here(name, args, keywords, mode)
     }
 }
 

@@ -23,6 +23,9 @@ use oxiida::{Context, Diagnostic, Interrupt, Limits, Output, Source, Stage};
 use oxiida_host::{self as plugin, PluginHost};
 use oxiida_protocol::{exit, state, ByteBuf, PluginSpec, Submit, CHUNK, MAX_FRAME};
 
+/// Where the Python plugin's `=f=` calls run (docs/distributed.md).
+const EXECUTOR: &str = "OXIIDA_EXECUTOR";
+
 /// The descriptor a runner finds its socket on.
 pub const FD: RawFd = 3;
 
@@ -74,6 +77,10 @@ pub struct Job {
     /// results a resumed workflow replays.
     #[serde(default)]
     pub replay_chunks: u32,
+    /// The daemon's `--executor`: the runner's `OXIIDA_EXECUTOR`, over
+    /// the submitted environment's.
+    #[serde(default)]
+    pub executor: Option<String>,
 }
 
 /// What the daemon sends a runner after its job.
@@ -212,6 +219,17 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
     }
     // After the environment is settled: the marker must survive it.
     mark(&job, env.as_mut());
+    // The daemon's `--executor` comes before the submitted OXIIDA_EXECUTOR
+    // (docs/distributed.md); the Python plugin reads it at session start.
+    if let Some(executor) = &job.executor {
+        if let Some(env) = env.as_mut() {
+            env.retain(|(name, _)| name != EXECUTOR);
+            env.push((EXECUTOR.into(), executor.into()));
+        }
+        if only_thread() {
+            std::env::set_var(EXECUTOR, executor);
+        }
+    }
     // The recorded results a resumed workflow replays.
     let mut replay = std::collections::HashMap::new();
     for _ in 0..job.replay_chunks {

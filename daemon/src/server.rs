@@ -90,6 +90,8 @@ pub struct Shared {
     default_specs: Vec<String>,
     /// [`Options::environment`], for `status`.
     environment_name: Option<String>,
+    /// [`Options::executor`], for the runners' jobs and `status`.
+    pub executor: Option<String>,
     started_ms: i64,
     /// Workflows not finished yet; watched, so a stopping daemon learns
     /// when the last one has ended.
@@ -251,6 +253,11 @@ pub struct Options {
     /// What `status` reports as the daemon's environment: the Python
     /// package's `sys.prefix`, so a client of another one can refuse it.
     pub environment: Option<String>,
+    /// `daemon start --executor`: handed to every runner as its
+    /// `OXIIDA_EXECUTOR` (over the submitted one), and reported by `status`
+    /// so that `daemon restart` keeps it. The Python package's runners get
+    /// it on their command line too.
+    pub executor: Option<String>,
 }
 
 /// The environment variable naming the descriptor a daemon started in the
@@ -359,6 +366,7 @@ pub fn serve_with(paths: Paths, defaults: Vec<(Arc<LoadedPlugin>, String)>, opti
         reaper,
         default_specs,
         environment_name: options.environment,
+        executor: options.executor,
         paths: paths.clone(),
         store,
         defaults,
@@ -809,6 +817,7 @@ fn status(shared: &Shared) -> Status {
         loaded_plugins: loaded.iter().map(|(path, name)| format!("{name} ({})", path.display())).collect(),
         environment: shared.environment_name.clone(),
         resumable: Vec::new(),
+        executor: shared.executor.clone(),
         limits: Some(protocol::StatusLimits {
             memory_limit: shared.limits.memory,
             output_limit: shared.limits.output,

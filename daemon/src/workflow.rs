@@ -324,6 +324,7 @@ async fn supervise(shared: Arc<Shared>, running: Arc<Running>, submit: Submit, r
         defaults: shared.default_plugins(),
         marker: Some(crate::reap::marker(running.id)),
         replay_chunks: chunks.len() as u32,
+        executor: shared.executor.clone(),
     };
     let mut job = oxiida_protocol::encode(&job);
     for entries in chunks {

@@ -13,7 +13,7 @@ use crate::loader::{Kind, LoadedPlugin};
 use crate::plugin::{CallFailure, PluginSession};
 use crate::process;
 use crate::{codec, outbound};
-use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host, Keywords};
+use oxiida::foreign::{CallFuture, CallMode, ForeignError, ForeignErrorKind, ForeignName, Host, Keywords, RanBy};
 use oxiida::value::{Handle, Map, Value};
 
 /// Why a workflow's sessions could not be opened; each names the plugin.
@@ -188,11 +188,19 @@ impl Session {
         }
     }
 
-    fn call(self: &Arc<Self>, name: &str, args: &[u8], kwargs: Option<&[u8]>, mode: CallMode) -> Result<Value, ForeignError> {
+    /// `ran_by`: see [`Host::call_reporting`].
+    fn call(
+        self: &Arc<Self>,
+        name: &str,
+        args: &[u8],
+        kwargs: Option<&[u8]>,
+        mode: CallMode,
+        ran_by: Option<&RanBy>,
+    ) -> Result<Value, ForeignError> {
         let Backend::Library(raw) = &self.raw else { unreachable!("a library call on a library session") };
         let Kind::Library(table) = &self.plugin.kind else { unreachable!("a library session of a library") };
         let mode = if mode == CallMode::Process { abi::MODE_PROCESS } else { abi::MODE_THREAD };
-        let reply = raw.call(name, args, kwargs, mode);
+        let reply = raw.call(name, args, kwargs, mode, ran_by.map(|r| &**r));
         if let (Ok(value), false) = (&reply, table.releases_handles()) {
             let mut ids = Vec::new();
             value.handles(&mut ids);
@@ -435,6 +443,38 @@ impl Host for PluginHost {
     }
 
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: Keywords, mode: CallMode) -> CallFuture {
+        self.call_with(name, args, keywords, mode, None)
+    }
+
+    /// A plugin of ABI version 5 says who ran each call in its reply.
+    fn call_reporting(&self, name: &ForeignName, args: Vec<Value>, keywords: Keywords, mode: CallMode, ran_by: RanBy) -> CallFuture {
+        self.call_with(name, args, keywords, mode, Some(ran_by))
+    }
+
+    fn call_here(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        keywords: &[(Arc<str>, Value)],
+        mode: CallMode,
+    ) -> Option<Result<Value, ForeignError>> {
+        self.call_here_with(name, args, keywords, mode, None)
+    }
+
+    fn call_here_reporting(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        keywords: &[(Arc<str>, Value)],
+        mode: CallMode,
+        ran_by: &RanBy,
+    ) -> Option<Result<Value, ForeignError>> {
+        self.call_here_with(name, args, keywords, mode, Some(ran_by))
+    }
+}
+
+impl PluginHost {
+    fn call_with(&self, name: &ForeignName, args: Vec<Value>, keywords: Keywords, mode: CallMode, ran_by: Option<RanBy>) -> CallFuture {
         let dotted = name.dotted();
         let ready = self.session_for(name, mode, &keywords).and_then(|session| {
             let encoded = session.encode(&dotted, &args, &keywords)?;
@@ -452,7 +492,7 @@ impl Host for PluginHost {
             // Dropped before the call returns: the workflow stops (a failed
             // sibling in `para`, Ctrl-C), so the plugin is asked to stop it.
             let unfinished = CancelOnDrop(Some(Arc::downgrade(&session)));
-            let result = tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, kwargs.as_deref(), mode))
+            let result = tokio::task::spawn_blocking(move || session.call(&dotted, &bytes, kwargs.as_deref(), mode, ran_by.as_ref()))
                 .await
                 .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))));
             unfinished.defuse();
@@ -460,12 +500,13 @@ impl Host for PluginHost {
         })
     }
 
-    fn call_here(
+    fn call_here_with(
         &self,
         name: &ForeignName,
         args: &[Value],
         keywords: &[(Arc<str>, Value)],
         mode: CallMode,
+        ran_by: Option<&RanBy>,
     ) -> Option<Result<Value, ForeignError>> {
         let session = match self.session_for(name, mode, keywords) {
             Ok(session) => session,
@@ -478,12 +519,10 @@ impl Host for PluginHost {
         Some(Ok(session).and_then(|session| {
             let dotted = name.dotted();
             let (bytes, kwargs) = session.encode(&dotted, args, keywords)?;
-            session.call(&dotted, &bytes, kwargs.as_deref(), mode)
+            session.call(&dotted, &bytes, kwargs.as_deref(), mode, ran_by)
         }))
     }
-}
 
-impl PluginHost {
     fn session_for(&self, name: &ForeignName, mode: CallMode, keywords: &[(Arc<str>, Value)]) -> Result<Arc<Session>, ForeignError> {
         let index = self.providers.lock().get(name).copied();
         let session = index

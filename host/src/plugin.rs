@@ -146,8 +146,16 @@ impl PluginSession {
 
     /// Runs one call: `args` is one MessagePack array, `kwargs` one
     /// MessagePack map (`None`: the call passes no keyword arguments, sent
-    /// as NULL), `mode` a MODE_*.
-    pub fn call(&self, name: &str, args: &[u8], kwargs: Option<&[u8]>, mode: u32) -> Result<abi::Value, CallFailure> {
+    /// as NULL), `mode` a MODE_*. `ran_by`, when given, is set to who the
+    /// plugin says ran the call (the reply's `ran_by`, ABI version 5).
+    pub fn call(
+        &self,
+        name: &str,
+        args: &[u8],
+        kwargs: Option<&[u8]>,
+        mode: u32,
+        ran_by: Option<&std::sync::OnceLock<String>>,
+    ) -> Result<abi::Value, CallFailure> {
         let _turn = self.one_at_a_time.as_ref().map(Mutex::lock);
         let (kwargs, kwargs_len) = kwargs.map_or((std::ptr::null(), 0), |k| (k.as_ptr(), k.len()));
         let message = abi::Message {
@@ -168,6 +176,9 @@ impl PluginSession {
         // SAFETY: the plugin filled the reply's (pointer, length) pairs as the
         // header says; they stay valid until `reply_free` below.
         let result = unsafe { Self::read(&reply) };
+        if let Some(who) = ran_by.and_then(|_| reply.ran_by()) {
+            let _ = ran_by.map(|slot| slot.set(who));
+        }
         let owned = reply.host_owned;
         let parts = [
             (abi::OWNED_VALUE, reply.value, reply.value_len),

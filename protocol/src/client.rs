@@ -309,6 +309,9 @@ pub fn describe(s: &crate::Status) -> String {
             l.idle_timeout_secs
         ));
     }
+    if let Some(executor) = &s.executor {
+        out.push_str(&format!("executor: {executor} (the workflows' =f= calls; `daemon restart` keeps it)\n"));
+    }
     if let Some(prefix) = &s.environment {
         out.push_str(&format!("python environment: {prefix} (submits from other environments are refused)\n"));
     }

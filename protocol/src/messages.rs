@@ -279,6 +279,10 @@ pub struct Status {
     /// that died, a restart) and not resumed yet, newest first.
     #[serde(default)]
     pub resumable: Vec<u64>,
+    /// `daemon start --executor`: where its workflows' `=f=` calls run
+    /// (a Dask scheduler's address, or `pool`); absent: none was given.
+    #[serde(default)]
+    pub executor: Option<String>,
 }
 
 /// `daemon start --memory-limit ... --output-limit ... --max-running ...

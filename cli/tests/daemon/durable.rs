@@ -368,5 +368,53 @@ fn records_name_the_shell_tasks_pid_and_the_plugin_that_served_a_call() {
         let bytes = std::fs::read(crate::support::example_plugin()).unwrap();
         sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
     };
-    assert!(call.contains(&format!("[example abi 4, sha256 {}]", &hash[..12])), "{shown}");
+    assert!(call.contains(&format!("[example abi {}, sha256 {}]", oxiida_abi::OXIIDA_ABI_VERSION, &hash[..12])), "{shown}");
+}
+
+/// A `=f=` call's record names the Python plugin's worker process that ran
+/// it (the plugin says so in its reply, ABI version 5); a plain call's
+/// names the process that ran the workflow: `oxiida run --record` here,
+/// the daemon's runner for a submission.
+#[test]
+fn a_f_call_s_record_names_the_worker_process_that_ran_it() {
+    let mut d = Daemon::new("ran-by-f");
+    let plugin = format!("{}=tools.py", python_plugin().display());
+    d.write("tools.py", "import os\n\ndef pid():\n    return os.getpid()\n");
+    d.write("wf.ox", "require pid;\nw = =pid=();\nh = pid();\npara { a = =pid=(); b = =pid=(); }\nprint [w, h, a, b];\n");
+    let pids = |out: &std::process::Output| -> Vec<String> {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let printed = text(&out.stdout);
+        printed.trim().trim_matches(['[', ']']).split(", ").map(str::to_owned).collect()
+    };
+    let ran = pids(&d.run(&["run", "--record", "--plugin", &plugin, "wf.ox"]));
+    d.start_foreground(&[]);
+    let submitted = pids(&d.run(&["submit", "--wait", "--plugin", &plugin, "wf.ox"]));
+    for (id, printed) in [("1", &ran), ("2", &submitted)] {
+        let shown = text(&d.run(&["workflow", "show", id]).stdout);
+        let by = |kind: &str| -> Vec<String> {
+            let mut by: Vec<String> = shown
+                .lines()
+                .filter(|l| l.contains(&format!("  {kind} pid")))
+                .map(|l| l.split("  pid ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned())
+                .collect();
+            by.sort();
+            by
+        };
+        let mut f_pids = vec![printed[0].clone(), printed[2].clone(), printed[3].clone()];
+        f_pids.sort();
+        assert_eq!(by("call=f="), f_pids, "{shown}");
+        assert_eq!(by("call"), [printed[1].clone()], "{shown}");
+        assert!(!f_pids.contains(&printed[1]), "the workers are not the workflow's process: {shown}");
+        // The graph's task nodes say the same.
+        let graph: serde_json::Value = serde_json::from_slice(&d.run(&["workflow", "graph", id, "--format", "json"]).stdout).unwrap();
+        let mut in_graph: Vec<String> = graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "call=f=")
+            .map(|n| n["worker"].as_str().unwrap().trim_start_matches("pid ").to_owned())
+            .collect();
+        in_graph.sort();
+        assert_eq!(in_graph, f_pids);
+    }
 }

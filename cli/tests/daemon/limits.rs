@@ -304,3 +304,34 @@ fn the_accept_loop_survives_running_out_of_descriptors() {
     assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "back\n".into()), "{}\n{}", text(&out.stderr), d.log());
     assert!(d.log().contains("accepting connections again"), "{}", d.log());
 }
+
+/// `daemon start --executor`: checked before the daemon starts, shown by
+/// `status`, kept by `restart`, and given to each workflow's runner as its
+/// OXIIDA_EXECUTOR over the submitted one (where the Python plugin reads
+/// it; the Dask cluster itself is in plugins/python/tests/test_executor.py).
+#[test]
+fn restart_keeps_the_executor_and_runners_get_it_over_the_submitted_one() {
+    reap_orphans();
+    let d = Daemon::new("executor-restart");
+    let bad = d.run(&["daemon", "start", "--executor", "loky://4"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("unknown executor `loky://4`"), "{}", text(&bad.stderr));
+    let out = d.run(&["daemon", "start", "--executor", "pool"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    d.write("env.ox", "r = shell {\"sh\", [\"-c\", \"printf %s \\\"$OXIIDA_EXECUTOR\\\"\"]};\nprint r.stdout;\n");
+    let submit = || {
+        let out = d.cmd(&["submit", "--wait", "env.ox"]).env("OXIIDA_EXECUTOR", "dask://elsewhere:1").output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(submit(), "pool\n");
+    let out = d.run(&["daemon", "restart", "--max-running", "5"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let status = text(&d.run(&["daemon", "status"]).stdout);
+    assert!(status.contains("executor: pool"), "{status}");
+    assert_eq!(submit(), "pool\n", "kept by the restart");
+    let out = d.run(&["daemon", "restart", "--executor", "tcp://127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(submit(), "tcp://127.0.0.1:9\n", "a new one given to restart");
+    assert_eq!(d.run(&["daemon", "stop"]).status.code(), Some(0));
+}

@@ -286,7 +286,11 @@ impl Interpreter<'_> {
             let result = self
                 .observed(observer, &task, || async {
                     let mut started = SystemTime::now();
-                    let result = self.call_unobserved(function, args, keywords, mode, span, Some(&mut started)).await;
+                    let ran_by = crate::foreign::RanBy::default();
+                    let result = self.call_unobserved(function, args, keywords, mode, span, Some((&mut started, &ran_by))).await;
+                    if let Some(who) = ran_by.get() {
+                        let _ = task.ran_by.set(who.clone());
+                    }
                     (started, result)
                 })
                 .await;
@@ -296,7 +300,8 @@ impl Interpreter<'_> {
         self.call_unobserved(function, args, keywords, mode, span, None).await
     }
 
-    /// The foreign call itself; `started`, when given, is set when it has its slot.
+    /// The foreign call itself; `recorded`, when given, is the time set
+    /// when it has its slot and where the host says who ran it.
     async fn call_unobserved(
         &self,
         function: usize,
@@ -304,11 +309,14 @@ impl Interpreter<'_> {
         keywords: Keywords,
         mode: CallMode,
         span: Span,
-        started: Option<&mut SystemTime>,
+        recorded: Option<(&mut SystemTime, &crate::foreign::RanBy)>,
     ) -> Fallible<Value> {
         let foreign = &self.program.foreign[function];
         let here = if self.limits.inline_calls && self.concurrent.load(Ordering::Relaxed) == 0 {
-            self.host.call_here(&foreign.name, &args, &keywords, mode)
+            match &recorded {
+                Some((_, ran_by)) => self.host.call_here_reporting(&foreign.name, &args, &keywords, mode, ran_by),
+                None => self.host.call_here(&foreign.name, &args, &keywords, mode),
+            }
         } else {
             None
         };
@@ -316,10 +324,13 @@ impl Interpreter<'_> {
             Some(result) => result,
             None => {
                 let _permit = self.tasks.acquire().await.expect("the task semaphore is never closed");
-                if let Some(started) = started {
-                    *started = SystemTime::now();
+                match recorded {
+                    Some((started, ran_by)) => {
+                        *started = SystemTime::now();
+                        self.host.call_reporting(&foreign.name, args, keywords, mode, ran_by.clone()).await
+                    }
+                    None => self.host.call(&foreign.name, args, keywords, mode).await,
                 }
-                self.host.call(&foreign.name, args, keywords, mode).await
             }
         };
         let err = match result {

@@ -278,6 +278,7 @@ fn _daemon_serve(
         let spec = spec.clone().into_pyobject(py)?.into_any();
         crate::executor::address_of(py, &spec).map_err(|e| bad(format!("--executor: {}", crate::executor::error_text(py, &e))))?;
     }
+    let given = executor.clone();
     let executor = match executor {
         Some(e) => e.into_pyobject(py)?.repr()?.extract::<String>()?,
         None => "None".into(),
@@ -291,6 +292,7 @@ fn _daemon_serve(
         ready: oxiida_daemon::server::ready_pipe(),
         limits: chosen,
         environment: Some(sys_prefix(py)),
+        executor: given,
     };
     py.detach(|| oxiida_daemon::server::serve_with(paths, Vec::new(), options)).map_err(|e| OxiidaError::new_err(e.to_string()))
 }
@@ -638,7 +640,10 @@ fn _daemon_limit_args(py: Python<'_>) -> PyResult<Vec<String>> {
         max_running: l.max_running as usize,
         idle_timeout: std::time::Duration::from_secs(l.idle_timeout_secs),
     };
-    Ok(limits.to_args())
+    let mut args = limits.to_args();
+    // `restart` keeps the daemon's `--executor` too.
+    args.extend(s.executor.map(|e| format!("--executor={e}")));
+    Ok(args)
 }
 
 /// `stop` and `status` as the `oxiida` CLI runs them; returns the exit status.
@@ -845,10 +850,10 @@ fn _resume(py: Python<'_>, id: u64, wait: bool, source: Option<String>) -> PyRes
 /// what, status, started ms, ended ms, error) each.
 #[pyfunction]
 #[allow(clippy::type_complexity)]
-fn _tasks(py: Python<'_>, id: u64) -> PyResult<Vec<(String, String, String, String, i64, i64, Option<String>)>> {
+fn _tasks(py: Python<'_>, id: u64) -> PyResult<Vec<(String, String, String, String, i64, i64, Option<String>, String)>> {
     match call(py, Request::Tasks { id }, false)? {
         Reply::Tasks { tasks, .. } => {
-            Ok(tasks.into_iter().map(|t| (t.key, t.kind, t.what, t.status, t.started_ms, t.ended_ms, t.error)).collect())
+            Ok(tasks.into_iter().map(|t| (t.key, t.kind, t.what, t.status, t.started_ms, t.ended_ms, t.error, t.worker)).collect())
         }
         other => Err(OxiidaError::new_err(format!("the daemon answered `tasks` with {other:?}"))),
     }

@@ -78,7 +78,19 @@ impl Executor {
         let dispatch = self.0.bind(py);
         let none = py.None().into_bound(py);
         let kwargs = kwargs.map(Bound::into_any).unwrap_or(none);
-        dispatch.call_method1("call", (key, dotted, function.bind(py), args, kwargs)).map_err(|e| {
+        // A recorded call asks who ran it (`crate::ran_by`): the function
+        // then runs inside `_say_who` there, which also answers that.
+        let reporting = crate::ran_by::wanted();
+        let method = if reporting { "call_reporting" } else { "call" };
+        let answer = dispatch.call_method1(method, (key, dotted, function.bind(py), args, kwargs));
+        let answer = match answer {
+            Ok(pair) if reporting => pair.extract::<(Bound<'py, PyAny>, String)>().map(|(result, who)| {
+                crate::ran_by::remote(who);
+                result
+            }),
+            other => other,
+        };
+        answer.map_err(|e| {
             let (message, traceback) = describe(py, &e);
             let cannot_send = helpers(py).and_then(|h| h.getattr("CannotSend")).is_ok_and(|t| e.get_type(py).is(&t));
             if cannot_send {

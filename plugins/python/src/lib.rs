@@ -29,6 +29,48 @@ mod pool;
 
 use functions::{CallError, Front, Functions};
 
+/// Who ran the `=f=` call that just ended on this thread, for task records
+/// (`Task::ran_by` in the runtime): the pool sets its worker's pid at each
+/// call (one store), and an executor, asked, the Dask worker's address or
+/// the executor process's pid. A plain call says nothing: it ran here.
+pub(crate) mod ran_by {
+    use std::cell::{Cell, RefCell};
+
+    thread_local! {
+        static PID: Cell<u32> = const { Cell::new(0) };
+        static WANTED: Cell<bool> = const { Cell::new(false) };
+        static REMOTE: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    /// The pool ran the call on this thread in worker process `pid`.
+    pub fn worker(pid: u32) {
+        PID.set(pid);
+    }
+
+    /// Whether the call running on this thread should say who ran it
+    /// (an executor then asks its worker, which costs a little).
+    pub fn wanted() -> bool {
+        WANTED.get()
+    }
+
+    /// An executor ran the call on this thread at `who`.
+    pub fn remote(who: String) {
+        REMOTE.set(Some(who));
+    }
+
+    /// Runs `f` (which makes `=f=` calls on this thread) and says who ran
+    /// its last one: `None` when nothing said (it ran in this process).
+    pub fn asking<R>(f: impl FnOnce() -> R) -> (R, Option<String>) {
+        PID.set(0);
+        REMOTE.set(None);
+        WANTED.set(true);
+        let r = f();
+        WANTED.set(false);
+        let who = REMOTE.take().or_else(|| Some(PID.get()).filter(|&p| p != 0).map(|p| format!("pid {p}")));
+        (r, who)
+    }
+}
+
 /// A session of the C-ABI plugin: one workflow's functions. It owns its
 /// `=f=` pool, whose workers end when the session is freed.
 struct Session(Functions, Arc<convert::Handles>);
@@ -80,8 +122,16 @@ unsafe extern "C" fn resolve(session: *mut c_void, name: *const c_char, len: usi
 }
 
 unsafe extern "C" fn call(session: *mut c_void, message: *const abi::Message, reply: *mut abi::Reply) {
-    let run = |s: &Session, name: &str, args: &[abi::Value], keywords: &[(String, abi::Value)], process| {
-        s.1.during(|| s.0.call(name, args, keywords, process)).map_err(failure)
+    let run = |s: &Session, name: &str, args: &[abi::Value], keywords: &[(String, abi::Value)], process: bool| {
+        if !process {
+            return s.1.during(|| s.0.call(name, args, keywords, process)).map_err(failure);
+        }
+        // The reply names the worker that ran it, for the host's task records.
+        let (result, who) = ran_by::asking(|| s.1.during(|| s.0.call(name, args, keywords, process)));
+        if let Some(who) = who {
+            serve::ran_by(who);
+        }
+        result.map_err(failure)
     };
     // SAFETY: the arguments are the host's; the session came from `session_new`.
     unsafe { serve::call_with_keywords("Python", session, message, reply, run) }

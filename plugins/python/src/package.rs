@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use oxiida::foreign::{CallFuture, CallMode, Cause, ForeignError, ForeignErrorKind, ForeignName, Host};
+use oxiida::foreign::{CallFuture, CallMode, Cause, ForeignError, ForeignErrorKind, ForeignName, Host, RanBy};
 use oxiida::value::Value;
 use oxiida::{Interrupt, Limits, Output, Source};
 use parking_lot::Mutex;
@@ -151,6 +151,64 @@ impl Host for PyHost {
             Ok(pending) => Box::pin(pending),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
+    }
+
+    /// A recorded call: an `=f=` call names the pool worker's pid, or the
+    /// executor's worker (`crate::ran_by`); a plain call ran here.
+    fn call_reporting(
+        &self,
+        name: &ForeignName,
+        args: Vec<Value>,
+        keywords: oxiida::foreign::Keywords,
+        mode: CallMode,
+        ran_by: RanBy,
+    ) -> CallFuture {
+        if let Some(plugins) = self.plugin_for(name) {
+            return plugins.host().call_reporting(name, args, keywords, mode, ran_by);
+        }
+        if mode == CallMode::Thread {
+            return self.call(name, args, keywords, mode);
+        }
+        if self.functions.executor.is_some() {
+            let functions = self.functions.clone();
+            let dotted = name.dotted();
+            return Box::pin(async move {
+                tokio::task::spawn_blocking(move || {
+                    let (result, who) = crate::ran_by::asking(|| functions.call(&dotted, &args, &keywords, true).map_err(foreign_error));
+                    if let Some(who) = who {
+                        let _ = ran_by.set(who);
+                    }
+                    result
+                })
+                .await
+                .unwrap_or_else(|e| Err(ForeignError::new(ForeignErrorKind::Internal, format!("the call's thread failed: {e}"))))
+            });
+        }
+        match self.calls.process_reporting(name.dotted(), args, keywords, Some(ran_by)) {
+            Ok(pending) => Box::pin(pending),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    fn call_here_reporting(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        keywords: &[(std::sync::Arc<str>, Value)],
+        mode: CallMode,
+        ran_by: &RanBy,
+    ) -> Option<Result<Value, ForeignError>> {
+        if let Some(plugins) = self.plugin_for(name) {
+            return plugins.host().call_here_reporting(name, args, keywords, mode, ran_by);
+        }
+        if mode == CallMode::Thread {
+            return self.call_here(name, args, keywords, mode);
+        }
+        let (result, who) = crate::ran_by::asking(|| self.functions.call(&name.dotted(), args, keywords, true).map_err(foreign_error));
+        if let Some(who) = who {
+            let _ = ran_by.set(who);
+        }
+        Some(result)
     }
 
     /// Inline: the workflow runs on a thread of its own, never the caller's.

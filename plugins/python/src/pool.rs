@@ -292,6 +292,7 @@ impl Pool {
     ) -> Result<Answer, PoolError> {
         let mut w = self.workers.get(|| self.start())?;
         let pid = w.child.id();
+        crate::ran_by::worker(pid);
         self.busy.lock().push((owner, pid, false));
         let answer = exchange(&mut w, key, function, context, args, with_keywords);
         match answer {
@@ -332,6 +333,7 @@ impl Pool {
             Err(e) => return calls.iter().map(|_| Err(e.again())).collect(),
         };
         let pid = w.child.id();
+        crate::ran_by::worker(pid);
         self.busy.lock().push((owner, pid, false));
         let mut answers = Vec::with_capacity(calls.len());
         let mut broken = false;

@@ -351,3 +351,26 @@ def test_resume_of_a_failed_workflow_and_its_refusals(folders):
         oxiida.resume(10_000)
     with pytest.raises(TypeError):
         oxiida.resume("1")  # type: ignore[arg-type]
+
+
+def pid():
+    return os.getpid()
+
+
+def test_a_recorded_f_call_names_the_worker_process_that_ran_it(folders):
+    # `=f=` runs in a pool worker: its record names that process, not this one.
+    # `w` runs inline; the `para` branches' calls go to the pool in batches.
+    source = "require pid;\nw = =pid=();\nh = pid();\npara { a = =pid=(); b = =pid=(); c = =pid=(); d = =pid=(); }\n"
+    out = oxiida.run(source, record=True, file_name="who.ox")
+    assert out["h"] == os.getpid() and out["w"] != os.getpid()
+    out["ps"] = [out[v] for v in "abcd"]
+    folders.start()
+    (recorded,) = oxiida.workflows()
+    records = oxiida.tasks(recorded.id)
+    f_calls = [t for t in records if t.kind == "call=f="]
+    (plain,) = [t for t in records if t.kind == "call"]
+    assert len(f_calls) == 5
+    assert plain.worker == f"pid {os.getpid()}"
+    # Each `=f=` record names the worker whose pid that call returned.
+    assert {t.worker for t in f_calls} == {f"pid {p}" for p in [out["w"], *out["ps"]]}
+    assert all(t.worker != plain.worker for t in f_calls)

@@ -440,3 +440,99 @@ def test_a_task_that_kills_every_worker_is_a_killed_worker_error_naming_the_work
     notes = "\n".join(info.value.__notes__)
     assert "`=f=` call of `suicide`" in notes and "tcp://127.0.0.1:" in notes, notes
     assert f"after {ALLOWED_FAILURES + 1} attempts" in notes
+
+
+def worker_address():
+    return distributed.get_worker().address
+
+
+def pid_here():
+    return os.getpid()
+
+
+def test_a_recorded_call_on_an_executor_names_the_worker_that_ran_it(client, tmp_path, monkeypatch):
+    """`oxiida.run(record=True)`: a `=f=` call's record names the Dask
+    worker's address, on a process pool the pool process's pid."""
+    for key, sub in (("OXIIDA_RUNTIME_DIR", "run"), ("OXIIDA_DATA_DIR", "data")):
+        monkeypatch.setenv(key, str(tmp_path / sub))
+    source = "require worker_address;\npara { a = =worker_address=(); b = =worker_address=(); }\n"
+    out = oxiida.run(source, executor=client, record=True, file_name="dask.ox")
+    assert {out["a"], out["b"]} <= set(client.scheduler_info()["workers"])
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        p = oxiida.run("require pid_here;\np = =pid_here=();\n", executor=pool, record=True, file_name="pool.ox")["p"]
+    assert p != os.getpid()
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    env = dict(os.environ, OXIIDA_WATCH=str(watched))
+    daemon = lambda *args: subprocess.run([sys.executable, "-m", "oxiida", "daemon", *args], env=env, capture_output=True, text=True, timeout=60)  # noqa: E731
+    started = daemon("start")
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split("pid ")[1].split(",")[0])
+    try:
+        by_name = {w.name: w.id for w in oxiida.workflows()}
+        assert sorted(t.worker for t in oxiida.tasks(by_name["dask.ox"])) == sorted([out["a"], out["b"]])
+        assert [t.worker for t in oxiida.tasks(by_name["pool.ox"])] == [f"pid {p}"]
+    finally:
+        daemon("stop")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_both_daemons_keep_their_executor_across_a_restart(cluster, client, tmp_path, monkeypatch):
+    """`oxiida daemon start --executor` (the CLI's daemon, with the Python
+    plugin) and `python -m oxiida daemon start --executor`: workflows'
+    `=f=` calls run on the cluster, before and after `daemon restart`."""
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", HERE.parents[2] / "target")) / "debug"
+    binary, plugin = target / "oxiida", target / "liboxiida_python.so"
+    assert binary.exists() and plugin.exists(), f"build the CLI and the plugin first: cargo build -p oxiida-cli -p oxiida-python ({target})"
+    script = tmp_path / "steps.py"
+    script.write_text("import os\n\ndef pid():\n    return os.getpid()\n")
+    (tmp_path / "wf.ox").write_text("require pid;\nprint =pid=();\n")
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    import site
+
+    env = dict(
+        os.environ,
+        OXIIDA_RUNTIME_DIR=str(tmp_path / "run"),
+        OXIIDA_DATA_DIR=str(tmp_path / "data"),
+        OXIIDA_WATCH=str(watched),
+        PYTHONPATH=os.pathsep.join([str(HERE), *site.getsitepackages()]),
+    )
+    env.pop("OXIIDA_EXECUTOR", None)
+    for key in ("OXIIDA_RUNTIME_DIR", "OXIIDA_DATA_DIR"):
+        monkeypatch.setenv(key, env[key])
+    workers = set(client.run(os.getpid).values())
+
+    def run(*argv):
+        return subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    def on_cluster():
+        done = run(str(binary), "submit", "--wait", "wf.ox")
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout) in workers
+
+    for start, restart in [
+        ([str(binary), "daemon", "start", f"--plugin={plugin}={script}"], [str(binary), "daemon", "restart"]),
+        ([sys.executable, "-m", "oxiida", "daemon", "start"], [sys.executable, "-m", "oxiida", "daemon", "restart"]),
+    ]:
+        started = run(*start, "--executor", cluster.address)
+        assert started.returncode == 0, started.stderr
+        try:
+            if start[0] == sys.executable:
+                # The Python daemon runs the caller's functions: submitted from Python.
+                submit = lambda: oxiida.submit("require pid_here;\np = =pid_here=();\n", wait=True)["p"] in workers  # noqa: E731
+            else:
+                submit = on_cluster
+            assert submit()
+            restarted = run(*restart)
+            assert restarted.returncode == 0, restarted.stderr
+            status = run(str(binary), "daemon", "status")
+            assert f"executor: {cluster.address}" in status.stdout, status.stdout
+            assert submit(), "the restarted daemon kept --executor"
+        finally:
+            stopped = run(str(binary), "daemon", "stop")
+            assert stopped.returncode == 0, stopped.stderr

@@ -4,7 +4,7 @@ LIMITS are the `oxiida daemon start` flags: --memory-limit SIZE|none,
 --output-limit SIZE, --max-running N, --idle-timeout SECS; `restart` keeps
 the running daemon's unless given new ones. `--executor dask://HOST:PORT`
 runs every workflow's `=f=` calls on that Dask cluster (docs/distributed.md);
-`restart` needs it given again.
+`restart` keeps it unless given another (`--executor pool`: oxiida's own workers).
 
 A daemon started this way is bound to this interpreter: its workflows call
 Python in this environment (its sys.path, its installed packages), and it

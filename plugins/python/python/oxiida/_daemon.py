@@ -204,7 +204,10 @@ class TaskRecord:
     (`tasks(id)`): its key (its place in the source and the loop
     iterations around it), its kind (`shell`, `shellpipe`, `call` or
     `call=f=`), what it ran, its status (`succeeded`, `failed`, `replayed`
-    or `cached`), when it started and ended (UTC), and its error."""
+    or `cached`), when it started and ended (UTC), its error, and who ran
+    it (`worker`): `pid N` of a shell task's process or of the `=f=` worker
+    process, a Dask worker's address, or the workflow's own process for a
+    plain call."""
 
     key: str
     kind: str
@@ -213,6 +216,7 @@ class TaskRecord:
     started: datetime.datetime
     ended: datetime.datetime
     error: Optional[str]
+    worker: str = ""
 
 
 @dataclass(frozen=True)
@@ -298,8 +302,8 @@ def tasks(id: int) -> List[TaskRecord]:
     (what `oxiida workflow show ID` lists)."""
     _check_id(id)
     return [
-        TaskRecord(key, kind, what, state, _stamp(started), _stamp(ended), error)
-        for key, kind, what, state, started, ended, error in _tasks(id)
+        TaskRecord(key, kind, what, state, _stamp(started), _stamp(ended), error, worker)
+        for key, kind, what, state, started, ended, error, worker in _tasks(id)
     ]
 
 

@@ -175,6 +175,24 @@ class _Shipped:
         return self.function(*args, **kwargs)
 
 
+def _say_who(function, kwargs, *args):
+    # Runs on the executor's worker (sent by value, as `_interrupt` is): the
+    # call, and who ran it for oxiida's task records: a Dask worker's
+    # address, else the executor process's pid and host.
+    import os
+    import socket
+
+    result = function(*args, **(kwargs or {}))
+    who = None
+    try:
+        from distributed import get_worker
+
+        who = get_worker().address
+    except Exception:  # noqa: BLE001 - not on a Dask worker
+        pass
+    return result, who or (os.getpid(), socket.gethostname())
+
+
 def _interrupt(keys, dask_worker=None):
     # Runs on each Dask worker (`client.run`; sent by value, as this module
     # is not importable there): raises InterruptedError in the threads still
@@ -199,6 +217,7 @@ class Dispatch:
         self.lock = threading.Lock()
         self.cancelled = False
         self.shipped = {}
+        self.reporter = None
 
     def _ship(self, key, function, name):
         shipped = self.shipped.get(key)
@@ -212,15 +231,41 @@ class Dispatch:
             shipped = self.shipped.setdefault(key, _Shipped(function, data))
         return shipped
 
-    def call(self, key, name, function, args, kwargs):
+    def _reporter(self):
+        if self.reporter is None:
+            import cloudpickle
+
+            # This module is not importable on the workers: `_say_who` goes by value.
+            cloudpickle.register_pickle_by_value(sys.modules[__name__])
+            self.reporter = _Shipped(_say_who, cloudpickle.dumps(_say_who))
+        return self.reporter
+
+    def call_reporting(self, key, name, function, args, kwargs):
+        """`call`, and who ran it (for a recorded task): `(result, who)`,
+        `who` a Dask worker's address or `pid N` (`pid N on HOST` when the
+        executor's process is on another host)."""
+        result, who = self.call(key, name, function, args, kwargs, report=True)
+        if not isinstance(who, str):
+            import socket
+
+            pid, host = who
+            who = f"pid {pid}" if host == socket.gethostname() else f"pid {pid} on {host}"
+        return result, who
+
+    def call(self, key, name, function, args, kwargs, report=False):
         """Runs `function(*args, **kwargs)` on the executor and returns its
         result, or raises what it raised (Dask: with the worker's traceback;
-        elsewhere: with the executor's RemoteTraceback as its cause)."""
+        elsewhere: with the executor's RemoteTraceback as its cause).
+        `report`: returns `(result, who)` from `_say_who` instead."""
         shipped = self._ship(key, function, name)
         with self.lock:
             if self.cancelled:
                 raise concurrent.futures.CancelledError("the workflow was cancelled")
-            if self.dask:
+            if report:
+                # Keywords as one argument of `_say_who`: never Dask's `key=`.
+                extra = {"key": f"{name}-{uuid.uuid4().hex}", "pure": False} if self.dask else {}
+                future = self.executor.submit(self._reporter(), shipped, kwargs, *args, **extra)
+            elif self.dask:
                 # A key of its own (pure=False): the same call twice runs twice.
                 # Keywords through a partial: `f(key=1)` must not be Dask's `key=`.
                 target = shipped

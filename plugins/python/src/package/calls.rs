@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use oxiida::foreign::{ForeignError, ForeignErrorKind, Keywords};
+use oxiida::foreign::{ForeignError, ForeignErrorKind, Keywords, RanBy};
 use oxiida::value::Value;
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
@@ -113,6 +113,8 @@ struct Job {
     args: Vec<Value>,
     keywords: Keywords,
     slot: Arc<Slot>,
+    /// A recorded `=f=` call's: where the worker's pid goes.
+    ran_by: Option<RanBy>,
 }
 
 struct Shared {
@@ -189,7 +191,7 @@ impl Calls {
         if state.closed {
             return Err(closed_error());
         }
-        state.plain.push_back(Job { dotted, args, keywords, slot: slot.clone() });
+        state.plain.push_back(Job { dotted, args, keywords, slot: slot.clone(), ran_by: None });
         shared.queued.store(state.plain.len(), Ordering::Relaxed);
         // No runner is woken here when the workflow's thread calls
         // `parking`: it queues what its branches call until it has nothing
@@ -232,13 +234,24 @@ impl Calls {
 
     /// Queues an `=f=` call for the dispatchers.
     pub(crate) fn process(&self, dotted: String, args: Vec<Value>, keywords: Keywords) -> Result<Pending, ForeignError> {
+        self.process_reporting(dotted, args, keywords, None)
+    }
+
+    /// [`Calls::process`] for a recorded call: `ran_by` gets the worker's pid.
+    pub(crate) fn process_reporting(
+        &self,
+        dotted: String,
+        args: Vec<Value>,
+        keywords: Keywords,
+        ran_by: Option<RanBy>,
+    ) -> Result<Pending, ForeignError> {
         let slot = Arc::new(Slot::default());
         let shared = &self.shared;
         let mut state = shared.state.lock();
         if state.closed {
             return Err(closed_error());
         }
-        state.process.push_back(Job { dotted, args, keywords, slot: slot.clone() });
+        state.process.push_back(Job { dotted, args, keywords, slot: slot.clone(), ran_by });
         if state.dispatchers < shared.dispatchers {
             let started = shared.clone();
             let spawned = std::thread::Builder::new().name("oxiida-dispatch".into()).spawn(move || dispatch(&started));
@@ -458,7 +471,13 @@ fn dispatch(shared: &Arc<Shared>) {
         let started = Instant::now();
         let calls: Vec<crate::functions::BatchCall<'_, Arc<str>, Value>> =
             batch.iter().map(|j| (j.dotted.as_str(), j.args.as_slice(), j.keywords.as_slice())).collect();
-        let results = shared.functions.call_batch(&calls);
+        let (results, who) = crate::ran_by::asking(|| shared.functions.call_batch(&calls));
+        // One batch, one worker process: each recorded call names its pid.
+        if let Some(who) = who {
+            for ran_by in batch.iter().filter_map(|j| j.ran_by.as_ref()) {
+                let _ = ran_by.set(who.clone());
+            }
+        }
         let per_call = started.elapsed().as_nanos() as u64 / batch.len() as u64;
         let old = shared.process_ns.load(Ordering::Relaxed);
         shared.process_ns.store(if old == 0 { per_call } else { (old * 3 + per_call) / 4 }, Ordering::Relaxed);
