@@ -200,34 +200,231 @@ impl Crossing for oxiida::value::Value {
         Some(Self::Handle(std::sync::Arc::new(handle)))
     }
     fn to_python<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Maker::new(py).make(self)
+    }
+}
+
+/// Workflow values made into Python objects, one or many in a row (a
+/// workflow's variables). The work is what `pickle.loads` does for the same
+/// data: each list made at its final size and filled in place, each dict
+/// filled with no Python call per item, and one Python str for each text
+/// the values share (a map key that a million records share is one `Arc`
+/// in the workflow, and becomes one str, whose hash Python computes once,
+/// as pickle's memo gives). Lists are never shared: a Python list is
+/// mutable, and two workflow values are two lists.
+#[cfg(feature = "package")]
+pub struct Maker<'py> {
+    py: Python<'py>,
+    /// The strs made so far, by the address and length of their text: a
+    /// direct-mapped cache, made at the first str (most conversions are of
+    /// one number). An address is the text's identity while the values
+    /// being converted are borrowed, which they are for the `Maker`'s life.
+    strs: Vec<(usize, usize, Option<Bound<'py, PyString>>)>,
+    /// Objects made so far, and whether a handle was met.
+    made: usize,
+    handles: bool,
+}
+
+/// The workflow's variables as a dict of Python objects. The workflow's
+/// own values are then freed: on the `oxiida-discard` thread when they
+/// are many ([`discard_later`]) and hold no Python object (whose release
+/// the end of the run must see at once), here otherwise.
+#[cfg(feature = "package")]
+pub fn variables<'py>(py: Python<'py>, vars: oxiida::Variables) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    {
+        // Python's cyclic collector would walk the objects as they are
+        // made, finding no cycle: made values hold only new objects and
+        // handles, and nothing else runs Python meanwhile (the GIL is held).
+        let _paused = GcPaused::new();
+        // Borrowed, all alive until the end: the maker knows texts by address.
+        let mut maker = Maker::new(py);
+        for (name, value) in &vars {
+            out.set_item(&**name, maker.make(value)?)?;
+        }
+        if maker.made >= DISCARD_LATER && !maker.handles {
+            discard_later(Box::new(vars));
+        }
+    }
+    Ok(out)
+}
+
+/// Python's cyclic garbage collector paused while this lives (if it ran).
+#[cfg(feature = "package")]
+struct GcPaused(bool);
+
+#[cfg(feature = "package")]
+impl GcPaused {
+    fn new() -> Self {
+        // SAFETY: called with the GIL held (by `variables`); returns the previous state.
+        GcPaused(unsafe { pyo3::ffi::PyGC_Disable() } == 1)
+    }
+}
+
+#[cfg(feature = "package")]
+impl Drop for GcPaused {
+    fn drop(&mut self) {
+        if self.0 {
+            // SAFETY: the GIL is still held: dropped in `variables`' scope.
+            unsafe { pyo3::ffi::PyGC_Enable() };
+        }
+    }
+}
+
+/// Variables of at least this many values are freed on a thread of their
+/// own (a million workflow values take milliseconds to free).
+#[cfg(feature = "package")]
+const DISCARD_LATER: usize = 10_000;
+
+/// Frees `garbage` (many workflow values, a pickle reader's memo) on the
+/// `oxiida-discard` thread, so that the caller does not wait for a million
+/// frees. At most four wait for that thread; more are freed here, so
+/// memory never piles up behind it. It must hold no Python object.
+pub fn discard_later(garbage: Box<dyn Send>) {
+    use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+    use std::sync::OnceLock;
+    /// The process that started the thread, and the way to it.
+    type Thread = Option<(u32, SyncSender<Box<dyn Send>>)>;
+    static LATER: OnceLock<Thread> = OnceLock::new();
+    let later = LATER.get_or_init(|| {
+        let (send, receive) = sync_channel::<Box<dyn Send>>(4);
+        let thread = std::thread::Builder::new().name("oxiida-discard".into()).spawn(move || receive.into_iter().for_each(drop));
+        thread.ok().map(|_| (std::process::id(), send))
+    });
+    match later {
+        // Not in a child forked since: the thread is not there.
+        Some((pid, send)) if *pid == std::process::id() => match send.try_send(garbage) {
+            Ok(()) => {}
+            Err(TrySendError::Full(garbage) | TrySendError::Disconnected(garbage)) => drop(garbage),
+        },
+        _ => drop(garbage),
+    }
+}
+
+/// Slots of [`Maker`]'s str cache: the keys of a record type and a few
+/// repeated values fit; a miss costs one probe more than no cache.
+#[cfg(feature = "package")]
+const STR_SLOTS: usize = 512;
+
+#[cfg(feature = "package")]
+impl<'py> Maker<'py> {
+    pub fn new(py: Python<'py>) -> Self {
+        Maker { py, strs: Vec::new(), made: 0, handles: false }
+    }
+
+    pub fn make(&mut self, value: &oxiida::value::Value) -> PyResult<Bound<'py, PyAny>> {
         use oxiida::value::Value;
-        Ok(match self {
+        let py = self.py;
+        self.made += 1;
+        Ok(match value {
             Value::Nil => py.None().into_bound(py),
             Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
-            Value::Int(i) => i.into_pyobject(py)?.into_any(),
+            // SAFETY: a new reference, or null with an exception set.
+            Value::Int(i) => owned(py, unsafe { pyo3::ffi::PyLong_FromLongLong(*i) })?,
             Value::Float(x) => PyFloat::new(py, *x).into_any(),
-            Value::Str(s) => PyString::new(py, s).into_any(),
-            Value::Array(items) => PyList::new(py, items.iter().map(|i| i.to_python(py)).collect::<PyResult<Vec<_>>>()?)?.into_any(),
-            Value::Map(entries) => {
-                let d = PyDict::new(py);
-                for (k, v) in entries.iter() {
-                    d.set_item(&**k, v.to_python(py)?)?;
+            Value::Str(s) => self.str(s).into_any(),
+            Value::Array(items) => {
+                let mut list = NewList::new(py, items.len())?;
+                for (at, item) in items.iter().enumerate() {
+                    list.set(at, self.make(item)?);
                 }
-                d.into_any()
+                list.finish()
+            }
+            Value::Map(entries) => {
+                let dict = PyDict::new(py);
+                for (k, v) in entries.iter() {
+                    let key = self.str(k);
+                    let value = self.make(v)?;
+                    set_item(&dict, &key, &value)?;
+                }
+                dict.into_any()
             }
             Value::Handle(h) => match h.payload::<Py<PyAny>>() {
-                Some(obj) => obj.bind(py).clone(),
+                Some(obj) => {
+                    self.handles = true;
+                    obj.bind(py).clone()
+                }
                 None => {
+                    self.handles = true;
                     return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                         "a {} {} cannot be given to a Python function; convert it in a {} function first",
                         h.owner(),
                         h.type_name(),
                         h.owner()
-                    )))
+                    )));
                 }
             },
         })
     }
+
+    /// The Python str of `text`: the one made already for the same `Arc`, if any.
+    fn str(&mut self, text: &std::sync::Arc<str>) -> Bound<'py, PyString> {
+        if self.strs.is_empty() {
+            self.strs.resize(STR_SLOTS, (0, 0, None));
+        }
+        let (address, len) = (text.as_ptr() as usize, text.len());
+        // Allocations are 8-aligned at least: the bits above pick the slot.
+        let slot = &mut self.strs[(address >> 3 ^ address >> 12) % STR_SLOTS];
+        if let (a, l, Some(made)) = slot {
+            if *a == address && *l == len {
+                return made.clone();
+            }
+        }
+        let made = PyString::new(self.py, text);
+        *slot = (address, len, Some(made.clone()));
+        made
+    }
+}
+
+/// A new Python object from a C call that returns a new reference (or null
+/// with an exception set).
+#[cfg(feature = "package")]
+fn owned(py: Python<'_>, raw: *mut pyo3::ffi::PyObject) -> PyResult<Bound<'_, PyAny>> {
+    // SAFETY: callers pass the result of a C-API call returning a new
+    // reference, made with the GIL held (`py`); null means an exception is set.
+    unsafe { Bound::from_owned_ptr_or_err(py, raw) }
+}
+
+/// A Python list made at its final length and filled in place.
+#[cfg(feature = "package")]
+struct NewList<'py> {
+    list: Bound<'py, PyAny>,
+    len: usize,
+}
+
+#[cfg(feature = "package")]
+impl<'py> NewList<'py> {
+    fn new(py: Python<'py>, len: usize) -> PyResult<Self> {
+        let n = pyo3::ffi::Py_ssize_t::try_from(len).map_err(|e| pyo3::exceptions::PyOverflowError::new_err(e.to_string()))?;
+        // SAFETY: with the GIL held; a new list of `n` empty (null) slots,
+        // which Python frees safely even if never filled.
+        let list = owned(py, unsafe { pyo3::ffi::PyList_New(n) })?;
+        Ok(NewList { list, len })
+    }
+
+    /// Puts `item` in slot `at` (empty: each slot is set once).
+    fn set(&mut self, at: usize, item: Bound<'py, PyAny>) {
+        assert!(at < self.len, "slot {at} of a list of {}", self.len);
+        // SAFETY: `list` is a list of `len` slots (checked above), made
+        // here and not yet seen by Python code; PyList_SetItem takes the
+        // reference `into_ptr` gives, and cannot fail for an index in range.
+        unsafe { pyo3::ffi::PyList_SetItem(self.list.as_ptr(), at as pyo3::ffi::Py_ssize_t, item.into_ptr()) };
+    }
+
+    fn finish(self) -> Bound<'py, PyAny> {
+        self.list
+    }
+}
+
+/// `dict[key] = value`, with no conversion of either.
+#[cfg(feature = "package")]
+fn set_item(dict: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    // SAFETY: three live objects, the GIL held; PyDict_SetItem adds its
+    // own references and returns -1 with an exception set on failure.
+    if unsafe { pyo3::ffi::PyDict_SetItem(dict.as_ptr(), key.as_ptr(), value.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(dict.py()));
+    }
+    Ok(())
 }
 
 /// A Python value as a `V`, or why it cannot cross.

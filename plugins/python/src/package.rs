@@ -449,64 +449,7 @@ fn limits(max_tasks: usize, max_fanout: usize) -> Limits {
 
 /// The workflow's variables as a dict.
 fn variables<'py>(py: Python<'py>, vars: oxiida::Variables) -> PyResult<Bound<'py, PyDict>> {
-    let out = PyDict::new(py);
-    let mut keys = Keys::default();
-    for (name, value) in vars {
-        out.set_item(&*name, to_python(py, &value, &mut keys)?)?;
-    }
-    Ok(out)
-}
-
-/// The Python strs made for map keys while converting, by the address of
-/// their text: a key that many maps share (a list of records) becomes one
-/// str, whose hash Python then computes once.
-#[derive(Default)]
-struct Keys(std::collections::HashMap<usize, Py<pyo3::types::PyString>>);
-
-/// As `Value::to_python`, faster for the large values a workflow may
-/// return (a million numbers or records from an `=f=` call): items are
-/// made and put in place with no list of them built first, and map keys
-/// shared by many maps are made once.
-fn to_python<'py>(py: Python<'py>, value: &Value, keys: &mut Keys) -> PyResult<Bound<'py, PyAny>> {
-    match value {
-        Value::Int(i) => {
-            // SAFETY: with the GIL held; a new reference, or null with an exception set.
-            unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyLong_FromLongLong(*i)) }
-        }
-        Value::Array(items) => {
-            let len =
-                pyo3::ffi::Py_ssize_t::try_from(items.len()).map_err(|e| pyo3::exceptions::PyOverflowError::new_err(e.to_string()))?;
-            // SAFETY: with the GIL held; a new list of `len` empty slots, or null with an exception set.
-            let list = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyList_New(len))? };
-            for (i, item) in items.iter().enumerate() {
-                let item = to_python(py, item, keys)?;
-                // SAFETY: `i` is within the list's length; PyList_SetItem takes
-                // over the reference given (`into_ptr`), even when it fails.
-                if unsafe { pyo3::ffi::PyList_SetItem(list.as_ptr(), i as pyo3::ffi::Py_ssize_t, item.into_ptr()) } != 0 {
-                    return Err(PyErr::fetch(py));
-                }
-            }
-            Ok(list)
-        }
-        Value::Map(entries) => {
-            let dict = PyDict::new(py);
-            for (k, v) in entries.iter() {
-                let key = match keys.0.get(&(k.as_ptr() as usize)) {
-                    Some(key) => key.bind(py).clone(),
-                    None => {
-                        let key = pyo3::types::PyString::new(py, k);
-                        if keys.0.len() < 4096 {
-                            keys.0.insert(k.as_ptr() as usize, key.clone().unbind());
-                        }
-                        key
-                    }
-                };
-                dict.set_item(key, to_python(py, v, keys)?)?;
-            }
-            Ok(dict.into_any())
-        }
-        other => other.to_python(py),
-    }
+    crate::convert::variables(py, vars)
 }
 
 #[pyfunction]

@@ -149,16 +149,27 @@ class _PlainPickler(pickle.Pickler):
         raise _NotPlain
 
 
-def _dumps(result):
-    """The result pickled (protocol 5), as a plain call would give it, and
-    its out-of-band buffers (a numpy array's memory, sent without a copy)."""
-    out = io.BytesIO()
+class _Parts(list):
+    # The pickler's output as the parts it wrote (one per pickle frame of
+    # about 64 KiB, each a bytes the pickler made and handed over): sent by
+    # writev as they are, never joined or copied into a BytesIO.
+    write = list.append
+
+
+def _dumps(result, keep):
+    """The result pickled (protocol 5), as a plain call would give it: the
+    pickle's parts and its out-of-band buffers (a numpy array's memory, sent
+    without a copy). What is left to free once it is pickled (the pickler
+    and its memo) goes into `keep`, freed after the reply is sent."""
+    parts = _Parts()
+    pickler = _PlainPickler(parts, protocol=5)
+    keep.append(pickler)
     try:
-        _PlainPickler(out, protocol=5).dump(result)
-        return out.getvalue(), []
+        pickler.dump(result)
+        return parts, []
     except Exception:  # noqa: BLE001 - not only exact plain types: converted, then pickled
         buffers = []
-        return pickle.dumps(_plain(result, keep=True), protocol=5, buffer_callback=buffers.append), buffers
+        return [pickle.dumps(_plain(result, keep=True), protocol=5, buffer_callback=buffers.append)], buffers
 
 
 def _die_with_parent(parent):
@@ -230,13 +241,21 @@ class _Replies:
         self.parts += (struct.pack(">IB", len(payload) + 1, status), payload)
         self.size += len(payload) + 5
 
-    def add_with_buffers(self, payload, buffers):
+    def add_parts(self, status, parts):
+        # A payload in parts (a pickle as its pickler wrote it), not joined.
+        size = sum(map(len, parts))
+        self.parts.append(struct.pack(">IB", size + 1, status))
+        self.parts += parts
+        self.size += size + 5
+
+    def add_with_buffers(self, parts, buffers):
         # Status 5: u32 count, a u64 size each, u64 pickle size, the pickle,
         # then each buffer's bytes as they are in memory (no copy here).
         raws = [b.raw() for b in buffers]
-        head = struct.pack(f">I{len(raws)}QQ", len(raws), *(r.nbytes for r in raws), len(payload))
-        size = 1 + len(head) + len(payload) + sum(r.nbytes for r in raws)
-        self.parts += [struct.pack(">IB", size, 5), head, payload, *raws]
+        pickled = sum(map(len, parts))
+        head = struct.pack(f">I{len(raws)}QQ", len(raws), *(r.nbytes for r in raws), pickled)
+        size = 1 + len(head) + pickled + sum(r.nbytes for r in raws)
+        self.parts += [struct.pack(">IB", size, 5), head, *parts, *raws]
         self.size += size + 4
 
     def flush(self):
@@ -431,9 +450,14 @@ def main():
     replies = _Replies(out)
     stdout = sys.stdout = _Stream(1, replies)
     stderr = sys.stderr = _Stream(2, replies)
+    # Results already pickled, with their picklers: freeing a large one
+    # (a million ints, its pickler's memo) waits until its reply is sent,
+    # so the caller reads it meanwhile.
+    sent = []
     while True:
         if replies.parts and (not inp.has_frame() or replies.size > replies.LIMIT):
             replies.flush()
+            sent.clear()
         try:
             (size,) = struct.unpack(">I", inp.read(4))
             body = memoryview(inp.read(size))
@@ -490,7 +514,7 @@ def main():
         if status == 0:
             try:
                 try:
-                    payload, buffers = _dumps(result)
+                    payload, buffers = _dumps(result, sent)
                     if buffers:
                         status = 5
                 except Exception as e:
@@ -507,12 +531,16 @@ def main():
                 status, payload = 2, pickle.dumps((type(result).__name__, str(e)), protocol=5)
             except Exception as e:  # noqa: BLE001 - said as a transport failure, not as raised
                 status, payload = 3, pickle.dumps(f"{type(e).__name__}: {e}", protocol=5)
+            if status in (0, 5):
+                sent.append(result)
             result = None
         if status == 5:
             replies.add_with_buffers(payload, buffers)
+        elif status == 0:
+            replies.add_parts(status, payload)
         else:
             replies.add(status, payload)
-        buffers = None
+        payload = buffers = None
 
 
 if __name__ == "__main__":

@@ -14,35 +14,48 @@ use std::sync::Arc;
 
 /// The values a plain pickle is read into: the runtime's (the package) or
 /// the ABI's (the CLI plugin), made as [`Crossing`] makes them, except that
-/// strings arrive shared: a dict key met again is the same `Arc`.
-pub trait Plain: crate::convert::Crossing + Clone {
+/// strings arrive shared: a dict key met again is the same `Arc`, and maps
+/// are filled in place (`Entries`), with no list of pairs made first.
+pub trait Plain: crate::convert::Crossing + Clone + Send + 'static {
+    /// A map being filled.
+    type Entries: Default;
     fn shared_str(s: Arc<str>) -> Self;
-    fn shared_map(entries: Vec<(Arc<str>, Self)>) -> Self;
+    fn entry(entries: &mut Self::Entries, key: Arc<str>, value: Self);
+    fn shared_map(entries: Self::Entries) -> Self;
 }
 
 impl Plain for oxiida_abi::Value {
+    type Entries = Vec<(String, Self)>;
     fn shared_str(s: Arc<str>) -> Self {
         Self::Str(s.to_string())
     }
-    fn shared_map(entries: Vec<(Arc<str>, Self)>) -> Self {
-        Self::Map(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    fn entry(entries: &mut Self::Entries, key: Arc<str>, value: Self) {
+        entries.push((key.to_string(), value));
+    }
+    fn shared_map(entries: Self::Entries) -> Self {
+        Self::Map(entries)
     }
 }
 
 #[cfg(feature = "package")]
 impl Plain for oxiida::value::Value {
+    type Entries = oxiida::value::Map;
     fn shared_str(s: Arc<str>) -> Self {
         Self::Str(s)
     }
-    fn shared_map(entries: Vec<(Arc<str>, Self)>) -> Self {
-        Self::map(entries.into_iter().collect())
+    fn entry(entries: &mut Self::Entries, key: Arc<str>, value: Self) {
+        // A pickled dict has each key once; as Python would, a key again keeps its place.
+        entries.insert(key, value);
+    }
+    fn shared_map(entries: Self::Entries) -> Self {
+        Self::map(entries)
     }
 }
 
 /// As `convert.rs`: a value nested deeper than this does not cross.
 const MAX_DEPTH: u32 = 100;
 
-enum Item<V> {
+enum Item<V: Plain> {
     /// A finished value and its height (0 for a scalar or an empty container).
     Value(V, u32),
     /// A str, kept as text until it is known whether it is a dict key.
@@ -50,7 +63,7 @@ enum Item<V> {
     /// A list being filled by APPEND(S), and its height so far.
     List(Vec<V>, u32),
     /// A dict being filled by SETITEM(S), and its height so far.
-    Dict(Vec<(Arc<str>, V)>, u32),
+    Dict(V::Entries, u32),
     Mark,
 }
 
@@ -67,6 +80,9 @@ impl<'a> Reader<'a> {
     }
     fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
+    }
+    fn peek(&self) -> Option<u8> {
+        self.data.get(self.at).copied()
     }
     fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
@@ -95,10 +111,21 @@ enum Memo<V> {
     Str(Arc<str>),
 }
 
-/// The items above the last mark, the mark removed.
-fn since_mark<V>(stack: &mut Vec<Item<V>>, marks: &mut Vec<usize>) -> Option<Vec<Item<V>>> {
-    let mark = marks.pop()?;
-    if mark >= stack.len() {
+/// A MARK's place on the stack, and whether items after it were read
+/// straight into the list or dict below it ([`fill_list`], [`fill_dict`]).
+/// Those items belong there only if an APPENDS or SETITEMS closes the mark.
+#[derive(Clone, Copy)]
+struct Mark {
+    at: usize,
+    filled: bool,
+}
+
+/// The items above the last mark, the mark removed: for a TUPLE, so a mark
+/// whose items went into the container below it was misread (an empty
+/// dict or a one-item list followed by a tuple): then Python decides.
+fn since_mark<V: Plain>(stack: &mut Vec<Item<V>>, marks: &mut Vec<Mark>) -> Option<Vec<Item<V>>> {
+    let Mark { at: mark, filled } = marks.pop()?;
+    if filled || mark >= stack.len() {
         return None;
     }
     let items = stack.split_off(mark + 1);
@@ -106,7 +133,7 @@ fn since_mark<V>(stack: &mut Vec<Item<V>>, marks: &mut Vec<usize>) -> Option<Vec
 }
 
 /// The items above the last mark, finished.
-fn values_since_mark<V: Plain>(stack: &mut Vec<Item<V>>, marks: &mut Vec<usize>) -> Option<Vec<(V, u32)>> {
+fn values_since_mark<V: Plain>(stack: &mut Vec<Item<V>>, marks: &mut Vec<Mark>) -> Option<Vec<(V, u32)>> {
     since_mark(stack, marks)?.into_iter().map(finish).collect()
 }
 
@@ -114,12 +141,143 @@ fn str_of(bytes: &[u8]) -> Option<Arc<str>> {
     std::str::from_utf8(bytes).ok().map(Arc::from)
 }
 
+/// One scalar or str at the reader (with its MEMOIZE, if any), or `None`
+/// with nothing read: anything else is the general loop's to read.
+enum Next<V> {
+    Value(V, u32),
+    Str(Arc<str>),
+}
+
+/// Reads a scalar, a str or a memo reference, if that is what comes next:
+/// the opcodes of a record's fields and of a list's numbers, read here
+/// without going through the stack. `None` leaves the reader where it was
+/// (anything else, or a truncated one, is the general loop's to read or
+/// refuse).
+#[inline(always)]
+fn next<V: Plain>(r: &mut Reader<'_>, memo: &mut Vec<Option<Memo<V>>>) -> Option<Next<V>> {
+    let rest = r.data.get(r.at..)?;
+    let (&op, args) = rest.split_first()?;
+    let int = |n: usize| args.get(..n);
+    let (next, used) = match op {
+        b'K' => (Next::Value(V::int((*args.first()?).into()), 0), 1),
+        b'J' => (Next::Value(V::int(i32::from_le_bytes(int(4)?.try_into().ok()?).into()), 0), 4),
+        b'M' => (Next::Value(V::int(u16::from_le_bytes(int(2)?.try_into().ok()?).into()), 0), 2),
+        b'G' => (Next::Value(V::float(f64::from_be_bytes(int(8)?.try_into().ok()?)), 0), 8),
+        b'N' => (Next::Value(V::nil(), 0), 0),
+        0x88 => (Next::Value(V::bool(true), 0), 0),
+        0x89 => (Next::Value(V::bool(false), 0), 0),
+        0x8c | b'X' => {
+            let (n, head): (usize, usize) =
+                if op == 0x8c { (*args.first()? as usize, 1) } else { (u32::from_le_bytes(int(4)?.try_into().ok()?) as usize, 4) };
+            let s = str_of(args.get(head..head.checked_add(n)?)?)?;
+            let mut used = head + n;
+            if args.get(used) == Some(&0x94) {
+                used += 1;
+                memo.push(Some(Memo::Str(s.clone())));
+            }
+            (Next::Str(s), used)
+        }
+        b'h' | b'j' => {
+            let (slot, used): (usize, usize) =
+                if op == b'h' { (*args.first()? as usize, 1) } else { (u32::from_le_bytes(int(4)?.try_into().ok()?) as usize, 4) };
+            match memo.get(slot)? {
+                Some(Memo::Str(s)) => (Next::Str(s.clone()), used),
+                Some(Memo::Value(v, h)) => (Next::Value(v.clone(), *h), used),
+                None => return None,
+            }
+        }
+        _ => return None,
+    };
+    r.at += 1 + used;
+    Some(next)
+}
+
+/// After a MARK above a list: reads what follows straight into the list
+/// while it is scalars, strs or memo references (a list of numbers, of
+/// names), up to anything else, which the general loop reads from there
+/// (a nested container, the closing APPENDS). Whether any item was read.
+fn fill_list<V: Plain>(r: &mut Reader<'_>, items: &mut Vec<V>, height: &mut u32, memo: &mut Vec<Option<Memo<V>>>) -> bool {
+    let before = items.len();
+    loop {
+        skip_frames(r);
+        match next(r, memo) {
+            Some(Next::Value(v, h)) => {
+                items.push(v);
+                *height = (*height).max(h + 1);
+            }
+            Some(Next::Str(s)) => {
+                items.push(V::shared_str(s));
+                *height = (*height).max(1);
+            }
+            None => return items.len() > before,
+        }
+    }
+}
+
+/// After a MARK above a dict: reads what follows straight into the dict
+/// while keys are strs and values scalars, strs or memo references (a
+/// record of numbers and names). A key whose value is anything else is
+/// pushed, and the general loop pairs it with the value it builds; a key
+/// that is not a str is pushed too, for the general loop to refuse. Whether
+/// any pair was read.
+fn fill_dict<V: Plain>(
+    r: &mut Reader<'_>,
+    entries: &mut V::Entries,
+    height: &mut u32,
+    stack: &mut Vec<Item<V>>,
+    memo: &mut Vec<Option<Memo<V>>>,
+) -> bool {
+    let mut filled = false;
+    loop {
+        skip_frames(r);
+        let key = match next(r, memo) {
+            Some(Next::Str(key)) => key,
+            Some(Next::Value(v, h)) => {
+                stack.push(Item::Value(v, h));
+                return filled;
+            }
+            None => return filled,
+        };
+        skip_frames(r);
+        let (v, h) = match next(r, memo) {
+            Some(Next::Value(v, h)) => (v, h),
+            Some(Next::Str(s)) => (V::shared_str(s), 0),
+            None => {
+                stack.push(Item::Str(key));
+                return filled;
+            }
+        };
+        V::entry(entries, key, v);
+        *height = (*height).max(h + 1);
+        filled = true;
+    }
+}
+
+/// FRAME opcodes (protocol 4 and up), which come between any two others.
+#[inline]
+fn skip_frames(r: &mut Reader<'_>) {
+    while r.peek() == Some(0x95) && r.data.len().saturating_sub(r.at) >= 9 {
+        r.at += 9;
+    }
+}
+
 /// The value a plain pickle holds, or `None` (then unpickle it in Python).
 pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
+    let mut memo = Vec::new();
+    let value = decode_with(data, &mut memo);
+    if memo.len() >= 10_000 {
+        // A reference to each str and finished value of the result: freed
+        // off the workflow's thread (they are only counts dropped, but
+        // a hundred thousand of them, on memory no longer in cache).
+        crate::convert::discard_later(Box::new(memo));
+    }
+    value
+}
+
+fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option<V> {
     let mut r = Reader { data, at: 0 };
     let mut stack: Vec<Item<V>> = Vec::new();
-    let mut marks: Vec<usize> = Vec::new();
-    let mut memo: Vec<Option<Memo<V>>> = Vec::new();
+    let mut marks: Vec<Mark> = Vec::new();
     loop {
         let scalar = |v: V| Item::Value(v, 0);
         match r.u8()? {
@@ -157,10 +315,26 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
                 stack.push(Item::Str(str_of(r.take(n)?)?));
             }
             b']' => stack.push(Item::List(Vec::new(), 0)),
-            b'}' => stack.push(Item::Dict(Vec::new(), 0)),
+            b'}' => stack.push(Item::Dict(V::Entries::default(), 0)),
             b')' => stack.push(scalar(V::array(Vec::new()))),
             b'(' => {
-                marks.push(stack.len());
+                // The items of a list or a dict: read straight into it, in order.
+                let at = stack.len();
+                let filled = match stack.last_mut() {
+                    Some(Item::List(items, height)) => fill_list(&mut r, items, height, memo),
+                    Some(Item::Dict(..)) => {
+                        let Some(Item::Dict(mut entries, mut height)) = stack.pop() else { return None };
+                        let mut pushed = Vec::new();
+                        let filled = fill_dict(&mut r, &mut entries, &mut height, &mut pushed, memo);
+                        stack.push(Item::Dict(entries, height));
+                        stack.push(Item::Mark);
+                        stack.append(&mut pushed);
+                        marks.push(Mark { at, filled });
+                        continue;
+                    }
+                    _ => false,
+                };
+                marks.push(Mark { at, filled });
                 stack.push(Item::Mark);
             }
             b'a' => {
@@ -171,7 +345,7 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
             }
             b'e' => {
                 // APPENDS: the items above the mark go into the list below it, in place.
-                let mark = marks.pop()?;
+                let mark = marks.pop()?.at;
                 let (below, above) = stack.split_at_mut(mark);
                 let (Some(Item::List(items, height)), Some((Item::Mark, above))) = (below.last_mut(), above.split_first_mut()) else {
                     return None;
@@ -191,12 +365,12 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
                 let (v, h) = finish(stack.pop()?)?;
                 let Item::Str(key) = stack.pop()? else { return None };
                 let Some(Item::Dict(entries, height)) = stack.last_mut() else { return None };
-                entries.push((key, v));
+                V::entry(entries, key, v);
                 *height = (*height).max(h + 1);
             }
             b'u' => {
                 // SETITEMS: the pairs above the mark go into the dict below it, in place.
-                let mark = marks.pop()?;
+                let mark = marks.pop()?.at;
                 let (below, above) = stack.split_at_mut(mark);
                 let (Some(Item::Dict(entries, height)), Some((Item::Mark, above))) = (below.last_mut(), above.split_first_mut()) else {
                     return None;
@@ -204,11 +378,10 @@ pub fn decode<V: Plain>(data: &[u8]) -> Option<V> {
                 if above.len() % 2 != 0 {
                     return None;
                 }
-                entries.reserve(above.len() / 2);
                 for pair in above.chunks_exact_mut(2) {
                     let Item::Str(key) = std::mem::replace(&mut pair[0], Item::Mark) else { return None };
                     let (v, h) = finish(std::mem::replace(&mut pair[1], Item::Mark))?;
-                    entries.push((key, v));
+                    V::entry(entries, key, v);
                     *height = (*height).max(h + 1);
                 }
                 stack.truncate(mark);
