@@ -357,6 +357,23 @@ print len(e[0]) + len(f);
     }
 }
 
+#[test]
+fn a_session_ends_when_its_plugin_exits_even_if_a_child_holds_its_output() {
+    let dir = workdir("leaky");
+    std::fs::write(dir.join("wf.ox"), "require child from leaky;\nprint child();\n").unwrap();
+    let plugin = format!("exec:{}={}", python().display(), root().join("tests/plugins/leaky_process.py").display());
+    let started = Instant::now();
+    let out = oxiida(&dir).args(["run", "--plugin", &plugin, "wf.ox"]).output().unwrap();
+    let took = started.elapsed();
+    let child: i32 = text(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("a pid: {}", text(&out.stderr)));
+    // SAFETY: signalling the sleep the plugin left behind (its pid, just printed).
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The plugin exits on bye at once; the session sees that within 100 ms
+    // although its output stays open in the sleep (30 s).
+    assert!(took < Duration::from_secs(10), "oxiida took {took:?}: it waited for the plugin's output to close");
+}
+
 /// Makes this test process the reaper of its orphaned descendants, so a
 /// plugin whose host died becomes our child: `waitpid` then says how it
 /// ended, whatever init does in this container.
