@@ -320,7 +320,8 @@ fn replies_reach_their_calls_whoever_reads_them() {
     // By default a call alone reads its own reply and overlapping calls
     // leave it to the reader thread; OXIIDA_PROCESS_LEAD_US=0 leaves every
     // reply to the reader thread. Both ways: sequential calls, calls that
-    // overlap, and a crash mid-call, seen by the reader thread (lead 0 and
+    // overlap, replies of 2 MiB (read in many pieces, two at once), and a
+    // crash mid-call, seen by the reader thread (lead 0 and
     // 1 ms) and by the leading call itself (5 s).
     let workflow = r#"
 require echo, rendezvous, reject_later, pid;
@@ -331,6 +332,11 @@ print total;
 para { a = rendezvous("r", 3, 5000); b = rendezvous("r", 3, 5000); c = rendezvous("r", 3, 5000); }
 print a + b + c;
 print echo("after");
+s = "x";
+i = 0;
+while (i < 21) { s = s + s; i = i + 1; }
+para { e = echo([s, 1]); f = echo(s + "y"); }
+print len(e[0]) + len(f);
 "#;
     for lead in ["0", "1000", "5000000"] {
         let dir = workdir(&format!("lead-{lead}"));
@@ -339,7 +345,7 @@ print echo("after");
         if lead != "5000000" {
             let out =
                 oxiida(&dir).args(["run", "--plugin", &node_testing(), "wf.ox"]).env("OXIIDA_PROCESS_LEAD_US", lead).output().unwrap();
-            assert_eq!(text(&out.stdout), "19900\n9\nafter\n", "lead {lead}: {}", text(&out.stderr));
+            assert_eq!(text(&out.stdout), "19900\n9\nafter\n4194305\n", "lead {lead}: {}", text(&out.stderr));
         }
         std::fs::write(dir.join("crash.ox"), "require crash_later;\ncrash_later(20);\n").unwrap();
         let out = oxiida(&dir).args(["run", "--plugin", &node_testing(), "crash.ox"]).env("OXIIDA_PROCESS_LEAD_US", lead).output().unwrap();
@@ -349,6 +355,23 @@ print echo("after");
             text(&out.stderr)
         );
     }
+}
+
+#[test]
+fn a_session_ends_when_its_plugin_exits_even_if_a_child_holds_its_output() {
+    let dir = workdir("leaky");
+    std::fs::write(dir.join("wf.ox"), "require child from leaky;\nprint child();\n").unwrap();
+    let plugin = format!("exec:{}={}", python().display(), root().join("tests/plugins/leaky_process.py").display());
+    let started = Instant::now();
+    let out = oxiida(&dir).args(["run", "--plugin", &plugin, "wf.ox"]).output().unwrap();
+    let took = started.elapsed();
+    let child: i32 = text(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("a pid: {}", text(&out.stderr)));
+    // SAFETY: signalling the sleep the plugin left behind (its pid, just printed).
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The plugin exits on bye at once; the session sees that within 100 ms
+    // although its output stays open in the sleep (30 s).
+    assert!(took < Duration::from_secs(10), "oxiida took {took:?}: it waited for the plugin's output to close");
 }
 
 /// Makes this test process the reaper of its orphaned descendants, so a

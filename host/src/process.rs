@@ -45,6 +45,10 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
 /// With leading off: how long a call alone in its session spins for its
 /// answer before parking its thread (see `Session::call`).
 const SPIN: Duration = Duration::from_micros(50);
+/// How long a leading call looks for its reply without sleeping (yielding
+/// its core between looks) before it sleeps in poll(2): a reply that comes
+/// within it costs no wake-up of the host at all.
+const LEAD_SPIN: Duration = Duration::from_micros(30);
 /// How often the reader thread looks whether the plugin has exited when
 /// its output stays open (a child of the plugin may hold it).
 const IDLE_CHECK: Duration = Duration::from_millis(100);
@@ -698,7 +702,7 @@ impl Session {
             state: Mutex::new(State::default()),
             child: Mutex::new(child),
             pgid,
-            inbox: Mutex::new(Inbox { out: stdout, buf: Vec::new(), at: 0 }),
+            inbox: Mutex::new(Inbox { out: stdout, buf: Vec::new(), start: 0, end: 0 }),
             hello: Mutex::new(Some(hello_tx)),
             wake_tx,
             wake_rx,
@@ -867,16 +871,26 @@ impl Session {
             // overlapping calls do, so it can be cancelled by dropping it.
             let mut rx = rx;
             if let Some(mut inbox) = shared.try_lead() {
-                let until = Instant::now() + shared.lead;
+                let started = Instant::now();
+                let (until, spin_until) = (started + shared.lead, started + LEAD_SPIN.min(shared.lead));
                 let answer = loop {
                     if let Ok(answer) = rx.try_recv() {
                         break Some(answer);
                     }
-                    let left = until.saturating_duration_since(Instant::now());
+                    let now = Instant::now();
+                    let left = until.saturating_duration_since(now);
                     if left.is_zero() {
                         break None;
                     }
-                    if let Pumped::Ended = inbox.pump(&shared, None, left) {
+                    // First a look without sleeping, giving the core away
+                    // between looks; then asleep in poll(2).
+                    let wait = if now < spin_until {
+                        std::thread::yield_now();
+                        Duration::ZERO
+                    } else {
+                        left
+                    };
+                    if let Pumped::Ended = inbox.pump(&shared, None, wait) {
                         break rx.try_recv().ok();
                     }
                 };
@@ -993,9 +1007,11 @@ fn pass_through(stderr: impl Read, shared: &Shared) {
 /// thread or a leading call) holds it.
 struct Inbox {
     out: ChildStdout,
+    /// Storage, zeroed once when it grows, never again: `start..end` is
+    /// what has been read and not yet taken.
     buf: Vec<u8>,
-    /// Where the unread bytes start.
-    at: usize,
+    start: usize,
+    end: usize,
 }
 
 /// What one look at the plugin's output found.
@@ -1011,36 +1027,45 @@ enum Pumped {
 impl Inbox {
     /// The next whole frame read, if any.
     fn frame(&mut self) -> Result<Option<Vec<u8>>, String> {
-        let unread = &self.buf[self.at..];
+        let unread = &self.buf[self.start..self.end];
         let Some(header) = unread.get(..frame::HEADER_LEN) else { return Ok(None) };
         let len = frame::body_len(header.try_into().expect("4 bytes"), MAX_FRAME).map_err(|e| e.to_string())?;
         let Some(body) = unread.get(frame::HEADER_LEN..frame::HEADER_LEN + len) else { return Ok(None) };
         let body = body.to_vec();
-        self.at += frame::HEADER_LEN + len;
-        if self.at == self.buf.len() {
-            self.buf.clear();
-            self.at = 0;
+        self.start += frame::HEADER_LEN + len;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
         }
         Ok(Some(body))
+    }
+
+    /// Whether part of a frame has been read.
+    fn partial(&self) -> bool {
+        self.start < self.end
     }
 
     /// Reads what the pipe holds (it is readable): the number of bytes, 0 at
     /// its end.
     fn read_some(&mut self) -> io::Result<usize> {
-        if self.at > 0 {
-            self.buf.drain(..self.at);
-            self.at = 0;
+        const ROOM: usize = 16 << 10;
+        if self.buf.len() - self.end < ROOM && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
         }
-        let len = self.buf.len();
-        self.buf.resize(len + (64 << 10), 0);
-        let n = loop {
-            match self.out.read(&mut self.buf[len..]) {
+        if self.buf.len() - self.end < ROOM {
+            let grown = (self.buf.len() * 2).max(64 << 10);
+            self.buf.resize(grown, 0);
+        }
+        loop {
+            match self.out.read(&mut self.buf[self.end..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
+                Err(e) => return Err(e),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
             }
-        };
-        self.buf.truncate(len + *n.as_ref().unwrap_or(&0));
-        n
+        }
     }
 
     /// Waits up to `timeout` for output (or, with `wake`, a wake-up), reads
@@ -1062,9 +1087,7 @@ impl Inbox {
             return Pumped::Quiet;
         }
         match self.read_some() {
-            Ok(0) if self.at < self.buf.len() => {
-                return end(shared, Some("broke the protocol (its output ends in the middle of a frame)".into()))
-            }
+            Ok(0) if self.partial() => return end(shared, Some("broke the protocol (its output ends in the middle of a frame)".into())),
             Ok(0) => return end(shared, None),
             Ok(_) => {}
             Err(e) => return end(shared, Some(format!("could not be read ({e})"))),

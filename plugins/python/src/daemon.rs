@@ -123,14 +123,39 @@ const FUNCTIONS: &str = "python";
 /// the address of the executor its `=f=` calls run on, as UTF-8.
 const EXECUTOR: &str = "executor";
 
+/// The key of `Submit::extra` under which `oxiida.submit(plugins=)` sends
+/// the plugins to start beside the workflow's Python functions: a
+/// MessagePack array of specs as `oxiida.run(plugins=)` takes them.
+const PLUGINS: &str = "plugins";
+
+/// The specs sent under [`PLUGINS`], if any.
+fn plugin_specs(submit: &Submit) -> Result<Vec<String>, String> {
+    let Some(bytes) = submit.extra.get(PLUGINS) else { return Ok(Vec::new()) };
+    let bad = || "the plugins sent with the workflow cannot be read; upgrade the daemon and the package together".to_string();
+    match oxiida_abi::Value::decode(bytes).map_err(|_| bad())? {
+        oxiida_abi::Value::Array(items) => {
+            items.into_iter().map(|v| if let oxiida_abi::Value::Str(s) = v { Ok(s) } else { Err(bad()) }).collect()
+        }
+        _ => Err(bad()),
+    }
+}
+
 /// Each submitted workflow's host, made in its runner: the functions its
 /// client pickled, in a fresh namespace of their own, with the client's
 /// working directory for its `=f=` calls (its plain calls run in the
-/// runner, whose working directory that already is).
+/// runner, whose working directory that already is), and the plugins sent
+/// with it (`oxiida.submit(plugins=)`) beside them, started here in the
+/// runner, in the workflow's environment and working directory.
 fn workflow_host(submit: &Submit, printer: Printer, executor: Option<&str>) -> Result<Arc<dyn oxiida::foreign::Host>, String> {
     if let Some(spec) = submit.plugins.first() {
-        return Err(format!("this daemon runs the Python functions sent with a workflow; it loads no plugin (`{}`)", spec.path));
+        return Err(format!(
+            "this daemon runs the Python functions sent with a workflow and loads no `--plugin` (`{}`); \
+             send plugins with `oxiida.submit(source, plugins=[...])`, or submit to an `oxiida daemon`",
+            spec.path
+        ));
     }
+    // Before the GIL is taken: a process plugin's hello is awaited.
+    let plugins = oxiida_host::Beside::open(&plugin_specs(submit)?)?;
     Python::attach(|py| {
         // What the functions print is the workflow's output, in order with
         // its own prints (not the daemon's log).
@@ -153,7 +178,7 @@ fn workflow_host(submit: &Submit, printer: Printer, executor: Option<&str>) -> R
         let spec = submit.extra.get(EXECUTOR).map(|b| String::from_utf8_lossy(b).into_owned()).or(executor.map(str::to_owned));
         let spec = spec.map(|s| s.into_pyobject(py).map(Bound::into_any)).transpose().map_err(|e| e.to_string())?;
         functions.executor = crate::executor::connect(py, spec.as_ref()).map_err(|e| crate::executor::error_text(py, &e))?;
-        Ok(Arc::new(PyHost::new(functions)) as Arc<dyn oxiida::foreign::Host>)
+        Ok(Arc::new(PyHost::new(functions).with_plugins(plugins)) as Arc<dyn oxiida::foreign::Host>)
     })
 }
 
@@ -403,7 +428,7 @@ fn check_environment(py: Python<'_>, client: &mut Client) -> PyResult<()> {
 /// its prints to sys.stdout and returns its variables, or raises. The
 /// daemon's environment warning goes through `warnings.warn`.
 #[pyfunction]
-#[pyo3(signature = (source, file_name, pickled, cwd, wait, env, inputs=None, executor=None, cache=false))]
+#[pyo3(signature = (source, file_name, pickled, cwd, wait, env, inputs=None, executor=None, cache=false, plugins=Vec::new()))]
 // A #[pyfunction]'s parameters are its Python signature, called from __init__.py.
 #[allow(clippy::too_many_arguments)]
 fn _submit<'py>(
@@ -417,7 +442,14 @@ fn _submit<'py>(
     inputs: Option<Bound<'py, PyAny>>,
     executor: Option<Bound<'py, PyAny>>,
     cache: bool,
+    plugins: Vec<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    // A plugin that cannot be found raises here, before anything is sent;
+    // the runner starts it (in this folder and environment).
+    for spec in &plugins {
+        let what = spec.split_once('=').map_or(spec.as_str(), |(what, _)| what);
+        oxiida_host::locate(what).map_err(|e| OxiidaError::new_err(format!("plugin `{spec}`: {e}")))?;
+    }
     // An address the runner connects to itself; an object that cannot travel raises here.
     let executor = match &executor {
         Some(spec) => crate::package::connect_address(py, spec)?,
@@ -433,6 +465,10 @@ fn _submit<'py>(
     extra.insert(FUNCTIONS.to_owned(), ByteBuf::from(pickled));
     if let Some(address) = executor {
         extra.insert(EXECUTOR.to_owned(), ByteBuf::from(address.into_bytes()));
+    }
+    if !plugins.is_empty() {
+        let specs = oxiida_abi::Value::Array(plugins.into_iter().map(oxiida_abi::Value::Str).collect());
+        extra.insert(PLUGINS.to_owned(), ByteBuf::from(specs.to_msgpack()));
     }
     let env = env.map(|env| env.into_iter().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).collect());
     let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, env, inputs, cache, ..Submit::default() };

@@ -69,7 +69,7 @@ impl PyHost {
         PyHost { calls: calls::Calls::new(functions.clone(), PYTHON_MAX_TASKS), functions, plugins: None }
     }
 
-    fn with_plugins(mut self, plugins: Option<oxiida_host::Beside>) -> PyHost {
+    pub(crate) fn with_plugins(mut self, plugins: Option<oxiida_host::Beside>) -> PyHost {
         self.plugins = plugins;
         self
     }

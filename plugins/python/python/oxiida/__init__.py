@@ -206,6 +206,7 @@ def submit(
     env: Union[bool, Mapping[str, str]] = True,
     executor: Any = None,
     cache: bool = False,
+    plugins: Sequence[str] = (),
 ) -> Union[int, Dict[str, Any]]:
     """Sends a workflow to the Python daemon (`python -m oxiida daemon start`).
 
@@ -230,7 +231,11 @@ def submit(
     (`status(id).tasks`, `tasks(id)`), so an interrupted or failed workflow
     can be resumed (`resume(id)`); `cache=True` reuses the result of any
     earlier task with the same identity (the functions sent, the arguments;
-    docs/durable.md), as `oxiida submit --cache` does."""
+    docs/durable.md), as `oxiida submit --cache` does. `plugins` are other
+    plugins beside the functions sent, as for `run` (e.g.
+    `["exec:node=tools.js"]`): each is found here (one that cannot be raises
+    before anything is sent) and started by the workflow's runner, in this
+    folder and with the workflow's environment."""
     from ._daemon import _dumps
 
     scope = dict(scope) if scope is not None else _caller_scope(1)
@@ -245,4 +250,5 @@ def submit(
         sent = None
     else:
         sent = [(os.fsencode(k), os.fsencode(v)) for k, v in env.items()]
-    return _submit(source, file_name, _dumps(names), os.getcwd(), wait, sent, inputs, executor, cache)
+    specs = _plugin_specs(plugins)
+    return _submit(source, file_name, _dumps(names), os.getcwd(), wait, sent, inputs, executor, cache, specs)
