@@ -216,9 +216,10 @@ impl Crossing for oxiida::value::Value {
 pub struct Maker<'py> {
     py: Python<'py>,
     /// The strs made so far, by the address and length of their text: a
-    /// direct-mapped cache, made at the first str (most conversions are of
-    /// one number). An address is the text's identity while the values
-    /// being converted are borrowed, which they are for the `Maker`'s life.
+    /// direct-mapped cache, made at the first map key or once a thousand
+    /// objects are made (a plain call's few arguments never need it). An
+    /// address is the text's identity while the values being converted are
+    /// borrowed, which they are for the `Maker`'s life.
     strs: Vec<(usize, usize, Option<Bound<'py, PyString>>)>,
     /// Objects made so far, and whether a handle was met.
     made: usize,
@@ -301,8 +302,8 @@ pub fn discard_later(garbage: Box<dyn Send>) {
     }
 }
 
-/// Slots of [`Maker`]'s str cache: the keys of a record type and a few
-/// repeated values fit; a miss costs one probe more than no cache.
+/// Slots of [`Maker`]'s str cache: the keys of a record type and repeated
+/// values fit; a miss costs one probe more than no cache.
 #[cfg(feature = "package")]
 const STR_SLOTS: usize = 512;
 
@@ -322,7 +323,7 @@ impl<'py> Maker<'py> {
             // SAFETY: a new reference, or null with an exception set.
             Value::Int(i) => owned(py, unsafe { pyo3::ffi::PyLong_FromLongLong(*i) })?,
             Value::Float(x) => PyFloat::new(py, *x).into_any(),
-            Value::Str(s) => self.str(s).into_any(),
+            Value::Str(s) => self.str(s, false).into_any(),
             Value::Array(items) => {
                 let mut list = NewList::new(py, items.len())?;
                 for (at, item) in items.iter().enumerate() {
@@ -333,7 +334,7 @@ impl<'py> Maker<'py> {
             Value::Map(entries) => {
                 let dict = PyDict::new(py);
                 for (k, v) in entries.iter() {
-                    let key = self.str(k);
+                    let key = self.str(k, true);
                     let value = self.make(v)?;
                     set_item(&dict, &key, &value)?;
                 }
@@ -357,18 +358,23 @@ impl<'py> Maker<'py> {
         })
     }
 
-    /// The Python str of `text`: the one made already for the same `Arc`, if any.
-    fn str(&mut self, text: &std::sync::Arc<str>) -> Bound<'py, PyString> {
+    /// The Python str of `text`: the one made already for the same `Arc`,
+    /// if any. A map key takes its slot; another str only an empty one, so
+    /// a million distinct values do not push a record's keys out.
+    fn str(&mut self, text: &std::sync::Arc<str>, key: bool) -> Bound<'py, PyString> {
         if self.strs.is_empty() {
+            if !key && self.made < 1000 {
+                return PyString::new(self.py, text);
+            }
             self.strs.resize(STR_SLOTS, (0, 0, None));
         }
         let (address, len) = (text.as_ptr() as usize, text.len());
         // Allocations are 8-aligned at least: the bits above pick the slot.
         let slot = &mut self.strs[(address >> 3 ^ address >> 12) % STR_SLOTS];
-        if let (a, l, Some(made)) = slot {
-            if *a == address && *l == len {
-                return made.clone();
-            }
+        match slot {
+            (a, l, Some(made)) if *a == address && *l == len => return made.clone(),
+            (_, _, Some(_)) if !key => return PyString::new(self.py, text),
+            _ => {}
         }
         let made = PyString::new(self.py, text);
         *slot = (address, len, Some(made.clone()));

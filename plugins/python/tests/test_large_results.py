@@ -133,3 +133,18 @@ def test_a_handle_among_large_values_is_released_when_the_run_ends():
     del got, thing
     gc.collect()
     assert ref() is None
+
+
+def test_the_garbage_collector_is_as_it_was_after_a_run():
+    import gc
+
+    scope = {"give": give_back([{"k": i} for i in range(2000)])}
+    assert gc.isenabled()
+    assert len(oxiida.run("require give;\nx = =give=();\n", scope)["x"]) == 2000
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert len(oxiida.run("require give;\nx = =give=();\n", scope)["x"]) == 2000
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

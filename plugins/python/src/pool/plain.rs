@@ -111,21 +111,27 @@ enum Memo<V> {
     Str(Arc<str>),
 }
 
-/// A MARK's place on the stack, and whether items after it were read
-/// straight into the list or dict below it ([`fill_list`], [`fill_dict`]).
-/// Those items belong there only if an APPENDS or SETITEMS closes the mark.
+/// A MARK's place on the stack, and how many items (or pairs) after it were
+/// read straight into the list or dict below it ([`fill_list`],
+/// [`fill_dict`]). They belong there only if an APPENDS or SETITEMS closes
+/// the mark.
 #[derive(Clone, Copy)]
 struct Mark {
     at: usize,
-    filled: bool,
+    filled: usize,
 }
+
+/// Pickle's batch: a list's or dict's items go in APPENDS or SETITEMS of
+/// this many, the last one shorter. A MARK right after a container's
+/// last batch is another value's (a tuple's), and is not read into it.
+const BATCH: usize = 1000;
 
 /// The items above the last mark, the mark removed: for a TUPLE, so a mark
 /// whose items went into the container below it was misread (an empty
 /// dict or a one-item list followed by a tuple): then Python decides.
 fn since_mark<V: Plain>(stack: &mut Vec<Item<V>>, marks: &mut Vec<Mark>) -> Option<Vec<Item<V>>> {
     let Mark { at: mark, filled } = marks.pop()?;
-    if filled || mark >= stack.len() {
+    if filled > 0 || mark >= stack.len() {
         return None;
     }
     let items = stack.split_off(mark + 1);
@@ -195,8 +201,8 @@ fn next<V: Plain>(r: &mut Reader<'_>, memo: &mut Vec<Option<Memo<V>>>) -> Option
 /// After a MARK above a list: reads what follows straight into the list
 /// while it is scalars, strs or memo references (a list of numbers, of
 /// names), up to anything else, which the general loop reads from there
-/// (a nested container, the closing APPENDS). Whether any item was read.
-fn fill_list<V: Plain>(r: &mut Reader<'_>, items: &mut Vec<V>, height: &mut u32, memo: &mut Vec<Option<Memo<V>>>) -> bool {
+/// (a nested container, the closing APPENDS). How many items were read.
+fn fill_list<V: Plain>(r: &mut Reader<'_>, items: &mut Vec<V>, height: &mut u32, memo: &mut Vec<Option<Memo<V>>>) -> usize {
     let before = items.len();
     loop {
         skip_frames(r);
@@ -209,7 +215,7 @@ fn fill_list<V: Plain>(r: &mut Reader<'_>, items: &mut Vec<V>, height: &mut u32,
                 items.push(V::shared_str(s));
                 *height = (*height).max(1);
             }
-            None => return items.len() > before,
+            None => return items.len() - before,
         }
     }
 }
@@ -218,16 +224,16 @@ fn fill_list<V: Plain>(r: &mut Reader<'_>, items: &mut Vec<V>, height: &mut u32,
 /// while keys are strs and values scalars, strs or memo references (a
 /// record of numbers and names). A key whose value is anything else is
 /// pushed, and the general loop pairs it with the value it builds; a key
-/// that is not a str is pushed too, for the general loop to refuse. Whether
-/// any pair was read.
+/// that is not a str is pushed too, for the general loop to refuse. How
+/// many pairs were read.
 fn fill_dict<V: Plain>(
     r: &mut Reader<'_>,
     entries: &mut V::Entries,
     height: &mut u32,
     stack: &mut Vec<Item<V>>,
     memo: &mut Vec<Option<Memo<V>>>,
-) -> bool {
-    let mut filled = false;
+) -> usize {
+    let mut filled = 0;
     loop {
         skip_frames(r);
         let key = match next(r, memo) {
@@ -249,7 +255,7 @@ fn fill_dict<V: Plain>(
         };
         V::entry(entries, key, v);
         *height = (*height).max(h + 1);
-        filled = true;
+        filled += 1;
     }
 }
 
@@ -278,6 +284,9 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
     let mut r = Reader { data, at: 0 };
     let mut stack: Vec<Item<V>> = Vec::new();
     let mut marks: Vec<Mark> = Vec::new();
+    // The stack index of the list or dict a MARK may now open a batch of:
+    // one just made, or one whose last batch was whole.
+    let mut open: Option<usize> = None;
     loop {
         let scalar = |v: V| Item::Value(v, 0);
         match r.u8()? {
@@ -314,13 +323,20 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
                 let n = usize::try_from(u64::from_le_bytes(r.array()?)).ok()?;
                 stack.push(Item::Str(str_of(r.take(n)?)?));
             }
-            b']' => stack.push(Item::List(Vec::new(), 0)),
-            b'}' => stack.push(Item::Dict(V::Entries::default(), 0)),
+            b']' => {
+                open = Some(stack.len());
+                stack.push(Item::List(Vec::new(), 0));
+            }
+            b'}' => {
+                open = Some(stack.len());
+                stack.push(Item::Dict(V::Entries::default(), 0));
+            }
             b')' => stack.push(scalar(V::array(Vec::new()))),
             b'(' => {
                 // The items of a list or a dict: read straight into it, in order.
                 let at = stack.len();
-                let filled = match stack.last_mut() {
+                let batch = open.take() == at.checked_sub(1);
+                let filled = match stack.last_mut().filter(|_| batch) {
                     Some(Item::List(items, height)) => fill_list(&mut r, items, height, memo),
                     Some(Item::Dict(..)) => {
                         let Some(Item::Dict(mut entries, mut height)) = stack.pop() else { return None };
@@ -332,12 +348,13 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
                         marks.push(Mark { at, filled });
                         continue;
                     }
-                    _ => false,
+                    _ => 0,
                 };
                 marks.push(Mark { at, filled });
                 stack.push(Item::Mark);
             }
             b'a' => {
+                open = None; // a list of one item: whole
                 let (v, h) = finish(stack.pop()?)?;
                 let Some(Item::List(items, height)) = stack.last_mut() else { return None };
                 items.push(v);
@@ -345,11 +362,12 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
             }
             b'e' => {
                 // APPENDS: the items above the mark go into the list below it, in place.
-                let mark = marks.pop()?.at;
+                let Mark { at: mark, filled } = marks.pop()?;
                 let (below, above) = stack.split_at_mut(mark);
                 let (Some(Item::List(items, height)), Some((Item::Mark, above))) = (below.last_mut(), above.split_first_mut()) else {
                     return None;
                 };
+                open = (filled + above.len() == BATCH).then_some(mark - 1);
                 items.reserve(above.len());
                 for item in above {
                     let (v, h) = match std::mem::replace(item, Item::Mark) {
@@ -362,6 +380,7 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
                 stack.truncate(mark);
             }
             b's' => {
+                open = None; // a dict of one item: whole
                 let (v, h) = finish(stack.pop()?)?;
                 let Item::Str(key) = stack.pop()? else { return None };
                 let Some(Item::Dict(entries, height)) = stack.last_mut() else { return None };
@@ -370,7 +389,7 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
             }
             b'u' => {
                 // SETITEMS: the pairs above the mark go into the dict below it, in place.
-                let mark = marks.pop()?.at;
+                let Mark { at: mark, filled } = marks.pop()?;
                 let (below, above) = stack.split_at_mut(mark);
                 let (Some(Item::Dict(entries, height)), Some((Item::Mark, above))) = (below.last_mut(), above.split_first_mut()) else {
                     return None;
@@ -378,6 +397,7 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
                 if above.len() % 2 != 0 {
                     return None;
                 }
+                open = (filled + above.len() / 2 == BATCH).then_some(mark - 1);
                 for pair in above.chunks_exact_mut(2) {
                     let Item::Str(key) = std::mem::replace(&mut pair[0], Item::Mark) else { return None };
                     let (v, h) = finish(std::mem::replace(&mut pair[1], Item::Mark))?;
@@ -430,6 +450,97 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
             Item::Str(_) | Item::Mark => false,
         }) {
             return None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+    use oxiida_abi::Value;
+
+    fn bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    }
+
+    fn map(entries: &[(&str, Value)]) -> Value {
+        Value::Map(entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    /// `pickle.dumps([1, 300, 70000, -5, 2**40, 1.5, True, None, 'é', {'a': 1, 'b': 'x'},
+    /// [{'k': 1, 'j': [2]}, {'k': 2, 'j': []}], ('t', 1, 2, 3), 'é'], 5)`: every
+    /// opcode the direct read takes, memo references of keys and of a str value.
+    const MIXED: &str = "80059570000000000000005d94284b014d2c014a701101004afbffffff8a06000000000001473ff8000000000000884e8c02c3a9947d94288c0161944b018c0162948c017894755d94287d94288c016b944b018c016a945d944b0261757d942868084b0268095d947565288c0174944b014b024b0374946801652e";
+
+    #[test]
+    fn a_plain_pickle_reads_as_its_values() {
+        let s = |t: &str| Value::Str(t.into());
+        let expected = Value::Array(vec![
+            Value::Int(1),
+            Value::Int(300),
+            Value::Int(70000),
+            Value::Int(-5),
+            Value::Int(1 << 40),
+            Value::Float(1.5),
+            Value::Bool(true),
+            Value::Nil,
+            s("é"),
+            map(&[("a", Value::Int(1)), ("b", s("x"))]),
+            Value::Array(vec![
+                map(&[("k", Value::Int(1)), ("j", Value::Array(vec![Value::Int(2)]))]),
+                map(&[("k", Value::Int(2)), ("j", Value::Array(vec![]))]),
+            ]),
+            Value::Array(vec![s("t"), Value::Int(1), Value::Int(2), Value::Int(3)]),
+            s("é"),
+        ]);
+        assert_eq!(decode::<Value>(&bytes(MIXED)), Some(expected));
+    }
+
+    #[test]
+    fn a_tuple_after_a_mark_above_a_container_is_left_to_python() {
+        // [(1, 2, 3, 4)] and [{}, ('a', 1, 'b', 2)]: the MARK after the list
+        // or the empty dict is the tuple's, not an APPENDS or SETITEMS.
+        assert_eq!(decode::<Value>(&bytes("8005950f000000000000005d94284b014b024b034b047494612e")), None);
+        assert_eq!(decode::<Value>(&bytes("80059516000000000000005d94287d94288c0161944b018c0162944b027494652e")), None);
+    }
+
+    #[test]
+    fn batches_of_a_thousand_are_read_into_the_same_list() {
+        // Built by hand: a list of 2500 numbers in three APPENDS (1000,
+        // 1000, 500), as pickle batches them, then a tuple in an APPEND.
+        let mut p = vec![0x80, 5, b']', 0x94];
+        for batch in [0..1000, 1000..2000, 2000..2500] {
+            p.push(b'(');
+            for i in batch {
+                p.push(b'M');
+                p.extend_from_slice(&(i as u16).to_le_bytes());
+            }
+            p.push(b'e');
+        }
+        p.extend_from_slice(&[b'(', b'K', 1, b'K', 2, b'K', 3, b'K', 4, b't', b'a', b'.']);
+        let mut items: Vec<Value> = (0..2500).map(Value::Int).collect();
+        items.push(Value::Array((1..5).map(Value::Int).collect()));
+        assert_eq!(decode::<Value>(&p), Some(Value::Array(items)));
+        // A list of exactly 1000 then a tuple: the MARK after a whole batch
+        // is read into the list, then given back to Python by the tuple.
+        let mut p = vec![0x80, 5, b']', 0x94, b'('];
+        p.extend((0..1000).flat_map(|_| [b'K', 7]));
+        p.extend_from_slice(&[b'e', b'(', b'K', 1, b'K', 2, b'K', 3, b'K', 4, b't', b'a', b'.']);
+        assert_eq!(decode::<Value>(&p), None);
+    }
+
+    #[test]
+    fn a_truncated_or_damaged_pickle_gives_none_or_a_value_never_a_panic() {
+        let whole = bytes(MIXED);
+        for end in 0..whole.len() {
+            assert_eq!(decode::<Value>(&whole[..end]), None, "the first {end} bytes");
+        }
+        for at in 0..whole.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut damaged = whole.clone();
+                damaged[at] ^= flip;
+                let _ = decode::<Value>(&damaged);
+            }
         }
     }
 }
