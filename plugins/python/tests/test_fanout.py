@@ -2,8 +2,10 @@
 calls run in batches by the workflow's runner threads, which hand over to
 more runners when a call waits; `=f=` calls go to workers in batches."""
 
+import ctypes
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -88,6 +90,58 @@ def test_a_rendezvous_between_two_para_branches_does_not_deadlock():
         answer.clear()
         out = oxiida.run(f"require ask, reply;\n{src}\n", {"ask": ask, "reply": reply})
         assert (out["a"], out["b"]) == (True, True)
+
+
+LIBC = ctypes.CDLL(None)
+
+
+def thread_name():
+    """The OS name of the calling thread (Linux's prctl, a quick call: the
+    runtime names its threads)."""
+    name = ctypes.create_string_buffer(16)
+    LIBC.prctl(16, name)  # PR_GET_NAME
+    return name.value.decode()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread names are read with Linux's prctl")
+def test_quick_plain_calls_run_on_the_workflows_own_thread():
+    # A function's first call goes to a runner; once it has been quick, the
+    # workflow's thread runs its queued calls itself when it parks.
+    # On a loaded machine the watcher may hand them to runners while the
+    # workflow's thread waits to be scheduled: the best of three runs.
+    names = []
+
+    def where(i):
+        names.append(thread_name())
+        return i
+
+    counts = []
+    for _ in range(3):
+        names.clear()
+        oxiida.run("require where;\npara for i in range(500) { x = where(i); }\n", {"where": where})
+        assert len(names) == 500
+        assert names[0] == "oxiida-call", names[:3]
+        counts.append({n: names.count(n) for n in set(names)})
+    assert max(c.get("oxiida-run", 0) for c in counts) >= 250, counts
+
+
+def test_a_quick_function_that_starts_to_wait_does_not_hold_up_the_rest():
+    # Call 150 waits for call 299: when the workflow's thread is the one
+    # stuck in call 150, the watcher hands the queue behind it to runners.
+    last = threading.Event()
+    waited = []
+
+    def step(i):
+        if i == 150:
+            waited.append(last.wait(20))
+        if i == 299:
+            last.set()
+        return i
+
+    start = time.monotonic()
+    oxiida.run("require step;\npara for i in range(300) { x = step(i); }\n", {"step": step})
+    assert waited == [True]
+    assert time.monotonic() - start < 10
 
 
 def test_sleeps_in_para_for_overlap():
