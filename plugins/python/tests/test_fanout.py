@@ -125,23 +125,53 @@ def test_quick_plain_calls_run_on_the_workflows_own_thread():
     assert max(c.get("oxiida-run", 0) for c in counts) >= 250, counts
 
 
-def test_a_quick_function_that_starts_to_wait_does_not_hold_up_the_rest():
-    # Call 150 waits for call 299: when the workflow's thread is the one
-    # stuck in call 150, the watcher hands the queue behind it to runners.
+def test_a_quick_function_that_starts_to_wait_does_not_hold_up_the_queue():
+    # Call 20 waits for call 40 (both among the first iterations a `para
+    # for` starts): when the workflow's thread is the one stuck in call 20,
+    # the watcher hands the queue behind it to runners.
     last = threading.Event()
     waited = []
 
     def step(i):
-        if i == 150:
+        if i == 20:
             waited.append(last.wait(20))
-        if i == 299:
+        if i == 40:
             last.set()
         return i
 
     start = time.monotonic()
-    oxiida.run("require step;\npara for i in range(300) { x = step(i); }\n", {"step": step})
+    oxiida.run("require step;\npara for i in range(60) { x = step(i); }\n", {"step": step})
     assert waited == [True]
     assert time.monotonic() - start < 10
+
+
+def in_flight_counter():
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0}
+
+    def hold(seconds):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(seconds)
+        with lock:
+            state["now"] -= 1
+        return seconds
+
+    return hold, state
+
+
+def test_para_for_ramps_up_to_every_waiting_call_and_no_further_than_max_fanout():
+    # A `para for` starts 64 iterations, and more while none finishes: 300
+    # calls that wait are all in flight at once; `max_fanout` still caps them.
+    hold, state = in_flight_counter()
+    start = time.monotonic()
+    oxiida.run("require hold;\npara for i in range(300) { x = hold(0.5); }\n", {"hold": hold})
+    assert state["most"] == 300
+    assert time.monotonic() - start < 5
+    hold, state = in_flight_counter()
+    oxiida.run("require hold;\npara for i in range(40) { x = hold(0.05); }\n", {"hold": hold}, max_fanout=8)
+    assert 2 <= state["most"] <= 8
 
 
 def test_sleeps_in_para_for_overlap():
