@@ -33,8 +33,8 @@
 //! function that starts to wait holds the workflow's thread for as long
 //! as that call lasts: the watcher hands the queue behind it to runners at
 //! the next tick, but the workflow's other branches (their results, their
-//! next calls) wait for the call to return. 2,000 trivial calls in `para
-//! for`: 5.2 ms before, about 3.6 ms with this (see benches/README.md).
+//! next calls) wait for the call to return (ARCHITECTURE.md, "Calls in
+//! `para` go to per-workflow queues"; figures in benches/README.md).
 //!
 //! **`=f=` calls** go to another queue, served by one *dispatcher* thread
 //! per worker process the pool may start: a dispatcher takes a batch of
