@@ -164,11 +164,19 @@ def in_flight_counter():
 def test_para_for_ramps_up_to_every_waiting_call_and_no_further_than_max_fanout():
     # A `para for` starts 64 iterations, and more while none finishes: 300
     # calls that wait are all in flight at once; `max_fanout` still caps them.
-    hold, state = in_flight_counter()
+    arrived = []
+    everyone = threading.Event()
+
+    def gather(i):
+        arrived.append(i)
+        if len(arrived) == 300:
+            everyone.set()
+        return everyone.wait(20)
+
     start = time.monotonic()
-    oxiida.run("require hold;\npara for i in range(300) { x = hold(0.5); }\n", {"hold": hold})
-    assert state["most"] == 300
-    assert time.monotonic() - start < 5
+    oxiida.run("require gather;\npara for i in range(300) { x = gather(i); }\n", {"gather": gather})
+    assert everyone.is_set(), f"only {len(arrived)} of 300 calls were in flight at once"
+    assert time.monotonic() - start < 10
     hold, state = in_flight_counter()
     oxiida.run("require hold;\npara for i in range(40) { x = hold(0.05); }\n", {"hold": hold}, max_fanout=8)
     assert 2 <= state["most"] <= 8
