@@ -459,6 +459,7 @@ fn drain(_attached: Python<'_>, shared: &Shared) {
             continue;
         };
         if job.slot.cancelled.load(Ordering::Relaxed) {
+            unprobe(shared, &job.dotted);
             continue;
         }
         let started = Instant::now();
@@ -499,6 +500,25 @@ fn timed(shared: &Shared, dotted: &str, took: Duration) {
     } else {
         state.plain.extend(mine);
     }
+    shared.queued.store(state.plain.len(), Ordering::Relaxed);
+}
+
+/// A call not run (its branch is gone): if it was its function's first,
+/// the calls held for the verdict go to runners, and the next call of the
+/// function is tried afresh.
+fn unprobe(shared: &Shared, dotted: &str) {
+    if !shared.parks.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut state = shared.state.lock();
+    if state.speed.get(dotted) != Some(&Speed::Probing) {
+        return;
+    }
+    state.speed.remove(dotted);
+    let held = std::mem::take(&mut state.held);
+    let (mine, others): (Vec<Job>, Vec<Job>) = held.into_iter().partition(|j| j.dotted == dotted);
+    state.held = others;
+    state.plain.extend(mine);
     shared.queued.store(state.plain.len(), Ordering::Relaxed);
 }
 
