@@ -165,6 +165,8 @@ def fanout_benches():
         p_plain = min(p_plain, timed(lambda: oxiida.run(para_plain)))
         f_proc = min(f_proc, timed(lambda: oxiida.run(for_proc)))
         p_proc = min(p_proc, timed(lambda: oxiida.run(para_proc)))
+    # The load average says how far to trust the figures (2 cores shared).
+    print(f"load average over the last minute: {os.getloadavg()[0]:.2f}")
     compare(f"{FAN} trivial plain calls (best of 5; per call: para for {p_plain * 1e6 / FAN:.1f} us,"
             f" for loop {f_plain * 1e6 / FAN:.1f} us)", p_plain, f_plain, ("para for", "for loop"), 1.0)
     compare(f"{FAN} trivial =f= calls on {workers} workers (best of 5; per call: para for {p_proc * 1e6 / FAN:.1f} us,"

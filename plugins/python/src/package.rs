@@ -444,7 +444,7 @@ fn workflow_inputs(inputs: Option<&Bound<'_, PyAny>>) -> PyResult<(Inputs, Vec<S
 }
 
 fn limits(max_tasks: usize, max_fanout: usize) -> Limits {
-    Limits { inline_calls: true, max_tasks: max_tasks.max(1), max_fanout: max_fanout.max(1) }
+    Limits { inline_calls: true, max_tasks: max_tasks.max(1), max_fanout: max_fanout.max(1), ramp_fanout: true }
 }
 
 /// The workflow's variables as a dict.

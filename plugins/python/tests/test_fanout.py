@@ -2,8 +2,10 @@
 calls run in batches by the workflow's runner threads, which hand over to
 more runners when a call waits; `=f=` calls go to workers in batches."""
 
+import ctypes
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -88,6 +90,96 @@ def test_a_rendezvous_between_two_para_branches_does_not_deadlock():
         answer.clear()
         out = oxiida.run(f"require ask, reply;\n{src}\n", {"ask": ask, "reply": reply})
         assert (out["a"], out["b"]) == (True, True)
+
+
+LIBC = ctypes.CDLL(None)
+
+
+def thread_name():
+    """The OS name of the calling thread (Linux's prctl, a quick call: the
+    runtime names its threads)."""
+    name = ctypes.create_string_buffer(16)
+    LIBC.prctl(16, name)  # PR_GET_NAME
+    return name.value.decode()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread names are read with Linux's prctl")
+def test_quick_plain_calls_run_on_the_workflows_own_thread():
+    # A function's first call goes to a runner; once it has been quick, the
+    # workflow's thread runs its queued calls itself when it parks.
+    # On a loaded machine the watcher may hand them to runners while the
+    # workflow's thread waits to be scheduled: the best of three runs.
+    names = []
+
+    def where(i):
+        names.append(thread_name())
+        return i
+
+    counts = []
+    for _ in range(3):
+        names.clear()
+        oxiida.run("require where;\npara for i in range(500) { x = where(i); }\n", {"where": where})
+        assert len(names) == 500
+        assert names[0] == "oxiida-call", names[:3]
+        counts.append({n: names.count(n) for n in set(names)})
+    assert max(c.get("oxiida-run", 0) for c in counts) >= 250, counts
+
+
+def test_a_quick_function_that_starts_to_wait_does_not_hold_up_the_queue():
+    # Call 20 waits for call 40 (both among the first iterations a `para
+    # for` starts): when the workflow's thread is the one stuck in call 20,
+    # the watcher hands the queue behind it to runners.
+    last = threading.Event()
+    waited = []
+
+    def step(i):
+        if i == 20:
+            waited.append(last.wait(20))
+        if i == 40:
+            last.set()
+        return i
+
+    start = time.monotonic()
+    oxiida.run("require step;\npara for i in range(60) { x = step(i); }\n", {"step": step})
+    assert waited == [True]
+    assert time.monotonic() - start < 10
+
+
+def in_flight_counter():
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0}
+
+    def hold(seconds):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(seconds)
+        with lock:
+            state["now"] -= 1
+        return seconds
+
+    return hold, state
+
+
+def test_para_for_ramps_up_to_every_waiting_call_and_no_further_than_max_fanout():
+    # A `para for` starts 64 iterations, and more while none finishes: 300
+    # calls that wait are all in flight at once; `max_fanout` still caps them.
+    arrived = []
+    everyone = threading.Event()
+
+    def gather(i):
+        arrived.append(i)
+        if len(arrived) == 300:
+            everyone.set()
+        return everyone.wait(20)
+
+    start = time.monotonic()
+    oxiida.run("require gather;\npara for i in range(300) { x = gather(i); }\n", {"gather": gather})
+    assert everyone.is_set(), f"only {len(arrived)} of 300 calls were in flight at once"
+    assert time.monotonic() - start < 10
+    hold, state = in_flight_counter()
+    oxiida.run("require hold;\npara for i in range(40) { x = hold(0.05); }\n", {"hold": hold}, max_fanout=8)
+    assert 2 <= state["most"] <= 8
 
 
 def test_sleeps_in_para_for_overlap():

@@ -15,11 +15,26 @@
 //!
 //! A call that waits (a `time.sleep`, a read, a rendezvous with another
 //! branch) must not hold up the rest of the queue: a *watcher* thread looks
-//! every [`TICK`] while calls are queued, and when no call finished in a
-//! tick it starts as many more runners as are stuck (at least one; so 1, 2,
-//! 4, ... while every call waits), up to the workflow's task limit. This is
-//! Go's hand-off of a processor from a thread blocked in a system call.
-//! Runners idle for [`IDLE`] end.
+//! every [`TICK`] while calls are queued, and when nothing moved in a tick
+//! (no call finished or was queued) it starts as many more runners as are
+//! stuck (at least one; so 1, 2, 4, ... while every call waits), up to the
+//! workflow's task limit. This is Go's hand-off of a processor from a
+//! thread blocked in a system call. Runners idle for [`IDLE`] end.
+//!
+//! **Quick calls on the workflow's own thread.** In the package's runtime
+//! (which calls [`Calls::parking`]), a function whose calls have returned
+//! within a [`TICK`] is *quick*: its queued calls are run by the workflow's
+//! thread itself when it parks, under one GIL hold, with no hand-off at
+//! all. A function's first call is tried on a runner (its other calls wait
+//! for the verdict), so a call that waits from the start (a barrier, an
+//! event another branch sets) never holds the workflow's thread; a call
+//! that takes a tick or more makes its function slow (runners only) until
+//! [`QUICK_STREAK`] of its calls in a row are quick again. A quick
+//! function that starts to wait holds the workflow's thread for as long
+//! as that call lasts: the watcher hands the queue behind it to runners at
+//! the next tick, but the workflow's other branches (their results, their
+//! next calls) wait for the call to return (ARCHITECTURE.md, "Calls in
+//! `para` go to per-workflow queues"; figures in benches/README.md).
 //!
 //! **`=f=` calls** go to another queue, served by one *dispatcher* thread
 //! per worker process the pool may start: a dispatcher takes a batch of
@@ -28,7 +43,7 @@
 //! hold, writes them to one worker at once and reads the replies in order
 //! ([`crate::pool::Pool::call_batch`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -130,7 +145,8 @@ struct Shared {
     watch: Condvar,
     /// Dispatchers wait here.
     process_work: Condvar,
-    /// Plain calls finished (the watcher's sign of progress).
+    /// Plain calls finished or queued (the watcher's sign of progress: a
+    /// workflow thread still queueing calls is about to park and run them).
     completed: AtomicU64,
     /// Plain calls queued (read without the lock by spinning runners).
     queued: AtomicUsize,
@@ -138,11 +154,41 @@ struct Shared {
     process_ns: AtomicU64,
     /// The workflow's runtime calls `parking` before it sleeps.
     parks: AtomicBool,
+    /// The workflow's thread is running quick calls (`run_quick`).
+    here: AtomicBool,
+    /// ...and the watcher saw it inside one for a tick.
+    here_stuck: AtomicBool,
 }
+
+/// What the calls of one function have shown so far (in this workflow).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Speed {
+    /// Its first call is on a runner; the others wait in `held` for the verdict.
+    Probing,
+    /// Its last calls returned within a [`TICK`]: the workflow's thread runs it.
+    Quick,
+    /// A call took a tick or more (a first call often does: imports,
+    /// caches): runners run it, until [`QUICK_STREAK`] quick calls in a row
+    /// (counted here) make it quick again.
+    Slow(u8),
+}
+
+/// Ticks without progress after which the quick calls go to runners
+/// although the workflow's thread is not inside one.
+const HERE_GRACE: u32 = 10;
+/// Quick calls in a row, on runners, that give a slow function back to
+/// the workflow's thread.
+const QUICK_STREAK: u8 = 8;
 
 #[derive(Default)]
 struct State {
+    /// Plain calls for the runners.
     plain: VecDeque<Job>,
+    /// Plain calls of quick functions, for the workflow's thread when it parks.
+    quick: VecDeque<Job>,
+    /// Plain calls of a function whose first call is being tried on a runner.
+    held: Vec<Job>,
+    speed: HashMap<String, Speed>,
     process: VecDeque<Job>,
     /// Runner threads alive, and those of them asleep waiting for work.
     runners: usize,
@@ -179,6 +225,8 @@ impl Calls {
             queued: AtomicUsize::new(0),
             process_ns: AtomicU64::new(0),
             parks: AtomicBool::new(false),
+            here: AtomicBool::new(false),
+            here_stuck: AtomicBool::new(false),
         };
         Calls { shared: Arc::new(shared) }
     }
@@ -191,14 +239,25 @@ impl Calls {
         if state.closed {
             return Err(closed_error());
         }
-        state.plain.push_back(Job { dotted, args, keywords, slot: slot.clone(), ran_by: None });
+        let parks = shared.parks.load(Ordering::Relaxed);
+        let job = Job { dotted, args, keywords, slot: slot.clone(), ran_by: None };
+        match state.speed.get(&job.dotted).copied() {
+            Some(Speed::Quick) if parks => state.quick.push_back(job),
+            Some(Speed::Probing) if parks => state.held.push(job),
+            None if parks => {
+                state.speed.insert(job.dotted.clone(), Speed::Probing);
+                state.plain.push_back(job);
+            }
+            _ => state.plain.push_back(job),
+        }
+        shared.completed.fetch_add(1, Ordering::Relaxed);
         shared.queued.store(state.plain.len(), Ordering::Relaxed);
         // No runner is woken here when the workflow's thread calls
         // `parking`: it queues what its branches call until it has nothing
         // else to do, then wakes one, which runs them all in one go. The watcher wakes one
         // if that thread stays busy. A runtime without that hook (the
         // daemon's) wakes one now.
-        if !shared.parks.load(Ordering::Relaxed) && state.runners == state.idle {
+        if !parks && state.runners == state.idle {
             start_runners(shared, &mut state, 1);
         }
         if !state.watcher {
@@ -207,7 +266,7 @@ impl Calls {
             if std::thread::Builder::new().name("oxiida-watch".into()).spawn(move || watch(&watched)).is_err() {
                 state.watcher = false;
             }
-        } else if state.plain.len() == 1 {
+        } else if state.plain.len() + state.quick.len() + state.held.len() == 1 {
             shared.watch.notify_one();
         }
         Ok(Pending(slot))
@@ -220,15 +279,24 @@ impl Calls {
 
     /// Called by the workflow's thread just before it sleeps (all its
     /// branches wait): the calls it queued meanwhile start now, in one batch.
+    /// Calls of functions that have been quick so far run here, on the
+    /// workflow's thread, under one GIL hold; the others (a function's
+    /// first call, or one that has been slow) go to a runner.
     pub(crate) fn parking(&self) {
         let shared = &self.shared;
-        if shared.queued.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut state = shared.state.lock();
-        // Runners awake but stuck in a call are the watcher's to help.
-        if !state.plain.is_empty() && state.runners == state.idle {
-            start_runners(shared, &mut state, 1);
+        let run_here = {
+            let mut state = shared.state.lock();
+            // Runners awake but stuck in a call are the watcher's to help.
+            if !state.plain.is_empty() && state.runners == state.idle {
+                start_runners(shared, &mut state, 1);
+            }
+            !state.quick.is_empty()
+        };
+        if run_here {
+            shared.here.store(true, Ordering::Relaxed);
+            Python::attach(|_attached| run_quick(shared));
+            shared.here.store(false, Ordering::Relaxed);
+            shared.here_stuck.store(false, Ordering::Relaxed);
         }
     }
 
@@ -275,7 +343,13 @@ impl Calls {
             let mut state = self.shared.state.lock();
             state.closed = true;
             self.shared.queued.store(0, Ordering::Relaxed);
-            (std::mem::take(&mut state.plain), std::mem::take(&mut state.process), std::mem::take(&mut state.wakers))
+            (
+                std::mem::take(&mut state.plain),
+                std::mem::take(&mut state.quick),
+                std::mem::take(&mut state.held),
+                std::mem::take(&mut state.process),
+                std::mem::take(&mut state.wakers),
+            )
         };
         self.shared.work.notify_all();
         self.shared.watch.notify_all();
@@ -383,6 +457,11 @@ fn drain(_attached: Python<'_>, shared: &Shared) {
         };
         wake(wakers);
         let Some(job) = job else {
+            // With the workflow's thread running the quick calls itself, what
+            // comes next to the runners is a first or a slow call: no spin.
+            if shared.parks.load(Ordering::Relaxed) {
+                return;
+            }
             let spin_until = Instant::now() + SPIN;
             while shared.queued.load(Ordering::Relaxed) == 0 && Instant::now() < spin_until {
                 std::hint::spin_loop();
@@ -393,12 +472,93 @@ fn drain(_attached: Python<'_>, shared: &Shared) {
             continue;
         };
         if job.slot.cancelled.load(Ordering::Relaxed) {
+            unprobe(shared, &job.dotted);
+            continue;
+        }
+        let started = Instant::now();
+        let outcome = shared.functions.call(&job.dotted, &job.args, &job.keywords, false).map_err(super::foreign_error);
+        timed(shared, &job.dotted, started.elapsed());
+        finished = job.slot.fill(outcome);
+    }
+}
+
+/// A plain call of `dotted` took `took`: what its function's calls have
+/// shown so far, and where its queued calls go now.
+fn timed(shared: &Shared, dotted: &str, took: Duration) {
+    shared.completed.fetch_add(1, Ordering::Relaxed);
+    if !shared.parks.load(Ordering::Relaxed) {
+        return;
+    }
+    let quick = took < TICK;
+    let mut state = shared.state.lock();
+    let before = state.speed.get(dotted).copied();
+    let after = match (before, quick) {
+        (Some(Speed::Quick), true) | (Some(Speed::Slow(0)), false) => return,
+        (Some(Speed::Slow(n)), true) if n + 1 < QUICK_STREAK => Speed::Slow(n + 1),
+        (_, true) => Speed::Quick,
+        (_, false) => Speed::Slow(0),
+    };
+    state.speed.insert(dotted.to_owned(), after);
+    let held = std::mem::take(&mut state.held);
+    let (mine, others): (Vec<Job>, Vec<Job>) = held.into_iter().partition(|j| j.dotted == dotted);
+    state.held = others;
+    if after == Speed::Quick {
+        // Its calls waiting for a verdict or for a runner move to the
+        // workflow's thread, which the runner's results wake.
+        let plain = std::mem::take(&mut state.plain);
+        let (waiting, others): (VecDeque<Job>, VecDeque<Job>) = plain.into_iter().partition(|j| j.dotted == dotted);
+        state.plain = others;
+        state.quick.extend(mine);
+        state.quick.extend(waiting);
+    } else {
+        state.plain.extend(mine);
+    }
+    shared.queued.store(state.plain.len(), Ordering::Relaxed);
+}
+
+/// A call not run (its branch is gone): if it was its function's first,
+/// the calls held for the verdict go to runners, and the next call of the
+/// function is tried afresh.
+fn unprobe(shared: &Shared, dotted: &str) {
+    if !shared.parks.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut state = shared.state.lock();
+    if state.speed.get(dotted) != Some(&Speed::Probing) {
+        return;
+    }
+    state.speed.remove(dotted);
+    let held = std::mem::take(&mut state.held);
+    let (mine, others): (Vec<Job>, Vec<Job>) = held.into_iter().partition(|j| j.dotted == dotted);
+    state.held = others;
+    state.plain.extend(mine);
+    shared.queued.store(state.plain.len(), Ordering::Relaxed);
+}
+
+/// The workflow's thread, about to park: runs the queued calls of quick
+/// functions itself, then wakes their branches. A call that turns out
+/// slow marks its function so; one that blocks is the watcher's to see
+/// (it hands the rest of the queue to runners).
+fn run_quick(shared: &Shared) {
+    let mut wakers = Vec::new();
+    loop {
+        let Some(job) = shared.state.lock().quick.pop_front() else { break };
+        if job.slot.cancelled.load(Ordering::Relaxed) {
             continue;
         }
         let outcome = shared.functions.call(&job.dotted, &job.args, &job.keywords, false).map_err(super::foreign_error);
-        shared.completed.fetch_add(1, Ordering::Relaxed);
-        finished = job.slot.fill(outcome);
+        // Its function is known quick: only a slow call is news, which the
+        // watcher tells (not timed here: two clock reads were 3% of a
+        // trivial call).
+        if shared.here_stuck.load(Ordering::Relaxed) {
+            shared.here_stuck.store(false, Ordering::Relaxed);
+            timed(shared, &job.dotted, TICK);
+        } else {
+            shared.completed.fetch_add(1, Ordering::Relaxed);
+        }
+        wakers.extend(job.slot.fill(outcome));
     }
+    wake(wakers);
 }
 
 /// The watcher: while plain calls are queued, looks every tick; when no
@@ -406,11 +566,13 @@ fn drain(_attached: Python<'_>, shared: &Shared) {
 /// more are started (as many as are awake, so the count doubles).
 fn watch(shared: &Arc<Shared>) {
     let mut seen = shared.completed.load(Ordering::Relaxed);
+    // Ticks in a row without progress.
+    let mut stuck = 0;
     loop {
         {
             let mut state = shared.state.lock();
-            while state.plain.is_empty() && !state.closed {
-                if shared.watch.wait_for(&mut state, IDLE).timed_out() && state.plain.is_empty() {
+            while waiting(&state) == 0 && !state.closed {
+                if shared.watch.wait_for(&mut state, IDLE).timed_out() && waiting(&state) == 0 {
                     state.watcher = false;
                     return;
                 }
@@ -424,10 +586,26 @@ fn watch(shared: &Arc<Shared>) {
         let now = shared.completed.load(Ordering::Relaxed);
         if now != seen {
             seen = now;
+            stuck = 0;
             continue;
         }
+        stuck += 1;
         let wakers = {
             let mut state = shared.state.lock();
+            // Nothing moved for a tick. Calls held for a verdict go to
+            // runners. So do the quick calls when the workflow's thread is
+            // inside one of them that waits; when it is busy elsewhere (or
+            // not scheduled yet on a loaded machine), after [`HERE_GRACE`].
+            let held = std::mem::take(&mut state.held);
+            state.plain.extend(held);
+            if shared.here.load(Ordering::Relaxed) {
+                shared.here_stuck.store(true, Ordering::Relaxed);
+            }
+            if shared.here.load(Ordering::Relaxed) || stuck >= HERE_GRACE {
+                let quick = std::mem::take(&mut state.quick);
+                state.plain.extend(quick);
+            }
+            shared.queued.store(state.plain.len(), Ordering::Relaxed);
             if !state.plain.is_empty() && !state.closed {
                 let awake = state.runners - state.idle;
                 let n = awake.max(1).min(state.plain.len());
@@ -438,6 +616,11 @@ fn watch(shared: &Arc<Shared>) {
         };
         wake(wakers);
     }
+}
+
+/// Plain calls queued, anywhere.
+fn waiting(state: &State) -> usize {
+    state.plain.len() + state.quick.len() + state.held.len()
 }
 
 /// A dispatcher: sends batches of queued `=f=` calls to one worker at a time.
