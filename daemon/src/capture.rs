@@ -1,4 +1,4 @@
-//! What a CLI runner's process writes to its stdout (a plugin's functions
+//! What a runner's process writes to its stdout (a plugin's functions
 //! printing, a C `printf`), captured into its workflow's output instead of
 //! the daemon's log, which that descriptor is otherwise. (Its stderr is a
 //! pipe the daemon reads, for the log and a dying runner's last words; the

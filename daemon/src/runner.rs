@@ -144,7 +144,7 @@ pub enum Report {
 /// a time.
 struct Reporter(Mutex<UnixStream>);
 
-/// The CLI runner's stdout and stderr, captured into its workflow's output.
+/// The runner's stdout, captured into its workflow's output.
 static CAPTURE: std::sync::OnceLock<crate::capture::Capture> = std::sync::OnceLock::new();
 
 impl Reporter {
@@ -244,12 +244,13 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
             std::env::set_var(EXECUTOR, executor);
         }
     }
-    // The CLI runner's stdout is the daemon's log: what its plugins'
-    // functions print there goes to the workflow's output instead. (The
-    // Python package's runner sends its functions' prints itself. Stderr
-    // stays the daemon's, which reads a dying runner's last words there;
-    // the daemon copies it into the output.)
-    if host.is_none() {
+    // A runner's stdout is the daemon's log: what its plugins' functions
+    // print there goes to the workflow's output instead. (The Python
+    // package's runner sends its functions' `sys.stdout` itself; this
+    // catches what is written to the descriptor, a C `printf`. Stderr stays
+    // the daemon's, which reads a dying runner's last words there; the
+    // daemon copies it into the output.)
+    {
         match crate::capture::Capture::start() {
             Ok(capture) => {
                 let capture = CAPTURE.get_or_init(|| capture);

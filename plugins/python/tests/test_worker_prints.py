@@ -179,3 +179,17 @@ def test_prints_from_threads_a_function_starts_arrive_whole(capsys):
     for k in range(4):
         for i in range(50):
             assert len(re.findall(rf"thread {k} line {i}(?!\d)", printed)) == 5
+
+
+def test_what_a_call_writes_to_descriptor_1_is_the_output_too(private, capsys):
+    def raw(x):
+        import os
+
+        os.write(1, f"raw {x}\n".encode())  # as a C printf would, past sys.stdout
+        return x
+
+    # The runner's stdout is a pipe into the workflow's output, not the daemon's log.
+    source = 'require raw;\nprint "first";\na = raw(1);\nprint "second";\n'
+    assert oxiida.submit(source, wait=True) == {"a": 1}
+    assert capsys.readouterr().out == "first\nraw 1\nsecond\n"
+    assert "raw 1" not in (private / "data" / "daemon.log").read_text()
