@@ -522,7 +522,9 @@ fn print_tasks(tasks: &[oxiida_protocol::TaskRow]) {
         count("cached")
     );
     let width = tasks.iter().map(|t| t.key.len()).max().unwrap_or(3).max(3);
-    println!("{:<width$}  {:<9}  {:>8}  {:<6}  {:<11}  WHAT", "KEY", "STATUS", "TOOK", "CACHED", "BY");
+    // A Dask worker's address is longer than a pid.
+    let by = tasks.iter().map(|t| t.worker.chars().count()).max().unwrap_or(0).max(11);
+    println!("{:<width$}  {:<9}  {:>8}  {:<6}  {:<by$}  WHAT", "KEY", "STATUS", "TOOK", "CACHED", "BY");
     for t in tasks {
         let took = if t.status == "replayed" || t.status == "cached" { "-".into() } else { duration(t.ended_ms - t.started_ms) };
         let cached = if t.status == "cached" { "yes" } else { "no" };
@@ -533,7 +535,7 @@ fn print_tasks(tasks: &[oxiida_protocol::TaskRow]) {
         if let Some(plugin) = &t.plugin {
             what.push_str(&format!(" [{plugin}]"));
         }
-        println!("{:<width$}  {:<9}  {took:>8}  {cached:<6}  {:<11}  {what}", t.key, t.status, t.worker);
+        println!("{:<width$}  {:<9}  {took:>8}  {cached:<6}  {:<by$}  {what}", t.key, t.status, t.worker);
         if let Some(error) = &t.error {
             println!("{:<width$}  error: {}", "", error.lines().next().unwrap_or(""));
         }

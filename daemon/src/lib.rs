@@ -12,6 +12,7 @@
 //! [`StoreError`], [`WatchError`]) and keep their causes.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod capture;
 pub mod limits;
 pub mod reap;
 pub mod record;

@@ -144,8 +144,21 @@ pub enum Report {
 /// a time.
 struct Reporter(Mutex<UnixStream>);
 
+/// The runner's stdout, captured into its workflow's output.
+static CAPTURE: std::sync::OnceLock<crate::capture::Capture> = std::sync::OnceLock::new();
+
 impl Reporter {
+    /// Before the workflow's end: what its process printed goes first.
+    fn end_capture(&self) {
+        if let Some(capture) = CAPTURE.get() {
+            capture.stop(&|text, more| Sink(self).piece(text, more));
+        }
+    }
+
     fn send(&self, report: &Report) {
+        if matches!(report, Report::Finished { .. }) {
+            self.end_capture();
+        }
         // The daemon has gone if this fails; the workflow is cancelled by
         // the reading side, which sees the same end.
         let _ = std::io::Write::write_all(&mut *self.0.lock(), &oxiida_protocol::encode(report));
@@ -154,6 +167,7 @@ impl Reporter {
     /// A workflow's end, its long fields sent ahead in `part` reports.
     fn finish(&self, report: Report) {
         let Report::Finished { state, exit_code, mut error, mut variables, mut exception } = report else { return self.send(&report) };
+        self.end_capture();
         let mut out = self.0.lock();
         let mut part = |field: &str, data: &[u8]| {
             for piece in oxiida_protocol::data_pieces(data) {
@@ -228,6 +242,25 @@ pub fn run(mut stream: UnixStream, host: Option<&HostFactory>) -> i32 {
         }
         if only_thread() {
             std::env::set_var(EXECUTOR, executor);
+        }
+    }
+    // A runner's stdout is the daemon's log: what its plugins' functions
+    // print there goes to the workflow's output instead. (The Python
+    // package's runner sends its functions' `sys.stdout` itself; this
+    // catches what is written to the descriptor, a C `printf`. Stderr stays
+    // the daemon's, which reads a dying runner's last words there; the
+    // daemon copies it into the output.)
+    {
+        match crate::capture::Capture::start() {
+            Ok(capture) => {
+                let capture = CAPTURE.get_or_init(|| capture);
+                let to = reporter.clone();
+                if let Err(e) = capture.watch(move |text, more| Sink(&to).piece(text, more)) {
+                    reporter.send(&failed(exit::RUNTIME, format!("the runner cannot start its threads: {e}")));
+                    return 1;
+                }
+            }
+            Err(e) => eprintln!("oxiida runner: prints of the workflow's functions go to this log: cannot capture them: {e}"),
         }
     }
     // The recorded results a resumed workflow replays.
@@ -376,6 +409,10 @@ impl Sink<'_> {
 
 impl Output for Sink<'_> {
     fn print(&self, text: &str) {
+        // What the calls before this print printed comes first.
+        if let Some(capture) = CAPTURE.get() {
+            capture.drain(&|text, more| self.piece(text, more));
+        }
         self.piece(text, false);
     }
 }

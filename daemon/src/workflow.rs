@@ -392,12 +392,19 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
             }
         }
     };
-    let (last_words, stderr_done) = read_stderr(running.id, child.stderr.take());
+    // The runner's stderr (its functions' prints there, a C library's
+    // messages) is the workflow's output too, besides the log.
+    let (stderr_lines, mut stderr_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (last_words, mut stderr_done) = read_stderr(running.id, child.stderr.take(), stderr_lines);
     let mut capture = Capture::new(shared.limits.output);
     // A print that came in pieces is recorded once whole (the capture
     // bounds it); its pieces go to waiting clients as they come.
     let mut line = String::new();
+    // Whether the last piece left its line open (a stderr line waits).
+    let open = std::sync::atomic::AtomicBool::new(false);
+    let mut held: Vec<String> = Vec::new();
     let mut emit = |piece: Piece| {
+        open.store(piece.more, Ordering::Relaxed);
         running.tell(|| Event::Output { text: piece.text.clone(), more: piece.more });
         line.push_str(&piece.text);
         if !piece.more {
@@ -434,6 +441,13 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
                                 format_size(shared.limits.output)
                             ));
                         }
+                        if !more {
+                            for text in held.drain(..) {
+                                if let Some(text) = capture.push(Piece { text, more: false }) {
+                                    emit(text);
+                                }
+                            }
+                        }
                     }
                     Ok(Report::Part { field, data }) => parts.add(field, &data),
                     Ok(Report::Task(record)) => shared.store.task(running.id, *record),
@@ -462,6 +476,13 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
                 // The runner closed its socket: it ended or died.
                 _ => break,
             },
+            Some(text) = stderr_rx.recv() => {
+                if open.load(Ordering::Relaxed) {
+                    held.push(text); // after the line printed so far
+                } else if let Some(text) = capture.push(Piece { text, more: false }) {
+                    emit(text);
+                }
+            }
             // Closing our end tells the runner to stop: it cancels the
             // workflow, which kills its shell tasks' process groups.
             () = running.interrupt.triggered(), if wr.is_some() => {
@@ -488,6 +509,15 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
             child.wait().await.ok()
         }
     };
+    // What it wrote to stderr before it exited (read to the pipe's end,
+    // briefly: a process it started may still hold the pipe).
+    let stderr_read = tokio::time::timeout(STDERR_TAIL, &mut stderr_done).await.is_ok();
+    held.extend(std::iter::from_fn(|| stderr_rx.try_recv().ok()));
+    for text in held {
+        if let Some(text) = capture.push(Piece { text, more: false }) {
+            emit(text);
+        }
+    }
     // What was held back (the tail of output over the limit), before the end.
     for piece in capture.finish() {
         emit(piece);
@@ -515,7 +545,9 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
         _ => {
             // Its last words explain a death: wait (briefly: a shell task it
             // started may hold the pipe) until its stderr is read.
-            let _ = tokio::time::timeout(STDERR_GRACE, stderr_done).await;
+            if !stderr_read {
+                let _ = tokio::time::timeout(STDERR_GRACE, stderr_done).await;
+            }
             let why = explain(status, &last_words.lock(), shared.limits.memory);
             log(&format!("workflow {}: {why}", running.id));
             (failed(exit::RUNTIME, why), Kept::default())
@@ -525,16 +557,23 @@ async fn drive(shared: &Shared, running: &Running, job: &[u8], runner: Runner) -
 
 /// How long a dead runner's stderr gets to be read to its end.
 const STDERR_GRACE: Duration = Duration::from_millis(500);
+/// How long an ended runner's stderr gets to be read into its output.
+const STDERR_TAIL: Duration = Duration::from_millis(100);
 /// Lines of a runner's stderr kept to explain its death.
 const LAST_WORDS: usize = 8;
 /// Longer stderr lines are cut, in the log and in the record.
 const STDERR_LINE: usize = 1000;
 
 /// Reads a runner's stderr to its end: every line goes to the daemon's log
-/// prefixed by the workflow's id, and the last few are kept to explain a
-/// death. The task ends when the pipe closes (the runner and whatever it
-/// started that kept its stderr have exited).
-fn read_stderr(id: u64, stderr: Option<tokio::process::ChildStderr>) -> (Arc<Mutex<LastWords>>, tokio::task::JoinHandle<()>) {
+/// prefixed by the workflow's id and to `lines` (the workflow's output),
+/// and the last few are kept to explain a death. The task ends when the
+/// pipe closes (the runner and whatever it started that kept its stderr
+/// have exited).
+fn read_stderr(
+    id: u64,
+    stderr: Option<tokio::process::ChildStderr>,
+    lines: tokio::sync::mpsc::UnboundedSender<String>,
+) -> (Arc<Mutex<LastWords>>, tokio::task::JoinHandle<()>) {
     use tokio::io::AsyncReadExt;
     let last = Arc::new(Mutex::new(LastWords::default()));
     let kept = last.clone();
@@ -550,6 +589,7 @@ fn read_stderr(id: u64, stderr: Option<tokio::process::ChildStderr>) -> (Arc<Mut
             }
             line.clear();
             log(&format!("workflow {id}: stderr: {text}"));
+            let _ = lines.send(text.clone());
             let mut kept = kept.lock();
             if OUT_OF_MEMORY.iter().any(|p| text.to_ascii_lowercase().contains(p)) {
                 kept.alloc_failed = Some(text.clone());

@@ -418,3 +418,31 @@ fn a_f_call_s_record_names_the_worker_process_that_ran_it() {
         assert_eq!(in_graph, f_pids);
     }
 }
+
+/// Under the CLI's daemon, what a workflow's Python functions print (plain
+/// or `=f=`, `print` or a raw write to descriptor 1) is the workflow's
+/// output, in order with the workflow's own prints, not only the daemon's
+/// log; what they write to stderr is in the output too (the daemon copies
+/// the runner's stderr, so only roughly in order).
+#[test]
+fn what_a_workflow_s_functions_print_is_its_output_in_order() {
+    let d = Daemon::foreground("prints", &[]);
+    let plugin = format!("{}=tools.py", python_plugin().display());
+    d.write(
+        "tools.py",
+        "import os, sys\nprint('loaded')\n\ndef say(x):\n    print('say', x)\n    print('err', x, file=sys.stderr)\n    \
+         os.write(1, b'raw ' + str(x).encode() + b'\\n')\n    print('part', end='')\n    return x\n",
+    );
+    d.write("wf.ox", "require say;\nprint \"before\";\na = say(1);\nprint \"middle\";\nb = =say=(2);\nprint \"after\";\n");
+    let out = d.run(&["submit", "--wait", "--plugin", &plugin, "wf.ox"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    // Stdout in order with the workflow's prints; stderr (an `=f=` worker's
+    // raw write to descriptor 1 is its stderr) only roughly.
+    let (stdout, mut stderr): (Vec<&str>, Vec<&str>) = printed.lines().partition(|l| !l.starts_with("err ") && *l != "raw 2");
+    assert_eq!(stdout, ["loaded", "before", "say 1", "raw 1", "partmiddle", "say 2", "partafter"], "{printed}");
+    stderr.sort();
+    assert_eq!(stderr, ["err 1", "err 2", "raw 2"], "{printed}");
+    let shown = text(&d.run(&["workflow", "show", "1"]).stdout);
+    assert!(shown.contains("say 1\n") && shown.contains("err 2\n"), "{shown}");
+}

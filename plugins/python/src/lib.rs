@@ -152,6 +152,24 @@ unsafe extern "C" fn fingerprint(session: *mut c_void, name: *const c_char, len:
     unsafe { serve::fingerprint(session, name, len, out, cap, |s: &Session, name| s.0.fingerprint(name)) }
 }
 
+/// Python's stdout and stderr, when not a terminal, write through at once
+/// (as `python -u`): the host's own output (`print` in the workflow) is
+/// written as it comes, so a function's prints stay in order with it
+/// (under the daemon, where the runner's stdout is a pipe into the
+/// workflow's output, they would otherwise come at the end, or never).
+const UNBUFFERED: &std::ffi::CStr = c"
+import io, os, sys
+for name in ('stdout', 'stderr'):
+    s = getattr(sys, name)
+    try:
+        fd = s.fileno()
+    except Exception:
+        continue
+    if not os.isatty(fd):
+        s.flush()
+        setattr(sys, name, io.TextIOWrapper(io.FileIO(fd, 'w', closefd=False), encoding=s.encoding, errors=s.errors, write_through=True))
+";
+
 /// CAP_KEYWORDS: `f(x, steps = 100)` calls `f(x, steps=100)`.
 static PLUGIN: abi::Plugin = abi::Plugin::rust(
     c"python",
@@ -171,6 +189,8 @@ pub unsafe extern "C" fn oxiida_plugin_init(_host: *const abi::Host, error: *mut
     let started = guard(
         || {
             Python::initialize();
+            Python::attach(|py| py.run(UNBUFFERED, Some(&pyo3::types::PyDict::new(py)), None))
+                .map_err(|e| format!("cannot set up Python's stdout: {e}"))?;
             Ok(())
         },
         |panic| Err(format!("cannot start Python: {panic}")),

@@ -473,6 +473,13 @@ def test_a_recorded_call_on_an_executor_names_the_worker_that_ran_it(client, tmp
         by_name = {w.name: w.id for w in oxiida.workflows()}
         assert sorted(t.worker for t in oxiida.tasks(by_name["dask.ox"])) == sorted([out["a"], out["b"]])
         assert [t.worker for t in oxiida.tasks(by_name["pool.ox"])] == [f"pid {p}"]
+        # `oxiida workflow show` has room for an address in its BY column.
+        binary = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", HERE.parents[2] / "target")) / "debug" / "oxiida"
+        if binary.exists():
+            shown = subprocess.run([str(binary), "workflow", "show", str(by_name["dask.ox"])], env=env, capture_output=True, text=True, timeout=60)
+            rows = [line for line in shown.stdout.splitlines() if "call=f= worker_address" in line]
+            assert sorted(line.split("  no  ")[1].split()[0] for line in rows) == sorted([out["a"], out["b"]]), shown.stdout
+            assert all(f"{w}  call=f=" in shown.stdout for w in (out["a"], out["b"])), shown.stdout
     finally:
         daemon("stop")
         try:

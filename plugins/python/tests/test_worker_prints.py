@@ -145,9 +145,10 @@ def test_a_long_calls_prints_reach_the_record_while_it_runs(private):
 
 def test_process_stderr_goes_where_a_plain_calls_does(private, capsys):
     _, complain = made()
-    # A runner's stderr is the daemon's log, for plain and =f= calls alike.
+    # A runner's stderr goes to the daemon's log and, line by line, into the
+    # workflow's output, for plain and =f= calls alike.
     assert oxiida.submit("require complain;\nx = complain(1);\ny = =complain=(2);\n", wait=True) == {"x": 1, "y": 2}
-    assert capsys.readouterr().out == ""
+    assert sorted(capsys.readouterr().out.splitlines()) == ["complaint 1", "complaint 2"]
     log = (private / "data" / "daemon.log").read_text()
     assert "complaint 1" in log and "complaint 2" in log
 
@@ -178,3 +179,17 @@ def test_prints_from_threads_a_function_starts_arrive_whole(capsys):
     for k in range(4):
         for i in range(50):
             assert len(re.findall(rf"thread {k} line {i}(?!\d)", printed)) == 5
+
+
+def test_what_a_call_writes_to_descriptor_1_is_the_output_too(private, capsys):
+    def raw(x):
+        import os
+
+        os.write(1, f"raw {x}\n".encode())  # as a C printf would, past sys.stdout
+        return x
+
+    # The runner's stdout is a pipe into the workflow's output, not the daemon's log.
+    source = 'require raw;\nprint "first";\na = raw(1);\nprint "second";\n'
+    assert oxiida.submit(source, wait=True) == {"a": 1}
+    assert capsys.readouterr().out == "first\nraw 1\nsecond\n"
+    assert "raw 1" not in (private / "data" / "daemon.log").read_text()
