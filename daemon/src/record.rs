@@ -152,12 +152,16 @@ impl Recorder {
     }
 
     /// The plugin a call's record names: the one that served it when the
-    /// host says (`name version, sha256 <first 12 hex digits of its file>`),
-    /// else the workflow's plugins.
+    /// host says (`name version, sha256 <first 12 hex digits of its file>`,
+    /// without the hash for a process plugin), else the workflow's plugins.
     fn plugin_of(&self, what: &TaskWhat<'_>) -> Option<String> {
         let TaskWhat::Call { function, .. } = what else { return None };
         if let Some((name, version, file)) = self.providers.as_ref().and_then(|p| p(function)) {
             let hash = self.library_hash(&file);
+            // A process plugin has no library file to hash.
+            if hash.is_empty() {
+                return Some(format!("{name} {version}"));
+            }
             return Some(format!("{name} {version}, sha256 {}", &hash[..hash.len().min(12)]));
         }
         self.plugins.clone()

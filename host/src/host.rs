@@ -482,6 +482,11 @@ impl PluginHost {
         });
         if let Ok((session, (bytes, kwargs))) = &ready {
             if let Backend::Process(raw) = &session.raw {
+                // Every call of a process plugin runs in its one process
+                // (an isolated call in a thread or worker of that process).
+                if let Some(ran_by) = &ran_by {
+                    let _ = ran_by.set(format!("pid {}", raw.pid()));
+                }
                 let reply = raw.call(&dotted, bytes.clone(), kwargs.clone(), mode);
                 let session = session.clone();
                 return Box::pin(async move { reply.await.map(|v| session.from_wire(v)) });

@@ -787,6 +787,11 @@ impl Session {
         &self.hello.name
     }
 
+    /// The plugin's process id, which a task record names as who ran a call.
+    pub fn pid(&self) -> u32 {
+        self.shared.pgid as u32
+    }
+
     /// Whether the plugin provides `dotted`: from its hello's list, or by
     /// asking it.
     pub fn resolve(&self, dotted: &str) -> Result<(), String> {
