@@ -174,8 +174,9 @@ def test_prints_from_threads_a_function_starts_arrive_whole(capsys):
     printed = capsys.readouterr().out
     # Every line arrives, intact (a thread's text and its newline may be split
     # by another thread's, as on a terminal), and the pipe survived.
-    words = printed.split()
-    assert words.count("joined") == 5
+    # Another worker's line may land between a thread's text and its
+    # newline ("...line 49joined"), so "joined" is counted in the text.
+    assert printed.count("joined") == 5
     for k in range(4):
         for i in range(50):
             assert len(re.findall(rf"thread {k} line {i}(?!\d)", printed)) == 5
