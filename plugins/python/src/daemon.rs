@@ -128,6 +128,11 @@ const EXECUTOR: &str = "executor";
 /// MessagePack array of specs as `oxiida.run(plugins=)` takes them.
 const PLUGINS: &str = "plugins";
 
+/// The key of `Submit::extra` under which the client sends the SHA-256 of
+/// those plugins' files and scripts (`record::fingerprint`): only to make
+/// it part of the workflow's cache identity.
+const PLUGIN_CODE: &str = "plugins-code";
+
 /// The specs sent under [`PLUGINS`], if any.
 fn plugin_specs(submit: &Submit) -> Result<Vec<String>, String> {
     let Some(bytes) = submit.extra.get(PLUGINS) else { return Ok(Vec::new()) };
@@ -446,9 +451,11 @@ fn _submit<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     // A plugin that cannot be found raises here, before anything is sent;
     // the runner starts it (in this folder and environment).
+    let mut located = Vec::new();
     for spec in &plugins {
-        let what = spec.split_once('=').map_or(spec.as_str(), |(what, _)| what);
-        oxiida_host::locate(what).map_err(|e| OxiidaError::new_err(format!("plugin `{spec}`: {e}")))?;
+        let (what, config) = spec.split_once('=').unwrap_or((spec.as_str(), ""));
+        let path = oxiida_host::locate(what).map_err(|e| OxiidaError::new_err(format!("plugin `{spec}`: {e}")))?;
+        located.push((what.to_owned(), path, config.to_owned()));
     }
     // An address the runner connects to itself; an object that cannot travel raises here.
     let executor = match &executor {
@@ -469,6 +476,11 @@ fn _submit<'py>(
     if !plugins.is_empty() {
         let specs = oxiida_abi::Value::Array(plugins.into_iter().map(oxiida_abi::Value::Str).collect());
         extra.insert(PLUGINS.to_owned(), ByteBuf::from(specs.to_msgpack()));
+        // The plugins' files and scripts as they are now: every `extra`
+        // entry is part of the workflow's code identity, so a changed
+        // script (`exec:node=tools.js`) is not served from the cache.
+        let (code, _) = oxiida_daemon::record::fingerprint(&located, &[]);
+        extra.insert(PLUGIN_CODE.to_owned(), ByteBuf::from(code.into_bytes()));
     }
     let env = env.map(|env| env.into_iter().map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v))).collect());
     let submit = Submit { name: file_name, source, cwd: Some(cwd), wait, extra, env, inputs, cache, ..Submit::default() };

@@ -71,3 +71,24 @@ def test_a_plugins_error_or_crash_fails_the_workflow_naming_it(private):  # noqa
         oxiida.result(id, timeout=60)
     # The daemon lives on.
     assert oxiida.submit("x = 1;\n", wait=True) == {"x": 1}
+
+
+def test_a_changed_plugin_script_is_not_served_from_the_cache(private, tmp_path):  # noqa: F811
+    script = tmp_path / "tools.py"
+    script.write_text(open(os.path.join(ROOT, "tests", "plugins", "python_process.py")).read())
+    spec = f"exec:{sys.executable}={script}"
+    source = "require divide from pytools;\nx = divide(10, 4);\n"
+
+    def statuses(id):
+        return [t.status for t in oxiida.tasks(id)]
+
+    first = oxiida.submit(source, plugins=[spec], cache=True)
+    assert oxiida.result(first, timeout=60) == {"x": 2.5}
+    again = oxiida.submit(source, plugins=[spec], cache=True)
+    assert oxiida.result(again, timeout=60) == {"x": 2.5}
+    assert statuses(again) == ["cached"], "the unchanged plugin's call is reused"
+    # The same spec, another script: the call runs again.
+    script.write_text(script.read_text() + "\n# changed\n")
+    changed = oxiida.submit(source, plugins=[spec], cache=True)
+    assert oxiida.result(changed, timeout=60) == {"x": 2.5}
+    assert statuses(changed) == ["succeeded"], "a changed script's call must run again"
