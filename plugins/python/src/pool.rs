@@ -220,11 +220,15 @@ pub fn shared(python: &str, module_path: &str) -> Result<Arc<Pool>, PoolError> {
     Ok(pool)
 }
 
-/// Stops every shared pool's idle workers and reaps them (at exit).
+/// Stops every shared pool's idle workers and reaps them (at exit), even
+/// where a workflow's threads, still ending, hold the pool: its `Drop`
+/// might then come after Python's exit, leaving the workers to be adopted.
 #[cfg(feature = "package")]
 pub fn shutdown_shared() {
     let pools = std::mem::take(&mut *SHARED.lock());
-    drop(pools);
+    for (_, pool) in pools {
+        pool.stop();
+    }
 }
 
 impl Pool {
@@ -418,15 +422,22 @@ fn died(w: checkout::Checkout<'_, Worker>) -> String {
     }
 }
 
-impl Drop for Pool {
-    /// Stops every idle worker and reaps it: nothing is left behind, not
-    /// even a zombie (the process that adopts orphans may not reap them).
-    /// No call is running: each holds the pool.
-    fn drop(&mut self) {
+impl Pool {
+    /// Stops every idle worker and reaps it, and starts no other: nothing
+    /// is left behind, not even a zombie (the process that adopts orphans
+    /// may not reap them).
+    fn stop(&self) {
+        self.spawner.lock().take();
         for w in self.workers.retire(|_| true) {
             let _ = reap(w);
         }
-        self.spawner.lock().take();
+    }
+}
+
+impl Drop for Pool {
+    /// No call is running: each holds the pool.
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -360,9 +360,10 @@ def test_ctrl_c_under_oxiida_run_cancels_and_interrupts_its_calls(cluster, clien
     assert time.monotonic() - started < 15
 
 
-def test_workflow_kill_in_a_daemon_started_with_executor_cancels_its_futures(cluster, client, tmp_path, monkeypatch):
-    """`python -m oxiida daemon start --executor ADDRESS`: submitted workflows'
-    `=f=` calls run on the cluster, and `workflow kill` leaves no task there."""
+def private_daemon_env(tmp_path, monkeypatch, pythonpath):
+    """The environment of a daemon of the test's own (its folders under
+    `tmp_path`, also set for this process), whose runners import from
+    `pythonpath`."""
     watched = tmp_path / "watched"
     watched.mkdir()
     env = dict(
@@ -370,10 +371,17 @@ def test_workflow_kill_in_a_daemon_started_with_executor_cancels_its_futures(clu
         OXIIDA_RUNTIME_DIR=str(tmp_path / "run"),
         OXIIDA_DATA_DIR=str(tmp_path / "data"),
         OXIIDA_WATCH=str(watched),
-        PYTHONPATH=str(HERE),  # the runners import this module's functions
+        PYTHONPATH=pythonpath,
     )
     for key in ("OXIIDA_RUNTIME_DIR", "OXIIDA_DATA_DIR"):
         monkeypatch.setenv(key, env[key])
+    return env
+
+
+def test_workflow_kill_in_a_daemon_started_with_executor_cancels_its_futures(cluster, client, tmp_path, monkeypatch):
+    """`python -m oxiida daemon start --executor ADDRESS`: submitted workflows'
+    `=f=` calls run on the cluster, and `workflow kill` leaves no task there."""
+    env = private_daemon_env(tmp_path, monkeypatch, str(HERE))  # the runners import this module's functions
     daemon = lambda *args: subprocess.run([sys.executable, "-m", "oxiida", "daemon", *args], env=env, capture_output=True, text=True, timeout=60)  # noqa: E731
     refused = daemon("start", "--executor", "loky://4")
     assert refused.returncode == 1 and "unknown executor `loky://4`" in refused.stderr, refused.stderr
@@ -453,8 +461,7 @@ def pid_here():
 def test_a_recorded_call_on_an_executor_names_the_worker_that_ran_it(client, tmp_path, monkeypatch):
     """`oxiida.run(record=True)`: a `=f=` call's record names the Dask
     worker's address, on a process pool the pool process's pid."""
-    for key, sub in (("OXIIDA_RUNTIME_DIR", "run"), ("OXIIDA_DATA_DIR", "data")):
-        monkeypatch.setenv(key, str(tmp_path / sub))
+    env = private_daemon_env(tmp_path, monkeypatch, str(HERE))
     source = "require worker_address;\npara { a = =worker_address=(); b = =worker_address=(); }\n"
     out = oxiida.run(source, executor=client, record=True, file_name="dask.ox")
     assert {out["a"], out["b"]} <= set(client.scheduler_info()["workers"])
@@ -462,9 +469,6 @@ def test_a_recorded_call_on_an_executor_names_the_worker_that_ran_it(client, tmp
     with ProcessPoolExecutor(1, mp_context=context) as pool:
         p = oxiida.run("require pid_here;\np = =pid_here=();\n", executor=pool, record=True, file_name="pool.ox")["p"]
     assert p != os.getpid()
-    watched = tmp_path / "watched"
-    watched.mkdir()
-    env = dict(os.environ, OXIIDA_WATCH=str(watched))
     daemon = lambda *args: subprocess.run([sys.executable, "-m", "oxiida", "daemon", *args], env=env, capture_output=True, text=True, timeout=60)  # noqa: E731
     started = daemon("start")
     assert started.returncode == 0, started.stderr
@@ -498,20 +502,10 @@ def test_both_daemons_keep_their_executor_across_a_restart(cluster, client, tmp_
     script = tmp_path / "steps.py"
     script.write_text("import os\n\ndef pid():\n    return os.getpid()\n")
     (tmp_path / "wf.ox").write_text("require pid;\nprint =pid=();\n")
-    watched = tmp_path / "watched"
-    watched.mkdir()
     import site
 
-    env = dict(
-        os.environ,
-        OXIIDA_RUNTIME_DIR=str(tmp_path / "run"),
-        OXIIDA_DATA_DIR=str(tmp_path / "data"),
-        OXIIDA_WATCH=str(watched),
-        PYTHONPATH=os.pathsep.join([str(HERE), *site.getsitepackages()]),
-    )
+    env = private_daemon_env(tmp_path, monkeypatch, os.pathsep.join([str(HERE), *site.getsitepackages()]))
     env.pop("OXIIDA_EXECUTOR", None)
-    for key in ("OXIIDA_RUNTIME_DIR", "OXIIDA_DATA_DIR"):
-        monkeypatch.setenv(key, env[key])
     workers = set(client.run(os.getpid).values())
 
     def run(*argv):
