@@ -378,6 +378,15 @@ def private_daemon_env(tmp_path, monkeypatch, pythonpath):
     return env
 
 
+def stop_daemon(daemon, pid):
+    """Stops a daemon of the test's own, and kills it if it did not stop."""
+    daemon("stop")
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def test_workflow_kill_in_a_daemon_started_with_executor_cancels_its_futures(cluster, client, tmp_path, monkeypatch):
     """`python -m oxiida daemon start --executor ADDRESS`: submitted workflows'
     `=f=` calls run on the cluster, and `workflow kill` leaves no task there."""
@@ -403,11 +412,7 @@ def test_workflow_kill_in_a_daemon_started_with_executor_cancels_its_futures(clu
         local = oxiida.submit("require os.getpid;\np = =getpid=();\n", wait=True, executor="pool")["p"]
         assert local not in workers
     finally:
-        daemon("stop")
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_daemon(daemon, pid)
 
 
 # Last: these kill workers, which their nannies restart.
@@ -479,17 +484,13 @@ def test_a_recorded_call_on_an_executor_names_the_worker_that_ran_it(client, tmp
         assert [t.worker for t in oxiida.tasks(by_name["pool.ox"])] == [f"pid {p}"]
         # `oxiida workflow show` has room for an address in its BY column.
         binary = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", HERE.parents[2] / "target")) / "debug" / "oxiida"
-        if binary.exists():
-            shown = subprocess.run([str(binary), "workflow", "show", str(by_name["dask.ox"])], env=env, capture_output=True, text=True, timeout=60)
-            rows = [line for line in shown.stdout.splitlines() if "call=f= worker_address" in line]
-            assert sorted(line.split("  no  ")[1].split()[0] for line in rows) == sorted([out["a"], out["b"]]), shown.stdout
-            assert all(f"{w}  call=f=" in shown.stdout for w in (out["a"], out["b"])), shown.stdout
+        assert binary.exists(), f"build the CLI first: cargo build -p oxiida-cli ({binary})"
+        shown = subprocess.run([str(binary), "workflow", "show", str(by_name["dask.ox"])], env=env, capture_output=True, text=True, timeout=60)
+        rows = [line for line in shown.stdout.splitlines() if "call=f= worker_address" in line]
+        assert sorted(line.split("  no  ")[1].split()[0] for line in rows) == sorted([out["a"], out["b"]]), shown.stdout
+        assert all(f"{w}  call=f=" in shown.stdout for w in (out["a"], out["b"])), shown.stdout
     finally:
-        daemon("stop")
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_daemon(daemon, pid)
 
 
 def test_both_daemons_keep_their_executor_across_a_restart(cluster, client, tmp_path, monkeypatch):
