@@ -10,29 +10,18 @@ import warnings
 import pytest
 
 import oxiida
-
-
-def daemon(env, *args):
-    return subprocess.run([sys.executable, "-m", "oxiida", "daemon", *args], env=env, capture_output=True, text=True, timeout=60)
+from _support import daemon, daemon_env, stop_daemon
 
 
 @pytest.fixture
 def private(tmp_path, monkeypatch):
     """A daemon of this Python in private folders, stopped afterwards."""
-    watched = tmp_path / "watched"
-    watched.mkdir()
-    env = dict(os.environ, OXIIDA_RUNTIME_DIR=str(tmp_path / "run"), OXIIDA_DATA_DIR=str(tmp_path / "data"), OXIIDA_WATCH=str(watched))
-    for key in ("OXIIDA_RUNTIME_DIR", "OXIIDA_DATA_DIR"):
-        monkeypatch.setenv(key, env[key])
+    env = daemon_env(tmp_path, monkeypatch)
     started = daemon(env, "start")
     assert started.returncode == 0, started.stderr
     pid = int(started.stdout.split("pid ")[1].split(",")[0])
-    yield env, tmp_path, watched
-    daemon(env, "stop")
-    try:
-        os.kill(pid, 9)  # stop failed: never leave one behind
-    except ProcessLookupError:
-        pass
+    yield env, tmp_path, tmp_path / "watched"
+    stop_daemon(env, pid)
 
 
 def scale_factor():

@@ -5,6 +5,7 @@ teardown), ProcessPoolExecutor and loky. `distributed` and `loky` are
 installed in the test venv by scripts/test.sh; the package does not need them."""
 
 import asyncio
+import functools
 import multiprocessing
 import os
 import pathlib
@@ -19,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 import oxiida
-from _support import wait_until
+from _support import daemon as run_daemon, daemon_env, stop_daemon, wait_until
 
 distributed = pytest.importorskip("distributed", reason="scripts/test.sh installs distributed in the test venv")
 loky = pytest.importorskip("loky", reason="scripts/test.sh installs loky in the test venv")
@@ -360,38 +361,11 @@ def test_ctrl_c_under_oxiida_run_cancels_and_interrupts_its_calls(cluster, clien
     assert time.monotonic() - started < 15
 
 
-def private_daemon_env(tmp_path, monkeypatch, pythonpath):
-    """The environment of a daemon of the test's own (its folders under
-    `tmp_path`, also set for this process), whose runners import from
-    `pythonpath`."""
-    watched = tmp_path / "watched"
-    watched.mkdir()
-    env = dict(
-        os.environ,
-        OXIIDA_RUNTIME_DIR=str(tmp_path / "run"),
-        OXIIDA_DATA_DIR=str(tmp_path / "data"),
-        OXIIDA_WATCH=str(watched),
-        PYTHONPATH=pythonpath,
-    )
-    for key in ("OXIIDA_RUNTIME_DIR", "OXIIDA_DATA_DIR"):
-        monkeypatch.setenv(key, env[key])
-    return env
-
-
-def stop_daemon(daemon, pid):
-    """Stops a daemon of the test's own, and kills it if it did not stop."""
-    daemon("stop")
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def test_workflow_kill_in_a_daemon_started_with_executor_cancels_its_futures(cluster, client, tmp_path, monkeypatch):
     """`python -m oxiida daemon start --executor ADDRESS`: submitted workflows'
     `=f=` calls run on the cluster, and `workflow kill` leaves no task there."""
-    env = private_daemon_env(tmp_path, monkeypatch, str(HERE))  # the runners import this module's functions
-    daemon = lambda *args: subprocess.run([sys.executable, "-m", "oxiida", "daemon", *args], env=env, capture_output=True, text=True, timeout=60)  # noqa: E731
+    env = daemon_env(tmp_path, monkeypatch, PYTHONPATH=str(HERE))  # the runners import this module's functions
+    daemon = functools.partial(run_daemon, env)
     refused = daemon("start", "--executor", "loky://4")
     assert refused.returncode == 1 and "unknown executor `loky://4`" in refused.stderr, refused.stderr
     started = daemon("start", "--executor", cluster.address)
@@ -412,7 +386,7 @@ def test_workflow_kill_in_a_daemon_started_with_executor_cancels_its_futures(clu
         local = oxiida.submit("require os.getpid;\np = =getpid=();\n", wait=True, executor="pool")["p"]
         assert local not in workers
     finally:
-        stop_daemon(daemon, pid)
+        stop_daemon(env, pid)
 
 
 # Last: these kill workers, which their nannies restart.
@@ -466,7 +440,7 @@ def pid_here():
 def test_a_recorded_call_on_an_executor_names_the_worker_that_ran_it(client, tmp_path, monkeypatch):
     """`oxiida.run(record=True)`: a `=f=` call's record names the Dask
     worker's address, on a process pool the pool process's pid."""
-    env = private_daemon_env(tmp_path, monkeypatch, str(HERE))
+    env = daemon_env(tmp_path, monkeypatch, PYTHONPATH=str(HERE))
     source = "require worker_address;\npara { a = =worker_address=(); b = =worker_address=(); }\n"
     out = oxiida.run(source, executor=client, record=True, file_name="dask.ox")
     assert {out["a"], out["b"]} <= set(client.scheduler_info()["workers"])
@@ -474,7 +448,7 @@ def test_a_recorded_call_on_an_executor_names_the_worker_that_ran_it(client, tmp
     with ProcessPoolExecutor(1, mp_context=context) as pool:
         p = oxiida.run("require pid_here;\np = =pid_here=();\n", executor=pool, record=True, file_name="pool.ox")["p"]
     assert p != os.getpid()
-    daemon = lambda *args: subprocess.run([sys.executable, "-m", "oxiida", "daemon", *args], env=env, capture_output=True, text=True, timeout=60)  # noqa: E731
+    daemon = functools.partial(run_daemon, env)
     started = daemon("start")
     assert started.returncode == 0, started.stderr
     pid = int(started.stdout.split("pid ")[1].split(",")[0])
@@ -490,7 +464,7 @@ def test_a_recorded_call_on_an_executor_names_the_worker_that_ran_it(client, tmp
         assert sorted(line.split("  no  ")[1].split()[0] for line in rows) == sorted([out["a"], out["b"]]), shown.stdout
         assert all(f"{w}  call=f=" in shown.stdout for w in (out["a"], out["b"])), shown.stdout
     finally:
-        stop_daemon(daemon, pid)
+        stop_daemon(env, pid)
 
 
 def test_both_daemons_keep_their_executor_across_a_restart(cluster, client, tmp_path, monkeypatch):
@@ -505,7 +479,7 @@ def test_both_daemons_keep_their_executor_across_a_restart(cluster, client, tmp_
     (tmp_path / "wf.ox").write_text("require pid;\nprint =pid=();\n")
     import site
 
-    env = private_daemon_env(tmp_path, monkeypatch, os.pathsep.join([str(HERE), *site.getsitepackages()]))
+    env = daemon_env(tmp_path, monkeypatch, PYTHONPATH=os.pathsep.join([str(HERE), *site.getsitepackages()]))
     env.pop("OXIIDA_EXECUTOR", None)
     workers = set(client.run(os.getpid).values())
 

@@ -5,13 +5,13 @@ own daemon in private folders, never the user's."""
 
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
 import oxiida
 from _support import wait_until
+from test_daemon import private  # noqa: F401 (a fixture)
 
 
 def made():
@@ -76,27 +76,6 @@ def test_a_function_that_prints_nothing_sends_nothing(capsys):
     assert capsys.readouterr() == ("", "")
 
 
-def daemon(env, *args):
-    return subprocess.run([sys.executable, "-m", "oxiida", "daemon", *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-@pytest.fixture
-def private(tmp_path, monkeypatch):
-    """A daemon of this Python in private folders, stopped afterwards."""
-    watched = tmp_path / "watched"
-    watched.mkdir()
-    env = dict(os.environ, OXIIDA_RUNTIME_DIR=str(tmp_path / "run"), OXIIDA_DATA_DIR=str(tmp_path / "data"), OXIIDA_WATCH=str(watched))
-    for key in ("OXIIDA_RUNTIME_DIR", "OXIIDA_DATA_DIR"):
-        monkeypatch.setenv(key, env[key])
-    started = daemon(env, "start")
-    assert started.returncode == 0, started.stderr
-    pid = int(started.stdout.split("pid ")[1].split(",")[0])
-    yield tmp_path
-    daemon(env, "stop")
-    try:
-        os.kill(pid, 9)  # stop failed: never leave one behind
-    except ProcessLookupError:
-        pass
 
 
 def test_submit_wait_shows_process_prints_in_order_and_records_them(private, capsys):
@@ -117,12 +96,12 @@ def test_submit_wait_shows_process_prints_in_order_and_records_them(private, cap
     recorded = oxiida.output(id)
     assert recorded.startswith("first\ncall 1 starts\ncall 1 ends")
     assert recorded.index("call 1 ends") < recorded.index("second\n") < recorded.index("call 2 starts") < recorded.index("third\n")
-    log = (private / "data" / "daemon.log").read_text()
+    log = (private[1] / "data" / "daemon.log").read_text()
     assert "call 1 starts" not in log
 
 
 def test_a_long_calls_prints_reach_the_record_while_it_runs(private):
-    go = private / "go"
+    go = private[1] / "go"
 
     def slow(path):
         import pathlib
@@ -149,7 +128,7 @@ def test_process_stderr_goes_where_a_plain_calls_does(private, capsys):
     # workflow's output, for plain and =f= calls alike.
     assert oxiida.submit("require complain;\nx = complain(1);\ny = =complain=(2);\n", wait=True) == {"x": 1, "y": 2}
     assert sorted(capsys.readouterr().out.splitlines()) == ["complaint 1", "complaint 2"]
-    log = (private / "data" / "daemon.log").read_text()
+    log = (private[1] / "data" / "daemon.log").read_text()
     assert "complaint 1" in log and "complaint 2" in log
 
 
@@ -193,4 +172,4 @@ def test_what_a_call_writes_to_descriptor_1_is_the_output_too(private, capsys):
     source = 'require raw;\nprint "first";\na = raw(1);\nprint "second";\n'
     assert oxiida.submit(source, wait=True) == {"a": 1}
     assert capsys.readouterr().out == "first\nraw 1\nsecond\n"
-    assert "raw 1" not in (private / "data" / "daemon.log").read_text()
+    assert "raw 1" not in (private[1] / "data" / "daemon.log").read_text()
