@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod support;
 
@@ -20,20 +20,6 @@ const SPIN_RUNS: usize = 5;
 
 const LUA_SCRIPT: &str = "function inc(x) return x + 1 end\n\
 function spin(n) local s = 0 for i = 1, n do s = s + i % 7 end return s end\n";
-
-fn best(runs: usize, mut make: impl FnMut() -> Command) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let mut cmd = make();
-            let start = Instant::now();
-            let out = cmd.output().expect("oxiida runs");
-            let took = start.elapsed();
-            assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-            took
-        })
-        .min()
-        .expect("at least one run")
-}
 
 fn main() {
     let root = support::root();
@@ -49,8 +35,8 @@ fn main() {
         c.arg("run").arg("--plugin").arg(&lib).arg(file);
         c
     };
-    let calls = best(RUNS, || run(&with));
-    let base = best(RUNS, || run(&without));
+    let calls = support::best(RUNS, || run(&with));
+    let base = support::best(RUNS, || run(&without));
     let per_call = calls.saturating_sub(base).as_secs_f64() * 1e6 / CALLS as f64;
     println!("{CALLS} sequential calls to the C plugin's add() through the CLI (best of {RUNS}):");
     println!(
@@ -108,8 +94,8 @@ fn lua() {
         c
     };
 
-    let with = best(RUNS, || run(&calls));
-    let without = best(RUNS, || run(&base));
+    let with = support::best(RUNS, || run(&calls));
+    let without = support::best(RUNS, || run(&base));
     let per_call = with.saturating_sub(without).as_secs_f64() * 1e6 / CALLS as f64;
     println!("{CALLS} sequential calls to a Lua function through the CLI plugin (best of {RUNS}):");
     println!(
@@ -121,8 +107,8 @@ fn lua() {
     // Alternated, so a burst of load elsewhere on the machine hits both alike.
     let (mut in_sequence, mut in_para) = (Duration::MAX, Duration::MAX);
     for _ in 0..SPIN_RUNS {
-        in_sequence = in_sequence.min(best(1, || run(&seq)));
-        in_para = in_para.min(best(1, || run(&para)));
+        in_sequence = in_sequence.min(support::best(1, || run(&seq)));
+        in_para = in_para.min(support::best(1, || run(&para)));
     }
     println!("two CPU-bound Lua calls (spin({SPIN})), best of {SPIN_RUNS}:");
     println!(

@@ -9,27 +9,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod support;
 
 const TASKS: u64 = 10_000;
 const SHELLS: u64 = 2_000;
 const RUNS: usize = 5;
-
-fn best(runs: usize, mut make: impl FnMut() -> Command) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let mut cmd = make();
-            let start = Instant::now();
-            let out = cmd.output().expect("oxiida runs");
-            let took = start.elapsed();
-            assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-            took
-        })
-        .min()
-        .expect("at least one run")
-}
 
 /// `fixed`: what recording costs a run with no task at all (opening the
 /// database, recording the workflow, closing it), subtracted for the
@@ -70,21 +56,21 @@ fn main() {
     std::fs::write(&none, "require add;\nprint 1;\n").unwrap();
     let (mut bare, mut bare_recorded) = (Duration::MAX, Duration::MAX);
     for _ in 0..RUNS {
-        bare = bare.min(best(1, || run(&none, false)));
-        bare_recorded = bare_recorded.min(best(1, || run(&none, true)));
+        bare = bare.min(support::best(1, || run(&none, false)));
+        bare_recorded = bare_recorded.min(support::best(1, || run(&none, true)));
     }
     let fixed = bare_recorded.saturating_sub(bare);
     // Interleaved, so that the machine's drift hits both alike.
     let (mut plain, mut recorded) = (Duration::MAX, Duration::MAX);
     for _ in 0..RUNS {
-        plain = plain.min(best(1, || run(&calls, false)));
-        recorded = recorded.min(best(1, || run(&calls, true)));
+        plain = plain.min(support::best(1, || run(&calls, false)));
+        recorded = recorded.min(support::best(1, || run(&calls, true)));
     }
     report(&format!("{TASKS} sequential calls to C `add`"), TASKS, plain, recorded, fixed);
     let (mut plain, mut recorded) = (Duration::MAX, Duration::MAX);
     for _ in 0..RUNS {
-        plain = plain.min(best(1, || run(&shells, false)));
-        recorded = recorded.min(best(1, || run(&shells, true)));
+        plain = plain.min(support::best(1, || run(&shells, false)));
+        recorded = recorded.min(support::best(1, || run(&shells, true)));
     }
     report(&format!("{SHELLS} sequential shell tasks (`true`)"), SHELLS, plain, recorded, fixed);
     let _ = std::fs::remove_dir_all(&dir);

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// The repository's root.
 pub fn root() -> PathBuf {
@@ -38,4 +39,19 @@ impl Drop for Daemon {
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let _ = self.0.wait();
     }
+}
+
+/// The fastest of `runs` runs of the command `make` gives; each must succeed.
+pub fn best(runs: usize, mut make: impl FnMut() -> Command) -> Duration {
+    (0..runs)
+        .map(|_| {
+            let mut cmd = make();
+            let start = Instant::now();
+            let out = cmd.output().expect("oxiida runs");
+            let took = start.elapsed();
+            assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+            took
+        })
+        .min()
+        .expect("at least one run")
 }
