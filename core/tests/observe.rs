@@ -60,8 +60,9 @@ n = 0;
 while (n < 2) { out = out + [twice(str(n))]; n = n + 1; }
 "#;
 
-fn run(log: &Log) -> oxiida::Variables {
-    let program = oxiida::compile(&Source::new("keys.ox", SRC), &NoHost).expect("compiles");
+/// Runs `src` (named `file`) with `observer` watching its tasks.
+fn observed(file: &str, src: &str, observer: &dyn TaskObserver) -> oxiida::Variables {
+    let program = oxiida::compile(&Source::new(file, src), &NoHost).expect("compiles");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(oxiida::execute_observed(
         &program,
@@ -71,9 +72,13 @@ fn run(log: &Log) -> oxiida::Variables {
         Limits::default(),
         &Context::default(),
         &Interrupt::new(),
-        Some(log),
+        Some(observer),
     ))
     .expect("runs")
+}
+
+fn run(log: &Log) -> oxiida::Variables {
+    observed("keys.ox", SRC, log)
 }
 
 #[test]
@@ -131,20 +136,8 @@ impl TaskObserver for Flow {
 }
 
 fn flows(src: &str) -> Vec<(String, Vec<String>)> {
-    let program = oxiida::compile(&Source::new("flow.ox", src), &NoHost).expect("compiles");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let flow = Flow::default();
-    rt.block_on(oxiida::execute_observed(
-        &program,
-        Vec::new(),
-        &NoHost,
-        &Quiet,
-        Limits::default(),
-        &Context::default(),
-        &Interrupt::new(),
-        Some(&flow),
-    ))
-    .expect("runs");
+    observed("flow.ox", src, &flow);
     let seen = flow.0.into_inner().unwrap();
     let name = |key: &str| seen.iter().find(|(k, _, _)| k == key).unwrap().1.clone();
     let mut out: Vec<(String, Vec<String>)> = seen
