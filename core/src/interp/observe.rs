@@ -52,9 +52,10 @@ pub struct Task<'a> {
     /// joins (and conservatively through any task-free statement, which
     /// counts every variable it reads for every one it assigns).
     pub inputs: Vec<std::sync::Arc<str>>,
-    /// Who ran it, when the interpreter knows: `pid N` of a shell task's
-    /// process (a `shellpipe`'s first process). Set as it starts.
-    pub ran_by: std::sync::OnceLock<String>,
+    /// Who ran it, when known: `pid N` of a shell task's process (a
+    /// `shellpipe`'s first process), set as it starts; for a call, what the
+    /// host says ([`crate::foreign::Host::call_reporting`]).
+    pub ran_by: crate::foreign::RanBy,
 }
 
 /// A result given instead of running a task.

@@ -364,11 +364,7 @@ impl Interpreter<'_> {
             let result = self
                 .observed(observer, &task, || async {
                     let mut started = SystemTime::now();
-                    let ran_by = crate::foreign::RanBy::default();
-                    let result = self.call_unobserved(function, args, keywords, mode, span, Some((&mut started, &ran_by))).await;
-                    if let Some(who) = ran_by.get() {
-                        let _ = task.ran_by.set(who.clone());
-                    }
+                    let result = self.call_unobserved(function, args, keywords, mode, span, Some((&mut started, &task.ran_by))).await;
                     (started, result)
                 })
                 .await;
