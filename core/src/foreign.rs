@@ -141,6 +141,15 @@ pub type Keywords = Vec<(Arc<str>, Value)>;
 
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Value, ForeignError>> + Send + 'static>>;
 
+/// The arguments of one call among those [`Host::call_each`] takes together.
+pub type EachCall = (Vec<Value>, Keywords);
+
+/// The calls [`Host::call_each`] took, as they finish: each item is how
+/// many more have finished (`Ok(n)`, `n >= 1`), or the first failure
+/// (`Err`, after which the others are not wanted). It ends once every call
+/// has finished. Dropping it means the calls not started yet never run.
+pub type EachStream = Pin<Box<dyn futures_util::Stream<Item = Result<usize, ForeignError>> + Send + 'static>>;
+
 /// Where a host says who ran a recorded call ([`Host::call_reporting`]):
 /// `pid N` of the process that ran it (a `=f=` worker), or a remote
 /// worker's address (`tcp://10.0.0.5:40123` for a Dask worker). Left
@@ -170,6 +179,16 @@ pub trait Host: Send + Sync {
     /// Calls a name that `resolve` accepted. `keywords` is empty unless
     /// `keywords` accepted the name.
     fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: Keywords, mode: CallMode) -> CallFuture;
+
+    /// The calls a `para for` whose body is one call of `name` makes, one per
+    /// iteration, in iteration order, whose results the workflow drops. A
+    /// host that runs many calls cheaper together than one by one (one
+    /// queue entry, one wake-up) takes them here; the default gives them
+    /// back (`Err`), and the interpreter makes each with [`call`](Host::call).
+    /// The calls may overlap as `call`'s do.
+    fn call_each(&self, _name: &ForeignName, calls: Vec<EachCall>, _mode: CallMode) -> Result<EachStream, Vec<EachCall>> {
+        Err(calls)
+    }
 
     /// Runs a call on the calling thread, blocking it, when the host can;
     /// `None` means "use `call`". The interpreter asks only when the

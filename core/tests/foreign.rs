@@ -397,3 +397,100 @@ fn calls_run_inline_only_when_allowed_and_nothing_else_runs() {
     runtime().block_on(run_with(&host, src, Limits::default())).1.unwrap();
     assert_eq!(host.state.inline_calls.load(Ordering::SeqCst), 0, "not allowed by default");
 }
+
+/// The test host, taking the calls of a `para for` of one call together
+/// (`Host::call_each`): it notes each batch, then makes its calls.
+#[derive(Default)]
+struct Batching {
+    inner: TestHost,
+    /// Each batch: its mode and its calls' arguments, as written.
+    batches: Mutex<Vec<(CallMode, Vec<String>)>>,
+}
+
+impl Host for Batching {
+    fn resolve(&self, name: &ForeignName) -> Result<(), String> {
+        self.inner.resolve(name)
+    }
+
+    fn keywords(&self, name: &ForeignName) -> Result<(), String> {
+        self.inner.keywords(name)
+    }
+
+    fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
+        self.inner.call(name, args, keywords, mode)
+    }
+
+    fn call_each(
+        &self,
+        name: &ForeignName,
+        calls: Vec<oxiida::foreign::EachCall>,
+        mode: CallMode,
+    ) -> Result<oxiida::foreign::EachStream, Vec<oxiida::foreign::EachCall>> {
+        use futures_util::StreamExt;
+        let written = calls
+            .iter()
+            .map(|(args, keywords)| {
+                let mut seen: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                seen.extend(keywords.iter().map(|(k, v)| format!("{k}={v}")));
+                seen.join(" ")
+            })
+            .collect();
+        self.batches.lock().unwrap().push((mode, written));
+        let running: futures_util::stream::FuturesUnordered<_> =
+            calls.into_iter().map(|(args, keywords)| self.inner.call(name, args, keywords, mode)).collect();
+        Ok(Box::pin(running.map(|r| r.map(|_| 1))))
+    }
+}
+
+async fn run_batching(host: &Batching, src: &str, limits: Limits) -> Outcome {
+    let program = oxiida::compile(&Source::new("test.ox", src), host).unwrap_or_else(|e| panic!("compile errors: {e:?}"));
+    let out = Collect::default();
+    let result =
+        tokio::time::timeout(Duration::from_secs(30), oxiida::execute(&program, host, &out, limits)).await.expect("the workflow finished");
+    let lines = out.0.lock().unwrap().clone();
+    (lines, result)
+}
+
+#[test]
+fn a_para_for_of_one_call_hands_its_calls_over_in_batches_within_the_task_limit() {
+    let host = Batching::default();
+    let limits = Limits { max_tasks: 4, max_fanout: 100, ..Limits::default() };
+    let src = "require slow, kw;\nn = 10;\npara for i in range(12) { slow(); }\npara for i in range(30) { x = kw(i, n + i, tag = i * 2); }";
+    let (_, result) = runtime().block_on(run_batching(&host, src, limits));
+    result.unwrap();
+    let batches = host.batches.lock().unwrap();
+    let slow: usize = batches.iter().filter(|(_, calls)| calls[0].is_empty()).map(|(_, calls)| calls.len()).sum();
+    assert_eq!(slow, 12);
+    let kw: Vec<&String> = batches.iter().filter(|(_, calls)| !calls[0].is_empty()).flat_map(|(_, calls)| calls).collect();
+    let expected: Vec<String> = (0..30).map(|i| format!("{i} {} tag={}", 10 + i, i * 2)).collect();
+    assert_eq!(kw, expected.iter().collect::<Vec<_>>(), "every iteration's arguments, in order");
+    assert!(batches.iter().all(|(mode, calls)| *mode == CallMode::Thread && calls.len() <= 4), "a batch is within the task limit");
+    assert!(batches.len() < 42, "calls went together: {} batches", batches.len());
+    let max = host.inner.state.max_in_flight.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&max), "at most 4 in flight, and some overlap: {max}");
+}
+
+#[test]
+fn a_batched_para_for_fails_at_its_call_and_leaves_nothing_running() {
+    let host = Batching::default();
+    let src = "require fail, hang;\npara {\n  para for i in range(5) { hang(); }\n  para for i in range(20) { x = fail(i); }\n}";
+    let (_, result) = runtime().block_on(run_batching(&host, src, Limits::default()));
+    let err = result.unwrap_err();
+    assert!(err.message.contains("`fail` raised an error: ValueError"), "{}", err.message);
+    assert_eq!(&src[err.span.start..err.span.end], "fail(i)", "reported at the call");
+    assert!(err.notes.iter().any(|n| n.contains("script.py")), "with its traceback: {:?}", err.notes);
+    assert_eq!(host.inner.state.in_flight.load(Ordering::SeqCst), 0, "nothing keeps running");
+    assert_eq!(host.inner.state.dropped_unfinished.load(Ordering::SeqCst), 5, "the hanging calls were cancelled");
+}
+
+#[test]
+fn only_a_para_for_of_one_call_is_batched_and_process_calls_say_so() {
+    let host = Batching::default();
+    let src = "require echo, mode;\npara for i in range(3) { x = echo(i); y = echo(x); }\npara for i in range(3) { =mode=(); }";
+    let (_, result) = runtime().block_on(run_batching(&host, src, Limits::default()));
+    result.unwrap();
+    let batches = host.batches.lock().unwrap();
+    assert_eq!(batches.len(), 1, "only the second loop");
+    assert_eq!((batches[0].0, batches[0].1.len()), (CallMode::Process, 3));
+    assert_eq!(host.inner.state.calls.lock().unwrap().len(), 9);
+}

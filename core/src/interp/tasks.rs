@@ -14,8 +14,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
-
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::{BoxStream, FuturesUnordered, SelectAll, StreamExt};
 
 use super::observe::{self, Outcome, Step, Supplied, Task, TaskWhat};
 use super::{error, Fallible, Flow, Frame, Interpreter};
@@ -219,6 +218,9 @@ impl Interpreter<'_> {
     /// with its own frame; nothing flows back out of an iteration. With
     /// `Limits::ramp_fanout`, fewer at first (see there).
     pub(super) async fn para_for(&self, var: Slot, items: Vec<Value>, body: &Stmt, f: &Frame) -> Fallible<()> {
+        if let Some(call) = single_call(body, f) {
+            return self.para_map(var, items, call, f).await;
+        }
         let _concurrent = Concurrent::enter(&self.concurrent);
         let max = self.limits.max_fanout.max(1);
         let mut window = if self.limits.ramp_fanout { FANOUT_START.min(max) } else { max };
@@ -259,6 +261,104 @@ impl Interpreter<'_> {
                     finished = false;
                     tick.as_mut().reset(tokio::time::Instant::now() + RAMP_TICK);
                 }
+            }
+        }
+    }
+
+    /// A `para for` whose body is one foreign call and nothing else
+    /// ([`single_call`]): nothing of an iteration outlives its call, so the
+    /// iterations need no frames or futures of their own. Each call's
+    /// arguments are evaluated on one copy of the frame, and the calls go
+    /// to the host in batches ([`Host::call_each`](crate::foreign::Host::call_each)),
+    /// as many at a time as the window (as in `para_for`) and the task
+    /// limit allow; each holds a task permit until it finishes. A host that
+    /// does not take batches gets each call on its own.
+    async fn para_map(&self, var: Slot, items: Vec<Value>, call: &Expr, f: &Frame) -> Fallible<()> {
+        let ExprKind::Foreign { function, args, keywords, mode } = &call.kind else { unreachable!("`single_call` checked") };
+        let (function, mode, span) = (*function, *mode, call.span);
+        let name = &self.program.foreign[function].name;
+        let _concurrent = Concurrent::enter(&self.concurrent);
+        let max = self.limits.max_fanout.max(1);
+        let mut window = if self.limits.ramp_fanout { FANOUT_START.min(max) } else { max };
+        let mut frame = f.clone();
+        let mut items = items.into_iter();
+        let mut running: SelectAll<BoxStream<'_, Fallible<usize>>> = SelectAll::new();
+        // Calls started and not finished, each holding a permit.
+        let mut held = Permits { semaphore: &self.tasks, count: 0 };
+        let mut tick = None;
+        let mut finished = false;
+        loop {
+            let room = window.saturating_sub(held.count).min(items.len());
+            if room > 0 {
+                let free = self.tasks.available_permits();
+                let k = if free == 0 && held.count == 0 {
+                    // Other tasks of the workflow hold every permit: wait for one.
+                    self.tasks.acquire().await.expect("the task semaphore is never closed").forget();
+                    1
+                } else {
+                    let k = room.min(free);
+                    if k > 0 && self.tasks.try_acquire_many(k as u32).map(|p| p.forget()).is_ok() {
+                        k
+                    } else {
+                        0
+                    }
+                };
+                held.count += k;
+                if k > 0 {
+                    let mut calls = Vec::with_capacity(k);
+                    for item in items.by_ref().take(k) {
+                        frame[var as usize] = Some(item);
+                        let mut values = Vec::with_capacity(args.len());
+                        for arg in args {
+                            values.push(self.eval(arg, &mut frame)?);
+                        }
+                        let mut named = Vec::with_capacity(keywords.len());
+                        for (name, value) in keywords {
+                            named.push((name.clone(), self.eval(value, &mut frame)?));
+                        }
+                        calls.push((values, named));
+                    }
+                    match self.host.call_each(name, calls, mode) {
+                        Ok(each) => running.push(Box::pin(each.map(move |r| r.map_err(|e| self.failure(function, span, e))))),
+                        Err(calls) => {
+                            for (values, named) in calls {
+                                let call = self.host.call(name, values, named, mode);
+                                running.push(Box::pin(futures_util::stream::once(async move {
+                                    call.await.map(|_| 1).map_err(|e| self.failure(function, span, e))
+                                })));
+                            }
+                        }
+                    }
+                    continue;
+                }
+            }
+            let ramping = window < max && items.len() > 0;
+            let done = if ramping {
+                let tick = tick.get_or_insert_with(|| Box::pin(tokio::time::sleep(RAMP_TICK)));
+                tokio::select! {
+                    biased;
+                    done = running.next() => {
+                        finished = true;
+                        done
+                    }
+                    () = tick.as_mut() => {
+                        if !finished {
+                            window = (window * 2).min(max);
+                        }
+                        finished = false;
+                        tick.as_mut().reset(tokio::time::Instant::now() + RAMP_TICK);
+                        continue;
+                    }
+                }
+            } else {
+                running.next().await
+            };
+            match done {
+                Some(Ok(n)) => held.release(n),
+                Some(Err(d)) => return Err(d),
+                // Every batch has ended: whatever it did not count is over too.
+                None if items.len() == 0 => return Ok(()),
+                None => held.release(held.count),
             }
         }
     }
@@ -407,10 +507,12 @@ impl Interpreter<'_> {
                 }
             }
         };
-        let err = match result {
-            Ok(v) => return Ok(v),
-            Err(err) => err,
-        };
+        result.map_err(|err| self.failure(function, span, err))
+    }
+
+    /// A foreign call's failure as the workflow reports it.
+    fn failure(&self, function: usize, span: Span, err: crate::foreign::ForeignError) -> Box<Diagnostic> {
+        let foreign = &self.program.foreign[function];
         let name = &foreign.binding;
         let message = match err.kind {
             ForeignErrorKind::Raised => format!("`{name}` raised an error: {}", err.message),
@@ -431,7 +533,7 @@ impl Interpreter<'_> {
             d = d.with_note(format!("foreign traceback:\n{}", tb.trim_end()));
         }
         d.cause = err.cause;
-        Err(Box::new(d))
+        Box::new(d)
     }
 }
 
@@ -441,6 +543,51 @@ fn direct(e: &Expr, f: &Frame) -> bool {
     match &e.kind {
         ExprKind::Foreign { args, keywords, .. } => f.obs.is_none() && !args.iter().chain(keywords.iter().map(|(_, v)| v)).any(|a| a.task),
         _ => false,
+    }
+}
+
+/// The body of a `para for` when it is one foreign call whose arguments
+/// run no task and assign nothing, alone or assigned to a variable (which
+/// the iteration then drops): `para_map` runs such a loop.
+fn single_call<'b>(body: &'b Stmt, f: &Frame) -> Option<&'b Expr> {
+    let s = match &body.kind {
+        StmtKind::Block(b) if b.len() == 1 => &b[0],
+        _ => body,
+    };
+    let e = match &s.kind {
+        StmtKind::Expr(Expr { kind: ExprKind::Assign(_, value), .. }) => value,
+        StmtKind::Expr(e) => e,
+        _ => return None,
+    };
+    if !direct(e, f) {
+        return None;
+    }
+    let ExprKind::Foreign { args, keywords, .. } = &e.kind else { return None };
+    let (mut reads, mut writes) = (Vec::new(), Vec::new());
+    for a in args.iter().chain(keywords.iter().map(|(_, v)| v)) {
+        observe::reads(a, &mut reads, &mut writes, true);
+    }
+    writes.is_empty().then_some(e)
+}
+
+/// Task permits taken with `forget` and given back as their calls finish,
+/// or all at once when the loop ends (finished, failed or cancelled).
+struct Permits<'a> {
+    semaphore: &'a tokio::sync::Semaphore,
+    count: usize,
+}
+
+impl Permits<'_> {
+    fn release(&mut self, n: usize) {
+        let n = n.min(self.count);
+        self.count -= n;
+        self.semaphore.add_permits(n);
+    }
+}
+
+impl Drop for Permits<'_> {
+    fn drop(&mut self) {
+        self.semaphore.add_permits(self.count);
     }
 }
 
