@@ -155,6 +155,42 @@ impl Drop for Entered<'_> {
     }
 }
 
+/// A thread inside plain calls: counted as a call in [`Running`] and
+/// known to [`Running::interrupt`] until dropped.
+pub struct Here<'a> {
+    running: &'a Running,
+    ident: c_ulong,
+    // Read by `Functions::call_in`, which only the package has.
+    #[cfg_attr(not(feature = "package"), allow(dead_code))]
+    py: Python<'a>,
+    /// The function called last, looked up once for a run of its calls.
+    #[cfg_attr(not(feature = "package"), allow(dead_code))]
+    last: Option<(Arc<str>, Arc<Resolved>)>,
+}
+
+impl<'a> Here<'a> {
+    fn enter(py: Python<'a>, running: &'a Running) -> Here<'a> {
+        // SAFETY: a plain C call with no arguments; the GIL is held (`py`).
+        let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+        let mut state = running.state.lock();
+        state.calls += 1;
+        state.threads.push(ident);
+        drop(state);
+        Here { running, ident, py, last: None }
+    }
+}
+
+impl Drop for Here<'_> {
+    fn drop(&mut self) {
+        let mut state = self.running.state.lock();
+        state.threads.retain(|&i| i != self.ident);
+        state.calls -= 1;
+        if state.calls == 0 {
+            self.running.ended.notify_all();
+        }
+    }
+}
+
 pub struct Functions {
     /// Where names are looked up first, when there is a scope.
     scope: Option<Py<PyDict>>,
@@ -423,16 +459,58 @@ impl Functions {
         args: Bound<'py, PyTuple>,
         kwargs: Option<Bound<'py, PyDict>>,
     ) -> Result<Bound<'py, PyAny>, CallError> {
-        // SAFETY: a plain C call with no arguments; the GIL is held.
-        let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
-        self.running.state.lock().threads.push(ident);
+        let _here = Here::enter(py, &self.running);
+        self.call_entered(py, resolved, args, kwargs)
+    }
+
+    /// Plain calls run one after another on this thread, under one GIL
+    /// hold ([`Here::call`]): counted in `running` once, not per call.
+    #[cfg(feature = "package")]
+    pub fn here<'a>(&'a self, py: Python<'a>) -> Here<'a> {
+        Here::enter(py, &self.running)
+    }
+
+    /// [`Functions::call`] of a plain call, for a thread inside [`Functions::here`].
+    #[cfg(feature = "package")]
+    pub fn call_in<K: AsRef<str>, V: crate::pool::plain::Plain>(
+        &self,
+        here: &mut Here<'_>,
+        dotted: &str,
+        args: &[V],
+        keywords: &[(K, V)],
+    ) -> Result<V, CallError> {
+        let resolved = match &here.last {
+            Some((name, resolved)) if &**name == dotted => resolved.clone(),
+            _ => {
+                let resolved = self.resolved.lock().get(dotted).cloned();
+                let resolved = resolved.ok_or_else(|| CallError::new(Kind::NotFound, format!("`{dotted}` was never resolved")))?;
+                here.last = Some((Arc::from(dotted), resolved.clone()));
+                resolved
+            }
+        };
+        let py = here.py;
+        let args = args.iter().map(|a| a.to_python(py)).collect::<PyResult<Vec<_>>>().and_then(|a| PyTuple::new(py, a));
+        let args = args.map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
+        let kwargs = python_keywords(py, keywords).map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
+        let result = self.call_entered(py, &resolved, args, kwargs)?;
+        from_python(&result)
+            .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+    }
+
+    /// A plain call by a thread counted in `running` ([`Here`]).
+    fn call_entered<'py>(
+        &self,
+        py: Python<'py>,
+        resolved: &Resolved,
+        args: Bound<'py, PyTuple>,
+        kwargs: Option<Bound<'py, PyDict>>,
+    ) -> Result<Bound<'py, PyAny>, CallError> {
         let result = resolved.function.bind(py).call(args, kwargs.as_ref());
         // An `async def` function: its coroutine is awaited on the workflow's loop.
         let result = match result {
             Ok(r) if is_coroutine(py, &r) => self.await_coroutine(py, r),
             other => other,
         };
-        self.running.state.lock().threads.retain(|&i| i != ident);
         result.map_err(|e| {
             let (message, traceback) = describe(py, &e);
             let exception = (self.front == Front::Package).then(|| {

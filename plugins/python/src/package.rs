@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use oxiida::foreign::{CallFuture, CallMode, Cause, ForeignError, ForeignErrorKind, ForeignName, Host, RanBy};
+use oxiida::foreign::{CallFuture, CallMode, Cause, EachCall, EachStream, ForeignError, ForeignErrorKind, ForeignName, Host, RanBy};
 use oxiida::value::Value;
 use oxiida::{Interrupt, Limits, Output, Source};
 use parking_lot::Mutex;
@@ -151,6 +151,21 @@ impl Host for PyHost {
             Ok(pending) => Box::pin(pending),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
+    }
+
+    /// The calls of a `para for` whose body is one call, queued together.
+    /// On an executor, each `=f=` call is its own future there: not taken.
+    fn call_each(&self, name: &ForeignName, calls: Vec<EachCall>, mode: CallMode) -> Result<EachStream, Vec<EachCall>> {
+        if let Some(plugins) = self.plugin_for(name) {
+            return plugins.host().call_each(name, calls, mode);
+        }
+        if mode == CallMode::Process && self.functions.executor.is_some() {
+            return Err(calls);
+        }
+        Ok(match self.calls.each(&name.dotted(), calls, mode == CallMode::Process) {
+            Ok(each) => Box::pin(each),
+            Err(e) => Box::pin(calls::EachPending::failed(e)),
+        })
     }
 
     /// A recorded call: an `=f=` call names the pool worker's pid, or the

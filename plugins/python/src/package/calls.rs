@@ -72,7 +72,7 @@ const MAX_BATCH: usize = 256;
 /// ...and, once calls have been timed, about this much work.
 const BATCH_TIME: Duration = Duration::from_millis(2);
 
-type Outcome = Result<Value, ForeignError>;
+type Outcome<T = Value> = Result<T, ForeignError>;
 
 /// Where a call's outcome lands, and who waits for it.
 #[derive(Default)]
@@ -123,11 +123,117 @@ impl Drop for Pending {
     }
 }
 
+/// Where the calls of one batch ([`Calls::each`]) land: a `para for` drops
+/// their results, so only how many finished, and the first failure, are kept.
+struct EachSlot {
+    state: Mutex<EachState>,
+    /// The workflow no longer wants the calls not started yet.
+    cancelled: AtomicBool,
+}
+
+struct EachState {
+    /// Finished and not yet reported.
+    finished: usize,
+    /// Not finished yet.
+    left: usize,
+    failed: Option<ForeignError>,
+    waker: Option<Waker>,
+}
+
+impl EachSlot {
+    fn new(calls: usize) -> EachSlot {
+        EachSlot { state: Mutex::new(EachState { finished: 0, left: calls, failed: None, waker: None }), cancelled: AtomicBool::new(false) }
+    }
+
+    /// Counts one call's outcome; the waker to call (by the caller, in a batch).
+    fn fill(&self, outcome: Outcome) -> Option<Waker> {
+        let mut state = self.state.lock();
+        state.left = state.left.saturating_sub(1);
+        let value = match outcome {
+            Err(e) if state.failed.is_none() => {
+                state.failed = Some(e);
+                None
+            }
+            other => {
+                state.finished += 1;
+                other.ok()
+            }
+        };
+        let waker = state.waker.take();
+        drop(state);
+        // The result is not used; dropped outside the lock.
+        drop(value);
+        waker
+    }
+}
+
+/// A batch's calls as they finish (the `Stream` [`oxiida::foreign::Host::call_each`]
+/// returns). Dropping it means the calls not started yet never run.
+pub(crate) struct EachPending(Arc<EachSlot>);
+
+impl EachPending {
+    /// A batch refused as a whole (the workflow is over).
+    pub(crate) fn failed(error: ForeignError) -> EachPending {
+        let slot = EachSlot::new(0);
+        slot.state.lock().failed = Some(error);
+        EachPending(Arc::new(slot))
+    }
+}
+
+impl futures_core::Stream for EachPending {
+    type Item = Outcome<usize>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Outcome<usize>>> {
+        let mut state = self.0.state.lock();
+        if let Some(e) = state.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        if state.finished > 0 {
+            return Poll::Ready(Some(Ok(std::mem::take(&mut state.finished))));
+        }
+        if state.left == 0 {
+            return Poll::Ready(None);
+        }
+        if !state.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for EachPending {
+    fn drop(&mut self) {
+        self.0.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Where a queued call's outcome goes: its own slot, or its batch's.
+enum Target {
+    One(Arc<Slot>),
+    Each(Arc<EachSlot>),
+}
+
+impl Target {
+    fn cancelled(&self) -> bool {
+        match self {
+            Target::One(slot) => slot.cancelled.load(Ordering::Relaxed),
+            Target::Each(slot) => slot.cancelled.load(Ordering::Relaxed),
+        }
+    }
+
+    fn fill(&self, outcome: Outcome) -> Option<Waker> {
+        match self {
+            Target::One(slot) => slot.fill(outcome),
+            Target::Each(slot) => slot.fill(outcome),
+        }
+    }
+}
+
 struct Job {
-    dotted: String,
+    dotted: Arc<str>,
     args: Vec<Value>,
     keywords: Keywords,
-    slot: Arc<Slot>,
+    target: Target,
     /// A recorded `=f=` call's: where the worker's pid goes.
     ran_by: Option<RanBy>,
 }
@@ -188,7 +294,7 @@ struct State {
     quick: VecDeque<Job>,
     /// Plain calls of a function whose first call is being tried on a runner.
     held: Vec<Job>,
-    speed: HashMap<String, Speed>,
+    speed: HashMap<Arc<str>, Speed>,
     process: VecDeque<Job>,
     /// Runner threads alive, and those of them asleep waiting for work.
     runners: usize,
@@ -239,37 +345,38 @@ impl Calls {
         if state.closed {
             return Err(closed_error());
         }
-        let parks = shared.parks.load(Ordering::Relaxed);
-        let job = Job { dotted, args, keywords, slot: slot.clone(), ran_by: None };
-        match state.speed.get(&job.dotted).copied() {
-            Some(Speed::Quick) if parks => state.quick.push_back(job),
-            Some(Speed::Probing) if parks => state.held.push(job),
-            None if parks => {
-                state.speed.insert(job.dotted.clone(), Speed::Probing);
-                state.plain.push_back(job);
-            }
-            _ => state.plain.push_back(job),
-        }
-        shared.completed.fetch_add(1, Ordering::Relaxed);
-        shared.queued.store(state.plain.len(), Ordering::Relaxed);
-        // No runner is woken here when the workflow's thread calls
-        // `parking`: it queues what its branches call until it has nothing
-        // else to do, then wakes one, which runs them all in one go. The watcher wakes one
-        // if that thread stays busy. A runtime without that hook (the
-        // daemon's) wakes one now.
-        if !parks && state.runners == state.idle {
-            start_runners(shared, &mut state, 1);
-        }
-        if !state.watcher {
-            state.watcher = true;
-            let watched = shared.clone();
-            if std::thread::Builder::new().name("oxiida-watch".into()).spawn(move || watch(&watched)).is_err() {
-                state.watcher = false;
-            }
-        } else if state.plain.len() + state.quick.len() + state.held.len() == 1 {
-            shared.watch.notify_one();
-        }
+        let job = Job { dotted: Arc::from(dotted), args, keywords, target: Target::One(slot.clone()), ran_by: None };
+        queue_plain(shared, &mut state, std::iter::once(job));
         Ok(Pending(slot))
+    }
+
+    /// Queues calls of one function together (`Host::call_each`): one
+    /// lock, one look at the function's verdict and one slot for them all;
+    /// `process` for `=f=` calls. Each call then runs as a call queued on its own.
+    pub(crate) fn each(&self, dotted: &str, calls: Vec<oxiida::foreign::EachCall>, process: bool) -> Result<EachPending, ForeignError> {
+        let slot = Arc::new(EachSlot::new(calls.len()));
+        let dotted: Arc<str> = Arc::from(dotted);
+        let n = calls.len();
+        let jobs = calls.into_iter().map(|(args, keywords)| Job {
+            dotted: dotted.clone(),
+            args,
+            keywords,
+            target: Target::Each(slot.clone()),
+            ran_by: None,
+        });
+        let shared = &self.shared;
+        let mut state = shared.state.lock();
+        if state.closed {
+            return Err(closed_error());
+        }
+        if process {
+            state.process.extend(jobs);
+            start_dispatcher(shared, &mut state, n)?;
+            shared.process_work.notify_all();
+        } else {
+            queue_plain(shared, &mut state, jobs);
+        }
+        Ok(EachPending(slot))
     }
 
     /// The workflow's runtime will call [`Calls::parking`] before it sleeps.
@@ -294,7 +401,7 @@ impl Calls {
         };
         if run_here {
             shared.here.store(true, Ordering::Relaxed);
-            Python::attach(|_attached| run_quick(shared));
+            Python::attach(|py| run_quick(py, shared));
             shared.here.store(false, Ordering::Relaxed);
             shared.here_stuck.store(false, Ordering::Relaxed);
         }
@@ -319,19 +426,8 @@ impl Calls {
         if state.closed {
             return Err(closed_error());
         }
-        state.process.push_back(Job { dotted, args, keywords, slot: slot.clone(), ran_by });
-        if state.dispatchers < shared.dispatchers {
-            let started = shared.clone();
-            let spawned = std::thread::Builder::new().name("oxiida-dispatch".into()).spawn(move || dispatch(&started));
-            match spawned {
-                Ok(_) => state.dispatchers += 1,
-                Err(e) if state.dispatchers == 0 => {
-                    state.process.pop_back();
-                    return Err(ForeignError::new(ForeignErrorKind::Internal, format!("cannot start a thread for `=f=` calls: {e}")));
-                }
-                Err(_) => {}
-            }
-        }
+        state.process.push_back(Job { dotted: Arc::from(dotted), args, keywords, target: Target::One(slot.clone()), ran_by });
+        start_dispatcher(shared, &mut state, 1)?;
         shared.process_work.notify_one();
         Ok(Pending(slot))
     }
@@ -362,6 +458,65 @@ impl Drop for Calls {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Queues plain calls of one function: where each goes depends on what
+/// its calls have shown so far (see [`Speed`]).
+fn queue_plain(shared: &Arc<Shared>, state: &mut State, jobs: impl Iterator<Item = Job>) {
+    let parks = shared.parks.load(Ordering::Relaxed);
+    let mut jobs = jobs.peekable();
+    let Some(first) = jobs.peek() else { return };
+    let before = state.plain.len() + state.quick.len() + state.held.len();
+    match state.speed.get(&first.dotted).copied() {
+        Some(Speed::Quick) if parks => state.quick.extend(jobs),
+        Some(Speed::Probing) if parks => state.held.extend(jobs),
+        None if parks => {
+            state.speed.insert(first.dotted.clone(), Speed::Probing);
+            state.plain.extend(jobs.next());
+            state.held.extend(jobs);
+        }
+        _ => state.plain.extend(jobs),
+    }
+    let added = state.plain.len() + state.quick.len() + state.held.len() - before;
+    shared.completed.fetch_add(added as u64, Ordering::Relaxed);
+    shared.queued.store(state.plain.len(), Ordering::Relaxed);
+    // No runner is woken here when the workflow's thread calls
+    // `parking`: it queues what its branches call until it has nothing
+    // else to do, then wakes one, which runs them all in one go. The watcher wakes one
+    // if that thread stays busy. A runtime without that hook (the
+    // daemon's) wakes one now.
+    if !parks && state.runners == state.idle {
+        start_runners(shared, state, 1);
+    }
+    if !state.watcher {
+        state.watcher = true;
+        let watched = shared.clone();
+        if std::thread::Builder::new().name("oxiida-watch".into()).spawn(move || watch(&watched)).is_err() {
+            state.watcher = false;
+        }
+    } else if before == 0 {
+        shared.watch.notify_one();
+    }
+}
+
+/// After `added` `=f=` calls were queued: one more dispatcher, while the
+/// pool may start more workers. When none runs and none can start, the
+/// calls are taken back and that is the error.
+fn start_dispatcher(shared: &Arc<Shared>, state: &mut State, added: usize) -> Result<(), ForeignError> {
+    if state.dispatchers >= shared.dispatchers {
+        return Ok(());
+    }
+    let started = shared.clone();
+    match std::thread::Builder::new().name("oxiida-dispatch".into()).spawn(move || dispatch(&started)) {
+        Ok(_) => state.dispatchers += 1,
+        Err(e) if state.dispatchers == 0 => {
+            let keep = state.process.len() - added;
+            state.process.truncate(keep);
+            return Err(ForeignError::new(ForeignErrorKind::Internal, format!("cannot start a thread for `=f=` calls: {e}")));
+        }
+        Err(_) => {}
+    }
+    Ok(())
 }
 
 /// Wakes idle runners, then starts new ones, `n` in all (within the limit).
@@ -442,8 +597,9 @@ fn run(shared: &Arc<Shared>) {
 /// Runs queued plain calls until the queue stays empty for [`SPIN`]. The
 /// GIL and the thread's Python state are kept meanwhile: the workflow's
 /// thread is usually about to queue the next calls.
-fn drain(_attached: Python<'_>, shared: &Shared) {
+fn drain(py: Python<'_>, shared: &Shared) {
     let mut finished: Option<Waker> = None;
+    let mut here = shared.functions.here(py);
     loop {
         let (job, wakers) = {
             let mut state = shared.state.lock();
@@ -471,14 +627,14 @@ fn drain(_attached: Python<'_>, shared: &Shared) {
             }
             continue;
         };
-        if job.slot.cancelled.load(Ordering::Relaxed) {
+        if job.target.cancelled() {
             unprobe(shared, &job.dotted);
             continue;
         }
         let started = Instant::now();
-        let outcome = shared.functions.call(&job.dotted, &job.args, &job.keywords, false).map_err(super::foreign_error);
+        let outcome = shared.functions.call_in(&mut here, &job.dotted, &job.args, &job.keywords).map_err(super::foreign_error);
         timed(shared, &job.dotted, started.elapsed());
-        finished = job.slot.fill(outcome);
+        finished = job.target.fill(outcome);
     }
 }
 
@@ -498,15 +654,15 @@ fn timed(shared: &Shared, dotted: &str, took: Duration) {
         (_, true) => Speed::Quick,
         (_, false) => Speed::Slow(0),
     };
-    state.speed.insert(dotted.to_owned(), after);
+    state.speed.insert(Arc::from(dotted), after);
     let held = std::mem::take(&mut state.held);
-    let (mine, others): (Vec<Job>, Vec<Job>) = held.into_iter().partition(|j| j.dotted == dotted);
+    let (mine, others): (Vec<Job>, Vec<Job>) = held.into_iter().partition(|j| &*j.dotted == dotted);
     state.held = others;
     if after == Speed::Quick {
         // Its calls waiting for a verdict or for a runner move to the
         // workflow's thread, which the runner's results wake.
         let plain = std::mem::take(&mut state.plain);
-        let (waiting, others): (VecDeque<Job>, VecDeque<Job>) = plain.into_iter().partition(|j| j.dotted == dotted);
+        let (waiting, others): (VecDeque<Job>, VecDeque<Job>) = plain.into_iter().partition(|j| &*j.dotted == dotted);
         state.plain = others;
         state.quick.extend(mine);
         state.quick.extend(waiting);
@@ -529,7 +685,7 @@ fn unprobe(shared: &Shared, dotted: &str) {
     }
     state.speed.remove(dotted);
     let held = std::mem::take(&mut state.held);
-    let (mine, others): (Vec<Job>, Vec<Job>) = held.into_iter().partition(|j| j.dotted == dotted);
+    let (mine, others): (Vec<Job>, Vec<Job>) = held.into_iter().partition(|j| &*j.dotted == dotted);
     state.held = others;
     state.plain.extend(mine);
     shared.queued.store(state.plain.len(), Ordering::Relaxed);
@@ -539,14 +695,15 @@ fn unprobe(shared: &Shared, dotted: &str) {
 /// functions itself, then wakes their branches. A call that turns out
 /// slow marks its function so; one that blocks is the watcher's to see
 /// (it hands the rest of the queue to runners).
-fn run_quick(shared: &Shared) {
+fn run_quick(py: Python<'_>, shared: &Shared) {
     let mut wakers = Vec::new();
+    let mut here = shared.functions.here(py);
     loop {
         let Some(job) = shared.state.lock().quick.pop_front() else { break };
-        if job.slot.cancelled.load(Ordering::Relaxed) {
+        if job.target.cancelled() {
             continue;
         }
-        let outcome = shared.functions.call(&job.dotted, &job.args, &job.keywords, false).map_err(super::foreign_error);
+        let outcome = shared.functions.call_in(&mut here, &job.dotted, &job.args, &job.keywords).map_err(super::foreign_error);
         // Its function is known quick: only a slow call is news, which the
         // watcher tells (not timed here: two clock reads were 3% of a
         // trivial call).
@@ -556,8 +713,9 @@ fn run_quick(shared: &Shared) {
         } else {
             shared.completed.fetch_add(1, Ordering::Relaxed);
         }
-        wakers.extend(job.slot.fill(outcome));
+        wakers.extend(job.target.fill(outcome));
     }
+    drop(here);
     wake(wakers);
 }
 
@@ -634,7 +792,7 @@ fn dispatch(shared: &Arc<Shared>) {
                     return;
                 }
                 // Calls whose branches are gone are dropped unsent.
-                while state.process.front().is_some_and(|j| j.slot.cancelled.load(Ordering::Relaxed)) {
+                while state.process.front().is_some_and(|j| j.target.cancelled()) {
                     state.process.pop_front();
                 }
                 if !state.process.is_empty() {
@@ -646,14 +804,14 @@ fn dispatch(shared: &Arc<Shared>) {
                 }
             }
             let n = batch_size(shared, state.process.len());
-            state.process.drain(..n).filter(|j| !j.slot.cancelled.load(Ordering::Relaxed)).collect()
+            state.process.drain(..n).filter(|j| !j.target.cancelled()).collect()
         };
         if batch.is_empty() {
             continue;
         }
         let started = Instant::now();
         let calls: Vec<crate::functions::BatchCall<'_, Arc<str>, Value>> =
-            batch.iter().map(|j| (j.dotted.as_str(), j.args.as_slice(), j.keywords.as_slice())).collect();
+            batch.iter().map(|j| (&*j.dotted, j.args.as_slice(), j.keywords.as_slice())).collect();
         let (results, who) = crate::ran_by::asking(|| shared.functions.call_batch(&calls));
         // One batch, one worker process: each recorded call names its pid.
         if let Some(who) = who {
@@ -665,7 +823,7 @@ fn dispatch(shared: &Arc<Shared>) {
         let old = shared.process_ns.load(Ordering::Relaxed);
         shared.process_ns.store(if old == 0 { per_call } else { (old * 3 + per_call) / 4 }, Ordering::Relaxed);
         let wakers: Vec<Waker> =
-            batch.iter().zip(results).filter_map(|(job, result)| job.slot.fill(result.map_err(super::foreign_error))).collect();
+            batch.iter().zip(results).filter_map(|(job, result)| job.target.fill(result.map_err(super::foreign_error))).collect();
         wake(wakers);
     }
 }
