@@ -28,6 +28,7 @@ use pyo3::types::PyDict;
 
 mod calls;
 mod plugins;
+mod threads;
 
 use crate::convert::Crossing;
 use crate::functions::{CallError, Front, Functions, Running};

@@ -346,3 +346,45 @@ def test_a_result_the_direct_read_refuses_gives_what_a_plain_call_gives(value, w
     assert outcomes[0] == outcomes[1], outcomes
     if words:
         assert outcomes[0][0] == "error" and words in outcomes[0][1]
+
+
+def test_a_failing_branch_stops_the_calls_a_batched_para_for_has_not_started():
+    # `para for` of one call hands its calls over in batches; a failure
+    # beside it drops the queued ones, and those running end on their own.
+    # At most `max_fanout` (1,024) are started before any call returns.
+    ran = []
+
+    def slow(i):
+        ran.append(i)
+        time.sleep(0.2)
+        return i
+
+    def boom():
+        time.sleep(0.05)
+        raise ValueError("boom")
+
+    src = "require slow, boom;\npara {\n  para for i in range(2000) { x = slow(i); }\n  boom();\n}\n"
+    with pytest.raises(ValueError, match="boom"):
+        oxiida.run(src, {"slow": slow, "boom": boom})
+    started = len(ran)
+    time.sleep(0.3)
+    assert len(ran) == started, "no queued call started after the workflow ended"
+    assert 0 < started < 2000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_para_calls_without_its_parents_kept_threads():
+    # The parent's runner and watcher threads wait for the next workflow
+    # after this one; a child made by fork has none of them.
+    src = "require inc;\npara for i in range(200) { x = inc(i); }\nlast = inc(1);\n"
+    assert oxiida.run(src, {"inc": inc})["last"] == 2
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        try:
+            ok = oxiida.run(src, {"inc": inc})["last"] == 2
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the child ended with status {status:#x}"

@@ -491,7 +491,7 @@ fn queue_plain(shared: &Arc<Shared>, state: &mut State, jobs: impl Iterator<Item
     if !state.watcher {
         state.watcher = true;
         let watched = shared.clone();
-        if std::thread::Builder::new().name("oxiida-watch".into()).spawn(move || watch(&watched)).is_err() {
+        if super::threads::spawn("oxiida-watch", move || watch(&watched)).is_err() {
             state.watcher = false;
         }
     } else if before == 0 {
@@ -507,7 +507,7 @@ fn start_dispatcher(shared: &Arc<Shared>, state: &mut State, added: usize) -> Re
         return Ok(());
     }
     let started = shared.clone();
-    match std::thread::Builder::new().name("oxiida-dispatch".into()).spawn(move || dispatch(&started)) {
+    match super::threads::spawn("oxiida-dispatch", move || dispatch(&started)) {
         Ok(_) => state.dispatchers += 1,
         Err(e) if state.dispatchers == 0 => {
             let keep = state.process.len() - added;
@@ -540,7 +540,7 @@ fn start_runners(shared: &Arc<Shared>, state: &mut State, n: usize) {
 /// Those that cannot start are uncounted again.
 fn spawn_runners(shared: Arc<Shared>, n: usize, state: &mut State) {
     let runner = shared.clone();
-    let spawned = std::thread::Builder::new().name("oxiida-call".into()).spawn(move || {
+    let spawned = super::threads::spawn("oxiida-call", move || {
         let mut rest = n - 1;
         while rest > 0 {
             let half = rest.div_ceil(2);
