@@ -279,7 +279,7 @@ impl Interpreter<'_> {
         let name = &self.program.foreign[function].name;
         let _concurrent = Concurrent::enter(&self.concurrent);
         let max = self.limits.max_fanout.max(1);
-        let mut window = if self.limits.ramp_fanout { FANOUT_START.min(max) } else { max };
+        let mut window = if self.limits.ramp_fanout { MAP_START.min(max) } else { max };
         let mut frame = f.clone();
         let mut items = items.into_iter();
         let mut running: SelectAll<BoxStream<'_, Fallible<usize>>> = SelectAll::new();
@@ -595,6 +595,9 @@ impl Drop for Permits<'_> {
 /// 2,000 trivial Python calls took 1.9, 1.8, 1.9 and 2.9 ms with 16, 64,
 /// 256 and 1,024 in flight.
 const FANOUT_START: usize = 64;
+/// ...and a `para for` of one call (`para_map`), whose calls in flight are
+/// queue entries, not frames and futures.
+const MAP_START: usize = 256;
 /// How long a ramping `para for` waits for one of its iterations to finish
 /// before it starts as many again.
 const RAMP_TICK: std::time::Duration = std::time::Duration::from_millis(1);
