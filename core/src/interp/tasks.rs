@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -84,16 +85,22 @@ impl Interpreter<'_> {
     fn direct_call<'s>(&'s self, e: &'s Expr, f: &'s mut Frame) -> BoxFuture<'s, Fallible<Value>> {
         let ExprKind::Foreign { function, args, keywords, mode } = &e.kind else { unreachable!("`direct` checked") };
         Box::pin(async move {
-            let mut values = Vec::with_capacity(args.len());
-            for arg in args {
-                values.push(self.eval(arg, f)?);
-            }
-            let mut named = Vec::with_capacity(keywords.len());
-            for (name, value) in keywords {
-                named.push((name.clone(), self.eval(value, f)?));
-            }
+            let (values, named) = self.call_args(args, keywords, f)?;
             self.call_unobserved(*function, values, named, *mode, e.span, None).await
         })
+    }
+
+    /// The arguments of a foreign call that holds no task, evaluated in order.
+    fn call_args(&self, args: &[Expr], keywords: &[(Arc<str>, Expr)], f: &mut Frame) -> Fallible<(Vec<Value>, Keywords)> {
+        let mut values = Vec::with_capacity(args.len());
+        for arg in args {
+            values.push(self.eval(arg, f)?);
+        }
+        let mut named = Vec::with_capacity(keywords.len());
+        for (name, value) in keywords {
+            named.push((name.clone(), self.eval(value, f)?));
+        }
+        Ok((values, named))
     }
 
     pub(super) async fn eval_any(&self, e: &Expr, f: &mut Frame) -> Fallible<Value> {
@@ -222,16 +229,11 @@ impl Interpreter<'_> {
             return self.para_map(var, items, call, f).await;
         }
         let _concurrent = Concurrent::enter(&self.concurrent);
-        let max = self.limits.max_fanout.max(1);
-        let mut window = if self.limits.ramp_fanout { FANOUT_START.min(max) } else { max };
+        let mut ramp = Ramp::new(&self.limits, FANOUT_START);
         let mut items = items.into_iter().enumerate();
         let mut running = FuturesUnordered::new();
-        // The ramp's clock (made only when it ramps: a runtime may have no
-        // timer), and whether an iteration finished since it last struck.
-        let mut tick = None;
-        let mut finished = false;
         loop {
-            while running.len() < window {
+            while running.len() < ramp.window {
                 let Some((n, item)) = items.next() else { break };
                 let mut frame = f.clone();
                 if let Some(o) = frame.obs.as_deref_mut() {
@@ -240,27 +242,10 @@ impl Interpreter<'_> {
                 frame[var as usize] = Some(item);
                 running.push(async move { self.exec_any(body, &mut frame).await.map(drop) });
             }
-            if window == max || items.len() == 0 {
-                match running.next().await {
-                    Some(done) => done?,
-                    None => return Ok(()),
-                }
-                continue;
-            }
-            let tick = tick.get_or_insert_with(|| Box::pin(tokio::time::sleep(RAMP_TICK)));
-            tokio::select! {
-                biased;
-                done = running.next() => {
-                    done.expect("the window holds iterations")?;
-                    finished = true;
-                }
-                () = tick.as_mut() => {
-                    if !finished {
-                        window = (window * 2).min(max);
-                    }
-                    finished = false;
-                    tick.as_mut().reset(tokio::time::Instant::now() + RAMP_TICK);
-                }
+            match ramp.next(&mut running, items.len() > 0).await {
+                Some(Some(done)) => done?,
+                Some(None) => return Ok(()),
+                None => {}
             }
         }
     }
@@ -278,17 +263,14 @@ impl Interpreter<'_> {
         let (function, mode, span) = (*function, *mode, call.span);
         let name = &self.program.foreign[function].name;
         let _concurrent = Concurrent::enter(&self.concurrent);
-        let max = self.limits.max_fanout.max(1);
-        let mut window = if self.limits.ramp_fanout { MAP_START.min(max) } else { max };
+        let mut ramp = Ramp::new(&self.limits, MAP_START);
         let mut frame = f.clone();
         let mut items = items.into_iter();
         let mut running: SelectAll<BoxStream<'_, Fallible<usize>>> = SelectAll::new();
         // Calls started and not finished, each holding a permit.
         let mut held = Permits { semaphore: &self.tasks, count: 0 };
-        let mut tick = None;
-        let mut finished = false;
         loop {
-            let room = window.saturating_sub(held.count).min(items.len());
+            let room = ramp.window.saturating_sub(held.count).min(items.len());
             if room > 0 {
                 let free = self.tasks.available_permits();
                 let k = if free == 0 && held.count == 0 {
@@ -308,15 +290,7 @@ impl Interpreter<'_> {
                     let mut calls = Vec::with_capacity(k);
                     for item in items.by_ref().take(k) {
                         frame[var as usize] = Some(item);
-                        let mut values = Vec::with_capacity(args.len());
-                        for arg in args {
-                            values.push(self.eval(arg, &mut frame)?);
-                        }
-                        let mut named = Vec::with_capacity(keywords.len());
-                        for (name, value) in keywords {
-                            named.push((name.clone(), self.eval(value, &mut frame)?));
-                        }
-                        calls.push((values, named));
+                        calls.push(self.call_args(args, keywords, &mut frame)?);
                     }
                     match self.host.call_each(name, calls, mode) {
                         Ok(each) => running.push(Box::pin(each.map(move |r| r.map_err(|e| self.failure(function, span, e))))),
@@ -332,27 +306,7 @@ impl Interpreter<'_> {
                     continue;
                 }
             }
-            let ramping = window < max && items.len() > 0;
-            let done = if ramping {
-                let tick = tick.get_or_insert_with(|| Box::pin(tokio::time::sleep(RAMP_TICK)));
-                tokio::select! {
-                    biased;
-                    done = running.next() => {
-                        finished = true;
-                        done
-                    }
-                    () = tick.as_mut() => {
-                        if !finished {
-                            window = (window * 2).min(max);
-                        }
-                        finished = false;
-                        tick.as_mut().reset(tokio::time::Instant::now() + RAMP_TICK);
-                        continue;
-                    }
-                }
-            } else {
-                running.next().await
-            };
+            let Some(done) = ramp.next(&mut running, items.len() > 0).await else { continue };
             match done {
                 Some(Ok(n)) => held.release(n),
                 Some(Err(d)) => return Err(d),
@@ -568,6 +522,50 @@ fn single_call<'b>(body: &'b Stmt, f: &Frame) -> Option<&'b Expr> {
         observe::reads(a, &mut reads, &mut writes, true);
     }
     writes.is_empty().then_some(e)
+}
+
+/// How many iterations (or calls) of a `para for` may be in flight: all of
+/// `max_fanout`, or with `Limits::ramp_fanout`, `start` at first, doubled
+/// each [`RAMP_TICK`] in which none finished while more wait to start.
+struct Ramp {
+    window: usize,
+    max: usize,
+    /// The ramp's clock (made only when it ramps: a runtime may have no timer).
+    tick: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether one finished since the clock last struck.
+    finished: bool,
+}
+
+impl Ramp {
+    fn new(limits: &super::Limits, start: usize) -> Ramp {
+        let max = limits.max_fanout.max(1);
+        Ramp { window: if limits.ramp_fanout { start.min(max) } else { max }, max, tick: None, finished: false }
+    }
+
+    /// The next of `running`'s items (`Some(None)`: it has ended), or `None`
+    /// when the clock struck instead (the window may have grown). `more`:
+    /// whether iterations wait to start.
+    async fn next<S: futures_util::Stream + Unpin>(&mut self, running: &mut S, more: bool) -> Option<Option<S::Item>> {
+        if self.window == self.max || !more {
+            return Some(running.next().await);
+        }
+        let tick = self.tick.get_or_insert_with(|| Box::pin(tokio::time::sleep(RAMP_TICK)));
+        tokio::select! {
+            biased;
+            done = running.next() => {
+                self.finished = true;
+                Some(done)
+            }
+            () = tick.as_mut() => {
+                if !self.finished {
+                    self.window = (self.window * 2).min(self.max);
+                }
+                self.finished = false;
+                tick.as_mut().reset(tokio::time::Instant::now() + RAMP_TICK);
+                None
+            }
+        }
+    }
 }
 
 /// Task permits taken with `forget` and given back as their calls finish,
