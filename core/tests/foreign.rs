@@ -156,7 +156,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 type Outcome = (Vec<String>, Result<oxiida::Variables, Diagnostic>);
 
-async fn run_with(host: &TestHost, src: &str, limits: Limits) -> Outcome {
+async fn run_with<H: Host>(host: &H, src: &str, limits: Limits) -> Outcome {
     let program = oxiida::compile(&Source::new("test.ox", src), host).unwrap_or_else(|e| panic!("compile errors: {e:?}"));
     let out = Collect::default();
     let result =
@@ -442,21 +442,12 @@ impl Host for Batching {
     }
 }
 
-async fn run_batching(host: &Batching, src: &str, limits: Limits) -> Outcome {
-    let program = oxiida::compile(&Source::new("test.ox", src), host).unwrap_or_else(|e| panic!("compile errors: {e:?}"));
-    let out = Collect::default();
-    let result =
-        tokio::time::timeout(Duration::from_secs(30), oxiida::execute(&program, host, &out, limits)).await.expect("the workflow finished");
-    let lines = out.0.lock().unwrap().clone();
-    (lines, result)
-}
-
 #[test]
 fn a_para_for_of_one_call_hands_its_calls_over_in_batches_within_the_task_limit() {
     let host = Batching::default();
     let limits = Limits { max_tasks: 4, max_fanout: 100, ..Limits::default() };
     let src = "require slow, kw;\nn = 10;\npara for i in range(12) { slow(); }\npara for i in range(30) { x = kw(i, n + i, tag = i * 2); }";
-    let (_, result) = runtime().block_on(run_batching(&host, src, limits));
+    let (_, result) = runtime().block_on(run_with(&host, src, limits));
     result.unwrap();
     let batches = host.batches.lock().unwrap();
     let slow: usize = batches.iter().filter(|(_, calls)| calls[0].is_empty()).map(|(_, calls)| calls.len()).sum();
@@ -474,7 +465,7 @@ fn a_para_for_of_one_call_hands_its_calls_over_in_batches_within_the_task_limit(
 fn a_batched_para_for_fails_at_its_call_and_leaves_nothing_running() {
     let host = Batching::default();
     let src = "require fail, hang;\npara {\n  para for i in range(5) { hang(); }\n  para for i in range(20) { x = fail(i); }\n}";
-    let (_, result) = runtime().block_on(run_batching(&host, src, Limits::default()));
+    let (_, result) = runtime().block_on(run_with(&host, src, Limits::default()));
     let err = result.unwrap_err();
     assert!(err.message.contains("`fail` raised an error: ValueError"), "{}", err.message);
     assert_eq!(&src[err.span.start..err.span.end], "fail(i)", "reported at the call");
@@ -487,7 +478,7 @@ fn a_batched_para_for_fails_at_its_call_and_leaves_nothing_running() {
 fn only_a_para_for_of_one_call_is_batched_and_process_calls_say_so() {
     let host = Batching::default();
     let src = "require echo, mode;\npara for i in range(3) { x = echo(i); y = echo(x); }\npara for i in range(3) { =mode=(); }";
-    let (_, result) = runtime().block_on(run_batching(&host, src, Limits::default()));
+    let (_, result) = runtime().block_on(run_with(&host, src, Limits::default()));
     result.unwrap();
     let batches = host.batches.lock().unwrap();
     assert_eq!(batches.len(), 1, "only the second loop");

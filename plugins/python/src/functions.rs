@@ -433,38 +433,24 @@ impl Functions {
         keywords: &[(K, V)],
         process: bool,
     ) -> Result<V, CallError> {
-        let resolved = self.resolved.lock().get(dotted).cloned();
-        let resolved = resolved.ok_or_else(|| CallError::new(Kind::NotFound, format!("`{dotted}` was never resolved")))?;
+        let resolved = self.resolved(dotted)?;
         let _entered = self.running.enter();
         Python::attach(|py| {
-            let args = args.iter().map(|a| a.to_python(py)).collect::<PyResult<Vec<_>>>().and_then(|a| PyTuple::new(py, a));
-            let args = args.map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
-            let kwargs = python_keywords(py, keywords).map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
+            let (args, kwargs) = python_arguments(py, args, keywords)?;
             let result = if let (true, Some(executor)) = (process, &self.executor) {
                 executor.call(py, self.front, dotted, resolved.key, &resolved.function, args, kwargs)?
             } else if process {
                 return self.call_in_worker(py, dotted, &resolved, args, kwargs);
             } else {
-                self.call_here(py, &resolved, args, kwargs)?
+                let _here = Here::enter(py, &self.running);
+                self.call_entered(py, &resolved, args, kwargs)?
             };
-            from_python(&result)
-                .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+            plain_result(dotted, &result)
         })
     }
 
-    fn call_here<'py>(
-        &self,
-        py: Python<'py>,
-        resolved: &Resolved,
-        args: Bound<'py, PyTuple>,
-        kwargs: Option<Bound<'py, PyDict>>,
-    ) -> Result<Bound<'py, PyAny>, CallError> {
-        let _here = Here::enter(py, &self.running);
-        self.call_entered(py, resolved, args, kwargs)
-    }
-
     /// Plain calls run one after another on this thread, under one GIL
-    /// hold ([`Here::call`]): counted in `running` once, not per call.
+    /// hold ([`Functions::call_in`]): counted in `running` once, not per call.
     #[cfg(feature = "package")]
     pub fn here<'a>(&'a self, py: Python<'a>) -> Here<'a> {
         Here::enter(py, &self.running)
@@ -482,19 +468,20 @@ impl Functions {
         let resolved = match &here.last {
             Some((name, resolved)) if &**name == dotted => resolved.clone(),
             _ => {
-                let resolved = self.resolved.lock().get(dotted).cloned();
-                let resolved = resolved.ok_or_else(|| CallError::new(Kind::NotFound, format!("`{dotted}` was never resolved")))?;
+                let resolved = self.resolved(dotted)?;
                 here.last = Some((Arc::from(dotted), resolved.clone()));
                 resolved
             }
         };
-        let py = here.py;
-        let args = args.iter().map(|a| a.to_python(py)).collect::<PyResult<Vec<_>>>().and_then(|a| PyTuple::new(py, a));
-        let args = args.map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
-        let kwargs = python_keywords(py, keywords).map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
-        let result = self.call_entered(py, &resolved, args, kwargs)?;
-        from_python(&result)
-            .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+        let (args, kwargs) = python_arguments(here.py, args, keywords)?;
+        let result = self.call_entered(here.py, &resolved, args, kwargs)?;
+        plain_result(dotted, &result)
+    }
+
+    /// What `resolve` found for `dotted`.
+    fn resolved(&self, dotted: &str) -> Result<Arc<Resolved>, CallError> {
+        let resolved = self.resolved.lock().get(dotted).cloned();
+        resolved.ok_or_else(|| CallError::new(Kind::NotFound, format!("`{dotted}` was never resolved")))
     }
 
     /// A plain call by a thread counted in `running` ([`Here`]).
@@ -619,11 +606,8 @@ impl Functions {
         args: &[V],
         keywords: &[(K, V)],
     ) -> Result<(Arc<Resolved>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>), CallError> {
-        let resolved = self.resolved.lock().get(dotted).cloned();
-        let resolved = resolved.ok_or_else(|| CallError::new(Kind::NotFound, format!("`{dotted}` was never resolved")))?;
-        let args = args.iter().map(|a| a.to_python(py)).collect::<PyResult<Vec<_>>>().and_then(|a| PyTuple::new(py, a));
-        let args = args.map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
-        let kwargs = python_keywords(py, keywords).map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
+        let resolved = self.resolved(dotted)?;
+        let (args, kwargs) = python_arguments(py, args, keywords)?;
         Ok((resolved, args, kwargs))
     }
 
@@ -806,6 +790,25 @@ fn fingerprint_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
 fn is_coroutine(py: Python<'_>, obj: &Bound<'_, PyAny>) -> bool {
     static COROUTINE: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
     COROUTINE.import(py, "types", "CoroutineType").is_ok_and(|t| obj.is_instance(t).unwrap_or(false))
+}
+
+/// A call's arguments as Python objects: the positional ones, and the keyword ones.
+#[allow(clippy::type_complexity)]
+fn python_arguments<'py, K: AsRef<str>, V: Crossing>(
+    py: Python<'py>,
+    args: &[V],
+    keywords: &[(K, V)],
+) -> Result<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>), CallError> {
+    let args = args.iter().map(|a| a.to_python(py)).collect::<PyResult<Vec<_>>>().and_then(|a| PyTuple::new(py, a));
+    let args = args.map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
+    let kwargs = python_keywords(py, keywords).map_err(|e| CallError::python(py, Kind::Internal, "", &e))?;
+    Ok((args, kwargs))
+}
+
+/// A plain call's result as a workflow value, or why it cannot cross.
+fn plain_result<V: Crossing>(dotted: &str, result: &Bound<'_, PyAny>) -> Result<V, CallError> {
+    from_python(result)
+        .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(result))))
 }
 
 /// The keyword arguments as a dict in the order written, or `None` when the
