@@ -5,9 +5,10 @@ use std::borrow::Cow;
 use std::fmt::{self, Write};
 use std::sync::Arc;
 
-mod map;
+pub mod map;
 
-pub use map::{Iter, Keys, Map, Values};
+/// String keys in insertion order ([`map`]).
+pub use map::Map;
 
 /// A workflow value. Immutable: compound values are shared behind `Arc`, so
 /// copying a value into a `para` branch or a foreign call is cheap.
