@@ -4,7 +4,6 @@
 
 use std::process::Stdio;
 
-use indexmap::IndexMap;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
@@ -56,7 +55,7 @@ fn result_map(stdout: &[u8], stderr: String, status: std::process::ExitStatus) -
     use std::os::unix::process::ExitStatusExt;
     // Like Python's subprocess: a signal shows as a negative status.
     let code = status.code().or_else(|| status.signal().map(|s| -s)).unwrap_or(-1);
-    let mut m: Map = IndexMap::with_capacity(3);
+    let mut m = Map::with_capacity(3);
     m.insert("stdout".into(), Value::from(String::from_utf8_lossy(stdout).into_owned()));
     m.insert("stderr".into(), Value::from(stderr));
     m.insert("status".into(), Value::Int(code.into()));

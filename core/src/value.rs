@@ -5,10 +5,10 @@ use std::borrow::Cow;
 use std::fmt::{self, Write};
 use std::sync::Arc;
 
-use indexmap::IndexMap;
+pub mod map;
 
-/// String keys in insertion order.
-pub type Map = IndexMap<Arc<str>, Value>;
+/// String keys in insertion order ([`map`]).
+pub use map::Map;
 
 /// A workflow value. Immutable: compound values are shared behind `Arc`, so
 /// copying a value into a `para` branch or a foreign call is cheap.
@@ -158,7 +158,7 @@ impl PartialEq for Value {
             (Value::Int(a), Value::Float(b)) | (Value::Float(b), Value::Int(a)) => int_eq_float(*a, *b),
             (Value::Str(a), Value::Str(b)) => a == b,
             (Value::Array(a), Value::Array(b)) => a == b,
-            (Value::Map(a), Value::Map(b)) => a.len() == b.len() && a.iter().all(|(k, v)| b.get(k) == Some(v)),
+            (Value::Map(a), Value::Map(b)) => a == b,
             (Value::Handle(a), Value::Handle(b)) => a.same(b),
             _ => false,
         }
