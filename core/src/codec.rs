@@ -21,14 +21,20 @@ pub fn to_wire(v: &Value) -> Wire {
         Value::Str(s) => Wire::Str(s.to_string()),
         Value::Array(items) => Wire::Array(items.iter().map(to_wire).collect()),
         Value::Map(m) => Wire::Map(m.iter().map(|(k, v)| (k.to_string(), to_wire(v))).collect()),
-        Value::Handle(_) => Wire::Str(v.to_string()),
+        Value::Handle(h) => match h.value() {
+            Some(made) => to_wire(made),
+            None => Wire::Str(v.to_string()),
+        },
     }
 }
 
 /// The first handle in `v`, itself or nested in its Arrays and Maps.
 pub fn find_handle(v: &Value) -> Option<&Handle> {
     match v {
-        Value::Handle(h) => Some(h),
+        Value::Handle(h) => match h.value() {
+            Some(made) => find_handle(made),
+            None => Some(h),
+        },
         Value::Array(items) => items.iter().find_map(find_handle),
         Value::Map(m) => m.values().find_map(find_handle),
         _ => None,

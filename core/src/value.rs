@@ -35,6 +35,17 @@ pub struct Handle {
     type_name: Arc<str>,
     identity: u64,
     payload: Box<dyn Any + Send + Sync>,
+    /// A value not made yet ([`Handle::lazy`]).
+    lazy: Option<Lazy>,
+}
+
+/// Makes a lazy handle's value from its payload.
+type Make = dyn Fn(&(dyn Any + Send + Sync)) -> Value + Send + Sync;
+
+/// How a lazy handle's value is made from its payload, and the value once made.
+struct Lazy {
+    make: Box<Make>,
+    made: std::sync::OnceLock<Value>,
 }
 
 impl Handle {
@@ -42,7 +53,33 @@ impl Handle {
     /// type for messages, `identity` equal for two handles exactly when they
     /// hold the same object (Python's `id` while both are alive).
     pub fn new(owner: &str, type_name: &str, identity: u64, payload: Box<dyn Any + Send + Sync>) -> Handle {
-        Handle { owner: Arc::from(owner), type_name: Arc::from(type_name), identity, payload }
+        Handle { owner: Arc::from(owner), type_name: Arc::from(type_name), identity, payload, lazy: None }
+    }
+
+    /// A plain value a host has not made yet (a large result still in the
+    /// form it arrived in): `make` makes it from `payload`, once, when the
+    /// workflow first reads it, and must not fail (the host checks what it
+    /// holds before it hands it over). The workflow never sees the handle:
+    /// reading a variable, an operator, a call's argument, a record all see
+    /// the value. A variable assigned a call's result and never read is
+    /// returned to the embedder as the handle, which its host turns into
+    /// its own object directly.
+    pub fn lazy(
+        owner: &str,
+        type_name: &str,
+        payload: Box<dyn Any + Send + Sync>,
+        make: impl Fn(&(dyn Any + Send + Sync)) -> Value + Send + Sync + 'static,
+    ) -> Handle {
+        let mut h = Handle::new(owner, type_name, 0, payload);
+        h.lazy = Some(Lazy { make: Box::new(make), made: std::sync::OnceLock::new() });
+        h
+    }
+
+    /// A lazy handle's value, made now if it was not yet; `None` for an
+    /// opaque one.
+    pub fn value(&self) -> Option<&Value> {
+        let lazy = self.lazy.as_ref()?;
+        Some(lazy.made.get_or_init(|| (lazy.make)(&*self.payload)))
     }
 
     pub fn owner(&self) -> &str {
@@ -71,6 +108,22 @@ impl fmt::Debug for Handle {
 }
 
 impl Value {
+    /// The value itself, a lazy handle's made ([`Handle::lazy`]).
+    pub fn forced(self) -> Value {
+        match &self {
+            Value::Handle(h) => h.value().cloned().unwrap_or(self),
+            _ => self,
+        }
+    }
+
+    /// [`forced`](Value::forced), by reference.
+    pub fn made(&self) -> &Value {
+        match self {
+            Value::Handle(h) => h.value().unwrap_or(self),
+            _ => self,
+        }
+    }
+
     /// The kind's name as users see it in error messages. A handle's says
     /// what it is and what can be done with it, so every message naming it
     /// does.
@@ -83,6 +136,7 @@ impl Value {
             Value::Str(_) => "String",
             Value::Array(_) => "Array",
             Value::Map(_) => "Map",
+            Value::Handle(h) if h.lazy.is_some() => return self.made().type_name(),
             Value::Handle(h) => {
                 return Cow::Owned(format!(
                     "{owner} {ty} (an opaque {owner} object: pass it to a {owner} function to work on it)",
@@ -150,7 +204,7 @@ impl From<bool> for Value {
 /// Structural equality; Int and Float compare by value (`1 == 1.0`).
 impl PartialEq for Value {
     fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
+        match (self.made(), other.made()) {
             (Value::Nil, Value::Nil) => true,
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::Int(a), Value::Int(b)) => a == b,
@@ -210,7 +264,10 @@ pub fn write_repr(out: &mut impl Write, v: &Value) -> fmt::Result {
             }
             out.write_char('}')
         }
-        Value::Handle(h) => write!(out, "<{} {}>", h.owner, h.type_name),
+        Value::Handle(h) => match h.value() {
+            Some(v) => write_repr(out, v),
+            None => write!(out, "<{} {}>", h.owner, h.type_name),
+        },
     }
 }
 

@@ -24,6 +24,8 @@ struct State {
     calls: Mutex<Vec<(String, CallMode)>>,
     /// Every name `Host::keywords` was asked about, in order.
     keyword_asks: Mutex<Vec<String>>,
+    /// How many of `lazy`'s results were made.
+    lazy_made: AtomicUsize,
 }
 
 /// Counts a call as in flight until dropped, noting drops before the end.
@@ -54,7 +56,7 @@ struct TestHost {
     state: Arc<State>,
 }
 
-const FUNCTIONS: &[&str] = &["add", "math.sqrt", "mode", "fail", "gate", "slow", "hang", "echo", "kw"];
+const FUNCTIONS: &[&str] = &["add", "math.sqrt", "mode", "fail", "gate", "slow", "hang", "echo", "kw", "lazy"];
 
 impl Host for TestHost {
     fn resolve(&self, name: &ForeignName) -> Result<(), String> {
@@ -133,6 +135,12 @@ impl Host for TestHost {
                     Ok(Value::Nil)
                 }
                 "hang" => std::future::pending().await,
+                // [1, 2, 3], made only when the workflow reads it.
+                "lazy" => Ok(Value::Handle(Arc::new(oxiida::value::Handle::lazy("test", "list", Box::new(state.clone()), |payload| {
+                    let state = payload.downcast_ref::<Arc<State>>().expect("the payload given above");
+                    state.lazy_made.fetch_add(1, Ordering::SeqCst);
+                    Value::array(vec![Value::Int(1), Value::Int(2), Value::Int(3)])
+                })))),
                 _ => Err(ForeignError::new(ForeignErrorKind::NotFound, "unknown")),
             };
             flight.finished = true;
@@ -484,4 +492,23 @@ fn only_a_para_for_of_one_call_is_batched_and_process_calls_say_so() {
     assert_eq!(batches.len(), 1, "only the second loop");
     assert_eq!((batches[0].0, batches[0].1.len()), (CallMode::Process, 3));
     assert_eq!(host.inner.state.calls.lock().unwrap().len(), 9);
+}
+
+#[test]
+fn a_lazy_result_is_made_when_first_read_and_returned_unmade_when_never_read() {
+    let host = TestHost::default();
+    let (_, result) = run(&host, "require lazy;\nr = lazy();\n");
+    let vars = result.unwrap();
+    assert!(matches!(vars.iter().find(|(k, _)| &**k == "r"), Some((_, Value::Handle(_)))), "returned as the host's handle: {vars:?}");
+    assert_eq!(host.state.lazy_made.load(Ordering::SeqCst), 0, "never made");
+
+    let host = TestHost::default();
+    let src = "require lazy;\nr = lazy();\nn = len(r);\ns = r + [4];\nprint r;\ne = r == [1, 2, 3];\nx = r[2];\nr = r + [5];\nt = len(lazy());\npara {\n  a = lazy();\n  b = 1;\n}\nc = a[0];\nfor i in lazy() { print i; }\n";
+    let (out, result) = run(&host, src);
+    let vars = result.unwrap();
+    let get = |name: &str| vars.iter().find(|(k, _)| &**k == name).unwrap_or_else(|| panic!("no `{name}`")).1.to_string();
+    assert_eq!(out, ["[1, 2, 3]", "1", "2", "3"]);
+    assert_eq!((get("n"), get("s"), get("e"), get("x")), ("3".into(), "[1, 2, 3, 4]".into(), "true".into(), "3".into()));
+    assert_eq!((get("r"), get("t"), get("c")), ("[1, 2, 3, 5]".into(), "3".into(), "1".into()));
+    assert_eq!(host.state.lazy_made.load(Ordering::SeqCst), 4, "each result made once, however often read");
 }

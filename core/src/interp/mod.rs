@@ -334,7 +334,7 @@ impl Interpreter<'_> {
 
     fn load(&self, slot: Slot, span: Span, frame: &Frame) -> Fallible<Value> {
         match &frame[slot as usize] {
-            Some(v) => Ok(v.clone()),
+            Some(v) => Ok(v.made().clone()),
             None => {
                 let names = match frame.function {
                     TOP => &self.program.slot_names,
@@ -415,7 +415,7 @@ impl Interpreter<'_> {
 fn peek<'v>(e: &'v Expr, f: &'v Frame) -> Option<&'v Value> {
     match &e.kind {
         ExprKind::Const(v) => Some(v),
-        ExprKind::Var(slot) => f[*slot as usize].as_ref(),
+        ExprKind::Var(slot) => f[*slot as usize].as_ref().map(Value::made),
         _ => None,
     }
 }

@@ -64,12 +64,14 @@ impl Interpreter<'_> {
     async fn exec_one(&self, s: &Stmt, f: &mut Frame) -> Fallible<Flow> {
         match &s.kind {
             StmtKind::Expr(Expr { kind: ExprKind::Assign(slot, value), .. }) if direct(value, f) => {
-                let v = self.direct_call(value, f).await?;
+                // The one place a lazy result stays unmade: a variable
+                // holds it, and reading the variable makes it.
+                let v = self.direct_call(value, f, true).await?;
                 f[*slot as usize] = Some(v);
                 Ok(Flow::Next)
             }
             StmtKind::Expr(e) if direct(e, f) => {
-                self.direct_call(e, f).await?;
+                self.direct_call(e, f, true).await?;
                 Ok(Flow::Next)
             }
             _ => self.exec_async(s, f).await,
@@ -82,11 +84,14 @@ impl Interpreter<'_> {
     /// 336 (928 through `call_foreign`, sized for its observed path, which
     /// an unobserved frame never takes), and a `para for` holds one per
     /// iteration in flight.
-    fn direct_call<'s>(&'s self, e: &'s Expr, f: &'s mut Frame) -> BoxFuture<'s, Fallible<Value>> {
+    /// `lazy`: a lazy result ([`Handle::lazy`](crate::value::Handle::lazy))
+    /// may stay unmade (the statement assigns it, or drops it).
+    fn direct_call<'s>(&'s self, e: &'s Expr, f: &'s mut Frame, lazy: bool) -> BoxFuture<'s, Fallible<Value>> {
         let ExprKind::Foreign { function, args, keywords, mode } = &e.kind else { unreachable!("`direct` checked") };
         Box::pin(async move {
             let (values, named) = self.call_args(args, keywords, f)?;
-            self.call_unobserved(*function, values, named, *mode, e.span, None).await
+            let v = self.call_unobserved(*function, values, named, *mode, e.span, None).await?;
+            Ok(if lazy { v } else { v.forced() })
         })
     }
 
@@ -106,7 +111,7 @@ impl Interpreter<'_> {
     pub(super) async fn eval_any(&self, e: &Expr, f: &mut Frame) -> Fallible<Value> {
         if e.task {
             if direct(e, f) {
-                self.direct_call(e, f).await
+                self.direct_call(e, f, false).await
             } else {
                 self.eval_async(e, f).await
             }
@@ -423,9 +428,9 @@ impl Interpreter<'_> {
                 })
                 .await;
             o.acc.push(task.key.into());
-            return result;
+            return result.map(Value::forced);
         }
-        self.call_unobserved(function, args, keywords, mode, span, None).await
+        self.call_unobserved(function, args, keywords, mode, span, None).await.map(Value::forced)
     }
 
     /// The foreign call itself; `recorded`, when given, is the time set

@@ -245,7 +245,7 @@ macro_rules! walker {
                     }
                     // Adding a constant or a variable that is not an Array (`i = i + 1`): no copies.
                     if let Some(b) = peek(value, f).filter(|b| !matches!(b, Value::Array(_))) {
-                        let a = f[at].as_ref().expect("checked above");
+                        let a = f[at].as_ref().expect("checked above").made();
                         let sum = match (a, b) {
                             (Value::Int(x), Value::Int(y)) if x.checked_add(*y).is_some() => Value::Int(x + y),
                             _ => ops::binary(BinaryOp::Add, a, b).map_err(|m| error(*op_span, m))?,
@@ -255,7 +255,7 @@ macro_rules! walker {
                     }
                     let b = rec!($mode self.eval(value, f))?;
                     // `value` cannot rebind the slot (the resolver checked), so it is still set.
-                    let a = f[at].take().expect("checked above");
+                    let a = f[at].take().expect("checked above").forced();
                     f[at] = Some(add_owned(a, b, *op_span).map_err(|(a, err)| {
                         f[at] = Some(a);
                         err

@@ -327,7 +327,16 @@ impl<'py> Maker<'py> {
             Value::Array(items) => {
                 let mut list = NewList::new(py, items.len())?;
                 for (at, item) in items.iter().enumerate() {
-                    list.set(at, self.make(item)?);
+                    // Ints and floats, most of a large list, without a call
+                    // of `make` each (a tenth of the time for a million).
+                    let made = match item {
+                        // SAFETY: a new reference, or null with an exception set.
+                        Value::Int(i) => owned(py, unsafe { pyo3::ffi::PyLong_FromLongLong(*i) })?,
+                        // SAFETY: as above.
+                        Value::Float(x) => owned(py, unsafe { pyo3::ffi::PyFloat_FromDouble(*x) })?,
+                        other => self.make(other)?,
+                    };
+                    list.set(at, made);
                 }
                 list.finish()
             }
@@ -339,6 +348,12 @@ impl<'py> Maker<'py> {
                     set_item(&dict, &key, &value)?;
                 }
                 dict.into_any()
+            }
+            // A large `=f=` result the workflow never read: what the worker
+            // pickled, unpickled as it is (what a ProcessPoolExecutor does).
+            Value::Handle(h) if h.payload::<crate::pool::plain::Pickled>().is_some() => {
+                let Some(crate::pool::plain::Pickled(pickle)) = h.payload() else { unreachable!("checked by the guard") };
+                py.import("pickle")?.call_method1("loads", (pyo3::types::PyBytes::new(py, pickle),))?
             }
             Value::Handle(h) => match h.payload::<Py<PyAny>>() {
                 Some(obj) => {

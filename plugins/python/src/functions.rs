@@ -671,6 +671,10 @@ impl Functions {
         let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (PyBytes::new(py, &bytes),));
         match answer {
             Answer::Returned(bytes) => {
+                let bytes = match V::lazy(bytes) {
+                    Ok(value) => return Ok(value),
+                    Err(bytes) => bytes,
+                };
                 if let Some(value) = crate::pool::plain::decode(&bytes) {
                     return Ok(value);
                 }

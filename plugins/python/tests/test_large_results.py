@@ -10,6 +10,7 @@ import math
 import pytest
 
 import oxiida
+from test_durable import folders  # noqa: F401 (a fixture: private record folders)
 
 
 def plain(value):
@@ -148,3 +149,42 @@ def test_the_garbage_collector_is_as_it_was_after_a_run():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+# From 1 MiB of pickle, an `=f=` result the workflow only assigns stays in
+# its pickle: `oxiida.run` returns it by `pickle.loads`, and reading it in
+# the workflow reads the pickle then. Each value above, made that large.
+FILLER = list(range(250_000))
+
+
+@pytest.mark.parametrize("value", list(VALUES.values()), ids=list(VALUES))
+def test_a_large_result_comes_back_as_itself_whether_the_workflow_reads_it_or_not(value):
+    large = [value, FILLER]
+    expected = plain(large)
+    got = oxiida.run("require give;\nx = =give=();\n", {"give": give_back(large)})["x"]
+    same(got, expected, "returned unread")
+    got = oxiida.run("require give;\nx = =give=();\nn = len(x);\nfirst = x[0];\ny = x + [1];\n", {"give": give_back(large)})
+    same(got["x"], expected, "returned after reads")
+    same(got["n"], 2)
+    same(got["first"], plain(value))
+    same(got["y"], expected + [1])
+
+
+def test_a_large_result_that_cannot_cross_fails_at_its_call_as_a_small_one_does():
+    for value in ([2**70, 1], [2**70] + FILLER):
+        with pytest.raises(oxiida.OxiidaError, match="cannot return list from `give`: the int 1180591620717411303424") as caught:
+            oxiida.run("require give;\nx = =give=();\nprint \"not reached\";\n", {"give": give_back(value)})
+        assert "<workflow>:2:5" in str(caught.value)
+
+
+def test_a_large_result_reaches_a_plain_function_and_a_record_as_values(folders):  # noqa: F811
+    def check(xs):
+        assert type(xs) is list and type(xs[0]) is dict, type(xs)
+        return len(xs)
+
+    records = [{"i": i, "s": str(i)} for i in range(60_000)]
+    scope = {"give": give_back(records), "check": check}
+    got = oxiida.run("require give, check;\nr = =give=();\nn = check(r);\n", scope)
+    assert got["n"] == 60_000 and got["r"] == records
+    got = oxiida.run("require give;\nr = =give=();\n", scope, record=True, file_name="large.ox")
+    assert got["r"] == records

@@ -22,6 +22,93 @@ pub trait Plain: crate::convert::Crossing + Clone + Send + 'static {
     fn shared_str(s: Arc<str>) -> Self;
     fn entry(entries: &mut Self::Entries, key: Arc<str>, value: Self);
     fn shared_map(entries: Self::Entries) -> Self;
+    /// A tuple: an Array, as any crossing makes it; `None` gives the
+    /// pickle up (to [`Exact`], where Python's tuple would differ).
+    fn tuple(items: Vec<Self>) -> Option<Self> {
+        Some(Self::array(items))
+    }
+    /// A str's UTF-8 bytes as text; `None` when they are not UTF-8.
+    fn text(bytes: &[u8]) -> Option<Arc<str>> {
+        str_of(bytes)
+    }
+    /// A large exact pickle kept as it is until the workflow reads it
+    /// ([`oxiida::value::Handle::lazy`]); `Err` gives it back to be read now.
+    fn lazy(pickle: Vec<u8>) -> Result<Self, Vec<u8>> {
+        Err(pickle)
+    }
+}
+
+/// A pickle of at least this many bytes may stay unread until the
+/// workflow reads its value (below that, reading it costs little).
+#[cfg(feature = "package")]
+const LAZY_BYTES: usize = 1 << 20;
+
+/// The payload of a lazy result: its exact pickle ([`Exact`]). The package
+/// returns such a variable to Python by `pickle.loads`, never made into
+/// workflow values if the workflow did not read it.
+#[cfg(feature = "package")]
+pub struct Pickled(pub Vec<u8>);
+
+/// Nothing: what a pickle is read into to learn whether it is *exact*,
+/// read as plain values that `pickle.loads` would make the same Python
+/// objects of: no tuple (the workflow's Array comes back a list), and
+/// everything else [`decode`] reads.
+#[cfg(feature = "package")]
+#[derive(Clone)]
+pub struct Exact;
+
+#[cfg(feature = "package")]
+impl crate::convert::Crossing for Exact {
+    fn nil() -> Self {
+        Exact
+    }
+    fn bool(_: bool) -> Self {
+        Exact
+    }
+    fn int(_: i64) -> Self {
+        Exact
+    }
+    fn float(_: f64) -> Self {
+        Exact
+    }
+    fn str(_: &str) -> Self {
+        Exact
+    }
+    fn array(_: Vec<Self>) -> Self {
+        Exact
+    }
+    fn map(_: Vec<(String, Self)>) -> Self {
+        Exact
+    }
+    fn to_python<'py>(&self, py: pyo3::Python<'py>) -> pyo3::PyResult<pyo3::Bound<'py, pyo3::PyAny>> {
+        Ok(py.None().into_bound(py))
+    }
+}
+
+#[cfg(feature = "package")]
+impl Plain for Exact {
+    type Entries = ();
+    fn shared_str(_: Arc<str>) -> Self {
+        Exact
+    }
+    fn entry(_: &mut (), _: Arc<str>, _: Self) {}
+    fn shared_map(_: ()) -> Self {
+        Exact
+    }
+    fn tuple(_: Vec<Self>) -> Option<Self> {
+        None
+    }
+    /// Checked, not kept: no allocation per str.
+    fn text(bytes: &[u8]) -> Option<Arc<str>> {
+        static NONE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+        std::str::from_utf8(bytes).ok().map(|_| NONE.clone())
+    }
+}
+
+/// Whether `data` is an exact plain pickle ([`Exact`]).
+#[cfg(feature = "package")]
+pub fn exact(data: &[u8]) -> bool {
+    decode_with::<Exact>(data, &mut Vec::new()).is_some()
 }
 
 impl Plain for oxiida_abi::Value {
@@ -49,6 +136,17 @@ impl Plain for oxiida::value::Value {
     }
     fn shared_map(entries: Self::Entries) -> Self {
         Self::map(entries)
+    }
+    fn lazy(pickle: Vec<u8>) -> Result<Self, Vec<u8>> {
+        if pickle.len() < LAZY_BYTES || !exact(&pickle) {
+            return Err(pickle);
+        }
+        let handle = oxiida::value::Handle::lazy("python", "result", Box::new(Pickled(pickle)), |payload| {
+            let Some(Pickled(pickle)) = payload.downcast_ref::<Pickled>() else { return Self::Nil };
+            // Exact, so it reads (the same reader, the same bytes).
+            decode(pickle).unwrap_or_default()
+        });
+        Ok(Self::Handle(Arc::new(handle)))
     }
 }
 
@@ -175,7 +273,7 @@ fn next<V: Plain>(r: &mut Reader<'_>, memo: &mut Vec<Option<Memo<V>>>) -> Option
         0x8c | b'X' => {
             let (n, head): (usize, usize) =
                 if op == 0x8c { (*args.first()? as usize, 1) } else { (u32::from_le_bytes(int(4)?.try_into().ok()?) as usize, 4) };
-            let s = str_of(args.get(head..head.checked_add(n)?)?)?;
+            let s = V::text(args.get(head..head.checked_add(n)?)?)?;
             let mut used = head + n;
             if args.get(used) == Some(&0x94) {
                 used += 1;
@@ -313,15 +411,15 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
             b'G' => stack.push(scalar(V::float(f64::from_be_bytes(r.array()?)))),
             0x8c => {
                 let n = r.u8()? as usize;
-                stack.push(Item::Str(str_of(r.take(n)?)?));
+                stack.push(Item::Str(V::text(r.take(n)?)?));
             }
             b'X' => {
                 let n = u32::from_le_bytes(r.array()?) as usize;
-                stack.push(Item::Str(str_of(r.take(n)?)?));
+                stack.push(Item::Str(V::text(r.take(n)?)?));
             }
             0x8d => {
                 let n = usize::try_from(u64::from_le_bytes(r.array()?)).ok()?;
-                stack.push(Item::Str(str_of(r.take(n)?)?));
+                stack.push(Item::Str(V::text(r.take(n)?)?));
             }
             b']' => {
                 open = Some(stack.len());
@@ -331,7 +429,7 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
                 open = Some(stack.len());
                 stack.push(Item::Dict(V::Entries::default(), 0));
             }
-            b')' => stack.push(scalar(V::array(Vec::new()))),
+            b')' => stack.push(scalar(V::tuple(Vec::new())?)),
             b'(' => {
                 // The items of a list or a dict: read straight into it, in order.
                 let at = stack.len();
@@ -416,7 +514,7 @@ fn decode_with<V: Plain>(data: &[u8], memo: &mut Vec<Option<Memo<V>>>) -> Option
                     items.into_iter().map(|i| finish(i)).collect::<Option<_>>()?
                 };
                 let height = values.iter().map(|(_, h)| h + 1).max().unwrap_or(0);
-                stack.push(Item::Value(V::array(values.into_iter().map(|(v, _)| v).collect()), height));
+                stack.push(Item::Value(V::tuple(values.into_iter().map(|(v, _)| v).collect())?, height));
             }
             0x94 => {
                 // MEMOIZE the top: a finished value now, a container once finished.
