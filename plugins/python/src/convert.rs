@@ -328,7 +328,8 @@ impl<'py> Maker<'py> {
                 let mut list = NewList::new(py, items.len())?;
                 for (at, item) in items.iter().enumerate() {
                     // Ints and floats, most of a large list, without a call
-                    // of `make` each (a tenth of the time for a million).
+                    // of `make` each (1e6 ints returned: 1.04-1.14x the
+                    // executor before, 0.98-1.11x after, alternated runs).
                     let made = match item {
                         // SAFETY: a new reference, or null with an exception set.
                         Value::Int(i) => owned(py, unsafe { pyo3::ffi::PyLong_FromLongLong(*i) })?,
