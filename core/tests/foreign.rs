@@ -512,3 +512,47 @@ fn a_lazy_result_is_made_when_first_read_and_returned_unmade_when_never_read() {
     assert_eq!((get("r"), get("t"), get("c")), ("[1, 2, 3, 5]".into(), "3".into(), "1".into()));
     assert_eq!(host.state.lazy_made.load(Ordering::SeqCst), 4, "each result made once, however often read");
 }
+
+/// Notes, for each task that succeeded, whether its observer was handed a handle.
+#[derive(Default)]
+struct Handed(Mutex<Vec<bool>>);
+
+impl oxiida::TaskObserver for Handed {
+    fn before<'a>(&'a self, _: &'a oxiida::observe::Task<'a>) -> futures_util::future::BoxFuture<'a, Option<oxiida::observe::Supplied>> {
+        Box::pin(async { None })
+    }
+
+    fn after(
+        &self,
+        _: &oxiida::observe::Task<'_>,
+        _: std::time::SystemTime,
+        _: std::time::SystemTime,
+        outcome: oxiida::observe::Outcome<'_>,
+    ) {
+        if let oxiida::observe::Outcome::Succeeded(v) = outcome {
+            self.0.lock().unwrap().push(matches!(v, Value::Handle(_)));
+        }
+    }
+}
+
+#[test]
+fn an_observed_run_records_and_keeps_a_lazy_result_made() {
+    let host = TestHost::default();
+    let program = oxiida::compile(&Source::new("test.ox", "require lazy;\nr = lazy();\n"), &host).unwrap();
+    let handed = Handed::default();
+    let vars = runtime()
+        .block_on(oxiida::execute_observed(
+            &program,
+            Vec::new(),
+            &host,
+            &Collect::default(),
+            Limits::default(),
+            &oxiida::Context::default(),
+            &oxiida::Interrupt::new(),
+            Some(&handed),
+        ))
+        .unwrap();
+    assert_eq!(*handed.0.lock().unwrap(), [false], "the observer saw the value");
+    assert!(matches!(vars.iter().find(|(k, _)| &**k == "r"), Some((_, Value::Array(_)))), "{vars:?}");
+    assert_eq!(host.state.lazy_made.load(Ordering::SeqCst), 1);
+}

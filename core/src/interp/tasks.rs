@@ -423,8 +423,9 @@ impl Interpreter<'_> {
             let result = self
                 .observed(observer, &task, || async {
                     let mut started = SystemTime::now();
+                    // Made before the observer sees it: a record holds values.
                     let result = self.call_unobserved(function, args, keywords, mode, span, Some((&mut started, &task.ran_by))).await;
-                    (started, result)
+                    (started, result.map(Value::forced))
                 })
                 .await;
             o.acc.push(task.key.into());
