@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use tokio::sync::SemaphorePermit;
+
 use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, FuturesUnordered, SelectAll, StreamExt};
 
@@ -272,25 +274,26 @@ impl Interpreter<'_> {
         let mut frame = f.clone();
         let mut items = items.into_iter();
         let mut running: SelectAll<BoxStream<'_, Fallible<usize>>> = SelectAll::new();
-        // Calls started and not finished, each holding a permit.
-        let mut held = Permits { semaphore: &self.tasks, count: 0 };
+        // The permits of the calls started and not finished, one each:
+        // split off as calls finish, all given back when the loop ends.
+        let mut held: Option<SemaphorePermit<'_>> = None;
         loop {
-            let room = ramp.window.saturating_sub(held.count).min(items.len());
+            let in_flight = held.as_ref().map_or(0, SemaphorePermit::num_permits);
+            let room = ramp.window.saturating_sub(in_flight).min(items.len());
             if room > 0 {
                 let free = self.tasks.available_permits();
-                let k = if free == 0 && held.count == 0 {
+                let taken = if free == 0 && in_flight == 0 {
                     // Other tasks of the workflow hold every permit: wait for one.
-                    self.tasks.acquire().await.expect("the task semaphore is never closed").forget();
-                    1
+                    Some(self.tasks.acquire().await.expect("the task semaphore is never closed"))
                 } else {
-                    let k = room.min(free);
-                    if k > 0 && self.tasks.try_acquire_many(k as u32).map(|p| p.forget()).is_ok() {
-                        k
-                    } else {
-                        0
-                    }
+                    self.tasks.try_acquire_many(room.min(free) as u32).ok()
                 };
-                held.count += k;
+                let k = taken.as_ref().map_or(0, SemaphorePermit::num_permits);
+                match (held.as_mut(), taken) {
+                    (Some(held), Some(taken)) => held.merge(taken),
+                    (None, taken) => held = taken,
+                    (Some(_), None) => {}
+                }
                 if k > 0 {
                     let mut calls = Vec::with_capacity(k);
                     for item in items.by_ref().take(k) {
@@ -313,11 +316,11 @@ impl Interpreter<'_> {
             }
             let Some(done) = ramp.next(&mut running, items.len() > 0).await else { continue };
             match done {
-                Some(Ok(n)) => held.release(n),
+                Some(Ok(n)) => drop(held.as_mut().and_then(|p| p.split(n.min(p.num_permits())))),
                 Some(Err(d)) => return Err(d),
                 // Every batch has ended: whatever it did not count is over too.
                 None if items.len() == 0 => return Ok(()),
-                None => held.release(held.count),
+                None => held = None,
             }
         }
     }
@@ -571,27 +574,6 @@ impl Ramp {
                 None
             }
         }
-    }
-}
-
-/// Task permits taken with `forget` and given back as their calls finish,
-/// or all at once when the loop ends (finished, failed or cancelled).
-struct Permits<'a> {
-    semaphore: &'a tokio::sync::Semaphore,
-    count: usize,
-}
-
-impl Permits<'_> {
-    fn release(&mut self, n: usize) {
-        let n = n.min(self.count);
-        self.count -= n;
-        self.semaphore.add_permits(n);
-    }
-}
-
-impl Drop for Permits<'_> {
-    fn drop(&mut self) {
-        self.semaphore.add_permits(self.count);
     }
 }
 
