@@ -59,18 +59,21 @@ impl Handle {
     /// A plain value a host has not made yet (a large result still in the
     /// form it arrived in): `make` makes it from `payload`, once, when the
     /// workflow first reads it, and must not fail (the host checks what it
-    /// holds before it hands it over). The workflow never sees the handle:
-    /// reading a variable, an operator, a call's argument, a record all see
-    /// the value. A variable assigned a call's result and never read is
-    /// returned to the embedder as the handle, which its host turns into
-    /// its own object directly.
+    /// holds before it hands it over). The interpreter keeps one unmade only
+    /// in a variable of an unobserved run, assigned a call's result: every
+    /// read of the variable, an operator, a call's argument and an
+    /// observer see the value. A variable never read is returned to the
+    /// embedder as the handle, which its host turns into its own object
+    /// directly; the codec reads its value.
     pub fn lazy(
         owner: &str,
         type_name: &str,
         payload: Box<dyn Any + Send + Sync>,
         make: impl Fn(&(dyn Any + Send + Sync)) -> Value + Send + Sync + 'static,
     ) -> Handle {
-        let mut h = Handle::new(owner, type_name, 0, payload);
+        // The payload's address: two lazy results are never the same object.
+        let identity = (&*payload as *const (dyn Any + Send + Sync)).cast::<u8>() as usize as u64;
+        let mut h = Handle::new(owner, type_name, identity, payload);
         h.lazy = Some(Lazy { make: Box::new(make), made: std::sync::OnceLock::new() });
         h
     }

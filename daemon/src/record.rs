@@ -255,8 +255,6 @@ fn hex(bytes: &[u8]) -> String {
 /// A value as recorded: handles by type and identity, not content.
 pub fn to_record(v: &Value) -> Wire {
     match v {
-        // A lazy result: its value (`Handle::lazy`).
-        Value::Handle(h) if h.value().is_some() => to_record(v.made()),
         Value::Handle(h) => Wire::Map(vec![
             ("$handle".into(), Wire::Str(h.type_name().to_owned())),
             ("owner".into(), Wire::Str(h.owner().to_owned())),

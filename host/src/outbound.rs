@@ -66,8 +66,6 @@ fn within(v: &Value, room: usize, handles: Handles<'_>) -> Result<Option<Wire>, 
             }
             Wire::Map(out)
         }
-        // A lazy result: its value (`Handle::lazy`).
-        Value::Handle(h) if h.value().is_some() => return within(v.made(), room, handles),
         Value::Handle(h) => handles(h).map_err(|message| ForeignError::new(ForeignErrorKind::BadArguments, message))?,
         scalar => codec::to_wire(scalar),
     }))
