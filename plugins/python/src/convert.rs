@@ -347,9 +347,13 @@ impl<'py> Maker<'py> {
             }
             // A large `=f=` result the workflow never read: what the worker
             // pickled, unpickled as it is (what a ProcessPoolExecutor does).
+            // Unpickled already as it came ([`crate::pool::Answer::Streamed`]), the first time.
             Value::Handle(h) if h.payload::<crate::pool::plain::Pickled>().is_some() => {
-                let Some(crate::pool::plain::Pickled(pickle)) = h.payload() else { unreachable!("checked by the guard") };
-                py.import("pickle")?.call_method1("loads", (pyo3::types::PyBytes::new(py, pickle),))?
+                let Some(pickled) = h.payload::<crate::pool::plain::Pickled>() else { unreachable!("checked by the guard") };
+                match pickled.take_object(py) {
+                    Some(object) => object.into_bound(py),
+                    None => py.import("pickle")?.call_method1("loads", (pyo3::types::PyBytes::new(py, &pickled.pickle),))?,
+                }
             }
             Value::Handle(h) => match h.payload::<Py<PyAny>>() {
                 Some(obj) => {

@@ -543,7 +543,14 @@ impl Functions {
     ) -> Result<V, CallError> {
         let (pool, request) = self.prepare_for_worker(py, dotted, resolved, args, kwargs)?;
         let context = &*self.context;
-        let answer = py.detach(|| pool.call(self.owner, request.key, &request.function, context, &request.args, request.with_keywords));
+        let sent = crate::pool::Request {
+            key: request.key,
+            function: &request.function,
+            args: &request.args,
+            with_keywords: request.with_keywords,
+            unpickle: V::UNPICKLE,
+        };
+        let answer = py.detach(|| pool.call(self.owner, context, &sent));
         self.answer_from_worker(py, dotted, answer)
     }
 
@@ -583,6 +590,7 @@ impl Functions {
                             function: &r.function,
                             args: &r.args,
                             with_keywords: r.with_keywords,
+                            unpickle: V::UNPICKLE,
                         })
                         .collect();
                     pool.call_batch(self.owner, context, &sent)
@@ -670,10 +678,10 @@ impl Functions {
         })?;
         let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (PyBytes::new(py, &bytes),));
         match answer {
-            Answer::Returned(bytes) => {
-                let bytes = match V::lazy(bytes) {
+            Answer::Returned(bytes) | Answer::Streamed(bytes, None) => {
+                let bytes = match V::lazy(bytes, None) {
                     Ok(value) => return Ok(value),
-                    Err(bytes) => bytes,
+                    Err((bytes, _)) => bytes,
                 };
                 if let Some(value) = crate::pool::plain::decode(&bytes) {
                     return Ok(value);
@@ -683,6 +691,26 @@ impl Functions {
                     let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message}); return None, bool, int, float, str, list, tuple or dict");
                     CallError { kind: Kind::BadResult, message, traceback, exception: None }
                 })?;
+                from_python(&result)
+                    .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+            }
+            // Unpickled already, as it came: kept for Python, or converted.
+            Answer::Streamed(bytes, Some(object)) => {
+                let (bytes, object) = match V::lazy(bytes, Some(object)) {
+                    Ok(value) => return Ok(value),
+                    Err((bytes, object)) => (bytes, object.expect("given back")),
+                };
+                if let Some(value) = crate::pool::plain::decode(&bytes) {
+                    return Ok(value);
+                }
+                let result = match object.wait(py) {
+                    Some(object) => object.into_bound(py),
+                    None => loads(bytes).map_err(|e| {
+                        let (message, traceback) = describe(py, &e);
+                        let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message}); return None, bool, int, float, str, list, tuple or dict");
+                        CallError { kind: Kind::BadResult, message, traceback, exception: None }
+                    })?,
+                };
                 from_python(&result)
                     .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
             }

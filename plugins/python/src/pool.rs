@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use crate::pipe::Replies;
 
 pub mod plain;
+pub mod stream;
 
 const WORKER_SOURCE: &str = include_str!("../python/oxiida/_worker.py");
 
@@ -76,13 +77,15 @@ impl PoolError {
     }
 }
 
-/// One call of a batch ([`Pool::call_batch`]).
-#[cfg_attr(not(feature = "package"), allow(dead_code))]
+/// One call ([`Pool::call`], [`Pool::call_batch`]).
 pub struct Request<'a> {
     pub key: u64,
     pub function: &'a [u8],
     pub args: &'a [u8],
     pub with_keywords: bool,
+    /// A large result sent as it is pickled is also unpickled here as it
+    /// comes ([`Answer::Streamed`]): for a caller that may hand it to Python.
+    pub unpickle: bool,
 }
 
 /// The most bytes of call frames written to a worker before its replies are
@@ -94,6 +97,10 @@ const BATCH_BYTES: usize = 48 * 1024;
 /// A worker's frame of what the call being run wrote to `sys.stdout` (u8
 /// 1) or `sys.stderr` (u8 2), as UTF-8; not a reply (see `_worker.py`).
 const PRINTED: u8 = 6;
+/// A reply status: a part of a result sent as it is pickled ...
+const PART: u8 = 7;
+/// ... and its last part.
+const LAST: u8 = 8;
 
 /// Writes what a worker's function printed to this interpreter's
 /// `sys.stdout` (or `sys.stderr`), flushed: where a plain call's prints go,
@@ -115,6 +122,9 @@ fn print_here(stderr: bool, text: &str) {
 /// (type, message, traceback, pickled exception) of what the function raised.
 pub enum Answer {
     Returned(Vec<u8>),
+    /// A large result sent as it was pickled: its pickle, and the thread
+    /// unpickling its parts as they came, when asked ([`Request::unpickle`]).
+    Streamed(Vec<u8>, Option<stream::Unpickled>),
     /// The pickle and its out-of-band buffers (pickle protocol 5), each
     /// read straight into a `bytearray` that the unpickled object keeps.
     ReturnedWithBuffers(Vec<u8>, Vec<pyo3::Py<pyo3::types::PyByteArray>>),
@@ -285,20 +295,12 @@ impl Pool {
     /// alive, else the next to come back.
     /// `args` is the pickled argument tuple or, `with_keywords`, the pickled
     /// `(arguments, keyword arguments)` pair.
-    pub fn call(
-        &self,
-        owner: u64,
-        key: u64,
-        function: &[u8],
-        context: &Context,
-        args: &[u8],
-        with_keywords: bool,
-    ) -> Result<Answer, PoolError> {
+    pub fn call(&self, owner: u64, context: &Context, request: &Request<'_>) -> Result<Answer, PoolError> {
         let mut w = self.workers.get(|| self.start())?;
         let pid = w.child.id();
         crate::ran_by::worker(pid);
         self.busy.lock().push((owner, pid, false));
-        let answer = exchange(&mut w, key, function, context, args, with_keywords);
+        let answer = exchange(&mut w, context, request);
         match answer {
             Ok(answer) if !self.unbusy(pid) => {
                 w.idle_since = Instant::now();
@@ -372,7 +374,7 @@ impl Pool {
             }
             let written = w.stdin.write_all(&frames).and_then(|()| w.stdin.flush());
             for c in &calls[at..end] {
-                match written.as_ref().map_err(|_| ()).and_then(|()| read_answer(&mut w).map_err(|_| ())) {
+                match written.as_ref().map_err(|_| ()).and_then(|()| read_answer(&mut w, c.unpickle).map_err(|_| ())) {
                     Ok(answer) => {
                         if matches!(answer, Answer::CannotLoad(_)) {
                             w.functions.remove(&c.key);
@@ -514,15 +516,17 @@ fn spawn(python: &str, module_path: &str) -> std::io::Result<Child> {
 /// length and its bytes, then the pickled argument tuple (or pair). A reply's
 /// body: u8 status (0 returned, 1 raised, 2 the result cannot cross, 3 the
 /// result cannot be pickled, 4 the function cannot be unpickled), then the pickle. Integers are
-/// big-endian, as the frame header is.
-fn exchange(w: &mut Worker, key: u64, function: &[u8], context: &Context, args: &[u8], with_keywords: bool) -> std::io::Result<Answer> {
+/// big-endian, as the frame header is. A large result may come in parts
+/// first (status 7 frames, then its last part as status 8, see
+/// [`stream`]); status 6 frames (prints) may come between any of them.
+fn exchange(w: &mut Worker, context: &Context, r: &Request<'_>) -> std::io::Result<Answer> {
     let mut frame = Vec::new();
-    encode(w, &mut frame, key, function, context, args, with_keywords)?;
+    encode(w, &mut frame, r.key, r.function, context, r.args, r.with_keywords)?;
     w.stdin.write_all(&frame)?;
     w.stdin.flush()?;
-    let answer = read_answer(w)?;
+    let answer = read_answer(w, r.unpickle)?;
     if matches!(answer, Answer::CannotLoad(_)) {
-        w.functions.remove(&key);
+        w.functions.remove(&r.key);
     }
     Ok(answer)
 }
@@ -606,7 +610,9 @@ fn new_bytearray(size: usize) -> std::io::Result<(pyo3::Py<pyo3::types::PyByteAr
 
 /// The next reply frame. What the call printed comes before it (status 6
 /// frames): each is written out here as it arrives ([`print_here`]).
-fn read_answer(w: &mut Worker) -> std::io::Result<Answer> {
+fn read_answer(w: &mut Worker, unpickle: bool) -> std::io::Result<Answer> {
+    // Dropped unfinished (another status came, an error), it is given up.
+    let mut streamed: Option<stream::Streamed> = None;
     let (len, status) = loop {
         let header = w.stdout.read(oxiida_abi::frame::HEADER_LEN)?;
         let len = oxiida_abi::frame::body_len(header.try_into().expect("a whole header"), MAX_REPLY)?;
@@ -614,6 +620,14 @@ fn read_answer(w: &mut Worker) -> std::io::Result<Answer> {
             return Err(std::io::ErrorKind::InvalidData.into());
         }
         let status = w.stdout.read(1)?[0];
+        if status == PART {
+            let part = w.stdout.read(len - 1)?;
+            if streamed.as_ref().is_some_and(|s| s.len() + part.len() > MAX_REPLY) {
+                return Err(std::io::ErrorKind::InvalidData.into());
+            }
+            streamed.get_or_insert_with(|| stream::Streamed::new(unpickle)).push(part);
+            continue;
+        }
         if status != PRINTED {
             break (len, status);
         }
@@ -626,6 +640,10 @@ fn read_answer(w: &mut Worker) -> std::io::Result<Answer> {
     }
     let pickle = w.stdout.read(len - 1)?;
     Ok(match status {
+        LAST => match streamed.take() {
+            Some(streamed) => streamed.finish(pickle),
+            None => return Err(std::io::ErrorKind::InvalidData.into()),
+        },
         0 => Answer::Returned(pickle),
         2 => Answer::CannotCross(pickle),
         3 => Answer::CannotPickle(pickle),

@@ -188,3 +188,41 @@ def test_a_large_result_reaches_a_plain_function_and_a_record_as_values(folders)
     assert got["n"] == 60_000 and got["r"] == records
     got = oxiida.run("require give;\nr = =give=();\n", scope, record=True, file_name="large.ox")
     assert got["r"] == records
+
+
+# A pickle of more than 1 MiB is sent in parts while the worker still
+# pickles it, and unpickled here as the parts come. When the worker gives
+# that pickle up part way (a value it must convert first), or dies sending
+# it, the parts already sent are dropped.
+def ints_then_a_date():
+    import datetime
+
+    return list(range(400_000)) + [datetime.date(2020, 1, 2)]
+
+
+def ints_then_death():
+    import os
+
+    class Fatal:
+        def __reduce__(self):
+            os._exit(3)
+
+    return list(range(400_000)) + [Fatal()]
+
+
+def test_a_large_pickle_given_up_part_way_comes_back_as_a_plain_call_gives_it():
+    import datetime
+
+    scope = {"give": ints_then_a_date}
+    for call in ("give()", "=give=()"):
+        got = oxiida.run(f"require give;\nx = {call};\nn = len(x);\nlast = x[{400_000}];\nprint last;\n", scope)
+        assert got["n"] == 400_001, call
+        assert got["x"][:400_000] == list(range(400_000)), call
+        assert got["last"] == datetime.date(2020, 1, 2) and got["x"][-1] == got["last"], call
+
+
+def test_a_worker_that_dies_sending_a_large_result_fails_that_call_and_the_next_runs():
+    with pytest.raises(oxiida.OxiidaError, match=r"the worker running `give` crashed: the worker process \(pid \d+\) exited with status 3"):
+        oxiida.run("require give;\nx = =give=();\n", {"give": ints_then_death})
+    ints = list(range(300_000))
+    assert oxiida.run("require give;\nx = =give=();\n", {"give": give_back(ints)})["x"] == ints

@@ -150,30 +150,55 @@ class _PlainPickler(pickle.Pickler):
 
 
 class _Parts(list):
-    # The pickler's output as the parts it wrote (one per pickle frame of
-    # about 64 KiB, each a bytes the pickler made and handed over): sent by
-    # writev as they are, never joined or copied into a BytesIO.
-    write = list.append
+    """The pickler's output as the parts it wrote (one per pickle frame of
+    about 64 KiB, each a bytes the pickler made and handed over): sent by
+    writev as they are, never joined or copied into a BytesIO.
+
+    A large pickle is sent while it is being made: once its parts pass
+    `FIRST` bytes, they go out as status 7 frames (each `EVERY` bytes), and
+    its last part as status 8. The caller unpickles the parts as they come,
+    while this process still pickles the rest: a large result costs the
+    slower of the two, not their sum. Any other status after status 7
+    frames (the pickle failed and its value went another way) tells the
+    caller to drop them."""
+
+    FIRST, EVERY = 1 << 20, 1 << 18
+
+    def __init__(self, replies):
+        super().__init__()
+        self.replies, self.size, self.streamed = replies, 0, False
+
+    def write(self, data):
+        self.append(data)
+        self.size += len(data)
+        if self.size >= (self.EVERY if self.streamed else self.FIRST):
+            with self.replies.lock:
+                self.replies.add_parts(7, self)
+                self.replies._flush()
+            self.clear()
+            self.size, self.streamed = 0, True
 
 
-def _dumps(result, keep):
-    """The result pickled (protocol 5), as a plain call would give it: the
-    pickle's parts and its out-of-band buffers (a numpy array's memory, sent
-    without a copy). What is left to free once it is pickled (the pickler
-    and its memo) goes into `keep`, freed after the reply is sent."""
+def _dumps(result, keep, replies):
+    """The result pickled (protocol 5), as a plain call would give it: its
+    status (0, 8 when its first parts were sent already, 5 with buffers),
+    the pickle's parts and its out-of-band buffers (a numpy array's memory,
+    sent without a copy). What is left to free once it is pickled (the
+    pickler and its memo) goes into `keep`, freed after the reply is sent."""
     if type(result) in _EXACT:
         # A number, a str, None: nothing to convert or to free later, and
         # `pickle.dumps` is a fifth of a pickler made for it (0.2 against 1.1 us).
-        return [pickle.dumps(result, protocol=5)], []
-    parts = _Parts()
+        return 0, [pickle.dumps(result, protocol=5)], []
+    parts = _Parts(replies)
     pickler = _PlainPickler(parts, protocol=5)
     keep.append(pickler)
     try:
         pickler.dump(result)
-        return parts, []
+        return (8 if parts.streamed else 0), parts, []
     except Exception:  # noqa: BLE001 - not only exact plain types: converted, then pickled
         buffers = []
-        return [pickle.dumps(_plain(result, keep=True), protocol=5, buffer_callback=buffers.append)], buffers
+        pickled = pickle.dumps(_plain(result, keep=True), protocol=5, buffer_callback=buffers.append)
+        return (5 if buffers else 0), [pickled], buffers
 
 
 def _die_with_parent(parent):
@@ -518,9 +543,7 @@ def main():
         if status == 0:
             try:
                 try:
-                    payload, buffers = _dumps(result, sent)
-                    if buffers:
-                        status = 5
+                    status, payload, buffers = _dumps(result, sent, replies)
                 except Exception as e:
                     # A value that would not cross anyway is refused as such.
                     try:
@@ -535,12 +558,12 @@ def main():
                 status, payload = 2, pickle.dumps((type(result).__name__, str(e)), protocol=5)
             except Exception as e:  # noqa: BLE001 - said as a transport failure, not as raised
                 status, payload = 3, pickle.dumps(f"{type(e).__name__}: {e}", protocol=5)
-            if status in (0, 5):
+            if status in (0, 5, 8):
                 sent.append(result)
             result = None
         if status == 5:
             replies.add_with_buffers(payload, buffers)
-        elif status == 0:
+        elif status in (0, 8):
             replies.add_parts(status, payload)
         else:
             replies.add(status, payload)

@@ -12,6 +12,11 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "package")]
+use pyo3::{Py, PyAny, Python};
+
+use crate::pool::stream::Unpickled;
+
 /// The values a plain pickle is read into: the runtime's (the package) or
 /// the ABI's (the CLI plugin), made as [`Crossing`] makes them, except that
 /// strings arrive shared: a dict key met again is the same `Arc`, and maps
@@ -32,10 +37,16 @@ pub trait Plain: crate::convert::Crossing + Clone + Send + 'static {
         str_of(bytes)
     }
     /// A large exact pickle kept as it is until the workflow reads it
-    /// ([`oxiida::value::Handle::lazy`]); `Err` gives it back to be read now.
-    fn lazy(pickle: Vec<u8>) -> Result<Self, Vec<u8>> {
-        Err(pickle)
+    /// ([`oxiida::value::Handle::lazy`]), with the object unpickled from it
+    /// already, if any; `Err` gives them back to be read now.
+    #[allow(clippy::type_complexity)]
+    fn lazy(pickle: Vec<u8>, object: Option<Unpickled>) -> Result<Self, (Vec<u8>, Option<Unpickled>)> {
+        Err((pickle, object))
     }
+    /// Whether a large result should also be unpickled as it arrives
+    /// ([`crate::pool::Request::unpickle`]): only where it may be handed
+    /// back to Python as it is ([`Plain::lazy`]).
+    const UNPICKLE: bool = false;
 }
 
 /// A pickle of at least this many bytes may stay unread until the
@@ -43,11 +54,26 @@ pub trait Plain: crate::convert::Crossing + Clone + Send + 'static {
 #[cfg(feature = "package")]
 const LAZY_BYTES: usize = 1 << 20;
 
-/// The payload of a lazy result: its exact pickle ([`Exact`]). The package
-/// returns such a variable to Python by `pickle.loads`, never made into
-/// workflow values if the workflow did not read it.
+/// The payload of a lazy result: its exact pickle ([`Exact`]), and the
+/// object unpickled from it as it came, if it was ([`crate::pool::Answer::Streamed`]).
+/// The package returns such a variable to Python as that object, the first
+/// time, else by `pickle.loads`: never made into workflow values if the
+/// workflow did not read it.
 #[cfg(feature = "package")]
-pub struct Pickled(pub Vec<u8>);
+pub struct Pickled {
+    pub pickle: Vec<u8>,
+    object: parking_lot::Mutex<Option<Unpickled>>,
+}
+
+#[cfg(feature = "package")]
+impl Pickled {
+    /// The object unpickled already, once: a variable returned twice gets
+    /// two objects, as two `pickle.loads` would give.
+    pub fn take_object(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let unpickled = self.object.lock().take()?;
+        unpickled.wait(py)
+    }
+}
 
 /// Nothing: what a pickle is read into to learn whether it is *exact*,
 /// read as plain values that `pickle.loads` would make the same Python
@@ -127,6 +153,7 @@ impl Plain for oxiida_abi::Value {
 #[cfg(feature = "package")]
 impl Plain for oxiida::value::Value {
     type Entries = oxiida::value::Map;
+    const UNPICKLE: bool = true;
     fn shared_str(s: Arc<str>) -> Self {
         Self::Str(s)
     }
@@ -137,12 +164,13 @@ impl Plain for oxiida::value::Value {
     fn shared_map(entries: Self::Entries) -> Self {
         Self::map(entries)
     }
-    fn lazy(pickle: Vec<u8>) -> Result<Self, Vec<u8>> {
+    fn lazy(pickle: Vec<u8>, object: Option<Unpickled>) -> Result<Self, (Vec<u8>, Option<Unpickled>)> {
         if pickle.len() < LAZY_BYTES || !exact(&pickle) {
-            return Err(pickle);
+            return Err((pickle, object));
         }
-        let handle = oxiida::value::Handle::lazy("python", "result", Box::new(Pickled(pickle)), |payload| {
-            let Some(Pickled(pickle)) = payload.downcast_ref::<Pickled>() else { return Self::Nil };
+        let payload = Pickled { pickle, object: parking_lot::Mutex::new(object) };
+        let handle = oxiida::value::Handle::lazy("python", "result", Box::new(payload), |payload| {
+            let Some(Pickled { pickle, .. }) = payload.downcast_ref::<Pickled>() else { return Self::Nil };
             // Exact, so it reads (the same reader, the same bytes).
             decode(pickle).unwrap_or_default()
         });
