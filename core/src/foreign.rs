@@ -156,6 +156,52 @@ pub type EachStream = Pin<Box<dyn futures_util::Stream<Item = Result<usize, Fore
 /// empty, the record names the workflow's own process.
 pub type RanBy = Arc<OnceLock<String>>;
 
+thread_local! {
+    /// Set while the interpreter makes a call whose result it reads at once
+    /// or drops ([`result_kept`]).
+    static UNKEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the workflow keeps the result of the call being made unread, as
+/// `x = f(...);` does (a lazy result, [`Handle::lazy`](crate::value::Handle::lazy),
+/// then stays unmade until `x` is read): `false` when the result is read at
+/// once (`len(f(...))`, an observed call) or dropped (`f(...);`, a `para
+/// for` body's call). A hint for a host that prepares a result to be handed
+/// back to its embedder as it is (the Python package unpickles a large
+/// result while it arrives), which it may skip when `false`. Valid on the
+/// thread the interpreter calls the host on, while in `Host::call`,
+/// `call_reporting`, `call_here`, `call_here_reporting` or `call_each`
+/// (capture it there for work done elsewhere); anywhere else it is `true`,
+/// "not known".
+pub fn result_kept() -> bool {
+    !UNKEPT.with(std::cell::Cell::get)
+}
+
+/// Runs `f` with [`result_kept`] saying `false` when `unkept`.
+pub(crate) fn unkept<T>(unkept: bool, f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            UNKEPT.with(|c| c.set(self.0));
+        }
+    }
+    if !unkept {
+        return f();
+    }
+    let _reset = Reset(UNKEPT.with(|c| c.replace(true)));
+    f()
+}
+
+/// `call` polled with [`result_kept`] saying `false` when `unkept` (the
+/// host is called in its first poll).
+pub(crate) async fn unkept_call<F: Future>(unkept: bool, call: F) -> F::Output {
+    if !unkept {
+        return call.await;
+    }
+    let mut call = std::pin::pin!(call);
+    std::future::poll_fn(|cx| self::unkept(true, || call.as_mut().poll(cx))).await
+}
+
 /// What a workflow needs from its environment of foreign functions.
 ///
 /// One `Host` serves one workflow (it may hold that workflow's private

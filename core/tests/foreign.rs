@@ -556,3 +556,64 @@ fn an_observed_run_records_and_keeps_a_lazy_result_made() {
     assert!(matches!(vars.iter().find(|(k, _)| &**k == "r"), Some((_, Value::Array(_)))), "{vars:?}");
     assert_eq!(host.state.lazy_made.load(Ordering::SeqCst), 1);
 }
+
+/// The test host, noting for each call its first argument and what
+/// `result_kept` said while the host was being called.
+#[derive(Default)]
+struct Kept {
+    inner: TestHost,
+    seen: Mutex<Vec<(String, bool)>>,
+}
+
+impl Kept {
+    fn note(&self, args: &[Value]) {
+        self.seen.lock().unwrap().push((args[0].to_string(), oxiida::foreign::result_kept()));
+    }
+}
+
+impl Host for Kept {
+    fn resolve(&self, name: &ForeignName) -> Result<(), String> {
+        self.inner.resolve(name)
+    }
+
+    fn call(&self, name: &ForeignName, args: Vec<Value>, keywords: oxiida::foreign::Keywords, mode: CallMode) -> CallFuture {
+        self.note(&args);
+        self.inner.call(name, args, keywords, mode)
+    }
+
+    fn call_here(
+        &self,
+        name: &ForeignName,
+        args: &[Value],
+        keywords: &[(Arc<str>, Value)],
+        mode: CallMode,
+    ) -> Option<Result<Value, ForeignError>> {
+        let result = self.inner.call_here(name, args, keywords, mode)?;
+        self.note(args);
+        Some(result)
+    }
+}
+
+#[test]
+fn a_host_learns_whether_the_workflow_keeps_a_result_unread() {
+    let src = "require add;\na = add(1, 0);\nadd(2, 0);\nb = [add(3, 0)];\nc = len([=add=(4, 0)]);\npara { d = =add=(5, 0); e = add(6, 0); }\n\
+               para for i in [7] { x = add(i, 0); }\npara for i in [8] { y = add(i, 0); z = add(y, 0); }\n";
+    for inline_calls in [false, true] {
+        let host = Kept::default();
+        let (_, result) = runtime().block_on(run_with(&host, src, Limits { inline_calls, ..Limits::default() }));
+        result.unwrap();
+        let seen = host.seen.lock().unwrap().clone();
+        let expected: Vec<(String, bool)> =
+            [("1", true), ("2", false), ("3", false), ("4", false), ("5", true), ("6", true), ("7", false), ("8", true), ("8", true)]
+                .iter()
+                .map(|(a, k)| (a.to_string(), *k))
+                .collect();
+        if inline_calls {
+            assert!(host.inner.state.inline_calls.load(Ordering::SeqCst) > 0, "some calls were made inline");
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected, "inline calls {inline_calls}: {seen:?}");
+    }
+    assert!(oxiida::foreign::result_kept(), "outside a call: not known");
+}

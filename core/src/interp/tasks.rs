@@ -68,12 +68,12 @@ impl Interpreter<'_> {
             StmtKind::Expr(Expr { kind: ExprKind::Assign(slot, value), .. }) if direct(value, f) => {
                 // The one place a lazy result stays unmade: a variable
                 // holds it, and reading the variable makes it.
-                let v = self.direct_call(value, f, true).await?;
+                let v = self.direct_call(value, f, true, true).await?;
                 f[*slot as usize] = Some(v);
                 Ok(Flow::Next)
             }
             StmtKind::Expr(e) if direct(e, f) => {
-                self.direct_call(e, f, true).await?;
+                self.direct_call(e, f, true, false).await?;
                 Ok(Flow::Next)
             }
             _ => self.exec_async(s, f).await,
@@ -87,12 +87,14 @@ impl Interpreter<'_> {
     /// an unobserved frame never takes), and a `para for` holds one per
     /// iteration in flight.
     /// `lazy`: a lazy result ([`Handle::lazy`](crate::value::Handle::lazy))
-    /// may stay unmade (the statement assigns it, or drops it).
-    fn direct_call<'s>(&'s self, e: &'s Expr, f: &'s mut Frame, lazy: bool) -> BoxFuture<'s, Fallible<Value>> {
+    /// may stay unmade (the statement assigns it, or drops it); `kept`: the
+    /// statement assigns it ([`result_kept`](crate::foreign::result_kept)).
+    fn direct_call<'s>(&'s self, e: &'s Expr, f: &'s mut Frame, lazy: bool, kept: bool) -> BoxFuture<'s, Fallible<Value>> {
         let ExprKind::Foreign { function, args, keywords, mode } = &e.kind else { unreachable!("`direct` checked") };
         Box::pin(async move {
             let (values, named) = self.call_args(args, keywords, f)?;
-            let v = self.call_unobserved(*function, values, named, *mode, e.span, None).await?;
+            let call = self.call_unobserved(*function, values, named, *mode, e.span, None);
+            let v = crate::foreign::unkept_call(!kept, call).await?;
             Ok(if lazy { v } else { v.forced() })
         })
     }
@@ -113,7 +115,7 @@ impl Interpreter<'_> {
     pub(super) async fn eval_any(&self, e: &Expr, f: &mut Frame) -> Fallible<Value> {
         if e.task {
             if direct(e, f) {
-                self.direct_call(e, f, false).await
+                self.direct_call(e, f, false, false).await
             } else {
                 self.eval_async(e, f).await
             }
@@ -300,11 +302,12 @@ impl Interpreter<'_> {
                         frame[var as usize] = Some(item);
                         calls.push(self.call_args(args, keywords, &mut frame)?);
                     }
-                    match self.host.call_each(name, calls, mode) {
+                    // Each iteration's result is dropped: not kept.
+                    match crate::foreign::unkept(true, || self.host.call_each(name, calls, mode)) {
                         Ok(each) => running.push(Box::pin(each.map(move |r| r.map_err(|e| self.failure(function, span, e))))),
                         Err(calls) => {
                             for (values, named) in calls {
-                                let call = self.host.call(name, values, named, mode);
+                                let call = crate::foreign::unkept(true, || self.host.call(name, values, named, mode));
                                 running.push(Box::pin(futures_util::stream::once(async move {
                                     call.await.map(|_| 1).map_err(|e| self.failure(function, span, e))
                                 })));
@@ -427,14 +430,15 @@ impl Interpreter<'_> {
                 .observed(observer, &task, || async {
                     let mut started = SystemTime::now();
                     // Made before the observer sees it: a record holds values.
-                    let result = self.call_unobserved(function, args, keywords, mode, span, Some((&mut started, &task.ran_by))).await;
+                    let call = self.call_unobserved(function, args, keywords, mode, span, Some((&mut started, &task.ran_by)));
+                    let result = crate::foreign::unkept_call(true, call).await;
                     (started, result.map(Value::forced))
                 })
                 .await;
             o.acc.push(task.key.into());
             return result.map(Value::forced);
         }
-        self.call_unobserved(function, args, keywords, mode, span, None).await.map(Value::forced)
+        crate::foreign::unkept_call(true, self.call_unobserved(function, args, keywords, mode, span, None)).await.map(Value::forced)
     }
 
     /// The foreign call itself; `recorded`, when given, is the time set

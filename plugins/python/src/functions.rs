@@ -548,7 +548,8 @@ impl Functions {
             function: &request.function,
             args: &request.args,
             with_keywords: request.with_keywords,
-            unpickle: V::UNPICKLE,
+            // Called inline on the workflow's thread: the interpreter's hint holds.
+            unpickle: V::UNPICKLE && crate::pool::plain::result_kept(),
         };
         let answer = py.detach(|| pool.call(self.owner, context, &sent));
         self.answer_from_worker(py, dotted, answer)
@@ -567,7 +568,7 @@ impl Functions {
             let mut results: Vec<Option<Result<V, CallError>>> = Vec::with_capacity(calls.len());
             let mut requests = Vec::new();
             let mut pool = None;
-            for (at, (dotted, args, keywords)) in calls.iter().enumerate() {
+            for (at, (dotted, args, keywords, _)) in calls.iter().enumerate() {
                 let prepared = self
                     .prepare_call(py, dotted, args, keywords)
                     .and_then(|(resolved, args, kwargs)| self.prepare_for_worker(py, dotted, &resolved, args, kwargs));
@@ -582,15 +583,17 @@ impl Functions {
             }
             if let Some(pool) = pool {
                 let context = &*self.context;
+                let kept: Vec<bool> = requests.iter().map(|(at, _)| calls[*at].3).collect();
                 let answers = py.detach(|| {
                     let sent: Vec<crate::pool::Request<'_>> = requests
                         .iter()
-                        .map(|(_, r)| crate::pool::Request {
+                        .zip(kept)
+                        .map(|((_, r), kept)| crate::pool::Request {
                             key: r.key,
                             function: &r.function,
                             args: &r.args,
                             with_keywords: r.with_keywords,
-                            unpickle: V::UNPICKLE,
+                            unpickle: V::UNPICKLE && kept,
                         })
                         .collect();
                     pool.call_batch(self.owner, context, &sent)
@@ -769,9 +772,11 @@ impl Functions {
     }
 }
 
-/// One call of [`Functions::call_batch`]: its name, arguments and keyword arguments.
+/// One call of [`Functions::call_batch`]: its name, arguments and keyword
+/// arguments, and whether the workflow keeps its result unread
+/// ([`oxiida::foreign::result_kept`], asked when the call was queued).
 #[cfg(feature = "package")]
-pub type BatchCall<'a, K, V> = (&'a str, &'a [V], &'a [(K, V)]);
+pub type BatchCall<'a, K, V> = (&'a str, &'a [V], &'a [(K, V)], bool);
 
 /// One `=f=` call, pickled for a worker.
 struct Prepared {

@@ -236,6 +236,9 @@ struct Job {
     target: Target,
     /// A recorded `=f=` call's: where the worker's pid goes.
     ran_by: Option<RanBy>,
+    /// Whether the workflow keeps the result unread ([`oxiida::foreign::result_kept`],
+    /// asked when the call is queued).
+    kept: bool,
 }
 
 struct Shared {
@@ -345,7 +348,7 @@ impl Calls {
         if state.closed {
             return Err(closed_error());
         }
-        let job = Job { dotted: Arc::from(dotted), args, keywords, target: Target::One(slot.clone()), ran_by: None };
+        let job = Job { dotted: Arc::from(dotted), args, keywords, target: Target::One(slot.clone()), ran_by: None, kept: false };
         queue_plain(shared, &mut state, std::iter::once(job));
         Ok(Pending(slot))
     }
@@ -363,6 +366,7 @@ impl Calls {
             keywords,
             target: Target::Each(slot.clone()),
             ran_by: None,
+            kept: false,
         });
         let shared = &self.shared;
         let mut state = shared.state.lock();
@@ -426,7 +430,8 @@ impl Calls {
         if state.closed {
             return Err(closed_error());
         }
-        state.process.push_back(Job { dotted: Arc::from(dotted), args, keywords, target: Target::One(slot.clone()), ran_by });
+        let kept = oxiida::foreign::result_kept();
+        state.process.push_back(Job { dotted: Arc::from(dotted), args, keywords, target: Target::One(slot.clone()), ran_by, kept });
         start_dispatcher(shared, &mut state, 1)?;
         shared.process_work.notify_one();
         Ok(Pending(slot))
@@ -811,7 +816,7 @@ fn dispatch(shared: &Arc<Shared>) {
         }
         let started = Instant::now();
         let calls: Vec<crate::functions::BatchCall<'_, Arc<str>, Value>> =
-            batch.iter().map(|j| (&*j.dotted, j.args.as_slice(), j.keywords.as_slice())).collect();
+            batch.iter().map(|j| (&*j.dotted, j.args.as_slice(), j.keywords.as_slice(), j.kept)).collect();
         let (results, who) = crate::ran_by::asking(|| shared.functions.call_batch(&calls));
         // One batch, one worker process: each recorded call names its pid.
         if let Some(who) = who {

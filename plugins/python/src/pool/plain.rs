@@ -49,6 +49,16 @@ pub trait Plain: crate::convert::Crossing + Clone + Send + 'static {
     const UNPICKLE: bool = false;
 }
 
+/// Whether the workflow keeps the result of the call being made unread:
+/// [`oxiida::foreign::result_kept`] in the package (on the workflow's thread,
+/// where the call is made inline); nothing asks elsewhere.
+pub fn result_kept() -> bool {
+    #[cfg(feature = "package")]
+    return oxiida::foreign::result_kept();
+    #[cfg(not(feature = "package"))]
+    true
+}
+
 /// A pickle of at least this many bytes may stay unread until the
 /// workflow reads its value (below that, reading it costs little).
 #[cfg(feature = "package")]
