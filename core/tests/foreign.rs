@@ -596,7 +596,8 @@ impl Host for Kept {
 
 #[test]
 fn a_host_learns_whether_the_workflow_keeps_a_result_unread() {
-    let src = "require add;\na = add(1, 0);\nadd(2, 0);\nb = [add(3, 0)];\nc = len([=add=(4, 0)]);\npara { d = =add=(5, 0); e = add(6, 0); }\n\
+    let src =
+        "require add;\na = add(1, 0);\nadd(2, 0);\nb = [add(3, 0)];\nc = len([=add=(4, 0)]);\npara { d = =add=(5, 0); e = add(6, 0); }\n\
                para for i in [7] { x = add(i, 0); }\npara for i in [8] { y = add(i, 0); z = add(y, 0); }\n";
     for inline_calls in [false, true] {
         let host = Kept::default();
