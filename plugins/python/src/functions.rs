@@ -665,6 +665,35 @@ impl Functions {
         Ok((pool, Prepared { key: resolved.key, function, args, with_keywords }))
     }
 
+    /// A result a worker pickled (and the thread unpickling it as it came,
+    /// if one did): kept unread ([`Plain::lazy`](crate::pool::plain::Plain::lazy)),
+    /// else read from the pickle, else converted from the object as a plain
+    /// call's result is.
+    fn returned<V: crate::pool::plain::Plain>(
+        py: Python<'_>,
+        dotted: &str,
+        bytes: Vec<u8>,
+        object: Option<crate::pool::stream::Unpickled>,
+    ) -> Result<V, CallError> {
+        let (bytes, object) = match V::lazy(bytes, object) {
+            Ok(value) => return Ok(value),
+            Err(given_back) => given_back,
+        };
+        if let Some(value) = crate::pool::plain::decode(&bytes) {
+            return Ok(value);
+        }
+        let result = match object.and_then(|o| o.wait(py)) {
+            Some(object) => object.into_bound(py),
+            None => py.import("pickle").and_then(|m| m.call_method1("loads", (PyBytes::new(py, &bytes),))).map_err(|e| {
+                let (message, traceback) = describe(py, &e);
+                let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message}); return None, bool, int, float, str, list, tuple or dict");
+                CallError { kind: Kind::BadResult, message, traceback, exception: None }
+            })?,
+        };
+        from_python(&result)
+            .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+    }
+
     /// What a worker answered, as the result or the error of the call. A
     /// result of plain values is read from its pickle directly; any other
     /// is unpickled and converted as a plain call's result is.
@@ -681,42 +710,8 @@ impl Functions {
         })?;
         let loads = |bytes: Vec<u8>| py.import("pickle")?.call_method1("loads", (PyBytes::new(py, &bytes),));
         match answer {
-            Answer::Returned(bytes) | Answer::Streamed(bytes, None) => {
-                let bytes = match V::lazy(bytes, None) {
-                    Ok(value) => return Ok(value),
-                    Err((bytes, _)) => bytes,
-                };
-                if let Some(value) = crate::pool::plain::decode(&bytes) {
-                    return Ok(value);
-                }
-                let result = loads(bytes).map_err(|e| {
-                    let (message, traceback) = describe(py, &e);
-                    let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message}); return None, bool, int, float, str, list, tuple or dict");
-                    CallError { kind: Kind::BadResult, message, traceback, exception: None }
-                })?;
-                from_python(&result)
-                    .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
-            }
-            // Unpickled already, as it came: kept for Python, or converted.
-            Answer::Streamed(bytes, Some(object)) => {
-                let (bytes, object) = match V::lazy(bytes, Some(object)) {
-                    Ok(value) => return Ok(value),
-                    Err((bytes, object)) => (bytes, object.expect("given back")),
-                };
-                if let Some(value) = crate::pool::plain::decode(&bytes) {
-                    return Ok(value);
-                }
-                let result = match object.wait(py) {
-                    Some(object) => object.into_bound(py),
-                    None => loads(bytes).map_err(|e| {
-                        let (message, traceback) = describe(py, &e);
-                        let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message}); return None, bool, int, float, str, list, tuple or dict");
-                        CallError { kind: Kind::BadResult, message, traceback, exception: None }
-                    })?,
-                };
-                from_python(&result)
-                    .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
-            }
+            Answer::Returned(bytes) => Self::returned(py, dotted, bytes, None),
+            Answer::Streamed(bytes, object) => Self::returned(py, dotted, bytes, object),
             Answer::ReturnedWithBuffers(bytes, buffers) => {
                 let result = py
                     .import("pickle")
