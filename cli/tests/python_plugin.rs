@@ -107,6 +107,11 @@ fn run(config: &str, workflow: &str) -> Output {
     common::run_with_plugin(plugin(), config, scratch(), workflow)
 }
 
+/// Workers use the interpreter the plugin was built against; it may lack cloudpickle.
+fn workers_have_cloudpickle() -> bool {
+    Command::new("python3").args(["-c", "import cloudpickle"]).status().is_ok_and(|s| s.success())
+}
+
 fn script() -> String {
     format!("={}", scratch().join("script.py").display())
 }
@@ -246,9 +251,7 @@ fn a_broken_script_is_a_clear_error() {
 #[test]
 fn process_calls_run_in_worker_processes() {
     let out = run(&script(), "require add;\nprint =add=(1, 2);\npara for i in range(3) { print =add=(i, 0) >= 0; }\n");
-    // Workers use the interpreter the plugin was built against; it may lack cloudpickle.
-    let has_cloudpickle = Command::new("python3").args(["-c", "import cloudpickle"]).status().is_ok_and(|s| s.success());
-    if has_cloudpickle {
+    if workers_have_cloudpickle() {
         assert_eq!(text(&out.stdout), "3\ntrue\ntrue\ntrue\n", "{}", text(&out.stderr));
     } else {
         assert_eq!(out.status.code(), Some(1));
@@ -275,8 +278,7 @@ fn keyword_arguments_are_python_keyword_arguments() {
 
 #[test]
 fn process_calls_take_keyword_arguments_too() {
-    let has_cloudpickle = Command::new("python3").args(["-c", "import cloudpickle"]).status().is_ok_and(|s| s.success());
-    if !has_cloudpickle {
+    if !workers_have_cloudpickle() {
         eprintln!("note: the workers' Python lacks cloudpickle; `=f=` with keywords is not tested here");
         return;
     }
@@ -294,8 +296,7 @@ fn process_calls_take_keyword_arguments_too() {
 
 #[test]
 fn large_process_results_arrive_whole_while_the_worker_still_pickles_them() {
-    let has_cloudpickle = Command::new("python3").args(["-c", "import cloudpickle"]).status().is_ok_and(|s| s.success());
-    if !has_cloudpickle {
+    if !workers_have_cloudpickle() {
         eprintln!("note: the workers' Python lacks cloudpickle; large `=f=` results are not tested here");
         return;
     }
