@@ -68,12 +68,12 @@ impl Interpreter<'_> {
             StmtKind::Expr(Expr { kind: ExprKind::Assign(slot, value), .. }) if direct(value, f) => {
                 // The one place a lazy result stays unmade: a variable
                 // holds it, and reading the variable makes it.
-                let v = self.direct_call(value, f, true, true).await?;
+                let v = self.direct_call(value, f, Use::Assigned).await?;
                 f[*slot as usize] = Some(v);
                 Ok(Flow::Next)
             }
             StmtKind::Expr(e) if direct(e, f) => {
-                self.direct_call(e, f, true, false).await?;
+                self.direct_call(e, f, Use::Dropped).await?;
                 Ok(Flow::Next)
             }
             _ => self.exec_async(s, f).await,
@@ -86,16 +86,14 @@ impl Interpreter<'_> {
     /// 336 (928 through `call_foreign`, sized for its observed path, which
     /// an unobserved frame never takes), and a `para for` holds one per
     /// iteration in flight.
-    /// `lazy`: a lazy result ([`Handle::lazy`](crate::value::Handle::lazy))
-    /// may stay unmade (the statement assigns it, or drops it); `kept`: the
-    /// statement assigns it ([`result_kept`](crate::foreign::result_kept)).
-    fn direct_call<'s>(&'s self, e: &'s Expr, f: &'s mut Frame, lazy: bool, kept: bool) -> BoxFuture<'s, Fallible<Value>> {
+    /// `used`: what becomes of the result ([`Use`]).
+    fn direct_call<'s>(&'s self, e: &'s Expr, f: &'s mut Frame, used: Use) -> BoxFuture<'s, Fallible<Value>> {
         let ExprKind::Foreign { function, args, keywords, mode } = &e.kind else { unreachable!("`direct` checked") };
         Box::pin(async move {
             let (values, named) = self.call_args(args, keywords, f)?;
             let call = self.call_unobserved(*function, values, named, *mode, e.span, None);
-            let v = crate::foreign::unkept_call(!kept, call).await?;
-            Ok(if lazy { v } else { v.forced() })
+            let v = crate::foreign::unkept_call(used != Use::Assigned, call).await?;
+            Ok(if used == Use::Read { v.forced() } else { v })
         })
     }
 
@@ -115,7 +113,7 @@ impl Interpreter<'_> {
     pub(super) async fn eval_any(&self, e: &Expr, f: &mut Frame) -> Fallible<Value> {
         if e.task {
             if direct(e, f) {
-                self.direct_call(e, f, false, false).await
+                self.direct_call(e, f, Use::Read).await
             } else {
                 self.eval_async(e, f).await
             }
@@ -511,6 +509,20 @@ fn direct(e: &Expr, f: &Frame) -> bool {
         ExprKind::Foreign { args, keywords, .. } => f.obs.is_none() && !args.iter().chain(keywords.iter().map(|(_, v)| v)).any(|a| a.task),
         _ => false,
     }
+}
+
+/// What a statement does with the result of a call [`direct`] accepted. A
+/// lazy result ([`Handle::lazy`](crate::value::Handle::lazy)) stays unmade
+/// unless it is `Read`; only an `Assigned` one is kept unread
+/// ([`result_kept`](crate::foreign::result_kept)).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// `x = f(...);`
+    Assigned,
+    /// `f(...);`
+    Dropped,
+    /// The call is part of an expression.
+    Read,
 }
 
 /// The body of a `para for` when it is one foreign call whose arguments
