@@ -38,7 +38,7 @@ pub const LINEAR: usize = 32;
 type Entry = (Arc<str>, Value);
 
 /// String keys in insertion order; see the module's documentation.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Map {
     entries: Vec<Entry>,
     /// Present exactly when `entries.len() > LINEAR`.
@@ -232,12 +232,6 @@ impl Map {
     /// The values in insertion order, to change in place (keys stay).
     pub fn values_mut(&mut self) -> impl ExactSizeIterator<Item = &mut Value> + DoubleEndedIterator {
         self.entries.iter_mut().map(|(_, v)| v)
-    }
-}
-
-impl Clone for Map {
-    fn clone(&self) -> Map {
-        Map { entries: self.entries.clone(), index: self.index.clone() }
     }
 }
 
