@@ -690,8 +690,7 @@ impl Functions {
                 CallError { kind: Kind::BadResult, message, traceback, exception: None }
             })?,
         };
-        from_python(&result)
-            .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+        plain_result(dotted, &result)
     }
 
     /// What a worker answered, as the result or the error of the call. A
@@ -725,8 +724,7 @@ impl Functions {
                         let message = format!("could not receive the result of `{dotted}` from the worker (unpickling failed: {message})");
                         CallError { kind: Kind::BadResult, message, traceback, exception: None }
                     })?;
-                from_python(&result)
-                    .map_err(|why| CallError::new(Kind::BadResult, format!("cannot return {} from `{dotted}`: {why}", type_name(&result))))
+                plain_result(dotted, &result)
             }
             // The worker checks what it returns as this process would: the same words.
             Answer::CannotCross(bytes) => {
