@@ -191,8 +191,9 @@ impl Parts {
     }
 
     fn readline<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        // Protocol 5 pickles of plain values have no line opcodes; read
-        // byte by byte for completeness.
+        // `pickle.Unpickler` refuses a file without `readline`; protocol 5
+        // pickles of plain values have no line opcodes, so it is never
+        // called in practice and may read byte by byte.
         let mut out = Vec::new();
         loop {
             let byte = self.next(py, 1);
